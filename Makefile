@@ -1,0 +1,101 @@
+# qkit build. `make` builds build/libqkit.{a,so} and build/qkit;
+# `make test` builds and runs every tests/test_*.c; `make SAN=1 test` does the
+# same under AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/).
+# Kernels for an instruction set live in files named *__avx2.c, *__avx512.c,
+# *__vnni.c, *__amx.c and get only that file's ISA flags; dispatch picks
+# them at run time from CPU features, so the binary runs on any x86-64.
+
+CC ?= gcc
+PREFIX ?= /usr/local
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+
+ifeq ($(SAN),1)
+  B := build-san
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+else
+  B := build
+  OPT := -O2 -g
+  LDSAN :=
+endif
+
+CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
+CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread
+LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lz -lm -lpthread
+LDFLAGS += $(LDSAN) -pthread
+
+ISA_avx2   := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
+ISA_vnni   := $(ISA_avx512) -mavx512vnni
+ISA_amx    := $(ISA_vnni) -mamx-tile -mamx-int8
+
+LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC := $(wildcard src/cli/*.c)
+GEN_SRC := $(B)/gen/onnx.pb-c.c
+LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/gen/onnx.pb-c.o
+CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(CLI_SRC))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+EX_SRC := $(wildcard examples/*.c)
+EX_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h)
+
+.PHONY: all lib test tests bench examples install clean
+all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit
+
+$(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(B)/gen
+	cp $(ONNX_PROTO) $(B)/gen/onnx.proto
+	cd $(B)/gen && protoc-c --c_out=. onnx.proto
+
+$(B)/obj/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
+
+isa_flags = $(if $(findstring __amx,$1),$(ISA_amx),$(if $(findstring __vnni,$1),$(ISA_vnni),$(if $(findstring __avx512,$1),$(ISA_avx512),$(if $(findstring __avx2,$1),$(ISA_avx2),))))
+
+$(B)/obj/%.o: %.c $(HDRS) $(B)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(call isa_flags,$<) -c $< -o $@
+
+$(B)/libqkit.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/libqkit.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/qkit: $(CLI_OBJ) $(B)/libqkit.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libqkit.a $(LDLIBS)
+
+$(B)/tests/%: tests/%.c tests/qt.h $(B)/libqkit.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
+
+$(B)/examples/%: examples/%.c $(B)/libqkit.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
+
+$(B)/bench/%: bench/%.c $(B)/libqkit.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O3 $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
+
+tests: all $(TEST_BIN) $(EX_BIN)
+examples: $(EX_BIN)
+bench: all $(BENCH_BIN)
+
+test: tests
+	QKIT_BUILD=$(B) bash tools/run_tests.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/qkit $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/qkit/*.h $(DESTDIR)$(PREFIX)/include/qkit/
+	install -m 644 $(B)/libqkit.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libqkit.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/qkit $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/qkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qkit.pc
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,211 @@
+/* qkit graph layer: values, nodes, attributes, topological order, shape
+ * inference, a planned forward executor and reverse-mode autodiff.
+ *
+ * A graph holds values (graph inputs, initializers, activations) and nodes
+ * (one ONNX-style operator each). Values and nodes are referred to by index.
+ * Activation values carry a batch dimension in dims[0].
+ *
+ *   qk_graph *g; qk_graph_create(&g);
+ *   int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){-1,1,28,28});
+ *   ... add params and nodes ...
+ *   qk_ops_bind(g);                  // ops layer: find each node's operator
+ *   qk_graph_plan(g, 128, 0, pool);  // shapes, buffers, workspace: once
+ *   memcpy(g->values[x].t.data, images, ...);
+ *   qk_graph_forward(g, 128);        // no allocation inside
+ */
+#ifndef QKIT_GRAPH_H
+#define QKIT_GRAPH_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- values ---- */
+typedef enum qk_value_kind {
+    QK_VALUE_ACT = 0,   /* produced by a node; buffer planned by qk_graph_plan */
+    QK_VALUE_INPUT = 1, /* graph input; buffer planned, filled by the caller */
+    QK_VALUE_PARAM = 2, /* trainable initializer (owned data) */
+    QK_VALUE_CONST = 3  /* non-trainable initializer (owned data): shapes,
+                           BN running statistics, quantizer constants */
+} qk_value_kind;
+
+typedef struct qk_value {
+    char *name;
+    qk_value_kind kind;
+    qk_tensor t;       /* shape + data; for ACT/INPUT dims[0] is the batch */
+    qk_tensor grad;    /* d loss / d value, same shape; allocated by plan when needed */
+    int producer;      /* node index, -1 for inputs and initializers */
+    int requires_grad; /* set by plan (training): params, and acts downstream of them */
+    int no_decay;      /* params excluded from weight decay (BN scale/bias, biases) */
+    int grad_zeroed;   /* executor bookkeeping during backward */
+    int dyn_batch;     /* INPUT: dims[0] follows the planned batch (declared -1) */
+} qk_value;
+
+/* ---- attributes (ONNX AttributeProto subset) ---- */
+typedef enum qk_attr_type {
+    QK_ATTR_FLOAT = 1, QK_ATTR_INT = 2, QK_ATTR_STRING = 3, QK_ATTR_TENSOR = 4,
+    QK_ATTR_FLOATS = 6, QK_ATTR_INTS = 7
+} qk_attr_type; /* ONNX AttributeType values */
+
+typedef struct qk_attr {
+    char *name;
+    qk_attr_type type;
+    int64_t i;
+    float f;
+    char *s;
+    int n;            /* length of ints/floats */
+    int64_t *ints;
+    float *floats;
+    qk_tensor *t;     /* owned */
+} qk_attr;
+
+struct qk_graph;
+struct qk_node;
+struct qk_exec;
+
+/* ---- operators ----
+ * An operator implements ONNX semantics for one op_type. All hooks except
+ * forward are optional. Hooks see the whole graph so they can read input
+ * shapes (g->values[n->in[i]].t) and constant data (shape tensors).
+ *   init:     once, after binding: parse and validate attributes into
+ *             n->state; error names the node.
+ *   infer:    set every output's dtype and dims from the inputs' (batch
+ *             included). Called at plan and whenever the batch changes;
+ *             must not allocate.
+ *   reshape:  at plan, after infer, shapes at the maximum batch: allocate
+ *             buffers kept from forward to backward in n->state and report
+ *             the scratch bytes each worker needs (*ws_bytes).
+ *   forward:  compute outputs from inputs. x->training says train/eval.
+ *   backward: given output grads (values[out].grad), ADD input grads into
+ *             values[in].grad for every input whose grad.data != NULL
+ *             (buffers are zeroed by the executor before first use).
+ *   destroy:  free n->state. */
+typedef struct qk_op {
+    const char *type;
+    qk_status (*init)(struct qk_graph *g, struct qk_node *n);
+    qk_status (*infer)(struct qk_graph *g, struct qk_node *n);
+    qk_status (*reshape)(struct qk_graph *g, struct qk_node *n, int training,
+                         size_t *ws_bytes);
+    qk_status (*forward)(struct qk_exec *x, struct qk_node *n);
+    qk_status (*backward)(struct qk_exec *x, struct qk_node *n);
+    void (*destroy)(struct qk_node *n);
+} qk_op;
+
+typedef struct qk_node {
+    char *name;
+    char *op_type;
+    char *domain;       /* NULL or "" = default ONNX domain */
+    const qk_op *op;    /* bound by qk_ops_bind */
+    int n_in, n_out;
+    int *in, *out;      /* value indices; -1 = absent optional input */
+    int n_attr;
+    qk_attr *attr;
+    void *state;        /* op-private */
+} qk_node;
+
+/* Execution context handed to forward/backward. */
+typedef struct qk_exec {
+    struct qk_graph *g;
+    qk_pool *pool;      /* may be NULL (serial) */
+    int training;
+    int nworkers;       /* qk_pool_threads(pool) */
+    uint8_t *ws;        /* nworkers * ws_stride bytes, 64-aligned */
+    size_t ws_stride;
+} qk_exec;
+
+/* Scratch of worker w (ws_stride bytes, 64-aligned). */
+static inline void *qk_exec_ws(const qk_exec *x, int w) { return x->ws + (size_t)w * x->ws_stride; }
+
+typedef struct qk_graph {
+    char *name;
+    int n_values, cap_values;
+    qk_value *values;
+    int n_nodes, cap_nodes;
+    qk_node *nodes;
+    int n_inputs, n_outputs;
+    int *inputs, *outputs;    /* value indices */
+    int *order;               /* topological order of nodes (n_nodes) */
+    int n_meta;
+    char **meta_keys, **meta_vals; /* ONNX metadata_props */
+    int64_t opset;            /* default-domain opset (import/export) */
+    /* plan */
+    int planned;
+    int training;
+    int64_t max_batch, batch;
+    qk_exec exec;
+    void *arena;              /* activation (+ grad) storage */
+} qk_graph;
+
+/* ---- building ---- */
+qk_status qk_graph_create(qk_graph **out);
+void qk_graph_destroy(qk_graph *g);
+/* Each returns the new index, or -1 with the error recorded (duplicate name, no memory). */
+int qk_graph_add_value(qk_graph *g, const char *name, qk_value_kind kind);
+/* Graph input; dims[0] may be -1 (dynamic batch). */
+int qk_graph_add_input(qk_graph *g, const char *name, qk_dtype dt, int ndim, const int64_t *dims);
+/* Initializer; takes ownership of *t (t is zeroed on return). */
+int qk_graph_add_init(qk_graph *g, const char *name, qk_value_kind kind, qk_tensor *t);
+int qk_graph_add_node(qk_graph *g, const char *op_type, const char *name,
+                      int n_in, const int *in, int n_out, const int *out);
+qk_status qk_graph_add_output(qk_graph *g, int value);
+int qk_graph_find_value(const qk_graph *g, const char *name);
+int qk_graph_find_node(const qk_graph *g, const char *name);
+/* A unique name "<base>", "<base>_1", ... not used by any value or node. */
+char *qk_graph_unique_name(const qk_graph *g, const char *base);
+qk_status qk_graph_set_meta(qk_graph *g, const char *key, const char *val);
+const char *qk_graph_get_meta(const qk_graph *g, const char *key);
+
+/* ---- attributes ---- */
+qk_status qk_node_set_int(qk_graph *g, int node, const char *name, int64_t v);
+qk_status qk_node_set_float(qk_graph *g, int node, const char *name, float v);
+qk_status qk_node_set_ints(qk_graph *g, int node, const char *name, int n, const int64_t *v);
+qk_status qk_node_set_floats(qk_graph *g, int node, const char *name, int n, const float *v);
+qk_status qk_node_set_string(qk_graph *g, int node, const char *name, const char *s);
+qk_status qk_node_set_tensor(qk_graph *g, int node, const char *name, qk_tensor *t); /* takes ownership */
+const qk_attr *qk_node_attr(const qk_node *n, const char *name);
+int64_t qk_node_int(const qk_node *n, const char *name, int64_t dflt);
+float qk_node_float(const qk_node *n, const char *name, float dflt);
+const char *qk_node_string(const qk_node *n, const char *name, const char *dflt);
+/* Copies up to max ints into out; returns the count found (0 if absent). */
+int qk_node_ints(const qk_node *n, const char *name, int64_t *out, int max);
+
+/* Input i of node n as a value, or NULL if absent/optional. */
+static inline qk_value *qk_in(qk_graph *g, const qk_node *n, int i) {
+    return (i < n->n_in && n->in[i] >= 0) ? &g->values[n->in[i]] : NULL;
+}
+static inline qk_value *qk_out(qk_graph *g, const qk_node *n, int i) {
+    return (i < n->n_out && n->out[i] >= 0) ? &g->values[n->out[i]] : NULL;
+}
+
+/* ---- analysis ---- */
+/* Topological sort into g->order; error on cycles or values used before
+ * definition (names the node and value). */
+qk_status qk_graph_sort(qk_graph *g);
+/* Number of nodes reading value v. */
+int qk_graph_consumers(const qk_graph *g, int v, int *nodes, int max);
+int64_t qk_graph_param_count(const qk_graph *g);
+
+/* ---- execution ----
+ * plan: requires every node bound (n->op) and inited. Sorts, infers shapes at
+ * max_batch, marks requires_grad (training), allocates activation buffers,
+ * gradient buffers (training) and per-worker workspace. Replanning frees the
+ * previous plan. The pool is borrowed (must outlive the plan). */
+qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *pool);
+void qk_graph_unplan(qk_graph *g);
+/* Set the batch (1..max_batch) for the next forward: re-infers shapes. */
+qk_status qk_graph_set_batch(qk_graph *g, int64_t batch);
+/* Runs every node in order on the data already in the input buffers. */
+qk_status qk_graph_forward(qk_graph *g);
+/* Reverse pass from scalar value `loss` (d loss/d loss = 1). Parameter
+ * gradients are overwritten (not accumulated across calls). */
+qk_status qk_graph_backward(qk_graph *g, int loss);
+/* Run infer for all nodes in order (used by plan/set_batch; also for
+ * shape-only inspection with inputs' dims set). */
+qk_status qk_graph_infer(qk_graph *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,43 @@
+/* qkit ops layer: float operators with ONNX semantics (forward, backward,
+ * shape rule), a plain reference and, where speed matters, a fast path.
+ *
+ * Every operator is one qk_op entry in the table of src/ops/registry.c.
+ * qk_ops_bind(g) looks up each node's op_type, runs its init (attribute
+ * validation) and fails with a message naming the node when an op_type is
+ * unknown, so callers (ONNX import, model zoo, quant passes) build a graph
+ * and then call qk_ops_bind before qk_graph_plan. */
+#ifndef QKIT_OPS_H
+#define QKIT_OPS_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Operator by ONNX op_type (default domain), or NULL. */
+const qk_op *qk_op_find(const char *op_type);
+/* NULL-terminated list of every supported op_type (for `qkit info`, docs). */
+const char *const *qk_op_names(void);
+/* Bind every node whose op is NULL and run its init. */
+qk_status qk_ops_bind(qk_graph *g);
+
+/* Kernel selection: 0 = fast (default), 1 = plain reference everywhere.
+ * Tests compare the two; exports use what the caller sets. */
+void qk_ops_set_reference(int on);
+int qk_ops_reference(void);
+
+/* Row-major single-precision GEMM, single-threaded (callers parallelize
+ * with the pool): C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
+ * transa/transb: 0 = as stored, 1 = transposed. */
+void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc);
+/* Which implementation qk_sgemm uses ("dnnl", "openblas" or "reference"). */
+const char *qk_sgemm_backend(void);
+qk_status qk_sgemm_set_backend(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

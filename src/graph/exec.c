@@ -1,0 +1,248 @@
+/* Planned executor: shapes, buffers and workspace are set up once by
+ * qk_graph_plan; qk_graph_forward / qk_graph_backward never allocate. */
+#include "qkit/graph.h"
+
+#include <string.h>
+
+void qk_graph_unplan(qk_graph *g)
+{
+    if (!g->planned)
+        return;
+    for (int i = 0; i < g->n_values; i++) {
+        qk_value *v = &g->values[i];
+        if (v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT)
+            v->t.data = NULL;
+        if (v->grad.owned)
+            qk_tensor_free(&v->grad);
+        memset(&v->grad, 0, sizeof v->grad);
+        v->requires_grad = 0;
+    }
+    qk_aligned_free(g->arena);
+    g->arena = NULL;
+    qk_aligned_free(g->exec.ws);
+    memset(&g->exec, 0, sizeof g->exec);
+    g->planned = 0;
+}
+
+static void sync_grad_shapes(qk_graph *g)
+{
+    for (int i = 0; i < g->n_values; i++) {
+        qk_value *v = &g->values[i];
+        if (v->grad.data) {
+            v->grad.dtype = QK_F32;
+            v->grad.ndim = v->t.ndim;
+            memcpy(v->grad.dims, v->t.dims, sizeof v->t.dims);
+        }
+    }
+}
+
+qk_status qk_graph_infer(qk_graph *g)
+{
+    if (!g->order) {
+        qk_status st = qk_graph_sort(g);
+        if (st != QK_OK)
+            return st;
+    }
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[g->order[k]];
+        if (!n->op)
+            return qk_error(QK_ERR_STATE, "node '%s': operator '%s' is not bound", n->name, n->op_type);
+        if (!n->op->infer)
+            continue;
+        qk_status st = n->op->infer(g, n);
+        if (st != QK_OK)
+            return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
+    }
+    return QK_OK;
+}
+
+static void set_input_batch(qk_graph *g, int64_t batch)
+{
+    for (int i = 0; i < g->n_inputs; i++) {
+        qk_value *v = &g->values[g->inputs[i]];
+        if (v->dyn_batch)
+            v->t.dims[0] = batch;
+    }
+}
+
+qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *pool)
+{
+    qk_graph_unplan(g);
+    if (max_batch < 1)
+        return qk_error(QK_ERR_ARG, "plan: batch must be at least 1 (got %lld)", (long long)max_batch);
+    qk_status st = qk_graph_sort(g);
+    if (st != QK_OK)
+        return st;
+    for (int i = 0; i < g->n_inputs; i++) {
+        qk_value *v = &g->values[g->inputs[i]];
+        if (v->t.dtype == 0 || qk_dtype_size(v->t.dtype) == 0)
+            return qk_error(QK_ERR_UNSUPPORTED, "graph input '%s' has an unsupported data type", v->name);
+    }
+    set_input_batch(g, max_batch);
+    st = qk_graph_infer(g);
+    if (st != QK_OK)
+        return st;
+
+    /* Which values need gradients. */
+    if (training) {
+        for (int i = 0; i < g->n_values; i++)
+            g->values[i].requires_grad = g->values[i].kind == QK_VALUE_PARAM;
+        for (int k = 0; k < g->n_nodes; k++) {
+            qk_node *n = &g->nodes[g->order[k]];
+            int any = 0;
+            for (int j = 0; j < n->n_in; j++)
+                any |= n->in[j] >= 0 && g->values[n->in[j]].requires_grad;
+            if (any && n->op->backward)
+                for (int j = 0; j < n->n_out; j++)
+                    g->values[n->out[j]].requires_grad = 1;
+        }
+    }
+
+    /* Node buffers and workspace. */
+    size_t ws = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[g->order[k]];
+        if (!n->op->reshape)
+            continue;
+        size_t b = 0;
+        st = n->op->reshape(g, n, training, &b);
+        if (st != QK_OK)
+            return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
+        if (b > ws)
+            ws = b;
+    }
+
+    /* One arena for activations, inputs and activation gradients. */
+    size_t total = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        qk_value *v = &g->values[i];
+        if (v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT) {
+            total += (qk_tensor_bytes(&v->t) + 63) & ~(size_t)63;
+            if (v->requires_grad)
+                total += (qk_tensor_numel(&v->t) * sizeof(float) + 63) & ~(size_t)63;
+        }
+    }
+    g->arena = qk_aligned_alloc(total ? total : 64);
+    if (!g->arena)
+        return qk_error(QK_ERR_NOMEM, "plan: cannot allocate %zu bytes of activations (batch %lld)",
+                        total, (long long)max_batch);
+    uint8_t *p = g->arena;
+    for (int i = 0; i < g->n_values; i++) {
+        qk_value *v = &g->values[i];
+        if (v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT) {
+            v->t.data = p;
+            v->t.owned = 0;
+            p += (qk_tensor_bytes(&v->t) + 63) & ~(size_t)63;
+            if (v->requires_grad) {
+                v->grad.data = p;
+                v->grad.owned = 0;
+                p += (qk_tensor_numel(&v->t) * sizeof(float) + 63) & ~(size_t)63;
+            }
+        } else if (v->requires_grad) {
+            st = qk_tensor_alloc(&v->grad, QK_F32, v->t.ndim, v->t.dims);
+            if (st != QK_OK) {
+                qk_graph_unplan(g);
+                return st;
+            }
+        }
+    }
+    sync_grad_shapes(g);
+
+    g->exec.g = g;
+    g->exec.pool = pool;
+    g->exec.training = training;
+    g->exec.nworkers = qk_pool_threads(pool);
+    g->exec.ws_stride = (ws + 63) & ~(size_t)63;
+    g->exec.ws = qk_aligned_alloc(g->exec.ws_stride * (size_t)g->exec.nworkers + 64);
+    if (!g->exec.ws) {
+        g->planned = 1;
+        qk_graph_unplan(g);
+        return qk_error(QK_ERR_NOMEM, "plan: cannot allocate %zu bytes of workspace", ws);
+    }
+    g->training = training;
+    g->max_batch = max_batch;
+    g->batch = max_batch;
+    g->planned = 1;
+    return QK_OK;
+}
+
+qk_status qk_graph_set_batch(qk_graph *g, int64_t batch)
+{
+    if (!g->planned)
+        return qk_error(QK_ERR_STATE, "set_batch: graph is not planned");
+    if (batch < 1 || batch > g->max_batch)
+        return qk_error(QK_ERR_ARG, "set_batch: batch %lld outside 1..%lld (the planned maximum)",
+                        (long long)batch, (long long)g->max_batch);
+    if (batch == g->batch)
+        return QK_OK;
+    set_input_batch(g, batch);
+    qk_status st = qk_graph_infer(g);
+    if (st != QK_OK)
+        return st;
+    sync_grad_shapes(g);
+    g->batch = batch;
+    return QK_OK;
+}
+
+qk_status qk_graph_forward(qk_graph *g)
+{
+    if (!g->planned)
+        return qk_error(QK_ERR_STATE, "forward: graph is not planned");
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[g->order[k]];
+        qk_status st = n->op->forward(&g->exec, n);
+        if (st != QK_OK)
+            return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
+    }
+    return QK_OK;
+}
+
+static void zero_grad(qk_value *v)
+{
+    if (v->grad.data && !v->grad_zeroed) {
+        memset(v->grad.data, 0, qk_tensor_numel(&v->grad) * sizeof(float));
+        v->grad_zeroed = 1;
+    }
+}
+
+qk_status qk_graph_backward(qk_graph *g, int loss)
+{
+    if (!g->planned || !g->training)
+        return qk_error(QK_ERR_STATE, "backward: graph is not planned for training");
+    if (loss < 0 || loss >= g->n_values || !g->values[loss].grad.data)
+        return qk_error(QK_ERR_ARG, "backward: loss value has no gradient (does it depend on a parameter?)");
+    if (qk_tensor_numel(&g->values[loss].t) != 1)
+        return qk_error(QK_ERR_SHAPE, "backward: loss '%s' is not a scalar", g->values[loss].name);
+    for (int i = 0; i < g->n_values; i++)
+        g->values[i].grad_zeroed = 0;
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kind == QK_VALUE_PARAM)
+            zero_grad(&g->values[i]);
+    qk_value *lv = &g->values[loss];
+    zero_grad(lv);
+    qk_f32(&lv->grad)[0] = 1.0f;
+    for (int k = g->n_nodes - 1; k >= 0; k--) {
+        qk_node *n = &g->nodes[g->order[k]];
+        if (!n->op->backward)
+            continue;
+        int reached = 0;
+        for (int j = 0; j < n->n_out; j++)
+            reached |= g->values[n->out[j]].grad_zeroed;
+        if (!reached)
+            continue; /* no gradient flows through this node */
+        int needs = 0;
+        for (int j = 0; j < n->n_in; j++)
+            needs |= n->in[j] >= 0 && g->values[n->in[j]].grad.data != NULL;
+        if (!needs)
+            continue;
+        for (int j = 0; j < n->n_out; j++)
+            zero_grad(&g->values[n->out[j]]);
+        for (int j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0)
+                zero_grad(&g->values[n->in[j]]);
+        qk_status st = n->op->backward(&g->exec, n);
+        if (st != QK_OK)
+            return qk_error_context(st, "backward of node '%s' (%s)", n->name, n->op_type);
+    }
+    return QK_OK;
+}

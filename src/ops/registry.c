@@ -1,0 +1,54 @@
+/* Operator table and binding. Each operator file defines one `const qk_op`. */
+#include "qkit/ops.h"
+
+#include <string.h>
+
+static const qk_op *const ops[] = {
+    NULL
+};
+
+static int use_reference;
+void qk_ops_set_reference(int on) { use_reference = on; }
+int qk_ops_reference(void) { return use_reference; }
+
+const qk_op *qk_op_find(const char *type)
+{
+    for (int i = 0; ops[i]; i++)
+        if (strcmp(ops[i]->type, type) == 0)
+            return ops[i];
+    return NULL;
+}
+
+const char *const *qk_op_names(void)
+{
+    static const char *names[sizeof ops / sizeof ops[0]];
+    for (size_t i = 0; ops[i]; i++)
+        names[i] = ops[i]->type;
+    return names;
+}
+
+qk_status qk_ops_bind(qk_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        qk_node *n = &g->nodes[i];
+        if (n->op)
+            continue;
+        if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
+            return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator domain '%s' is not supported",
+                            n->name, n->domain);
+        const qk_op *op = qk_op_find(n->op_type);
+        if (!op)
+            return qk_error(QK_ERR_UNSUPPORTED,
+                            "node '%s': operator '%s' is not supported by qkit (run `qkit info --ops` for the list)",
+                            n->name, n->op_type);
+        n->op = op;
+        if (op->init) {
+            qk_status st = op->init(g, n);
+            if (st != QK_OK) {
+                n->op = NULL;
+                return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
+            }
+        }
+    }
+    return qk_graph_sort(g);
+}
