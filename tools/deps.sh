@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages qkit needs, only those that are missing.
+#   tools/deps.sh          build + run dependencies
+#   tools/deps.sh --test   + the ONNX conformance data used by the tests
+#   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx)
+set -euo pipefail
+pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
+      libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist)
+for a in "$@"; do
+  case "$a" in
+    --test) pkgs+=(libonnx-testdata clang) ;;
+    --bench) pkgs+=(python3-torch python3-onnx python3-numpy nodejs npm) ;;
+    *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "qkit: installing missing Debian packages: ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "qkit: need root (or sudo) to apt-get install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
