@@ -37,6 +37,10 @@ void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alp
 const char *qk_sgemm_backend(void);
 qk_status qk_sgemm_set_backend(const char *name);
 
+/* Multiply-accumulates of one node at the current shapes (0 for ops
+ * without a GEMM-like core). */
+int64_t qk_node_macs(const qk_graph *g, const qk_node *n);
+
 #ifdef __cplusplus
 }
 #endif
