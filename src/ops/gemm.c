@@ -1,0 +1,150 @@
+/* Row-major single-precision GEMM behind one entry point, qk_sgemm.
+ *
+ *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C      (row-major)
+ *
+ * Backends: "dnnl" (oneDNN dnnl_sgemm, row-major API), "openblas"
+ * (cblas_sgemm) and "reference" (plain loops, the specification). The
+ * default is the one measured fastest on our conv shapes (bench/bench_sgemm.c);
+ * QKIT_SGEMM=dnnl|openblas|reference overrides it, and qk_sgemm_set_backend
+ * switches at run time (not while another thread is inside qk_sgemm).
+ *
+ * qk_sgemm is single-threaded: callers parallelize with qk_pool. Neither
+ * library may start its own thread team: OpenBLAS gets
+ * openblas_set_num_threads(1) once; oneDNN (OpenMP build) sizes its team
+ * from the calling thread's OpenMP ICV, so every thread that calls qk_sgemm
+ * sets omp_set_num_threads(1) for itself once. omp_set_num_threads is looked
+ * up with dlsym (libgomp is loaded as libdnnl's dependency), so libqkit
+ * needs no -fopenmp / -lgomp.
+ *
+ * beta == 0 follows BLAS: C is not read (NaN/garbage in C does not leak). */
+#include "qkit/ops.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BK_DNNL = 0, BK_OPENBLAS = 1, BK_REFERENCE = 2 };
+static const char *const bk_names[] = { "dnnl", "openblas", "reference" };
+
+/* Default measured by bench/bench_sgemm.c on the conv shapes (see the
+ * report in that file's header). */
+#define BK_DEFAULT BK_DNNL
+
+static int backend = BK_DEFAULT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+typedef void (*omp_set_fn)(int);
+static omp_set_fn omp_set;
+static _Thread_local int thread_ready;
+
+static int bk_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, bk_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void sgemm_init(void)
+{
+    openblas_set_num_threads(1);
+    omp_set = (omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    const char *env = getenv("QKIT_SGEMM");
+    if (env && env[0]) {
+        int b = bk_parse(env);
+        if (b >= 0)
+            backend = b;
+        else
+            qk_log(QK_LOG_WARN, "QKIT_SGEMM=%s is not one of dnnl, openblas, reference; using %s",
+                   env, bk_names[backend]);
+    }
+}
+
+const char *qk_sgemm_backend(void)
+{
+    pthread_once(&init_once, sgemm_init);
+    return bk_names[backend];
+}
+
+qk_status qk_sgemm_set_backend(const char *name)
+{
+    pthread_once(&init_once, sgemm_init);
+    int b = name ? bk_parse(name) : -1;
+    if (b < 0)
+        return qk_error(QK_ERR_ARG, "sgemm backend '%s' is not one of dnnl, openblas, reference",
+                        name ? name : "(null)");
+    backend = b;
+    return QK_OK;
+}
+
+/* Plain loops. Loop order keeps the innermost loop contiguous in C and B
+ * for the common NN / TN cases. */
+static void sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < N; j++)
+                c[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < N; j++)
+                c[j] *= beta;
+        if (!tb) {
+            for (int64_t k = 0; k < K; k++) {
+                float a = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
+                const float *b = B + k * ldb;
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += a * b[j];
+            }
+        } else {
+            for (int64_t j = 0; j < N; j++) {
+                const float *b = B + j * ldb;
+                float s = 0.0f;
+                for (int64_t k = 0; k < K; k++)
+                    s += (ta ? A[k * lda + i] : A[i * lda + k]) * b[k];
+                c[j] += alpha * s;
+            }
+        }
+    }
+}
+
+void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (!thread_ready) {
+        pthread_once(&init_once, sgemm_init);
+        if (omp_set)
+            omp_set(1);
+        thread_ready = 1;
+    }
+    if (K <= 0 || alpha == 0.0f) {
+        sgemm_ref(transa, transb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    switch (backend) {
+    case BK_DNNL:
+        if (dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
+                       beta, C, ldc) == dnnl_success)
+            return;
+        break; /* argument error: fall back to the reference */
+    case BK_OPENBLAS:
+        if (M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
+            ldb <= INT32_MAX && ldc <= INT32_MAX) {
+            cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                        transb ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K,
+                        alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    sgemm_ref(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
