@@ -3,7 +3,14 @@
 
 #include <string.h>
 
+extern const qk_op qk_op_conv;
+extern const qk_op qk_op_relu, qk_op_clip, qk_op_hardsigmoid, qk_op_hardswish, qk_op_sigmoid; /* activation.c */
+extern const qk_op qk_op_add, qk_op_sub, qk_op_mul, qk_op_div; /* eltwise.c */
+
 static const qk_op *const ops[] = {
+    &qk_op_conv,
+    &qk_op_relu, &qk_op_clip, &qk_op_hardsigmoid, &qk_op_hardswish, &qk_op_sigmoid,
+    &qk_op_add, &qk_op_sub, &qk_op_mul, &qk_op_div,
     NULL
 };
 

@@ -1,0 +1,472 @@
+/* Conv (ONNX opset 1-13 semantics): group (so depthwise), strides, pads,
+ * dilations, auto_pad, optional bias; 1-D, 2-D, 3-D.
+ *
+ *   X [N, C, in...]   W [M, C/group, k...]   B [M] (optional)   Y [N, M, out...]
+ *
+ * Paths (chosen in infer from the shapes; qk_ops_reference() forces REF):
+ *   REF     conv_ref.c direct loops, any rank (3-D convs always take it);
+ *   DW      2-D depthwise (group == C == M): direct per-plane kernel;
+ *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
+ *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
+ *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
+ * Forward tasks are samples x groups (DW: samples x channel blocks).
+ *
+ * Backward ADDS dX, dW, dB. dW and dB are sums over the batch; to keep
+ * results identical for any thread count the batch is split into
+ * P = min(N, CONV_PARTS) fixed parts (from N only). Each task (part, group)
+ * writes its own partial sums (n->state, allocated in reshape); a final pass
+ * adds the P partials in part order into the grads. dX of a sample is
+ * written by exactly one task. */
+#include "qkit/ops.h"
+#include "window.h"
+
+#include <string.h>
+
+enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3 };
+#define CONV_PARTS 16  /* batch parts for dW/dB partial sums */
+#define DW_CBLOCK 8    /* channels per depthwise task */
+#define RED_CHUNK 4096 /* elements per reduction task */
+
+typedef struct conv_state {
+    qk_win_attrs a;
+    int64_t group;
+    /* resolved by infer */
+    qk_window w;
+    int64_t N, C, M, cg, mg, ksz, K; /* K = cg * ksz, the GEMM depth */
+    int path;
+    /* training: P partial sums of [dW (M*K) | dB (M)] */
+    int64_t parts_cap;
+    float *part;
+} conv_state;
+
+static qk_status conv_init(qk_graph *g, qk_node *n)
+{
+    (void)g;
+    if (n->n_in < 2 || n->n_in > 3 || n->n_out != 1 || n->in[0] < 0 || n->in[1] < 0)
+        return qk_error(QK_ERR_ARG, "Conv: expects inputs X, W[, B] and one output (got %d inputs, %d outputs)",
+                        n->n_in, n->n_out);
+    conv_state *s = qk_calloc(1, sizeof *s);
+    if (!s)
+        return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
+    n->state = s;
+    qk_status st = qk_win_parse(n, "Conv", &s->a);
+    if (st != QK_OK)
+        return st;
+    if (s->a.ceil_mode)
+        return qk_error(QK_ERR_ARG, "Conv: has no ceil_mode attribute");
+    s->group = qk_node_int(n, "group", 1);
+    if (s->group < 1)
+        return qk_error(QK_ERR_ARG, "Conv: group must be >= 1 (got %lld)", (long long)s->group);
+    return QK_OK;
+}
+
+static void conv_destroy(qk_node *n)
+{
+    conv_state *s = n->state;
+    if (s)
+        qk_aligned_free(s->part);
+    qk_free(s);
+    n->state = NULL;
+}
+
+static qk_status conv_infer(qk_graph *g, qk_node *n)
+{
+    conv_state *s = n->state;
+    const qk_tensor *x = &qk_in(g, n, 0)->t, *w = &qk_in(g, n, 1)->t;
+    const qk_value *bv = qk_in(g, n, 2);
+    char b1[96], b2[96];
+    if (x->dtype != QK_F32 || w->dtype != QK_F32 || (bv && bv->t.dtype != QK_F32))
+        return qk_error(QK_ERR_UNSUPPORTED, "Conv: only float32 is supported (X %s, W %s)",
+                        qk_dtype_name(x->dtype), qk_dtype_name(w->dtype));
+    if (x->ndim < 3 || x->ndim > 5 || w->ndim != x->ndim)
+        return qk_error(QK_ERR_SHAPE, "Conv: input %s and weight %s must both have rank 3, 4 or 5",
+                        qk_shape_str(x, b1, sizeof b1), qk_shape_str(w, b2, sizeof b2));
+    int nsp = x->ndim - 2;
+    int64_t C = x->dims[1], M = w->dims[0];
+    if (C != w->dims[1] * s->group)
+        return qk_error(QK_ERR_SHAPE, "Conv: input has %lld channels but weight %s with group %lld expects %lld",
+                        (long long)C, qk_shape_str(w, b2, sizeof b2), (long long)s->group,
+                        (long long)(w->dims[1] * s->group));
+    if (M % s->group)
+        return qk_error(QK_ERR_SHAPE, "Conv: %lld output channels are not divisible by group %lld",
+                        (long long)M, (long long)s->group);
+    if (bv && (bv->t.ndim != 1 || bv->t.dims[0] != M))
+        return qk_error(QK_ERR_SHAPE, "Conv: bias %s must be [%lld]", qk_shape_str(&bv->t, b1, sizeof b1),
+                        (long long)M);
+    for (int i = 0; i < s->a.nk && i < nsp; i++)
+        if (s->a.k[i] != w->dims[2 + i])
+            return qk_error(QK_ERR_SHAPE, "Conv: kernel_shape[%d] = %lld but weight %s", i,
+                            (long long)s->a.k[i], qk_shape_str(w, b2, sizeof b2));
+    qk_status st = qk_win_resolve(&s->a, "Conv", nsp, x->dims + 2, w->dims + 2, &s->w);
+    if (st != QK_OK)
+        return st;
+    s->N = x->dims[0];
+    s->C = C;
+    s->M = M;
+    s->cg = C / s->group;
+    s->mg = M / s->group;
+    s->ksz = qk_win_k_size(&s->w);
+    s->K = s->cg * s->ksz;
+    const qk_window *wn = &s->w;
+    if (nsp > 2)
+        s->path = CONV_REF;
+    else if (s->group == C && M == C)
+        s->path = CONV_DW;
+    else if (wn->k[1] == 1 && wn->k[2] == 1 && wn->s[1] == 1 && wn->s[2] == 1 && wn->pb[1] == 0 &&
+             wn->pb[2] == 0 && wn->pe[1] == 0 && wn->pe[2] == 0)
+        s->path = CONV_1X1;
+    else
+        s->path = CONV_IM2COL;
+    int64_t dims[5];
+    dims[0] = s->N;
+    dims[1] = M;
+    for (int i = 0; i < nsp; i++)
+        dims[2 + i] = wn->out[3 - nsp + i];
+    qk_tensor_set_shape(&qk_out(g, n, 0)->t, QK_F32, x->ndim, dims);
+    return QK_OK;
+}
+
+static int64_t conv_parts(int64_t N) { return N < CONV_PARTS ? N : CONV_PARTS; }
+
+static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
+{
+    (void)g;
+    conv_state *s = n->state;
+    int64_t osz = qk_win_out_size(&s->w);
+    size_t ws = 0;
+    if (s->path == CONV_IM2COL)
+        ws = (size_t)(s->K * osz) * sizeof(float) * (training ? 2 : 1);
+    *ws_bytes = ws;
+    qk_aligned_free(s->part);
+    s->part = NULL;
+    s->parts_cap = 0;
+    if (training) {
+        s->parts_cap = conv_parts(s->N);
+        size_t bytes = (size_t)(s->parts_cap * (s->M * s->K + s->M)) * sizeof(float);
+        s->part = qk_aligned_alloc(bytes);
+        if (!s->part)
+            return qk_error(QK_ERR_NOMEM, "Conv: cannot allocate %zu bytes of gradient partials", bytes);
+    }
+    return QK_OK;
+}
+
+/* ---- 2-D helpers (window dims 1 and 2 are H and W) ---- */
+
+/* First and one-past-last output column whose input column o*s + off is in [0, W). */
+static inline void col_range(int64_t off, int64_t s, int64_t W, int64_t OW, int64_t *lo, int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = W - 1 - off >= 0 ? (W - 1 - off) / s + 1 : 0;
+    *lo = l < OW ? l : OW;
+    *hi = h < OW ? h : OW;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* col[(c*kh + i)*kw + j][oh*OW + ow] = x[c][oh*sh - pt + i*dh][ow*sw - pl + j*dw] (0 outside). */
+static void im2col(const qk_window *w, int64_t cg, const float *x, float *col)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    const int64_t sh = w->s[1], sw = w->s[2];
+    for (int64_t c = 0; c < cg; c++)
+        for (int64_t i = 0; i < w->k[1]; i++)
+            for (int64_t j = 0; j < w->k[2]; j++) {
+                float *dst = col + ((c * w->k[1] + i) * w->k[2] + j) * OH * OW;
+                int64_t offw = j * w->d[2] - w->pb[2], lo, hi;
+                col_range(offw, sw, W, OW, &lo, &hi);
+                for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
+                    int64_t ih = oh * sh - w->pb[1] + i * w->d[1];
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)OW * sizeof(float));
+                        continue;
+                    }
+                    const float *src = x + (c * H + ih) * W + offw;
+                    for (int64_t o = 0; o < lo; o++)
+                        dst[o] = 0.0f;
+                    if (sw == 1)
+                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int64_t o = lo; o < hi; o++)
+                            dst[o] = src[o * sw];
+                    for (int64_t o = hi; o < OW; o++)
+                        dst[o] = 0.0f;
+                }
+            }
+}
+
+/* Adjoint of im2col: dx[c][ih][iw] += dcol[...]. */
+static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    const int64_t sh = w->s[1], sw = w->s[2];
+    for (int64_t c = 0; c < cg; c++)
+        for (int64_t i = 0; i < w->k[1]; i++)
+            for (int64_t j = 0; j < w->k[2]; j++) {
+                const float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * OH * OW;
+                int64_t offw = j * w->d[2] - w->pb[2], lo, hi;
+                col_range(offw, sw, W, OW, &lo, &hi);
+                for (int64_t oh = 0; oh < OH; oh++, src += OW) {
+                    int64_t ih = oh * sh - w->pb[1] + i * w->d[1];
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    float *dst = dx + (c * H + ih) * W + offw;
+                    if (sw == 1)
+                        for (int64_t o = lo; o < hi; o++)
+                            dst[o] += src[o];
+                    else
+                        for (int64_t o = lo; o < hi; o++)
+                            dst[o * sw] += src[o];
+                }
+            }
+}
+
+/* Depthwise, one plane: y[oh][ow] = b + sum_ij wk[i][j] * x[oh*sh-pt+i*dh][ow*sw-pl+j*dw]. */
+static void dw_plane_fwd(const qk_window *w, const float *x, const float *wk, float b, float *y)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    const int64_t sw = w->s[2], kh = w->k[1], kw = w->k[2];
+    for (int64_t oh = 0; oh < OH; oh++) {
+        float *yr = y + oh * OW;
+        for (int64_t o = 0; o < OW; o++)
+            yr[o] = b;
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t ih = oh * w->s[1] - w->pb[1] + i * w->d[1];
+            if (ih < 0 || ih >= H)
+                continue;
+            const float *xr = x + ih * W;
+            for (int64_t j = 0; j < kw; j++) {
+                int64_t off = j * w->d[2] - w->pb[2], lo, hi;
+                col_range(off, sw, W, OW, &lo, &hi);
+                const float wv = wk[i * kw + j];
+                const float *xs = xr + off;
+                if (sw == 1)
+                    for (int64_t o = lo; o < hi; o++)
+                        yr[o] += wv * xs[o];
+                else
+                    for (int64_t o = lo; o < hi; o++)
+                        yr[o] += wv * xs[o * sw];
+            }
+        }
+    }
+}
+
+/* Depthwise backward, one plane: dx += W^T dy (if dx); dwk[ij] = (init ? 0 : dwk[ij]) + sum dy*x;
+ * *db likewise. */
+static void dw_plane_bwd(const qk_window *w, const float *x, const float *wk, const float *dy,
+                         float *dx, float *dwk, float *db, int init)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    const int64_t sw = w->s[2], kh = w->k[1], kw = w->k[2];
+    if (dwk && init)
+        for (int64_t q = 0; q < kh * kw; q++)
+            dwk[q] = 0.0f;
+    float bs = 0.0f;
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *gr = dy + oh * OW;
+        if (db)
+            for (int64_t o = 0; o < OW; o++)
+                bs += gr[o];
+        for (int64_t i = 0; i < kh; i++) {
+            int64_t ih = oh * w->s[1] - w->pb[1] + i * w->d[1];
+            if (ih < 0 || ih >= H)
+                continue;
+            for (int64_t j = 0; j < kw; j++) {
+                int64_t off = j * w->d[2] - w->pb[2], lo, hi;
+                col_range(off, sw, W, OW, &lo, &hi);
+                const float wv = wk[i * kw + j];
+                if (dx) {
+                    float *dxs = dx + ih * W + off;
+                    if (sw == 1)
+                        for (int64_t o = lo; o < hi; o++)
+                            dxs[o] += wv * gr[o];
+                    else
+                        for (int64_t o = lo; o < hi; o++)
+                            dxs[o * sw] += wv * gr[o];
+                }
+                if (dwk) {
+                    const float *xs = x + ih * W + off;
+                    float acc = 0.0f;
+                    for (int64_t o = lo; o < hi; o++)
+                        acc += gr[o] * xs[o * sw];
+                    dwk[i * kw + j] += acc;
+                }
+            }
+        }
+    }
+    if (db)
+        *db = init ? bs : *db + bs;
+}
+
+/* ---- tasks ---- */
+
+typedef struct conv_ctx {
+    const qk_exec *x;
+    const conv_state *s;
+    const float *X, *W, *B, *dY;
+    float *Y, *dX, *dW, *dB;
+    int64_t P; /* backward: batch parts */
+} conv_ctx;
+
+static void conv_fwd_task(void *vc, int64_t t, int worker)
+{
+    const conv_ctx *c = vc;
+    const conv_state *s = c->s;
+    const qk_window *w = &s->w;
+    const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w);
+    if (s->path == CONV_DW) {
+        int64_t nb = (s->C + DW_CBLOCK - 1) / DW_CBLOCK, n = t / nb, c0 = (t % nb) * DW_CBLOCK;
+        int64_t c1 = c0 + DW_CBLOCK < s->C ? c0 + DW_CBLOCK : s->C;
+        for (int64_t ch = c0; ch < c1; ch++)
+            dw_plane_fwd(w, c->X + (n * s->C + ch) * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
+                         c->Y + (n * s->M + ch) * osz);
+        return;
+    }
+    int64_t n = t / s->group, g = t % s->group;
+    const float *xg = c->X + (n * s->C + g * s->cg) * isz, *src = xg;
+    float *yg = c->Y + (n * s->M + g * s->mg) * osz;
+    if (s->path == CONV_IM2COL) {
+        float *col = qk_exec_ws(c->x, worker);
+        im2col(w, s->cg, xg, col);
+        src = col;
+    }
+    qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, src, osz, 0.0f, yg, osz);
+    if (c->B)
+        for (int64_t m = 0; m < s->mg; m++) {
+            float b = c->B[g * s->mg + m], *yr = yg + m * osz;
+            for (int64_t o = 0; o < osz; o++)
+                yr[o] += b;
+        }
+}
+
+static qk_status conv_forward(qk_exec *x, qk_node *n)
+{
+    qk_graph *g = x->g;
+    conv_state *s = n->state;
+    const qk_value *bv = qk_in(g, n, 2);
+    conv_ctx c = { .x = x, .s = s, .X = qk_f32(&qk_in(g, n, 0)->t), .W = qk_f32(&qk_in(g, n, 1)->t),
+                   .B = bv ? qk_f32(&bv->t) : NULL, .Y = qk_f32(&qk_out(g, n, 0)->t) };
+    if (s->path == CONV_REF || qk_ops_reference()) {
+        qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
+        return QK_OK;
+    }
+    int64_t tasks = s->path == CONV_DW ? s->N * ((s->C + DW_CBLOCK - 1) / DW_CBLOCK) : s->N * s->group;
+    qk_pool_run(x->pool, tasks, conv_fwd_task, &c);
+    return QK_OK;
+}
+
+/* Backward task (part p, group or channel block q): samples [n0, n1). */
+static void conv_bwd_task(void *vc, int64_t t, int worker)
+{
+    const conv_ctx *c = vc;
+    const conv_state *s = c->s;
+    const qk_window *w = &s->w;
+    const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w);
+    const int64_t nq = s->path == CONV_DW ? (s->C + DW_CBLOCK - 1) / DW_CBLOCK : s->group;
+    const int64_t p = t / nq, q = t % nq;
+    const int64_t n0 = p * s->N / c->P, n1 = (p + 1) * s->N / c->P;
+    float *pw = c->dW ? s->part + p * (s->M * s->K + s->M) : NULL;
+    float *pb = c->dB ? s->part + p * (s->M * s->K + s->M) + s->M * s->K : NULL;
+    if (s->path == CONV_DW) {
+        int64_t c0 = q * DW_CBLOCK, c1 = c0 + DW_CBLOCK < s->C ? c0 + DW_CBLOCK : s->C;
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t ch = c0; ch < c1; ch++) {
+                int64_t xi = (n * s->C + ch) * isz, yi = (n * s->M + ch) * osz;
+                dw_plane_bwd(w, c->X + xi, c->W + ch * s->ksz, c->dY + yi, c->dX ? c->dX + xi : NULL,
+                             pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, n == n0);
+            }
+        return;
+    }
+    const int64_t g = q, mg = s->mg, K = s->K;
+    const float *Wg = c->W + g * mg * K;
+    float *col = qk_exec_ws(c->x, worker), *dcol = col + K * osz;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xg = c->X + (n * s->C + g * s->cg) * isz;
+        const float *dyg = c->dY + (n * s->M + g * mg) * osz;
+        float *dxg = c->dX ? c->dX + (n * s->C + g * s->cg) * isz : NULL;
+        float beta = n == n0 ? 0.0f : 1.0f;
+        if (pw) {
+            const float *src = xg;
+            if (s->path == CONV_IM2COL) {
+                im2col(w, s->cg, xg, col);
+                src = col;
+            }
+            /* dW_g[mg, K] (+)= dY_g[mg, osz] * src[K, osz]^T */
+            qk_sgemm(0, 1, mg, K, osz, 1.0f, dyg, osz, src, osz, beta, pw + g * mg * K, K);
+        }
+        if (pb)
+            for (int64_t m = 0; m < mg; m++) {
+                const float *r = dyg + m * osz;
+                float acc = 0.0f;
+                for (int64_t o = 0; o < osz; o++)
+                    acc += r[o];
+                pb[g * mg + m] = beta == 0.0f ? acc : pb[g * mg + m] + acc;
+            }
+        if (dxg) {
+            if (s->path == CONV_1X1) {
+                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, 1.0f, dxg, osz);
+            } else {
+                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, 0.0f, dcol, osz);
+                col2im(w, s->cg, dcol, dxg);
+            }
+        }
+    }
+}
+
+/* dW[e] += sum_p part[p][e] in part order; e over [dW | dB]. */
+static void conv_reduce_task(void *vc, int64_t t, int worker)
+{
+    (void)worker;
+    const conv_ctx *c = vc;
+    const conv_state *s = c->s;
+    const int64_t stride = s->M * s->K + s->M, total = c->dW ? stride : s->M;
+    const int64_t base = c->dW ? 0 : s->M * s->K;
+    int64_t e0 = t * RED_CHUNK, e1 = e0 + RED_CHUNK < total ? e0 + RED_CHUNK : total;
+    for (int64_t e = e0; e < e1; e++) {
+        int64_t idx = base + e;
+        int isb = idx >= s->M * s->K;
+        if (isb && !c->dB)
+            continue;
+        const float *pp = s->part + idx;
+        float acc = pp[0];
+        for (int64_t p = 1; p < c->P; p++)
+            acc += pp[p * stride];
+        if (isb)
+            c->dB[idx - s->M * s->K] += acc;
+        else
+            c->dW[idx] += acc;
+    }
+}
+
+static qk_status conv_backward(qk_exec *x, qk_node *n)
+{
+    qk_graph *g = x->g;
+    conv_state *s = n->state;
+    qk_value *xv = qk_in(g, n, 0), *wv = qk_in(g, n, 1), *bv = qk_in(g, n, 2);
+    conv_ctx c = { .x = x, .s = s, .X = qk_f32(&xv->t), .W = qk_f32(&wv->t),
+                   .dY = qk_f32(&qk_out(g, n, 0)->grad), .dX = xv->grad.data,
+                   .dW = wv->grad.data, .dB = bv ? bv->grad.data : NULL };
+    if (s->path == CONV_REF || qk_ops_reference()) {
+        qk_conv_ref_backward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.dY, c.dX, c.dW, c.dB);
+        return QK_OK;
+    }
+    if ((c.dW || c.dB) && (!s->part || conv_parts(s->N) > s->parts_cap))
+        return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
+    c.P = conv_parts(s->N);
+    int64_t nq = s->path == CONV_DW ? (s->C + DW_CBLOCK - 1) / DW_CBLOCK : s->group;
+    qk_pool_run(x->pool, c.P * nq, conv_bwd_task, &c);
+    if (c.dW || c.dB) {
+        int64_t total = c.dW ? s->M * s->K + s->M : s->M;
+        qk_pool_run(x->pool, (total + RED_CHUNK - 1) / RED_CHUNK, conv_reduce_task, &c);
+    }
+    return QK_OK;
+}
+
+const qk_op qk_op_conv = {
+    .type = "Conv",
+    .init = conv_init,
+    .infer = conv_infer,
+    .reshape = conv_reshape,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .destroy = conv_destroy,
+};
