@@ -1,0 +1,436 @@
+/* Light float operators: activations, broadcasting binary ops, shape ops,
+ * softmax and the softmax cross-entropy loss. Forward values against
+ * hand-computed cases, backward against finite differences (gradcheck.h),
+ * 1 vs 2 threads bit-identical, error cases naming the node. */
+#include "qkit/ops.h"
+#include "gradcheck.h"
+#include "qt.h"
+
+#include <float.h>
+#include <string.h>
+
+static qk_pool *pool1, *pool2;
+
+/* ---- small fixture: one node over CONST inputs, planned for inference ---- */
+static qk_graph *G;
+static int NODE;
+
+static void fx_begin(void) { qk_graph_create(&G); }
+static void fx_end(void) { qk_graph_destroy(G); G = NULL; }
+static int cin(const char *name, qk_dtype dt, int nd, const int64_t *dims, const void *data)
+{
+    return gc_add(G, name, 0, dt, nd, dims, data, NULL);
+}
+static qk_status fx_run(const char *op, int n_in, const int *in, int n_out)
+{
+    NODE = gc_node(G, op, n_in, in, n_out);
+    if (NODE < 0)
+        return QK_ERR_ARG;
+    qk_status st = qk_ops_bind(G);
+    if (st == QK_OK)
+        st = qk_graph_plan(G, 1, 0, pool2);
+    if (st == QK_OK)
+        st = qk_graph_forward(G);
+    return st;
+}
+static const qk_tensor *fx_out(int k) { return &G->values[G->nodes[NODE].out[k]].t; }
+static const float *fx_f(int k) { return qk_f32(fx_out(k)); }
+
+static void check_vals(const float *got, const float *want, int n, double tol, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        QT_NEAR(got[i], want[i], tol, what);
+}
+
+static void check_shape(const qk_tensor *t, int nd, const int64_t *d, const char *what)
+{
+    int ok = t->ndim == nd;
+    for (int i = 0; ok && i < nd; i++)
+        ok = t->dims[i] == d[i];
+    char b[128];
+    QT_CHECK(ok, "%s: shape %s", what, qk_shape_str(t, b, sizeof b));
+}
+
+/* Run a gradient check and record it. */
+static void gc_expect(qk_graph *g, int node, const gc_opts *o, const char *what)
+{
+    gc_result r;
+    qk_status st = gc_check(g, node, o, &r);
+    QT_CHECK(st == QK_OK && r.pass, "gradcheck %s: %s (%s)", what, st == QK_OK ? r.msg : qk_last_error(),
+             qk_status_str(st));
+}
+
+/* ===================== activations ===================== */
+static void test_act_forward(void)
+{
+    const float x5[] = { -4, -1, 0, 1, 4 };
+    fx_begin();
+    int x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, x5);
+    QT_OK(fx_run("Relu", 1, &x, 1));
+    check_vals(fx_f(0), (float[]){ 0, 0, 0, 1, 4 }, 5, 0, "Relu");
+    fx_end();
+
+    fx_begin();
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, x5);
+    int lo = cin("lo", QK_F32, 0, NULL, (float[]){ -0.5f });
+    int hi = cin("hi", QK_F32, 0, NULL, (float[]){ 2.0f });
+    QT_OK(fx_run("Clip", 3, (int[]){ x, lo, hi }, 1));
+    check_vals(fx_f(0), (float[]){ -0.5f, -0.5f, 0, 1, 2 }, 5, 0, "Clip min max");
+    fx_end();
+
+    fx_begin(); /* only max (min absent) */
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, x5);
+    hi = cin("hi", QK_F32, 0, NULL, (float[]){ 0.5f });
+    QT_OK(fx_run("Clip", 3, (int[]){ x, -1, hi }, 1));
+    check_vals(fx_f(0), (float[]){ -4, -1, 0, 0.5f, 0.5f }, 5, 0, "Clip max only");
+    fx_end();
+
+    fx_begin(); /* no bounds: identity */
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, x5);
+    QT_OK(fx_run("Clip", 1, &x, 1));
+    check_vals(fx_f(0), x5, 5, 0, "Clip default");
+    fx_end();
+
+    fx_begin(); /* opset 6 attribute form: ReLU6 */
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, (float[]){ -1, 3, 6, 7, 100 });
+    NODE = gc_node(G, "Clip", 1, &x, 1);
+    qk_node_set_float(G, NODE, "min", 0.0f);
+    qk_node_set_float(G, NODE, "max", 6.0f);
+    QT_OK(qk_ops_bind(G));
+    QT_OK(qk_graph_plan(G, 1, 0, NULL));
+    QT_OK(qk_graph_forward(G));
+    check_vals(fx_f(0), (float[]){ 0, 3, 6, 6, 6 }, 5, 0, "Clip attributes");
+    fx_end();
+
+    fx_begin(); /* int8 Clip and Relu */
+    const int8_t xi[] = { -128, -5, 0, 5, 127 };
+    x = cin("x", QK_I8, 1, (int64_t[]){ 5 }, xi);
+    lo = cin("lo", QK_I8, 0, NULL, (int8_t[]){ -3 });
+    hi = cin("hi", QK_I8, 0, NULL, (int8_t[]){ 100 });
+    QT_OK(fx_run("Clip", 3, (int[]){ x, lo, hi }, 1));
+    const int8_t *yi = fx_out(0)->data;
+    QT_CHECK(fx_out(0)->dtype == QK_I8 && yi[0] == -3 && yi[1] == -3 && yi[2] == 0 && yi[3] == 5 && yi[4] == 100,
+             "Clip int8: %d %d %d %d %d", yi[0], yi[1], yi[2], yi[3], yi[4]);
+    fx_end();
+    fx_begin();
+    x = cin("x", QK_I8, 1, (int64_t[]){ 5 }, xi);
+    QT_OK(fx_run("Relu", 1, &x, 1));
+    yi = fx_out(0)->data;
+    QT_CHECK(yi[0] == 0 && yi[1] == 0 && yi[2] == 0 && yi[3] == 5 && yi[4] == 127, "Relu int8");
+    fx_end();
+
+    fx_begin();
+    x = cin("x", QK_F32, 1, (int64_t[]){ 3 }, (float[]){ -1, 0, 1 });
+    NODE = gc_node(G, "HardSigmoid", 1, &x, 1);
+    qk_node_set_float(G, NODE, "alpha", 0.5f);
+    qk_node_set_float(G, NODE, "beta", 0.6f);
+    QT_OK(qk_ops_bind(G));
+    QT_OK(qk_graph_plan(G, 1, 0, NULL));
+    QT_OK(qk_graph_forward(G));
+    check_vals(fx_f(0), (float[]){ 0.1f, 0.6f, 1.0f }, 3, 1e-6, "HardSigmoid");
+    fx_end();
+
+    fx_begin();
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, x5);
+    QT_OK(fx_run("HardSwish", 1, &x, 1));
+    check_vals(fx_f(0), (float[]){ 0, -1.0f / 3, 0, 2.0f / 3, 4 }, 5, 1e-6, "HardSwish");
+    fx_end();
+
+    fx_begin();
+    x = cin("x", QK_F32, 1, (int64_t[]){ 5 }, (float[]){ 0, 2, -2, -100, 100 });
+    QT_OK(fx_run("Sigmoid", 1, &x, 1));
+    check_vals(fx_f(0), (float[]){ 0.5f, 0.880797078f, 0.119202922f, 0, 1 }, 5, 1e-6, "Sigmoid");
+    QT_CHECK(fx_f(0)[3] >= 0 && fx_f(0)[3] < 1e-30f, "Sigmoid(-100) = %g", fx_f(0)[3]);
+    fx_end();
+}
+
+static void test_act_grad(void)
+{
+    static const char *ops[] = { "Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid" };
+    for (int k = 0; k < 5; k++) {
+        qk_graph *g;
+        qk_graph_create(&g);
+        qk_rng rng;
+        qk_rng_seed(&rng, 10 + k);
+        int x = gc_add(g, "x", 1, QK_F32, 3, (int64_t[]){ 2, 3, 7 }, NULL, &rng);
+        gc_fill(&g->values[x].t, &rng, -5, 5);
+        gc_opts o = gc_defaults();
+        int node;
+        if (k == 1) { /* learnable bounds: min and max get gradients too */
+            int lo = gc_add(g, "lo", 1, QK_F32, 0, NULL, (float[]){ -1.5f }, NULL);
+            int hi = gc_add(g, "hi", 1, QK_F32, 0, NULL, (float[]){ 2.0f }, NULL);
+            node = gc_node(g, "Clip", 3, (int[]){ x, lo, hi }, 1);
+            o.kinks[0] = -1.5;
+            o.kinks[1] = 2.0;
+            o.n_kinks = 2;
+            o.skip_dist = 0.01;
+        } else {
+            node = gc_node(g, ops[k], 1, &x, 1);
+            if (k == 0)
+                o.kinks[o.n_kinks++] = 0;
+            if (k == 2) { /* alpha 0.2 beta 0.5: kinks at -2.5 and 2.5 */
+                o.kinks[o.n_kinks++] = -2.5;
+                o.kinks[o.n_kinks++] = 2.5;
+            }
+            if (k == 3) {
+                o.kinks[o.n_kinks++] = -3;
+                o.kinks[o.n_kinks++] = 3;
+            }
+        }
+        gc_expect(g, node, &o, ops[k]);
+        qk_graph_destroy(g);
+    }
+    /* auto_kink: Relu with values exactly at the kink is skipped, not failed */
+    qk_graph *g;
+    qk_graph_create(&g);
+    int x = gc_add(g, "x", 1, QK_F32, 1, (int64_t[]){ 4 }, (float[]){ 0.0f, 1.0f, -1.0f, 0.0f }, NULL);
+    int node = gc_node(g, "Relu", 1, &x, 1);
+    gc_opts o = gc_defaults();
+    o.auto_kink = 1;
+    gc_result r;
+    QT_OK(gc_check(g, node, &o, &r));
+    QT_CHECK(r.pass && r.skipped == 2 && r.checked == 2, "auto_kink: %s", r.msg);
+    qk_graph_destroy(g);
+}
+
+/* ===================== binary broadcasting ops ===================== */
+static void test_eltwise_forward(void)
+{
+    fx_begin(); /* [2,3] + [3] */
+    int a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, (float[]){ 1, 2, 3, 4, 5, 6 });
+    int b = cin("b", QK_F32, 1, (int64_t[]){ 3 }, (float[]){ 10, 20, 30 });
+    QT_OK(fx_run("Add", 2, (int[]){ a, b }, 1));
+    check_shape(fx_out(0), 2, (int64_t[]){ 2, 3 }, "Add bcast");
+    check_vals(fx_f(0), (float[]){ 11, 22, 33, 14, 25, 36 }, 6, 0, "Add bcast");
+    fx_end();
+
+    fx_begin(); /* [2,1] * [1,3] -> [2,3] */
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 1 }, (float[]){ 2, 3 });
+    b = cin("b", QK_F32, 2, (int64_t[]){ 1, 3 }, (float[]){ 1, 10, 100 });
+    QT_OK(fx_run("Mul", 2, (int[]){ a, b }, 1));
+    check_shape(fx_out(0), 2, (int64_t[]){ 2, 3 }, "Mul outer");
+    check_vals(fx_f(0), (float[]){ 2, 20, 200, 3, 30, 300 }, 6, 0, "Mul outer");
+    fx_end();
+
+    fx_begin(); /* scalar - [3], [3] / scalar */
+    a = cin("a", QK_F32, 0, NULL, (float[]){ 1 });
+    b = cin("b", QK_F32, 1, (int64_t[]){ 3 }, (float[]){ 1, 2, 4 });
+    QT_OK(fx_run("Sub", 2, (int[]){ a, b }, 1));
+    check_vals(fx_f(0), (float[]){ 0, -1, -3 }, 3, 0, "Sub scalar");
+    fx_end();
+    fx_begin();
+    a = cin("a", QK_F32, 1, (int64_t[]){ 3 }, (float[]){ 1, 2, 4 });
+    b = cin("b", QK_F32, 0, NULL, (float[]){ 4 });
+    QT_OK(fx_run("Div", 2, (int[]){ a, b }, 1));
+    check_vals(fx_f(0), (float[]){ 0.25f, 0.5f, 1 }, 3, 0, "Div scalar");
+    fx_end();
+
+    fx_begin(); /* [2,3,1,2] + [3,4,1] -> [2,3,4,2] (both broadcast) */
+    float av[12], bv[12];
+    for (int i = 0; i < 12; i++) {
+        av[i] = (float)i;
+        bv[i] = (float)(100 * i);
+    }
+    a = cin("a", QK_F32, 4, (int64_t[]){ 2, 3, 1, 2 }, av);
+    b = cin("b", QK_F32, 3, (int64_t[]){ 3, 4, 1 }, bv);
+    QT_OK(fx_run("Add", 2, (int[]){ a, b }, 1));
+    check_shape(fx_out(0), 4, (int64_t[]){ 2, 3, 4, 2 }, "Add 4d bcast");
+    int bad = 0;
+    for (int i0 = 0; i0 < 2; i0++)
+        for (int i1 = 0; i1 < 3; i1++)
+            for (int i2 = 0; i2 < 4; i2++)
+                for (int i3 = 0; i3 < 2; i3++)
+                    bad += fx_f(0)[((i0 * 3 + i1) * 4 + i2) * 2 + i3] != av[(i0 * 3 + i1) * 2 + i3] + bv[i1 * 4 + i2];
+    QT_CHECK(bad == 0, "Add 4d bcast: %d wrong", bad);
+    fx_end();
+
+    fx_begin(); /* uint8 wraps like numpy; int32 Div truncates */
+    a = cin("a", QK_U8, 1, (int64_t[]){ 3 }, (uint8_t[]){ 200, 3, 10 });
+    b = cin("b", QK_U8, 1, (int64_t[]){ 3 }, (uint8_t[]){ 100, 5, 20 });
+    QT_OK(fx_run("Add", 2, (int[]){ a, b }, 1));
+    const uint8_t *u = fx_out(0)->data;
+    QT_CHECK(fx_out(0)->dtype == QK_U8 && u[0] == 44 && u[1] == 8 && u[2] == 30, "Add uint8 %d %d %d", u[0], u[1], u[2]);
+    fx_end();
+    fx_begin();
+    a = cin("a", QK_U8, 1, (int64_t[]){ 3 }, (uint8_t[]){ 3, 3, 10 });
+    b = cin("b", QK_U8, 1, (int64_t[]){ 3 }, (uint8_t[]){ 5, 2, 200 });
+    QT_OK(fx_run("Sub", 2, (int[]){ a, b }, 1));
+    u = fx_out(0)->data;
+    QT_CHECK(u[0] == 254 && u[1] == 1 && u[2] == 66, "Sub uint8 %d %d %d", u[0], u[1], u[2]);
+    fx_end();
+    fx_begin();
+    a = cin("a", QK_I32, 1, (int64_t[]){ 4 }, (int32_t[]){ 7, -7, 9, 5 });
+    b = cin("b", QK_I32, 1, (int64_t[]){ 4 }, (int32_t[]){ 2, 2, -4, 0 });
+    QT_OK(fx_run("Div", 2, (int[]){ a, b }, 1));
+    const int32_t *q = fx_out(0)->data;
+    QT_CHECK(q[0] == 3 && q[1] == -3 && q[2] == -2 && q[3] == 0, "Div int32 %d %d %d %d", q[0], q[1], q[2], q[3]);
+    fx_end();
+}
+
+static void test_eltwise_grad(void)
+{
+    static const char *ops[] = { "Add", "Sub", "Mul", "Div" };
+    static const struct { int na; int64_t a[4]; int nb; int64_t b[4]; } cases[] = {
+        { 4, { 2, 3, 2, 2 }, 4, { 2, 3, 2, 2 } }, /* equal */
+        { 3, { 2, 3, 4 }, 2, { 3, 1 } },          /* B broadcast on two dims */
+        { 1, { 4 }, 3, { 2, 3, 4 } },             /* A broadcast (lower rank) */
+        { 0, { 0 }, 2, { 2, 3 } },                /* scalar A */
+        { 3, { 2, 1, 3 }, 3, { 1, 4, 1 } },       /* both broadcast */
+        { 4, { 2, 3, 1, 1 }, 4, { 2, 3, 2, 2 } }, /* bias-like [N,C,1,1] */
+    };
+    for (int k = 0; k < 4; k++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            qk_graph *g;
+            qk_graph_create(&g);
+            qk_rng rng;
+            qk_rng_seed(&rng, 100 * k + c);
+            int a = gc_add(g, "a", 1, QK_F32, cases[c].na, cases[c].a, NULL, &rng);
+            int b = gc_add(g, "b", 1, QK_F32, cases[c].nb, cases[c].b, NULL, &rng);
+            if (k == 3) /* divisor away from zero */
+                gc_fill(&g->values[b].t, &rng, 0.5f, 2.0f);
+            int node = gc_node(g, ops[k], 2, (int[]){ a, b }, 1);
+            char what[64];
+            snprintf(what, sizeof what, "%s case %zu", ops[k], c);
+            gc_opts o = gc_defaults();
+            gc_expect(g, node, &o, what);
+            qk_graph_destroy(g);
+        }
+    /* the same value on both sides: x*x, x-x */
+    for (int k = 1; k < 3; k++) {
+        qk_graph *g;
+        qk_graph_create(&g);
+        qk_rng rng;
+        qk_rng_seed(&rng, 77);
+        int a = gc_add(g, "a", 1, QK_F32, 2, (int64_t[]){ 3, 4 }, NULL, &rng);
+        int node = gc_node(g, ops[k], 2, (int[]){ a, a }, 1);
+        gc_opts o = gc_defaults();
+        gc_expect(g, node, &o, k == 1 ? "x - x" : "x * x");
+        qk_graph_destroy(g);
+    }
+    /* only one input differentiable (B constant) */
+    qk_graph *g;
+    qk_graph_create(&g);
+    qk_rng rng;
+    qk_rng_seed(&rng, 5);
+    int a = gc_add(g, "a", 1, QK_F32, 2, (int64_t[]){ 3, 4 }, NULL, &rng);
+    int b = gc_add(g, "b", 0, QK_F32, 1, (int64_t[]){ 4 }, NULL, &rng);
+    int node = gc_node(g, "Mul", 2, (int[]){ a, b }, 1);
+    gc_opts o = gc_defaults();
+    gc_expect(g, node, &o, "Mul const B");
+    qk_graph_destroy(g);
+}
+
+/* ===================== determinism: 1 vs 2 threads ===================== */
+/* Builds op over PARAM inputs of the given shapes, plans for training with
+ * `pool`, runs forward and backward (output grad = fixed random), and copies
+ * the output and the input grads into out (concatenated). Returns floats written. */
+static int64_t run_fb(qk_pool *pool, const char *op, int nin, const int *nd, const int64_t (*dims)[4],
+                      float *out, int64_t cap)
+{
+    qk_graph *g;
+    qk_graph_create(&g);
+    qk_rng rng;
+    qk_rng_seed(&rng, 1234);
+    int in[4];
+    for (int i = 0; i < nin; i++) {
+        char nm[8] = { 'x', (char)('0' + i), 0 };
+        in[i] = gc_add(g, nm, 1, QK_F32, nd[i], dims[i], NULL, &rng);
+    }
+    int node = gc_node(g, op, nin, in, 1);
+    int64_t w = 0;
+    if (qk_ops_bind(g) != QK_OK || qk_graph_plan(g, dims[0][0], 1, pool) != QK_OK ||
+        qk_graph_forward(g) != QK_OK) {
+        qk_graph_destroy(g);
+        return -1;
+    }
+    qk_node *n = &g->nodes[node];
+    qk_value *y = &g->values[n->out[0]];
+    int64_t m = qk_tensor_numel(&y->t);
+    for (int64_t i = 0; i < m; i++)
+        qk_f32(&y->grad)[i] = qk_rng_normal(&rng);
+    for (int i = 0; i < nin; i++)
+        memset(g->values[in[i]].grad.data, 0, qk_tensor_bytes(&g->values[in[i]].grad));
+    if (n->op->backward(&g->exec, n) != QK_OK) {
+        qk_graph_destroy(g);
+        return -1;
+    }
+    for (int64_t i = 0; i < m && w < cap; i++)
+        out[w++] = qk_f32(&y->t)[i];
+    for (int i = 0; i < nin; i++) {
+        int64_t mi = qk_tensor_numel(&g->values[in[i]].t);
+        for (int64_t e = 0; e < mi && w < cap; e++)
+            out[w++] = qk_f32(&g->values[in[i]].grad)[e];
+    }
+    qk_graph_destroy(g);
+    return w;
+}
+
+static void check_threads(const char *op, int nin, const int *nd, const int64_t (*dims)[4])
+{
+    int64_t cap = 1 << 20;
+    float *a = qk_malloc(cap * sizeof(float)), *b = qk_malloc(cap * sizeof(float));
+    int64_t na = run_fb(pool1, op, nin, nd, dims, a, cap);
+    int64_t nb = run_fb(pool2, op, nin, nd, dims, b, cap);
+    QT_CHECK(na > 0 && na == nb && memcmp(a, b, na * sizeof(float)) == 0, "%s: 1 vs 2 threads differ (%lld, %lld)",
+             op, (long long)na, (long long)nb);
+    qk_free(a);
+    qk_free(b);
+}
+
+static void test_threads(void)
+{
+    const int64_t big[2][4] = { { 8, 16, 24, 24 }, { 8, 16, 24, 24 } };
+    const int nd4[2] = { 4, 4 };
+    check_threads("Add", 2, nd4, big);
+    check_threads("Relu", 1, nd4, big);
+    check_threads("Sigmoid", 1, nd4, big);
+    check_threads("HardSwish", 1, nd4, big);
+    const int64_t bc[2][4] = { { 8, 16, 24, 24 }, { 16, 1, 1 } };
+    const int ndb[2] = { 4, 3 };
+    check_threads("Mul", 2, ndb, bc);
+    check_threads("Div", 2, ndb, bc);
+}
+
+/* ===================== errors ===================== */
+static void expect_err(qk_status got, qk_status want, const char *needle, const char *what)
+{
+    QT_CHECK(got == want && strstr(qk_last_error(), needle) != NULL, "%s: got %s '%s', want %s naming '%s'", what,
+             qk_status_str(got), qk_last_error(), qk_status_str(want), needle);
+}
+
+static void test_errors(void)
+{
+    fx_begin();
+    int a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    int b = cin("b", QK_F32, 1, (int64_t[]){ 4 }, NULL);
+    expect_err(fx_run("Add", 2, (int[]){ a, b }, 1), QK_ERR_SHAPE, "Add_node", "Add not broadcastable");
+    QT_CHECK(strstr(qk_last_error(), "[2,3]") && strstr(qk_last_error(), "[4]"), "shapes named: %s", qk_last_error());
+    fx_end();
+
+    fx_begin();
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    b = cin("b", QK_I64, 1, (int64_t[]){ 3 }, NULL);
+    expect_err(fx_run("Mul", 2, (int[]){ a, b }, 1), QK_ERR_SHAPE, "Mul_node", "Mul dtype mismatch");
+    fx_end();
+
+    fx_begin();
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    b = cin("b", QK_F32, 1, (int64_t[]){ 2 }, NULL);
+    expect_err(fx_run("Clip", 2, (int[]){ a, b }, 1), QK_ERR_SHAPE, "Clip_node", "Clip non-scalar min");
+    fx_end();
+}
+
+int main(void)
+{
+    qk_pool_create(1, &pool1);
+    qk_pool_create(2, &pool2);
+    test_act_forward();
+    test_act_grad();
+    test_eltwise_forward();
+    test_eltwise_grad();
+    test_threads();
+    test_errors();
+    qk_pool_destroy(pool1);
+    qk_pool_destroy(pool2);
+    return qt_finish("test_ops_light");
+}
