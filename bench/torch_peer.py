@@ -1,0 +1,499 @@
+#!/usr/bin/python3
+"""PyTorch comparison peer for qkit (benchmarks and test fixtures only).
+
+qkit never depends on PyTorch. This script defines the three reference
+architectures of DESIGN.md exactly as qkit's model zoo does, trains them with
+the shared recipe, measures training throughput, and exports ONNX files that
+`qkit` imports. Run it with /usr/bin/python3 (Debian's python3-torch 1.13,
+python3-onnx 1.12; torchvision is not needed).
+
+Subcommands
+  train       --arch A [--epochs 8] [--threads 2] [--steps N] [--seed S]
+              [--out model.onnx] [--save model.pt] [--json]
+  bench-train --arch A [--threads 2] [--steps 50] [--warmup 5] [--json]
+  eval-torch  --arch A --weights model.pt [--threads 2] [--json]
+  export      --arch A [--weights model.pt] --out model.onnx [--fold-bn]
+  ops         print the ONNX op_type set torch.onnx.export emits per arch
+  summary     print module layout and parameter counts
+
+Module layout (PyTorch state_dict names = ONNX initializer names; every conv
+is bias=False and followed by BatchNorm2d(eps=1e-5, momentum=0.1); all convs
+3x3 use padding 1, 1x1 use padding 0; NCHW input [N,1,28,28] named "input",
+output [N,10] named "logits"):
+
+lenet (421,738 trainable parameters; + 192 BN running-stat values)
+  conv1  Conv 1->32 3x3 s1 p1       bn1 BN(32)   relu   maxpool 2x2 s2
+  conv2  Conv 32->64 3x3 s1 p1      bn2 BN(64)   relu   maxpool 2x2 s2
+  flatten (64*7*7 = 3136)
+  fc1    Linear 3136->128 (bias)    relu
+  fc2    Linear 128->10 (bias)
+
+resnet8 (77,754 trainable parameters; + 672 BN running-stat values)
+  conv1  Conv 1->16 3x3 s1          bn1 BN(16)   relu
+  layer1.0  BasicBlock 16->16 s1: conv1 3x3 s1, bn1, relu, conv2 3x3 s1, bn2,
+            + identity, relu
+  layer2.0  BasicBlock 16->32 s2: conv1 3x3 s2, bn1, relu, conv2 3x3 s1, bn2,
+            + shortcut_conv 1x1 s2 -> shortcut_bn, relu
+  layer3.0  BasicBlock 32->64 s2: same as layer2.0
+  global average pool (AdaptiveAvgPool2d(1)) + flatten -> 64
+  fc     Linear 64->10 (bias)
+  Spatial sizes: 28 -> 28 -> 14 -> 7.
+
+mobilenetv2s (50,410 trainable parameters; + 2,752 BN running-stat values)
+  conv1  Conv 1->16 3x3 s1          bn1 BN(16)   relu6
+  blocks.i  InvertedResidual(in, out, stride s, expansion t), hidden = in*t:
+     expand_conv 1x1 in->hidden, expand_bn, relu6      (only when t != 1)
+     dw_conv 3x3 stride s groups=hidden, dw_bn, relu6
+     project_conv 1x1 hidden->out, project_bn          (linear, no activation)
+     + input when s == 1 and in == out
+     i  t  in -> out  s  hidden  residual
+     0  1  16 -> 16   1  16      yes
+     1  4  16 -> 24   2  64      no
+     2  4  24 -> 24   1  96      yes
+     3  4  24 -> 32   2  96      no
+     4  4  32 -> 32   1  128     yes
+     5  4  32 -> 64   1  128     no
+  conv2  Conv 64->128 1x1           bn2 BN(128)  relu6
+  global average pool + flatten -> 128
+  fc     Linear 128->10 (bias)
+  Spatial sizes: 28 -> 28 -> 14 -> 7.
+
+Training recipe (DESIGN.md): SGD momentum 0.9 nesterov, lr 0.05, cosine to 0
+stepped per iteration over epochs * steps_per_epoch (CosineAnnealingLR with
+T_max = total steps), weight decay 5e-4 on conv/linear weights only (not BN,
+not biases), batch 128 (shuffled each epoch; last partial batch kept:
+469 steps per epoch), augmentation = random horizontal flip (p 0.5) then
+random crop 28 with zero padding 2 (pad value 0 in [0,1] pixel space, as
+torchvision's RandomCrop before Normalize), then normalize with mean 0.2860,
+std 0.3530. Throughput counts only forward + backward + optimizer step.
+
+ONNX export: opset 13, dynamic batch axis "batch" on "input" and "logits",
+model in eval mode exported with TrainingMode.PRESERVE so BatchNormalization
+nodes and the state_dict names are kept (torch's default eval export folds BN
+into the convs and renames the weights; --fold-bn gives that form).
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DATA_DIR = os.environ.get("QKIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+MEAN, STD = 0.2860, 0.3530
+ARCHS = ("lenet", "resnet8", "mobilenetv2s")
+
+
+# ---------------------------------------------------------------- models
+
+def bn(c):
+    return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1, 1, bias=False)
+        self.bn1 = bn(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1, 1, bias=False)
+        self.bn2 = bn(64)
+        self.fc1 = nn.Linear(3136, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2, 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2, 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = bn(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = bn(cout)
+        self.has_shortcut = stride != 1 or cin != cout
+        if self.has_shortcut:
+            self.shortcut_conv = nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+            self.shortcut_bn = bn(cout)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        s = self.shortcut_bn(self.shortcut_conv(x)) if self.has_shortcut else x
+        return F.relu(y + s)
+
+
+class ResNet8(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+        self.bn1 = bn(16)
+        self.layer1 = nn.Sequential(BasicBlock(16, 16, 1))
+        self.layer2 = nn.Sequential(BasicBlock(16, 32, 2))
+        self.layer3 = nn.Sequential(BasicBlock(32, 64, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = torch.flatten(self.pool(x), 1)
+        return self.fc(x)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, t):
+        super().__init__()
+        hidden = cin * t
+        self.expand = t != 1
+        if self.expand:
+            self.expand_conv = nn.Conv2d(cin, hidden, 1, 1, 0, bias=False)
+            self.expand_bn = bn(hidden)
+        self.dw_conv = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
+        self.dw_bn = bn(hidden)
+        self.project_conv = nn.Conv2d(hidden, cout, 1, 1, 0, bias=False)
+        self.project_bn = bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = F.relu6(self.expand_bn(self.expand_conv(x))) if self.expand else x
+        y = F.relu6(self.dw_bn(self.dw_conv(y)))
+        y = self.project_bn(self.project_conv(y))
+        return x + y if self.residual else y
+
+
+MBV2S_CFG = [(1, 16, 1), (4, 24, 2), (4, 24, 1), (4, 32, 2), (4, 32, 1), (4, 64, 1)]
+
+
+class MobileNetV2S(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+        self.bn1 = bn(16)
+        blocks, cin = [], 16
+        for t, c, s in MBV2S_CFG:
+            blocks.append(InvertedResidual(cin, c, s, t))
+            cin = c
+        self.blocks = nn.Sequential(*blocks)
+        self.conv2 = nn.Conv2d(64, 128, 1, 1, 0, bias=False)
+        self.bn2 = bn(128)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu6(self.bn1(self.conv1(x)))
+        x = self.blocks(x)
+        x = F.relu6(self.bn2(self.conv2(x)))
+        x = torch.flatten(self.pool(x), 1)
+        return self.fc(x)
+
+
+def make_model(arch):
+    if arch == "lenet":
+        return LeNet()
+    if arch == "resnet8":
+        return ResNet8()
+    if arch == "mobilenetv2s":
+        return MobileNetV2S()
+    raise SystemExit(f"unknown arch '{arch}' (expected one of {', '.join(ARCHS)})")
+
+
+def param_counts(model):
+    trainable = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    return trainable, buffers
+
+
+# ---------------------------------------------------------------- data
+
+def read_idx(path):
+    """IDX file (optionally gzip) -> numpy array (big-endian header)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise SystemExit(f"{path}: not an unsigned-byte IDX file")
+    nd = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * nd)
+    if data.size != int(np.prod(dims)):
+        raise SystemExit(f"{path}: {data.size} bytes for dims {dims}")
+    return data.reshape(dims)
+
+
+def load_split(split):
+    pre = "train" if split == "train" else "t10k"
+    x = read_idx(os.path.join(DATA_DIR, f"{pre}-images-idx3-ubyte.gz"))
+    y = read_idx(os.path.join(DATA_DIR, f"{pre}-labels-idx1-ubyte.gz"))
+    x = torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1)  # [N,1,28,28] in [0,1]
+    y = torch.from_numpy(y.astype(np.int64))
+    return x, y
+
+
+def normalize(x):
+    return (x - MEAN) / STD
+
+
+def augment(x, gen):
+    """Random horizontal flip (p 0.5) then random crop 28 with zero padding 2,
+    per image, on a [B,1,28,28] batch in [0,1] pixel space."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
+    p = 2
+    xp = F.pad(x, (p, p, p, p))  # zeros
+    oy = torch.randint(0, 2 * p + 1, (b,), generator=gen)
+    ox = torch.randint(0, 2 * p + 1, (b,), generator=gen)
+    rows = (oy.view(b, 1) + torch.arange(h).view(1, h))  # [b,h]
+    cols = (ox.view(b, 1) + torch.arange(w).view(1, w))  # [b,w]
+    bi = torch.arange(b).view(b, 1, 1)
+    out = xp[:, 0][bi, rows.view(b, h, 1), cols.view(b, 1, w)]
+    return out.unsqueeze(1).contiguous()
+
+
+# ---------------------------------------------------------------- training
+
+def make_optimizer(model, lr=0.05, wd=5e-4):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        # conv / linear weights decay; BN weight/bias and linear biases do not
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return torch.optim.SGD([{"params": decay, "weight_decay": wd},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=lr, momentum=0.9, nesterov=True)
+
+
+def evaluate(model, x, y, batch=1000):
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            out = model(normalize(x[i:i + batch]))
+            loss += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+            correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    return correct / x.shape[0], loss / x.shape[0]
+
+
+def machine():
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cpus, torch {torch.__version__}"
+
+
+def cmd_train(a):
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    torch.set_num_threads(a.threads)
+    gen = torch.Generator().manual_seed(a.seed)
+    xtr, ytr = load_split("train")
+    xte, yte = load_split("test")
+    model = make_model(a.arch)
+    opt = make_optimizer(model)
+    n = xtr.shape[0]
+    steps_per_epoch = math.ceil(n / a.batch)
+    if a.steps:
+        steps_per_epoch = min(steps_per_epoch, a.steps)
+    total = a.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)
+    log = []
+    for ep in range(a.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        t_compute, seen, loss_sum = 0.0, 0, 0.0
+        for it in range(steps_per_epoch):
+            idx = perm[it * a.batch:(it + 1) * a.batch]
+            xb = normalize(augment(xtr[idx], gen))
+            yb = ytr[idx]
+            t0 = time.perf_counter()
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            t_compute += time.perf_counter() - t0
+            sched.step()
+            seen += xb.shape[0]
+            loss_sum += loss.item() * xb.shape[0]
+        acc, tl = evaluate(model, xte, yte)
+        rec = {"epoch": ep + 1, "train_loss": loss_sum / seen, "test_loss": tl,
+               "test_acc": acc, "images_per_s": seen / t_compute,
+               "lr": sched.get_last_lr()[0]}
+        log.append(rec)
+        if not a.json:
+            print(f"epoch {ep + 1}/{a.epochs}  train loss {rec['train_loss']:.4f}  "
+                  f"test loss {tl:.4f}  test acc {100 * acc:.2f}%  "
+                  f"{rec['images_per_s']:.0f} images/s", flush=True)
+    if a.save:
+        torch.save(model.state_dict(), a.save)
+    if a.out:
+        export_onnx(model, a.out, fold_bn=False)
+    res = {"arch": a.arch, "epochs": a.epochs, "steps_per_epoch": steps_per_epoch,
+           "batch": a.batch, "threads": a.threads, "seed": a.seed,
+           "test_acc": log[-1]["test_acc"] if log else None, "epochs_log": log,
+           "machine": machine()}
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"final test accuracy {100 * res['test_acc']:.2f}%")
+
+
+def cmd_bench_train(a):
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    gen = torch.Generator().manual_seed(a.seed)
+    xtr, ytr = load_split("train")
+    model = make_model(a.arch)
+    model.train()
+    opt = make_optimizer(model)
+    n = xtr.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    nb = n // a.batch
+    batches = []
+    for i in range(min(nb, a.warmup + a.steps)):
+        idx = perm[i * a.batch:(i + 1) * a.batch]
+        batches.append((normalize(augment(xtr[idx], gen)), ytr[idx]))
+    times = []
+    for i in range(a.warmup + a.steps):
+        xb, yb = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if i >= a.warmup:
+            times.append(dt)
+    ips = a.batch * len(times) / sum(times)
+    res = {"arch": a.arch, "threads": a.threads, "batch": a.batch, "steps": a.steps,
+           "warmup": a.warmup, "images_per_s": ips,
+           "ms_per_step_median": 1000 * float(np.median(times)), "machine": machine()}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"{a.arch}: {ips:.1f} images/s (batch {a.batch}, {a.threads} threads, "
+              f"{a.steps} steps after {a.warmup} warm-up; median {res['ms_per_step_median']:.1f} ms/step)")
+
+
+def load_weights(arch, path):
+    model = make_model(arch)
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    model.eval()
+    return model
+
+
+def cmd_eval_torch(a):
+    torch.set_num_threads(a.threads)
+    model = load_weights(a.arch, a.weights)
+    xte, yte = load_split("test")
+    acc, loss = evaluate(model, xte, yte)
+    if a.json:
+        print(json.dumps({"arch": a.arch, "test_acc": acc, "test_loss": loss}))
+    else:
+        print(f"{a.arch}: test accuracy {100 * acc:.2f}%  loss {loss:.4f}")
+
+
+# ---------------------------------------------------------------- ONNX
+
+def export_onnx(model, path, fold_bn=False):
+    """Export in eval mode, opset 13, dynamic batch on input/logits.
+    fold_bn=False keeps BatchNormalization nodes and the state_dict names
+    (TrainingMode.PRESERVE on an eval-mode model skips torch's Conv+BN
+    fusion); fold_bn=True is torch's default eval export."""
+    model.eval()
+    dummy = torch.zeros(1, 1, 28, 28)
+    mode = torch.onnx.TrainingMode.EVAL if fold_bn else torch.onnx.TrainingMode.PRESERVE
+    torch.onnx.export(model, dummy, path, opset_version=13,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      training=mode, do_constant_folding=True)
+
+
+def cmd_export(a):
+    model = load_weights(a.arch, a.weights) if a.weights else make_model(a.arch)
+    export_onnx(model, a.out, fold_bn=a.fold_bn)
+    print(f"wrote {a.out}")
+
+
+def cmd_ops(a):
+    import io
+    import onnx
+    for arch in ARCHS:
+        for fold in (False, True):
+            torch.manual_seed(0)
+            buf = io.BytesIO()
+            export_onnx(make_model(arch), buf, fold_bn=fold)
+            m = onnx.load_from_string(buf.getvalue())
+            ops = sorted({nd.op_type for nd in m.graph.node})
+            print(f"{arch:13s} {'folded-BN' if fold else 'keep-BN  '}: {' '.join(ops)}")
+
+
+def cmd_summary(a):
+    for arch in ARCHS:
+        m = make_model(arch)
+        tr, bu = param_counts(m)
+        print(f"{arch}: {tr} trainable parameters, {bu} BN running-stat values")
+        if a.verbose:
+            for name, p in m.state_dict().items():
+                print(f"  {name:32s} {list(p.shape)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="PyTorch comparison peer for qkit")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--arch", required=True, choices=ARCHS)
+    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--steps", type=int, default=0, help="cap on steps per epoch (0 = full epoch)")
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--out", help="export the trained model as ONNX")
+    t.add_argument("--save", help="save the state dict (.pt)")
+    t.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench-train")
+    b.add_argument("--arch", required=True, choices=ARCHS)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--steps", type=int, default=50)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--batch", type=int, default=128)
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--json", action="store_true")
+    e = sub.add_parser("eval-torch")
+    e.add_argument("--arch", required=True, choices=ARCHS)
+    e.add_argument("--weights", required=True)
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--json", action="store_true")
+    x = sub.add_parser("export")
+    x.add_argument("--arch", required=True, choices=ARCHS)
+    x.add_argument("--weights")
+    x.add_argument("--out", required=True)
+    x.add_argument("--fold-bn", action="store_true")
+    sub.add_parser("ops")
+    s = sub.add_parser("summary")
+    s.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    {"train": cmd_train, "bench-train": cmd_bench_train, "eval-torch": cmd_eval_torch,
+     "export": cmd_export, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
