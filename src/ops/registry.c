@@ -4,6 +4,9 @@
 #include <string.h>
 
 extern const qk_op qk_op_conv;
+extern const qk_op qk_op_gemm, qk_op_matmul; /* gemm_op.c */
+extern const qk_op qk_op_batchnorm; /* batchnorm.c */
+extern const qk_op qk_op_maxpool, qk_op_averagepool, qk_op_globalaveragepool; /* pool.c */
 extern const qk_op qk_op_relu, qk_op_clip, qk_op_hardsigmoid, qk_op_hardswish, qk_op_sigmoid; /* activation.c */
 extern const qk_op qk_op_add, qk_op_sub, qk_op_mul, qk_op_div; /* eltwise.c */
 extern const qk_op qk_op_identity, qk_op_dropout, qk_op_flatten, qk_op_reshape, qk_op_squeeze, qk_op_unsqueeze,
@@ -12,6 +15,9 @@ extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
+    &qk_op_gemm, &qk_op_matmul,
+    &qk_op_batchnorm,
+    &qk_op_maxpool, &qk_op_averagepool, &qk_op_globalaveragepool,
     &qk_op_relu, &qk_op_clip, &qk_op_hardsigmoid, &qk_op_hardswish, &qk_op_sigmoid,
     &qk_op_add, &qk_op_sub, &qk_op_mul, &qk_op_div,
     &qk_op_identity, &qk_op_dropout, &qk_op_flatten, &qk_op_reshape, &qk_op_squeeze, &qk_op_unsqueeze,

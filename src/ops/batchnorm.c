@@ -1,0 +1,301 @@
+/* BatchNormalization (ONNX opset 9-15), forward and backward.
+ *
+ *   X [N, C, ...], scale/B/mean/var [C] -> Y [N, C, ...]
+ *   [, running_mean [C], running_var [C]]   (opset 14+ training_mode outputs)
+ *
+ * Statistics mode:
+ *   eval  (x->training == 0 and training_mode attr 0):
+ *         y = scale * (x - mean) / sqrt(var + eps) + B with the input stats.
+ *   batch (x->training == 1, or attribute training_mode = 1):
+ *         per-channel mean and biased variance over N and the spatial dims;
+ *         y normalized with them (PyTorch / ONNX).
+ *         - optional outputs 1, 2 (ONNX): running = momentum*input +
+ *           (1-momentum)*batch, with the biased batch variance (ONNX
+ *           reference implementation);
+ *         - when x->training and mean/var are initializers (CONST/PARAM),
+ *           they are updated IN PLACE PyTorch-style: running = momentum *
+ *           running + (1 - momentum) * batch, with the UNBIASED variance
+ *           (ONNX momentum 0.9 = PyTorch momentum 0.1).
+ * Backward ADDS dX, dScale, dB. In batch mode the statistics' dependence on
+ * x is included (standard batch-norm backward); in eval mode y is affine in
+ * x. The gradient does not flow into mean/var.
+ * Work is split by channel (one task per channel block): each channel's sums
+ * run in a fixed order, so results are identical for any thread count. */
+#include "qkit/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BN_CBLOCK 4 /* channels per task */
+
+typedef struct bn_state {
+    float eps, momentum;
+    int training_mode;
+    int64_t N, C, S; /* S: spatial size */
+    int batch_stats; /* mode of the last forward */
+    int64_t cap;
+    float *mean, *invstd, *bvar; /* [C] each: saved by forward (bvar: biased batch var) */
+} bn_state;
+
+static qk_status bn_init(qk_graph *g, qk_node *n)
+{
+    (void)g;
+    if (n->n_in != 5 || n->n_out < 1 || n->n_out > 3)
+        return qk_error(QK_ERR_ARG,
+                        "BatchNormalization: expects 5 inputs (X, scale, B, mean, var) and 1 or 3 outputs, got %d and %d%s",
+                        n->n_in, n->n_out,
+                        n->n_out > 3 ? " (saved_mean/saved_var outputs of opset < 14 are not supported)" : "");
+    for (int i = 0; i < 5; i++)
+        if (n->in[i] < 0)
+            return qk_error(QK_ERR_ARG, "BatchNormalization: input %d is missing", i);
+    bn_state *s = qk_calloc(1, sizeof *s);
+    if (!s)
+        return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
+    n->state = s;
+    s->eps = qk_node_float(n, "epsilon", 1e-5f);
+    s->momentum = qk_node_float(n, "momentum", 0.9f);
+    s->training_mode = (int)qk_node_int(n, "training_mode", 0);
+    if (!(s->eps > 0.0f))
+        return qk_error(QK_ERR_ARG, "BatchNormalization: epsilon must be > 0 (got %g)", (double)s->eps);
+    if (qk_node_attr(n, "spatial") && qk_node_int(n, "spatial", 1) != 1)
+        return qk_error(QK_ERR_UNSUPPORTED, "BatchNormalization: spatial=0 (opset < 9) is not supported");
+    return QK_OK;
+}
+
+static void bn_destroy(qk_node *n)
+{
+    bn_state *s = n->state;
+    if (s)
+        qk_aligned_free(s->mean);
+    qk_free(s);
+    n->state = NULL;
+}
+
+static qk_status bn_infer(qk_graph *g, qk_node *n)
+{
+    bn_state *s = n->state;
+    const qk_tensor *x = &qk_in(g, n, 0)->t;
+    char b1[96], b2[96];
+    if (x->dtype != QK_F32)
+        return qk_error(QK_ERR_UNSUPPORTED, "BatchNormalization: only float32 is supported (X is %s)",
+                        qk_dtype_name(x->dtype));
+    if (x->ndim < 2)
+        return qk_error(QK_ERR_SHAPE, "BatchNormalization: input %s must have rank >= 2",
+                        qk_shape_str(x, b1, sizeof b1));
+    int64_t C = x->dims[1];
+    static const char *const names[] = { "", "scale", "B", "mean", "var" };
+    for (int i = 1; i < 5; i++) {
+        const qk_tensor *p = &qk_in(g, n, i)->t;
+        if (p->dtype != QK_F32 || p->ndim != 1 || p->dims[0] != C)
+            return qk_error(QK_ERR_SHAPE, "BatchNormalization: %s %s must be float32 [%lld] (input %s)", names[i],
+                            qk_shape_str(p, b2, sizeof b2), (long long)C, qk_shape_str(x, b1, sizeof b1));
+    }
+    s->N = x->dims[0];
+    s->C = C;
+    s->S = 1;
+    for (int i = 2; i < x->ndim; i++)
+        s->S *= x->dims[i];
+    qk_tensor_set_shape(&qk_out(g, n, 0)->t, QK_F32, x->ndim, x->dims);
+    for (int k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            qk_tensor_set_shape(&qk_out(g, n, k)->t, QK_F32, 1, &C);
+    return QK_OK;
+}
+
+static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
+{
+    (void)g;
+    (void)training;
+    bn_state *s = n->state;
+    *ws_bytes = 0;
+    if (s->mean && s->cap >= s->C)
+        return QK_OK;
+    qk_aligned_free(s->mean);
+    s->mean = qk_aligned_alloc((size_t)(3 * s->C + 1) * sizeof(float));
+    if (!s->mean)
+        return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
+    s->invstd = s->mean + s->C;
+    s->bvar = s->mean + 2 * s->C;
+    s->cap = s->C;
+    return QK_OK;
+}
+
+/* Sums of (x - shift) and (x - shift)^2 over one row, 8 float lanes. */
+static void row_moments(const float *x, int64_t n, float shift, double *s1, double *s2)
+{
+    float a[8] = { 0 }, q[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            float d = x[i + l] - shift;
+            a[l] += d;
+            q[l] += d * d;
+        }
+    for (; i < n; i++) {
+        float d = x[i] - shift;
+        a[0] += d;
+        q[0] += d * d;
+    }
+    *s1 += (double)((a[0] + a[4]) + (a[1] + a[5]) + ((a[2] + a[6]) + (a[3] + a[7])));
+    *s2 += (double)((q[0] + q[4]) + (q[1] + q[5]) + ((q[2] + q[6]) + (q[3] + q[7])));
+}
+
+/* sum(dy) and sum(dy * (x - mean)) over one row. */
+static void row_dsums(const float *dy, const float *x, int64_t n, float mean, double *s1, double *s2)
+{
+    float a[8] = { 0 }, q[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            a[l] += dy[i + l];
+            q[l] += dy[i + l] * (x[i + l] - mean);
+        }
+    for (; i < n; i++) {
+        a[0] += dy[i];
+        q[0] += dy[i] * (x[i] - mean);
+    }
+    *s1 += (double)((a[0] + a[4]) + (a[1] + a[5]) + ((a[2] + a[6]) + (a[3] + a[7])));
+    *s2 += (double)((q[0] + q[4]) + (q[1] + q[5]) + ((q[2] + q[6]) + (q[3] + q[7])));
+}
+
+typedef struct bn_ctx {
+    bn_state *s;
+    const float *X, *scale, *B, *rmean, *rvar, *dY;
+    float *Y, *dX, *dScale, *dB;
+    int batch;
+} bn_ctx;
+
+static void bn_fwd_task(void *vc, int64_t t, int worker)
+{
+    (void)worker;
+    const bn_ctx *c = vc;
+    bn_state *s = c->s;
+    const int64_t N = s->N, C = s->C, S = s->S;
+    int64_t c0 = t * BN_CBLOCK, c1 = c0 + BN_CBLOCK < C ? c0 + BN_CBLOCK : C;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        float mean, var;
+        if (c->batch) {
+            double s1 = 0, s2 = 0, M = (double)(N * S);
+            float shift = N * S ? c->X[ch * S] : 0.0f;
+            for (int64_t n = 0; n < N; n++)
+                row_moments(c->X + (n * C + ch) * S, S, shift, &s1, &s2);
+            double m = M > 0 ? s1 / M : 0.0, v = M > 0 ? s2 / M - m * m : 0.0;
+            mean = (float)(m + shift);
+            var = (float)(v > 0 ? v : 0.0);
+        } else {
+            mean = c->rmean[ch];
+            var = c->rvar[ch];
+        }
+        float inv = 1.0f / sqrtf(var + s->eps);
+        s->mean[ch] = mean;
+        s->invstd[ch] = inv;
+        s->bvar[ch] = var;
+        float a = c->scale[ch] * inv, b = c->B[ch] - mean * a;
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = c->X + (n * C + ch) * S;
+            float *yr = c->Y + (n * C + ch) * S;
+            for (int64_t i = 0; i < S; i++)
+                yr[i] = xr[i] * a + b;
+        }
+    }
+}
+
+static qk_status bn_forward(qk_exec *x, qk_node *n)
+{
+    qk_graph *g = x->g;
+    bn_state *s = n->state;
+    qk_value *mv = qk_in(g, n, 3), *vv = qk_in(g, n, 4);
+    bn_ctx c = { .s = s, .X = qk_f32(&qk_in(g, n, 0)->t), .scale = qk_f32(&qk_in(g, n, 1)->t),
+                 .B = qk_f32(&qk_in(g, n, 2)->t), .rmean = qk_f32(&mv->t), .rvar = qk_f32(&vv->t),
+                 .Y = qk_f32(&qk_out(g, n, 0)->t), .batch = x->training || s->training_mode };
+    if (!s->mean)
+        return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    s->batch_stats = c.batch;
+    qk_pool_run(x->pool, (s->C + BN_CBLOCK - 1) / BN_CBLOCK, bn_fwd_task, &c);
+    if (!c.batch)
+        return QK_OK;
+    const float mom = s->momentum;
+    qk_value *om = qk_out(g, n, 1), *ov = qk_out(g, n, 2);
+    for (int64_t ch = 0; ch < s->C; ch++) {
+        if (om)
+            qk_f32(&om->t)[ch] = mom * c.rmean[ch] + (1.0f - mom) * s->mean[ch];
+        if (ov)
+            qk_f32(&ov->t)[ch] = mom * c.rvar[ch] + (1.0f - mom) * s->bvar[ch];
+    }
+    if (x->training && (mv->kind == QK_VALUE_CONST || mv->kind == QK_VALUE_PARAM) &&
+        (vv->kind == QK_VALUE_CONST || vv->kind == QK_VALUE_PARAM)) {
+        int64_t M = s->N * s->S;
+        float unb = M > 1 ? (float)M / (float)(M - 1) : 1.0f;
+        float *rm = qk_f32(&mv->t), *rv = qk_f32(&vv->t);
+        for (int64_t ch = 0; ch < s->C; ch++) {
+            rm[ch] = mom * rm[ch] + (1.0f - mom) * s->mean[ch];
+            rv[ch] = mom * rv[ch] + (1.0f - mom) * s->bvar[ch] * unb;
+        }
+    }
+    return QK_OK;
+}
+
+static void bn_bwd_task(void *vc, int64_t t, int worker)
+{
+    (void)worker;
+    const bn_ctx *c = vc;
+    const bn_state *s = c->s;
+    const int64_t N = s->N, C = s->C, S = s->S;
+    int64_t c0 = t * BN_CBLOCK, c1 = c0 + BN_CBLOCK < C ? c0 + BN_CBLOCK : C;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        const float mean = s->mean[ch], inv = s->invstd[ch];
+        double s1 = 0, s2 = 0;
+        for (int64_t n = 0; n < N; n++)
+            row_dsums(c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, S, mean, &s1, &s2);
+        /* s1 = sum dy, s2 = sum dy*(x-mean); sum dy*xhat = s2*inv */
+        float sdy = (float)s1, sdyxh = (float)(s2 * inv);
+        if (c->dB)
+            c->dB[ch] += sdy;
+        if (c->dScale)
+            c->dScale[ch] += sdyxh;
+        if (!c->dX)
+            continue;
+        const float gs = c->scale[ch] * inv;
+        if (s->batch_stats) {
+            /* dx = gs * (dy - sdy/M - xhat * sdyxh/M) = gs*dy + k1*(x-mean) + k0 */
+            float Mf = (float)(N * S);
+            float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf;
+            for (int64_t n = 0; n < N; n++) {
+                const float *dyr = c->dY + (n * C + ch) * S, *xr = c->X + (n * C + ch) * S;
+                float *dxr = c->dX + (n * C + ch) * S;
+                for (int64_t i = 0; i < S; i++)
+                    dxr[i] += gs * dyr[i] + k1 * (xr[i] - mean) + k0;
+            }
+        } else {
+            for (int64_t n = 0; n < N; n++) {
+                const float *dyr = c->dY + (n * C + ch) * S;
+                float *dxr = c->dX + (n * C + ch) * S;
+                for (int64_t i = 0; i < S; i++)
+                    dxr[i] += gs * dyr[i];
+            }
+        }
+    }
+}
+
+static qk_status bn_backward(qk_exec *x, qk_node *n)
+{
+    qk_graph *g = x->g;
+    bn_state *s = n->state;
+    qk_value *xv = qk_in(g, n, 0), *sv = qk_in(g, n, 1), *bv = qk_in(g, n, 2);
+    bn_ctx c = { .s = s, .X = qk_f32(&xv->t), .scale = qk_f32(&sv->t), .dY = qk_f32(&qk_out(g, n, 0)->grad),
+                 .dX = xv->grad.data, .dScale = sv->grad.data, .dB = bv->grad.data };
+    if (!s->mean)
+        return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    qk_pool_run(x->pool, (s->C + BN_CBLOCK - 1) / BN_CBLOCK, bn_bwd_task, &c);
+    return QK_OK;
+}
+
+const qk_op qk_op_batchnorm = {
+    .type = "BatchNormalization",
+    .init = bn_init,
+    .infer = bn_infer,
+    .reshape = bn_reshape,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .destroy = bn_destroy,
+};
