@@ -73,9 +73,9 @@ static void sm_range(void *c, int64_t lo, int64_t hi)
             for (int64_t k = 0; k < len; k++)
                 sum += expf(x[k * st] - mx);
             if (j->log) {
-                float lse = mx + (float)log(sum);
+                float ls = (float)log(sum);
                 for (int64_t k = 0; k < len; k++)
-                    y[k * st] = x[k * st] - lse;
+                    y[k * st] = (x[k * st] - mx) - ls;
             } else {
                 float inv = (float)(1.0 / sum);
                 for (int64_t k = 0; k < len; k++)
@@ -158,7 +158,7 @@ typedef struct sce_state {
     int has_ii;
     int64_t ignore_index;
     int64_t cap;   /* positions the buffers hold */
-    float *lse;    /* log-sum-exp per position */
+    double *lse;   /* log-sum-exp per position */
     double *loss;  /* weighted loss per position */
     double denom;  /* sum of weights (mean) from the last forward */
 } sce_state;
@@ -239,7 +239,7 @@ static qk_status sce_reshape(qk_graph *g, qk_node *n, int training, size_t *ws)
     if (np > s->cap) {
         qk_free(s->lse);
         qk_free(s->loss);
-        s->lse = qk_malloc((size_t)np * sizeof(float));
+        s->lse = qk_malloc((size_t)np * sizeof(double));
         s->loss = qk_malloc((size_t)np * sizeof(double));
         s->cap = 0;
         if (!s->lse || !s->loss)
@@ -283,7 +283,7 @@ static void sce_fwd_range(void *c, int64_t lo, int64_t hi)
         for (int64_t k = 0; k < C; k++)
             sum += exp((double)x[k * D] - mx);
         double lse = mx + log(sum);
-        j->sw->lse[p] = (float)lse;
+        j->sw->lse[p] = lse;
         if (j->lp) {
             float *lp = j->lp + nidx * C * D + d;
             for (int64_t k = 0; k < C; k++)
@@ -303,7 +303,7 @@ static void sce_bwd_range(void *c, int64_t lo, int64_t hi)
         int64_t nidx = p / D, d = p % D, off = nidx * C * D + d;
         const float *x = j->x + off;
         float *dx = j->dx + off;
-        float lse = j->s->lse[p];
+        double lse = j->s->lse[p];
         int64_t l;
         float w = sce_weight(j, p, &l);
         float g = 0.0f;
@@ -315,7 +315,7 @@ static void sce_bwd_range(void *c, int64_t lo, int64_t hi)
             for (int64_t k = 0; k < C; k++)
                 sdl += dlp[k * D];
         for (int64_t k = 0; k < C; k++) {
-            float sm = expf(x[k * D] - lse);
+            float sm = (float)exp((double)x[k * D] - lse);
             float v = g * (sm - (k == l ? 1.0f : 0.0f));
             if (dlp)
                 v += dlp[k * D] - sm * (float)sdl;
