@@ -190,6 +190,8 @@ static void check_grad(const char *what, const char *op, int n_in, const tin *in
     gc_result r;
     qk_status st = gc_check(g, node, o, &r);
     QT_CHECK(st == QK_OK && r.pass, "%s gradcheck: %s %s", what, st == QK_OK ? "" : qk_last_error(), r.msg);
+    if (getenv("QT_VERBOSE"))
+        printf("info: %s: %s\n", what, r.msg);
     qk_graph_destroy(g);
 }
 
@@ -305,11 +307,328 @@ static void test_conv(void)
     }
 }
 
+/* ---- Gemm / MatMul ---- */
+
+typedef struct gemm_cfg {
+    const char *name;
+    int64_t M, K, N;
+    int ta, tb;
+    float alpha, beta;
+    int cnd;            /* C rank: -1 absent, 0 scalar, 1, 2 */
+    int64_t cdims[2];
+} gemm_cfg;
+
+static void gemm_attrs(qk_graph *g, int node, const void *vc)
+{
+    const gemm_cfg *c = vc;
+    qk_node_set_int(g, node, "transA", c->ta);
+    qk_node_set_int(g, node, "transB", c->tb);
+    qk_node_set_float(g, node, "alpha", c->alpha);
+    qk_node_set_float(g, node, "beta", c->beta);
+}
+
+static int gemm_inputs(const gemm_cfg *c, tin *ins)
+{
+    memset(ins, 0, 3 * sizeof *ins);
+    ins[0] = (tin){ "a", 1, 2, { c->ta ? c->K : c->M, c->ta ? c->M : c->K }, 1, 1 };
+    ins[1] = (tin){ "b", 1, 2, { c->tb ? c->N : c->K, c->tb ? c->K : c->N }, 1, 1 };
+    if (c->cnd < 0)
+        return 2;
+    ins[2] = (tin){ "c", 1, c->cnd, { c->cdims[0], c->cdims[1] }, 1, 1 };
+    return 3;
+}
+
+static const gemm_cfg gemm_cases[] = {
+    { "no C", 5, 7, 3, 0, 0, 1.0f, 1.0f, -1, { 0 } },
+    { "C [N]", 4, 6, 5, 0, 0, 1.0f, 1.0f, 1, { 5 } },
+    { "C [1,N] transB", 4, 6, 5, 0, 1, 1.0f, 1.0f, 2, { 1, 5 } },
+    { "C [M,1] transA", 4, 3, 5, 1, 0, 0.5f, 2.0f, 2, { 4, 1 } },
+    { "C [M,N] both", 3, 4, 6, 1, 1, 0.25f, 0.35f, 2, { 3, 6 } },
+    { "C scalar", 2, 3, 4, 0, 0, 1.0f, 0.5f, 0, { 0 } },
+    { "C [1]", 3, 7, 3, 0, 1, 1.5f, 1.0f, 1, { 1 } },
+};
+
+static const gemm_cfg gemm_big[] = {
+    { "fc 70x300x130 transB", 70, 300, 130, 0, 1, 1.0f, 1.0f, 1, { 130 } },
+    { "fc 129x65x270 transA", 129, 65, 270, 1, 0, 0.5f, 1.0f, 2, { 129, 270 } },
+};
+
+typedef struct mm_cfg {
+    const char *name;
+    int ra, rb;
+    int64_t a[4], b[4];
+} mm_cfg;
+
+static const mm_cfg mm_cases[] = {
+    { "2-D", 2, 2, { 3, 4 }, { 4, 5 } },
+    { "3-D", 3, 3, { 2, 3, 4 }, { 2, 4, 3 } },
+    { "bcast 4-D x 3-D", 4, 3, { 2, 1, 3, 4 }, { 3, 4, 2 } },
+    { "3-D x 2-D", 3, 2, { 3, 2, 5 }, { 5, 4 } },
+    { "2-D x 3-D", 2, 3, { 2, 5 }, { 3, 5, 4 } },
+    { "1-D x 2-D", 1, 2, { 4 }, { 4, 3 } },
+    { "3-D x 1-D", 3, 1, { 2, 3, 4 }, { 4 } },
+    { "1-D x 1-D", 1, 1, { 6 }, { 6 } },
+};
+
+static void test_gemm(void)
+{
+    tin ins[3];
+    /* Tolerance: tiled qk_sgemm vs plain dot products, K <= 300 terms. */
+    for (size_t i = 0; i < sizeof gemm_cases / sizeof gemm_cases[0]; i++) {
+        const gemm_cfg *c = &gemm_cases[i];
+        char what[96];
+        snprintf(what, sizeof what, "Gemm %s", c->name);
+        int n_in = gemm_inputs(c, ins);
+        check_fast_ref(what, "Gemm", n_in, ins, 1, gemm_attrs, c, 1e-5);
+        gc_opts o = gc_defaults();
+        o.eps = 1e-2; /* linear in each input */
+        check_grad(what, "Gemm", n_in, ins, 1, gemm_attrs, c, &o);
+    }
+    for (size_t i = 0; i < sizeof gemm_big / sizeof gemm_big[0]; i++) {
+        const gemm_cfg *c = &gemm_big[i];
+        char what[96];
+        snprintf(what, sizeof what, "Gemm %s", c->name);
+        int n_in = gemm_inputs(c, ins);
+        check_fast_ref(what, "Gemm", n_in, ins, 1, gemm_attrs, c, 1e-5);
+    }
+    for (size_t i = 0; i < sizeof mm_cases / sizeof mm_cases[0]; i++) {
+        const mm_cfg *c = &mm_cases[i];
+        char what[96];
+        snprintf(what, sizeof what, "MatMul %s", c->name);
+        ins[0] = (tin){ "a", 1, c->ra, { c->a[0], c->a[1], c->a[2], c->a[3] }, 1, 1 };
+        ins[1] = (tin){ "b", 1, c->rb, { c->b[0], c->b[1], c->b[2], c->b[3] }, 1, 1 };
+        check_fast_ref(what, "MatMul", 2, ins, 1, NULL, NULL, 1e-5);
+        gc_opts o = gc_defaults();
+        o.eps = 1e-2;
+        check_grad(what, "MatMul", 2, ins, 1, NULL, NULL, &o);
+    }
+    ins[0] = (tin){ "a", 1, 3, { 3, 70, 300 }, 1, 1 };
+    ins[1] = (tin){ "b", 1, 2, { 300, 260 }, 1, 1 };
+    check_fast_ref("MatMul big 3-D x 2-D", "MatMul", 2, ins, 1, NULL, NULL, 1e-5);
+    /* shape error */
+    gemm_cfg bad = gemm_cases[1];
+    gemm_inputs(&bad, ins);
+    ins[1].dims[0] = 5;
+    int node;
+    qk_graph *g = make_graph("Gemm", 3, ins, 1, 1, &node);
+    qk_status st = qk_ops_bind(g);
+    if (st == QK_OK)
+        st = qk_graph_plan(g, 4, 0, NULL);
+    QT_CHECK(st == QK_ERR_SHAPE && strstr(qk_last_error(), "disagree on K"), "Gemm K mismatch: %s", qk_last_error());
+    qk_graph_destroy(g);
+}
+
+/* ---- BatchNormalization ---- */
+
+static void bn_attrs(qk_graph *g, int node, const void *vc)
+{
+    (void)vc;
+    qk_node_set_float(g, node, "epsilon", 1e-3f);
+    qk_node_set_float(g, node, "momentum", 0.8f);
+}
+
+static int bn_inputs(int rank, const int64_t *xd, tin *ins)
+{
+    ins[0] = (tin){ "x", 1, rank, { xd[0], xd[1], xd[2], xd[3], xd[4] }, 2.0f, 2.0f };
+    ins[1] = (tin){ "scale", 1, 1, { xd[1] }, 0.5f, 1.5f };
+    ins[2] = (tin){ "bias", 1, 1, { xd[1] }, 1, 1 };
+    ins[3] = (tin){ "mean", 0, 1, { xd[1] }, -0.5f, 0.5f };
+    ins[4] = (tin){ "var", 0, 1, { xd[1] }, 0.5f, 2.0f };
+    return 5;
+}
+
+static void test_bn(void)
+{
+    tin ins[5];
+    static const struct { int rank; int64_t d[5]; } cases[] = {
+        { 4, { 4, 3, 5, 5 } }, { 2, { 6, 4 } }, { 3, { 3, 2, 7 } }, { 5, { 2, 3, 2, 3, 2 } }, { 4, { 19, 9, 3, 4 } },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "BatchNormalization rank %d case %zu", cases[i].rank, i);
+        bn_inputs(cases[i].rank, cases[i].d, ins);
+        /* one implementation: the check is 1 vs 2 threads (and tol 0 vs itself) */
+        check_fast_ref(what, "BatchNormalization", 5, ins, 1, bn_attrs, NULL, 0.0);
+        /* y is smooth in every input: eps 1e-2 keeps the truncation error
+         * (O(eps^2)) small while the float rounding of L (~1e-5 over 2000
+         * outputs) divided by 2*eps drops to ~5e-4. */
+        gc_opts o = gc_defaults();
+        o.eps = 1e-2;
+        check_grad(what, "BatchNormalization", 5, ins, 1, bn_attrs, NULL, &o);
+    }
+    /* Training forward against a direct double-precision computation, and the
+     * in-place running-stat update (PyTorch: unbiased variance). */
+    int64_t d[5] = { 5, 3, 4, 3 };
+    bn_inputs(4, d, ins);
+    int node;
+    qk_graph *g = make_graph("BatchNormalization", 5, ins, 1, 5, &node);
+    bn_attrs(g, node, NULL);
+    QT_OK(qk_ops_bind(g));
+    QT_OK(qk_graph_plan(g, 5, 1, pool2));
+    qk_node *n = &g->nodes[node];
+    float rm0[3], rv0[3];
+    memcpy(rm0, qk_in(g, n, 3)->t.data, sizeof rm0);
+    memcpy(rv0, qk_in(g, n, 4)->t.data, sizeof rv0);
+    QT_OK(qk_graph_forward(g));
+    const float *x = qk_f32(&qk_in(g, n, 0)->t), *y = qk_f32(&qk_out(g, n, 0)->t);
+    const float *sc = qk_f32(&qk_in(g, n, 1)->t), *bb = qk_f32(&qk_in(g, n, 2)->t);
+    double worst = 0, worst_rs = 0;
+    for (int c = 0; c < 3; c++) {
+        double m = 0, v = 0;
+        for (int k = 0; k < 5; k++)
+            for (int s = 0; s < 12; s++)
+                m += x[(k * 3 + c) * 12 + s];
+        m /= 60;
+        for (int k = 0; k < 5; k++)
+            for (int s = 0; s < 12; s++)
+                v += (x[(k * 3 + c) * 12 + s] - m) * (x[(k * 3 + c) * 12 + s] - m);
+        for (int k = 0; k < 5; k++)
+            for (int s = 0; s < 12; s++) {
+                int e = (k * 3 + c) * 12 + s;
+                double ref = sc[c] * (x[e] - m) / sqrt(v / 60 + 1e-3) + bb[c];
+                worst = fmax(worst, fabs(ref - y[e]));
+            }
+        double rm = 0.8 * rm0[c] + 0.2 * m, rv = 0.8 * rv0[c] + 0.2 * v / 59;
+        worst_rs = fmax(worst_rs, fabs(rm - qk_f32(&qk_in(g, n, 3)->t)[c]));
+        worst_rs = fmax(worst_rs, fabs(rv - qk_f32(&qk_in(g, n, 4)->t)[c]));
+    }
+    QT_CHECK(worst < 2e-5, "BN training forward vs double: %g", worst);
+    QT_CHECK(worst_rs < 1e-5, "BN running stats (momentum 0.8, unbiased var): %g", worst_rs);
+    /* Eval mode: affine forward and backward dX = dY * scale / sqrt(var + eps). */
+    g->exec.training = 0;
+    QT_OK(qk_graph_forward(g));
+    const float *rm = qk_f32(&qk_in(g, n, 3)->t), *rv = qk_f32(&qk_in(g, n, 4)->t);
+    float *dy = qk_f32(&qk_out(g, n, 0)->grad), *dx = qk_f32(&qk_in(g, n, 0)->grad);
+    for (int e = 0; e < 180; e++)
+        dy[e] = (float)((e * 7) % 11) - 5.0f;
+    memset(dx, 0, 180 * sizeof(float));
+    QT_OK(n->op->backward(&g->exec, n));
+    worst = 0;
+    double worst_dx = 0;
+    for (int e = 0; e < 180; e++) {
+        int c = (e / 12) % 3;
+        double is = 1.0 / sqrt(rv[c] + 1e-3);
+        worst = fmax(worst, fabs(sc[c] * (x[e] - rm[c]) * is + bb[c] - y[e]));
+        worst_dx = fmax(worst_dx, fabs(dy[e] * sc[c] * is - dx[e]));
+    }
+    QT_CHECK(worst < 2e-5 && worst_dx < 2e-5, "BN eval forward %g, backward %g", worst, worst_dx);
+    qk_graph_destroy(g);
+
+    /* ONNX training_mode=1 outputs (biased variance, ONNX reference) without
+     * touching the inputs when the executor is not training. */
+    g = make_graph("BatchNormalization", 5, ins, 3, 5, &node);
+    qk_node_set_int(g, node, "training_mode", 1);
+    QT_OK(qk_ops_bind(g));
+    QT_OK(qk_graph_plan(g, 5, 0, NULL));
+    n = &g->nodes[node];
+    memcpy(rm0, qk_in(g, n, 3)->t.data, sizeof rm0);
+    QT_OK(qk_graph_forward(g));
+    x = qk_f32(&qk_in(g, n, 0)->t);
+    worst = 0;
+    for (int c = 0; c < 3; c++) {
+        double m = 0, v = 0;
+        for (int k = 0; k < 5; k++)
+            for (int s = 0; s < 12; s++)
+                m += x[(k * 3 + c) * 12 + s];
+        m /= 60;
+        for (int k = 0; k < 5; k++)
+            for (int s = 0; s < 12; s++)
+                v += (x[(k * 3 + c) * 12 + s] - m) * (x[(k * 3 + c) * 12 + s] - m);
+        const float *iv = qk_f32(&qk_in(g, n, 4)->t);
+        worst = fmax(worst, fabs(0.9 * rm0[c] + 0.1 * m - qk_f32(&qk_out(g, n, 1)->t)[c]));
+        worst = fmax(worst, fabs(0.9 * iv[c] + 0.1 * v / 60 - qk_f32(&qk_out(g, n, 2)->t)[c]));
+        worst = fmax(worst, fabs(rm0[c] - qk_f32(&qk_in(g, n, 3)->t)[c]));
+    }
+    QT_CHECK(worst < 1e-5, "BN training_mode outputs: %g", worst);
+    qk_graph_destroy(g);
+}
+
+/* ---- pools ---- */
+
+typedef struct pool_cfg {
+    const char *name, *op;
+    int nsp;
+    int64_t N, C, in[3], k[3], s[3], d[3], p[6];
+    int ceil, cip;
+    const char *auto_pad;
+} pool_cfg;
+
+static void pool_attrs(qk_graph *g, int node, const void *vc)
+{
+    const pool_cfg *c = vc;
+    if (strcmp(c->op, "GlobalAveragePool") == 0)
+        return;
+    qk_node_set_ints(g, node, "kernel_shape", c->nsp, c->k);
+    if (c->s[0])
+        qk_node_set_ints(g, node, "strides", c->nsp, c->s);
+    if (c->d[0])
+        qk_node_set_ints(g, node, "dilations", c->nsp, c->d);
+    if (c->auto_pad)
+        qk_node_set_string(g, node, "auto_pad", c->auto_pad);
+    else
+        qk_node_set_ints(g, node, "pads", 2 * c->nsp, c->p);
+    if (c->ceil)
+        qk_node_set_int(g, node, "ceil_mode", 1);
+    if (c->cip)
+        qk_node_set_int(g, node, "count_include_pad", 1);
+}
+
+static const pool_cfg pool_cases[] = {
+    { "2x2 s2", "MaxPool", 2, 2, 3, { 6, 8 }, { 2, 2 }, { 2, 2 }, { 0 }, { 0 }, 0, 0, NULL },
+    { "2x2 s2 odd", "MaxPool", 2, 2, 3, { 7, 5 }, { 2, 2 }, { 2, 2 }, { 0 }, { 0 }, 0, 0, NULL },
+    { "2x2 s2 ceil odd", "MaxPool", 2, 2, 2, { 7, 5 }, { 2, 2 }, { 2, 2 }, { 0 }, { 0 }, 1, 0, NULL },
+    { "3x3 s2 p1", "MaxPool", 2, 2, 2, { 9, 8 }, { 3, 3 }, { 2, 2 }, { 0 }, { 1, 1, 1, 1 }, 0, 0, NULL },
+    { "dil2", "MaxPool", 2, 1, 2, { 8, 9 }, { 2, 3 }, { 1, 2 }, { 2, 2 }, { 0, 1, 1, 0 }, 0, 0, NULL },
+    { "same_upper", "MaxPool", 2, 2, 2, { 7, 6 }, { 3, 2 }, { 2, 2 }, { 0 }, { 0 }, 0, 0, "SAME_UPPER" },
+    { "1-D", "MaxPool", 1, 2, 3, { 11 }, { 3 }, { 2 }, { 0 }, { 1, 0 }, 0, 0, NULL },
+    { "3-D", "MaxPool", 3, 1, 2, { 4, 5, 6 }, { 2, 2, 3 }, { 2, 1, 2 }, { 0 }, { 0, 1, 1, 0, 0, 1 }, 0, 0, NULL },
+    { "3x3 p1", "AveragePool", 2, 2, 3, { 7, 6 }, { 3, 3 }, { 1, 1 }, { 0 }, { 1, 1, 1, 1 }, 0, 0, NULL },
+    { "3x3 p1 include_pad", "AveragePool", 2, 2, 2, { 7, 6 }, { 3, 3 }, { 2, 1 }, { 0 }, { 1, 1, 1, 1 }, 0, 1, NULL },
+    { "ceil s2", "AveragePool", 2, 2, 2, { 7, 8 }, { 3, 3 }, { 2, 2 }, { 0 }, { 0 }, 1, 0, NULL },
+    { "ceil s2 include_pad", "AveragePool", 2, 1, 2, { 7, 8 }, { 3, 2 }, { 2, 2 }, { 0 }, { 1, 0, 1, 0 }, 1, 1, NULL },
+    { "same_lower", "AveragePool", 2, 2, 2, { 5, 6 }, { 2, 3 }, { 1, 2 }, { 0 }, { 0 }, 0, 0, "SAME_LOWER" },
+    { "1-D", "AveragePool", 1, 2, 2, { 10 }, { 4 }, { 3 }, { 0 }, { 2, 1 }, 0, 0, NULL },
+    { "3-D", "AveragePool", 3, 2, 2, { 4, 4, 5 }, { 2, 3, 2 }, { 2, 1, 2 }, { 0 }, { 0, 1, 0, 0, 1, 1 }, 0, 0, NULL },
+    { "2-D", "GlobalAveragePool", 2, 3, 4, { 5, 7 }, { 0 }, { 0 }, { 0 }, { 0 }, 0, 0, NULL },
+    { "1-D", "GlobalAveragePool", 1, 2, 3, { 9 }, { 0 }, { 0 }, { 0 }, { 0 }, 0, 0, NULL },
+    { "3-D", "GlobalAveragePool", 3, 2, 2, { 3, 4, 2 }, { 0 }, { 0 }, { 0 }, { 0 }, 0, 0, NULL },
+};
+
+static void test_pool(void)
+{
+    tin ins[1];
+    for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++) {
+        const pool_cfg *c = &pool_cases[i];
+        char what[96];
+        snprintf(what, sizeof what, "%s %s", c->op, c->name);
+        ins[0] = (tin){ "x", 1, 2 + c->nsp, { c->N, c->C, c->in[0], c->in[1], c->in[2] }, 1, 1 };
+        /* Max: exact (same comparisons); Avg: same sums; tolerance covers
+         * only float rounding of the divisor order. */
+        check_fast_ref(what, c->op, 1, ins, 1, pool_attrs, c, 1e-6);
+        gc_opts o = gc_defaults();
+        if (strcmp(c->op, "MaxPool") == 0)
+            o.auto_kink = 1; /* skip points where the argmax switches within eps */
+        else
+            o.eps = 1e-2;    /* linear */
+        check_grad(what, c->op, 1, ins, 1, pool_attrs, c, &o);
+    }
+    /* lenet-sized MaxPool: fast 2x2 kernel vs reference, threads */
+    pool_cfg big = pool_cases[0];
+    big.N = 19;
+    big.C = 32;
+    big.in[0] = big.in[1] = 28;
+    ins[0] = (tin){ "x", 1, 4, { big.N, big.C, 28, 28 }, 1, 1 };
+    check_fast_ref("MaxPool 2x2 s2 N19 C32 28x28", "MaxPool", 1, ins, 1, pool_attrs, &big, 0.0);
+}
+
 int main(void)
 {
     if (qk_pool_create(2, &pool2) != QK_OK)
         return 1;
     test_conv();
+    test_gemm();
+    test_bn();
+    test_pool();
     qk_pool_destroy(pool2);
     return qt_finish("test_ops_heavy");
 }
