@@ -18,6 +18,11 @@
  *   HardSwish: dx = 0 for x < -3, dy*(x/3 + 1/2) for -3 <= x <= 3, dy above.
  *   Sigmoid: dx = dy * y * (1 - y).
  * Loops are chunked over the pool by element count (QK_LT_GRAIN). */
+/* gcc -O2 vectorizes only loops with no epilogue ("very cheap" model);
+ * these memory-bound loops need the cheap model (clang vectorizes at -O2). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=cheap")
+#endif
 #include "light_util.h"
 
 #include <float.h>

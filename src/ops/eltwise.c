@@ -15,6 +15,11 @@
  * Add of two [N,C,H,W] tensors) become one contiguous vectorizable loop.
  * Work is cut into pieces of at most QK_LT_GRAIN elements (problem size
  * only) and spread over the pool. */
+/* gcc -O2 vectorizes only loops with no epilogue ("very cheap" model);
+ * these memory-bound loops need the cheap model (clang vectorizes at -O2). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=cheap")
+#endif
 #include "light_util.h"
 
 enum { EW_ADD, EW_SUB, EW_MUL, EW_DIV };

@@ -12,6 +12,11 @@
  * reference models have no dropout, so even in training (x->training = 1)
  * and with a training_mode input the op is the identity; the optional mask
  * output is uint8 (qkit has no bool dtype) filled with 1. */
+/* gcc -O2 vectorizes only loops with no epilogue ("very cheap" model);
+ * these memory-bound loops need the cheap model (clang vectorizes at -O2). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=cheap")
+#endif
 #include "light_util.h"
 
 /* ---- helpers ---- */
