@@ -371,7 +371,7 @@ static void test_shape_forward(void)
     fx_begin(); /* shape produced by a Constant node */
     x = cin("x", QK_F32, 2, (int64_t[]){ 4, 6 }, seqf);
     int cv = qk_graph_add_value(G, "c", QK_VALUE_ACT);
-    int cn = qk_graph_add_node(G, "Constant", "shape_const", 0, NULL, 1, &cv);
+    int cn = qk_graph_add_node(G, "Constant", "shape_const", 0, (int[]){ 0 }, 1, &cv);
     qk_tensor ct;
     qk_tensor_alloc(&ct, QK_I64, 1, (int64_t[]){ 3 });
     memcpy(ct.data, (int64_t[]){ 2, -1, 3 }, 3 * sizeof(int64_t));
@@ -451,7 +451,7 @@ static void test_shape_forward(void)
 
     fx_begin(); /* Constant with value_floats */
     int cy = qk_graph_add_value(G, "cy", QK_VALUE_ACT);
-    NODE = qk_graph_add_node(G, "Constant", "k", 0, NULL, 1, &cy);
+    NODE = qk_graph_add_node(G, "Constant", "k", 0, (int[]){ 0 }, 1, &cy);
     qk_node_set_floats(G, NODE, "value_floats", 3, (float[]){ 1.5f, -2, 3 });
     qk_graph_add_output(G, cy);
     QT_OK(qk_ops_bind(G));
