@@ -713,7 +713,7 @@ static void test_harness_fails(void)
  * `pool`, runs forward and backward (output grad = fixed random), and copies
  * the output and the input grads into out (concatenated). Returns floats written. */
 static int64_t run_fb(qk_pool *pool, const char *op, int nin, const int *nd, const int64_t (*dims)[4],
-                      float *out, int64_t cap)
+                      int64_t axis, float *out, int64_t cap)
 {
     qk_graph *g;
     qk_graph_create(&g);
@@ -725,6 +725,8 @@ static int64_t run_fb(qk_pool *pool, const char *op, int nin, const int *nd, con
         in[i] = gc_add(g, nm, 1, QK_F32, nd[i], dims[i], NULL, &rng);
     }
     int node = gc_node(g, op, nin, in, 1);
+    if (axis != INT64_MIN)
+        qk_node_set_int(g, node, "axis", axis);
     int64_t w = 0;
     if (qk_ops_bind(g) != QK_OK || qk_graph_plan(g, dims[0][0], 1, pool) != QK_OK ||
         qk_graph_forward(g) != QK_OK) {
@@ -753,16 +755,52 @@ static int64_t run_fb(qk_pool *pool, const char *op, int nin, const int *nd, con
     return w;
 }
 
-static void check_threads(const char *op, int nin, const int *nd, const int64_t (*dims)[4])
+static void check_threads_axis(const char *op, int nin, const int *nd, const int64_t (*dims)[4], int64_t axis)
 {
     int64_t cap = 1 << 20;
     float *a = qk_malloc(cap * sizeof(float)), *b = qk_malloc(cap * sizeof(float));
-    int64_t na = run_fb(pool1, op, nin, nd, dims, a, cap);
-    int64_t nb = run_fb(pool2, op, nin, nd, dims, b, cap);
+    int64_t na = run_fb(pool1, op, nin, nd, dims, axis, a, cap);
+    int64_t nb = run_fb(pool2, op, nin, nd, dims, axis, b, cap);
     QT_CHECK(na > 0 && na == nb && memcmp(a, b, na * sizeof(float)) == 0, "%s: 1 vs 2 threads differ (%lld, %lld)",
              op, (long long)na, (long long)nb);
     qk_free(a);
     qk_free(b);
+}
+
+static void check_threads(const char *op, int nin, const int *nd, const int64_t (*dims)[4])
+{
+    check_threads_axis(op, nin, nd, dims, INT64_MIN);
+}
+
+/* SCE on [N,C,d] with every thread count: loss and scores grad bit-identical. */
+static void sce_threads(void)
+{
+    float *res[2];
+    int64_t np = 0;
+    for (int t = 0; t < 2; t++) {
+        qk_rng rng;
+        qk_rng_seed(&rng, 99);
+        int64_t lab[4096 * 3];
+        for (int i = 0; i < 4096 * 3; i++)
+            lab[i] = qk_rng_below(&rng, 10);
+        qk_graph *g;
+        int node = sce_graph(&g, 3, (int64_t[]){ 4096, 10, 3 }, lab, NULL, NULL, 0, 0, 1, &rng);
+        res[t] = NULL;
+        if (qk_ops_bind(g) == QK_OK && qk_graph_plan(g, 4096, 1, t ? pool2 : pool1) == QK_OK &&
+            qk_graph_forward(g) == QK_OK && qk_graph_backward(g, g->nodes[node].out[0]) == QK_OK) {
+            np = 1 + 4096 * 30;
+            res[t] = qk_malloc(np * sizeof(float));
+            res[t][0] = qk_f32(&g->values[g->nodes[node].out[0]].t)[0];
+            memcpy(res[t] + 1, g->values[0].grad.data, (np - 1) * sizeof(float));
+        }
+        qk_graph_destroy(g);
+    }
+    QT_CHECK(res[0] && res[1] && memcmp(res[0], res[1], np * sizeof(float)) == 0, "SCE: 1 vs 2 threads differ");
+    /* E[logsumexp] of 10 N(0,1) scores is about log(10) + 1/2 */
+    QT_CHECK(res[0] && fabsf(res[0][0] - (logf(10.0f) + 0.5f)) < 0.2f, "SCE of N(0,1) scores near log(10)+0.5: %g",
+             res[0] ? res[0][0] : -1.0);
+    qk_free(res[0]);
+    qk_free(res[1]);
 }
 
 static void test_threads(void)
@@ -777,6 +815,13 @@ static void test_threads(void)
     const int ndb[2] = { 4, 3 };
     check_threads("Mul", 2, ndb, bc);
     check_threads("Div", 2, ndb, bc);
+    const int64_t one[1][4] = { { 64, 10, 24, 24 } };
+    const int nd1[1] = { 4 };
+    check_threads_axis("Softmax", 1, nd1, one, 1);
+    check_threads_axis("LogSoftmax", 1, nd1, one, -1);
+    check_threads_axis("Concat", 2, nd4, big, 1);
+    check_threads("Flatten", 1, nd4, big);
+    sce_threads();
 }
 
 /* ===================== errors ===================== */
@@ -806,6 +851,78 @@ static void test_errors(void)
     b = cin("b", QK_F32, 1, (int64_t[]){ 2 }, NULL);
     expect_err(fx_run("Clip", 2, (int[]){ a, b }, 1), QK_ERR_SHAPE, "Clip_node", "Clip non-scalar min");
     fx_end();
+
+    static const struct { int ns; int64_t s[3]; qk_status st; const char *what; } bad[] = {
+        { 2, { 5, 5 }, QK_ERR_SHAPE, "Reshape wrong count" },
+        { 2, { -1, -1 }, QK_ERR_ARG, "Reshape two -1" },
+        { 2, { 7, -1 }, QK_ERR_SHAPE, "Reshape -1 not divisible" },
+        { 3, { 0, 0, 0 }, QK_ERR_SHAPE, "Reshape 0 beyond input rank" },
+        { 1, { -3 }, QK_ERR_ARG, "Reshape negative entry" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        fx_begin();
+        a = cin("a", QK_F32, 2, (int64_t[]){ 4, 6 }, NULL);
+        b = cin("s", QK_I64, 1, (int64_t[]){ bad[k].ns }, bad[k].s);
+        expect_err(fx_run("Reshape", 2, (int[]){ a, b }, 1), bad[k].st, "Reshape_node", bad[k].what);
+        fx_end();
+    }
+    fx_begin(); /* shape not known at plan time */
+    a = cin("a", QK_F32, 2, (int64_t[]){ 4, 6 }, NULL);
+    b = qk_graph_add_input(G, "s", QK_I64, 1, (int64_t[]){ 2 });
+    expect_err(fx_run("Reshape", 2, (int[]){ a, b }, 1), QK_ERR_UNSUPPORTED, "Reshape_node", "Reshape runtime shape");
+    fx_end();
+
+    static const char *axis_ops[] = { "Concat", "Flatten", "Softmax", "LogSoftmax", "Gather" };
+    for (int k = 0; k < 5; k++) {
+        fx_begin();
+        a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+        b = cin("i", QK_I64, 1, (int64_t[]){ 1 }, (int64_t[]){ 0 });
+        NODE = gc_node(G, axis_ops[k], k == 4 ? 2 : 1, (int[]){ a, b }, 1);
+        qk_node_set_int(G, NODE, "axis", k == 1 ? 3 : -3);
+        qk_status st = qk_ops_bind(G);
+        if (st == QK_OK)
+            st = qk_graph_plan(G, 1, 0, NULL);
+        char need[64];
+        snprintf(need, sizeof need, "%s_node", axis_ops[k]);
+        expect_err(st, QK_ERR_ARG, need, "axis out of range");
+        QT_CHECK(strstr(qk_last_error(), "axis") != NULL, "message names the axis: %s", qk_last_error());
+        fx_end();
+    }
+    fx_begin();
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    b = cin("b", QK_F32, 2, (int64_t[]){ 3, 3 }, NULL);
+    NODE = gc_node(G, "Concat", 2, (int[]){ a, b }, 1);
+    qk_node_set_int(G, NODE, "axis", 1);
+    QT_OK(qk_ops_bind(G));
+    expect_err(qk_graph_plan(G, 1, 0, NULL), QK_ERR_SHAPE, "Concat_node", "Concat mismatch");
+    fx_end();
+    fx_begin(); /* Concat without axis: error at bind */
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    expect_err(fx_run("Concat", 1, &a, 1), QK_ERR_FORMAT, "Concat_node", "Concat no axis");
+    fx_end();
+    fx_begin();
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    b = cin("i", QK_I64, 1, (int64_t[]){ 1 }, (int64_t[]){ 3 });
+    expect_err(fx_run("Gather", 2, (int[]){ a, b }, 1), QK_ERR_ARG, "Gather_node", "Gather index out of range");
+    fx_end();
+    fx_begin();
+    a = cin("a", QK_F32, 2, (int64_t[]){ 2, 3 }, NULL);
+    expect_err(fx_run("Squeeze", 2, (int[]){ a, cin("ax", QK_I64, 1, (int64_t[]){ 1 }, (int64_t[]){ 1 }) }, 1),
+               QK_ERR_SHAPE, "Squeeze_node", "Squeeze non-1 dim");
+    fx_end();
+    { /* SCE: bad reduction (bind), labels shape mismatch (plan) */
+        qk_graph *g;
+        sce_graph(&g, 2, (int64_t[]){ 2, 3 }, (int64_t[]){ 0, 1 }, NULL, "avg", 0, 0, 1, NULL);
+        expect_err(qk_ops_bind(g), QK_ERR_ARG, "SoftmaxCrossEntropyLoss_node", "SCE reduction");
+        qk_graph_destroy(g);
+        qk_graph_create(&g);
+        int x = gc_add(g, "x", 0, QK_F32, 2, (int64_t[]){ 2, 3 }, NULL, NULL);
+        int l = gc_add(g, "l", 0, QK_I64, 1, (int64_t[]){ 3 }, NULL, NULL);
+        gc_node(g, "SoftmaxCrossEntropyLoss", 2, (int[]){ x, l }, 1);
+        QT_OK(qk_ops_bind(g));
+        expect_err(qk_graph_plan(g, 1, 0, NULL), QK_ERR_SHAPE, "SoftmaxCrossEntropyLoss_node", "SCE labels shape");
+        qk_graph_destroy(g);
+    }
 }
 
 int main(void)
