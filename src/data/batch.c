@@ -1,0 +1,223 @@
+/* Normalization, augmentation and the batcher.
+ *
+ * Matches bench/torch_peer.py's pipeline: pixels / 255 in [0, 1], random
+ * horizontal flip (p 0.5), then random crop h x w of the image zero-padded by
+ * `crop_pad` on each side (pad value 0 in pixel space, i.e. torchvision
+ * RandomCrop before Normalize), then (x - mean) / std. Normalization goes
+ * through a 256-entry table computed in double, so a pixel value always maps
+ * to the same float.
+ *
+ * Randomness (all qk_rng, so identical on every platform):
+ *   epoch order: identity permutation shuffled (Fisher-Yates, qk_shuffle)
+ *                by an RNG seeded with mix(seed, "order", epoch);
+ *   batch i:     an RNG seeded with mix(seed, "augment", epoch, i); per image
+ *                in batch order: flip bit (if flip), dy then dx (if crop).
+ * Nothing depends on earlier epochs or batches, so resuming anywhere
+ * reproduces the data exactly. */
+#include "qkit/data.h"
+#include "qkit/graph.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+qk_norm qk_norm_default(void)
+{
+    qk_norm n = { QK_NORM_FASHION_MEAN, QK_NORM_FASHION_STD };
+    return n;
+}
+
+static qk_status parse_float(const char *s, const char *key, float *out)
+{
+    char *end;
+    double d = strtod(s, &end);
+    while (*end == ' ')
+        end++;
+    if (end == s || *end)
+        return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a number", key, s);
+    *out = (float)d;
+    return QK_OK;
+}
+
+qk_status qk_norm_get(const struct qk_graph *g, qk_norm *n)
+{
+    *n = qk_norm_default();
+    const char *m = qk_graph_get_meta(g, "qkit.norm.mean");
+    const char *s = qk_graph_get_meta(g, "qkit.norm.std");
+    if (!m && !s)
+        return QK_ERR_NOTFOUND;
+    if (!m || !s)
+        return qk_error(QK_ERR_FORMAT, "graph metadata has only one of qkit.norm.mean and qkit.norm.std");
+    qk_norm r;
+    qk_status st = parse_float(m, "qkit.norm.mean", &r.mean);
+    if (st == QK_OK)
+        st = parse_float(s, "qkit.norm.std", &r.std);
+    if (st != QK_OK)
+        return st;
+    if (!(r.std > 0.0f))
+        return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.std = %s must be > 0", s);
+    *n = r;
+    return QK_OK;
+}
+
+qk_status qk_norm_set(struct qk_graph *g, qk_norm n)
+{
+    if (!(n.std > 0.0f))
+        return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)n.std);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9g", (double)n.mean);
+    qk_status st = qk_graph_set_meta(g, "qkit.norm.mean", buf);
+    if (st != QK_OK)
+        return st;
+    snprintf(buf, sizeof buf, "%.9g", (double)n.std);
+    return qk_graph_set_meta(g, "qkit.norm.std", buf);
+}
+
+void qk_norm_lut(qk_norm n, float lut[256])
+{
+    for (int p = 0; p < 256; p++)
+        lut[p] = (float)(((double)p / 255.0 - (double)n.mean) / (double)n.std);
+}
+
+void qk_shuffle(int64_t *idx, int64_t n, qk_rng *r)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(i + 1 <= 0xffffffffLL ? qk_rng_below(r, (uint32_t)(i + 1))
+                                                     : qk_rng_u64(r) % (uint64_t)(i + 1));
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+void qk_image_prepare(const uint8_t *src, int h, int w, float *dst, const float *lut, int flip, int pad,
+                      int dy, int dx)
+{
+    if (!flip && dy == pad && dx == pad) {
+        for (int64_t k = 0; k < (int64_t)h * w; k++)
+            dst[k] = lut[src[k]];
+        return;
+    }
+    const float zero = lut[0];
+    for (int y = 0; y < h; y++) {
+        float *d = dst + (int64_t)y * w;
+        int sy = y + dy - pad;
+        if (sy < 0 || sy >= h) {
+            for (int x = 0; x < w; x++)
+                d[x] = zero;
+            continue;
+        }
+        const uint8_t *row = src + (int64_t)sy * w;
+        /* output x reads flipped column fx = x + dx - pad, valid in [0, w) */
+        int x0 = pad - dx, x1 = w + pad - dx; /* valid x range [x0, x1) */
+        if (x0 < 0)
+            x0 = 0;
+        if (x1 > w)
+            x1 = w;
+        for (int x = 0; x < x0; x++)
+            d[x] = zero;
+        if (flip)
+            for (int x = x0; x < x1; x++)
+                d[x] = lut[row[w - 1 - (x + dx - pad)]];
+        else
+            for (int x = x0; x < x1; x++)
+                d[x] = lut[row[x + dx - pad]];
+        for (int x = x1 > x0 ? x1 : x0; x < w; x++)
+            d[x] = zero;
+    }
+}
+
+/* splitmix64 finalizer: a well-mixed 64-bit hash step. */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t stream_seed(uint64_t seed, uint64_t tag, int64_t a, int64_t b)
+{
+    uint64_t h = mix64(seed ^ 0x716B6974ull); /* "qkit" */
+    h = mix64(h ^ tag);
+    h = mix64(h ^ (uint64_t)a);
+    return mix64(h ^ (uint64_t)b);
+}
+
+qk_status qk_batcher_init(qk_batcher *b, const qk_dataset *ds, int64_t batch, int shuffle, uint64_t seed,
+                          qk_norm norm, const qk_augment *aug)
+{
+    memset(b, 0, sizeof *b);
+    if (!ds || ds->n < 1 || !ds->images || !ds->labels)
+        return qk_error(QK_ERR_ARG, "batcher: the dataset is empty");
+    if (batch < 1)
+        return qk_error(QK_ERR_ARG, "batcher: batch must be at least 1 (got %lld)", (long long)batch);
+    if (!(norm.std > 0.0f))
+        return qk_error(QK_ERR_ARG, "batcher: normalization std must be > 0 (got %g)", (double)norm.std);
+    if (aug && (aug->crop_pad < 0 || aug->crop_pad > ds->h || aug->crop_pad > ds->w))
+        return qk_error(QK_ERR_ARG, "batcher: crop padding %d outside 0..%d", aug->crop_pad,
+                        ds->h < ds->w ? ds->h : ds->w);
+    b->perm = qk_malloc((size_t)ds->n * sizeof(int64_t));
+    if (!b->perm)
+        return qk_error(QK_ERR_NOMEM, "batcher: cannot allocate the index of %lld items", (long long)ds->n);
+    b->ds = ds;
+    b->batch = batch;
+    b->shuffle = shuffle;
+    b->seed = seed;
+    b->norm = norm;
+    if (aug)
+        b->aug = *aug;
+    qk_norm_lut(norm, b->lut);
+    for (int64_t i = 0; i < ds->n; i++)
+        b->perm[i] = i;
+    b->epoch = -1;
+    return QK_OK;
+}
+
+void qk_batcher_free(qk_batcher *b)
+{
+    qk_free(b->perm);
+    memset(b, 0, sizeof *b);
+}
+
+void qk_batcher_epoch(qk_batcher *b, int64_t epoch)
+{
+    for (int64_t i = 0; i < b->ds->n; i++)
+        b->perm[i] = i;
+    if (b->shuffle) {
+        qk_rng r;
+        qk_rng_seed(&r, stream_seed(b->seed, 1, epoch, 0));
+        qk_shuffle(b->perm, b->ds->n, &r);
+    }
+    b->epoch = epoch;
+}
+
+int64_t qk_batcher_count(const qk_batcher *b)
+{
+    return (b->ds->n + b->batch - 1) / b->batch;
+}
+
+int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
+{
+    int64_t start = i * b->batch;
+    if (i < 0 || start >= b->ds->n)
+        return 0;
+    int64_t m = b->ds->n - start < b->batch ? b->ds->n - start : b->batch;
+    const int h = b->ds->h, w = b->ds->w, pad = b->aug.crop_pad;
+    const int64_t hw = (int64_t)h * w;
+    qk_rng r;
+    qk_rng_seed(&r, stream_seed(b->seed, 2, b->epoch, i));
+    for (int64_t k = 0; k < m; k++) {
+        int64_t item = b->perm[start + k];
+        int flip = b->aug.flip ? (int)qk_rng_below(&r, 2) : 0;
+        int dy = pad, dx = pad;
+        if (pad > 0) {
+            dy = (int)qk_rng_below(&r, (uint32_t)(2 * pad + 1));
+            dx = (int)qk_rng_below(&r, (uint32_t)(2 * pad + 1));
+        }
+        qk_image_prepare(b->ds->images + item * hw, h, w, x + k * hw, b->lut, flip, pad, dy, dx);
+        if (y)
+            y[k] = b->ds->labels[item];
+    }
+    return m;
+}
