@@ -1,0 +1,385 @@
+/* int8 convolution (NCHW, ONNX Conv semantics): im2col rows with x_zero
+ * padding + the int8 GEMM per group, or a direct kernel when each group has
+ * one input channel (depthwise). The reference is the 7-loop definition. */
+#include "i8gemm.h"
+
+#include <string.h>
+
+struct qk_i8conv {
+    qk_dtype x_type, w_type, out_type;
+    int64_t C, Co, groups, Cg, Cog, K;
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int32_t x_zero;
+    int nw_zero, rq_n;
+    int depthwise;
+    qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
+    /* depthwise: (w - w_zero) as int32 [Co][kh*kw], bias, per-channel output stage */
+    int32_t *dw_w, *dw_bias, *dw_mult, *dw_shift;
+    float *dw_scale;
+    qk_rq_mode mode;
+    int32_t zo, qmin, qmax;
+};
+
+int64_t qk_conv_out_dim(int64_t in, int64_t k, int64_t stride, int64_t dil, int64_t p0, int64_t p1)
+{
+    int64_t span = dil * (k - 1) + 1;
+    if (stride < 1 || in + p0 + p1 < span)
+        return 0;
+    return (in + p0 + p1 - span) / stride + 1;
+}
+
+static qk_status check_conv(const qk_i8conv_desc *d)
+{
+    if ((d->x_type != QK_U8 && d->x_type != QK_I8) || (d->w_type != QK_U8 && d->w_type != QK_I8))
+        return qk_error(QK_ERR_ARG, "int8 conv: types %s x %s (expected uint8 or int8)", qk_dtype_name(d->x_type),
+                        qk_dtype_name(d->w_type));
+    if (d->C < 1 || d->Co < 1 || d->groups < 1 || d->C % d->groups || d->Co % d->groups)
+        return qk_error(QK_ERR_ARG, "int8 conv: channels %lld -> %lld do not split into %lld groups", (long long)d->C,
+                        (long long)d->Co, (long long)d->groups);
+    if (d->kh < 1 || d->kw < 1 || d->stride_h < 1 || d->stride_w < 1 || d->dil_h < 1 || d->dil_w < 1 ||
+        d->pad_t < 0 || d->pad_l < 0 || d->pad_b < 0 || d->pad_r < 0)
+        return qk_error(QK_ERR_ARG, "int8 conv: invalid kernel/stride/dilation/pads");
+    int32_t lo, hi;
+    qk_int_range(d->x_type, &lo, &hi);
+    if (d->x_zero < lo || d->x_zero > hi)
+        return qk_error(QK_ERR_ARG, "int8 conv: input zero point %d outside [%d, %d]", d->x_zero, lo, hi);
+    if (!((d->nw_zero == 0 && !d->w_zero) || ((d->nw_zero == 1 || d->nw_zero == d->Co) && d->w_zero)))
+        return qk_error(QK_ERR_ARG, "int8 conv: %d weight zero points; expected 1 or %lld", d->nw_zero,
+                        (long long)d->Co);
+    qk_int_range(d->w_type, &lo, &hi);
+    for (int i = 0; i < d->nw_zero; i++)
+        if (d->w_zero[i] < lo || d->w_zero[i] > hi)
+            return qk_error(QK_ERR_ARG, "int8 conv: weight zero point[%d] = %d outside [%d, %d]", i, d->w_zero[i], lo,
+                            hi);
+    qk_status st = qk_requant_check(&d->rq, d->out_type, d->Co);
+    return st == QK_OK ? QK_OK : qk_error_context(st, "int8 conv");
+}
+
+static int32_t w_at(const qk_i8conv_desc *d, int64_t i)
+{
+    return d->w_type == QK_U8 ? (int32_t)((const uint8_t *)d->w)[i] : (int32_t)((const int8_t *)d->w)[i];
+}
+
+static int32_t wzero(const qk_i8conv_desc *d, int64_t co)
+{
+    return d->nw_zero ? d->w_zero[d->nw_zero == 1 ? 0 : co] : 0;
+}
+
+/* GEMM descriptor of group gi. */
+static qk_i8gemm_desc group_desc(const qk_i8conv *c, const qk_i8conv_desc *d, int64_t gi)
+{
+    int64_t o = gi * c->Cog, pc = d->rq.n == 1 ? 0 : o;
+    size_t wes = 1;
+    qk_i8gemm_desc g = {
+        .a_type = d->x_type, .b_type = d->w_type, .K = c->K, .N = c->Cog,
+        .B = d->w ? (const uint8_t *)d->w + (size_t)(o * c->K) * wes : NULL, .ldb = c->K, .b_trans = 1,
+        .a_zero = d->x_zero, .nb_zero = d->nw_zero, .b_zero = d->w_zero ? d->w_zero + (d->nw_zero == 1 ? 0 : o) : NULL,
+        .bias = d->bias ? d->bias + o : NULL, .out_type = d->out_type, .rq = d->rq, .kernel = d->kernel};
+    if (d->nw_zero > 1)
+        g.nb_zero = (int)c->Cog;
+    if (d->rq.n > 1) {
+        g.rq.n = (int)c->Cog;
+        g.rq.mult = d->rq.mult ? d->rq.mult + pc : NULL;
+        g.rq.shift = d->rq.shift ? d->rq.shift + pc : NULL;
+        g.rq.scale = d->rq.scale ? d->rq.scale + pc : NULL;
+    }
+    return g;
+}
+
+static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
+{
+    int64_t kk = c->kh * c->kw;
+    for (int64_t co = 0; co < c->Co; co++) {
+        int64_t q = d->rq.n == 1 ? 0 : co;
+        if (d->w)
+            for (int64_t i = 0; i < kk; i++)
+                c->dw_w[co * kk + i] = w_at(d, co * kk + i) - wzero(d, co);
+        c->dw_bias[co] = d->bias ? d->bias[co] : 0;
+        c->dw_mult[co] = d->rq.mult && d->rq.mode != QK_RQ_FP32 ? d->rq.mult[q] : 0;
+        c->dw_shift[co] = d->rq.shift && d->rq.mode != QK_RQ_FP32 ? d->rq.shift[q] : 0;
+        c->dw_scale[co] = d->rq.mode == QK_RQ_FP32 ? d->rq.scale[q] : 0.0f;
+    }
+    c->mode = d->rq.mode;
+    c->zo = d->rq.zero_point;
+    c->qmin = d->out_type == QK_I32 ? INT32_MIN : d->rq.qmin;
+    c->qmax = d->out_type == QK_I32 ? INT32_MAX : d->rq.qmax;
+    c->x_zero = d->x_zero;
+}
+
+void qk_i8conv_destroy(qk_i8conv *c)
+{
+    if (!c)
+        return;
+    if (c->gm)
+        for (int64_t i = 0; i < c->groups; i++)
+            qk_i8gemm_destroy(c->gm[i]);
+    qk_free(c->gm);
+    qk_free(c->dw_w);
+    qk_free(c->dw_bias);
+    qk_free(c);
+}
+
+qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
+{
+    *out = NULL;
+    qk_status st = check_conv(d);
+    if (st != QK_OK)
+        return st;
+    qk_i8conv *c = qk_calloc(1, sizeof *c);
+    if (!c)
+        return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+    c->x_type = d->x_type;
+    c->w_type = d->w_type;
+    c->out_type = d->out_type;
+    c->C = d->C;
+    c->Co = d->Co;
+    c->groups = d->groups;
+    c->Cg = d->C / d->groups;
+    c->Cog = d->Co / d->groups;
+    c->kh = d->kh, c->kw = d->kw, c->sh = d->stride_h, c->sw = d->stride_w, c->dh = d->dil_h, c->dw = d->dil_w;
+    c->pt = d->pad_t, c->pl = d->pad_l, c->pb = d->pad_b, c->pr = d->pad_r;
+    c->K = c->Cg * c->kh * c->kw;
+    c->x_zero = d->x_zero;
+    c->nw_zero = d->nw_zero;
+    c->rq_n = d->rq.n;
+    c->depthwise = c->Cg == 1 && c->groups > 1;
+    if (c->depthwise) {
+        if (d->kernel >= 0 && d->kernel >= qk_i8_kernel_count()) {
+            qk_i8conv_destroy(c);
+            return qk_error(QK_ERR_ARG, "int8 conv: kernel index %d", d->kernel);
+        }
+        size_t co = (size_t)c->Co;
+        c->dw_w = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));
+        c->dw_bias = qk_calloc(co * 4, sizeof(int32_t));
+        if (!c->dw_w || !c->dw_bias) {
+            qk_i8conv_destroy(c);
+            return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+        }
+        c->dw_mult = c->dw_bias + co;
+        c->dw_shift = c->dw_mult + co;
+        c->dw_scale = (float *)(c->dw_shift + co);
+        set_depthwise(c, d);
+    } else {
+        c->gm = qk_calloc((size_t)c->groups, sizeof *c->gm);
+        if (!c->gm) {
+            qk_i8conv_destroy(c);
+            return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+        }
+        for (int64_t gi = 0; gi < c->groups; gi++) {
+            qk_i8gemm_desc gd = group_desc(c, d, gi);
+            if ((st = qk_i8gemm_create(&gd, &c->gm[gi])) != QK_OK) {
+                qk_i8conv_destroy(c);
+                return qk_error_context(st, "conv group %lld", (long long)gi);
+            }
+        }
+    }
+    *out = c;
+    return QK_OK;
+}
+
+qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
+{
+    qk_status st = check_conv(d);
+    if (st != QK_OK)
+        return st;
+    if (d->x_type != c->x_type || d->w_type != c->w_type || d->out_type != c->out_type || d->C != c->C ||
+        d->Co != c->Co || d->groups != c->groups || d->kh != c->kh || d->kw != c->kw || d->nw_zero != c->nw_zero ||
+        d->rq.n != c->rq_n)
+        return qk_error(QK_ERR_ARG, "int8 conv update: types, shapes or parameter counts changed");
+    c->sh = d->stride_h, c->sw = d->stride_w, c->dh = d->dil_h, c->dw = d->dil_w;
+    c->pt = d->pad_t, c->pl = d->pad_l, c->pb = d->pad_b, c->pr = d->pad_r;
+    if (c->depthwise) {
+        set_depthwise(c, d);
+        return QK_OK;
+    }
+    for (int64_t gi = 0; gi < c->groups; gi++) {
+        qk_i8gemm_desc gd = group_desc(c, d, gi);
+        if ((st = qk_i8gemm_update(c->gm[gi], &gd)) != QK_OK)
+            return qk_error_context(st, "conv group %lld", (long long)gi);
+    }
+    return QK_OK;
+}
+
+static int64_t conv_rows(const qk_i8conv *c) { return c->depthwise ? 0 : c->gm[0]->mb; }
+
+size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    (void)H;
+    if (c->depthwise)
+        return qk_i8_align64((size_t)qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4 + 64);
+    return qk_i8_align64((size_t)(conv_rows(c) * c->K)) + qk_i8gemm_ws_bytes(c->gm[0]);
+}
+
+typedef struct {
+    const qk_i8conv *c;
+    int64_t H, W, OH, OW, P, nblk;
+    const uint8_t *x;
+    uint8_t *y;
+    uint8_t *ws;
+    size_t ws_stride, es;
+} conv_ctx;
+
+/* im2col rows for output pixels [p0, p0+np) of image n, group gi: row i is
+ * K bytes in (c, kh, kw) order; out-of-image taps get x_zero. */
+static void im2col(const conv_ctx *r, int64_t n, int64_t gi, int64_t p0, int64_t np, uint8_t *col)
+{
+    const qk_i8conv *c = r->c;
+    uint8_t zx = (uint8_t)c->x_zero;
+    const uint8_t *xg = r->x + (size_t)((n * c->C + gi * c->Cg) * r->H * r->W);
+    for (int64_t i = 0; i < np; i++) {
+        int64_t oh = (p0 + i) / r->OW, ow = (p0 + i) % r->OW;
+        uint8_t *dst = col + i * c->K;
+        for (int64_t ch = 0; ch < c->Cg; ch++) {
+            const uint8_t *xc = xg + ch * r->H * r->W;
+            for (int64_t a = 0; a < c->kh; a++) {
+                int64_t ih = oh * c->sh - c->pt + a * c->dh;
+                if (ih < 0 || ih >= r->H) {
+                    memset(dst, zx, (size_t)c->kw);
+                    dst += c->kw;
+                    continue;
+                }
+                const uint8_t *xr = xc + ih * r->W;
+                for (int64_t b = 0; b < c->kw; b++) {
+                    int64_t iw = ow * c->sw - c->pl + b * c->dw;
+                    *dst++ = (iw >= 0 && iw < r->W) ? xr[iw] : zx;
+                }
+            }
+        }
+    }
+}
+
+static void gemm_task(void *vctx, int64_t t, int worker)
+{
+    conv_ctx *r = vctx;
+    const qk_i8conv *c = r->c;
+    int64_t blk = t % r->nblk, gi = (t / r->nblk) % c->groups, n = t / r->nblk / c->groups;
+    int64_t rows = conv_rows(c), p0 = blk * rows, np = r->P - p0 < rows ? r->P - p0 : rows;
+    uint8_t *ws = r->ws + (size_t)worker * r->ws_stride;
+    uint8_t *col = ws, *gws = ws + qk_i8_align64((size_t)(rows * c->K));
+    im2col(r, n, gi, p0, np, col);
+    uint8_t *y = r->y + (size_t)((n * c->Co + gi * c->Cog) * r->P + p0) * r->es;
+    qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, 1, r->P, gws);
+}
+
+/* Depthwise: one task per (image, output channel); each output row is
+ * accumulated over the taps that fall inside the image (padding is x_zero,
+ * i.e. contributes 0), then requantized. */
+static void dw_task(void *vctx, int64_t t, int worker)
+{
+    conv_ctx *r = vctx;
+    const qk_i8conv *c = r->c;
+    int64_t n = t / c->Co, co = t % c->Co, ci = co / c->Cog;
+    int64_t H = r->H, W = r->W, OW = r->OW;
+    uint32_t *acc = (uint32_t *)(r->ws + (size_t)worker * r->ws_stride);
+    const uint8_t *xc = r->x + (size_t)((n * c->C + ci) * H * W);
+    const int32_t *wk = c->dw_w + co * c->kh * c->kw;
+    int sgn = c->x_type == QK_I8;
+    int32_t zx = c->x_zero;
+    uint8_t *y = r->y + (size_t)((n * c->Co + co) * r->P) * r->es;
+    for (int64_t oh = 0; oh < r->OH; oh++) {
+        for (int64_t ow = 0; ow < OW; ow++)
+            acc[ow] = (uint32_t)c->dw_bias[co];
+        for (int64_t a = 0; a < c->kh; a++) {
+            int64_t ih = oh * c->sh - c->pt + a * c->dh;
+            if (ih < 0 || ih >= H)
+                continue;
+            const uint8_t *xr = xc + ih * W;
+            for (int64_t b = 0; b < c->kw; b++) {
+                uint32_t wv = (uint32_t)wk[a * c->kw + b];
+                int64_t off = b * c->dw - c->pl;  /* iw = ow*sw + off */
+                int64_t lo = off >= 0 ? 0 : (-off + c->sw - 1) / c->sw;
+                int64_t hi = W - 1 - off < 0 ? -1 : (W - 1 - off) / c->sw;
+                if (hi > OW - 1)
+                    hi = OW - 1;
+                if (sgn)
+                    for (int64_t ow = lo; ow <= hi; ow++)
+                        acc[ow] += wv * (uint32_t)((int8_t)xr[ow * c->sw + off] - zx);
+                else
+                    for (int64_t ow = lo; ow <= hi; ow++)
+                        acc[ow] += wv * (uint32_t)(xr[ow * c->sw + off] - zx);
+            }
+        }
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int32_t v = qk_requant_value(c->mode, (int32_t)acc[ow], c->dw_mult[co], c->dw_shift[co], c->dw_scale[co],
+                                         c->zo, c->qmin, c->qmax);
+            int64_t o = oh * OW + ow;
+            switch ((int)c->out_type) {
+            case QK_U8: y[o] = (uint8_t)v; break;
+            case QK_I8: ((int8_t *)y)[o] = (int8_t)v; break;
+            case (int)QK_INT16: ((int16_t *)y)[o] = (int16_t)v; break;
+            default: ((int32_t *)y)[o] = v; break;
+            }
+        }
+    }
+}
+
+static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
+
+qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, void *y, qk_pool *pool,
+                        void *ws, size_t ws_stride)
+{
+    int64_t OH = qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb);
+    int64_t OW = qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr);
+    if (N < 0 || OH < 1 || OW < 1)
+        return qk_error(QK_ERR_SHAPE, "int8 conv: kernel %lldx%lld does not fit input %lldx%lld", (long long)c->kh,
+                        (long long)c->kw, (long long)H, (long long)W);
+    if (!c->depthwise && !c->gm[0]->has_b)
+        return qk_error(QK_ERR_STATE, "int8 conv: weights were never supplied");
+    size_t need = qk_i8conv_ws_bytes(c, H, W);
+    if (!ws || ws_stride < need || ((uintptr_t)ws & 63) || (ws_stride & 63))
+        return qk_error(QK_ERR_ARG, "int8 conv: workspace of %zu bytes per worker (64-aligned) required", need);
+    conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type)};
+    if (c->depthwise) {
+        qk_pool_run(pool, N * c->Co, dw_task, &r);
+    } else {
+        r.nblk = (r.P + conv_rows(c) - 1) / conv_rows(c);
+        qk_pool_run(pool, N * c->groups * r.nblk, gemm_task, &r);
+    }
+    return QK_OK;
+}
+
+qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W, const void *x, void *y)
+{
+    qk_status st = check_conv(d);
+    if (st != QK_OK)
+        return st;
+    int64_t OH = qk_conv_out_dim(H, d->kh, d->stride_h, d->dil_h, d->pad_t, d->pad_b);
+    int64_t OW = qk_conv_out_dim(W, d->kw, d->stride_w, d->dil_w, d->pad_l, d->pad_r);
+    if (OH < 1 || OW < 1 || !d->w)
+        return qk_error(QK_ERR_SHAPE, "int8 conv reference: no output or no weights");
+    int64_t Cg = d->C / d->groups, Cog = d->Co / d->groups;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t co = 0; co < d->Co; co++) {
+            int64_t gi = co / Cog, q = d->rq.n == 1 ? 0 : co;
+            int32_t zw = wzero(d, co);
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    uint32_t s = d->bias ? (uint32_t)d->bias[co] : 0;
+                    for (int64_t ci = 0; ci < Cg; ci++)
+                        for (int64_t a = 0; a < d->kh; a++)
+                            for (int64_t b = 0; b < d->kw; b++) {
+                                int64_t ih = oh * d->stride_h - d->pad_t + a * d->dil_h;
+                                int64_t iw = ow * d->stride_w - d->pad_l + b * d->dil_w;
+                                int32_t xv = d->x_zero; /* padding is real zero */
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                                    int64_t xi = ((n * d->C + gi * Cg + ci) * H + ih) * W + iw;
+                                    xv = d->x_type == QK_U8 ? (int32_t)((const uint8_t *)x)[xi]
+                                                            : (int32_t)((const int8_t *)x)[xi];
+                                }
+                                int32_t wv = w_at(d, ((co * Cg + ci) * d->kh + a) * d->kw + b);
+                                s += (uint32_t)((xv - d->x_zero) * (wv - zw));
+                            }
+                    int32_t v = qk_requant_value(d->rq.mode, (int32_t)s, d->rq.mult ? d->rq.mult[q] : 0,
+                                                 d->rq.shift ? d->rq.shift[q] : 0, d->rq.scale ? d->rq.scale[q] : 0.0f,
+                                                 d->rq.zero_point, d->rq.qmin, d->rq.qmax);
+                    int64_t o = ((n * d->Co + co) * OH + oh) * OW + ow;
+                    switch ((int)d->out_type) {
+                    case QK_U8: ((uint8_t *)y)[o] = (uint8_t)v; break;
+                    case QK_I8: ((int8_t *)y)[o] = (int8_t)v; break;
+                    case (int)QK_INT16: ((int16_t *)y)[o] = (int16_t)v; break;
+                    default: ((int32_t *)y)[o] = v; break;
+                    }
+                }
+        }
+    return QK_OK;
+}

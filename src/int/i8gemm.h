@@ -1,0 +1,97 @@
+/* Internal: the int8 GEMM object, the kernel table entry type and the
+ * per-ISA kernel functions (qk_i8_gemm__<isa>.c). Not a public header.
+ *
+ * Data flow of one task (a block of mb rows x nb columns):
+ *   rowsum (if any rowcoef != 0) -> prepare_a (convert/pad A rows) ->
+ *   compute (raw sums into the int32 tile acc[mb][nb]) ->
+ *   epilogue (T = acc - rowcoef[n]*rowsum[m] + colconst[n], requantize, store).
+ *
+ * raw = sum_{k<Kp} A'[m,k] * B'[k,n] where B' is the packed weights:
+ *   Bs = B - offB (offB = 128 for u8 weights, else 0) as int8, and for the
+ *   VNNI kernel with s8 activations Bs + 128 as uint8 (vpdpbusd takes the
+ *   activations as its signed operand), which adds 128*rowsum(A) (delta = 1).
+ * rowcoef[n] = zb_s[n] + 128*delta, zb_s = b_zero - offB;
+ * colconst[n] = bias[n] + K*za*zb_s[n] - za*colsum(Bs)[n]   (mod 2^32). */
+#ifndef QK_INT_I8GEMM_H
+#define QK_INT_I8GEMM_H
+
+#include "qkit/int.h"
+
+enum { QK_PACK_NK = 0, QK_PACK_I16 = 1, QK_PACK_K4 = 2 };
+
+typedef struct qk_i8_kernel qk_i8_kernel;
+
+struct qk_i8gemm {
+    qk_dtype a_type, b_type, out_type;
+    int64_t K, N, Kp, Np;      /* K padded to kernel->kalign, N to kernel->nr */
+    const qk_i8_kernel *k;
+    int has_b;
+    int b_u8;                  /* packed B holds Bs + 128 as uint8 (delta = 1) */
+    void *bpack;
+    int32_t *colsum, *rowcoef, *colconst; /* [Np] */
+    int need_rowsum;
+    int32_t a_zero;
+    int nb_zero;
+    qk_rq_mode mode;
+    int rq_n;
+    int32_t *mult, *shift;     /* [Np], expanded per column */
+    int32_t *lsh, *rsh;        /* GEMMLOWP: max(e,0), max(-e,0) */
+    float *scale;              /* [Np] */
+    int32_t zo, qmin, qmax;
+    int64_t mb, nb;            /* task block: rows (multiple of mr), columns (multiple of nr) */
+    size_t off_rs, off_kern, off_out, ws_bytes; /* workspace layout; acc tile at 0 */
+};
+
+struct qk_i8_kernel {
+    qk_i8_kernel_info info;
+    int layout;                /* QK_PACK_* */
+    int kalign;                /* Kp multiple of this */
+    int b_u8_for_s8a;          /* K4 layout: store Bs + 128 when A is s8 */
+    int64_t mb;                /* rows per task */
+    size_t (*kern_ws)(const qk_i8gemm *g);
+    void (*rowsum)(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
+    const void *(*prepare_a)(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, void *kws,
+                             int64_t *ldap);
+    void (*compute)(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0, int64_t nbp,
+                    int32_t *acc, int64_t ldacc, void *kws);
+    /* Writes rows [0,mb) x columns [n0, n0+nb) of type out_type to out + m*ldo + j. */
+    void (*epilogue)(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                     int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+};
+
+/* Generic scalar pieces (i8gemm.c), usable by every kernel. */
+void qk_i8_rowsum_ref(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
+void qk_i8_epilogue_ref(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                        int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+/* Copy mb rows of K bytes into a zero-padded [mb][Kp] buffer. */
+void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst);
+
+/* One block of rows through every column chunk of [n0, n1): rowsum, pack A,
+ * compute, epilogue; output (m, n) to C[m*ldc_m + (n-n0)*ldc_n] (C is the
+ * element (0, n0)). ws: qk_i8gemm_ws_bytes(g) bytes. Used by run and conv. */
+void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int64_t n0, int64_t n1,
+                     void *C, int64_t ldc_m, int64_t ldc_n, void *ws);
+
+/* Per-ISA entry points (files qk_i8_gemm__<isa>.c). */
+#define QK_I8_DECL(isa)                                                                                   \
+    size_t qk_i8_gemm_ws__##isa(const qk_i8gemm *g);                                                     \
+    const void *qk_i8_gemm_prepare__##isa(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,    \
+                                          void *kws, int64_t *ldap);                                     \
+    void qk_i8_gemm__##isa(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0,     \
+                           int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
+QK_I8_DECL(avx2)
+QK_I8_DECL(avx512)
+QK_I8_DECL(vnni)
+QK_I8_DECL(amx)
+QK_I8_DECL(amxemu)
+void qk_i8_rowsum__avx2(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
+void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
+void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                          int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                            int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+
+static inline int64_t qk_i8_roundup(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+static inline size_t qk_i8_align64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+#endif

@@ -1,0 +1,187 @@
+/* int8 GEMM kernel for AVX2 (compiled with -mavx2 -mfma; called only when
+ * qk_cpu_isa_usable(QK_ISA_AVX2)).
+ *
+ * vpmaddubsw would saturate its int16 pair sums (255*127*2 > 32767), so
+ * operands are widened to int16 and multiplied with vpmaddwd (int16 x int16
+ * pairs summed in int32): exact on every input, bit-identical to the
+ * reference. Packed B: int16 pairs, [panel of 16 columns][Kp/2][16][2].
+ * A rows are converted to int16 and packed in the worker's scratch.
+ * Micro-tile 6 x 16 (12 ymm accumulators). */
+#include "i8gemm.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define MR 6
+#define NR 16
+
+/* A is packed per group of MR rows as [Kp/2][MR] int32 (a pair of int16:
+ * k even in the low half), rows past mb zero. */
+size_t qk_i8_gemm_ws__avx2(const qk_i8gemm *g) { return (size_t)qk_i8_roundup(g->mb, MR) * (size_t)g->Kp * 2; }
+
+const void *qk_i8_gemm_prepare__avx2(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, void *kws,
+                                     int64_t *ldap)
+{
+    int64_t K = g->K, K2 = g->Kp / 2;
+    int sgn = g->a_type == QK_I8;
+    int32_t *dst = kws;
+    for (int64_t m0 = 0; m0 < mb; m0 += MR) {
+        int32_t *d = dst + (m0 / MR) * K2 * MR;
+        for (int r = 0; r < MR; r++) {
+            const uint8_t *a = (const uint8_t *)A + (m0 + r) * lda;
+            for (int64_t kk = 0; kk < K2; kk++) {
+                int32_t lo = 0, hi = 0;
+                if (m0 + r < mb) {
+                    if (2 * kk < K)
+                        lo = sgn ? (int8_t)a[2 * kk] : a[2 * kk];
+                    if (2 * kk + 1 < K)
+                        hi = sgn ? (int8_t)a[2 * kk + 1] : a[2 * kk + 1];
+                }
+                d[kk * MR + r] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
+            }
+        }
+    }
+    *ldap = K2 * MR;
+    return kws;
+}
+
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define DECL(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = _mm256_setzero_si256();
+#define STEP(r)                                                                                      \
+    av = _mm256_set1_epi32(ap[r]);                                                                   \
+    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                                  \
+    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));
+#define STORE(r)                                                                                     \
+    if (r < mr) {                                                                                    \
+        _mm256_storeu_si256((__m256i *)(c + r * ldc), c##r##0);                                      \
+        _mm256_storeu_si256((__m256i *)(c + r * ldc + 8), c##r##1);                                  \
+    }
+
+static void tile(int64_t K2, const int32_t *ap, const int16_t *bp, int32_t *c, int64_t ldc, int mr)
+{
+    ROWS(DECL)
+    for (int64_t kk = 0; kk < K2; kk++, ap += MR, bp += 2 * NR) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)bp), b1 = _mm256_loadu_si256((const __m256i *)(bp + 16));
+        __m256i av;
+        ROWS(STEP)
+    }
+    ROWS(STORE)
+}
+
+void qk_i8_gemm__avx2(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0, int64_t nbp,
+                      int32_t *acc, int64_t ldacc, void *kws)
+{
+    (void)kws;
+    int64_t K2 = g->Kp / 2;
+    for (int64_t j = 0; j < nbp; j += NR) {
+        const int16_t *bp = (const int16_t *)g->bpack + ((n0 + j) / NR) * K2 * NR * 2;
+        for (int64_t m = 0; m < mb; m += MR) {
+            int mr = mb - m < MR ? (int)(mb - m) : MR;
+            tile(K2, (const int32_t *)Ap + (m / MR) * ldap, bp, acc + m * ldacc + j, ldacc, mr);
+        }
+    }
+}
+
+/* Row sums of raw A (u8, or s8 as (a ^ 0x80) - 128) with vpsadbw. */
+void qk_i8_rowsum__avx2(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs)
+{
+    int sgn = g->a_type == QK_I8;
+    __m256i flip = _mm256_set1_epi8(sgn ? (char)0x80 : 0), z = _mm256_setzero_si256();
+    for (int64_t m = 0; m < mb; m++) {
+        const uint8_t *a = (const uint8_t *)A + m * lda;
+        __m256i s = z;
+        int64_t k = 0;
+        for (; k + 32 <= g->K; k += 32)
+            s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + k)), flip), z));
+        uint64_t t[4];
+        _mm256_storeu_si256((__m256i *)t, s);
+        uint32_t sum = (uint32_t)(t[0] + t[1] + t[2] + t[3]) - (sgn ? (uint32_t)(128 * k) : 0);
+        for (; k < g->K; k++)
+            sum += sgn ? (uint32_t)(int32_t)(int8_t)a[k] : a[k];
+        rs[m] = (int32_t)sum;
+    }
+}
+
+/* ---- output stage, 8 columns at a time ---- */
+
+static inline __m256i srdhm8(__m256i x, __m256i q)
+{
+    const __m256i half = _mm256_set1_epi64x(INT64_C(1) << 30);
+    /* (x*q + 2^30) >> 31 equals gemmlowp's SRDHM for q >= 0 (see int.h); only
+     * the low 32 bits of the shift are kept, so a logical shift suffices. */
+    __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, q), half), 31);
+    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(q, 32)), half);
+    po = _mm256_slli_epi64(_mm256_srli_epi64(po, 31), 32);
+    return _mm256_blend_epi32(pe, po, 0xAA);
+}
+
+static inline __m256i rdbpot8(__m256i x, __m256i n)
+{
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, n), one);
+    __m256i rem = _mm256_and_si256(x, mask);
+    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_cmpgt_epi32(_mm256_setzero_si256(), x));
+    return _mm256_sub_epi32(_mm256_srav_epi32(x, n), _mm256_cmpgt_epi32(rem, thr));
+}
+
+static inline void store8(const qk_i8gemm *g, void *out, int64_t i, __m256i y)
+{
+    switch ((int)g->out_type) {
+    case QK_U8:
+    case QK_I8: {
+        __m256i s = _mm256_shuffle_epi8(y, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+        s = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+        _mm_storel_epi64((__m128i *)((uint8_t *)out + i), _mm256_castsi256_si128(s));
+        break;
+    }
+    case (int)QK_INT16: {
+        __m256i s = _mm256_shuffle_epi8(y, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+        s = _mm256_permute4x64_epi64(s, 0x08);
+        _mm_storeu_si128((__m128i *)((int16_t *)out + i), _mm256_castsi256_si128(s));
+        break;
+    }
+    default: _mm256_storeu_si256((__m256i *)((int32_t *)out + i), y); break;
+    }
+}
+
+void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                          int64_t ldacc, const int32_t *rs, void *out, int64_t ldo)
+{
+    if (g->mode != QK_RQ_NONE && g->mode != QK_RQ_GEMMLOWP && g->mode != QK_RQ_FP32) {
+        qk_i8_epilogue_ref(g, mb, n0, nb, acc, ldacc, rs, out, ldo);
+        return;
+    }
+    int64_t nv = nb & ~(int64_t)7;
+    const __m256i zo = _mm256_set1_epi32(g->zo);
+    const __m256i lo = _mm256_set1_epi32(g->qmin - g->zo), hi = _mm256_set1_epi32(g->qmax - g->zo);
+    const __m256 flo = _mm256_set1_ps((float)(g->qmin - g->zo)), fhi = _mm256_set1_ps((float)(g->qmax - g->zo));
+    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    for (int64_t m = 0; m < mb; m++) {
+        __m256i r = _mm256_set1_epi32(rs ? rs[m] : 0);
+        for (int64_t j = 0; j < nv; j += 8) {
+            int64_t n = n0 + j;
+            __m256i t = _mm256_loadu_si256((const __m256i *)(acc + m * ldacc + j));
+            t = _mm256_sub_epi32(t, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(g->rowcoef + n)), r));
+            t = _mm256_add_epi32(t, _mm256_loadu_si256((const __m256i *)(g->colconst + n)));
+            __m256i y;
+            if (g->mode == QK_RQ_NONE) {
+                y = t;
+            } else if (g->mode == QK_RQ_FP32) {
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(g->scale + n));
+                f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
+                y = _mm256_add_epi32(_mm256_cvtps_epi32(f), zo);
+            } else {
+                __m256i x = _mm256_sllv_epi32(t, _mm256_loadu_si256((const __m256i *)(g->lsh + n)));
+                x = srdhm8(x, _mm256_loadu_si256((const __m256i *)(g->mult + n)));
+                x = rdbpot8(x, _mm256_loadu_si256((const __m256i *)(g->rsh + n)));
+                x = _mm256_min_epi32(_mm256_max_epi32(x, lo), hi);
+                y = _mm256_add_epi32(x, zo);
+            }
+            store8(g, (uint8_t *)out + (size_t)(m * ldo) * es, j, y);
+        }
+    }
+    if (nv < nb)
+        qk_i8_epilogue_ref(g, mb, n0 + nv, nb - nv, acc + nv, ldacc, rs, (uint8_t *)out + (size_t)nv * es, ldo);
+}

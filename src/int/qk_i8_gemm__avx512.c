@@ -1,0 +1,168 @@
+/* int8 GEMM kernel for AVX-512 F/BW/VL/DQ without VNNI, plus the AVX-512
+ * row sums and output stage shared by the vnni and amx kernels (their
+ * levels include AVX-512). Called only when qk_cpu_isa_usable(QK_ISA_AVX512).
+ *
+ * Same arithmetic as the AVX2 kernel: operands widened to int16, vpmaddwd
+ * (exact). Packed B: int16 pairs [panel of 32 columns][Kp/2][32][2]; A rows
+ * widened to int16 and packed in the worker's scratch. Micro-tile 12 x 32. */
+#include "i8gemm.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define MR 12
+#define NR 32
+
+/* A is packed per group of MR rows as [Kp/2][MR] int32 (a pair of int16:
+ * k even in the low half), rows past mb zero. */
+size_t qk_i8_gemm_ws__avx512(const qk_i8gemm *g) { return (size_t)qk_i8_roundup(g->mb, MR) * (size_t)g->Kp * 2; }
+
+const void *qk_i8_gemm_prepare__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, void *kws,
+                                       int64_t *ldap)
+{
+    int64_t K = g->K, K2 = g->Kp / 2;
+    int sgn = g->a_type == QK_I8;
+    int32_t *dst = kws;
+    for (int64_t m0 = 0; m0 < mb; m0 += MR) {
+        int32_t *d = dst + (m0 / MR) * K2 * MR;
+        for (int r = 0; r < MR; r++) {
+            const uint8_t *a = (const uint8_t *)A + (m0 + r) * lda;
+            for (int64_t kk = 0; kk < K2; kk++) {
+                int32_t lo = 0, hi = 0;
+                if (m0 + r < mb) {
+                    if (2 * kk < K)
+                        lo = sgn ? (int8_t)a[2 * kk] : a[2 * kk];
+                    if (2 * kk + 1 < K)
+                        hi = sgn ? (int8_t)a[2 * kk + 1] : a[2 * kk + 1];
+                }
+                d[kk * MR + r] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
+            }
+        }
+    }
+    *ldap = K2 * MR;
+    return kws;
+}
+
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define DECL(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
+#define STEP(r)                                                                                      \
+    av = _mm512_set1_epi32(ap[r]);                                                                   \
+    c##r##0 = _mm512_add_epi32(c##r##0, _mm512_madd_epi16(av, b0));                                  \
+    c##r##1 = _mm512_add_epi32(c##r##1, _mm512_madd_epi16(av, b1));
+#define STORE(r)                                                                                     \
+    if (r < mr) {                                                                                    \
+        _mm512_storeu_si512(c + r * ldc, c##r##0);                                                   \
+        _mm512_storeu_si512(c + r * ldc + 16, c##r##1);                                              \
+    }
+
+static void tile(int64_t K2, const int32_t *ap, const int16_t *bp, int32_t *c, int64_t ldc, int mr)
+{
+    ROWS(DECL)
+    for (int64_t kk = 0; kk < K2; kk++, ap += MR, bp += 2 * NR) {
+        __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 32);
+        __m512i av;
+        ROWS(STEP)
+    }
+    ROWS(STORE)
+}
+
+void qk_i8_gemm__avx512(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0, int64_t nbp,
+                        int32_t *acc, int64_t ldacc, void *kws)
+{
+    (void)kws;
+    int64_t K2 = g->Kp / 2;
+    for (int64_t j = 0; j < nbp; j += NR) {
+        const int16_t *bp = (const int16_t *)g->bpack + ((n0 + j) / NR) * K2 * NR * 2;
+        for (int64_t m = 0; m < mb; m += MR) {
+            int mr = mb - m < MR ? (int)(mb - m) : MR;
+            tile(K2, (const int32_t *)Ap + (m / MR) * ldap, bp, acc + m * ldacc + j, ldacc, mr);
+        }
+    }
+}
+
+void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs)
+{
+    int sgn = g->a_type == QK_I8;
+    __m512i flip = _mm512_set1_epi8(sgn ? (char)0x80 : 0), z = _mm512_setzero_si512();
+    for (int64_t m = 0; m < mb; m++) {
+        const uint8_t *a = (const uint8_t *)A + m * lda;
+        __m512i s = z;
+        int64_t k = 0;
+        for (; k + 64 <= g->K; k += 64)
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(a + k), flip), z));
+        if (k < g->K) { /* tail: flip, then zero the bytes past K */
+            __mmask64 mk = (__mmask64)((UINT64_C(1) << (g->K - k)) - 1);
+            __m512i v = _mm512_maskz_mov_epi8(mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, a + k), flip));
+            s = _mm512_add_epi64(s, _mm512_sad_epu8(v, z));
+        }
+        uint32_t sum = (uint32_t)_mm512_reduce_add_epi64(s) - (sgn ? (uint32_t)(128 * g->K) : 0);
+        rs[m] = (int32_t)sum;
+    }
+}
+
+/* ---- output stage, 16 columns at a time (masked tail) ---- */
+
+static inline __m512i srdhm16(__m512i x, __m512i q)
+{
+    const __m512i half = _mm512_set1_epi64(INT64_C(1) << 30);
+    /* (x*q + 2^30) >> 31 equals gemmlowp's SRDHM for q >= 0 (see int.h). */
+    __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, q), half), 31);
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(q, 32)), half);
+    po = _mm512_slli_epi64(_mm512_srli_epi64(po, 31), 32);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, po);
+}
+
+static inline __m512i rdbpot16(__m512i x, __m512i n)
+{
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, n), one);
+    __m512i rem = _mm512_and_si512(x, mask);
+    __m512i thr = _mm512_srai_epi32(mask, 1);
+    thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()), thr, one);
+    __m512i y = _mm512_srav_epi32(x, n);
+    return _mm512_mask_add_epi32(y, _mm512_cmpgt_epi32_mask(rem, thr), y, one);
+}
+
+void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
+                            int64_t ldacc, const int32_t *rs, void *out, int64_t ldo)
+{
+    if (g->mode != QK_RQ_NONE && g->mode != QK_RQ_GEMMLOWP && g->mode != QK_RQ_FP32) {
+        qk_i8_epilogue_ref(g, mb, n0, nb, acc, ldacc, rs, out, ldo);
+        return;
+    }
+    const __m512i zo = _mm512_set1_epi32(g->zo);
+    const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
+    const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
+    for (int64_t m = 0; m < mb; m++) {
+        __m512i r = _mm512_set1_epi32(rs ? rs[m] : 0);
+        for (int64_t j = 0; j < nb; j += 16) {
+            int64_t n = n0 + j;
+            __mmask16 mk = nb - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - j)) - 1);
+            /* columns up to Np are readable (padded), the tile row up to nb rounded to 16 */
+            __m512i t = _mm512_maskz_loadu_epi32(mk, acc + m * ldacc + j);
+            if (rs)
+                t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_loadu_si512(g->rowcoef + n), r));
+            t = _mm512_add_epi32(t, _mm512_loadu_si512(g->colconst + n));
+            __m512i y;
+            if (g->mode == QK_RQ_NONE) {
+                y = t;
+            } else if (g->mode == QK_RQ_FP32) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_loadu_ps(g->scale + n));
+                f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+                y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
+            } else {
+                __m512i x = _mm512_sllv_epi32(t, _mm512_loadu_si512(g->lsh + n));
+                x = srdhm16(x, _mm512_loadu_si512(g->mult + n));
+                x = rdbpot16(x, _mm512_loadu_si512(g->rsh + n));
+                x = _mm512_min_epi32(_mm512_max_epi32(x, lo), hi);
+                y = _mm512_add_epi32(x, zo);
+            }
+            switch ((int)g->out_type) {
+            case QK_U8:
+            case QK_I8: _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + m * ldo + j, mk, y); break;
+            case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + m * ldo + j, mk, y); break;
+            default: _mm512_mask_storeu_epi32((int32_t *)out + m * ldo + j, mk, y); break;
+            }
+        }
+    }
+}
