@@ -32,6 +32,7 @@ import onnx
 from onnx import numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 import torch_peer as tp  # noqa: E402
 
