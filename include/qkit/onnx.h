@@ -106,6 +106,15 @@ qk_status qk_onnx_run(qk_graph *g, int n_in, const qk_tensor *inputs, qk_pool *p
 qk_status qk_onnx_run_files(qk_graph *g, int n_files, const char *const *paths, qk_pool *pool,
                             int *n_out, qk_tensor **outputs);
 
+/* Turn graph input `name` into a CONST initializer holding a copy of
+ * `value` (dtype and shape checked like qk_onnx_run; unplans the graph).
+ * qkit plans static shapes, so inputs that decide a shape (Reshape's
+ * shape, Squeeze/Unsqueeze axes, ...) must be constants at plan time; the
+ * ONNX node tests feed them as graph inputs, and `qkit run` may too.
+ * Errors: QK_ERR_NOTFOUND (no such graph input), QK_ERR_ARG/QK_ERR_SHAPE
+ * (value does not match the declaration), QK_ERR_NOMEM. */
+qk_status qk_onnx_freeze_input(qk_graph *g, const char *name, const qk_tensor *value);
+
 /* Free an array returned by qk_onnx_run / qk_onnx_run_files (NULL is ok). */
 void qk_onnx_free_tensors(qk_tensor *ts, int n);
 
