@@ -462,6 +462,42 @@ static void test_shape_forward(void)
     fx_end();
 }
 
+/* x.view(x.size(0), -1) as PyTorch exports it with a dynamic batch:
+ * Shape -> Gather(0) -> Unsqueeze -> Concat(.., [-1]) -> Reshape. The target
+ * shape is computed at infer time and follows qk_graph_set_batch. */
+static void test_dynamic_reshape(void)
+{
+    qk_graph *g;
+    qk_graph_create(&g);
+    int x = qk_graph_add_input(g, "x", QK_F32, 3, (int64_t[]){ -1, 3, 4 });
+    int i0 = gc_add(g, "zero", 0, QK_I64, 0, NULL, (int64_t[]){ 0 }, NULL);
+    int ax = gc_add(g, "axes", 0, QK_I64, 1, (int64_t[]){ 1 }, (int64_t[]){ 0 }, NULL);
+    int m1 = gc_add(g, "minus1", 0, QK_I64, 1, (int64_t[]){ 1 }, (int64_t[]){ -1 }, NULL);
+    int v[5];
+    const char *names[5] = { "shape", "n", "n1", "target", "y" };
+    for (int k = 0; k < 5; k++)
+        v[k] = qk_graph_add_value(g, names[k], QK_VALUE_ACT);
+    qk_graph_add_node(g, "Shape", "sh", 1, &x, 1, &v[0]);
+    qk_graph_add_node(g, "Gather", "ga", 2, (int[]){ v[0], i0 }, 1, &v[1]);
+    qk_graph_add_node(g, "Unsqueeze", "un", 2, (int[]){ v[1], ax }, 1, &v[2]);
+    int cat = qk_graph_add_node(g, "Concat", "cat", 2, (int[]){ v[2], m1 }, 1, &v[3]);
+    qk_node_set_int(g, cat, "axis", 0);
+    qk_graph_add_node(g, "Reshape", "rs", 2, (int[]){ x, v[3] }, 1, &v[4]);
+    qk_graph_add_output(g, v[4]);
+    QT_OK(qk_ops_bind(g));
+    QT_OK(qk_graph_plan(g, 8, 0, pool2));
+    check_shape(&g->values[v[4]].t, 2, (int64_t[]){ 8, 12 }, "dynamic reshape at plan");
+    QT_OK(qk_graph_set_batch(g, 3));
+    check_shape(&g->values[v[4]].t, 2, (int64_t[]){ 3, 12 }, "dynamic reshape after set_batch");
+    for (int i = 0; i < 36; i++)
+        qk_f32(&g->values[x].t)[i] = (float)i;
+    QT_OK(qk_graph_forward(g));
+    check_vals(qk_f32(&g->values[v[4]].t), seqf, 36, 0, "dynamic reshape data");
+    const int64_t *tg = g->values[v[3]].t.data;
+    QT_CHECK(tg[0] == 3 && tg[1] == -1, "runtime target %lld %lld", (long long)tg[0], (long long)tg[1]);
+    qk_graph_destroy(g);
+}
+
 static void test_shape_grad(void)
 {
     qk_rng rng;
@@ -935,6 +971,7 @@ int main(void)
     test_eltwise_grad();
     test_shape_forward();
     test_shape_grad();
+    test_dynamic_reshape();
     test_softmax();
     test_sce();
     test_harness_fails();

@@ -4,9 +4,12 @@
  * Forward copies (any dtype); backward (float32) adds dy into dx with the
  * same layout mapping. Shape-carrying inputs (Reshape `shape`, Squeeze /
  * Unsqueeze `axes`) must be known when shapes are inferred: an initializer
- * (CONST/PARAM value) or the output of a Constant node. A shape computed at
- * run time (Shape -> Gather -> Concat chains of some PyTorch exports) is not
- * supported here; the importer folds those.
+ * (CONST/PARAM value), the output of a Constant node, or a small int64
+ * tensor that Shape / Gather / Concat / Squeeze / Unsqueeze compute from
+ * known inputs at infer time ("known values", at most 8 elements). So the
+ * chain PyTorch exports for x.view(x.size(0), -1) with a dynamic batch
+ * (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) follows every batch
+ * change (qk_graph_set_batch re-runs infer in order).
  *
  * Dropout: inference semantics always (y = x, mask = all ones). qkit's
  * reference models have no dropout, so even in training (x->training = 1)
@@ -21,9 +24,19 @@
 
 /* ---- helpers ---- */
 
-/* Data of value v if known at infer time: an initializer, or the output of a
- * Constant node (its value tensor). NULL otherwise. */
-extern const qk_op qk_op_constant;
+/* Known value of a Shape/Gather/Concat/Squeeze/Unsqueeze output: set by
+ * infer when the output is int64 with at most QK_MAX_DIMS elements and all
+ * its data inputs are known. */
+typedef struct kv_state {
+    int known;
+    qk_tensor t; /* shape of the output, data = buf */
+    int64_t buf[QK_MAX_DIMS];
+} kv_state;
+
+extern const qk_op qk_op_constant, qk_op_shape, qk_op_gather, qk_op_concat, qk_op_squeeze, qk_op_unsqueeze;
+
+/* Data of value v if known at infer time: an initializer, the output of a
+ * Constant node (its value tensor) or a known value. NULL otherwise. */
 static const qk_tensor *known_data(const qk_graph *g, const qk_value *v)
 {
     if ((v->kind == QK_VALUE_CONST || v->kind == QK_VALUE_PARAM) && v->t.data)
@@ -32,8 +45,59 @@ static const qk_tensor *known_data(const qk_graph *g, const qk_value *v)
         const qk_node *p = &g->nodes[v->producer];
         if (p->op == &qk_op_constant && p->state)
             return p->state;
+        if ((p->op == &qk_op_shape || p->op == &qk_op_gather || p->op == &qk_op_concat ||
+             p->op == &qk_op_squeeze || p->op == &qk_op_unsqueeze) &&
+            p->state && ((const kv_state *)p->state)->known && p->out[0] == (int)(v - g->values))
+            return &((const kv_state *)p->state)->t;
     }
     return NULL;
+}
+
+static qk_status kv_init(qk_node *n, qk_status st)
+{
+    if (st != QK_OK)
+        return st;
+    n->state = qk_calloc(1, sizeof(kv_state));
+    return n->state ? QK_OK : qk_error(QK_ERR_NOMEM, "out of memory");
+}
+
+static void kv_destroy(qk_node *n)
+{
+    qk_free(n->state);
+    n->state = NULL;
+}
+
+/* Start a known value for output y: returns the buffer, or NULL (and marks
+ * the value unknown) when y is not a small int64 tensor. */
+static int64_t *kv_begin(qk_node *n, const qk_tensor *y)
+{
+    kv_state *s = n->state;
+    s->known = 0;
+    if (y->dtype != QK_I64 || qk_tensor_numel(y) > QK_MAX_DIMS)
+        return NULL;
+    qk_tensor_set_shape(&s->t, QK_I64, y->ndim, y->dims);
+    s->t.data = s->buf;
+    s->t.owned = 0;
+    return s->buf;
+}
+
+/* Input i of n as a known int64 tensor, or NULL. */
+static const qk_tensor *kv_input(const qk_graph *g, const qk_node *n, int i)
+{
+    const qk_value *v = qk_in((qk_graph *)g, n, i);
+    const qk_tensor *t = v ? known_data(g, v) : NULL;
+    return t && t->dtype == QK_I64 ? t : NULL;
+}
+
+/* Copy-type ops (Squeeze/Unsqueeze): same values as input 0 when known. */
+static void kv_copy(const qk_graph *g, qk_node *n)
+{
+    int64_t *b = kv_begin(n, &g->values[n->out[0]].t);
+    const qk_tensor *a = kv_input(g, n, 0);
+    if (b && a) {
+        memcpy(b, a->data, (size_t)qk_tensor_numel(a) * sizeof(int64_t));
+        ((kv_state *)n->state)->known = 1;
+    }
 }
 
 /* Integer vector from a known 1-D (or scalar) int64/int32 value. */
@@ -218,7 +282,7 @@ static qk_status get_axes(qk_graph *g, qk_node *n, int64_t *axes, int *na)
     return QK_OK;
 }
 
-static qk_status squeeze_init(qk_graph *g, qk_node *n) { (void)g; return need_io(n, 1, 2, 1, 1); }
+static qk_status squeeze_init(qk_graph *g, qk_node *n) { (void)g; return kv_init(n, need_io(n, 1, 2, 1, 1)); }
 
 static qk_status squeeze_infer(qk_graph *g, qk_node *n)
 {
@@ -249,10 +313,11 @@ static qk_status squeeze_infer(qk_graph *g, qk_node *n)
         if (!drop[i])
             d[nd++] = a->dims[i];
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, nd, d);
+    kv_copy(g, n);
     return QK_OK;
 }
 
-static qk_status unsqueeze_init(qk_graph *g, qk_node *n) { (void)g; return need_io(n, 1, 2, 1, 1); }
+static qk_status unsqueeze_init(qk_graph *g, qk_node *n) { (void)g; return kv_init(n, need_io(n, 1, 2, 1, 1)); }
 
 static qk_status unsqueeze_infer(qk_graph *g, qk_node *n)
 {
@@ -280,6 +345,7 @@ static qk_status unsqueeze_infer(qk_graph *g, qk_node *n)
     for (int i = 0, j = 0; i < nd; i++)
         d[i] = ins[i] ? 1 : a->dims[j++];
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, nd, d);
+    kv_copy(g, n);
     return QK_OK;
 }
 
@@ -294,7 +360,7 @@ static qk_status concat_init(qk_graph *g, qk_node *n)
             return qk_error(QK_ERR_FORMAT, "input %d is missing", i);
     if (!qk_node_attr(n, "axis"))
         return qk_error(QK_ERR_FORMAT, "attribute 'axis' is required");
-    return QK_OK;
+    return kv_init(n, QK_OK);
 }
 
 static qk_status concat_infer(qk_graph *g, qk_node *n)
@@ -321,7 +387,23 @@ static qk_status concat_infer(qk_graph *g, qk_node *n)
                             qk_dtype_name(a->dtype), qk_shape_str(a, s0, sizeof s0), ax);
         d[ax] += b->dims[ax];
     }
-    qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, a->ndim, d);
+    qk_tensor *y = &qk_out(g, n, 0)->t;
+    qk_tensor_set_shape(y, a->dtype, a->ndim, d);
+    int64_t *kb = kv_begin(n, y);
+    int all = kb != NULL;
+    for (int i = 0; all && i < n->n_in; i++)
+        all = kv_input(g, n, i) != NULL;
+    if (all) { /* known value: concatenate the (small) inputs */
+        int64_t inner = qk_lt_prod(d, ax + 1, a->ndim), outer = qk_lt_prod(d, 0, ax), w = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int i = 0; i < n->n_in; i++) {
+                const qk_tensor *t = kv_input(g, n, i);
+                int64_t len = t->dims[ax] * inner;
+                memcpy(kb + w, (const int64_t *)t->data + o * len, (size_t)len * sizeof(int64_t));
+                w += len;
+            }
+        ((kv_state *)n->state)->known = 1;
+    }
     return QK_OK;
 }
 
@@ -385,7 +467,7 @@ static qk_status gather_init(qk_graph *g, qk_node *n)
     qk_status st = need_io(n, 2, 2, 1, 1);
     if (st == QK_OK && n->in[1] < 0)
         return qk_error(QK_ERR_FORMAT, "the indices input is required");
-    return st;
+    return kv_init(n, st);
 }
 
 static qk_status gather_infer(qk_graph *g, qk_node *n)
@@ -408,7 +490,24 @@ static qk_status gather_infer(qk_graph *g, qk_node *n)
         d[k++] = idx->dims[i];
     for (int i = ax + 1; i < a->ndim; i++)
         d[k++] = a->dims[i];
-    qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, nd, d);
+    qk_tensor *y = &qk_out(g, n, 0)->t;
+    qk_tensor_set_shape(y, a->dtype, nd, d);
+    int64_t *kb = kv_begin(n, y);
+    const qk_tensor *ka = kv_input(g, n, 0), *ki = known_data(g, qk_in(g, n, 1));
+    if (kb && ka && ki) { /* known value (e.g. one dim of a Shape output) */
+        int64_t outer = qk_lt_prod(a->dims, 0, ax), inner = qk_lt_prod(a->dims, ax + 1, a->ndim);
+        int64_t na = a->dims[ax], ni = qk_tensor_numel(ki), w = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t t = 0; t < ni; t++) {
+                int64_t q = qk_lt_int_at(ki, t);
+                q += q < 0 ? na : 0;
+                if (q < 0 || q >= na)
+                    return QK_OK; /* left unknown; forward reports the bad index */
+                for (int64_t e = 0; e < inner; e++)
+                    kb[w++] = ((const int64_t *)ka->data)[(o * na + q) * inner + e];
+            }
+        ((kv_state *)n->state)->known = 1;
+    }
     return QK_OK;
 }
 
@@ -450,7 +549,7 @@ static qk_status gather_forward(qk_exec *x, qk_node *n) { return gather_run(x, n
 static qk_status gather_backward(qk_exec *x, qk_node *n) { return gather_run(x, n, 1); }
 
 /* ---- Shape (opset 15 start/end, clamped) ---- */
-static qk_status shape_init(qk_graph *g, qk_node *n) { (void)g; return need_io(n, 1, 1, 1, 1); }
+static qk_status shape_init(qk_graph *g, qk_node *n) { (void)g; return kv_init(n, need_io(n, 1, 1, 1, 1)); }
 
 static void shape_range(const qk_node *n, int r, int *s, int *e)
 {
@@ -465,10 +564,16 @@ static void shape_range(const qk_node *n, int r, int *s, int *e)
 
 static qk_status shape_infer(qk_graph *g, qk_node *n)
 {
+    const qk_tensor *a = &qk_in(g, n, 0)->t;
     int s, e;
-    shape_range(n, qk_in(g, n, 0)->t.ndim, &s, &e);
+    shape_range(n, a->ndim, &s, &e);
     int64_t d = e - s;
-    qk_tensor_set_shape(&qk_out(g, n, 0)->t, QK_I64, 1, &d);
+    qk_tensor *y = &qk_out(g, n, 0)->t;
+    qk_tensor_set_shape(y, QK_I64, 1, &d);
+    int64_t *kb = kv_begin(n, y);
+    for (int i = s; i < e; i++)
+        kb[i - s] = a->dims[i];
+    ((kv_state *)n->state)->known = 1;
     return QK_OK;
 }
 
@@ -553,11 +658,14 @@ const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, 
 const qk_op qk_op_dropout = { "Dropout", dropout_init, dropout_infer, NULL, dropout_forward, copy_backward, NULL };
 const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL };
 const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL };
-const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward, NULL };
+const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward,
+                              kv_destroy };
 const qk_op qk_op_unsqueeze = { "Unsqueeze", unsqueeze_init, unsqueeze_infer, NULL, copy_forward, copy_backward,
-                                NULL };
-const qk_op qk_op_concat = { "Concat", concat_init, concat_infer, NULL, concat_forward, concat_backward, NULL };
-const qk_op qk_op_gather = { "Gather", gather_init, gather_infer, NULL, gather_forward, gather_backward, NULL };
-const qk_op qk_op_shape = { "Shape", shape_init, shape_infer, NULL, shape_forward, NULL, NULL };
+                                kv_destroy };
+const qk_op qk_op_concat = { "Concat", concat_init, concat_infer, NULL, concat_forward, concat_backward,
+                             kv_destroy };
+const qk_op qk_op_gather = { "Gather", gather_init, gather_infer, NULL, gather_forward, gather_backward,
+                             kv_destroy };
+const qk_op qk_op_shape = { "Shape", shape_init, shape_infer, NULL, shape_forward, NULL, kv_destroy };
 const qk_op qk_op_constant = { "Constant", constant_init, constant_infer, NULL, constant_forward, NULL,
                                constant_destroy };
