@@ -188,6 +188,7 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
         return qk_error(QK_ERR_ARG, "int8 conv update: types, shapes or parameter counts changed");
     c->sh = d->stride_h, c->sw = d->stride_w, c->dh = d->dil_h, c->dw = d->dil_w;
     c->pt = d->pad_t, c->pl = d->pad_l, c->pb = d->pad_b, c->pr = d->pad_r;
+    c->x_zero = d->x_zero;
     if (c->depthwise) {
         set_depthwise(c, d);
         return QK_OK;
