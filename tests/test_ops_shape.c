@@ -226,6 +226,58 @@ static void test_shape_grad(void)
     qk_graph_destroy(g);
 }
 
+/* Dropout with training_mode = true: y in {0, x/(1-r)}, mask consistent,
+ * drop rate near r, same mask for 1 and 2 threads, backward uses the mask. */
+static void test_dropout_train(void)
+{
+    const int64_t ne = 100000;
+    uint8_t *masks[2] = { NULL, NULL };
+    for (int t = 0; t < 2; t++) {
+        qk_graph *g;
+        qk_graph_create(&g);
+        qk_rng rng;
+        qk_rng_seed(&rng, 3);
+        int x = gc_add(g, "x", 1, QK_F32, 2, (int64_t[]){ 1000, 100 }, NULL, &rng);
+        int r = gc_add(g, "r", 0, QK_F32, 0, NULL, (float[]){ 0.25f }, NULL);
+        int tm = gc_add(g, "t", 0, QK_U8, 0, NULL, (uint8_t[]){ 1 }, NULL);
+        int node = gc_node(g, "Dropout", 3, (int[]){ x, r, tm }, 2);
+        qk_node_set_int(g, node, "seed", 5);
+        QT_OK(qk_ops_bind(g));
+        QT_OK(qk_graph_plan(g, 1000, 1, t ? pool2 : NULL));
+        QT_OK(qk_graph_forward(g));
+        qk_node *n = &g->nodes[node];
+        const float *xd = qk_f32(&g->values[x].t), *y = qk_f32(&g->values[n->out[0]].t);
+        const uint8_t *m = g->values[n->out[1]].t.data;
+        int64_t bad = 0, dropped = 0;
+        for (int64_t i = 0; i < ne; i++) {
+            bad += m[i] ? fabsf(y[i] - xd[i] / 0.75f) > 1e-6f * (1 + fabsf(y[i])) : y[i] != 0.0f;
+            dropped += !m[i];
+        }
+        QT_CHECK(bad == 0, "Dropout train: %lld outputs inconsistent with the mask", (long long)bad);
+        QT_CHECK(fabs(dropped - 0.25 * ne) < 5 * sqrt(ne * 0.25 * 0.75), "Dropout drop rate %lld of %lld",
+                 (long long)dropped, (long long)ne);
+        masks[t] = qk_malloc(ne);
+        memcpy(masks[t], m, ne);
+        /* backward: dx = dy * mask / (1 - r) */
+        qk_value *yv = &g->values[n->out[0]];
+        for (int64_t i = 0; i < ne; i++)
+            qk_f32(&yv->grad)[i] = 1.0f;
+        memset(g->values[x].grad.data, 0, ne * sizeof(float));
+        QT_OK(n->op->backward(&g->exec, n));
+        bad = 0;
+        for (int64_t i = 0; i < ne; i++)
+            bad += qk_f32(&g->values[x].grad)[i] != (m[i] ? 1.0f / 0.75f : 0.0f);
+        QT_CHECK(bad == 0, "Dropout backward: %lld wrong", (long long)bad);
+        /* the next call draws a new mask */
+        QT_OK(qk_graph_forward(g));
+        QT_CHECK(memcmp(masks[t], m, ne) != 0, "Dropout: same mask twice");
+        qk_graph_destroy(g);
+    }
+    QT_CHECK(masks[0] && masks[1] && memcmp(masks[0], masks[1], ne) == 0, "Dropout: serial vs 2 threads differ");
+    qk_free(masks[0]);
+    qk_free(masks[1]);
+}
+
 /* ===================== softmax and loss ===================== */
 static void test_softmax(void)
 {
@@ -372,6 +424,7 @@ int main(void)
     test_shape_forward();
     test_shape_grad();
     test_dynamic_reshape();
+    test_dropout_train();
     test_softmax();
     test_sce();
     qk_pool_destroy(pool1);

@@ -1,4 +1,4 @@
-/* Data-movement ops with ONNX semantics (opset 13-17): Identity, Dropout,
+/* Data-movement ops with ONNX semantics (opset 13-17): Identity,
  * Flatten, Reshape, Squeeze, Unsqueeze, Concat, Gather, Shape, Constant.
  *
  * Forward copies (any dtype); backward (float32) adds dy into dx with the
@@ -10,11 +10,7 @@
  * chain PyTorch exports for x.view(x.size(0), -1) with a dynamic batch
  * (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) follows every batch
  * change (qk_graph_set_batch re-runs infer in order).
- *
- * Dropout: inference semantics always (y = x, mask = all ones). qkit's
- * reference models have no dropout, so even in training (x->training = 1)
- * and with a training_mode input the op is the identity; the optional mask
- * output is uint8 (qkit has no bool dtype) filled with 1. */
+ * Dropout lives in dropout.c. */
 /* gcc -O2 vectorizes only loops with no epilogue ("very cheap" model);
  * these memory-bound loops need the cheap model (clang vectorizes at -O2). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -172,26 +168,6 @@ static qk_status identity_infer(qk_graph *g, qk_node *n)
 {
     qk_lt_same_shape(&qk_out(g, n, 0)->t, &qk_in(g, n, 0)->t);
     return QK_OK;
-}
-
-static qk_status dropout_init(qk_graph *g, qk_node *n) { (void)g; return need_io(n, 1, 3, 1, 2); }
-
-static qk_status dropout_infer(qk_graph *g, qk_node *n)
-{
-    const qk_tensor *a = &qk_in(g, n, 0)->t;
-    qk_lt_same_shape(&qk_out(g, n, 0)->t, a);
-    qk_value *m = qk_out(g, n, 1);
-    if (m)
-        qk_tensor_set_shape(&m->t, QK_U8, a->ndim, a->dims);
-    return QK_OK;
-}
-
-static qk_status dropout_forward(qk_exec *x, qk_node *n)
-{
-    qk_value *m = qk_out(x->g, n, 1);
-    if (m)
-        memset(m->t.data, 1, qk_tensor_bytes(&m->t));
-    return copy_forward(x, n);
 }
 
 static qk_status flatten_init(qk_graph *g, qk_node *n) { (void)g; return need_io(n, 1, 1, 1, 1); }
@@ -655,7 +631,6 @@ static qk_status constant_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, copy_forward, copy_backward, NULL };
-const qk_op qk_op_dropout = { "Dropout", dropout_init, dropout_infer, NULL, dropout_forward, copy_backward, NULL };
 const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL };
 const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL };
 const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward,
