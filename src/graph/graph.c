@@ -225,8 +225,10 @@ int qk_graph_add_node(qk_graph *g, const char *op_type, const char *name,
     }
     n->n_in = n_in;
     n->n_out = n_out;
-    memcpy(n->in, in, (size_t)n_in * sizeof(int));
-    memcpy(n->out, out, (size_t)n_out * sizeof(int));
+    if (n_in > 0)
+        memcpy(n->in, in, (size_t)n_in * sizeof(int));
+    if (n_out > 0)
+        memcpy(n->out, out, (size_t)n_out * sizeof(int));
     for (int i = 0; i < n_out; i++)
         g->values[out[i]].producer = id;
     g->n_nodes++;
