@@ -1,3 +1,51 @@
-#include "qkit/base.h"
+/* qkit: command-line entry point. Each subcommand lives in cmd_<name>.c. */
+#include "cli.h"
+
 #include <stdio.h>
-int main(void) { puts("qkit"); return 0; }
+#include <string.h>
+
+extern const cli_cmd cli_cmd_train, cli_cmd_eval, cli_cmd_info, cli_cmd_run;
+
+static const cli_cmd *const commands[] = {
+    &cli_cmd_train, &cli_cmd_eval, &cli_cmd_info, &cli_cmd_run, NULL
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "qkit: neural-network quantization toolkit\n\nusage: qkit COMMAND [options]\n\ncommands:\n");
+    for (int i = 0; commands[i]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(f, "\n`qkit COMMAND --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("qkit 0.1.0\n");
+        return 0;
+    }
+    for (int i = 0; commands[i]; i++) {
+        if (strcmp(argv[1], commands[i]->name) != 0)
+            continue;
+        cli_args a;
+        int rc = cli_parse(commands[i], argc - 2, argv + 2, &a);
+        if (rc == 1)
+            return 0;
+        if (rc)
+            return rc;
+        if (cli_flag(&a, "verbose"))
+            qk_log_set_level(QK_LOG_DEBUG);
+        return commands[i]->run(&a);
+    }
+    fprintf(stderr, "qkit: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
