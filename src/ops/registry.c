@@ -13,6 +13,7 @@ extern const qk_op qk_op_identity, qk_op_dropout, qk_op_flatten, qk_op_reshape, 
     qk_op_concat, qk_op_gather, qk_op_shape, qk_op_constant; /* shape_ops.c */
 extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
 extern const qk_op qk_op_qlinearconv, qk_op_convinteger, qk_op_qlinearmatmul, qk_op_matmulinteger; /* int/ops_qlinear.c */
+extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_ops.c */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -25,6 +26,7 @@ static const qk_op *const ops[] = {
     &qk_op_concat, &qk_op_gather, &qk_op_shape, &qk_op_constant,
     &qk_op_softmax, &qk_op_logsoftmax, &qk_op_sce,
     &qk_op_qlinearconv, &qk_op_convinteger, &qk_op_qlinearmatmul, &qk_op_matmulinteger,
+    &qk_op_quantizelinear, &qk_op_dequantizelinear,
     NULL
 };
 

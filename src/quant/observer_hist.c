@@ -1,0 +1,276 @@
+/* Histogram and power-of-two observers: kl (TensorRT entropy calibration),
+ * pot-mse and pot-kl (seed 004 greedy power-of-two QCode search), and the
+ * KL divergence search they share. ALGORITHMS.md 2.6 and 2.8. */
+#include "observer_internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ KL */
+
+double qk_kl_divergence_at(const double *h, int nbins, int i, int levels)
+{
+    if (i < 1 || i > nbins || levels < 1)
+        return INFINITY;
+    int nt = levels < i ? levels : i; /* target bins */
+    int n = i / nt;                   /* source bins per target; the last takes the leftover */
+    double outl = 0, sumP = 0, sumQ = 0;
+    for (int k = i; k < nbins; k++)
+        outl += h[k];
+    /* pass 1: totals. P[j] = h[j] (+ outliers at j = i-1). */
+    for (int t = 0; t < nt; t++) {
+        int a = t * n, b = t == nt - 1 ? i : a + n;
+        double cnt = 0;
+        int nz = 0;
+        for (int j = a; j < b; j++) {
+            double pj = h[j] + (j == i - 1 ? outl : 0);
+            cnt += h[j];
+            nz += pj != 0;
+            sumP += pj;
+        }
+        if (nz)
+            sumQ += cnt;
+    }
+    if (sumP <= 0)
+        return 0;
+    if (sumQ <= 0)
+        return INFINITY;
+    /* pass 2: KL(P || Q) over P > 0 */
+    double kl = 0;
+    for (int t = 0; t < nt; t++) {
+        int a = t * n, b = t == nt - 1 ? i : a + n;
+        double cnt = 0;
+        int nz = 0;
+        for (int j = a; j < b; j++) {
+            cnt += h[j];
+            nz += (h[j] + (j == i - 1 ? outl : 0)) != 0;
+        }
+        double qj = nz ? cnt / nz / sumQ : 0;
+        for (int j = a; j < b; j++) {
+            double pj = (h[j] + (j == i - 1 ? outl : 0)) / sumP;
+            if (pj <= 0)
+                continue;
+            if (qj <= 0)
+                return INFINITY;
+            kl += pj * log(pj / qj);
+        }
+    }
+    return kl;
+}
+
+int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
+{
+    if (levels >= nbins) {
+        if (kl_min)
+            *kl_min = 0;
+        return nbins;
+    }
+    int m = levels;
+    double best = INFINITY;
+    for (int i = levels; i < nbins; i++) {
+        double kl = qk_kl_divergence_at(hist, nbins, i, levels);
+        if (kl < best) {
+            best = kl;
+            m = i;
+        }
+    }
+    if (kl_min)
+        *kl_min = best;
+    return m;
+}
+
+/* ------------------------------------------------- accumulated |x| histogram */
+/* o->hist covers [0, hrange) in opt.bins bins. The first non-zero batch sets
+ * hrange = max|x| (zeros seen before go to bin 0); a later batch with a larger
+ * max|x| doubles the bin width (adjacent pairs merged, exact) until it fits.
+ * Slots: s[0] running min, s[1] running max. */
+static qk_status hist_update(qk_observer *o, const float *x, const qk_q_lay *l)
+{
+    qk_status st = qk_obs_batch_stats(o, x, l, 0);
+    if (st != QK_OK)
+        return st;
+    double bmin = o->w[0][0], bmax = o->w[1][0];
+    if (o->nbatch == 0 || bmin < o->s[0][0])
+        o->s[0][0] = bmin;
+    if (o->nbatch == 0 || bmax > o->s[1][0])
+        o->s[1][0] = bmax;
+    double amax = fmax(-bmin, bmax);
+    int64_t n = l->outer * l->ch * l->inner;
+    int nb = o->opt.bins;
+    if (o->hrange == 0) {
+        if (amax == 0) {
+            o->hzeros += (double)n;
+            return QK_OK;
+        }
+        o->hrange = amax;
+        o->hist[0] += o->hzeros;
+        o->hzeros = 0;
+    }
+    while (amax > o->hrange) {
+        for (int j = 0; j < nb / 2; j++)
+            o->hist[j] = o->hist[2 * j] + o->hist[2 * j + 1];
+        memset(o->hist + nb / 2, 0, (size_t)(nb - nb / 2) * sizeof(double));
+        o->hrange *= 2;
+    }
+    double k = nb / o->hrange;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = (int64_t)(fabs((double)x[i]) * k);
+        o->hist[j < nb ? j : nb - 1] += 1;
+    }
+    return QK_OK;
+}
+
+static qk_status kl_range(qk_observer *o, float *mn, float *mx)
+{
+    double T = 0;
+    if (o->hrange > 0) {
+        int nb = o->opt.bins;
+        int m = qk_kl_threshold(o->hist, nb, o->opt.kl_levels, NULL);
+        double w = o->hrange / nb;
+        T = m >= nb ? o->hrange : (m + 0.5) * w;
+    }
+    mn[0] = o->s[0][0] >= 0 ? 0.0f : (float)-T;
+    mx[0] = (float)T;
+    return QK_OK;
+}
+
+const qk_obs_kind qk_obs_kl = { "kl", 0, 0, hist_update, kl_range, NULL };
+
+/* ------------------------------------------------------- power of two */
+
+/* f0 and the zero point for a range (qk_qparams_compute with pot=1 gives
+ * the largest non-clipping 2^-f0). */
+static qk_status pot_f0(const qk_observer *o, double mn, double mx, int *f0, int32_t *z)
+{
+    float s;
+    qk_status st = qk_qparams_compute(&o->qp, (float)mn, (float)mx, &s, z);
+    if (st != QK_OK)
+        return st;
+    *f0 = qk_pot_frac_bits(s);
+    return QK_OK;
+}
+
+static int f_index(int f)
+{
+    int k = f + QK_POT_F_OFF;
+    return k < 0 ? 0 : k >= 2 * QK_POT_F_OFF ? 2 * QK_POT_F_OFF - 1 : k;
+}
+
+/* pot-mse: per batch the f in f0 .. f0+K-1 with the least SSE (first on
+ * ties) gets a vote; the result is the most voted f (smaller f on ties), as
+ * MQBench's ModeMinMaxFloorObserver. s[0], s[1]: running min / max. */
+static qk_status potmse_update(qk_observer *o, const float *x, const qk_q_lay *l)
+{
+    qk_status st = qk_obs_batch_stats(o, x, l, 0);
+    if (st != QK_OK)
+        return st;
+    double bmin = o->w[0][0], bmax = o->w[1][0];
+    if (o->nbatch == 0 || bmin < o->s[0][0])
+        o->s[0][0] = bmin;
+    if (o->nbatch == 0 || bmax > o->s[1][0])
+        o->s[1][0] = bmax;
+    int f0;
+    int32_t z;
+    st = pot_f0(o, bmin, bmax, &f0, &z);
+    if (st != QK_OK)
+        return st;
+    int64_t n = l->outer * l->ch * l->inner;
+    int best_f = f0;
+    double best = INFINITY;
+    for (int f = f0; f < f0 + o->opt.pot_candidates; f++) {
+        float s = ldexpf(1.0f, -f), inv = 1.0f / s;
+        if (!(s > 0) || !isfinite(inv))
+            break;
+        double sse = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float y = (float)(qk_q_code(x[i], inv, z, o->qn, o->qmax, o->qp.round, NULL) - z) * s;
+            double d = (double)y - (double)x[i];
+            sse += d * d;
+        }
+        if (sse < best) {
+            best = sse;
+            best_f = f;
+        }
+    }
+    o->fcount[f_index(best_f)]++;
+    return QK_OK;
+}
+
+static int potmse_mode(const qk_observer *o)
+{
+    int best = 0;
+    for (int k = 1; k < 2 * QK_POT_F_OFF; k++)
+        if (o->fcount[k] > o->fcount[best])
+            best = k;
+    return best - QK_POT_F_OFF;
+}
+
+/* pot-kl: TensorRT KL on the accumulated histogram evaluated only at the
+ * thresholds (qp - z) 2^-f, f in f0 .. f0+K-1 (f0 from the running min/max),
+ * slice length i = RNE(T/w - 0.5) clamped to [1, bins]; least KL wins
+ * (smaller f on ties). */
+static int potkl_choose(const qk_observer *o, int *f_out, int32_t *z_out)
+{
+    int f0;
+    int32_t z;
+    if (pot_f0(o, o->s[0][0], o->s[1][0], &f0, &z) != QK_OK)
+        return 0;
+    *z_out = z;
+    *f_out = f0;
+    if (o->hrange <= 0)
+        return 1;
+    int nb = o->opt.bins;
+    double w = o->hrange / nb, best = INFINITY;
+    for (int f = f0; f < f0 + o->opt.pot_candidates; f++) {
+        double T = ldexp((double)(o->qmax - z), -f);
+        double iv = qk_round_double(T / w - 0.5, QK_ROUND_HALF_EVEN);
+        int i = iv < 1 ? 1 : iv > nb ? nb : (int)iv;
+        double kl = qk_kl_divergence_at(o->hist, nb, i, o->opt.kl_levels);
+        if (kl < best) {
+            best = kl;
+            *f_out = f;
+        }
+    }
+    return 1;
+}
+
+static qk_status pot_result(qk_observer *o, int *f, int32_t *z)
+{
+    if (o->kind == &qk_obs_pot_kl) {
+        if (!potkl_choose(o, f, z))
+            return qk_error(QK_ERR_NUMERIC, "observer '%s': invalid range", o->kind->name);
+        return QK_OK;
+    }
+    int f0;
+    qk_status st = pot_f0(o, o->s[0][0], o->s[1][0], &f0, z);
+    if (st != QK_OK)
+        return st;
+    *f = potmse_mode(o);
+    return QK_OK;
+}
+
+static qk_status pot_qparams(qk_observer *o, float *s, int32_t *z)
+{
+    int f = 0;
+    qk_status st = pot_result(o, &f, z);
+    if (st != QK_OK)
+        return st;
+    s[0] = ldexpf(1.0f, -f);
+    return QK_OK;
+}
+
+static qk_status pot_range(qk_observer *o, float *mn, float *mx)
+{
+    float s;
+    int32_t z;
+    qk_status st = pot_qparams(o, &s, &z);
+    if (st != QK_OK)
+        return st;
+    mx[0] = (float)(o->qmax - z) * s;
+    mn[0] = o->s[0][0] >= 0 ? 0.0f : (float)(o->qn - z) * s;
+    return QK_OK;
+}
+
+const qk_obs_kind qk_obs_pot_mse = { "pot-mse", 0, 1, potmse_update, pot_range, pot_qparams };
+const qk_obs_kind qk_obs_pot_kl = { "pot-kl", 0, 1, hist_update, pot_range, pot_qparams };

@@ -1,0 +1,223 @@
+/* ONNX QuantizeLinear and DequantizeLinear (opset 10 and 13), forward only.
+ *
+ *   QuantizeLinear(x: float32, y_scale: float32, y_zero_point?: uint8|int8)
+ *     y = saturate(RNE(x / y_scale) + y_zero_point): float32 division as in
+ *     the ONNX reference and ONNX Runtime, ties to even, saturation to the
+ *     output type; y's type is y_zero_point's (uint8 when absent). NaN -> the
+ *     zero point.
+ *   DequantizeLinear(x: uint8|int8|int32, x_scale: float32, x_zero_point?)
+ *     y = float32(x - x_zero_point) * x_scale; int32 x needs a zero point of
+ *     0 (or none).
+ * Scale and zero point are scalars / 1-element (per tensor) or 1-D of length
+ * x.dims[axis] (opset 13 per axis; attribute axis, default 1, negative
+ * counts from the end). Scale / zero-point data are read at forward time
+ * (they may be graph inputs). Elementwise loops are chunked over the pool by
+ * element count (deterministic). */
+#include "quant_internal.h"
+#include "qkit/graph.h"
+
+#include <math.h>
+
+#define QDQ_GRAIN 32768
+
+typedef struct qdq_state {
+    int quantize; /* 1: QuantizeLinear, 0: DequantizeLinear */
+    int64_t axis_attr;
+} qdq_state;
+
+static qk_status qdq_init(qk_node *n, int quantize)
+{
+    if (n->n_in < 2 || n->n_in > 3 || n->in[0] < 0 || n->in[1] < 0 || n->n_out != 1)
+        return qk_error(QK_ERR_FORMAT, "needs inputs (x, scale[, zero_point]) and one output, got %d inputs, %d outputs",
+                        n->n_in, n->n_out);
+    qdq_state *s = qk_calloc(1, sizeof *s);
+    if (!s)
+        return qk_error(QK_ERR_NOMEM, "out of memory");
+    s->quantize = quantize;
+    s->axis_attr = qk_node_int(n, "axis", 1);
+    n->state = s;
+    return QK_OK;
+}
+
+static qk_status q_init(qk_graph *g, qk_node *n) { (void)g; return qdq_init(n, 1); }
+static qk_status dq_init(qk_graph *g, qk_node *n) { (void)g; return qdq_init(n, 0); }
+
+static void qdq_destroy(qk_node *n)
+{
+    qk_free(n->state);
+    n->state = NULL;
+}
+
+/* Resolve per-tensor / per-axis: *axis = -1 for per tensor. */
+static qk_status qdq_axis(qk_graph *g, const qk_node *n, int *axis, int64_t *ch, int64_t *inner)
+{
+    const qdq_state *st = n->state;
+    const qk_value *xv = qk_in(g, n, 0), *sv = qk_in(g, n, 1), *zv = qk_in(g, n, 2);
+    const qk_tensor *x = &xv->t;
+    int64_t ns = qk_tensor_numel(&sv->t);
+    if (zv && qk_tensor_numel(&zv->t) != ns)
+        return qk_error(QK_ERR_SHAPE, "zero point '%s' has %lld elements, scale '%s' has %lld", zv->name,
+                        (long long)qk_tensor_numel(&zv->t), sv->name, (long long)ns);
+    if (ns == 1 && sv->t.ndim <= 1) {
+        *axis = -1;
+        *ch = 1;
+        *inner = qk_tensor_numel(x);
+        return QK_OK;
+    }
+    if (sv->t.ndim != 1)
+        return qk_error(QK_ERR_SHAPE, "scale '%s' must be a scalar or 1-D, has %d dimensions", sv->name, sv->t.ndim);
+    int64_t a = st->axis_attr < 0 ? st->axis_attr + x->ndim : st->axis_attr;
+    if (a < 0 || a >= x->ndim)
+        return qk_error(QK_ERR_SHAPE, "axis %lld out of range for input '%s' with %d dimensions",
+                        (long long)st->axis_attr, xv->name, x->ndim);
+    if (x->dims[a] != ns)
+        return qk_error(QK_ERR_SHAPE, "per-axis scale '%s' has %lld entries, input '%s' has %lld on axis %lld",
+                        sv->name, (long long)ns, xv->name, (long long)x->dims[a], (long long)a);
+    *axis = (int)a;
+    *ch = ns;
+    *inner = 1;
+    for (int i = (int)a + 1; i < x->ndim; i++)
+        *inner *= x->dims[i];
+    return QK_OK;
+}
+
+static qk_status qdq_infer(qk_graph *g, qk_node *n)
+{
+    const qdq_state *st = n->state;
+    const qk_value *xv = qk_in(g, n, 0), *sv = qk_in(g, n, 1), *zv = qk_in(g, n, 2);
+    if (sv->t.dtype != QK_F32)
+        return qk_error(QK_ERR_UNSUPPORTED, "scale '%s' has data type %s, only float32 is supported", sv->name,
+                        qk_dtype_name(sv->t.dtype));
+    qk_dtype out;
+    if (st->quantize) {
+        if (xv->t.dtype != QK_F32)
+            return qk_error(QK_ERR_UNSUPPORTED, "input '%s' has data type %s, only float32 is supported", xv->name,
+                            qk_dtype_name(xv->t.dtype));
+        out = zv ? zv->t.dtype : QK_U8;
+        if (out != QK_U8 && out != QK_I8)
+            return qk_error(QK_ERR_UNSUPPORTED, "zero point '%s' has data type %s; uint8 and int8 are supported",
+                            zv->name, qk_dtype_name(out));
+    } else {
+        qk_dtype dt = xv->t.dtype;
+        if (dt != QK_U8 && dt != QK_I8 && dt != QK_I32)
+            return qk_error(QK_ERR_UNSUPPORTED, "input '%s' has data type %s; uint8, int8 and int32 are supported",
+                            xv->name, qk_dtype_name(dt));
+        if (zv && zv->t.dtype != dt)
+            return qk_error(QK_ERR_FORMAT, "zero point '%s' (%s) must have the input's type %s", zv->name,
+                            qk_dtype_name(zv->t.dtype), qk_dtype_name(dt));
+        out = QK_F32;
+    }
+    int axis;
+    int64_t ch, inner;
+    qk_status s = qdq_axis(g, n, &axis, &ch, &inner);
+    if (s != QK_OK)
+        return s;
+    qk_tensor_set_shape(&qk_out(g, n, 0)->t, out, xv->t.ndim, xv->t.dims);
+    return QK_OK;
+}
+
+typedef struct qdq_job {
+    const void *x;
+    void *y;
+    qk_dtype xt, yt;
+    const float *scale;
+    const int32_t *zp; /* ch entries */
+    int64_t ch, inner, n;
+} qdq_job;
+
+static inline int64_t qdq_chan(const qdq_job *j, int64_t i) { return j->ch == 1 ? 0 : (i / j->inner) % j->ch; }
+
+static void q_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    const qdq_job *j = ctx;
+    int64_t lo = t * QDQ_GRAIN, hi = lo + QDQ_GRAIN < j->n ? lo + QDQ_GRAIN : j->n;
+    const float *x = j->x;
+    int32_t qn = j->yt == QK_U8 ? 0 : -128, qp = j->yt == QK_U8 ? 255 : 127;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t c = qdq_chan(j, i);
+        float v = x[i] / j->scale[c];
+        int32_t q;
+        if (v != v) {
+            q = j->zp[c];
+        } else {
+            float r = qk_round_f(v, QK_ROUND_HALF_EVEN) + (float)j->zp[c];
+            q = r < (float)qn ? qn : r > (float)qp ? qp : (int32_t)r;
+        }
+        if (j->yt == QK_U8)
+            ((uint8_t *)j->y)[i] = (uint8_t)q;
+        else
+            ((int8_t *)j->y)[i] = (int8_t)q;
+    }
+}
+
+static void dq_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    const qdq_job *j = ctx;
+    int64_t lo = t * QDQ_GRAIN, hi = lo + QDQ_GRAIN < j->n ? lo + QDQ_GRAIN : j->n;
+    float *y = j->y;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t c = qdq_chan(j, i), v;
+        switch (j->xt) {
+        case QK_U8: v = ((const uint8_t *)j->x)[i]; break;
+        case QK_I8: v = ((const int8_t *)j->x)[i]; break;
+        default: v = ((const int32_t *)j->x)[i]; break;
+        }
+        y[i] = (float)(v - j->zp[c]) * j->scale[c];
+    }
+}
+
+/* Zero points of the first QDQ_ZP_STACK channels live on the stack. */
+#define QDQ_ZP_STACK 256
+
+static qk_status qdq_forward(qk_exec *ex, qk_node *n)
+{
+    qk_graph *g = ex->g;
+    const qdq_state *st = n->state;
+    const qk_value *xv = qk_in(g, n, 0), *sv = qk_in(g, n, 1), *zv = qk_in(g, n, 2);
+    qk_value *yv = qk_out(g, n, 0);
+    int axis;
+    int64_t ch, inner;
+    qk_status s = qdq_axis(g, n, &axis, &ch, &inner);
+    if (s != QK_OK)
+        return s;
+    int32_t zs[QDQ_ZP_STACK], *zp = zs;
+    if (ch > QDQ_ZP_STACK && !(zp = qk_malloc((size_t)ch * sizeof *zp)))
+        return qk_error(QK_ERR_NOMEM, "out of memory");
+    for (int64_t c = 0; c < ch; c++) {
+        int32_t z = 0;
+        if (zv) {
+            switch (zv->t.dtype) {
+            case QK_U8: z = ((const uint8_t *)zv->t.data)[c]; break;
+            case QK_I8: z = ((const int8_t *)zv->t.data)[c]; break;
+            case QK_I32: z = ((const int32_t *)zv->t.data)[c]; break;
+            default: break;
+            }
+        }
+        if (!st->quantize && xv->t.dtype == QK_I32 && z != 0) {
+            if (zp != zs)
+                qk_free(zp);
+            return qk_error(QK_ERR_ARG, "int32 input '%s' needs a zero point of 0, '%s'[%lld] = %d", xv->name,
+                            zv->name, (long long)c, z);
+        }
+        zp[c] = z;
+    }
+    qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
+                  qk_tensor_numel(&xv->t) };
+    int64_t ntask = (j.n + QDQ_GRAIN - 1) / QDQ_GRAIN;
+    qk_task_fn fn = st->quantize ? q_task : dq_task;
+    if (ntask == 1 || !ex->pool) {
+        for (int64_t t = 0; t < ntask; t++)
+            fn(&j, t, 0);
+    } else {
+        qk_pool_run(ex->pool, ntask, fn, &j);
+    }
+    if (zp != zs)
+        qk_free(zp);
+    return QK_OK;
+}
+
+const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy };
+const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, NULL, qdq_forward, NULL,
+                                       qdq_destroy };
