@@ -299,6 +299,42 @@ static void test_conv_kernel(int k)
     }
 }
 
+/* Conv with weights/zero points given later (graph inputs): create
+ * without weights, update with new x_zero (the padding value) and weights. */
+static void test_conv_update(int k)
+{
+    int64_t N = 1, C = 3, Co = 5, H = 5, W = 6;
+    uint8_t x[90], w[5 * 3 * 9];
+    int32_t y1[5 * 5 * 6], ref[5 * 5 * 6], wz = 0;
+    fill(x, 90, QK_U8, 0);
+    for (int groups = 1; groups <= 3; groups += 2) {
+        int64_t Cin = groups == 3 ? 3 : C, Cout = groups == 3 ? 3 : Co;
+        qk_i8conv_desc d = {.x_type = QK_U8, .w_type = QK_I8, .out_type = QK_I32, .C = Cin, .Co = Cout,
+                            .groups = groups, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1,
+                            .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1, .w = NULL, .x_zero = 0, .nw_zero = 1,
+                            .w_zero = &wz, .kernel = k, .rq = {.mode = QK_RQ_NONE, .n = 1}};
+        qk_i8conv *c = NULL;
+        QT_OK(qk_i8conv_create(&d, &c));
+        if (!c)
+            continue;
+        size_t wsb = qk_i8_align64_test(qk_i8conv_ws_bytes(c, H, W));
+        uint8_t *ws = qk_aligned_alloc(wsb * 2);
+        for (int rep = 0; rep < 2; rep++) {
+            fill(w, Cout * (Cin / groups) * 9, QK_I8, 0);
+            d.w = w;
+            d.x_zero = rnd(1, 255);
+            wz = rnd(-128, 127);
+            QT_OK(qk_i8conv_update(c, &d));
+            QT_OK(qk_i8conv_ref(&d, N, H, W, x, ref));
+            QT_OK(qk_i8conv_run(c, N, H, W, x, y1, pool2, ws, wsb));
+            QT_CHECK(memcmp(y1, ref, (size_t)(Cout * H * W) * 4) == 0, "%s: conv update (groups %d) rep %d differs",
+                     qk_i8_kernel_get(k)->name, groups, rep);
+        }
+        qk_aligned_free(ws);
+        qk_i8conv_destroy(c);
+    }
+}
+
 static void test_dispatch(void)
 {
     char buf[256];
@@ -350,6 +386,7 @@ int main(void)
         double t0 = qk_now();
         test_gemm_kernel(k);
         test_update(k);
+        test_conv_update(k);
         test_conv_kernel(k);
         printf("kernel %-8s %s (%.2f s)\n", ki->name, qt_fail == before ? "bit-exact" : "MISMATCH", qk_now() - t0);
     }

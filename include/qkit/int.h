@@ -221,7 +221,9 @@ typedef struct qk_qadd {
     int left_shift;
     int32_t qmin, qmax;
 } qk_qadd;
-qk_status qk_qadd_prepare(qk_dtype type, float s1, int32_t z1, float s2, int32_t z2, float so,
+/* Scales are taken in double: pass a model's float32 scales (as TFLite
+ * does, promoting them) or exact decimals (ALGORITHMS.md's test vector). */
+qk_status qk_qadd_prepare(qk_dtype type, double s1, int32_t z1, double s2, int32_t z2, double so,
                           int32_t zo, int32_t qmin, int32_t qmax, qk_qadd *p);
 int32_t qk_qadd_value(const qk_qadd *p, int32_t q1, int32_t q2);
 void qk_qadd_run(const qk_qadd *p, int64_t n, const void *a, const void *b, void *y);

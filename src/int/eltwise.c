@@ -28,7 +28,7 @@ static int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : 
 
 /* ---- quantized Add ---- */
 
-qk_status qk_qadd_prepare(qk_dtype type, float s1, int32_t z1, float s2, int32_t z2, float so, int32_t zo,
+qk_status qk_qadd_prepare(qk_dtype type, double s1, int32_t z1, double s2, int32_t z2, double so, int32_t zo,
                           int32_t qmin, int32_t qmax, qk_qadd *p)
 {
     int32_t lo, hi;
@@ -36,8 +36,7 @@ qk_status qk_qadd_prepare(qk_dtype type, float s1, int32_t z1, float s2, int32_t
         return qk_error(QK_ERR_ARG, "quantized Add: type %d is not uint8, int8 or int16", (int)type);
     qk_int_range(type, &lo, &hi);
     if (!(s1 > 0) || !(s2 > 0) || !(so > 0) || !isfinite(s1) || !isfinite(s2) || !isfinite(so))
-        return qk_error(QK_ERR_ARG, "quantized Add: scales (%g, %g, %g) must be finite and > 0", (double)s1,
-                        (double)s2, (double)so);
+        return qk_error(QK_ERR_ARG, "quantized Add: scales (%g, %g, %g) must be finite and > 0", s1, s2, so);
     if (z1 < lo || z1 > hi || z2 < lo || z2 > hi || zo < lo || zo > hi)
         return qk_error(QK_ERR_ARG, "quantized Add: zero points (%d, %d, %d) outside [%d, %d]", z1, z2, zo, lo, hi);
     if (qmin < lo || qmax > hi || qmin > qmax)
@@ -49,15 +48,15 @@ qk_status qk_qadd_prepare(qk_dtype type, float s1, int32_t z1, float s2, int32_t
     p->qmin = qmin;
     p->qmax = qmax;
     p->left_shift = type == QK_INT16 ? 15 : 20;
-    double t = 2.0 * (s1 > s2 ? (double)s1 : (double)s2);
+    double t = 2.0 * (s1 > s2 ? s1 : s2);
     qk_status st;
-    if ((st = qk_quantize_multiplier((double)s1 / t, &p->m1, &p->e1)) != QK_OK ||
-        (st = qk_quantize_multiplier((double)s2 / t, &p->m2, &p->e2)) != QK_OK ||
+    if ((st = qk_quantize_multiplier(s1 / t, &p->m1, &p->e1)) != QK_OK ||
+        (st = qk_quantize_multiplier(s2 / t, &p->m2, &p->e2)) != QK_OK ||
         (st = qk_quantize_multiplier(t / ((double)(1 << p->left_shift) * so), &p->mo, &p->eo)) != QK_OK)
         return qk_error_context(st, "quantized Add");
     if (p->eo > 0)
-        return qk_error(QK_ERR_ARG, "quantized Add: output scale %g is too small for the inputs' (%g, %g)",
-                        (double)so, (double)s1, (double)s2);
+        return qk_error(QK_ERR_ARG, "quantized Add: output scale %g is too small for the inputs' (%g, %g)", so,
+                        s1, s2);
     return QK_OK;
 }
 
