@@ -5,11 +5,12 @@
  *
  * Paths (chosen in infer from the shapes; qk_ops_reference() forces REF):
  *   REF     conv_ref.c direct loops, any rank (3-D convs always take it);
- *   DW      2-D depthwise (group == C == M): direct per-plane kernel;
+ *   DW      2-D depthwise (group == C == M): conv_dw.c kernels on stacks of
+ *           planes of one channel (several samples share the weights);
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
  *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
  *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
- * Forward tasks are samples x groups (DW: samples x channel blocks).
+ * Forward tasks are samples x groups (DW: blocks of DW_NB samples x channels).
  *
  * Backward ADDS dX, dW, dB. dW and dB are sums over the batch; to keep
  * results identical for any thread count the batch is split into
@@ -18,13 +19,14 @@
  * adds the P partials in part order into the grads. dX of a sample is
  * written by exactly one task. */
 #include "qkit/ops.h"
+#include "fvec.h"
 #include "window.h"
 
 #include <string.h>
 
 enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3 };
 #define CONV_PARTS 16  /* batch parts for dW/dB partial sums */
-#define DW_CBLOCK 8    /* channels per depthwise task */
+#define DW_NB 8        /* samples per depthwise forward task */
 #define RED_CHUNK 4096 /* elements per reduction task */
 
 typedef struct conv_state {
@@ -136,6 +138,13 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     size_t ws = 0;
     if (s->path == CONV_IM2COL)
         ws = (size_t)(s->K * osz) * sizeof(float) * (training ? 2 : 1);
+    else if (s->path == CONV_DW) {
+        int64_t nb = DW_NB < s->N ? DW_NB : s->N, P = conv_parts(s->N), np = (s->N + P - 1) / P;
+        size_t f = qk_dw_scratch_floats(&s->w, nb, 0);
+        if (training && qk_dw_scratch_floats(&s->w, np, 1) > f)
+            f = qk_dw_scratch_floats(&s->w, np, 1);
+        ws = f * sizeof(float);
+    }
     *ws_bytes = ws;
     qk_aligned_free(s->part);
     s->part = NULL;
@@ -211,90 +220,12 @@ static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
                         continue;
                     float *dst = dx + (c * H + ih) * W + offw;
                     if (sw == 1)
-                        for (int64_t o = lo; o < hi; o++)
-                            dst[o] += src[o];
+                        qk_vadd(dst + lo, src + lo, hi - lo);
                     else
                         for (int64_t o = lo; o < hi; o++)
                             dst[o * sw] += src[o];
                 }
             }
-}
-
-/* Depthwise, one plane: y[oh][ow] = b + sum_ij wk[i][j] * x[oh*sh-pt+i*dh][ow*sw-pl+j*dw]. */
-static void dw_plane_fwd(const qk_window *w, const float *x, const float *wk, float b, float *y)
-{
-    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
-    const int64_t sw = w->s[2], kh = w->k[1], kw = w->k[2];
-    for (int64_t oh = 0; oh < OH; oh++) {
-        float *yr = y + oh * OW;
-        for (int64_t o = 0; o < OW; o++)
-            yr[o] = b;
-        for (int64_t i = 0; i < kh; i++) {
-            int64_t ih = oh * w->s[1] - w->pb[1] + i * w->d[1];
-            if (ih < 0 || ih >= H)
-                continue;
-            const float *xr = x + ih * W;
-            for (int64_t j = 0; j < kw; j++) {
-                int64_t off = j * w->d[2] - w->pb[2], lo, hi;
-                col_range(off, sw, W, OW, &lo, &hi);
-                const float wv = wk[i * kw + j];
-                const float *xs = xr + off;
-                if (sw == 1)
-                    for (int64_t o = lo; o < hi; o++)
-                        yr[o] += wv * xs[o];
-                else
-                    for (int64_t o = lo; o < hi; o++)
-                        yr[o] += wv * xs[o * sw];
-            }
-        }
-    }
-}
-
-/* Depthwise backward, one plane: dx += W^T dy (if dx); dwk[ij] = (init ? 0 : dwk[ij]) + sum dy*x;
- * *db likewise. */
-static void dw_plane_bwd(const qk_window *w, const float *x, const float *wk, const float *dy,
-                         float *dx, float *dwk, float *db, int init)
-{
-    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
-    const int64_t sw = w->s[2], kh = w->k[1], kw = w->k[2];
-    if (dwk && init)
-        for (int64_t q = 0; q < kh * kw; q++)
-            dwk[q] = 0.0f;
-    float bs = 0.0f;
-    for (int64_t oh = 0; oh < OH; oh++) {
-        const float *gr = dy + oh * OW;
-        if (db)
-            for (int64_t o = 0; o < OW; o++)
-                bs += gr[o];
-        for (int64_t i = 0; i < kh; i++) {
-            int64_t ih = oh * w->s[1] - w->pb[1] + i * w->d[1];
-            if (ih < 0 || ih >= H)
-                continue;
-            for (int64_t j = 0; j < kw; j++) {
-                int64_t off = j * w->d[2] - w->pb[2], lo, hi;
-                col_range(off, sw, W, OW, &lo, &hi);
-                const float wv = wk[i * kw + j];
-                if (dx) {
-                    float *dxs = dx + ih * W + off;
-                    if (sw == 1)
-                        for (int64_t o = lo; o < hi; o++)
-                            dxs[o] += wv * gr[o];
-                    else
-                        for (int64_t o = lo; o < hi; o++)
-                            dxs[o * sw] += wv * gr[o];
-                }
-                if (dwk) {
-                    const float *xs = x + ih * W + off;
-                    float acc = 0.0f;
-                    for (int64_t o = lo; o < hi; o++)
-                        acc += gr[o] * xs[o * sw];
-                    dwk[i * kw + j] += acc;
-                }
-            }
-        }
-    }
-    if (db)
-        *db = init ? bs : *db + bs;
 }
 
 /* ---- tasks ---- */
@@ -314,11 +245,9 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     const qk_window *w = &s->w;
     const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w);
     if (s->path == CONV_DW) {
-        int64_t nb = (s->C + DW_CBLOCK - 1) / DW_CBLOCK, n = t / nb, c0 = (t % nb) * DW_CBLOCK;
-        int64_t c1 = c0 + DW_CBLOCK < s->C ? c0 + DW_CBLOCK : s->C;
-        for (int64_t ch = c0; ch < c1; ch++)
-            dw_plane_fwd(w, c->X + (n * s->C + ch) * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
-                         c->Y + (n * s->M + ch) * osz);
+        int64_t n0 = (t / s->C) * DW_NB, ch = t % s->C, np = s->N - n0 < DW_NB ? s->N - n0 : DW_NB;
+        qk_dw_fwd(w, np, c->X + (n0 * s->C + ch) * isz, s->C * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
+                  c->Y + (n0 * s->M + ch) * osz, s->M * osz, qk_exec_ws(c->x, worker));
         return;
     }
     int64_t n = t / s->group, g = t % s->group;
@@ -331,11 +260,8 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     }
     qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, src, osz, 0.0f, yg, osz);
     if (c->B)
-        for (int64_t m = 0; m < s->mg; m++) {
-            float b = c->B[g * s->mg + m], *yr = yg + m * osz;
-            for (int64_t o = 0; o < osz; o++)
-                yr[o] += b;
-        }
+        for (int64_t m = 0; m < s->mg; m++)
+            qk_vaddc(yg + m * osz, c->B[g * s->mg + m], osz);
 }
 
 static qk_status conv_forward(qk_exec *x, qk_node *n)
@@ -349,7 +275,7 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
         return QK_OK;
     }
-    int64_t tasks = s->path == CONV_DW ? s->N * ((s->C + DW_CBLOCK - 1) / DW_CBLOCK) : s->N * s->group;
+    int64_t tasks = s->path == CONV_DW ? (s->N + DW_NB - 1) / DW_NB * s->C : s->N * s->group;
     qk_pool_run(x->pool, tasks, conv_fwd_task, &c);
     return QK_OK;
 }
@@ -361,19 +287,16 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
     const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w);
-    const int64_t nq = s->path == CONV_DW ? (s->C + DW_CBLOCK - 1) / DW_CBLOCK : s->group;
+    const int64_t nq = s->path == CONV_DW ? s->C : s->group;
     const int64_t p = t / nq, q = t % nq;
     const int64_t n0 = p * s->N / c->P, n1 = (p + 1) * s->N / c->P;
     float *pw = c->dW ? s->part + p * (s->M * s->K + s->M) : NULL;
     float *pb = c->dB ? s->part + p * (s->M * s->K + s->M) + s->M * s->K : NULL;
     if (s->path == CONV_DW) {
-        int64_t c0 = q * DW_CBLOCK, c1 = c0 + DW_CBLOCK < s->C ? c0 + DW_CBLOCK : s->C;
-        for (int64_t n = n0; n < n1; n++)
-            for (int64_t ch = c0; ch < c1; ch++) {
-                int64_t xi = (n * s->C + ch) * isz, yi = (n * s->M + ch) * osz;
-                dw_plane_bwd(w, c->X + xi, c->W + ch * s->ksz, c->dY + yi, c->dX ? c->dX + xi : NULL,
-                             pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, n == n0);
-            }
+        const int64_t ch = q, xi = (n0 * s->C + ch) * isz, yi = (n0 * s->M + ch) * osz;
+        qk_dw_bwd(w, n1 - n0, c->X + xi, s->C * isz, c->W + ch * s->ksz, c->dY + yi, s->M * osz,
+                  c->dX ? c->dX + xi : NULL, pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, 1,
+                  qk_exec_ws(c->x, worker));
         return;
     }
     const int64_t g = q, mg = s->mg, K = s->K;
@@ -395,10 +318,7 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
         }
         if (pb)
             for (int64_t m = 0; m < mg; m++) {
-                const float *r = dyg + m * osz;
-                float acc = 0.0f;
-                for (int64_t o = 0; o < osz; o++)
-                    acc += r[o];
+                float acc = qk_vsum(dyg + m * osz, osz);
                 pb[g * mg + m] = beta == 0.0f ? acc : pb[g * mg + m] + acc;
             }
         if (dxg) {
@@ -452,7 +372,7 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
     if ((c.dW || c.dB) && (!s->part || conv_parts(s->N) > s->parts_cap))
         return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
     c.P = conv_parts(s->N);
-    int64_t nq = s->path == CONV_DW ? (s->C + DW_CBLOCK - 1) / DW_CBLOCK : s->group;
+    int64_t nq = s->path == CONV_DW ? s->C : s->group;
     qk_pool_run(x->pool, c.P * nq, conv_bwd_task, &c);
     if (c.dW || c.dB) {
         int64_t total = c.dW ? s->M * s->K + s->M : s->M;

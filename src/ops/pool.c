@@ -19,6 +19,7 @@
  * N-d loops are the reference; MaxPool 2x2 stride 2 (no pad, no dilation)
  * has a fast 2-D kernel. */
 #include "qkit/ops.h"
+#include "fvec.h"
 #include "window.h"
 
 #include <math.h>
@@ -187,23 +188,32 @@ static qk_status pool_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
 DEFINE_MAX_PLANE(max_plane_f32, float, -INFINITY)
 DEFINE_MAX_PLANE(max_plane_u8, uint8_t, 0)
 
-/* Fast 2x2 stride-2 max (no pad, no dilation); same tie rule as the reference. */
+/* Fast 2x2 stride-2 max (no pad, no dilation), branch-free; same result and
+ * tie rule (first maximum in scan order) as the reference. A window holding
+ * a NaN is redone with the reference rule (NaN propagates). */
 static void max_plane_2x2(const qk_window *w, const float *x, float *y, int32_t *am)
 {
     const int64_t W = w->in[2], OH = w->out[1], OW = w->out[2];
     for (int64_t oh = 0; oh < OH; oh++) {
         const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
         float *yr = y + oh * OW;
+        int32_t *ar = am ? am + oh * OW : NULL;
         for (int64_t ow = 0; ow < OW; ow++) {
             const int64_t j = 2 * ow;
-            float b = r0[j];
-            int64_t bi = 2 * oh * W + j;
-            if (r0[j + 1] > b || (r0[j + 1] != r0[j + 1] && b == b)) { b = r0[j + 1]; bi = 2 * oh * W + j + 1; }
-            if (r1[j] > b || (r1[j] != r1[j] && b == b)) { b = r1[j]; bi = (2 * oh + 1) * W + j; }
-            if (r1[j + 1] > b || (r1[j + 1] != r1[j + 1] && b == b)) { b = r1[j + 1]; bi = (2 * oh + 1) * W + j + 1; }
-            yr[ow] = b;
-            if (am)
-                am[oh * OW + ow] = (int32_t)bi;
+            float a = r0[j], b = r0[j + 1], c = r1[j], d = r1[j + 1];
+            int tb = b > a, td = d > c;
+            float m0 = tb ? b : a, m1 = td ? d : c;
+            int t = m1 > m0;
+            yr[ow] = t ? m1 : m0;
+            if (ar)
+                ar[ow] = (int32_t)(2 * oh * W + j + t * (W + td) + (1 - t) * tb);
+            if ((a != a) | (b != b) | (c != c) | (d != d)) {
+                int64_t q[4] = { 2 * oh * W + j, 2 * oh * W + j + 1, (2 * oh + 1) * W + j, (2 * oh + 1) * W + j + 1 };
+                int k = a != a ? 0 : b != b ? 1 : c != c ? 2 : 3;
+                yr[ow] = x[q[k]];
+                if (ar)
+                    ar[ow] = (int32_t)q[k];
+            }
         }
     }
 }
@@ -314,16 +324,7 @@ static void pool_fwd_task(void *vc, int64_t t, int worker)
         } else if (s->kind == POOL_AVG) {
             avg_plane(w, s->count_include_pad, (const float *)c->X + p * isz, (float *)c->Y + p * osz, NULL, NULL);
         } else {
-            const float *x = (const float *)c->X + p * isz;
-            float a[8] = { 0 };
-            int64_t i = 0;
-            for (; i + 8 <= isz; i += 8)
-                for (int l = 0; l < 8; l++)
-                    a[l] += x[i + l];
-            for (; i < isz; i++)
-                a[0] += x[i];
-            float sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-            ((float *)c->Y)[p] = sum / (float)isz;
+            ((float *)c->Y)[p] = qk_vsum((const float *)c->X + p * isz, isz) / (float)isz;
         }
     }
 }
@@ -365,9 +366,7 @@ static void pool_bwd_task(void *vc, int64_t t, int worker)
         } else if (s->kind == POOL_AVG) {
             avg_plane(w, s->count_include_pad, NULL, NULL, dy, dx);
         } else {
-            float gv = dy[0] / (float)isz;
-            for (int64_t i = 0; i < isz; i++)
-                dx[i] += gv;
+            qk_vaddc(dx, dy[0] / (float)isz, isz);
         }
     }
 }
