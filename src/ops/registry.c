@@ -68,6 +68,9 @@ qk_status qk_ops_bind(qk_graph *g)
         if (op->init) {
             qk_status st = op->init(g, n);
             if (st != QK_OK) {
+                if (op->destroy) /* free what init allocated before failing */
+                    op->destroy(n);
+                n->state = NULL;
                 n->op = NULL;
                 return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
             }
