@@ -283,7 +283,7 @@ static int dropout_property(const qk_graph *g0, int n_in, const qk_tensor *in, i
 /* Load the model, freeze shape inputs, run one data set in one mode. */
 static int run_set(const char *model, const char *test, const char *set_dir, const char *mode, qk_pool *pool)
 {
-    char path[1200];
+    char path[1280];
     qk_graph *g;
     qk_status st = qk_onnx_load(model, &g);
     if (st == QK_ERR_UNSUPPORTED) {

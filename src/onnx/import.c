@@ -110,8 +110,8 @@ static qk_status check_opset_and_ops(importer *im, const Onnx__ModelProto *m, in
             const Onnx__NodeProto *np = gp->node[i];
             if (op_since(np->op_type) > *opset)
                 return ferr(im, QK_ERR_UNSUPPORTED, "the model uses opset %lld of the default ONNX domain; "
-                            "qkit supports opsets %d..%d (older ones only for operators unchanged since, "
-                            "and %s changed at opset %d)", (long long)*opset, QK_ONNX_OPSET_MIN,
+                            "qkit supports opsets %d..%d, and older ones only when every operator is "
+                            "unchanged since (%s changed at opset %d)", (long long)*opset, QK_ONNX_OPSET_MIN,
                             QK_ONNX_OPSET_MAX, np->op_type, op_since(np->op_type));
         }
     return QK_OK;
@@ -339,12 +339,13 @@ static qk_status add_attributes(importer *im, int node, const Onnx__NodeProto *n
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS:
             if (a->n_ints > 0x7fffffff)
                 return ferr(im, QK_ERR_FORMAT, "node '%s': attribute '%s' is too long", nl, a->name);
-            st = qk_node_set_ints(g, node, a->name, (int)a->n_ints, a->ints);
+            /* (an empty list may come as NULL; graph.c memcpy's it) */
+            st = qk_node_set_ints(g, node, a->name, (int)a->n_ints, a->ints ? a->ints : (int64_t[1]){0});
             break;
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS:
             if (a->n_floats > 0x7fffffff)
                 return ferr(im, QK_ERR_FORMAT, "node '%s': attribute '%s' is too long", nl, a->name);
-            st = qk_node_set_floats(g, node, a->name, (int)a->n_floats, a->floats);
+            st = qk_node_set_floats(g, node, a->name, (int)a->n_floats, a->floats ? a->floats : (float[1]){0});
             break;
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR: {
             if (!a->t)
