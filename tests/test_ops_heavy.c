@@ -624,14 +624,181 @@ static void test_pool(void)
     check_fast_ref("MaxPool 2x2 s2 N19 C32 28x28", "MaxPool", 1, ins, 1, pool_attrs, &big, 0.0);
 }
 
+/* ---- qk_sgemm backends ---- */
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+typedef struct sg_ctx { int64_t M, N, K; const float *A, *B; float *C; } sg_ctx;
+
+static void sg_task(void *vc, int64_t t, int worker)
+{
+    (void)worker;
+    sg_ctx *c = vc;
+    qk_sgemm(0, 1, c->M, c->N, c->K, 1.0f, c->A, c->K, c->B, c->K, 0.0f, c->C + t * c->M * c->N, c->N);
+}
+
+static void test_sgemm(void)
+{
+    static const char *const bks[] = { "dnnl", "openblas", "reference" };
+    qk_rng r;
+    qk_rng_seed(&r, 3);
+    enum { CAP = 8000 };
+    float *A = qk_malloc(CAP * 4), *B = qk_malloc(CAP * 4), *C = qk_malloc(CAP * 4), *R = qk_malloc(CAP * 4);
+    for (int i = 0; i < CAP; i++) {
+        A[i] = qk_rng_normal(&r);
+        B[i] = qk_rng_normal(&r);
+    }
+    const char *def = qk_sgemm_backend();
+    QT_CHECK(strcmp(def, "dnnl") == 0 || strcmp(def, "openblas") == 0 || strcmp(def, "reference") == 0,
+             "default backend %s", def);
+    QT_CHECK(qk_sgemm_set_backend("mkl") == QK_ERR_ARG, "unknown backend accepted");
+    /* M, N, K, lda/ldb/ldc padding, alpha, beta, transposes; beta = 0 must
+     * ignore NaN already in C (BLAS rule). Reference: plain double loops. */
+    static const int64_t shp[][3] = { { 7, 5, 3 }, { 33, 17, 40 }, { 1, 64, 9 }, { 16, 1, 31 }, { 5, 6, 0 } };
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t si = 0; si < sizeof shp / sizeof shp[0]; si++) {
+                int64_t M = shp[si][0], N = shp[si][1], K = shp[si][2];
+                int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+                float alpha = 0.75f, beta = si & 1 ? 0.5f : 0.0f;
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        double acc = 0;
+                        for (int64_t k = 0; k < K; k++)
+                            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                        R[i * ldc + j] = (float)(alpha * acc + (beta != 0.0f ? beta * (float)(i - j) : 0.0));
+                    }
+                for (int b = 0; b < 3; b++) {
+                    QT_OK(qk_sgemm_set_backend(bks[b]));
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < N; j++)
+                            C[i * ldc + j] = beta != 0.0f ? (float)(i - j) : NAN;
+                    qk_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                    double err = 0;
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < N; j++) {
+                            double d = fabs((double)C[i * ldc + j] - R[i * ldc + j]);
+                            err = d > err || d != d ? d : err;
+                        }
+                    /* float sums of <= 40 products of N(0,1): ~1e-6 relative */
+                    QT_CHECK(err < 1e-4, "sgemm %s ta=%d tb=%d %lldx%lldx%lld: err %g", bks[b], ta, tb,
+                             (long long)M, (long long)N, (long long)K, err);
+                }
+            }
+    QT_OK(qk_sgemm_set_backend(def));
+    /* From pool workers (and the caller): no library may start threads of
+     * its own. 256^3 is big enough for oneDNN to open an OpenMP team if
+     * omp_set_num_threads(1) were missing. */
+    int before = count_threads();
+    enum { SZ = 256 };
+    float *A2 = qk_calloc(SZ * SZ, 4), *B2 = qk_calloc(SZ * SZ, 4), *C2 = qk_calloc(2 * SZ * SZ, 4);
+    sg_ctx c = { SZ, SZ, SZ, A2, B2, C2 };
+    for (int b = 0; b < 2; b++) {
+        QT_OK(qk_sgemm_set_backend(bks[b]));
+        qk_pool_run(pool2, 1, sg_task, &c);
+        qk_pool_run(pool2, 2, sg_task, &c);
+    }
+    QT_OK(qk_sgemm_set_backend(def));
+    QT_CHECK(count_threads() == before, "threads before %d after %d sgemm calls from the pool", before,
+             count_threads());
+    qk_free(A2);
+    qk_free(B2);
+    qk_free(C2);
+    qk_free(A);
+    qk_free(B);
+    qk_free(C);
+    qk_free(R);
+}
+
+/* MaxPool Indices output (storage orders) and uint8 forward. */
+static void test_maxpool_extras(void)
+{
+    for (int so = 0; so < 2; so++) {
+        qk_graph *g;
+        QT_OK(qk_graph_create(&g));
+        float xv[2 * 3 * 4];
+        for (int i = 0; i < 24; i++)
+            xv[i] = (float)((i * 7) % 24);
+        int x = gc_add(g, "x", 0, QK_F32, 4, (int64_t[]){ 1, 2, 3, 4 }, xv, NULL);
+        int node = gc_node(g, "MaxPool", 1, &x, 2);
+        qk_node_set_ints(g, node, "kernel_shape", 2, (int64_t[]){ 2, 2 });
+        qk_node_set_ints(g, node, "strides", 2, (int64_t[]){ 1, 2 });
+        qk_node_set_int(g, node, "storage_order", so);
+        QT_OK(qk_ops_bind(g));
+        QT_OK(qk_graph_plan(g, 1, 0, NULL));
+        QT_OK(qk_graph_forward(g));
+        qk_node *n = &g->nodes[node];
+        const float *y = qk_f32(&qk_out(g, n, 0)->t);
+        const int64_t *ind = qk_out(g, n, 1)->t.data;
+        int ok = qk_out(g, n, 1)->t.dtype == QK_I64 && qk_tensor_numel(&qk_out(g, n, 0)->t) == 8;
+        for (int c = 0; c < 2 && ok; c++)
+            for (int oh = 0; oh < 2; oh++)
+                for (int ow = 0; ow < 2; ow++) {
+                    int best = -1;
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) {
+                            int e = c * 12 + (oh + i) * 4 + 2 * ow + j;
+                            if (best < 0 || xv[e] > xv[best])
+                                best = e;
+                        }
+                    int h = (best % 12) / 4, w = best % 4;
+                    int64_t want = so ? c * 12 + w * 3 + h : best;
+                    int o = c * 4 + oh * 2 + ow;
+                    ok &= y[o] == xv[best] && ind[o] == want;
+                }
+        QT_CHECK(ok, "MaxPool Indices storage_order=%d", so);
+        qk_graph_destroy(g);
+    }
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    uint8_t xu[16];
+    for (int i = 0; i < 16; i++)
+        xu[i] = (uint8_t)(250 - 17 * i % 256);
+    int x = gc_add(g, "x", 0, QK_U8, 4, (int64_t[]){ 1, 1, 4, 4 }, xu, NULL);
+    int node = gc_node(g, "MaxPool", 1, &x, 1);
+    qk_node_set_ints(g, node, "kernel_shape", 2, (int64_t[]){ 3, 3 });
+    qk_node_set_ints(g, node, "pads", 4, (int64_t[]){ 1, 1, 1, 1 });
+    qk_node_set_ints(g, node, "strides", 2, (int64_t[]){ 2, 2 });
+    QT_OK(qk_ops_bind(g));
+    QT_OK(qk_graph_plan(g, 1, 0, NULL));
+    QT_OK(qk_graph_forward(g));
+    const uint8_t *yu = g->values[g->nodes[node].out[0]].t.data;
+    int ok = g->values[g->nodes[node].out[0]].t.dtype == QK_U8;
+    for (int oh = 0; oh < 2; oh++)
+        for (int ow = 0; ow < 2; ow++) {
+            int m = 0;
+            for (int i = -1; i < 2; i++)
+                for (int j = -1; j < 2; j++) {
+                    int h = 2 * oh + i, w = 2 * ow + j;
+                    if (h >= 0 && h < 4 && w >= 0 && w < 4 && xu[h * 4 + w] > m)
+                        m = xu[h * 4 + w];
+                }
+            ok &= yu[oh * 2 + ow] == m;
+        }
+    QT_CHECK(ok, "MaxPool uint8");
+    qk_graph_destroy(g);
+}
+
 int main(void)
 {
     if (qk_pool_create(2, &pool2) != QK_OK)
         return 1;
+    test_sgemm();
     test_conv();
     test_gemm();
     test_bn();
     test_pool();
+    test_maxpool_extras();
     qk_pool_destroy(pool2);
     return qt_finish("test_ops_heavy");
 }
