@@ -342,7 +342,8 @@ qk_status qk_node_set_ints(qk_graph *g, int node, const char *name, int n, const
     a->ints = qk_malloc((size_t)(n ? n : 1) * sizeof(int64_t));
     if (!a->ints)
         return qk_error(QK_ERR_NOMEM, "graph: out of memory");
-    memcpy(a->ints, v, (size_t)n * sizeof(int64_t));
+    if (n > 0)
+        memcpy(a->ints, v, (size_t)n * sizeof(int64_t));
     a->n = n;
     return QK_OK;
 }
@@ -357,7 +358,8 @@ qk_status qk_node_set_floats(qk_graph *g, int node, const char *name, int n, con
     a->floats = qk_malloc((size_t)(n ? n : 1) * sizeof(float));
     if (!a->floats)
         return qk_error(QK_ERR_NOMEM, "graph: out of memory");
-    memcpy(a->floats, v, (size_t)n * sizeof(float));
+    if (n > 0)
+        memcpy(a->floats, v, (size_t)n * sizeof(float));
     a->n = n;
     return QK_OK;
 }
