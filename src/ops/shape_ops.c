@@ -224,7 +224,8 @@ static qk_status reshape_infer(qk_graph *g, qk_node *n)
             s[i] = a->dims[i];
         }
         has_zero |= s[i] == 0;
-        known *= s[i];
+        if (__builtin_mul_overflow(known, s[i], &known))
+            return qk_error(QK_ERR_ARG, "target shape entry %lld overflows the element count", (long long)s[i]);
     }
     int64_t total = qk_tensor_numel(a);
     if (neg >= 0) {
