@@ -279,6 +279,10 @@ static void test_conv_kernel(int k)
         {1, 3, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},      /* 1x1 image */
         {1, 5, 7, 1, 4, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},      /* kernel larger than image + pads */
         {1, 33, 35, 1, 11, 13, 3, 3, 3, 2, 1, 1, 0, 1, 1, 0},
+        {2, 24, 40, 1, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},    /* pointwise (no im2col) */
+        {1, 16, 8, 2, 9, 10, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},    /* pointwise, 2 groups of 8 */
+        {1, 16, 12, 2, 10, 9, 3, 2, 2, 1, 2, 1, 1, 0, 2, 1},   /* NHWC staging, 2 groups, dilation */
+        {1, 9, 5, 1, 40, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},     /* tall image: pixel blocks span rows */
     };
     int nf = (int)(sizeof fixed / sizeof fixed[0]);
     for (int i = 0; i < nf; i++)
@@ -287,7 +291,7 @@ static void test_conv_kernel(int k)
     for (int i = 0; i < nrand; i++) {
         ccase c;
         c.groups = qk_rng_below(&rng, 3) == 0 ? rnd(2, 4) : 1;
-        c.C = c.groups * rnd(1, 6);
+        c.C = c.groups * (i % 2 ? rnd(1, 6) : rnd(7, 20)); /* both im2col paths (NHWC staging from 8 per group) */
         c.Co = c.groups * rnd(1, 9);
         c.N = rnd(1, 2);
         c.H = rnd(1, 12), c.W = rnd(1, 12);

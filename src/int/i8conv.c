@@ -1,6 +1,13 @@
 /* int8 convolution (NCHW, ONNX Conv semantics): im2col rows with x_zero
  * padding + the int8 GEMM per group, or a direct kernel when each group has
- * one input channel (depthwise). The reference is the 7-loop definition. */
+ * one input channel (depthwise). The reference is the 7-loop definition.
+ *
+ * GEMM path: A = im2col rows (one per output pixel), B = weights, output
+ * stored transposed into NCHW. With >= 8 channels per group the input rows
+ * a task needs are first transposed to NHWC in the worker's scratch, so an
+ * im2col row is kh*kw copies of Cg contiguous bytes in (kh, kw, c) order;
+ * the weights are permuted to that order once (at create/update). 1x1
+ * stride-1 unpadded convolutions use the transposed rows as A directly. */
 #include "i8gemm.h"
 
 #include <string.h>
@@ -12,9 +19,13 @@ struct qk_i8conv {
     int32_t x_zero;
     int nw_zero, rq_n;
     int depthwise;
+    int nhwc;                  /* GEMM path through NHWC rows (Cg >= 8) */
+    int pointwise;             /* 1x1, stride 1, no pad (nhwc only): no im2col */
+    uint8_t *wperm;            /* nhwc: weights in [Co][kh][kw][Cg] order */
     qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
     /* depthwise: (w - w_zero) as int32 [Co][kh*kw], bias, per-channel output stage */
     int32_t *dw_w, *dw_bias, *dw_mult, *dw_shift;
+    int dw_vec;                /* AVX-512 output stage for the depthwise planes */
     float *dw_scale;
     qk_rq_mode mode;
     int32_t zo, qmin, qmax;
@@ -65,14 +76,25 @@ static int32_t wzero(const qk_i8conv_desc *d, int64_t co)
     return d->nw_zero ? d->w_zero[d->nw_zero == 1 ? 0 : co] : 0;
 }
 
+/* nhwc: weights [Co][Cg][kh][kw] -> [Co][kh][kw][Cg] (bytes). */
+static void permute_w(qk_i8conv *c, const qk_i8conv_desc *d)
+{
+    const uint8_t *w = d->w;
+    for (int64_t co = 0; co < c->Co; co++)
+        for (int64_t ci = 0; ci < c->Cg; ci++)
+            for (int64_t a = 0; a < c->kh; a++)
+                for (int64_t b = 0; b < c->kw; b++)
+                    c->wperm[co * c->K + (a * c->kw + b) * c->Cg + ci] = w[((co * c->Cg + ci) * c->kh + a) * c->kw + b];
+}
+
 /* GEMM descriptor of group gi. */
 static qk_i8gemm_desc group_desc(const qk_i8conv *c, const qk_i8conv_desc *d, int64_t gi)
 {
     int64_t o = gi * c->Cog, pc = d->rq.n == 1 ? 0 : o;
-    size_t wes = 1;
+    const uint8_t *wsrc = c->nhwc ? c->wperm : d->w;
     qk_i8gemm_desc g = {
         .a_type = d->x_type, .b_type = d->w_type, .K = c->K, .N = c->Cog,
-        .B = d->w ? (const uint8_t *)d->w + (size_t)(o * c->K) * wes : NULL, .ldb = c->K, .b_trans = 1,
+        .B = d->w ? wsrc + (size_t)(o * c->K) : NULL, .ldb = c->K, .b_trans = 1,
         .a_zero = d->x_zero, .nb_zero = d->nw_zero, .b_zero = d->w_zero ? d->w_zero + (d->nw_zero == 1 ? 0 : o) : NULL,
         .bias = d->bias ? d->bias + o : NULL, .out_type = d->out_type, .rq = d->rq, .kernel = d->kernel};
     if (d->nw_zero > 1)
@@ -114,6 +136,7 @@ void qk_i8conv_destroy(qk_i8conv *c)
         for (int64_t i = 0; i < c->groups; i++)
             qk_i8gemm_destroy(c->gm[i]);
     qk_free(c->gm);
+    qk_free(c->wperm);
     qk_free(c->dw_w);
     qk_free(c->dw_bias);
     qk_free(c);
@@ -144,10 +167,17 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
     c->rq_n = d->rq.n;
     c->depthwise = c->Cg == 1 && c->groups > 1;
     if (c->depthwise) {
-        if (d->kernel >= 0 && d->kernel >= qk_i8_kernel_count()) {
+        if (d->kernel >= qk_i8_kernel_count()) {
             qk_i8conv_destroy(c);
             return qk_error(QK_ERR_ARG, "int8 conv: kernel index %d", d->kernel);
         }
+        const qk_i8_kernel_info *ki = qk_i8_kernel_get(d->kernel >= 0 ? d->kernel : qk_i8_kernel_for_isa(qk_cpu_isa()));
+        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {
+            qk_i8conv_destroy(c);
+            return qk_error(QK_ERR_UNSUPPORTED, "int8 conv: kernel '%s' needs %s, which this CPU lacks", ki->name,
+                            qk_isa_name(ki->isa));
+        }
+        c->dw_vec = !ki->test_only && ki->isa >= QK_ISA_AVX512;
         size_t co = (size_t)c->Co;
         c->dw_w = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));
         c->dw_bias = qk_calloc(co * 4, sizeof(int32_t));
@@ -160,11 +190,18 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
         c->dw_scale = (float *)(c->dw_shift + co);
         set_depthwise(c, d);
     } else {
+        c->nhwc = c->Cg >= 8;
+        c->pointwise = c->nhwc && c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->pt == 0 && c->pl == 0 &&
+                       c->pb == 0 && c->pr == 0;
         c->gm = qk_calloc((size_t)c->groups, sizeof *c->gm);
-        if (!c->gm) {
+        if (c->nhwc)
+            c->wperm = qk_malloc((size_t)(c->Co * c->K));
+        if (!c->gm || (c->nhwc && !c->wperm)) {
             qk_i8conv_destroy(c);
             return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
         }
+        if (c->nhwc && d->w)
+            permute_w(c, d);
         for (int64_t gi = 0; gi < c->groups; gi++) {
             qk_i8gemm_desc gd = group_desc(c, d, gi);
             if ((st = qk_i8gemm_create(&gd, &c->gm[gi])) != QK_OK) {
@@ -193,6 +230,10 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
         set_depthwise(c, d);
         return QK_OK;
     }
+    c->pointwise = c->nhwc && c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->pt == 0 && c->pl == 0 &&
+                   c->pb == 0 && c->pr == 0;
+    if (c->nhwc && d->w)
+        permute_w(c, d);
     for (int64_t gi = 0; gi < c->groups; gi++) {
         qk_i8gemm_desc gd = group_desc(c, d, gi);
         if ((st = qk_i8gemm_update(c->gm[gi], &gd)) != QK_OK)
@@ -203,12 +244,31 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
 
 static int64_t conv_rows(const qk_i8conv *c) { return c->depthwise ? 0 : c->gm[0]->mb; }
 
+/* nhwc: input rows a block of `rows` output pixels can touch. */
+static int64_t nhwc_in_rows(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    int64_t OW = qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr);
+    if (OW < 1)
+        return 0;
+    int64_t span = (conv_rows(c) + OW - 1) / OW + 1, r = (span - 1) * c->sh + (c->kh - 1) * c->dh + 1;
+    return r < H ? r : H;
+}
+
+static size_t nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    if (c->pointwise)
+        return qk_i8_align64((size_t)(conv_rows(c) * c->Cg));
+    return qk_i8_align64((size_t)(nhwc_in_rows(c, H, W) * W * c->Cg));
+}
+
 size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 {
-    (void)H;
     if (c->depthwise)
-        return qk_i8_align64((size_t)qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4 + 64);
-    return qk_i8_align64((size_t)(conv_rows(c) * c->K)) + qk_i8gemm_ws_bytes(c->gm[0]);
+        return qk_i8_align64((size_t)(qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb) *
+                                      qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
+               qk_i8_align64((size_t)c->kw * 16);
+    size_t col = c->pointwise ? 0 : qk_i8_align64((size_t)(conv_rows(c) * c->K));
+    return col + (c->nhwc ? nhwc_buf_bytes(c, H, W) : 0) + qk_i8gemm_ws_bytes(c->gm[0]);
 }
 
 typedef struct {
@@ -249,6 +309,55 @@ static void im2col(const conv_ctx *r, int64_t n, int64_t gi, int64_t p0, int64_t
     }
 }
 
+/* nhwc: transpose channels [Cg] of input rows [ih0, ih1) (all W columns)
+ * of image n, group gi into buf[(ih-ih0)*W + iw][Cg]. */
+static void to_nhwc(const conv_ctx *r, int64_t n, int64_t gi, int64_t pix0, int64_t npix, uint8_t *buf)
+{
+    const qk_i8conv *c = r->c;
+    const uint8_t *xg = r->x + (size_t)((n * c->C + gi * c->Cg) * r->H * r->W) + pix0;
+    int64_t HW = r->H * r->W, Cg = c->Cg;
+    for (int64_t c0 = 0; c0 < Cg; c0 += 8) { /* 8 channels at a time: 8 streams in, one out */
+        int64_t cn = Cg - c0 < 8 ? Cg - c0 : 8;
+        const uint8_t *src = xg + c0 * HW;
+        uint8_t *d = buf + c0;
+        if (cn == 8)
+            for (int64_t i = 0; i < npix; i++, d += Cg)
+                for (int k = 0; k < 8; k++)
+                    d[k] = src[k * HW + i];
+        else
+            for (int64_t i = 0; i < npix; i++, d += Cg)
+                for (int64_t k = 0; k < cn; k++)
+                    d[k] = src[k * HW + i];
+    }
+}
+
+static void im2col_nhwc(const conv_ctx *r, int64_t ih0, const uint8_t *buf, int64_t p0, int64_t np, uint8_t *col)
+{
+    const qk_i8conv *c = r->c;
+    int64_t Cg = c->Cg, W = r->W;
+    int zx = (uint8_t)c->x_zero;
+    for (int64_t i = 0; i < np; i++) {
+        int64_t oh = (p0 + i) / r->OW, ow = (p0 + i) % r->OW;
+        uint8_t *dst = col + i * c->K;
+        for (int64_t a = 0; a < c->kh; a++) {
+            int64_t ih = oh * c->sh - c->pt + a * c->dh;
+            if (ih < 0 || ih >= r->H) {
+                memset(dst, zx, (size_t)(c->kw * Cg));
+                dst += c->kw * Cg;
+                continue;
+            }
+            const uint8_t *row = buf + (ih - ih0) * W * Cg;
+            for (int64_t b = 0; b < c->kw; b++, dst += Cg) {
+                int64_t iw = ow * c->sw - c->pl + b * c->dw;
+                if (iw >= 0 && iw < W)
+                    memcpy(dst, row + iw * Cg, (size_t)Cg);
+                else
+                    memset(dst, zx, (size_t)Cg);
+            }
+        }
+    }
+}
+
 static void gemm_task(void *vctx, int64_t t, int worker)
 {
     conv_ctx *r = vctx;
@@ -256,62 +365,91 @@ static void gemm_task(void *vctx, int64_t t, int worker)
     int64_t blk = t % r->nblk, gi = (t / r->nblk) % c->groups, n = t / r->nblk / c->groups;
     int64_t rows = conv_rows(c), p0 = blk * rows, np = r->P - p0 < rows ? r->P - p0 : rows;
     uint8_t *ws = r->ws + (size_t)worker * r->ws_stride;
-    uint8_t *col = ws, *gws = ws + qk_i8_align64((size_t)(rows * c->K));
-    im2col(r, n, gi, p0, np, col);
     uint8_t *y = r->y + (size_t)((n * c->Co + gi * c->Cog) * r->P + p0) * r->es;
+    if (c->pointwise) { /* A rows = the input pixels, transposed */
+        uint8_t *buf = ws, *gws = ws + nhwc_buf_bytes(c, r->H, r->W);
+        to_nhwc(r, n, gi, p0, np, buf);
+        qk_i8gemm_block(c->gm[gi], np, buf, c->Cg, 0, c->Cog, y, 1, r->P, gws);
+        return;
+    }
+    uint8_t *col = ws, *gws = ws + qk_i8_align64((size_t)(rows * c->K));
+    if (c->nhwc) {
+        uint8_t *buf = gws;
+        gws += nhwc_buf_bytes(c, r->H, r->W);
+        int64_t oh0 = p0 / r->OW, oh1 = (p0 + np - 1) / r->OW;
+        int64_t ih0 = oh0 * c->sh - c->pt, ih1 = oh1 * c->sh - c->pt + (c->kh - 1) * c->dh + 1;
+        ih0 = ih0 < 0 ? 0 : ih0;
+        ih1 = ih1 > r->H ? r->H : ih1;
+        if (ih1 > ih0)
+            to_nhwc(r, n, gi, ih0 * r->W, (ih1 - ih0) * r->W, buf);
+        im2col_nhwc(r, ih0, buf, p0, np, col);
+    } else {
+        im2col(r, n, gi, p0, np, col);
+    }
     qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, 1, r->P, gws);
 }
 
-/* Depthwise: one task per (image, output channel); each output row is
- * accumulated over the taps that fall inside the image (padding is x_zero,
- * i.e. contributes 0), then requantized. */
+void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)
+{
+    for (int64_t i = 0; i < p->OH * p->OW; i++)
+        p->acc[i] = (uint32_t)p->bias;
+    for (int64_t oh = 0; oh < p->OH; oh++) {
+        uint32_t *ar = p->acc + oh * p->OW;
+        for (int64_t a = 0; a < p->kh; a++) {
+            int64_t ih = oh * p->sh - p->pt + a * p->dh;
+            if (ih < 0 || ih >= p->H)
+                continue;
+            const uint8_t *xr = p->x + ih * p->W;
+            for (int64_t b = 0; b < p->kw; b++) {
+                const uint8_t *xp = xr + b * p->dw - p->pl;
+                uint32_t w = (uint32_t)p->w[a * p->kw + b];
+                for (int64_t ow = p->lo[b]; ow <= p->hi[b]; ow++) {
+                    int32_t xv = p->sgn ? (int32_t)(int8_t)xp[ow * p->sw] : (int32_t)xp[ow * p->sw];
+                    ar[ow] += w * (uint32_t)(xv - p->zx);
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise: one task per (image, output channel). The plane is
+ * accumulated tap by tap over the output columns whose input column lies in
+ * the image (padding is x_zero, i.e. contributes 0), then requantized in
+ * one run (vectorized at the AVX-512 level and above). */
 static void dw_task(void *vctx, int64_t t, int worker)
 {
     conv_ctx *r = vctx;
     const qk_i8conv *c = r->c;
     int64_t n = t / c->Co, co = t % c->Co, ci = co / c->Cog;
-    int64_t H = r->H, W = r->W, OW = r->OW;
-    uint32_t *acc = (uint32_t *)(r->ws + (size_t)worker * r->ws_stride);
+    int64_t H = r->H, W = r->W, OW = r->OW, sw = c->sw, kw = c->kw;
+    uint8_t *ws = r->ws + (size_t)worker * r->ws_stride;
+    uint32_t *acc = (uint32_t *)ws;
+    int64_t *lo = (int64_t *)(ws + qk_i8_align64((size_t)(r->P * 4))), *hi = lo + kw;
     const uint8_t *xc = r->x + (size_t)((n * c->C + ci) * H * W);
-    const int32_t *wk = c->dw_w + co * c->kh * c->kw;
+    const int32_t *wk = c->dw_w + co * c->kh * kw;
     int sgn = c->x_type == QK_I8;
     int32_t zx = c->x_zero;
-    uint8_t *y = r->y + (size_t)((n * c->Co + co) * r->P) * r->es;
-    for (int64_t oh = 0; oh < r->OH; oh++) {
-        for (int64_t ow = 0; ow < OW; ow++)
-            acc[ow] = (uint32_t)c->dw_bias[co];
-        for (int64_t a = 0; a < c->kh; a++) {
-            int64_t ih = oh * c->sh - c->pt + a * c->dh;
-            if (ih < 0 || ih >= H)
-                continue;
-            const uint8_t *xr = xc + ih * W;
-            for (int64_t b = 0; b < c->kw; b++) {
-                uint32_t wv = (uint32_t)wk[a * c->kw + b];
-                int64_t off = b * c->dw - c->pl;  /* iw = ow*sw + off */
-                int64_t lo = off >= 0 ? 0 : (-off + c->sw - 1) / c->sw;
-                int64_t hi = W - 1 - off < 0 ? -1 : (W - 1 - off) / c->sw;
-                if (hi > OW - 1)
-                    hi = OW - 1;
-                if (sgn)
-                    for (int64_t ow = lo; ow <= hi; ow++)
-                        acc[ow] += wv * (uint32_t)((int8_t)xr[ow * c->sw + off] - zx);
-                else
-                    for (int64_t ow = lo; ow <= hi; ow++)
-                        acc[ow] += wv * (uint32_t)(xr[ow * c->sw + off] - zx);
-            }
-        }
-        for (int64_t ow = 0; ow < OW; ow++) {
-            int32_t v = qk_requant_value(c->mode, (int32_t)acc[ow], c->dw_mult[co], c->dw_shift[co], c->dw_scale[co],
-                                         c->zo, c->qmin, c->qmax);
-            int64_t o = oh * OW + ow;
-            switch ((int)c->out_type) {
-            case QK_U8: y[o] = (uint8_t)v; break;
-            case QK_I8: ((int8_t *)y)[o] = (int8_t)v; break;
-            case (int)QK_INT16: ((int16_t *)y)[o] = (int16_t)v; break;
-            default: ((int32_t *)y)[o] = v; break;
-            }
-        }
+    for (int64_t b = 0; b < kw; b++) { /* output columns whose tap b is inside the image */
+        int64_t off = b * c->dw - c->pl;  /* iw = ow*sw + off */
+        lo[b] = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        hi[b] = W - 1 - off < 0 ? -1 : (W - 1 - off) / sw;
+        if (hi[b] > OW - 1)
+            hi[b] = OW - 1;
     }
+    qk_i8_dwplane pl = {xc, sgn, zx, c->dw_bias[co], wk, H, W, r->OH, OW, c->kh, kw, c->sh, sw, c->dh, c->dw,
+                        c->pt, c->pl, lo, hi, acc};
+    if (c->dw_vec)
+        qk_i8_dw_plane__avx512(&pl);
+    else
+        qk_i8_dw_plane_ref(&pl);
+    qk_i8_rowq q = {c->mode, c->out_type, c->dw_mult[co], c->dw_shift[co],
+                    c->dw_shift[co] > 0 ? c->dw_shift[co] : 0, c->dw_shift[co] > 0 ? 0 : -c->dw_shift[co],
+                    c->dw_scale[co], c->zo, c->qmin, c->qmax};
+    uint8_t *y = r->y + (size_t)((n * c->Co + co) * r->P) * r->es;
+    if (c->dw_vec)
+        qk_i8_requant_row__avx512(&q, (const int32_t *)acc, r->P, y);
+    else
+        qk_i8_requant_row_ref(&q, (const int32_t *)acc, r->P, y);
 }
 
 static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }

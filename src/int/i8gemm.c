@@ -81,6 +81,19 @@ void qk_i8_epilogue_ref(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, 
     }
 }
 
+void qk_i8_requant_row_ref(const qk_i8_rowq *q, const int32_t *acc, int64_t n, void *out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int32_t y = qk_requant_value(q->mode, acc[i], q->mult, q->shift, q->scale, q->zo, q->qmin, q->qmax);
+        switch ((int)q->out_type) {
+        case QK_U8: ((uint8_t *)out)[i] = (uint8_t)y; break;
+        case QK_I8: ((int8_t *)out)[i] = (int8_t)y; break;
+        case (int)QK_INT16: ((int16_t *)out)[i] = (int16_t)y; break;
+        default: ((int32_t *)out)[i] = y; break;
+        }
+    }
+}
+
 void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst)
 {
     for (int64_t m = 0; m < mb; m++) {
@@ -323,16 +336,38 @@ size_t qk_i8gemm_ws_bytes(const qk_i8gemm *g) { return g->ws_bytes; }
 
 /* ---------------- run ---------------- */
 
+/* tmp [mb][nb] (row-major) -> C[m*ldc_m + j*ldc_n]; the conv stores NCHW
+ * with ldc_m = 1, where each column j becomes one contiguous run. */
 static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp, void *C, int64_t ldc_m,
                     int64_t ldc_n)
 {
-    size_t es = qk_dtype_size(g->out_type);
-    if (g->out_type == QK_INT16)
-        es = 2;
-    for (int64_t j = 0; j < nb; j++)
-        for (int64_t m = 0; m < mb; m++)
-            memcpy((uint8_t *)C + (size_t)(m * ldc_m + j * ldc_n) * es, (const uint8_t *)tmp + (size_t)(m * nb + j) * es,
-                   es);
+    switch ((int)g->out_type) {
+    case QK_U8:
+    case QK_I8:
+        for (int64_t j = 0; j < nb; j++) {
+            const uint8_t *t = (const uint8_t *)tmp + j;
+            uint8_t *c = (uint8_t *)C + j * ldc_n;
+            for (int64_t m = 0; m < mb; m++)
+                c[m * ldc_m] = t[m * nb];
+        }
+        break;
+    case (int)QK_INT16:
+        for (int64_t j = 0; j < nb; j++) {
+            const int16_t *t = (const int16_t *)tmp + j;
+            int16_t *c = (int16_t *)C + j * ldc_n;
+            for (int64_t m = 0; m < mb; m++)
+                c[m * ldc_m] = t[m * nb];
+        }
+        break;
+    default:
+        for (int64_t j = 0; j < nb; j++) {
+            const int32_t *t = (const int32_t *)tmp + j;
+            int32_t *c = (int32_t *)C + j * ldc_n;
+            for (int64_t m = 0; m < mb; m++)
+                c[m * ldc_m] = t[m * nb];
+        }
+        break;
+    }
 }
 
 void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int64_t n0, int64_t n1, void *C,

@@ -63,6 +63,32 @@ struct qk_i8_kernel {
 void qk_i8_rowsum_ref(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
 void qk_i8_epilogue_ref(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
                         int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+/* One output channel's stage applied to a run of accumulators (depthwise
+ * convolution): y[i] = requant(acc[i]) of type out_type. */
+typedef struct qk_i8_rowq {
+    qk_rq_mode mode;
+    qk_dtype out_type;
+    int32_t mult, shift, lsh, rsh;
+    float scale;
+    int32_t zo, qmin, qmax;
+} qk_i8_rowq;
+void qk_i8_requant_row_ref(const qk_i8_rowq *q, const int32_t *acc, int64_t n, void *out);
+void qk_i8_requant_row__avx512(const qk_i8_rowq *q, const int32_t *acc, int64_t n, void *out);
+/* One depthwise plane: acc[oh*OW + ow] = bias + sum over taps inside the
+ * image of w[a*kw+b] * (x[ih*W + iw] - zx); lo[b]..hi[b] are the output
+ * columns whose tap b is inside the image (precomputed). Wrapping uint32. */
+typedef struct qk_i8_dwplane {
+    const uint8_t *x;
+    int sgn;                   /* x is int8 */
+    int32_t zx, bias;
+    const int32_t *w;          /* [kh*kw], zero point removed */
+    int64_t H, W, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl;
+    const int64_t *lo, *hi;
+    uint32_t *acc;
+} qk_i8_dwplane;
+void qk_i8_dw_plane_ref(const qk_i8_dwplane *p);
+void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p);
+
 /* Copy mb rows of K bytes into a zero-padded [mb][Kp] buffer. */
 void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst);
 

@@ -166,3 +166,71 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
         }
     }
 }
+
+void qk_i8_requant_row__avx512(const qk_i8_rowq *q, const int32_t *acc, int64_t n, void *out)
+{
+    if (q->mode != QK_RQ_NONE && q->mode != QK_RQ_GEMMLOWP && q->mode != QK_RQ_FP32) {
+        qk_i8_requant_row_ref(q, acc, n, out);
+        return;
+    }
+    const __m512i zo = _mm512_set1_epi32(q->zo), lo = _mm512_set1_epi32(q->qmin - q->zo),
+                  hi = _mm512_set1_epi32(q->qmax - q->zo);
+    const __m512 flo = _mm512_set1_ps((float)(q->qmin - q->zo)), fhi = _mm512_set1_ps((float)(q->qmax - q->zo));
+    const __m512 sc = _mm512_set1_ps(q->scale);
+    const __m512i mult = _mm512_set1_epi32(q->mult), lsh = _mm512_set1_epi32(q->lsh), rsh = _mm512_set1_epi32(q->rsh);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512i t = _mm512_maskz_loadu_epi32(mk, acc + i), y;
+        if (q->mode == QK_RQ_NONE) {
+            y = t;
+        } else if (q->mode == QK_RQ_FP32) {
+            __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), sc), flo), fhi);
+            y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
+        } else {
+            __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, lsh), mult), rsh);
+            y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
+        }
+        switch ((int)q->out_type) {
+        case QK_U8:
+        case QK_I8: _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + i, mk, y); break;
+        case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + i, mk, y); break;
+        default: _mm512_mask_storeu_epi32((int32_t *)out + i, mk, y); break;
+        }
+    }
+}
+
+void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p)
+{
+    const __m512i z = _mm512_set1_epi32(p->zx);
+    int64_t OW = p->OW, sw = p->sw;
+    for (int64_t i = 0; i < p->OH * OW; i++)
+        p->acc[i] = (uint32_t)p->bias;
+    for (int64_t oh = 0; oh < p->OH; oh++) {
+        uint32_t *ar = p->acc + oh * OW;
+        for (int64_t a = 0; a < p->kh; a++) {
+            int64_t ih = oh * p->sh - p->pt + a * p->dh;
+            if (ih < 0 || ih >= p->H)
+                continue;
+            const uint8_t *xr = p->x + ih * p->W;
+            for (int64_t b = 0; b < p->kw; b++) {
+                int64_t l = p->lo[b], h = p->hi[b];
+                const uint8_t *xp = xr + b * p->dw - p->pl;
+                uint32_t w = (uint32_t)p->w[a * p->kw + b];
+                if (sw != 1) {
+                    for (int64_t ow = l; ow <= h; ow++)
+                        ar[ow] += w * (uint32_t)((p->sgn ? (int32_t)(int8_t)xp[ow * sw] : (int32_t)xp[ow * sw]) - p->zx);
+                    continue;
+                }
+                const __m512i wv = _mm512_set1_epi32((int32_t)w);
+                for (int64_t i = l; i <= h; i += 16) {
+                    __mmask16 mk = h + 1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (h + 1 - i)) - 1);
+                    __m128i xb = _mm_maskz_loadu_epi8(mk, xp + i);
+                    __m512i xv = p->sgn ? _mm512_cvtepi8_epi32(xb) : _mm512_cvtepu8_epi32(xb);
+                    __m512i acc = _mm512_maskz_loadu_epi32(mk, ar + i);
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(wv, _mm512_sub_epi32(xv, z)));
+                    _mm512_mask_storeu_epi32(ar + i, mk, acc);
+                }
+            }
+        }
+    }
+}
