@@ -163,7 +163,7 @@ static int count_epochs(void *user, const qk_epoch_stats *s)
 static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool *p1, qk_pool *p2,
                         const char *dir)
 {
-    qk_dataset tr = qk_dataset_view(train, 0, 640), te = qk_dataset_view(test, 0, 200);
+    qk_dataset tr = qk_dataset_view(train, 0, 300), te = qk_dataset_view(test, 0, 100);
     char ck_a[512], ck_b[512], ck_c[512];
     snprintf(ck_a, sizeof ck_a, "%s/a.qkck", dir);
     snprintf(ck_b, sizeof ck_b, "%s/b.qkck", dir);
@@ -171,7 +171,7 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     qk_train_config c;
     qk_train_config_default(&c);
     c.epochs = 2;
-    c.batch = 100; /* 7 steps per epoch, the last one partial (40) */
+    c.batch = 64; /* 5 steps per epoch, the last one partial (44) */
     c.progress = 0;
     c.checkpoint = ck_a;
     int n_ep = 0;
@@ -184,7 +184,7 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     int nv0 = a->n_values, nn0 = a->n_nodes;
     qk_train_result ra, rb, rc;
     QT_OK(qk_train(a, &tr, &te, &c, p2, &ra));
-    QT_CHECK(ra.epochs_done == 2 && ra.steps == 14 && !ra.stopped_early, "A: %d epochs %lld steps",
+    QT_CHECK(ra.epochs_done == 2 && ra.steps == 10 && !ra.stopped_early, "A: %d epochs %lld steps",
              ra.epochs_done, (long long)ra.steps);
     QT_CHECK(n_ep == 2, "on_epoch called %d times", n_ep);
     QT_CHECK(a->n_values == nv0 && a->n_nodes == nn0 && a->n_inputs == 1 && !a->planned,
@@ -192,33 +192,33 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     QT_CHECK(ra.test_top1 > 0.1 && ra.test_top1 <= 1.0, "A test top-1 %g", ra.test_top1);
     qk_ckpt_info info;
     QT_OK(qk_checkpoint_info(ck_a, &info));
-    QT_CHECK(info.epoch == 2 && info.step == 14 && info.batch_in_epoch == 0 && strcmp(info.arch, "resnet8") == 0,
+    QT_CHECK(info.epoch == 2 && info.step == 10 && info.batch_in_epoch == 0 && strcmp(info.arch, "resnet8") == 0,
              "info: epoch %lld step %lld arch %s", (long long)info.epoch, (long long)info.step, info.arch);
 
     /* B: stop after epoch 1 (max_steps), resume on 1 thread from a fresh graph */
     QT_OK(qk_zoo_build("resnet8", 5, &b));
     c.checkpoint = ck_b;
-    c.max_steps = 7;
+    c.max_steps = 5;
     QT_OK(qk_train(b, &tr, &te, &c, p2, &rb));
-    QT_CHECK(rb.stopped_early && rb.epochs_done == 1 && rb.steps == 7, "B stops after epoch 1");
+    QT_CHECK(rb.stopped_early && rb.epochs_done == 1 && rb.steps == 5, "B stops after epoch 1");
     qk_graph_destroy(b);
     QT_OK(qk_zoo_build("resnet8", 99, &b)); /* other init: the checkpoint overwrites it */
     c.max_steps = 0;
     c.resume = ck_b;
     QT_OK(qk_train(b, &tr, &te, &c, p1, &rb));
-    QT_CHECK(rb.steps == 14 && rb.epochs_done == 2, "B resumed to %lld steps", (long long)rb.steps);
+    QT_CHECK(rb.steps == 10 && rb.epochs_done == 2, "B resumed to %lld steps", (long long)rb.steps);
     QT_CHECK(same_params(a, b), "epoch-boundary resume: parameters and BN statistics bit-identical");
     QT_CHECK(rb.test_top1 == ra.test_top1 && rb.test_loss == ra.test_loss, "B accuracy %g vs %g", rb.test_top1,
              ra.test_top1);
 
-    /* C: stop mid-epoch 1 (step 4), resume */
+    /* C: stop mid-epoch 1 (step 3), resume */
     c.resume = NULL;
     c.checkpoint = ck_c;
-    c.max_steps = 4;
+    c.max_steps = 3;
     QT_OK(qk_zoo_build("resnet8", 5, &cg));
     QT_OK(qk_train(cg, &tr, &te, &c, p2, &rc));
     QT_OK(qk_checkpoint_info(ck_c, &info));
-    QT_CHECK(info.epoch == 0 && info.batch_in_epoch == 4 && info.step == 4, "mid-epoch checkpoint position");
+    QT_CHECK(info.epoch == 0 && info.batch_in_epoch == 3 && info.step == 3, "mid-epoch checkpoint position");
     c.max_steps = 0;
     c.resume = ck_c;
     QT_OK(qk_train(cg, &tr, &te, &c, p2, &rc));
@@ -248,7 +248,7 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     QT_CHECK(same_params(a, d), "qk_checkpoint_load_params");
     qk_eval_result e;
     QT_OK(qk_evaluate(d, &te, c.norm, 64, p1, &e));
-    QT_CHECK(e.images == 200 && fabs(e.top1 - ra.test_top1) < 1e-12, "qk_evaluate %g vs trainer %g", e.top1,
+    QT_CHECK(e.images == 100 && fabs(e.top1 - ra.test_top1) < 1e-12, "qk_evaluate %g vs trainer %g", e.top1,
              ra.test_top1);
     QT_NEAR(e.loss, ra.test_loss, 1e-4, "qk_evaluate loss vs trainer");
     QT_CHECK(e.images_per_s > 0, "images/s");
@@ -308,8 +308,23 @@ static void test_nan(const qk_dataset *train, qk_pool *pool)
  * 1.08-1.18); the PyTorch peer in the same setting, seeds 1..3: 0.755,
  * 0.767, 0.756 (train loss 1.00-1.08). Band [0.72, 0.80]: it moves only if
  * training changes (kernels summing in another order shift it by < 1%). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1 /* ~10x slower: the band run is left to the plain build */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static void test_end_to_end(const qk_dataset *train, const qk_dataset *test, qk_pool *pool)
 {
+    if (SANITIZED) {
+        printf("info: sanitizer build: the accuracy band run is skipped (it runs in the plain build)\n");
+        return;
+    }
     qk_dataset tr = qk_dataset_view(train, 0, 6000), te = qk_dataset_view(test, 0, 2000);
     qk_graph *g = NULL;
     QT_OK(qk_zoo_build("lenet", 1, &g));

@@ -240,8 +240,10 @@ typedef enum qk_aciq_prior { QK_ACIQ_LAPLACE = 0, QK_ACIQ_GAUSS = 1 } qk_aciq_pr
 double qk_aciq_mse(qk_aciq_prior prior, double alpha, double bits, int one_sided);
 /* alpha* / b (Laplace) or / sigma (Gauss): golden-section minimization of
  * qk_aciq_mse in double to 1e-10 (the MSE is convex in alpha). bits in
- * [0, 32]. alpha*(1..8): Laplace 1.86 2.83 3.90 5.03 6.20 7.41 8.64 9.90,
- * Gauss 1.24 1.71 2.15 2.56 2.94 3.29 3.62 3.92; one-sided(M) = alpha*(M+1). */
+ * [0, 32]. alpha*(1..8): Laplace 1.863 2.831 3.897 5.029 6.205 7.413 8.646
+ * 9.897, Gauss 1.240 1.711 2.152 2.559 2.936 3.287 3.615 3.924 (the paper's
+ * 2.83/3.89/5.03 and 1.71/2.15/2.55 are these truncated); one-sided(M) =
+ * alpha*(M+1). */
 double qk_aciq_alpha(qk_aciq_prior prior, double bits, int one_sided);
 
 /* Per-channel bit allocation under an exact average budget (ALGORITHMS.md

@@ -118,15 +118,36 @@ static void corr9(float *restrict y, int64_t L, int acc, float init, const float
     }
 }
 
-/* y[q] = init + sum_t wt[t] * src[t][q], q < L: passes of 9 taps (a short
- * last pass is padded with zero-weight taps reading src[0]). */
+/* Same for 2 taps and 1 tap (short passes, e.g. the phases of stride 2). */
+static void corr2(float *restrict y, int64_t L, int acc, float init, const float *restrict a0,
+                  const float *restrict a1, float w0, float w1)
+{
+    int64_t q = 0;
+    if (acc) {
+        for (; q + QK_VB <= L; q += QK_VB)
+            for (int l = 0; l < QK_VB; l++)
+                y[q + l] += w0 * a0[q + l] + w1 * a1[q + l];
+        for (; q < L; q++)
+            y[q] += w0 * a0[q] + w1 * a1[q];
+    } else {
+        for (; q + QK_VB <= L; q += QK_VB)
+            for (int l = 0; l < QK_VB; l++)
+                y[q + l] = init + w0 * a0[q + l] + w1 * a1[q + l];
+        for (; q < L; q++)
+            y[q] = init + w0 * a0[q] + w1 * a1[q];
+    }
+}
+
+/* y[q] = init + sum_t wt[t] * src[t][q], q < L: passes of up to 9 taps
+ * (a pass of 5..8 taps is padded with zero-weight taps), then pairs. */
 static void corr(float *y, int64_t L, float init, const float *const *src, const float *wt, int nt)
 {
     if (nt == 0) {
         qk_vfill(y, init, L);
         return;
     }
-    for (int t0 = 0; t0 < nt; t0 += 9) {
+    int t0 = 0;
+    for (; nt - t0 >= 5; t0 += 9) {
         const float *p[9];
         float w[9];
         for (int k = 0; k < 9; k++) {
@@ -135,6 +156,9 @@ static void corr(float *y, int64_t L, float init, const float *const *src, const
         }
         corr9(y, L, t0 > 0, init, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], w);
     }
+    for (; t0 < nt; t0 += 2)
+        corr2(y, L, t0 > 0, init, src[t0], t0 + 1 < nt ? src[t0 + 1] : src[t0], wt[t0],
+              t0 + 1 < nt ? wt[t0 + 1] : 0.0f);
 }
 
 /* Tap t = i*kw + j: phase stack index and offset inside it. */
