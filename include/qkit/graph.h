@@ -205,6 +205,30 @@ qk_status qk_graph_backward(qk_graph *g, int loss);
  * shape-only inspection with inputs' dims set). */
 qk_status qk_graph_infer(qk_graph *g);
 
+/* ---- editing (src/graph/edit.c) ----
+ * For graph rewrites. Each leaves the graph unplanned with g->order reset
+ * (the next qk_graph_plan / qk_graph_sort recomputes it); bound operators
+ * stay bound. Node and value INDICES change when nodes or values are
+ * removed (relative order is kept): re-look-up anything held by index.
+ *
+ * replace_uses: every node input, and every graph output, that reads value
+ * old_v reads new_v instead, except the inputs of node except_node (-1:
+ * none). Producers are unchanged. Errors: QK_ERR_ARG (index out of range). */
+qk_status qk_graph_replace_uses(qk_graph *g, int old_v, int new_v, int except_node);
+/* Removes every node i with remove[i] != 0 (remove has g->n_nodes entries),
+ * destroying its operator state, then the values no longer referenced (see
+ * qk_graph_remove_unused_values). A value a removed node writes may still be
+ * read afterwards only if a kept node also writes it (a rewrite moved it
+ * there); producers are recomputed. Errors, before anything changes:
+ * QK_ERR_ARG (NULL argument; a removed node writes a graph output or a
+ * value a kept node reads: the message names both), QK_ERR_NOMEM. */
+qk_status qk_graph_remove_nodes(qk_graph *g, const uint8_t *remove);
+/* Removes every value (initializers included) that no node reads or writes
+ * and that is neither a graph input nor a graph output, compacting
+ * g->values and renumbering node inputs/outputs, g->inputs, g->outputs.
+ * Errors: QK_ERR_ARG (g NULL), QK_ERR_NOMEM (graph unchanged). */
+qk_status qk_graph_remove_unused_values(qk_graph *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@ extern const qk_op qk_op_identity, qk_op_dropout, qk_op_flatten, qk_op_reshape, 
 extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
 extern const qk_op qk_op_qlinearconv, qk_op_convinteger, qk_op_qlinearmatmul, qk_op_matmulinteger; /* int/ops_qlinear.c */
 extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_ops.c */
+extern const qk_op qk_op_fakequant; /* quant/fakequant_op.c, domain ai.qkit */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -27,6 +28,7 @@ static const qk_op *const ops[] = {
     &qk_op_softmax, &qk_op_logsoftmax, &qk_op_sce,
     &qk_op_qlinearconv, &qk_op_convinteger, &qk_op_qlinearmatmul, &qk_op_matmulinteger,
     &qk_op_quantizelinear, &qk_op_dequantizelinear,
+    &qk_op_fakequant,
     NULL
 };
 
@@ -56,7 +58,11 @@ qk_status qk_ops_bind(qk_graph *g)
         qk_node *n = &g->nodes[i];
         if (n->op)
             continue;
-        if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
+        int qkit_domain = n->domain && strcmp(n->domain, "ai.qkit") == 0;
+        if (qkit_domain != (strcmp(n->op_type, "FakeQuant") == 0))
+            return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator '%s' in domain '%s' is not supported", n->name,
+                            n->op_type, n->domain ? n->domain : "");
+        if (!qkit_domain && n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
             return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator domain '%s' is not supported",
                             n->name, n->domain);
         const qk_op *op = qk_op_find(n->op_type);

@@ -126,7 +126,16 @@ static qk_status kl_range(qk_observer *o, float *mn, float *mx)
     double T = 0;
     if (o->hrange > 0) {
         int nb = o->opt.bins;
+        /* The zero spike of post-ReLU tensors sits in bin 0 and makes every
+         * candidate that merges bin 0 with its neighbours look bad, so the
+         * search would pick the smallest threshold. Like NVIDIA's
+         * pytorch-quantization entropy calibrator, bin 0 takes bin 1's count
+         * for the search (a flat histogram is unchanged). */
+        double h0 = o->hist[0];
+        if (nb > 1)
+            o->hist[0] = o->hist[1];
         int m = qk_kl_threshold(o->hist, nb, o->opt.kl_levels, NULL);
+        o->hist[0] = h0;
         double w = o->hrange / nb;
         T = m >= nb ? o->hrange : (m + 0.5) * w;
     }

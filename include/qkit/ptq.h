@@ -1,0 +1,127 @@
+/* qkit quant layer, part 3: prepare (BN folding + quantizer placement by a
+ * backend profile), post-training calibration and its passes (ACIQ bit
+ * allocation, bias correction), and the QDQ ONNX model it writes.
+ *
+ *   qk_graph *g; qk_onnx_load("resnet8.onnx", &g);
+ *   qk_ptq_config c; qk_ptq_config_default(&c);
+ *   c.backend = qk_backend_find("tensorrt");
+ *   qk_qmodel *m;
+ *   qk_ptq_prepare(g, &c, &m);              // takes ownership of g
+ *   qk_ptq_print_plan(m, stdout);           // where every quantizer went, and why
+ *   qk_ptq_calibrate(m, &calib_set, norm, 512, pool, NULL);
+ *   qk_evaluate(qk_qmodel_graph(m), &test_set, norm, 256, pool, &r);   // fake quant
+ *   qk_ptq_save_qdq(m, "q.onnx");
+ *   qk_qmodel_destroy(m);
+ *
+ * ---- The QDQ model file (qkit ptq --out q.onnx; an ONNX contract) ----
+ * Standard ONNX, default-domain opset 13, every op in the default domain:
+ *  - weight W (Conv OIHW, Gemm [out,in] with transB = 1, MatMul [in,out])
+ *    of a quantized layer: an integer initializer "<W>_quantized" (int8 when
+ *    the weight quantizer is signed, else uint8) holding the codes, a
+ *    float32 initializer "<W>_scale" and one "<W>_zero_point" of the codes'
+ *    type, both [C] when per channel (DequantizeLinear axis = 0 for Conv
+ *    and Gemm, 1 for MatMul) or scalars; a DequantizeLinear node whose
+ *    output "<W>_dequantized" is what the layer reads;
+ *  - an activation x that is quantized: QuantizeLinear(x, "<x>_scale",
+ *    "<x>_zero_point") -> "<x>_quantized" -> DequantizeLinear -> "<x>_dequantized";
+ *    every consumer the profile quantizes reads "<x>_dequantized", the
+ *    others still read x. Scalar scale (float32) and zero point (uint8 for
+ *    unsigned, int8 for signed quantizers);
+ *  - bit-widths under 8: a Clip(codes, lo, hi) node between QuantizeLinear
+ *    and DequantizeLinear, lo/hi scalar initializers of the codes' type
+ *    ("<x>_qmin", "<x>_qmax"); weight codes are stored already in range;
+ *  - 16-bit activations (ppl-w8a16, snpe A16): ONNX opset 13 has no int16
+ *    QuantizeLinear, so these sites are simulated in memory only and the
+ *    file keeps them in float; metadata "qkit.float_sites" counts them;
+ *  - bias stays float32 (the integer engine quantizes it to int32 at
+ *    s_x * s_w[c]); for a backend with quant_bias (vitis) the bias is stored
+ *    already fake-quantized;
+ *  - NNIE's logarithmic code has no ONNX form: its sites are simulated only;
+ *  - metadata_props: "qkit.quantized" = "1", "qkit.backend" (profile name),
+ *    "qkit.wbits", "qkit.abits", "qkit.w_observer", "qkit.a_observer",
+ *    "qkit.arith" (qk_arith_name of the profile), "qkit.bit_alloc",
+ *    "qkit.bias_correct", plus the float model's "qkit.norm.mean/std".
+ * Importing such a file gives a graph the float engine runs (QuantizeLinear
+ * / DequantizeLinear are ordinary operators), i.e. fake quantization. */
+#ifndef QKIT_PTQ_H
+#define QKIT_PTQ_H
+
+#include "backend.h"
+#include <stdio.h>
+#include "data.h"
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { QK_BITALLOC_W = 1, QK_BITALLOC_A = 2 };
+
+typedef struct qk_ptq_config {
+    const qk_backend *backend;  /* required */
+    int wbits, abits;           /* 0: the profile's default */
+    const char *w_observer;     /* NULL: the profile's default */
+    const char *a_observer;
+    qk_observer_opts w_opts, a_opts;
+    int first_last_bits;        /* 0: the profile's rule (academic: 8); > 0: that width
+                                   for the first and last weighted layer; -1: no override */
+    int reduce_range;           /* 7-bit activations (profiles with reduce_range) */
+    int per_tensor_weights;     /* academic: per-tensor instead of per-channel weights */
+    int n_exclude;              /* node names kept in float */
+    const char *const *exclude;
+    int bit_alloc;              /* QK_BITALLOC_W | QK_BITALLOC_A: ACIQ per-channel bit
+                                   allocation at the average budget (bits <= 4 only) */
+    int bias_correct;           /* correct quantized weights' per-channel mean/variance
+                                   and the layer output means (calibration data) */
+    const qk_quant_hooks *hooks;/* custom quantize / preprocess functions (NULL: none) */
+    int verbose;
+} qk_ptq_config;
+
+void qk_ptq_config_default(qk_ptq_config *c);
+
+/* One quantizer placed by prepare. */
+typedef struct qk_qsite {
+    char *value;        /* the quantized value's name */
+    int is_weight;
+    qk_qparams qp;      /* as placed (bits after overrides) */
+    char observer[24];
+    char reason[160];   /* why it is here, for qk_ptq_print_plan */
+    int node;           /* the FakeQuant node in qk_qmodel_graph */
+    int layer;          /* weighted layer index (weights), else -1 */
+} qk_qsite;
+
+typedef struct qk_qmodel qk_qmodel;
+
+/* Takes ownership of g (destroyed on error too). Folds BN where the profile
+ * says so, then inserts a FakeQuant node (domain "ai.qkit") for every site.
+ * Errors: a graph that is already quantized (QuantizeLinear/QLinear* nodes),
+ * bit-widths the backend cannot do, an unknown observer, an excluded node
+ * name that does not exist. */
+qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out);
+void qk_qmodel_destroy(qk_qmodel *m);
+qk_graph *qk_qmodel_graph(qk_qmodel *m);
+int qk_qmodel_sites(const qk_qmodel *m, const qk_qsite **sites);
+/* Human-readable plan: one line per site (value, kind, scheme, observer, reason). */
+void qk_ptq_print_plan(const qk_qmodel *m, FILE *f);
+
+/* Calibrate on the first n images of ds (QK_ERR_ARG if ds has fewer):
+ * activation observers see the float activations, weights are quantized
+ * from their values, then bit allocation and bias correction run as
+ * configured. Afterwards the graph fake-quantizes (qk_evaluate it). */
+typedef void (*qk_ptq_progress_fn)(void *user, int64_t done, int64_t total);
+qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
+                           qk_ptq_progress_fn progress, void *user);
+
+/* Turn the calibrated model's FakeQuant nodes into the QDQ form described
+ * above, in place (idempotent); the graph then still evaluates the same
+ * fake quantization through QuantizeLinear/DequantizeLinear. Errors: not
+ * calibrated; activation bit allocation (per-channel bit-widths on
+ * activations have no ONNX form: simulation only). */
+qk_status qk_ptq_convert_qdq(qk_qmodel *m);
+/* qk_ptq_convert_qdq, then write the model (atomic: temp file + rename). */
+qk_status qk_ptq_save_qdq(qk_qmodel *m, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
