@@ -14,6 +14,8 @@ Subcommands
               [--channels-last] [--json]
   eval-torch  --arch A --weights model.pt [--threads 2] [--json]
   export      --arch A [--weights model.pt] --out model.onnx [--fold-bn]
+  ptq         --arch A (--weights model.pt | --onnx model.onnx) [--calib 512]
+              [--calib-batch 64] [--threads 2] [--engine auto] [--repeat R] [--json]
   ops         print the ONNX op_type set torch.onnx.export emits per arch
   summary     print module layout and parameter counts
 
@@ -70,6 +72,22 @@ std 0.3530. Throughput counts only forward + backward + optimizer step.
 --channels-last runs the model in torch.channels_last memory format (NHWC;
 PyTorch's oneDNN convolutions are much faster that way on CPU, depthwise
 ones most of all); the default is PyTorch's default NCHW layout.
+
+PTQ peer (ptq): PyTorch FX graph-mode post-training quantization,
+torch.ao.quantization.quantize_fx prepare_fx -> calibration forwards ->
+convert_fx, with QConfig(activation = HistogramObserver (reduce_range as the
+engine's default qconfig), weight = PerChannelMinMaxObserver qint8
+per_channel_symmetric), i.e. get_default_qconfig(engine). prepare_fx fuses
+Conv+BN(+ReLU) itself. Calibration uses the first --calib images of the
+Fashion-MNIST train set (normalized, no augmentation) in batches of
+--calib-batch; the timed span is prepare + calibrate + convert (the fastest
+of --repeat runs, each from a fresh float model). --engine auto takes the
+first of fbgemm, x86, onednn, qnnpack that this torch build supports
+(Debian's torch 1.13 ships onednn and qnnpack only; onednn is the x86
+int8 backend there). Reported: seconds, the float and the quantized model's
+top-1 on the 10k test images. Weights: a state dict (train --save) or a
+qkit/torch ONNX model whose initializer names are the state_dict names
+(qkit train's output, or export without --fold-bn).
 
 ONNX export: opset 13, dynamic batch axis "batch" on "input" and "logits",
 model in eval mode exported with TrainingMode.PRESERVE so BatchNormalization
@@ -421,6 +439,34 @@ def load_weights(arch, path):
     return model
 
 
+def load_onnx_weights(arch, path):
+    """State dict from an ONNX model's initializers (names = state_dict keys:
+    qkit train's output keeps BN and torch's names)."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    model = make_model(arch)
+    sd = model.state_dict()
+    missing = []
+    for k, v in sd.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        if k not in inits:
+            missing.append(k)
+            continue
+        arr = inits[k]
+        if tuple(arr.shape) != tuple(v.shape):
+            raise SystemExit(f"{path}: initializer {k} has shape {list(arr.shape)}, {arch} needs {list(v.shape)}")
+        sd[k] = torch.from_numpy(np.array(arr, dtype=np.float32))
+    if missing:
+        raise SystemExit(f"{path}: not an unfolded {arch} model: no initializer for {', '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''}")
+    model.load_state_dict(sd)
+    model.eval()
+    return model
+
+
 def cmd_eval_torch(a):
     torch.set_num_threads(a.threads)
     model = load_weights(a.arch, a.weights)
@@ -453,6 +499,77 @@ def cmd_export(a):
     model = load_weights(a.arch, a.weights) if a.weights else make_model(a.arch)
     export_onnx(model, a.out, fold_bn=a.fold_bn)
     print(f"wrote {a.out}")
+
+
+def pick_engine(name):
+    supported = torch.backends.quantized.supported_engines
+    if name != "auto":
+        if name not in supported:
+            raise SystemExit(f"quantized engine '{name}' not in this torch build ({', '.join(supported)})")
+        return name
+    for e in ("fbgemm", "x86", "onednn", "qnnpack"):
+        if e in supported:
+            return e
+    raise SystemExit(f"no quantized engine in this torch build ({', '.join(supported)})")
+
+
+def cmd_ptq(a):
+    import copy
+    from torch.ao.quantization import HistogramObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.set_num_threads(a.threads)
+    engine = pick_engine(a.engine)
+    torch.backends.quantized.engine = engine
+    backend_config = None  # the native backend config (torch 1.13 has no onednn-specific one)
+    # get_default_qconfig(engine) for fbgemm/x86/onednn: 7-bit activation range on fbgemm/x86
+    reduce_range = engine in ("fbgemm", "x86")
+    qconfig = QConfig(activation=HistogramObserver.with_args(reduce_range=reduce_range),
+                      weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8,
+                                                                qscheme=torch.per_channel_symmetric))
+    qmap = QConfigMapping().set_global(qconfig)
+    if a.onnx:
+        float_model = load_onnx_weights(a.arch, a.onnx)
+    else:
+        float_model = load_weights(a.arch, a.weights)
+    xtr, _ = load_split("train")
+    xte, yte = load_split("test")
+    if a.calib > xtr.shape[0]:
+        raise SystemExit(f"--calib {a.calib}: the train set has {xtr.shape[0]} images")
+    calib = normalize(xtr[:a.calib])
+    batches = [calib[i:i + a.calib_batch] for i in range(0, a.calib, a.calib_batch)]
+    example = (calib[:1],)
+    float_acc, _ = evaluate(float_model, xte, yte)
+    times, qmodel = [], None
+    for _ in range(a.repeat):
+        m = copy.deepcopy(float_model).eval()
+        t0 = time.perf_counter()
+        prepared = prepare_fx(m, qmap, example, backend_config=backend_config)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            for xb in batches:
+                prepared(xb)
+        t2 = time.perf_counter()
+        qm = convert_fx(prepared, backend_config=backend_config)
+        t3 = time.perf_counter()
+        times.append({"prepare_s": t1 - t0, "calibrate_s": t2 - t1, "convert_s": t3 - t2, "total_s": t3 - t0})
+        qmodel = qm
+    best = min(times, key=lambda t: t["total_s"])
+    q_acc, q_loss = evaluate(qmodel, xte, yte)
+    res = {"arch": a.arch, "engine": engine, "threads": a.threads, "calib_images": a.calib,
+           "calib_batch": a.calib_batch, "repeat": a.repeat,
+           "activation_observer": f"HistogramObserver(reduce_range={reduce_range})",
+           "weight_observer": "PerChannelMinMaxObserver(qint8, per_channel_symmetric)",
+           "ptq_s": best["total_s"], "prepare_s": best["prepare_s"], "calibrate_s": best["calibrate_s"],
+           "convert_s": best["convert_s"], "ptq_s_runs": [t["total_s"] for t in times],
+           "float_top1": float_acc, "quant_top1": q_acc, "quant_test_loss": q_loss,
+           "weights": a.onnx or a.weights, "machine": machine()}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"{a.arch} FX PTQ ({engine}, {a.threads} threads, {a.calib} calibration images in batches of "
+              f"{a.calib_batch}): {best['total_s']:.3f} s (prepare {best['prepare_s']:.3f}, calibrate "
+              f"{best['calibrate_s']:.3f}, convert {best['convert_s']:.3f}); top-1 float "
+              f"{100 * float_acc:.2f}% -> int8 {100 * q_acc:.2f}%")
 
 
 def cmd_ops(a):
@@ -513,12 +630,23 @@ def main(argv=None):
     x.add_argument("--weights")
     x.add_argument("--out", required=True)
     x.add_argument("--fold-bn", action="store_true")
+    p = sub.add_parser("ptq")
+    p.add_argument("--arch", required=True, choices=ARCHS)
+    w = p.add_mutually_exclusive_group(required=True)
+    w.add_argument("--weights", help="state dict (.pt) from train --save")
+    w.add_argument("--onnx", help="ONNX model with state_dict-named initializers (qkit train's output)")
+    p.add_argument("--calib", type=int, default=512, help="calibration images (first N of the train set)")
+    p.add_argument("--calib-batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--engine", default="auto", help="quantized engine: auto, fbgemm, x86, onednn, qnnpack")
+    p.add_argument("--repeat", type=int, default=1, help="timed PTQ runs; the fastest is reported")
+    p.add_argument("--json", action="store_true")
     sub.add_parser("ops")
     s = sub.add_parser("summary")
     s.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     {"train": cmd_train, "bench-train": cmd_bench_train, "eval-torch": cmd_eval_torch,
-     "export": cmd_export, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
+     "export": cmd_export, "ptq": cmd_ptq, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@
 #include "data.h"
 #include "train.h"
 #include "zoo.h"
+#include "quant.h"
+#include "backend.h"
+#include "ptq.h"
 #include "int.h"
+#include "fold.h"
+#include "deploy.h"
 
 #endif

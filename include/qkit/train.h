@@ -188,6 +188,10 @@ typedef struct qk_eval_result {
  * [N, classes] scores. */
 qk_status qk_evaluate(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool,
                       qk_eval_result *r);
+/* The same; pred (ds->n entries, may be NULL) receives each image's
+ * predicted class (first maximum). */
+qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool,
+                            qk_eval_result *r, int32_t *pred);
 
 #ifdef __cplusplus
 }

@@ -138,8 +138,16 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
         memcpy(y->data, x->data, (size_t)numel * sizeof(float));
         return QK_OK;
     case QK_FQ_OBSERVE: {
-        qk_quantizer_set_calibrating(rt->q, 1);
-        qk_status st = qk_quantizer_run(rt->q, x, y, NULL);
+        /* Built-in sites feed the observer only (parameters are computed
+         * once, when calibration ends); hooked sites run the quantizer so
+         * the hooks see every calibration batch. */
+        qk_status st;
+        if (rt->via_quantizer) {
+            qk_quantizer_set_calibrating(rt->q, 1);
+            st = qk_quantizer_run(rt->q, x, y, NULL);
+        } else {
+            st = qk_observer_update(qk_quantizer_observer(rt->q), x);
+        }
         memcpy(y->data, x->data, (size_t)numel * sizeof(float));
         return st;
     }

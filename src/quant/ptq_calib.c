@@ -40,17 +40,12 @@ static qk_status act_params(qk_qmodel *m, int s)
 {
     qk_fq_rt *rt = &m->rt[s];
     qk_qsite *t = &m->sites[s];
-    int64_t n;
-    const float *sc;
-    const int32_t *zp;
-    qk_quantizer_params(rt->q, &n, &sc, &zp);
-    if (n != 1)
+    qk_observer *o = qk_quantizer_observer(rt->q);
+    if (qk_observer_channels(o) != 1)
         return qk_error(QK_ERR_STATE, "quantizer '%s': no calibration data reached it", t->value);
     qk_status st = rt_alloc(rt, 1);
-    if (st != QK_OK)
-        return st;
-    rt->scale[0] = sc[0];
-    rt->zp[0] = zp[0];
+    if (st != QK_OK || (st = qk_observer_qparams(o, rt->scale, rt->zp)) != QK_OK)
+        return qk_error_context(st, "quantizer '%s'", t->value);
     qk_quant_range(&t->qp, &rt->qn[0], &rt->qp[0]);
     if (t->qp.bits == 8) { /* ONNX QuantizeLinear (and TensorRT) saturate to the container, narrow or not */
         rt->qn[0] = t->qp.is_signed ? -128 : 0;
@@ -514,8 +509,9 @@ qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
                 }
             }
             const float *p = qk_f32(x);
-            for (int64_t k = 0; k < numel; k++)
-                L->in_mean[k % one] += p[k];
+            for (int64_t b = 0; b < cnt; b++)
+                for (int64_t k = 0; k < one; k++)
+                    L->in_mean[k] += p[b * one + k];
             L->in_count += cnt;
         }
         for (int s = 0; s < m->n_sites && (m->cfg.bit_alloc & QK_BITALLOC_A); s++) {

@@ -105,7 +105,8 @@ static qk_status check_output(const qk_graph *g, const char *what)
 
 /* Correct predictions (first maximum, as torch.argmax) and the summed
  * cross-entropy (double) of m rows of logits. */
-static void score_rows(const float *z, int64_t m, int64_t C, const int64_t *y, int64_t *correct, double *loss)
+static void score_rows(const float *z, int64_t m, int64_t C, const int64_t *y, int64_t *correct, double *loss,
+                       int32_t *pred)
 {
     for (int64_t k = 0; k < m; k++) {
         const float *r = z + k * C;
@@ -114,6 +115,8 @@ static void score_rows(const float *z, int64_t m, int64_t C, const int64_t *y, i
             if (r[c] > r[best])
                 best = c;
         *correct += best == y[k];
+        if (pred)
+            pred[k] = (int32_t)best;
         if (loss) {
             double mx = r[best], s = 0;
             for (int64_t c = 0; c < C; c++)
@@ -126,7 +129,7 @@ static void score_rows(const float *z, int64_t m, int64_t C, const int64_t *y, i
 /* Forward over ds in order on a planned graph (training flag as set by the
  * caller); labels_v >= 0 is also filled (trainer's plan). */
 static qk_status eval_run(qk_graph *g, int labels_v, const qk_dataset *ds, qk_norm norm, qk_eval_result *r,
-                          int64_t *ybuf_scratch)
+                          int64_t *ybuf_scratch, int32_t *pred)
 {
     memset(r, 0, sizeof *r);
     qk_value *in = &g->values[g->inputs[0]];
@@ -151,7 +154,7 @@ static qk_status eval_run(qk_graph *g, int labels_v, const qk_dataset *ds, qk_no
         compute += qk_now() - t0;
         if (st != QK_OK)
             return st;
-        score_rows(qk_f32(&out->t), m, out->t.dims[1], ybuf, &r->correct, &loss);
+        score_rows(qk_f32(&out->t), m, out->t.dims[1], ybuf, &r->correct, &loss, pred ? pred + start : NULL);
     }
     r->images = ds->n;
     r->top1 = (double)r->correct / (double)ds->n;
@@ -162,6 +165,12 @@ static qk_status eval_run(qk_graph *g, int labels_v, const qk_dataset *ds, qk_no
 }
 
 qk_status qk_evaluate(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool, qk_eval_result *r)
+{
+    return qk_evaluate_preds(g, ds, norm, batch, pool, r, NULL);
+}
+
+qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool,
+                            qk_eval_result *r, int32_t *pred)
 {
     memset(r, 0, sizeof *r);
     if (batch < 1)
@@ -187,7 +196,7 @@ qk_status qk_evaluate(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch
     int64_t *ybuf = qk_malloc((size_t)g->max_batch * sizeof(int64_t));
     if (!ybuf)
         return qk_error(QK_ERR_NOMEM, "evaluate: out of memory");
-    st = eval_run(g, -1, ds, norm, r, ybuf);
+    st = eval_run(g, -1, ds, norm, r, ybuf, pred);
     qk_free(ybuf);
     return st;
 }
@@ -315,7 +324,7 @@ static void setup_params(run *r)
 static qk_status test_eval(run *r, const qk_dataset *test, qk_eval_result *e)
 {
     r->g->exec.training = 0;
-    qk_status st = eval_run(r->g, r->at.labels, test, r->c->norm, e, NULL);
+    qk_status st = eval_run(r->g, r->at.labels, test, r->c->norm, e, NULL, NULL);
     r->g->exec.training = 1;
     return st;
 }
@@ -348,7 +357,7 @@ static qk_status one_step(run *r, int64_t i, float *lr_out, double *compute)
     if (st != QK_OK)
         return st;
     const qk_value *out = &g->values[g->outputs[0]];
-    score_rows(qk_f32(&out->t), m, out->t.dims[1], y, &r->s.ep_correct, NULL);
+    score_rows(qk_f32(&out->t), m, out->t.dims[1], y, &r->s.ep_correct, NULL, NULL);
     r->s.ep_loss_sum += (double)loss * (double)m;
     r->s.ep_seen += m;
     r->s.step++;
