@@ -27,6 +27,7 @@
  *   train.h  optimizers, schedules, trainer, checkpoints, evaluation
  *   zoo.h    reference architectures (lenet, resnet8, mobilenetv2s)
  *   int.h    integer kernels: requantization, int8 GEMM/conv
+ *   qrun.h   integer inference of a quantized QDQ model (lowering, runner)
  */
 #ifndef QKIT_QKIT_H
 #define QKIT_QKIT_H
@@ -44,6 +45,7 @@
 #include "backend.h"
 #include "ptq.h"
 #include "int.h"
+#include "qrun.h"
 #include "fold.h"
 #include "deploy.h"
 

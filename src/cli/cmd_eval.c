@@ -1,8 +1,10 @@
 /* qkit eval: top-1 accuracy of an ONNX model on an MNIST-format test set. */
 #include "cli.h"
 #include "qkit/onnx.h"
+#include "qkit/qrun.h"
 #include "qkit/train.h"
 
+#include <math.h>
 #include <string.h>
 
 static const cli_opt opts[] = {
@@ -13,9 +15,72 @@ static const cli_opt opts[] = {
     { "batch", "N", "batch size (default 256)", 0 },
     { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
     { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
+    { "real", NULL, "quantized (QDQ) model: run it on the integer engine (the backend's arithmetic)", 0 },
+    { "compare", NULL, "quantized model: fake-quant vs integer top-1, gap, per-tensor SQNR / max error in LSBs", 0 },
+    { "arith", "NAME", "with --real/--compare: fp32, gemmlowp or pot instead of the model's qkit.arith", 0 },
     CLI_COMMON_OPTS,
     { NULL, NULL, NULL, 0 }
 };
+
+/* --compare: the QDQ graph (fake quant) against its lowering (integer). */
+static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_lower_opts *lo, const qk_dataset *ds,
+                       qk_norm norm, int batch, qk_pool *pool)
+{
+    qk_graph *real = NULL;
+    qk_lower_stats ls;
+    qk_compare_result cr;
+    qk_status st = qk_qdq_lower(fake, lo, &real, &ls);
+    if (st == QK_OK)
+        st = qk_qdq_compare(fake, real, ds, norm, batch, pool, &cr);
+    qk_graph_destroy(real);
+    if (st != QK_OK)
+        return cli_fail("eval", st);
+    if (cli_flag(a, "json")) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "model", path);
+        cli_json_str(&j, "arith", qk_arith_name(ls.arith));
+        cli_json_num(&j, "fake_top1", cr.fake_top1);
+        cli_json_num(&j, "real_top1", cr.real_top1);
+        cli_json_num(&j, "gap", cr.gap);
+        cli_json_int(&j, "images", cr.images);
+        cli_json_num(&j, "max_logit_diff", cr.max_logit_diff);
+        cli_json_int(&j, "int_layers", ls.int_layers);
+        cli_json_int(&j, "float_layers", ls.float_layers);
+        cli_json_arr_begin(&j, "tensors");
+        for (int i = 0; i < cr.n_sites; i++) {
+            const qk_site_agree *s = &cr.sites[i];
+            cli_json_obj_begin(&j, NULL);
+            cli_json_str(&j, "name", s->name);
+            if (isinf(s->sqnr_db))
+                cli_json_raw(&j, "sqnr_db", "null");
+            else
+                cli_json_num(&j, "sqnr_db", s->sqnr_db);
+            cli_json_num(&j, "max_err_lsb", s->max_err_lsb);
+            cli_json_num(&j, "mismatch", s->mismatch);
+            cli_json_obj_end(&j);
+        }
+        cli_json_arr_end(&j);
+        cli_json_end(&j);
+    } else {
+        printf("%s (arith %s, %d integer / %d float layers, %lld images)\n", path, qk_arith_name(ls.arith),
+               ls.int_layers, ls.float_layers, (long long)cr.images);
+        printf("  fake top-1 %.2f%%  real top-1 %.2f%%  gap %+.2f points  max logit diff %.3g\n",
+               100 * cr.fake_top1, 100 * cr.real_top1, 100 * cr.gap, cr.max_logit_diff);
+        printf("  %-40s %10s %8s %9s\n", "tensor", "SQNR dB", "max LSB", "mismatch");
+        for (int i = 0; i < cr.n_sites; i++) {
+            const qk_site_agree *s = &cr.sites[i];
+            char q[32];
+            if (isinf(s->sqnr_db))
+                snprintf(q, sizeof q, "exact");
+            else
+                snprintf(q, sizeof q, "%.1f", s->sqnr_db);
+            printf("  %-40s %10s %8.0f %8.3f%%\n", s->name, q, s->max_err_lsb, 100 * s->mismatch);
+        }
+    }
+    qk_compare_result_free(&cr);
+    return 0;
+}
 
 static int run(cli_args *a)
 {
@@ -53,6 +118,31 @@ static int run(cli_args *a)
     qk_dataset view = ds;
     if (limit > 0 && limit < ds.n)
         view = qk_dataset_view(&ds, 0, limit);
+    int real = cli_flag(a, "real"), compare = cli_flag(a, "compare");
+    qk_lower_opts lo;
+    qk_lower_opts_default(&lo);
+    lo.verbose = cli_flag(a, "verbose");
+    if (cli_get(a, "arith")) {
+        const char *an = cli_get(a, "arith");
+        lo.arith = strcmp(an, "fp32") == 0 ? QK_ARITH_FP32 : strcmp(an, "gemmlowp") == 0 ? QK_ARITH_GEMMLOWP
+                 : strcmp(an, "pot") == 0 ? QK_ARITH_POT : -2;
+        if (lo.arith == -2) {
+            rc = cli_usage_error("eval", "--arith must be fp32, gemmlowp or pot (got '%s')", an);
+            goto done;
+        }
+    }
+    qk_lower_stats ls = { 0 };
+    if (compare) {
+        rc = run_compare(a, path, g, &lo, &view, norm, (int)batch, pool);
+        goto done;
+    }
+    if (real) {
+        qk_graph *ig;
+        if ((st = qk_qdq_lower(g, &lo, &ig, &ls)) != QK_OK)
+            goto fail;
+        qk_graph_destroy(g);
+        g = ig;
+    }
     st = qk_evaluate(g, &view, norm, (int)batch, pool, &r);
     if (st != QK_OK)
         goto fail;
@@ -66,10 +156,20 @@ static int run(cli_args *a)
         cli_json_num(&j, "loss", r.loss);
         cli_json_num(&j, "images_per_s", r.images_per_s);
         cli_json_int(&j, "threads", qk_pool_threads(pool));
+        if (real) {
+            cli_json_bool(&j, "real", 1);
+            cli_json_str(&j, "arith", qk_arith_name(ls.arith));
+            cli_json_int(&j, "int_layers", ls.int_layers);
+            cli_json_int(&j, "float_layers", ls.float_layers);
+        }
         cli_json_end(&j);
     } else {
-        printf("%s: top-1 %.2f%% (%lld/%lld), loss %.4f, %.0f images/s\n", path, 100 * r.top1,
-               (long long)r.correct, (long long)r.images, r.loss, r.images_per_s);
+        printf("%s%s: top-1 %.2f%% (%lld/%lld), loss %.4f, %.0f images/s\n", path,
+               real ? " (integer engine)" : "", 100 * r.top1, (long long)r.correct, (long long)r.images, r.loss,
+               r.images_per_s);
+        if (real)
+            printf("  arith %s: %d integer layers, %d float layers, %d integer ops, %d float ops\n",
+                   qk_arith_name(ls.arith), ls.int_layers, ls.float_layers, ls.int_nodes, ls.float_nodes);
     }
     rc = 0;
     goto done;
@@ -88,6 +188,11 @@ const cli_cmd cli_cmd_eval = {
     "The input normalization comes from the model's metadata (qkit.norm.mean,\n"
     "qkit.norm.std); models without it (e.g. exported by PyTorch) get the\n"
     "Fashion-MNIST default; --mean/--std override both. images_per_s counts\n"
-    "compute only, not data loading.",
+    "compute only, not data loading.\n"
+    "--real lowers a quantized QDQ model (qkit ptq --out) to integer operators\n"
+    "with the backend's requantization (metadata qkit.arith) and evaluates that;\n"
+    "--compare runs both and prints fake top-1, real top-1, gap = fake - real and\n"
+    "per quantized tensor the SQNR (dB, \"exact\" / null when identical) and the\n"
+    "largest code difference in LSBs.",
     opts, run
 };

@@ -295,7 +295,7 @@ static qk_status qconv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws
     qk_status st = qparams_alloc(&s->q, s->M);
     if (st != QK_OK)
         return st;
-    s->q.mode = onnx_mode;
+    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", onnx_mode);
     s->dynamic = 0;
     for (int i = 0; i < n->n_in; i++)
         if (i != s->ix && !is_const(qk_in(g, n, i)))
@@ -507,7 +507,7 @@ static qk_status qmm_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_b
     qk_status st = qparams_alloc(&s->q, s->N);
     if (st != QK_OK)
         return st;
-    s->q.mode = onnx_mode;
+    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", onnx_mode);
     s->dynamic = 0;
     for (int i = 0; i < n->n_in; i++)
         if (i != s->ia && !is_const(qk_in(g, n, i)))

@@ -98,7 +98,7 @@ static qk_status check_opset_and_ops(importer *im, const Onnx__ModelProto *m, in
         const char *nl = node_label(np, i, lb, sizeof lb);
         if (!np->op_type || !np->op_type[0])
             return ferr(im, QK_ERR_FORMAT, "node '%s' has no op_type", nl);
-        if (!is_default_domain(np->domain))
+        if (!is_default_domain(np->domain) && strcmp(np->domain, "ai.qkit") != 0)
             return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): operator domain '%s' is not supported",
                         nl, np->op_type, np->domain);
         if (!qk_op_find(np->op_type))

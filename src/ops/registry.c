@@ -15,6 +15,8 @@ extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
 extern const qk_op qk_op_qlinearconv, qk_op_convinteger, qk_op_qlinearmatmul, qk_op_matmulinteger; /* int/ops_qlinear.c */
 extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_ops.c */
 extern const qk_op qk_op_fakequant; /* quant/fakequant_op.c, domain ai.qkit */
+extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat,
+    qk_op_qkrequant; /* int/lower_ops.c, domain ai.qkit */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -29,6 +31,7 @@ static const qk_op *const ops[] = {
     &qk_op_qlinearconv, &qk_op_convinteger, &qk_op_qlinearmatmul, &qk_op_matmulinteger,
     &qk_op_quantizelinear, &qk_op_dequantizelinear,
     &qk_op_fakequant,
+    &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool, &qk_op_qkconcat, &qk_op_qkrequant,
     NULL
 };
 
@@ -59,7 +62,7 @@ qk_status qk_ops_bind(qk_graph *g)
         if (n->op)
             continue;
         int qkit_domain = n->domain && strcmp(n->domain, "ai.qkit") == 0;
-        if (qkit_domain != (strcmp(n->op_type, "FakeQuant") == 0))
+        if (qkit_domain != (strcmp(n->op_type, "FakeQuant") == 0 || strncmp(n->op_type, "Qk", 2) == 0))
             return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator '%s' in domain '%s' is not supported", n->name,
                             n->op_type, n->domain ? n->domain : "");
         if (!qkit_domain && n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)

@@ -1,0 +1,162 @@
+/* qkit integer inference of a quantized (QDQ) model: lowering to integer
+ * operators that reproduce the backend's arithmetic, and a small runner for
+ * applications.
+ *
+ *   qk_qrun_opts o; qk_qrun_opts_default(&o);           // batch 64, serial
+ *   qk_qrun *r;
+ *   if (qk_qrun_load("q.onnx", &o, &r) != QK_OK) {       // `qkit ptq --out q.onnx`
+ *       fprintf(stderr, "%s\n", qk_last_error());
+ *       return 1;
+ *   }
+ *   int64_t d[4]; qk_qrun_input_shape(r, d);            // {-1, 1, 28, 28}
+ *   float *logits = malloc(n * qk_qrun_classes(r) * sizeof *logits);
+ *   qk_qrun_forward(r, n, 1, 28, 28, images, logits);    // images: n x 1 x 28 x 28 floats,
+ *                                                        // normalized like the float model
+ *   qk_qrun_destroy(r);
+ *
+ * ---- Lowering (qk_qdq_lower) ----
+ * Input: a QDQ graph as `qkit ptq` writes it (ptq.h, "The QDQ model file").
+ * The arithmetic comes from metadata "qkit.arith" (fp32 | gemmlowp | pot;
+ * "none" is an error) unless the options override it. The pass walks the
+ * graph in topological order; every value is either float, or integer
+ * codes with one per-tensor (scale, zero point). A DequantizeLinear of
+ * codes is not executed: its consumers read the codes when they have an
+ * integer form, and a DequantizeLinear is materialized only for consumers
+ * that stay in float. Patterns turned into integer operators:
+ *  - DQ(act) + DQ(weight) -> Conv | Gemm | MatMul [-> Relu | Clip] -> Q:
+ *    QkConv / QkGemm, int8/uint8 in, int32 accumulate, int32 bias
+ *    q_b = RNE(b / (s_x s_w[c])) (saturated), requantized to the Q's grid
+ *    (fp32: float scale s_x*s_w/s_y, RNE, ONNX Runtime; gemmlowp: Q31
+ *    multiplier + shift, TFLite; pot: rounding shift, scales must be exact
+ *    powers of two), ReLU/ReLU6/Clip fused as output clamps;
+ *  - the same without a Q on the output (TensorRT-style QDQ: only conv/fc
+ *    inputs quantized): int32 accumulator (bias included) dequantized to
+ *    float32 by s_x*s_w[c] (TensorRT's int8 kernel with fp32 output); the
+ *    ops after it run in float;
+ *  - DQ(a) + DQ(b) -> Add [-> Relu] -> Q: QkAdd (fp32: MLAS QLinearAdd;
+ *    gemmlowp: TFLite; pot: shift alignment);
+ *  - DQ -> MaxPool: integer max on the codes (exact); DQ -> AveragePool |
+ *    GlobalAveragePool -> Q and DQ.. -> Concat -> Q: requantizing integer
+ *    ops; Flatten / Reshape / Squeeze / Unsqueeze / Identity / Dropout and
+ *    Relu on codes stay on codes;
+ *  - Q of a value that is already codes: identity (same grid) or an
+ *    integer requantization (QkRequant);
+ *  - everything else (an Add fed by a float conv output, ops a profile
+ *    leaves in float) is copied as a float node, with DequantizeLinear /
+ *    QuantizeLinear at the boundaries.
+ * Values keep their QDQ names where the meaning is the same (every Q
+ * output "<x>_quantized" exists in the lowered graph as codes of the same
+ * grid), so fake and real activations can be compared by name.
+ * The lowered graph uses standard ONNX ops plus the domain "ai.qkit" ops
+ * QkConv, QkGemm, QkAdd, QkPool, QkConcat, QkRequant; bind it with
+ * qk_lower_bind (qk_qdq_lower already did). */
+#ifndef QKIT_QRUN_H
+#define QKIT_QRUN_H
+
+#include "backend.h"
+#include "data.h"
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qk_lower_opts {
+    int arith;   /* -1: metadata "qkit.arith" (default); else a qk_arith */
+    int verbose; /* 1: one log line per lowered node (QK_LOG_INFO) */
+} qk_lower_opts;
+void qk_lower_opts_default(qk_lower_opts *o);
+
+/* What the pass did (optional output). */
+typedef struct qk_lower_stats {
+    qk_arith arith;
+    int int_nodes;    /* ai.qkit integer operators */
+    int float_nodes;  /* nodes copied as float (Q/DQ boundaries included) */
+    int int_layers;   /* weighted layers run in integer */
+    int float_layers; /* weighted layers left in float (input or weight not quantized) */
+} qk_lower_stats;
+
+/* Lower qdq (not modified; need not be bound) into a new bound graph *out
+ * with the same inputs and outputs (float32 in, float32 logits out).
+ * Errors (the message names the node and the bad value):
+ *  QK_ERR_ARG         a scale that is zero, negative, NaN or infinite; a
+ *                     zero point of another type than the codes or outside
+ *                     the codes' range (a Clip on codes narrower than it);
+ *                     a per-channel scale/zero point whose length is not the
+ *                     weight's output channels, or along a reduced axis;
+ *                     pot arithmetic with a scale that is not a power of
+ *                     two; a Q/DQ scale that is not an initializer
+ *  QK_ERR_UNSUPPORTED "qkit.arith" is "none" (no integer pipeline, e.g.
+ *                     NNIE), missing with opts->arith -1, or unknown; an
+ *                     operator qkit does not implement (from binding)
+ *  QK_ERR_FORMAT      the graph has a cycle or reads an undefined value
+ *  QK_ERR_NOMEM */
+qk_status qk_qdq_lower(const qk_graph *qdq, const qk_lower_opts *opts, qk_graph **out, qk_lower_stats *stats);
+
+/* Bind a lowered graph (e.g. one loaded back from ONNX): the ai.qkit nodes
+ * to the integer operators above, the rest through qk_ops_bind. */
+qk_status qk_lower_bind(qk_graph *g);
+
+/* ---- runner ---- */
+typedef struct qk_qrun_opts {
+    int64_t max_batch;  /* images per forward pass inside qk_qrun_forward (>= 1; default 64) */
+    qk_pool *pool;      /* borrowed, may be NULL (serial); must outlive the runner */
+    int arith;          /* -1 (default): from the model's metadata; else a qk_arith */
+} qk_qrun_opts;
+void qk_qrun_opts_default(qk_qrun_opts *o);
+
+typedef struct qk_qrun qk_qrun;
+
+/* Load an ONNX QDQ model file, lower and plan it. Errors: those of
+ * qk_onnx_load (QK_ERR_IO, QK_ERR_FORMAT, QK_ERR_UNSUPPORTED), of
+ * qk_qdq_lower, QK_ERR_SHAPE if the model does not have one input
+ * [N, C, H, W] and one output [N, classes], QK_ERR_ARG for bad options. */
+qk_status qk_qrun_load(const char *path, const qk_qrun_opts *o, qk_qrun **out);
+/* The same from a graph in memory (not modified or kept). */
+qk_status qk_qrun_create(const qk_graph *qdq, const qk_qrun_opts *o, qk_qrun **out);
+void qk_qrun_destroy(qk_qrun *r);
+/* dims = {-1 or the fixed batch, C, H, W} of the model input. */
+void qk_qrun_input_shape(const qk_qrun *r, int64_t dims[4]);
+int64_t qk_qrun_classes(const qk_qrun *r);
+/* Normalization stored in the model (qkit.norm.*; Fashion-MNIST default). */
+qk_norm qk_qrun_norm(const qk_qrun *r);
+/* The lowered graph (owned by r; planned). */
+qk_graph *qk_qrun_graph(qk_qrun *r);
+const qk_lower_stats *qk_qrun_stats(const qk_qrun *r);
+/* n images x [c][h][w] float32 (NCHW, normalized) -> logits [n][classes].
+ * Runs max_batch images at a time; no allocation. Errors: QK_ERR_SHAPE
+ * when (c, h, w) is not the model's input (the message gives both),
+ * QK_ERR_ARG for n < 1 or NULL buffers; operator errors. */
+qk_status qk_qrun_forward(qk_qrun *r, int64_t n, int64_t c, int64_t h, int64_t w, const float *x, float *logits);
+
+/* ---- fake versus real ----
+ * Run the fake-quant QDQ graph and its lowered integer graph on the same
+ * images; top-1 of each, and per quantized tensor (each QuantizeLinear
+ * output of the QDQ graph found as codes in the lowered graph) the
+ * agreement of the codes: SQNR = 10 log10(sum f^2 / sum (f - r)^2) over the
+ * dequantized values (+inf when identical) and the largest |q_f - q_r| in
+ * LSBs. Both graphs are bound and planned here (fake: qk_ops_bind). */
+typedef struct qk_site_agree {
+    char name[128];
+    double sqnr_db;     /* +inf when every code agrees */
+    double max_err_lsb;
+    double mismatch;    /* fraction of codes that differ */
+    int64_t count;      /* codes compared */
+} qk_site_agree;
+
+typedef struct qk_compare_result {
+    double fake_top1, real_top1, gap; /* gap = fake - real, fractions in [0, 1] */
+    int64_t images;
+    double max_logit_diff;            /* largest |fake - real| logit */
+    int n_sites;
+    qk_site_agree *sites;             /* in the QDQ graph's node order */
+} qk_compare_result;
+
+qk_status qk_qdq_compare(qk_graph *fake, qk_graph *real, const qk_dataset *ds, qk_norm norm, int batch,
+                         qk_pool *pool, qk_compare_result *r);
+void qk_compare_result_free(qk_compare_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
