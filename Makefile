@@ -70,7 +70,7 @@ $(B)/libqkit.so: $(LIB_OBJ)
 $(B)/qkit: $(CLI_OBJ) $(B)/libqkit.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libqkit.a $(LDLIBS)
 
-$(B)/tests/%: tests/%.c tests/qt.h $(B)/libqkit.a $(HDRS)
+$(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(B)/libqkit.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
 

@@ -66,6 +66,9 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "%s", qk_last_error());
     c.wbits = (int)wbits;
     c.abits = (int)abits;
+    if (qk_backend_qparams(c.backend, c.wbits, c.abits ? c.abits : cli_flag(a, "reduce-range") ? 7 : 0, NULL,
+                           NULL) != QK_OK)
+        return cli_usage_error("ptq", "%s", qk_last_error());
     c.a_observer = cli_get(a, "observer");
     c.w_observer = cli_get(a, "w-observer");
     c.first_last_bits = (int)flb;

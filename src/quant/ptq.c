@@ -204,7 +204,11 @@ static qk_status place(prep *p)
                 int bits = abits, lw = wbits;
                 const char *tag = "";
                 if (fl > 0 && (k == p->first_layer || k == p->last_layer)) {
-                    bits = lw = fl;
+                    /* the profile's rule (first_last_bits 0) only raises a width
+                       (W16A16 stays 16-bit); an explicit first_last_bits sets it */
+                    int raise = m->cfg.first_last_bits == 0;
+                    bits = raise && abits > fl ? abits : fl;
+                    lw = raise && wbits > fl ? wbits : fl;
                     tag = k == p->first_layer ? ", first layer" : ", last layer";
                 }
                 snprintf(why, sizeof why, "input of %s '%s' (%s%s)", n->op_type, n->name, qk_cover_name(b->cover),
@@ -246,16 +250,22 @@ static qk_status place(prep *p)
                         return st;
                 }
             } else if (op_is(n, "Add") && b->cover != QK_COVER_ALL) {
+                int fused = 0; /* TensorRT fuses one conv-fed input, the first */
                 for (int i = 0; i < n->n_in && i < 2; i++) {
                     int v = n->in[i];
                     if (v < 0)
                         continue;
                     int pr = g->values[v].producer;
+                    int conv_fed = pr >= 0 && op_is(&g->nodes[pr], "Conv");
                     if (b->add == QK_ADD_QUANT) {
                         snprintf(why, sizeof why, "input of Add '%s' (quantized add)", n->name);
-                    } else if (b->add == QK_ADD_TRT_FUSE && !(pr >= 0 && op_is(&g->nodes[pr], "Conv"))) {
-                        snprintf(why, sizeof why, "input of Add '%s' not produced by a conv (TensorRT fuses the "
-                                 "conv-fed input into the conv epilogue)", n->name);
+                    } else if (b->add == QK_ADD_TRT_FUSE && conv_fed && !fused) {
+                        fused = 1;
+                        continue;
+                    } else if (b->add == QK_ADD_TRT_FUSE) {
+                        snprintf(why, sizeof why, "input of Add '%s' %s (TensorRT fuses the %sconv-fed input into "
+                                 "the conv epilogue)", n->name, conv_fed ? "from a second conv" : "not produced by a conv",
+                                 conv_fed ? "first " : "");
                     } else {
                         continue;
                     }
@@ -366,6 +376,13 @@ static int already_quantized(const qk_graph *g, const char **what)
                 *what = g->nodes[i].name;
                 return 1;
             }
+    /* a qkit file whose every site is simulated (16-bit, NNIE, hooks) has
+       no QDQ node, only fake-quantized weights: its metadata tells */
+    const char *q = qk_graph_get_meta(g, "qkit.quantized");
+    if (q && strcmp(q, "1") == 0) {
+        *what = NULL;
+        return 1;
+    }
     return 0;
 }
 
@@ -409,9 +426,15 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
         return qk_error(QK_ERR_ARG, "prepare: no backend profile given");
     }
     if (already_quantized(g, &what)) {
+        /* the message first: `what` points into g */
+        if (!what)
+            st = qk_error(QK_ERR_UNSUPPORTED, "the model is already quantized (metadata qkit.quantized = 1: "
+                          "written by qkit ptq); give prepare the float model");
+        else
+            st = qk_error(QK_ERR_UNSUPPORTED,
+                          "the model is already quantized (node '%s'); give prepare the float model", what);
         qk_graph_destroy(g);
-        return qk_error(QK_ERR_UNSUPPORTED,
-                        "the model is already quantized (node '%s'); give prepare the float model", what);
+        return st;
     }
     qk_qmodel *m = qk_calloc(1, sizeof *m);
     if (!m) {

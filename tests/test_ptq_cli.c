@@ -1,0 +1,154 @@
+/* `qkit ptq` end to end on a zoo model and a small generated dataset (no
+ * installed data or shipped models needed): a full run writing a QDQ file
+ * that `qkit eval` and `qkit info` read, --dry-run, --json keys, and the
+ * errors (missing --model, unknown backend or observer, a width the backend
+ * cannot do, --calib beyond the training split, --exclude of a missing node,
+ * activation bit allocation with --out, an already quantized model): each a
+ * clear message, the right exit code and no output file. */
+#include "qkit/onnx.h"
+#include "qkit/zoo.h"
+#include "qt.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char qkit[512], tmp[256], out[65536];
+
+/* Run "qkit ARGS" with stderr merged; returns the exit code, output in out[]. */
+static int q(const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", qkit, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int has(const char *s) { return strstr(out, s) != NULL; }
+
+static int exists(const char *path)
+{
+    struct stat s;
+    return stat(path, &s) == 0;
+}
+
+/* An IDX file of n 28x28 images (pseudo-random pixels) or n labels. */
+static void write_idx(const char *path, int images, int n)
+{
+    size_t hdr = images ? 16 : 8, body = images ? (size_t)n * 784 : (size_t)n;
+    unsigned char *b = calloc(1, hdr + body);
+    b[2] = 8;
+    b[3] = images ? 3 : 1;
+    b[4] = (unsigned char)(n >> 24), b[5] = (unsigned char)(n >> 16), b[6] = (unsigned char)(n >> 8);
+    b[7] = (unsigned char)n;
+    if (images)
+        b[11] = 28, b[15] = 28;
+    for (size_t i = 0; i < body; i++)
+        b[hdr + i] = images ? (unsigned char)((i * 7919) % 251) : (unsigned char)(i % 10);
+    gzFile f = gzopen(path, "wb");
+    gzwrite(f, b, (unsigned)(hdr + body));
+    gzclose(f);
+    free(b);
+}
+
+int main(void)
+{
+    const char *b = getenv("QKIT_BUILD");
+    snprintf(qkit, sizeof qkit, "%s/qkit", b ? b : "build");
+    if (!exists(qkit)) {
+        QT_CHECK(0, "qkit binary %s not found (run from the repository root)", qkit);
+        return qt_finish("test_ptq_cli");
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/qkit_ptq_cli_%d", (int)getpid());
+    mkdir(tmp, 0755);
+    char data[400], model[400], qdq[400], p[600];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    mkdir(data, 0755);
+    static const char *const files[4] = { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", data, files[i]);
+        write_idx(p, !(i & 1), i < 2 ? 200 : 64);
+    }
+    snprintf(model, sizeof model, "%s/resnet8.onnx", tmp);
+    qk_graph *g;
+    QT_OK(qk_zoo_build("resnet8", 5, &g));
+    QT_OK(qk_onnx_save(g, model));
+    qk_graph_destroy(g);
+    snprintf(qdq, sizeof qdq, "%s/q.onnx", tmp);
+
+    /* help and argument errors */
+    int rc = q("ptq --help");
+    QT_CHECK(rc == 0 && has("--backend") && has("--calib") && has("--bit-alloc") && has("--exclude"), "ptq --help: %s",
+             out);
+    rc = q("ptq --backend tensorrt");
+    QT_CHECK(rc == 2 && has("--model"), "missing --model: rc %d %s", rc, out);
+    rc = q("ptq --model %s", model);
+    QT_CHECK(rc == 2 && has("--backend"), "missing --backend: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend nope --data %s", model, data);
+    QT_CHECK(rc == 2 && has("nope") && has("tensorrt") && has("academic") && has("nnie"),
+             "unknown backend lists the valid ones: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --wbits 4 --calib 64 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 1 && has("tensorrt") && has("4-bit") && !exists(qdq), "tensorrt --wbits 4: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --calib 1000 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("--calib 1000") && has("200") && !exists(qdq), "--calib beyond the training split: rc %d %s",
+             rc, out);
+    rc = q("ptq --model %s --backend tensorrt --observer bogus --dry-run", model);
+    QT_CHECK(rc == 1 && has("bogus") && has("minmax") && has("kl"), "unknown observer: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --exclude no.such.node --dry-run", model);
+    QT_CHECK(rc == 1 && has("no.such.node"), "--exclude of a missing node: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --bit-alloc x --dry-run", model);
+    QT_CHECK(rc == 2 && has("--bit-alloc"), "bad --bit-alloc: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --bit-alloc w --dry-run", model);
+    QT_CHECK(rc == 1 && has("4 bits"), "--bit-alloc at 8 bits: rc %d %s", rc, out);
+    rc = q("ptq --model %s/missing.onnx --backend tensorrt", tmp);
+    QT_CHECK(rc == 1 && has("missing.onnx"), "missing model file: rc %d %s", rc, out);
+
+    /* --dry-run: the plan, no data needed */
+    rc = q("ptq --model %s --backend tensorrt --dry-run --data %s/nodata", model, tmp);
+    QT_CHECK(rc == 0 && has("backend tensorrt") && has("layer1.0.conv1.weight") && has("per channel") &&
+             has("9 folded"), "dry run: rc %d %s", rc, out);
+
+    /* a full run: JSON, the QDQ file, then eval and info on it */
+    rc = q("ptq --model %s --backend tensorrt --calib 64 --data %s --out %s --json --threads 2", model, data, qdq);
+    QT_CHECK(rc == 0 && has("\"backend\": \"tensorrt\"") && has("\"top1\": ") && has("\"fp32_top1\": ") &&
+             has("\"quantizers\": ") && has("\"calib\": 64") && has("\"images\": 64") && exists(qdq),
+             "ptq --json --out: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --json", qdq, data);
+    QT_CHECK(rc == 0 && has("\"top1\": ") && has("\"images\": 64"), "eval of the QDQ file: rc %d %s", rc, out);
+    rc = q("info --model %s", qdq);
+    QT_CHECK(rc == 0 && has("QuantizeLinear") && has("DequantizeLinear") && has("qkit.backend"),
+             "info of the QDQ file: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --dry-run", qdq);
+    QT_CHECK(rc == 1 && has("already quantized"), "ptq of a quantized model: rc %d %s", rc, out);
+    /* text output */
+    rc = q("ptq --model %s --backend snpe --calib 32 --data %s --limit 32", model, data);
+    QT_CHECK(rc == 0 && has("backend snpe, W8 A8") && has("fp32      top-1") && has("quantized top-1") &&
+             has("on 32 images"), "ptq text: rc %d %s", rc, out);
+
+    /* activation bit allocation is simulation only: no file */
+    snprintf(p, sizeof p, "%s/ba.onnx", tmp);
+    rc = q("ptq --model %s --backend academic --wbits 4 --abits 4 --bit-alloc a --calib 32 --data %s --out %s", model,
+           data, p);
+    QT_CHECK(rc == 1 && has("no QDQ form") && !exists(p), "--bit-alloc a --out: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --wbits 4 --abits 4 --bit-alloc a --calib 32 --data %s --json", model,
+           data);
+    QT_CHECK(rc == 0 && has("\"bit_alloc\": \"a\""), "--bit-alloc a without --out simulates: rc %d %s", rc, out);
+
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    QT_CHECK(system(cmd) == 0, "cleanup");
+    return qt_finish("test_ptq_cli");
+}
