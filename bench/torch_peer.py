@@ -469,7 +469,7 @@ def load_onnx_weights(arch, path):
 
 def cmd_eval_torch(a):
     torch.set_num_threads(a.threads)
-    model = load_weights(a.arch, a.weights)
+    model = load_onnx_weights(a.arch, a.onnx) if a.onnx else load_weights(a.arch, a.weights)
     xte, yte = load_split("test")
     acc, loss = evaluate(model, xte, yte)
     if a.json:
@@ -496,7 +496,10 @@ def export_onnx(model, path, fold_bn=False):
 
 
 def cmd_export(a):
-    model = load_weights(a.arch, a.weights) if a.weights else make_model(a.arch)
+    if a.onnx:
+        model = load_onnx_weights(a.arch, a.onnx)
+    else:
+        model = load_weights(a.arch, a.weights) if a.weights else make_model(a.arch)
     export_onnx(model, a.out, fold_bn=a.fold_bn)
     print(f"wrote {a.out}")
 
@@ -622,12 +625,15 @@ def main(argv=None):
     b.add_argument("--json", action="store_true")
     e = sub.add_parser("eval-torch")
     e.add_argument("--arch", required=True, choices=ARCHS)
-    e.add_argument("--weights", required=True)
+    ew = e.add_mutually_exclusive_group(required=True)
+    ew.add_argument("--weights", help="state dict (.pt) from train --save")
+    ew.add_argument("--onnx", help="take the weights of a qkit model (state_dict-named initializers)")
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--json", action="store_true")
     x = sub.add_parser("export")
     x.add_argument("--arch", required=True, choices=ARCHS)
     x.add_argument("--weights")
+    x.add_argument("--onnx", help="take the weights of a qkit model (state_dict-named initializers)")
     x.add_argument("--out", required=True)
     x.add_argument("--fold-bn", action="store_true")
     p = sub.add_parser("ptq")

@@ -4,7 +4,9 @@
 #include "qkit/qrun.h"
 #include "qkit/train.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const cli_opt opts[] = {
@@ -18,6 +20,7 @@ static const cli_opt opts[] = {
     { "real", NULL, "quantized (QDQ) model: run it on the integer engine (the backend's arithmetic)", 0 },
     { "compare", NULL, "quantized model: fake-quant vs integer top-1, gap, per-tensor SQNR / max error in LSBs", 0 },
     { "arith", "NAME", "with --real/--compare: fp32, gemmlowp or pot instead of the model's qkit.arith", 0 },
+    { "preds", "FILE", "write each image's predicted class, one per line in dataset order (not with --compare)", 0 },
     CLI_COMMON_OPTS,
     { NULL, NULL, NULL, 0 }
 };
@@ -82,6 +85,24 @@ static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_l
     return 0;
 }
 
+/* --preds: one class per line; 0 on success, else a message on stderr. */
+static int write_preds(const char *path, const int32_t *pred, int64_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "qkit eval: cannot write --preds '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < n && !bad; i++)
+        bad = fprintf(f, "%d\n", (int)pred[i]) < 0;
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "qkit eval: error writing --preds '%s'\n", path);
+        return 1;
+    }
+    return 0;
+}
+
 static int run(cli_args *a)
 {
     const char *path = cli_get(a, "model");
@@ -97,6 +118,7 @@ static int run(cli_args *a)
         return 2;
     qk_graph *g = NULL;
     qk_dataset ds = { 0 };
+    int32_t *pred = NULL;
     qk_eval_result r;
     qk_norm norm;
     double mean, std;
@@ -132,6 +154,11 @@ static int run(cli_args *a)
         }
     }
     qk_lower_stats ls = { 0 };
+    const char *preds = cli_get(a, "preds");
+    if (compare && preds) {
+        rc = cli_usage_error("eval", "--preds does not go with --compare");
+        goto done;
+    }
     if (compare) {
         rc = run_compare(a, path, g, &lo, &view, norm, (int)batch, pool);
         goto done;
@@ -143,9 +170,15 @@ static int run(cli_args *a)
         qk_graph_destroy(g);
         g = ig;
     }
-    st = qk_evaluate(g, &view, norm, (int)batch, pool, &r);
+    if (preds && !(pred = qk_malloc((size_t)view.n * sizeof *pred))) {
+        st = qk_error(QK_ERR_NOMEM, "eval: out of memory for %lld predictions", (long long)view.n);
+        goto fail;
+    }
+    st = qk_evaluate_preds(g, &view, norm, (int)batch, pool, &r, pred);
     if (st != QK_OK)
         goto fail;
+    if (preds && write_preds(preds, pred, view.n))
+        goto done;
     if (cli_flag(a, "json")) {
         cli_json j;
         cli_json_begin(&j, stdout);
@@ -176,6 +209,7 @@ static int run(cli_args *a)
 fail:
     cli_fail("eval", st);
 done:
+    qk_free(pred);
     qk_graph_destroy(g);
     qk_dataset_free(&ds);
     qk_pool_destroy(pool);
@@ -193,6 +227,9 @@ const cli_cmd cli_cmd_eval = {
     "with the backend's requantization (metadata qkit.arith) and evaluates that;\n"
     "--compare runs both and prints fake top-1, real top-1, gap = fake - real and\n"
     "per quantized tensor the SQNR (dB, \"exact\" / null when identical) and the\n"
-    "largest code difference in LSBs.",
+    "largest code difference in LSBs.\n"
+    "--preds FILE writes the predicted class (first maximum) of every evaluated\n"
+    "image, one per line in dataset order, for the float, fake-quant or --real\n"
+    "model (compare with tools/ort_eval.js --preds).",
     opts, run
 };

@@ -309,8 +309,26 @@ static void im2col(const conv_ctx *r, int64_t n, int64_t gi, int64_t p0, int64_t
     }
 }
 
-/* nhwc: transpose channels [Cg] of input rows [ih0, ih1) (all W columns)
- * of image n, group gi into buf[(ih-ih0)*W + iw][Cg]. */
+/* 8x8 byte transpose of r[0..7] (r[k] byte j -> r[j] byte k), SWAR: swap
+ * 1-, 2- then 4-byte blocks between rows 1, 2 then 4 apart. */
+static inline void tr8x8(uint64_t r[8])
+{
+    for (int i = 0; i < 8; i += 2) {
+        uint64_t t = ((r[i] >> 8) ^ r[i + 1]) & 0x00FF00FF00FF00FFull;
+        r[i + 1] ^= t, r[i] ^= t << 8;
+    }
+    for (int i = 0; i < 8; i += (i & 1) ? 3 : 1) { /* pairs (0,2) (1,3) (4,6) (5,7) */
+        uint64_t t = ((r[i] >> 16) ^ r[i + 2]) & 0x0000FFFF0000FFFFull;
+        r[i + 2] ^= t, r[i] ^= t << 16;
+    }
+    for (int i = 0; i < 4; i++) {
+        uint64_t t = ((r[i] >> 32) ^ r[i + 4]) & 0x00000000FFFFFFFFull;
+        r[i + 4] ^= t, r[i] ^= t << 32;
+    }
+}
+
+/* nhwc: transpose channels [Cg] of input pixels [pix0, pix0+npix) of image
+ * n, group gi into buf[i][Cg] (a pure byte permutation). */
 static void to_nhwc(const conv_ctx *r, int64_t n, int64_t gi, int64_t pix0, int64_t npix, uint8_t *buf)
 {
     const qk_i8conv *c = r->c;
@@ -320,15 +338,35 @@ static void to_nhwc(const conv_ctx *r, int64_t n, int64_t gi, int64_t pix0, int6
         int64_t cn = Cg - c0 < 8 ? Cg - c0 : 8;
         const uint8_t *src = xg + c0 * HW;
         uint8_t *d = buf + c0;
-        if (cn == 8)
-            for (int64_t i = 0; i < npix; i++, d += Cg)
+        int64_t i = 0;
+        if (cn == 8) {
+            for (; i + 8 <= npix; i += 8, d += 8 * Cg) { /* 8 pixels x 8 channels per step */
+                uint64_t m[8];
+                for (int k = 0; k < 8; k++)
+                    memcpy(&m[k], src + k * HW + i, 8);
+                tr8x8(m);
+                for (int k = 0; k < 8; k++)
+                    memcpy(d + k * Cg, &m[k], 8);
+            }
+            for (; i < npix; i++, d += Cg)
                 for (int k = 0; k < 8; k++)
                     d[k] = src[k * HW + i];
-        else
-            for (int64_t i = 0; i < npix; i++, d += Cg)
+        } else {
+            for (; i < npix; i++, d += Cg)
                 for (int64_t k = 0; k < cn; k++)
                     d[k] = src[k * HW + i];
+        }
     }
+}
+
+/* memcpy of n bytes, inlined 16 at a time when n is a multiple of 16. */
+static inline void copy_px(uint8_t *d, const uint8_t *s, int64_t n)
+{
+    if ((n & 15) == 0)
+        for (int64_t k = 0; k < n; k += 16)
+            memcpy(d + k, s + k, 16);
+    else
+        memcpy(d, s, (size_t)n);
 }
 
 static void im2col_nhwc(const conv_ctx *r, int64_t ih0, const uint8_t *buf, int64_t p0, int64_t np, uint8_t *col)
@@ -339,6 +377,8 @@ static void im2col_nhwc(const conv_ctx *r, int64_t ih0, const uint8_t *buf, int6
     for (int64_t i = 0; i < np; i++) {
         int64_t oh = (p0 + i) / r->OW, ow = (p0 + i) % r->OW;
         uint8_t *dst = col + i * c->K;
+        int64_t iw0 = ow * c->sw - c->pl, iwl = iw0 + (c->kw - 1) * c->dw;
+        int inside = iw0 >= 0 && iwl < W && c->dw == 1; /* the kw taps are one contiguous run */
         for (int64_t a = 0; a < c->kh; a++) {
             int64_t ih = oh * c->sh - c->pt + a * c->dh;
             if (ih < 0 || ih >= r->H) {
@@ -347,10 +387,15 @@ static void im2col_nhwc(const conv_ctx *r, int64_t ih0, const uint8_t *buf, int6
                 continue;
             }
             const uint8_t *row = buf + (ih - ih0) * W * Cg;
+            if (inside) {
+                copy_px(dst, row + iw0 * Cg, c->kw * Cg);
+                dst += c->kw * Cg;
+                continue;
+            }
             for (int64_t b = 0; b < c->kw; b++, dst += Cg) {
-                int64_t iw = ow * c->sw - c->pl + b * c->dw;
+                int64_t iw = iw0 + b * c->dw;
                 if (iw >= 0 && iw < W)
-                    memcpy(dst, row + iw * Cg, (size_t)Cg);
+                    copy_px(dst, row + iw * Cg, Cg);
                 else
                     memset(dst, zx, (size_t)Cg);
             }

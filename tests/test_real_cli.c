@@ -1,0 +1,150 @@
+/* `qkit eval --real`, `--compare` and `--preds` end to end on a small
+ * quantized model made here (qkit ptq --calib 64 on models/lenet.onnx):
+ * the JSON keys and their ranges, the predictions file, and the errors (a
+ * float model with --real, an NNIE model whose code has no integer
+ * pipeline, --preds with --compare). Skips with an info line when
+ * models/lenet.onnx or the Fashion-MNIST test set is absent. */
+#include "qt.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char qkit[512], tmp[256], out[1 << 17];
+
+/* Run "qkit ARGS" with stderr merged; returns the exit code, output in out[]. */
+static int q(const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", qkit, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int exists(const char *path)
+{
+    struct stat s;
+    return stat(path, &s) == 0;
+}
+
+static int has(const char *s) { return strstr(out, s) != NULL; }
+
+/* The number after "key": in out[], or NAN. */
+static double num(const char *key)
+{
+    char k[128];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(out, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+static int in01(double v) { return v >= 0 && v <= 1; }
+
+int main(void)
+{
+    const char *b = getenv("QKIT_BUILD");
+    snprintf(qkit, sizeof qkit, "%s/qkit", b ? b : "build");
+    if (!exists(qkit)) {
+        QT_CHECK(0, "qkit binary %s not found (run from the repository root)", qkit);
+        return qt_finish("test_real_cli");
+    }
+    const char *model = "models/lenet.onnx";
+    if (!exists(model) || !(exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") ||
+                            exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte"))) {
+        printf("test_real_cli: info: %s or the Fashion-MNIST test set is absent; skipping\n", model);
+        return qt_finish("test_real_cli");
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/qkit_real_cli_%d", (int)getpid());
+    mkdir(tmp, 0755);
+    char qm[600], nn[600], pr[600], pf[600];
+    snprintf(qm, sizeof qm, "%s/q.onnx", tmp);
+    snprintf(nn, sizeof nn, "%s/nnie.onnx", tmp);
+    snprintf(pr, sizeof pr, "%s/real.txt", tmp);
+    snprintf(pf, sizeof pf, "%s/fake.txt", tmp);
+
+    int rc = q("ptq --model %s --backend fbgemm --calib 64 --limit 200 --no-fp32 --threads 2 --out %s", model, qm);
+    QT_CHECK(rc == 0 && exists(qm), "ptq fbgemm: rc %d: %s", rc, out);
+    if (rc != 0)
+        return qt_finish("test_real_cli");
+
+    /* --real --json: accuracy, throughput, lowering counts */
+    rc = q("eval --model %s --real --limit 200 --threads 2 --json --preds %s", qm, pr);
+    double top1 = num("top1"), ips = num("images_per_s");
+    QT_CHECK(rc == 0 && in01(top1) && top1 > 0.5 && ips > 0 && num("images") == 200 && has("\"real\": true") &&
+                 has("\"arith\": \"fp32\"") && num("int_layers") >= 4 && num("float_layers") == 0,
+             "eval --real --json: rc %d: %s", rc, out);
+    /* --preds: 200 classes in [0, 10), one per line */
+    FILE *f = fopen(pr, "r");
+    int lines = 0, ok = f != NULL;
+    int real_pred[200];
+    for (int v; f && fscanf(f, "%d", &v) == 1; lines++) {
+        ok &= v >= 0 && v < 10;
+        if (lines < 200)
+            real_pred[lines] = v;
+    }
+    if (f)
+        fclose(f);
+    QT_CHECK(ok && lines == 200, "--preds %s: %d lines, classes in range %d", pr, lines, ok);
+
+    /* fake-quant predictions of the same model agree with the engine's on nearly all images */
+    rc = q("eval --model %s --limit 200 --threads 1 --json --preds %s", qm, pf);
+    QT_CHECK(rc == 0 && in01(num("top1")) && !has("\"real\""), "eval fake --json: rc %d: %s", rc, out);
+    f = fopen(pf, "r");
+    int same = 0, nf = 0;
+    for (int v; f && fscanf(f, "%d", &v) == 1; nf++)
+        same += nf < lines && v == real_pred[nf];
+    if (f)
+        fclose(f);
+    QT_CHECK(nf == 200 && same >= 196, "fake vs real predictions: %d of %d agree", same, nf);
+
+    /* 1 and 2 threads: the same integer results */
+    rc = q("eval --model %s --real --limit 200 --threads 1 --json", qm);
+    QT_CHECK(rc == 0 && num("top1") == top1, "eval --real 1 thread: top1 %g vs %g: %s", num("top1"), top1, out);
+
+    /* --compare --json */
+    rc = q("eval --model %s --compare --limit 200 --threads 2 --json", qm);
+    double ft = num("fake_top1"), rt = num("real_top1"), gap = num("gap");
+    QT_CHECK(rc == 0 && in01(ft) && in01(rt) && fabs(gap - (ft - rt)) < 1e-6 && fabs(gap) < 0.03 &&
+                 rt == top1 && num("images") == 200 && has("\"tensors\": [") && has("\"max_err_lsb\""),
+             "eval --compare --json: rc %d: %s", rc, out);
+    /* text form */
+    rc = q("eval --model %s --compare --limit 64", qm);
+    QT_CHECK(rc == 0 && has("fake top-1") && has("real top-1") && has("SQNR"), "eval --compare text: %s", out);
+
+    /* errors */
+    rc = q("eval --model %s --real --limit 16", model);
+    QT_CHECK(rc == 1 && has("eval") && has("arith"), "float model with --real: rc %d: %s", rc, out);
+    rc = q("eval --model %s --compare --limit 16", model);
+    QT_CHECK(rc == 1, "float model with --compare: rc %d: %s", rc, out);
+    rc = q("eval --model %s --compare --preds %s/x.txt --limit 16", qm, tmp);
+    QT_CHECK(rc == 2 && has("--preds"), "--preds with --compare: rc %d: %s", rc, out);
+    rc = q("eval --model %s --real --arith bogus --limit 16", qm);
+    QT_CHECK(rc == 2 && has("--arith"), "bad --arith: rc %d: %s", rc, out);
+    rc = q("eval --model %s --real --preds %s/nodir/x.txt --limit 16", qm, tmp);
+    QT_CHECK(rc == 1 && has("--preds"), "unwritable --preds: rc %d: %s", rc, out);
+    rc = q("ptq --model %s --backend nnie --calib 64 --limit 16 --no-fp32 --threads 2 --out %s", model, nn);
+    QT_CHECK(rc == 0 && exists(nn), "ptq nnie: rc %d: %s", rc, out);
+    if (rc == 0) {
+        rc = q("eval --model %s --real --limit 16", nn);
+        QT_CHECK(rc == 1 && (has("none") || has("NNIE") || has("nnie")), "nnie model with --real: rc %d: %s", rc, out);
+        rc = q("eval --model %s --compare --limit 16", nn);
+        QT_CHECK(rc == 1, "nnie model with --compare: rc %d: %s", rc, out);
+    }
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "test_real_cli: could not remove %s\n", tmp);
+    return qt_finish("test_real_cli");
+}
