@@ -3,6 +3,7 @@
  * shapes) giving a clear message, a non-zero exit and no partial output. */
 #include "qkit/onnx.h"
 #include "qt.h"
+#include "cli_fx.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -11,31 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char qkit[512], tmp[256], out[65536];
-
-/* Run "qkit ARGS" with stderr merged; returns the exit code, output in out[]. */
-static int q(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", qkit, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat s;
-    return stat(path, &s) == 0;
-}
+static char tmp[256];
 
 static void write_idx(const char *path, int images, int n, int gz, int truncate)
 {
@@ -75,13 +52,9 @@ static void make_dataset(const char *dir, int truncate_test)
     write_idx(p, 0, 64, 0, 0);
 }
 
-static int has(const char *s) { return strstr(out, s) != NULL; }
-
 int main(void)
 {
-    const char *b = getenv("QKIT_BUILD");
-    snprintf(qkit, sizeof qkit, "%s/qkit", b ? b : "build");
-    if (!exists(qkit)) {
+    if (!cli_fx_init()) {
         QT_CHECK(0, "qkit binary %s not found (run from the repository root)", qkit);
         return qt_finish("test_cli");
     }

@@ -8,6 +8,7 @@
 #include "qkit/onnx.h"
 #include "qkit/zoo.h"
 #include "qt.h"
+#include "cli_fx.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -16,33 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char qkit[512], tmp[256], out[65536];
-
-/* Run "qkit ARGS" with stderr merged; returns the exit code, output in out[]. */
-static int q(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", qkit, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int has(const char *s) { return strstr(out, s) != NULL; }
-
-static int exists(const char *path)
-{
-    struct stat s;
-    return stat(path, &s) == 0;
-}
+static char tmp[256];
 
 /* An IDX file of n 28x28 images (pseudo-random pixels) or n labels. */
 static void write_idx(const char *path, int images, int n)
@@ -65,9 +40,7 @@ static void write_idx(const char *path, int images, int n)
 
 int main(void)
 {
-    const char *b = getenv("QKIT_BUILD");
-    snprintf(qkit, sizeof qkit, "%s/qkit", b ? b : "build");
-    if (!exists(qkit)) {
+    if (!cli_fx_init()) {
         QT_CHECK(0, "qkit binary %s not found (run from the repository root)", qkit);
         return qt_finish("test_ptq_cli");
     }
@@ -101,7 +74,7 @@ int main(void)
     QT_CHECK(rc == 2 && has("nope") && has("tensorrt") && has("academic") && has("nnie"),
              "unknown backend lists the valid ones: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend tensorrt --wbits 4 --calib 64 --data %s --out %s", model, data, qdq);
-    QT_CHECK(rc == 1 && has("tensorrt") && has("4-bit") && !exists(qdq), "tensorrt --wbits 4: rc %d %s", rc, out);
+    QT_CHECK(rc == 2 && has("tensorrt") && has("4-bit") && !exists(qdq), "tensorrt --wbits 4: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend tensorrt --calib 1000 --data %s --out %s", model, data, qdq);
     QT_CHECK(rc == 2 && has("--calib 1000") && has("200") && !exists(qdq), "--calib beyond the training split: rc %d %s",
              rc, out);

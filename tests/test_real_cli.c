@@ -5,6 +5,7 @@
  * pipeline, --preds with --compare). Skips with an info line when
  * models/lenet.onnx or the Fashion-MNIST test set is absent. */
 #include "qt.h"
+#include "cli_fx.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -12,33 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char qkit[512], tmp[256], out[1 << 17];
-
-/* Run "qkit ARGS" with stderr merged; returns the exit code, output in out[]. */
-static int q(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", qkit, args);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int exists(const char *path)
-{
-    struct stat s;
-    return stat(path, &s) == 0;
-}
-
-static int has(const char *s) { return strstr(out, s) != NULL; }
+static char tmp[256];
 
 /* The number after "key": in out[], or NAN. */
 static double num(const char *key)
@@ -53,9 +28,7 @@ static int in01(double v) { return v >= 0 && v <= 1; }
 
 int main(void)
 {
-    const char *b = getenv("QKIT_BUILD");
-    snprintf(qkit, sizeof qkit, "%s/qkit", b ? b : "build");
-    if (!exists(qkit)) {
+    if (!cli_fx_init()) {
         QT_CHECK(0, "qkit binary %s not found (run from the repository root)", qkit);
         return qt_finish("test_real_cli");
     }

@@ -141,6 +141,9 @@ typedef struct qk_graph {
 /* ---- building ---- */
 qk_status qk_graph_create(qk_graph **out);
 void qk_graph_destroy(qk_graph *g);
+/* Free everything node n owns (op state, attributes, names, edge arrays)
+ * and zero it; the node stays in g->nodes (graph editing compacts). */
+void qk_node_clear(qk_node *n);
 /* Each returns the new index, or -1 with the error recorded (duplicate name, no memory). */
 int qk_graph_add_value(qk_graph *g, const char *name, qk_value_kind kind);
 /* Graph input; dims[0] may be -1 (dynamic batch). */

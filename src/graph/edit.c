@@ -41,31 +41,6 @@ qk_status qk_graph_replace_uses(qk_graph *g, int old_v, int new_v, int except_no
     return QK_OK;
 }
 
-/* Frees what graph.c's destroy path frees for one node. */
-static void node_free(qk_node *n)
-{
-    if (n->op && n->op->destroy)
-        n->op->destroy(n);
-    for (int a = 0; a < n->n_attr; a++) {
-        qk_attr *at = &n->attr[a];
-        qk_free(at->name);
-        qk_free(at->s);
-        qk_free(at->ints);
-        qk_free(at->floats);
-        if (at->t) {
-            qk_tensor_free(at->t);
-            qk_free(at->t);
-        }
-    }
-    qk_free(n->attr);
-    qk_free(n->name);
-    qk_free(n->op_type);
-    qk_free(n->domain);
-    qk_free(n->in);
-    qk_free(n->out);
-    memset(n, 0, sizeof *n);
-}
-
 static void value_free(qk_value *v)
 {
     qk_free(v->name);
@@ -192,7 +167,7 @@ qk_status qk_graph_remove_nodes(qk_graph *g, const uint8_t *remove)
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (remove[i]) {
-            node_free(&g->nodes[i]);
+            qk_node_clear(&g->nodes[i]);
             continue;
         }
         if (k != i)

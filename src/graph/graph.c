@@ -27,24 +27,28 @@ static void attr_free(qk_attr *a)
     memset(a, 0, sizeof *a);
 }
 
+void qk_node_clear(qk_node *n)
+{
+    if (n->op && n->op->destroy)
+        n->op->destroy(n);
+    for (int a = 0; a < n->n_attr; a++)
+        attr_free(&n->attr[a]);
+    qk_free(n->attr);
+    qk_free(n->name);
+    qk_free(n->op_type);
+    qk_free(n->domain);
+    qk_free(n->in);
+    qk_free(n->out);
+    memset(n, 0, sizeof *n);
+}
+
 void qk_graph_destroy(qk_graph *g)
 {
     if (!g)
         return;
     qk_graph_unplan(g);
-    for (int i = 0; i < g->n_nodes; i++) {
-        qk_node *n = &g->nodes[i];
-        if (n->op && n->op->destroy)
-            n->op->destroy(n);
-        for (int a = 0; a < n->n_attr; a++)
-            attr_free(&n->attr[a]);
-        qk_free(n->attr);
-        qk_free(n->name);
-        qk_free(n->op_type);
-        qk_free(n->domain);
-        qk_free(n->in);
-        qk_free(n->out);
-    }
+    for (int i = 0; i < g->n_nodes; i++)
+        qk_node_clear(&g->nodes[i]);
     for (int i = 0; i < g->n_values; i++) {
         qk_value *v = &g->values[i];
         qk_free(v->name);

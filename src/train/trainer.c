@@ -240,28 +240,8 @@ static void loss_detach(qk_graph *g, attach *a)
     if (!a->active)
         return;
     qk_graph_unplan(g);
-    for (int i = g->n_nodes - 1; i >= a->n_nodes0; i--) {
-        qk_node *n = &g->nodes[i];
-        if (n->op && n->op->destroy)
-            n->op->destroy(n);
-        for (int k = 0; k < n->n_attr; k++) {
-            qk_attr *at = &n->attr[k];
-            qk_free(at->name);
-            qk_free(at->s);
-            qk_free(at->ints);
-            qk_free(at->floats);
-            if (at->t) {
-                qk_tensor_free(at->t);
-                qk_free(at->t);
-            }
-        }
-        qk_free(n->attr);
-        qk_free(n->name);
-        qk_free(n->op_type);
-        qk_free(n->domain);
-        qk_free(n->in);
-        qk_free(n->out);
-    }
+    for (int i = g->n_nodes - 1; i >= a->n_nodes0; i--)
+        qk_node_clear(&g->nodes[i]);
     g->n_nodes = a->n_nodes0;
     for (int i = g->n_values - 1; i >= a->n_values0; i--) {
         qk_value *v = &g->values[i];
