@@ -51,6 +51,12 @@ int cli_fail(const char *cmd, qk_status st);
 /* Usage error: returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Input normalization for model g: its metadata (qkit.norm.mean/std), else
+ * the Fashion-MNIST default, then --mean/--std. Returns 0, 1 with *st set
+ * (bad metadata), or 2 (bad option, printed). */
+struct qk_graph;
+struct qk_norm;
+int cli_norm(const cli_args *a, const struct qk_graph *g, struct qk_norm *norm, qk_status *st);
 /* Thread pool from --threads (default: all cores). NULL on error (printed). */
 qk_pool *cli_pool(const cli_args *a, const char *cmd, int *ok);
 /* Progress lines on stderr only when it is a terminal and --json is off. */

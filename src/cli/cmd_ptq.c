@@ -99,19 +99,17 @@ static int run(cli_args *a)
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, qr = { 0 };
     qk_norm norm;
-    double mean, std, t_ptq = 0;
+    double t_ptq = 0;
     qk_status st = qk_onnx_load(path, &g);
     if (st != QK_OK)
         goto fail;
-    st = qk_norm_get(g, &norm);
-    if (st != QK_OK && st != QK_ERR_NOTFOUND)
+    int nrc = cli_norm(a, g, &norm, &st);
+    if (nrc == 1)
         goto fail;
-    if (cli_double(a, "mean", norm.mean, -1e6, 1e6, &mean) || cli_double(a, "std", norm.std, 1e-9, 1e6, &std)) {
+    if (nrc == 2) {
         rc = 2;
         goto done;
     }
-    norm.mean = (float)mean;
-    norm.std = (float)std;
     if (!dry) {
         if ((st = qk_dataset_load_dir(cli_get(a, "data"), "train", &train)) != QK_OK ||
             (st = qk_dataset_load_dir(cli_get(a, "data"), "t10k", &test)) != QK_OK)
