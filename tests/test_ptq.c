@@ -217,7 +217,7 @@ static void test_prepare_fbgemm(void)
     QT_CHECK(count_sites(m, 0) == 15 && count_sites(m, 1) == 10, "fbgemm resnet8: 15 A + 10 W sites (%d, %d)",
              count_sites(m, 0), count_sites(m, 1));
     const qk_qsite *in = find_site(m, "input", 0);
-    QT_CHECK(in && !in->qp.is_signed && strcmp(in->observer, "mse") == 0, "fbgemm acts uint8, mse observer");
+    QT_CHECK(in && !in->qp.is_signed && strcmp(in->observer, "percentile") == 0, "fbgemm acts uint8, percentile observer");
     qk_qmodel_destroy(m);
     /* --reduce-range: 7-bit activations; refused elsewhere */
     c.reduce_range = 1;

@@ -137,9 +137,7 @@ static void test_calibration(void)
     static const char *const be[] = { "tensorrt", "fbgemm", "snpe" };
     for (int i = 0; i < 3; i++) {
         c = cfg_for(be[i]);
-        /* fbgemm's default mse observer searches 95 candidate ranges per batch
-           (~30 ms per image on 2 cores): 64 images keep the test short */
-        m = ptq_model(&c, strcmp(be[i], "fbgemm") ? 256 : 64);
+        m = ptq_model(&c, 256);
         if (!m)
             continue;
         double t = top1(qk_qmodel_graph(m), &test1k, norm);

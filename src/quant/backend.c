@@ -32,7 +32,7 @@ static const qk_backend table[] = {
                  "every op output quantized",
       .weight = W_SYM_CH_FULL, .act = U8_ASYM, .cover = QK_COVER_ALL, .add = QK_ADD_QUANT,
       .concat = QK_CONCAT_REQUANT, .fold_bn = 1, .reduce_range = 1, .wbits_min = 8, .wbits_max = 8,
-      .abits_min = 7, .abits_max = 8, .abits_default = 8, .w_observer = "minmax", .a_observer = "mse",
+      .abits_min = 7, .abits_max = 8, .abits_default = 8, .w_observer = "minmax", .a_observer = "percentile",
       .arith = QK_ARITH_FP32 },
     { .name = "snpe",
       .summary = "uint8 asymmetric per-tensor W and A (A16 possible), every op output quantized",
