@@ -7,8 +7,12 @@
  * a task needs are first transposed to NHWC in the worker's scratch, so an
  * im2col row is kh*kw copies of Cg contiguous bytes in (kh, kw, c) order;
  * the weights are permuted to that order once (at create/update). 1x1
- * stride-1 unpadded convolutions use the transposed rows as A directly. */
+ * stride-1 unpadded convolutions use the transposed rows as A directly.
+ * qk_i8conv_run_layout (lower_internal.h) also takes NHWC input (used in
+ * place, no transpose) and/or writes NHWC output (the GEMM epilogue stores
+ * pixel rows directly instead of scattering into planes). */
 #include "i8gemm.h"
+#include "lower_internal.h"
 
 #include <string.h>
 
@@ -278,6 +282,7 @@ typedef struct {
     uint8_t *y;
     uint8_t *ws;
     size_t ws_stride, es;
+    int x_nhwc, y_nhwc;        /* qk_i8conv_run_layout */
 } conv_ctx;
 
 /* im2col rows for output pixels [p0, p0+np) of image n, group gi: row i is
@@ -287,9 +292,19 @@ static void im2col(const conv_ctx *r, int64_t n, int64_t gi, int64_t p0, int64_t
     const qk_i8conv *c = r->c;
     uint8_t zx = (uint8_t)c->x_zero;
     const uint8_t *xg = r->x + (size_t)((n * c->C + gi * c->Cg) * r->H * r->W);
-    for (int64_t i = 0; i < np; i++) {
-        int64_t oh = (p0 + i) / r->OW, ow = (p0 + i) % r->OW;
+    int64_t oh = p0 / r->OW, ow = p0 % r->OW;
+    for (int64_t i = 0; i < np; i++, ow = ow + 1 < r->OW ? ow + 1 : (oh++, 0)) {
         uint8_t *dst = col + i * c->K;
+        int64_t ih0 = oh * c->sh - c->pt, iw0 = ow * c->sw - c->pl;
+        if (ih0 >= 0 && ih0 + (c->kh - 1) * c->dh < r->H && iw0 >= 0 && iw0 + (c->kw - 1) * c->dw < r->W) {
+            for (int64_t ch = 0; ch < c->Cg; ch++) /* window inside the image: no checks */
+                for (int64_t a = 0; a < c->kh; a++) {
+                    const uint8_t *xr = xg + ch * r->H * r->W + (ih0 + a * c->dh) * r->W + iw0;
+                    for (int64_t b = 0; b < c->kw; b++)
+                        *dst++ = xr[b * c->dw];
+                }
+            continue;
+        }
         for (int64_t ch = 0; ch < c->Cg; ch++) {
             const uint8_t *xc = xg + ch * r->H * r->W;
             for (int64_t a = 0; a < c->kh; a++) {
@@ -374,8 +389,8 @@ static void im2col_nhwc(const conv_ctx *r, int64_t ih0, const uint8_t *buf, int6
     const qk_i8conv *c = r->c;
     int64_t Cg = c->Cg, W = r->W;
     int zx = (uint8_t)c->x_zero;
-    for (int64_t i = 0; i < np; i++) {
-        int64_t oh = (p0 + i) / r->OW, ow = (p0 + i) % r->OW;
+    int64_t oh = p0 / r->OW, ow = p0 % r->OW;
+    for (int64_t i = 0; i < np; i++, ow = ow + 1 < r->OW ? ow + 1 : (oh++, 0)) {
         uint8_t *dst = col + i * c->K;
         int64_t iw0 = ow * c->sw - c->pl, iwl = iw0 + (c->kw - 1) * c->dw;
         int inside = iw0 >= 0 && iwl < W && c->dw == 1; /* the kw taps are one contiguous run */
@@ -410,28 +425,47 @@ static void gemm_task(void *vctx, int64_t t, int worker)
     int64_t blk = t % r->nblk, gi = (t / r->nblk) % c->groups, n = t / r->nblk / c->groups;
     int64_t rows = conv_rows(c), p0 = blk * rows, np = r->P - p0 < rows ? r->P - p0 : rows;
     uint8_t *ws = r->ws + (size_t)worker * r->ws_stride;
-    uint8_t *y = r->y + (size_t)((n * c->Co + gi * c->Cog) * r->P + p0) * r->es;
+    uint8_t *y;
+    int64_t ldm, ldn;
+    if (r->y_nhwc) { /* pixel-major: one row of Co per output pixel, stored by the epilogue directly */
+        y = r->y + (size_t)((n * r->P + p0) * c->Co + gi * c->Cog) * r->es;
+        ldm = c->Co, ldn = 1;
+    } else {
+        y = r->y + (size_t)((n * c->Co + gi * c->Cog) * r->P + p0) * r->es;
+        ldm = 1, ldn = r->P;
+    }
     if (c->pointwise) { /* A rows = the input pixels, transposed */
         uint8_t *buf = ws, *gws = ws + nhwc_buf_bytes(c, r->H, r->W);
+        if (r->x_nhwc) { /* groups == 1: the rows are the input itself */
+            qk_i8gemm_block(c->gm[gi], np, r->x + (size_t)((n * r->P + p0) * c->C), c->C, 0, c->Cog, y, ldm, ldn,
+                            gws);
+            return;
+        }
         to_nhwc(r, n, gi, p0, np, buf);
-        qk_i8gemm_block(c->gm[gi], np, buf, c->Cg, 0, c->Cog, y, 1, r->P, gws);
+        qk_i8gemm_block(c->gm[gi], np, buf, c->Cg, 0, c->Cog, y, ldm, ldn, gws);
         return;
     }
     uint8_t *col = ws, *gws = ws + qk_i8_align64((size_t)(rows * c->K));
     if (c->nhwc) {
         uint8_t *buf = gws;
         gws += nhwc_buf_bytes(c, r->H, r->W);
-        int64_t oh0 = p0 / r->OW, oh1 = (p0 + np - 1) / r->OW;
-        int64_t ih0 = oh0 * c->sh - c->pt, ih1 = oh1 * c->sh - c->pt + (c->kh - 1) * c->dh + 1;
-        ih0 = ih0 < 0 ? 0 : ih0;
-        ih1 = ih1 > r->H ? r->H : ih1;
-        if (ih1 > ih0)
-            to_nhwc(r, n, gi, ih0 * r->W, (ih1 - ih0) * r->W, buf);
+        int64_t ih0 = 0;
+        if (r->x_nhwc) { /* groups == 1: the image is already [H][W][C] */
+            buf = (uint8_t *)(uintptr_t)(r->x + (size_t)(n * r->H * r->W * c->C));
+        } else {
+            int64_t oh0 = p0 / r->OW, oh1 = (p0 + np - 1) / r->OW;
+            int64_t ih1 = oh1 * c->sh - c->pt + (c->kh - 1) * c->dh + 1;
+            ih0 = oh0 * c->sh - c->pt;
+            ih0 = ih0 < 0 ? 0 : ih0;
+            ih1 = ih1 > r->H ? r->H : ih1;
+            if (ih1 > ih0)
+                to_nhwc(r, n, gi, ih0 * r->W, (ih1 - ih0) * r->W, buf);
+        }
         im2col_nhwc(r, ih0, buf, p0, np, col);
     } else {
-        im2col(r, n, gi, p0, np, col);
+        im2col(r, n, gi, p0, np, col); /* x_nhwc only with C == 1: the same bytes */
     }
-    qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, 1, r->P, gws);
+    qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, ldm, ldn, gws);
 }
 
 void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)
@@ -499,8 +533,8 @@ static void dw_task(void *vctx, int64_t t, int worker)
 
 static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
 
-qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, void *y, qk_pool *pool,
-                        void *ws, size_t ws_stride)
+qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
+                               void *y, int y_nhwc, qk_pool *pool, void *ws, size_t ws_stride)
 {
     int64_t OH = qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb);
     int64_t OW = qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr);
@@ -509,10 +543,13 @@ qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, con
                         (long long)c->kw, (long long)H, (long long)W);
     if (!c->depthwise && !c->gm[0]->has_b)
         return qk_error(QK_ERR_STATE, "int8 conv: weights were never supplied");
+    if ((x_nhwc && !qk_i8conv_nhwc_ok(c, 1)) || (y_nhwc && !qk_i8conv_nhwc_ok(c, 0)))
+        return qk_error(QK_ERR_ARG, "int8 conv: NHWC %s needs groups 1 (and >= 8 or exactly 1 input channels)",
+                        x_nhwc ? "input" : "output");
     size_t need = qk_i8conv_ws_bytes(c, H, W);
     if (!ws || ws_stride < need || ((uintptr_t)ws & 63) || (ws_stride & 63))
         return qk_error(QK_ERR_ARG, "int8 conv: workspace of %zu bytes per worker (64-aligned) required", need);
-    conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type)};
+    conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type), x_nhwc, y_nhwc};
     if (c->depthwise) {
         qk_pool_run(pool, N * c->Co, dw_task, &r);
     } else {
@@ -520,6 +557,19 @@ qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, con
         qk_pool_run(pool, N * c->groups * r.nblk, gemm_task, &r);
     }
     return QK_OK;
+}
+
+qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, void *y, qk_pool *pool,
+                        void *ws, size_t ws_stride)
+{
+    return qk_i8conv_run_layout(c, N, H, W, x, 0, y, 0, pool, ws, ws_stride);
+}
+
+int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input)
+{
+    if (c->depthwise || c->groups != 1)
+        return 0;
+    return input ? (c->nhwc || c->C == 1) : 1;
 }
 
 qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W, const void *x, void *y)

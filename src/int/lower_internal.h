@@ -30,6 +30,22 @@ extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_
 
 #define QK_LOWER_DOMAIN "ai.qkit"
 
+/* Activation layout (attributes of QkConv x_nhwc / y_nhwc and of a global
+ * average QkPool x_nhwc, default 0): 1 means that 4-D codes tensor is
+ * [N][H][W][C] (shape dims in that order) instead of ONNX's NCHW. QkAdd
+ * and QkRequant are element-wise and keep whatever layout they get. Only
+ * the runner sets them (qk_lower_layout); qk_qdq_lower's graph is NCHW, so
+ * its values compare with the QDQ graph's by name. */
+qk_status qk_lower_layout(qk_graph *g);
+
+/* i8conv.c, layout-aware run (a candidate for qkit/int.h): x and/or y in
+ * NHWC. qk_i8conv_nhwc_ok says whether c supports it for the input (1) or
+ * the output (0): groups 1, not depthwise, and for the input >= 8 or
+ * exactly 1 channels. Same results as qk_i8conv_run plus transposes. */
+qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
+                               void *y, int y_nhwc, qk_pool *pool, void *ws, size_t ws_stride);
+int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input);
+
 /* One code requantized from (si, zi) to (so, zo) the way arith does it
  * (the table entries of QkConcat / QkRequant):
  *   FP32:     RNE((float)(q - zi) * si / so) + zo   (= DequantizeLinear then

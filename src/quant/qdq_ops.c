@@ -125,7 +125,56 @@ typedef struct qdq_job {
     int64_t ch, inner, n;
 } qdq_job;
 
-static inline int64_t qdq_chan(const qdq_job *j, int64_t i) { return j->ch == 1 ? 0 : (i / j->inner) % j->ch; }
+/* Round half to even of |v| < 2^22 in the default rounding mode: equal to
+ * qk_round_f(v, QK_ROUND_HALF_EVEN) there, and a plain add the compiler can
+ * vectorize. */
+static inline float rne_small(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+/* y[i] = saturate(RNE(x[i] / s) + z) for one run of one channel. The
+ * quotient is clamped to [qn - z - 1, qp - z + 1] before rounding (the
+ * rounding is monotone, so every value outside saturates the same way as
+ * before), which keeps it in rne_small's range; NaN gives z. The same float
+ * division as the ONNX reference, written as fixed blocks so -O2 vectorizes
+ * it. */
+#define Q_RUN(TY)                                                                                          \
+    do {                                                                                                   \
+        TY *y = (TY *)j->y;                                                                                \
+        float lo_ = (float)(qn - z - 1), hi_ = (float)(qp - z + 1);                                        \
+        int64_t i = i0;                                                                                    \
+        for (; i + 16 <= i1; i += 16) {                                                                    \
+            int32_t q[16];                                                                                 \
+            for (int k = 0; k < 16; k++) {                                                                 \
+                float v = x[i + k] / sc;                                                                   \
+                float t = v < lo_ ? lo_ : v;                                                               \
+                t = t > hi_ ? hi_ : t;                                                                     \
+                t = v == v ? t : 0.0f;                                                                     \
+                int32_t r = (int32_t)rne_small(t) + z;                                                     \
+                q[k] = r < qn ? qn : r > qp ? qp : r;                                                      \
+            }                                                                                              \
+            for (int k = 0; k < 16; k++)                                                                   \
+                y[i + k] = (TY)q[k];                                                                       \
+        }                                                                                                  \
+        for (; i < i1; i++) {                                                                              \
+            float v = x[i] / sc;                                                                           \
+            float t = v < lo_ ? lo_ : v;                                                                   \
+            t = t > hi_ ? hi_ : t;                                                                         \
+            t = v == v ? t : 0.0f;                                                                         \
+            int32_t r = (int32_t)rne_small(t) + z;                                                         \
+            y[i] = (TY)(r < qn ? qn : r > qp ? qp : r);                                                    \
+        }                                                                                                  \
+    } while (0)
+
+/* Channel of element i and the end of its run (per tensor: one run). */
+static inline int64_t qdq_run(const qdq_job *j, int64_t i, int64_t hi, int64_t *end)
+{
+    if (j->ch == 1) {
+        *end = hi;
+        return 0;
+    }
+    int64_t r = i / j->inner, e = (r + 1) * j->inner;
+    *end = e < hi ? e : hi;
+    return r % j->ch;
+}
 
 static void q_task(void *ctx, int64_t t, int w)
 {
@@ -134,20 +183,14 @@ static void q_task(void *ctx, int64_t t, int w)
     int64_t lo = t * QDQ_GRAIN, hi = lo + QDQ_GRAIN < j->n ? lo + QDQ_GRAIN : j->n;
     const float *x = j->x;
     int32_t qn = j->yt == QK_U8 ? 0 : -128, qp = j->yt == QK_U8 ? 255 : 127;
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t c = qdq_chan(j, i);
-        float v = x[i] / j->scale[c];
-        int32_t q;
-        if (v != v) {
-            q = j->zp[c];
-        } else {
-            float r = qk_round_f(v, QK_ROUND_HALF_EVEN) + (float)j->zp[c];
-            q = r < (float)qn ? qn : r > (float)qp ? qp : (int32_t)r;
-        }
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t c = qdq_run(j, i0, hi, &i1);
+        float sc = j->scale[c];
+        int32_t z = j->zp[c];
         if (j->yt == QK_U8)
-            ((uint8_t *)j->y)[i] = (uint8_t)q;
+            Q_RUN(uint8_t);
         else
-            ((int8_t *)j->y)[i] = (int8_t)q;
+            Q_RUN(int8_t);
     }
 }
 
@@ -157,14 +200,24 @@ static void dq_task(void *ctx, int64_t t, int w)
     const qdq_job *j = ctx;
     int64_t lo = t * QDQ_GRAIN, hi = lo + QDQ_GRAIN < j->n ? lo + QDQ_GRAIN : j->n;
     float *y = j->y;
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t c = qdq_chan(j, i), v;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t c = qdq_run(j, i0, hi, &i1);
+        float sc = j->scale[c];
+        int32_t z = j->zp[c];
         switch (j->xt) {
-        case QK_U8: v = ((const uint8_t *)j->x)[i]; break;
-        case QK_I8: v = ((const int8_t *)j->x)[i]; break;
-        default: v = ((const int32_t *)j->x)[i]; break;
+        case QK_U8:
+            for (int64_t i = i0; i < i1; i++)
+                y[i] = (float)((int32_t)((const uint8_t *)j->x)[i] - z) * sc;
+            break;
+        case QK_I8:
+            for (int64_t i = i0; i < i1; i++)
+                y[i] = (float)((int32_t)((const int8_t *)j->x)[i] - z) * sc;
+            break;
+        default: /* int32: z is 0 (checked) */
+            for (int64_t i = i0; i < i1; i++)
+                y[i] = (float)((const int32_t *)j->x)[i] * sc;
+            break;
         }
-        y[i] = (float)(v - j->zp[c]) * j->scale[c];
     }
 }
 

@@ -1,0 +1,125 @@
+/* Activation layout of a lowered graph for the runner (lower_internal.h,
+ * qk_lower_layout): the codes between integer convolutions are kept NHWC,
+ * so no convolution transposes its input (im2col rows are contiguous runs
+ * of channels) and none scatters its output into planes.
+ *
+ * A 4-D codes value is NHWC when
+ *  - it is made by a QkConv that can write NHWC (group 1, not depthwise),
+ *    or by a QkAdd / QkRequant whose inputs are NHWC (element-wise ops tie
+ *    their inputs and output into one class that is all NHWC or all NCHW);
+ *  - every reader takes NHWC: a QkConv that can read it (group 1, >= 8 or
+ *    exactly 1 input channels), a global average QkPool, or a tied
+ *    element-wise op; never a graph output or any other op.
+ * Everything else stays NCHW. The arithmetic is unchanged (the same codes
+ * in another order), so the logits are bit-identical. */
+#include "lower_internal.h"
+
+#include <string.h>
+
+static int uf_find(int *p, int v)
+{
+    while (p[v] != v)
+        v = p[v] = p[p[v]];
+    return v;
+}
+
+static void uf_join(int *p, int a, int b)
+{
+    a = uf_find(p, a), b = uf_find(p, b);
+    if (a != b)
+        p[a] = b;
+}
+
+static int is_qk(const qk_node *n, const char *t)
+{
+    return n->domain && strcmp(n->domain, QK_LOWER_DOMAIN) == 0 && strcmp(n->op_type, t) == 0;
+}
+
+static int is_eltwise(const qk_node *n) { return is_qk(n, "QkAdd") || is_qk(n, "QkRequant"); }
+
+/* QkConv node n: 2-D, group 1 (the weight initializer gives C / group). */
+static int conv_group1(const qk_graph *g, const qk_node *n, int64_t *cin)
+{
+    if (n->n_in < 2 || n->in[1] < 0 || qk_node_int(n, "group", 1) != 1)
+        return 0;
+    const qk_tensor *w = &g->values[n->in[1]].t;
+    if (w->ndim != 4)
+        return 0;
+    *cin = w->dims[1];
+    return 1;
+}
+
+/* Does input slot i of node n accept NHWC codes? */
+static int reads_nhwc(const qk_graph *g, const qk_node *n, int i)
+{
+    int64_t cin;
+    if (is_qk(n, "QkConv"))
+        return i == 0 && conv_group1(g, n, &cin) && (cin >= 8 || cin == 1);
+    if (is_qk(n, "QkPool"))
+        return i == 0 && qk_node_int(n, "kind", 0) == 2;
+    return is_eltwise(n);
+}
+
+qk_status qk_lower_layout(qk_graph *g)
+{
+    int nv = g->n_values;
+    int *par = qk_malloc(((size_t)nv + 1) * sizeof(int));
+    uint8_t *ok = qk_malloc((size_t)nv + 1);
+    if (!par || !ok) {
+        qk_free(par);
+        qk_free(ok);
+        return qk_error(QK_ERR_NOMEM, "lower layout: out of memory");
+    }
+    for (int v = 0; v < nv; v++)
+        par[v] = v, ok[v] = 0;
+    /* candidates: made by a group-1 QkConv or an element-wise op */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const qk_node *n = &g->nodes[i];
+        int64_t cin;
+        if (n->n_out != 1 || n->out[0] < 0)
+            continue;
+        if (is_qk(n, "QkConv") && conv_group1(g, n, &cin))
+            ok[n->out[0]] = 1;
+        if (is_eltwise(n)) {
+            ok[n->out[0]] = 1;
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0)
+                    uf_join(par, n->in[k], n->out[0]);
+        }
+    }
+    /* a reader that needs NCHW, or a graph output, rules a value out */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const qk_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && !reads_nhwc(g, n, k))
+                ok[n->in[k]] = 0;
+    }
+    for (int i = 0; i < g->n_outputs; i++)
+        ok[g->outputs[i]] = 0;
+    for (int v = 0; v < nv; v++) {
+        const qk_value *x = &g->values[v];
+        if (x->kind != QK_VALUE_ACT)
+            ok[v] = 0;
+    }
+    /* a class is NHWC only if every member is */
+    for (int v = 0; v < nv; v++)
+        if (!ok[v])
+            ok[uf_find(par, v)] = 0;
+    for (int v = 0; v < nv; v++)
+        ok[v] = ok[uf_find(par, v)];
+    qk_status st = QK_OK;
+    for (int i = 0; i < g->n_nodes && st == QK_OK; i++) {
+        const qk_node *n = &g->nodes[i];
+        int x = n->n_in > 0 ? n->in[0] : -1, y = n->n_out > 0 ? n->out[0] : -1;
+        if (is_qk(n, "QkConv")) {
+            st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
+            if (st == QK_OK)
+                st = qk_node_set_int(g, i, "y_nhwc", y >= 0 && ok[y]);
+        } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 2) {
+            st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
+        }
+    }
+    qk_free(par);
+    qk_free(ok);
+    return st;
+}
