@@ -2,14 +2,20 @@
 # Installs the Debian packages qkit needs, only those that are missing.
 #   tools/deps.sh          build + run dependencies
 #   tools/deps.sh --test   + the ONNX conformance data used by the tests
-#   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx)
+#   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx) and
+#                          node/npm for the ONNX Runtime checks (tools/ort_*.js, `npm ci`)
 set -euo pipefail
 pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
       libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libonnx-testdata clang) ;;
-    --bench) pkgs+=(python3-torch python3-onnx python3-numpy nodejs npm) ;;
+    --bench)
+      pkgs+=(python3-torch python3-onnx python3-numpy)
+      # Debian's nodejs/npm conflict with a node installed another way (e.g.
+      # NodeSource's nodejs, which ships npm): only add them when the commands are missing.
+      command -v node >/dev/null || pkgs+=(nodejs)
+      command -v npm >/dev/null || pkgs+=(npm) ;;
     *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
