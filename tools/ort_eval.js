@@ -5,7 +5,13 @@
 // installs it from package-lock.json).
 //
 //   node tools/ort_eval.js MODEL.onnx [--data DIR] [--mean M --std S]
-//        [--preds OUT.txt] [--batch N] [--limit N] [--threads N]
+//        [--preds OUT.txt] [--batch N] [--limit N] [--threads N] [--opt LEVEL]
+//
+// --opt: ONNX Runtime's graph optimization level (disabled, basic, extended,
+// all; default all). At `all` ORT fuses DequantizeLinear -> Conv ->
+// QuantizeLinear groups of a QDQ model into integer QLinearConv kernels (its
+// own integer arithmetic); `disabled` runs the QDQ operators as written,
+// i.e. fake quantization in float, the semantics `qkit eval` gives the file.
 //
 // Input: the model's first input, float32 [N,1,28,28]; output: its first
 // output, [N,classes] scores (argmax, first maximum on ties as qkit and
@@ -27,7 +33,7 @@ const zlib = require('zlib');
 function usage(msg) {
   if (msg) process.stderr.write(`ort_eval: ${msg}\n`);
   process.stderr.write('usage: node tools/ort_eval.js MODEL.onnx [--data DIR] [--mean M --std S] ' +
-    '[--preds OUT.txt] [--batch N] [--limit N] [--threads N]\n');
+    '[--preds OUT.txt] [--batch N] [--limit N] [--threads N] [--opt disabled|basic|extended|all]\n');
   process.exit(2);
 }
 
@@ -44,6 +50,7 @@ function parseArgs(argv) {
     else if (k === '--batch') a.batch = Number(need());
     else if (k === '--limit') a.limit = Number(need());
     else if (k === '--threads') a.threads = Number(need());
+    else if (k === '--opt') a.opt = need();
     else if (k === '--help' || k === '-h') usage();
     else if (k.startsWith('--')) usage(`unknown option ${k}`);
     else rest.push(k);
@@ -53,6 +60,8 @@ function parseArgs(argv) {
   if (!Number.isInteger(a.batch) || a.batch < 1) usage('--batch must be a positive integer');
   if (!Number.isInteger(a.limit) || a.limit < 0) usage('--limit must be a non-negative integer');
   if (!Number.isInteger(a.threads) || a.threads < 0) usage('--threads must be a non-negative integer');
+  if (a.opt === undefined) a.opt = 'all';
+  if (!['disabled', 'basic', 'extended', 'all'].includes(a.opt)) usage('--opt must be disabled, basic, extended or all');
   if (a.mean !== undefined && !Number.isFinite(a.mean)) usage('--mean must be a number');
   if (a.std !== undefined && !(a.std > 0)) usage('--std must be > 0');
   return a;
@@ -148,7 +157,7 @@ async function main() {
   if (labels.dims[0] !== count) throw new Error(`${count} images but ${labels.dims[0]} labels`);
   const n = a.limit > 0 && a.limit < count ? a.limit : count;
 
-  const opts = { graphOptimizationLevel: 'all' };
+  const opts = { graphOptimizationLevel: a.opt };
   if (a.threads > 0) { opts.intraOpNumThreads = a.threads; opts.interOpNumThreads = 1; }
   const session = await ort.InferenceSession.create(a.model, opts);
   const inName = session.inputNames[0], outName = session.outputNames[0];
