@@ -23,7 +23,7 @@ static const cli_opt opts[] = {
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
     { "reduce-range", NULL, "7-bit activations (fbgemm)", 0 },
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
-    { "exclude", "NODE", "keep this node in float (repeatable)", 1 },
+    { "exclude", "NODE", "keep this node in float", 1 },
     { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, opset 13)", 0 },
     { "dry-run", NULL, "print where every quantizer goes and why, then stop", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
