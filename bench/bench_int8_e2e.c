@@ -11,7 +11,8 @@
  * the QDQ model written to /tmp, then
  *  - correctness first: on the first 512 test images the integer engine's
  *    predictions against fake quant (the QDQ graph in float), its logits
- *    identical for 1 and 2 threads, and (with the peer) ONNX Runtime's
+ *    identical for 1 and 2 threads and to the plain NCHW lowering without
+ *    the runner's passes (==plain), and (with the peer) ONNX Runtime's
  *    predictions on the first 256 against the engine's;
  *  - throughput at batch 256 (images/s: qk_qrun_forward of 256 images, run
  *    max_batch at a time inside, default 64) and latency at batch 1 (ms),
@@ -130,11 +131,30 @@ typedef struct row {
     int threads;
     double f_ips, f_ms, q_ips, q_ms, o_ips, o_ms;
     double agree_fake, agree_ort;
-    int same_threads;
+    int same_threads, same_plain;
 } row;
 
 static row rows[64];
 static int nrows;
+
+/* The runner's logits ya (fused epilogues, NHWC: qk_lower_fuse, qk_lower_layout)
+ * against the plain NCHW lowering of the same file, bit for bit, on the first
+ * CHECK_N images x (1 x 28 x 28 each). */
+static int plain_same(const char *qpath, const float *x, const float *ya, int64_t K)
+{
+    enum { PB = 64 };
+    qk_graph *q = NULL, *r = NULL;
+    int same = qk_onnx_load(qpath, &q) == QK_OK && qk_qdq_lower(q, NULL, &r, NULL) == QK_OK &&
+               qk_graph_plan(r, PB, 0, NULL) == QK_OK && qk_graph_set_batch(r, PB) == QK_OK;
+    for (int64_t i = 0; i + PB <= CHECK_N && same; i += PB) {
+        memcpy(r->values[r->inputs[0]].t.data, x + i * 784, (size_t)(PB * 784) * sizeof(float));
+        same = qk_graph_forward(r) == QK_OK &&
+               memcmp(r->values[r->outputs[0]].t.data, ya + i * K, (size_t)(PB * K) * sizeof(float)) == 0;
+    }
+    qk_graph_destroy(r);
+    qk_graph_destroy(q);
+    return same;
+}
 
 static void fail(const char *what)
 {
@@ -263,6 +283,10 @@ int main(int argc, char **argv)
                 qk_qrun_forward(qr[2], CHECK_N, 1, 28, 28, x, yb) != QK_OK)
                 fail("qrun forward");
             int same_threads = memcmp(ya, yb, (size_t)(CHECK_N * K) * sizeof(float)) == 0;
+            int same_plain = plain_same(qpath, x, ya, K);
+            if (!same_plain)
+                fprintf(stderr, "bench_int8_e2e: %s %s: runner logits differ from the plain lowering\n", models[mi],
+                        prof);
             int64_t agree = 0;
             FILE *pf = fopen(ppath, "w");
             for (int64_t i = 0; i < CHECK_N; i++) {
@@ -282,6 +306,7 @@ int main(int argc, char **argv)
                 w->f_ips = f_ips[t], w->f_ms = f_ms[t];
                 w->agree_fake = (double)agree / CHECK_N;
                 w->same_threads = same_threads;
+                w->same_plain = same_plain;
                 q_ctx c = { qr[t], BATCH, x, ya };
                 w->q_ips = BATCH / time_calls(q_call, &c);
                 c.n = 1;
@@ -300,8 +325,8 @@ int main(int argc, char **argv)
         qk_graph_destroy(fg);
     }
     printf("\n| model | profile | threads | float img/s | int8 img/s | int8/float | ORT int8 img/s | int8/ORT "
-           "| float b1 ms | int8 b1 ms | ORT b1 ms | agree fake | agree ORT | 1T==2T |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "| float b1 ms | int8 b1 ms | ORT b1 ms | agree fake | agree ORT | 1T==2T | ==plain |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < nrows; i++) {
         const row *w = &rows[i];
         char o1[32] = "-", o2[32] = "-", o3[32] = "-", o4[32] = "-";
@@ -312,9 +337,9 @@ int main(int argc, char **argv)
         }
         if (w->agree_ort >= 0)
             snprintf(o4, sizeof o4, "%.1f%%", 100 * w->agree_ort);
-        printf("| %s | %s | %d | %.0f | %.0f | %.2fx | %s | %s | %.3f | %.3f | %s | %.1f%% | %s | %s |\n", w->model,
-               w->profile, w->threads, w->f_ips, w->q_ips, w->q_ips / w->f_ips, o1, o2, w->f_ms, w->q_ms, o3,
-               100 * w->agree_fake, o4, w->same_threads ? "yes" : "NO");
+        printf("| %s | %s | %d | %.0f | %.0f | %.2fx | %s | %s | %.3f | %.3f | %s | %.1f%% | %s | %s | %s |\n",
+               w->model, w->profile, w->threads, w->f_ips, w->q_ips, w->q_ips / w->f_ips, o1, o2, w->f_ms, w->q_ms, o3,
+               100 * w->agree_fake, o4, w->same_threads ? "yes" : "NO", w->same_plain ? "yes" : "NO");
     }
     qk_pool_destroy(pools[1]);
     qk_pool_destroy(pools[2]);

@@ -498,6 +498,35 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
             QT_CHECK(memcmp(y2, yr, sizeof y2) == 0, "%s: 1 vs 2 threads differ", what);
             qk_graph_destroy(r2);
         }
+        if (trt) { /* the runner's passes: DQ -> Add -> Relu -> Q fused (QkEpilogue), NHWC; bit-identical */
+            for (int th = 0; th < 3; th++) { /* 1 thread, 2 threads, the plain reference kernels */
+                qk_ops_set_reference(th == 2);
+                qk_graph *r3;
+                QT_OK(qk_qdq_lower(g, NULL, &r3, NULL));
+                QT_OK(qk_lower_fuse(r3));
+                QT_OK(qk_lower_layout(r3));
+                int nepi = 0, nfl = 0;
+                const char *left = "";
+                for (int i = 0; i < r3->n_nodes; i++) {
+                    const char *t = r3->nodes[i].op_type;
+                    int f = strcmp(t, "Add") == 0 || strcmp(t, "Relu") == 0 ||
+                            (strcmp(t, "DequantizeLinear") == 0 && strcmp(r3->nodes[i].name, "fc_7") != 0);
+                    nepi += strcmp(t, "QkEpilogue") == 0;
+                    nfl += f;
+                    left = f ? r3->nodes[i].name : left;
+                }
+                /* (the FC's int32 -> float logits DequantizeLinear stays: a graph output) */
+                QT_CHECK(nepi == 1 && nfl == 0, "%s: fused: %d QkEpilogue, %d float Add/Relu/DQ left (%s)", what,
+                         nepi, nfl, left);
+                QT_CHECK(qk_graph_find_value(r3, "relu_out_quantized") >= 0, "%s: fused output keeps its name", what);
+                float y3[N * 3];
+                QT_OK(run_graph(r3, N, xin, y3, th == 1 ? pool2 : NULL));
+                QT_CHECK(memcmp(y3, yr, sizeof y3) == 0, "%s: fused epilogue differs (%s)", what,
+                         th == 0 ? "1 thread" : th == 1 ? "2 threads" : "reference kernels");
+                qk_graph_destroy(r3);
+            }
+            qk_ops_set_reference(0);
+        }
         qk_graph_destroy(r);
     }
     qk_graph_destroy(g);
@@ -728,6 +757,7 @@ int main(int argc, char **argv)
     test_residual("gemmlowp", QK_U8, 0, NULL);
     test_residual("pot", QK_I8, 0, NULL);
     test_residual("fp32", QK_I8, 1, pool2); /* TensorRT style */
+    test_residual("fp32", QK_U8, 1, pool2);
     test_concat();
     test_errors();
     test_runner(argv[0]);

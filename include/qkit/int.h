@@ -205,6 +205,23 @@ int64_t qk_conv_out_dim(int64_t in, int64_t k, int64_t stride, int64_t dil, int6
 size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W);
 qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, void *y,
                         qk_pool *pool, void *ws, size_t ws_stride);
+/* The same with either activation in NHWC: x_nhwc 1 reads x as [N][H][W][C],
+ * y_nhwc 1 writes y as [N][OH][OW][Co]; the codes are exactly those of
+ * qk_i8conv_run (the same arithmetic, another element order), for any
+ * kernel and thread count. Allowed when qk_i8conv_nhwc_ok(c, 1) (input) /
+ * qk_i8conv_nhwc_ok(c, 0) (output):
+ *  - groups 1: NHWC output always; NHWC input with >= 8 input channels
+ *    (used in place, no transpose) or exactly 1;
+ *  - depthwise (groups = C, one input channel per group) with channel
+ *    multiplier 1 (Co = C): both or neither of x_nhwc, y_nhwc (a direct
+ *    kernel with channels as the vector dimension, one task per output row);
+ *  - anything else (grouped, depthwise with multiplier > 1): NCHW only.
+ * Workspace as qk_i8conv_run (qk_i8conv_ws_bytes). Errors: those of
+ * qk_i8conv_run, QK_ERR_ARG for a layout c does not support. */
+qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
+                               void *y, int y_nhwc, qk_pool *pool, void *ws, size_t ws_stride);
+/* input 1: may x be NHWC; input 0: may y be NHWC (see qk_i8conv_run_layout). */
+int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input);
 /* Reference: the direct 7-loop definition. */
 qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W, const void *x, void *y);
 

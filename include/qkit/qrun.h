@@ -97,6 +97,29 @@ qk_status qk_qdq_lower(const qk_graph *qdq, const qk_lower_opts *opts, qk_graph 
  * to the integer operators above, the rest through qk_ops_bind. */
 qk_status qk_lower_bind(qk_graph *g);
 
+/* Epilogue fusion for execution (lower_fuse.c): on a bound graph from
+ * qk_qdq_lower, each chain  integer -> DequantizeLinear [-> Add with a
+ * same-shaped float or dequantized skip] [-> Relu] -> QuantizeLinear  whose
+ * float intermediates have no other reader (TensorRT-style blocks: int32
+ * conv accumulators dequantized, added, activated and quantized in float)
+ * becomes one ai.qkit QkEpilogue node repeating the same float operations in
+ * the same order: bit-identical codes without the float tensors. The
+ * QuantizeLinear outputs keep their names. Leaves the graph bound, unplanned.
+ * qk_qrun_create runs it before qk_lower_layout. Errors: shape inference
+ * errors, QK_ERR_NOMEM. */
+qk_status qk_lower_fuse(qk_graph *g);
+
+/* NHWC layout pass for execution (lower_layout.c): on a graph from
+ * qk_qdq_lower, before it is planned, marks the 4-D codes between integer
+ * convolutions (group 1, or depthwise with channel multiplier 1), element-wise
+ * QkAdd / QkRequant and global average pooling as [N][H][W][C] (attributes
+ * x_nhwc / y_nhwc of QkConv, x_nhwc of QkPool). Graph inputs, outputs and
+ * values read by any other op stay NCHW, so the logits are bit-identical;
+ * the intermediate values are then no longer comparable with the QDQ graph's
+ * by name (qk_qdq_compare takes the graph without this pass). qk_qrun_create
+ * runs it. Errors: QK_ERR_NOMEM. */
+qk_status qk_lower_layout(qk_graph *g);
+
 /* ---- runner ---- */
 typedef struct qk_qrun_opts {
     int64_t max_batch;  /* images per forward pass inside qk_qrun_forward (>= 1; default 64) */

@@ -167,6 +167,10 @@ static int run(cli_args *a)
             goto fail;
         qk_graph_destroy(g);
         g = ig;
+        /* the runner's passes (qk_qrun does the same): fused float epilogues, NHWC between
+         * integer convolutions; bit-identical logits, faster. --compare keeps the plain graph */
+        if ((st = qk_lower_fuse(g)) != QK_OK || (st = qk_lower_layout(g)) != QK_OK)
+            goto fail;
     }
     if (preds && !(pred = qk_malloc((size_t)view.n * sizeof *pred))) {
         st = qk_error(QK_ERR_NOMEM, "eval: out of memory for %lld predictions", (long long)view.n);

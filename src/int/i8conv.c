@@ -8,9 +8,10 @@
  * im2col row is kh*kw copies of Cg contiguous bytes in (kh, kw, c) order;
  * the weights are permuted to that order once (at create/update). 1x1
  * stride-1 unpadded convolutions use the transposed rows as A directly.
- * qk_i8conv_run_layout (lower_internal.h) also takes NHWC input (used in
- * place, no transpose) and/or writes NHWC output (the GEMM epilogue stores
- * pixel rows directly instead of scattering into planes). */
+ * qk_i8conv_run_layout (int.h) also takes NHWC input (used in place, no
+ * transpose) and/or writes NHWC output (the GEMM epilogue stores pixel rows
+ * directly instead of scattering into planes); depthwise convolutions with
+ * multiplier 1 run NHWC in and out with channels as the vector dimension. */
 #include "i8gemm.h"
 #include "lower_internal.h"
 
@@ -29,6 +30,8 @@ struct qk_i8conv {
     qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
     /* depthwise: (w - w_zero) as int32 [Co][kh*kw], bias, per-channel output stage */
     int32_t *dw_w, *dw_bias, *dw_mult, *dw_shift;
+    int32_t *dw_wt;            /* depthwise, multiplier 1: dw_w as [kh*kw][Co] (NHWC kernel) */
+    int32_t *dw_wp;            /* the same as int16 pairs of taps: [(kh*kw+1)/2][Co] */
     int dw_vec;                /* AVX-512 output stage for the depthwise planes */
     float *dw_scale;
     qk_rq_mode mode;
@@ -125,6 +128,16 @@ static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
         c->dw_shift[co] = d->rq.shift && d->rq.mode != QK_RQ_FP32 ? d->rq.shift[q] : 0;
         c->dw_scale[co] = d->rq.mode == QK_RQ_FP32 ? d->rq.scale[q] : 0.0f;
     }
+    if (c->dw_wt)
+        for (int64_t co = 0; co < c->Co; co++)
+            for (int64_t i = 0; i < kk; i++)
+                c->dw_wt[i * c->Co + co] = c->dw_w[co * kk + i];
+    if (c->dw_wp) /* w - w_zero is in [-255, 255]: exact in int16 */
+        for (int64_t co = 0; co < c->Co; co++)
+            for (int64_t i = 0; i < kk; i += 2) {
+                uint32_t lo = (uint16_t)c->dw_w[co * kk + i], hi = i + 1 < kk ? (uint16_t)c->dw_w[co * kk + i + 1] : 0;
+                c->dw_wp[(i / 2) * c->Co + co] = (int32_t)(lo | hi << 16);
+            }
     c->mode = d->rq.mode;
     c->zo = d->rq.zero_point;
     c->qmin = d->out_type == QK_I32 ? INT32_MIN : d->rq.qmin;
@@ -143,6 +156,8 @@ void qk_i8conv_destroy(qk_i8conv *c)
     qk_free(c->wperm);
     qk_free(c->dw_w);
     qk_free(c->dw_bias);
+    qk_free(c->dw_wt);
+    qk_free(c->dw_wp);
     qk_free(c);
 }
 
@@ -185,7 +200,11 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
         size_t co = (size_t)c->Co;
         c->dw_w = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));
         c->dw_bias = qk_calloc(co * 4, sizeof(int32_t));
-        if (!c->dw_w || !c->dw_bias) {
+        if (c->Cog == 1) {
+            c->dw_wt = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));
+            c->dw_wp = qk_calloc(co * (size_t)((c->kh * c->kw + 1) / 2), sizeof(int32_t));
+        }
+        if (!c->dw_w || !c->dw_bias || (c->Cog == 1 && (!c->dw_wt || !c->dw_wp))) {
             qk_i8conv_destroy(c);
             return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
         }
@@ -267,7 +286,7 @@ static size_t nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 
 size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 {
-    if (c->depthwise)
+    if (c->depthwise) /* the NCHW plane kernel's scratch (the NHWC one needs none) */
         return qk_i8_align64((size_t)(qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb) *
                                       qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
                qk_i8_align64((size_t)c->kw * 16);
@@ -531,6 +550,55 @@ static void dw_task(void *vctx, int64_t t, int worker)
         qk_i8_requant_row_ref(&q, (const int32_t *)acc, r->P, y);
 }
 
+void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
+{
+    const int64_t C = p->C;
+    for (int64_t ow = 0; ow < p->OW; ow++)
+        for (int64_t c = 0; c < C; c++) {
+            uint32_t s = (uint32_t)p->bias[c];
+            for (int64_t a = 0; a < p->kh; a++) {
+                int64_t ih = p->ih0 + a * p->dh;
+                if (ih < 0 || ih >= p->H)
+                    continue;
+                for (int64_t b = 0; b < p->kw; b++) {
+                    int64_t iw = ow * p->sw - p->pl + b * p->dw;
+                    if (iw < 0 || iw >= p->W)
+                        continue;
+                    const uint8_t *xp = p->x + (ih * p->W + iw) * C + c;
+                    int32_t xv = p->sgn ? (int32_t)(int8_t)*xp : (int32_t)*xp;
+                    s += (uint32_t)p->wt[(a * p->kw + b) * C + c] * (uint32_t)(xv - p->zx);
+                }
+            }
+            int32_t v = qk_requant_value(p->mode, (int32_t)s, p->mult[c], p->shift[c], p->scale[c], p->zo, p->qmin,
+                                         p->qmax);
+            int64_t o = ow * C + c;
+            switch ((int)p->out_type) {
+            case QK_U8: ((uint8_t *)p->y)[o] = (uint8_t)v; break;
+            case QK_I8: ((int8_t *)p->y)[o] = (int8_t)v; break;
+            case (int)QK_INT16: ((int16_t *)p->y)[o] = (int16_t)v; break;
+            default: ((int32_t *)p->y)[o] = v; break;
+            }
+        }
+}
+
+/* Depthwise, NHWC in and out (multiplier 1): one task per (image, output
+ * row), each pixel's channels vectorized (qk_i8_dw_nhwc_row__avx512). */
+static void dw_nhwc_task(void *vctx, int64_t t, int worker)
+{
+    (void)worker;
+    conv_ctx *r = vctx;
+    const qk_i8conv *c = r->c;
+    int64_t n = t / r->OH, oh = t % r->OH;
+    qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
+                     r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh * c->sh - c->pt, c->dw_wt, c->dw_bias,
+                     c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin, c->qmax,
+                     r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es};
+    if (c->dw_vec)
+        qk_i8_dw_nhwc_row__avx512(&p);
+    else
+        qk_i8_dw_nhwc_row_ref(&p);
+}
+
 static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
 
 qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
@@ -544,13 +612,18 @@ qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t
     if (!c->depthwise && !c->gm[0]->has_b)
         return qk_error(QK_ERR_STATE, "int8 conv: weights were never supplied");
     if ((x_nhwc && !qk_i8conv_nhwc_ok(c, 1)) || (y_nhwc && !qk_i8conv_nhwc_ok(c, 0)))
-        return qk_error(QK_ERR_ARG, "int8 conv: NHWC %s needs groups 1 (and >= 8 or exactly 1 input channels)",
-                        x_nhwc ? "input" : "output");
+        return qk_error(QK_ERR_ARG, "int8 conv: NHWC %s needs groups 1 (and >= 8 or exactly 1 input channels) "
+                        "or a depthwise convolution with channel multiplier 1", x_nhwc ? "input" : "output");
+    if (c->depthwise && x_nhwc != y_nhwc)
+        return qk_error(QK_ERR_ARG, "int8 conv: depthwise NHWC needs both input and output NHWC (x %d, y %d)",
+                        x_nhwc, y_nhwc);
     size_t need = qk_i8conv_ws_bytes(c, H, W);
     if (!ws || ws_stride < need || ((uintptr_t)ws & 63) || (ws_stride & 63))
         return qk_error(QK_ERR_ARG, "int8 conv: workspace of %zu bytes per worker (64-aligned) required", need);
     conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type), x_nhwc, y_nhwc};
-    if (c->depthwise) {
+    if (c->depthwise && x_nhwc) {
+        qk_pool_run(pool, N * OH, dw_nhwc_task, &r);
+    } else if (c->depthwise) {
         qk_pool_run(pool, N * c->Co, dw_task, &r);
     } else {
         r.nblk = (r.P + conv_rows(c) - 1) / conv_rows(c);
@@ -567,7 +640,9 @@ qk_status qk_i8conv_run(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, con
 
 int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input)
 {
-    if (c->depthwise || c->groups != 1)
+    if (c->depthwise)
+        return c->Cog == 1;
+    if (c->groups != 1)
         return 0;
     return input ? (c->nhwc || c->C == 1) : 1;
 }

@@ -89,6 +89,31 @@ typedef struct qk_i8_dwplane {
 void qk_i8_dw_plane_ref(const qk_i8_dwplane *p);
 void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p);
 
+/* One output row of an NHWC depthwise convolution (channel multiplier 1):
+ * for ow in [0, OW), c in [0, C):
+ *   acc = bias[c] + sum over taps (a, b) inside the image of
+ *         wt[(a*kw + b)*C + c] * (x[((ih0 + a*dh)*W + ow*sw - pl + b*dw)*C + c] - zx)
+ *   (wrapping uint32), y[ow*C + c] = qk_requant_value(mode, acc, mult[c],
+ *   shift[c], scale[c], zo, qmin, qmax) stored as out_type.
+ * x: one image [H][W][C]; wt: weights with the zero point removed, [kh*kw][C]. */
+typedef struct qk_i8_dwrow {
+    const uint8_t *x;
+    int sgn;                   /* x is int8 */
+    int32_t zx;
+    int64_t C, H, W, OW, kh, kw, sw, dh, dw, pl, ih0;
+    const int32_t *wt, *bias, *mult, *shift;
+    const int32_t *wp;         /* wt as int16 pairs of taps (2i, 2i+1) per channel: [(kh*kw+1)/2][C] */
+    const float *scale;
+    qk_rq_mode mode;
+    qk_dtype out_type;
+    int32_t zo, qmin, qmax;
+    void *y;                   /* [OW][C] of out_type */
+} qk_i8_dwrow;
+/* The AVX-512 row handles up to this many taps (kh*kw); more go to the reference. */
+#define QK_I8_DW_MAXTAPS 64
+void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p);
+void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p);
+
 /* Copy mb rows of K bytes into a zero-padded [mb][Kp] buffer. */
 void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst);
 

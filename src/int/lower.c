@@ -567,7 +567,7 @@ done:
 qk_status qk_lower_bind(qk_graph *g)
 {
     static const qk_op *const ops[] = { &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool,
-                                        &qk_op_qkconcat, &qk_op_qkrequant, NULL };
+                                        &qk_op_qkconcat, &qk_op_qkrequant, &qk_op_qkepilogue, NULL };
     for (int i = 0; i < g->n_nodes; i++) {
         qk_node *n = &g->nodes[i];
         if (n->op || !n->domain || strcmp(n->domain, QK_LOWER_DOMAIN) != 0)

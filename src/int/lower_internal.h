@@ -25,8 +25,14 @@
  *     arith, qmin, qmax, out_type. Max keeps the input's codes.
  *  QkConcat (x0, x1, ...) -> y and QkRequant (x) -> y: per input a
  *     256-entry table code -> code (x_scales, x_zero_points; y_scale,
- *     y_zero_point, qmin, qmax, arith, out_type; QkConcat: axis). */
-extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat, qk_op_qkrequant;
+ *     y_zero_point, qmin, qmax, arith, out_type; QkConcat: axis).
+ *  QkEpilogue (a, a_scale:float[1|C], b?, b_scale:float[1|C]?) -> y codes:
+ *     DequantizeLinear(a) [+ b or DequantizeLinear(b)] [Relu] QuantizeLinear
+ *     with the same float operations in the same order (lower_ops_epi.c;
+ *     made by qk_lower_fuse). attrs a_zero_point, b_zero_point, relu,
+ *     y_scale, y_zero_point, out_type, nhwc (channel axis 3 instead of 1). */
+extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat, qk_op_qkrequant,
+    qk_op_qkepilogue;
 
 #define QK_LOWER_DOMAIN "ai.qkit"
 
@@ -34,17 +40,7 @@ extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_
  * average QkPool x_nhwc, default 0): 1 means that 4-D codes tensor is
  * [N][H][W][C] (shape dims in that order) instead of ONNX's NCHW. QkAdd
  * and QkRequant are element-wise and keep whatever layout they get. Only
- * the runner sets them (qk_lower_layout); qk_qdq_lower's graph is NCHW, so
- * its values compare with the QDQ graph's by name. */
-qk_status qk_lower_layout(qk_graph *g);
-
-/* i8conv.c, layout-aware run (a candidate for qkit/int.h): x and/or y in
- * NHWC. qk_i8conv_nhwc_ok says whether c supports it for the input (1) or
- * the output (0): groups 1, not depthwise, and for the input >= 8 or
- * exactly 1 channels. Same results as qk_i8conv_run plus transposes. */
-qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
-                               void *y, int y_nhwc, qk_pool *pool, void *ws, size_t ws_stride);
-int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input);
+ * the runner (and `qkit eval --real`) set them: qk_lower_layout, qrun.h. */
 
 /* One code requantized from (si, zi) to (so, zo) the way arith does it
  * (the table entries of QkConcat / QkRequant):

@@ -4,12 +4,14 @@
  * of channels) and none scatters its output into planes.
  *
  * A 4-D codes value is NHWC when
- *  - it is made by a QkConv that can write NHWC (group 1, not depthwise),
- *    or by a QkAdd / QkRequant whose inputs are NHWC (element-wise ops tie
- *    their inputs and output into one class that is all NHWC or all NCHW);
- *  - every reader takes NHWC: a QkConv that can read it (group 1, >= 8 or
- *    exactly 1 input channels), a global average QkPool, or a tied
- *    element-wise op; never a graph output or any other op.
+ *  - it is made by a QkConv that can write NHWC (group 1, or depthwise
+ *    with channel multiplier 1), or by a QkAdd / QkRequant whose inputs are
+ *    NHWC (element-wise ops and depthwise convolutions tie their inputs and
+ *    output into one class that is all NHWC or all NCHW);
+ *  - every reader takes NHWC: a QkConv that can read it (group 1 with >= 8
+ *    or exactly 1 input channels, or a tied depthwise one), a global average
+ *    QkPool, or a tied element-wise op (QkAdd, QkRequant, QkEpilogue: its
+ *    activations a and b); never a graph output or any other op.
  * Everything else stays NCHW. The arithmetic is unchanged (the same codes
  * in another order), so the logits are bit-identical. */
 #include "lower_internal.h"
@@ -37,6 +39,10 @@ static int is_qk(const qk_node *n, const char *t)
 
 static int is_eltwise(const qk_node *n) { return is_qk(n, "QkAdd") || is_qk(n, "QkRequant"); }
 
+/* QkEpilogue: element-wise over activations a (slot 0) and b (slot 2), with
+ * per-channel scales it reads along the axis its attribute nhwc names. */
+static int epi_act_slot(const qk_node *n, int i) { return is_qk(n, "QkEpilogue") && (i == 0 || i == 2); }
+
 /* QkConv node n: 2-D, group 1 (the weight initializer gives C / group). */
 static int conv_group1(const qk_graph *g, const qk_node *n, int64_t *cin)
 {
@@ -49,14 +55,26 @@ static int conv_group1(const qk_graph *g, const qk_node *n, int64_t *cin)
     return 1;
 }
 
+/* QkConv node n: depthwise with multiplier 1 (w [C][1][kh][kw], group C). */
+static int conv_dw1(const qk_graph *g, const qk_node *n)
+{
+    if (n->n_in < 2 || n->in[1] < 0)
+        return 0;
+    const qk_tensor *w = &g->values[n->in[1]].t;
+    int64_t grp = qk_node_int(n, "group", 1);
+    return w->ndim == 4 && grp > 1 && w->dims[1] == 1 && w->dims[0] == grp;
+}
+
 /* Does input slot i of node n accept NHWC codes? */
 static int reads_nhwc(const qk_graph *g, const qk_node *n, int i)
 {
     int64_t cin;
     if (is_qk(n, "QkConv"))
-        return i == 0 && conv_group1(g, n, &cin) && (cin >= 8 || cin == 1);
+        return i == 0 && ((conv_group1(g, n, &cin) && (cin >= 8 || cin == 1)) || conv_dw1(g, n));
     if (is_qk(n, "QkPool"))
         return i == 0 && qk_node_int(n, "kind", 0) == 2;
+    if (is_qk(n, "QkEpilogue"))
+        return epi_act_slot(n, i);
     return is_eltwise(n);
 }
 
@@ -80,6 +98,16 @@ qk_status qk_lower_layout(qk_graph *g)
             continue;
         if (is_qk(n, "QkConv") && conv_group1(g, n, &cin))
             ok[n->out[0]] = 1;
+        if (is_qk(n, "QkConv") && conv_dw1(g, n) && n->in[0] >= 0) {
+            ok[n->out[0]] = 1;
+            uf_join(par, n->in[0], n->out[0]);
+        }
+        if (is_qk(n, "QkEpilogue")) {
+            ok[n->out[0]] = 1;
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0 && epi_act_slot(n, k))
+                    uf_join(par, n->in[k], n->out[0]);
+        }
         if (is_eltwise(n)) {
             ok[n->out[0]] = 1;
             for (int k = 0; k < n->n_in; k++)
@@ -115,6 +143,8 @@ qk_status qk_lower_layout(qk_graph *g)
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
             if (st == QK_OK)
                 st = qk_node_set_int(g, i, "y_nhwc", y >= 0 && ok[y]);
+        } else if (is_qk(n, "QkEpilogue")) {
+            st = qk_node_set_int(g, i, "nhwc", y >= 0 && ok[y]);
         } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 2) {
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
         }

@@ -245,7 +245,8 @@ static qk_status qlin_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
             return qk_error_context(st, "%s '%s'", n->op_type, n->name);
         if ((s->x_nhwc && !qk_i8conv_nhwc_ok(s->conv, 1)) || (s->y_nhwc && !qk_i8conv_nhwc_ok(s->conv, 0)))
             return qk_error(QK_ERR_ARG, "%s '%s': x_nhwc %d / y_nhwc %d: NHWC needs group 1 (input: >= 8 or 1 "
-                            "channels)", n->op_type, n->name, s->x_nhwc, s->y_nhwc);
+                            "channels) or depthwise with multiplier 1 (both NHWC)", n->op_type, n->name, s->x_nhwc,
+                            s->y_nhwc);
         *ws_bytes = qk_i8conv_ws_bytes(s->conv, s->H, s->W);
     }
     return QK_OK;

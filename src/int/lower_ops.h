@@ -64,4 +64,19 @@ static inline void plain_destroy(qk_node *n)
     n->state = NULL;
 }
 
+/* QkEpilogue over elements [lo, hi) (lower_ops_epi.c): the reference and
+ * an AVX-512 variant (qk_f32_epilogue__avx512.c), bit-identical. */
+typedef struct qk_epi_run {
+    qk_dtype at, bt, out;       /* a: U8 / I8 / I32; b: F32 or integer; out U8 / I8 */
+    const void *a, *b;          /* b NULL: no Add */
+    int b_int, relu;
+    int32_t za, zb, zy;
+    float ys;
+    const float *sa, *sb;       /* nsa / nsb entries: 1 or C */
+    int64_t nsa, nsb, C, run;   /* run: consecutive elements of one channel (1 for NHWC) */
+    void *y;
+} qk_epi_run;
+void qk_epi_range_ref(const qk_epi_run *e, int64_t lo, int64_t hi);
+void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
+
 #endif

@@ -40,6 +40,8 @@ qk_status qk_qrun_create(const qk_graph *qdq, const qk_qrun_opts *o, qk_qrun **o
     lo.arith = o->arith;
     qk_status st = qk_qdq_lower(qdq, &lo, &r->g, &r->st);
     if (st == QK_OK)
+        st = qk_lower_fuse(r->g); /* TensorRT-style float epilogues as one integer pass (lower_fuse.c) */
+    if (st == QK_OK)
         st = qk_lower_layout(r->g); /* NHWC between integer convolutions (lower_layout.c) */
     if (st != QK_OK)
         goto fail;

@@ -234,3 +234,74 @@ void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p)
         }
     }
 }
+
+/* NHWC depthwise row (i8gemm.h): 16 channels per vector; the taps of one
+ * output pixel accumulated in a register two at a time ((x - zx) and
+ * (w - zw) lie in [-255, 255], so int16 pairs and vpmaddwd are exact);
+ * taps outside the image contribute 0 (as the reference skips them); then
+ * the per-channel output stage (the same vector arithmetic as the GEMM
+ * epilogue above). */
+void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p)
+{
+    if ((p->mode != QK_RQ_NONE && p->mode != QK_RQ_GEMMLOWP && p->mode != QK_RQ_FP32) ||
+        p->kh * p->kw > QK_I8_DW_MAXTAPS) {
+        qk_i8_dw_nhwc_row_ref(p);
+        return;
+    }
+    const int64_t C = p->C;
+    const __m512i z = _mm512_set1_epi32(p->zx), zo = _mm512_set1_epi32(p->zo), zero = _mm512_setzero_si512();
+    const __m512i lo = _mm512_set1_epi32(p->qmin - p->zo), hi = _mm512_set1_epi32(p->qmax - p->zo);
+    const __m512 flo = _mm512_set1_ps((float)(p->qmin - p->zo)), fhi = _mm512_set1_ps((float)(p->qmax - p->zo));
+    size_t es = p->out_type == QK_U8 || p->out_type == QK_I8 ? 1 : p->out_type == QK_INT16 ? 2 : 4;
+    const int64_t kk = p->kh * p->kw, np = (kk + 1) / 2;
+    int64_t off[QK_I8_DW_MAXTAPS + 1];
+    for (int64_t ow = 0; ow < p->OW; ow++) {
+        int64_t iw0 = ow * p->sw - p->pl;
+        uint8_t *yo = (uint8_t *)p->y + (size_t)(ow * C) * es;
+        for (int64_t a = 0; a < p->kh; a++) /* byte offset of each tap's pixel, -1 outside the image */
+            for (int64_t b = 0; b < p->kw; b++) {
+                int64_t ih = p->ih0 + a * p->dh, iw = iw0 + b * p->dw;
+                off[a * p->kw + b] = ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? (ih * p->W + iw) * C : -1;
+            }
+        off[kk] = -1; /* the odd tap's partner (weight 0) */
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __mmask16 mk = C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1);
+            __m512i t = _mm512_maskz_loadu_epi32(mk, p->bias + c0);
+            const uint8_t *xc = p->x + c0;
+            for (int64_t i = 0; i < np; i++) { /* taps 2i, 2i+1: (x - zx) as int16 pairs, vpmaddwd (exact) */
+                int64_t o0 = off[2 * i], o1 = off[2 * i + 1];
+                __m512i d0 = zero, d1 = zero;
+                if (o0 >= 0) {
+                    __m128i xb = _mm_maskz_loadu_epi8(mk, xc + o0);
+                    d0 = _mm512_sub_epi32(p->sgn ? _mm512_cvtepi8_epi32(xb) : _mm512_cvtepu8_epi32(xb), z);
+                }
+                if (o1 >= 0) {
+                    __m128i xb = _mm_maskz_loadu_epi8(mk, xc + o1);
+                    d1 = _mm512_sub_epi32(p->sgn ? _mm512_cvtepi8_epi32(xb) : _mm512_cvtepu8_epi32(xb), z);
+                }
+                __m512i pr = _mm512_mask_blend_epi16(0xAAAAAAAAu, d0, _mm512_slli_epi32(d1, 16));
+                t = _mm512_add_epi32(t, _mm512_madd_epi16(pr, _mm512_maskz_loadu_epi32(mk, p->wp + i * C + c0)));
+            }
+            __m512i y;
+            if (p->mode == QK_RQ_NONE) {
+                y = t;
+            } else if (p->mode == QK_RQ_FP32) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_maskz_loadu_ps(mk, p->scale + c0));
+                f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+                y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
+            } else {
+                __m512i sh = _mm512_maskz_loadu_epi32(mk, p->shift + c0);
+                __m512i x = _mm512_sllv_epi32(t, _mm512_max_epi32(sh, zero));
+                x = srdhm16(x, _mm512_maskz_loadu_epi32(mk, p->mult + c0));
+                x = rdbpot16(x, _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero));
+                y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
+            }
+            switch ((int)p->out_type) {
+            case QK_U8:
+            case QK_I8: _mm512_mask_cvtepi32_storeu_epi8(yo + c0, mk, y); break;
+            case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)yo + c0, mk, y); break;
+            default: _mm512_mask_storeu_epi32((int32_t *)yo + c0, mk, y); break;
+            }
+        }
+    }
+}

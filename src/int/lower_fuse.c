@@ -1,0 +1,191 @@
+/* TensorRT-style epilogue fusion of a lowered graph (qrun.h, qk_lower_fuse):
+ * an integer value dequantized to float, optionally added to a second
+ * (float, or dequantized integer) tensor of the same shape, optionally
+ * Relu'd, and quantized again
+ *
+ *   a:int -> DequantizeLinear [-> Add(., skip)] [-> Relu] -> QuantizeLinear -> codes
+ *
+ * becomes one QkEpilogue node (lower_ops_epi.c) reading a (and the skip's
+ * integer input when the skip is a DequantizeLinear read only by the Add),
+ * writing the QuantizeLinear's output value under its name. The float
+ * values in between must have no other reader and not be graph outputs.
+ * The node repeats the same float operations in the same order, so the
+ * codes, and the logits, are bit-identical. MaxPool between Relu and
+ * QuantizeLinear is not fused (it would change the output's shape). */
+#include "lower_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int is_onnx(const qk_node *n, const char *t)
+{
+    return (!n->domain || !n->domain[0]) && strcmp(n->op_type, t) == 0;
+}
+
+static int is_init(const qk_value *v) { return v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST; }
+
+static int32_t code0(const qk_tensor *t)
+{
+    switch ((int)t->dtype) {
+    case QK_U8: return ((const uint8_t *)t->data)[0];
+    case QK_I8: return ((const int8_t *)t->data)[0];
+    case QK_I32: return ((const int32_t *)t->data)[0];
+    default: return 0;
+    }
+}
+
+/* A DequantizeLinear that can be folded into the epilogue: integer input,
+ * float scale initializer (1 entry, or per channel along axis 1 of a rank
+ * >= 2 input), zero point absent or one initializer entry (0 for int32). */
+static int dq_ok(const qk_graph *g, int di, int32_t *z)
+{
+    const qk_node *n = &g->nodes[di];
+    if (!is_onnx(n, "DequantizeLinear") || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0)
+        return 0;
+    const qk_tensor *x = &g->values[n->in[0]].t, *s = &g->values[n->in[1]].t;
+    if ((x->dtype != QK_U8 && x->dtype != QK_I8 && x->dtype != QK_I32) || !is_init(&g->values[n->in[1]]) ||
+        s->dtype != QK_F32 || !s->data)
+        return 0;
+    int64_t ns = qk_tensor_numel(s);
+    if (ns != 1 && (x->ndim < 2 || ns != x->dims[1] || qk_node_int(n, "axis", 1) != 1))
+        return 0;
+    *z = 0;
+    if (n->n_in > 2 && n->in[2] >= 0) {
+        const qk_value *zv = &g->values[n->in[2]];
+        if (!is_init(zv) || qk_tensor_numel(&zv->t) != 1 || !zv->t.data)
+            return 0;
+        *z = code0(&zv->t);
+    }
+    return x->dtype != QK_I32 || *z == 0;
+}
+
+static int same_shape(const qk_tensor *a, const qk_tensor *b)
+{
+    return a->ndim == b->ndim && memcmp(a->dims, b->dims, (size_t)a->ndim * sizeof *a->dims) == 0;
+}
+
+qk_status qk_lower_fuse(qk_graph *g)
+{
+    qk_status st = qk_graph_sort(g);
+    if (st == QK_OK)
+        st = qk_graph_infer(g); /* dtypes and shapes for the checks */
+    if (st != QK_OK)
+        return qk_error_context(st, "lower fuse");
+    int nn = g->n_nodes, nv = g->n_values;
+    int *prod = qk_malloc(((size_t)nv + 1) * sizeof(int)), *ncons = qk_calloc((size_t)nv + 1, sizeof(int));
+    uint8_t *rm = qk_calloc((size_t)nn * 2 + 1, 1);
+    if (!prod || !ncons || !rm) {
+        st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+        goto done;
+    }
+    for (int v = 0; v < nv; v++)
+        prod[v] = -1;
+    for (int i = 0; i < nn; i++) {
+        const qk_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0)
+                prod[n->out[k]] = i;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                ncons[n->in[k]]++;
+    }
+    for (int k = 0; k < g->n_outputs; k++)
+        ncons[g->outputs[k]] += 2; /* never fused away */
+    for (int qi = 0; qi < nn; qi++) {
+        const qk_node *q = &g->nodes[qi];
+        if (!is_onnx(q, "QuantizeLinear") || q->n_in < 2 || q->n_out != 1 || q->in[0] < 0 || q->in[1] < 0)
+            continue;
+        const qk_value *qs = &g->values[q->in[1]];
+        const qk_tensor *qy = &g->values[q->out[0]].t;
+        if (!is_init(qs) || qs->t.dtype != QK_F32 || qk_tensor_numel(&qs->t) != 1 ||
+            (qy->dtype != QK_U8 && qy->dtype != QK_I8))
+            continue;
+        int32_t zy = 0;
+        if (q->n_in > 2 && q->in[2] >= 0) {
+            const qk_value *zv = &g->values[q->in[2]];
+            if (!is_init(zv) || qk_tensor_numel(&zv->t) != 1)
+                continue;
+            zy = code0(&zv->t);
+        }
+        int v = q->in[0], p = prod[v], relu = -1, add = -1, dqa = -1, dqb = -1, b = -1;
+        int32_t za = 0, zb = 0;
+        if (p >= 0 && !rm[p] && ncons[v] == 1 && is_onnx(&g->nodes[p], "Relu")) {
+            relu = p;
+            v = g->nodes[p].in[0];
+            p = v >= 0 ? prod[v] : -1;
+        }
+        if (p < 0 || rm[p] || ncons[v] != 1)
+            continue;
+        if (is_onnx(&g->nodes[p], "Add") && g->nodes[p].n_in == 2) {
+            const qk_node *an = &g->nodes[p];
+            int x0 = an->in[0], x1 = an->in[1];
+            if (x0 < 0 || x1 < 0 || x0 == x1 || !same_shape(&g->values[x0].t, &g->values[x1].t) ||
+                g->values[x0].t.dtype != QK_F32 || g->values[x1].t.dtype != QK_F32)
+                continue;
+            for (int side = 0; side < 2 && dqa < 0; side++) {
+                int xa = side ? x1 : x0, pa = prod[xa];
+                if (pa >= 0 && !rm[pa] && ncons[xa] == 1 && dq_ok(g, pa, &za))
+                    dqa = pa, b = side ? x0 : x1;
+            }
+            if (dqa < 0)
+                continue;
+            add = p;
+            int pb = prod[b];
+            if (pb >= 0 && !rm[pb] && ncons[b] == 1 && dq_ok(g, pb, &zb))
+                dqb = pb;
+        } else if (dq_ok(g, p, &za)) {
+            dqa = p;
+        } else {
+            continue;
+        }
+        const qk_node *da = &g->nodes[dqa];
+        int in[4] = { da->in[0], da->in[1], -1, -1 };
+        if (b >= 0) {
+            in[2] = dqb >= 0 ? g->nodes[dqb].in[0] : b;
+            in[3] = dqb >= 0 ? g->nodes[dqb].in[1] : -1;
+        }
+        if (!same_shape(&g->values[in[0]].t, qy))
+            continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s_epilogue", g->nodes[add >= 0 ? add : dqa].name);
+        int yv = q->out[0];
+        float ys = qk_f32(&qs->t)[0];
+        /* the new node takes over yv: the QuantizeLinear (removed below) still lists it,
+         * qk_graph_remove_nodes recomputes the producers */
+        g->values[yv].producer = -1;
+        int nd = qk_graph_add_node(g, "QkEpilogue", name, 4, in, 1, &yv);
+        if (nd < 0) {
+            g->values[yv].producer = qi;
+            st = qk_error(QK_ERR_NOMEM, "lower fuse: node '%s': out of memory", name);
+            goto done;
+        }
+        qk_node *e = &g->nodes[nd]; /* (g->nodes may have moved: q is stale from here) */
+        if (!(e->domain = qk_strdup(QK_LOWER_DOMAIN))) {
+            st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+            goto done;
+        }
+        if ((st = qk_node_set_int(g, nd, "a_zero_point", za)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "b_zero_point", zb)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "relu", relu >= 0)) != QK_OK ||
+            (st = qk_node_set_float(g, nd, "y_scale", ys)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "y_zero_point", zy)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "out_type", qy->dtype)) != QK_OK)
+            goto done;
+        rm[qi] = rm[dqa] = 1;
+        if (relu >= 0)
+            rm[relu] = 1;
+        if (add >= 0)
+            rm[add] = 1;
+        if (dqb >= 0)
+            rm[dqb] = 1;
+    }
+    if (g->n_nodes > nn) {
+        if ((st = qk_graph_remove_nodes(g, rm)) == QK_OK)
+            st = qk_lower_bind(g);
+    }
+done:
+    qk_free(prod);
+    qk_free(ncons);
+    qk_free(rm);
+    return st == QK_OK ? QK_OK : qk_error_context(st, "lower fuse");
+}
