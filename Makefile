@@ -45,10 +45,14 @@ HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h)
 .PHONY: all lib test tests bench examples install clean
 all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit
 
-$(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
+# One rule makes both generated files (a two-target rule would run twice
+# under -j and race on the copy).
+$(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
 	@mkdir -p $(B)/gen
-	cp $(ONNX_PROTO) $(B)/gen/onnx.proto
+	cp -f $(ONNX_PROTO) $(B)/gen/onnx.proto
 	cd $(B)/gen && protoc-c --c_out=. onnx.proto
+$(B)/gen/onnx.pb-c.c: $(B)/gen/onnx.pb-c.h
+	@:
 
 $(B)/obj/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
