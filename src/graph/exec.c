@@ -197,12 +197,23 @@ qk_status qk_graph_forward(qk_graph *g)
     return QK_OK;
 }
 
+/* grad_zeroed: 0 = not yet touched this backward, 1 = zeroed (or holds
+ * sums), 2 = logically zero but not cleared ("fresh"). */
 static void zero_grad(qk_value *v)
 {
-    if (v->grad.data && !v->grad_zeroed) {
+    if (v->grad.data && v->grad_zeroed != 1) {
         memset(v->grad.data, 0, qk_tensor_numel(&v->grad) * sizeof(float));
         v->grad_zeroed = 1;
     }
+}
+
+/* Ops whose backward, given an input whose grad_zeroed is 2, WRITES that
+ * input's whole gradient instead of adding to it and sets grad_zeroed to 1:
+ * the executor then skips clearing it (a full-tensor pass per activation). */
+static int writes_fresh_grads(const qk_node *n)
+{
+    return !strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "BatchNormalization") ||
+           !strcmp(n->op_type, "Conv");
 }
 
 qk_status qk_graph_backward(qk_graph *g, int loss)
@@ -237,10 +248,23 @@ qk_status qk_graph_backward(qk_graph *g, int loss)
             continue;
         for (int j = 0; j < n->n_out; j++)
             zero_grad(&g->values[n->out[j]]);
-        for (int j = 0; j < n->n_in; j++)
-            if (n->in[j] >= 0)
-                zero_grad(&g->values[n->in[j]]);
+        int fresh_ok = writes_fresh_grads(n);
+        for (int j = 0; j < n->n_in; j++) {
+            if (n->in[j] < 0)
+                continue;
+            qk_value *v = &g->values[n->in[j]];
+            int dup = 0;
+            for (int k2 = 0; k2 < n->n_in; k2++)
+                dup |= k2 != j && n->in[k2] == n->in[j];
+            if (fresh_ok && !dup && v->grad.data && v->grad_zeroed == 0 && v->kind != QK_VALUE_PARAM)
+                v->grad_zeroed = 2;
+            else
+                zero_grad(v);
+        }
         qk_status st = n->op->backward(&g->exec, n);
+        for (int j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0 && g->values[n->in[j]].grad_zeroed == 2)
+                zero_grad(&g->values[n->in[j]]); /* the op did not write it */
         if (st != QK_OK)
             return qk_error_context(st, "backward of node '%s' (%s)", n->name, n->op_type);
     }

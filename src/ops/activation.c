@@ -23,6 +23,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
+#include "fvec.h"
 #include "light_util.h"
 
 #include <float.h>
@@ -100,6 +101,7 @@ typedef struct act_job {
     float lo, hi;
     const float *x, *y, *dy;
     float *out; /* y (forward) or dx (backward) */
+    int write;  /* backward: dx = ... instead of dx += ... (fresh gradient) */
 } act_job;
 
 static inline float sigmoidf_(float x)
@@ -116,10 +118,21 @@ static void act_fwd_range(void *c, int64_t lo, int64_t hi)
     const float *restrict x = j->x;
     float *restrict y = j->out;
     switch (j->s->kind) {
-    case ACT_RELU:
-        for (int64_t i = lo; i < hi; i++)
+    case ACT_RELU: {
+        /* blocks of QK_VB with a constant inner count so gcc -O2 vectorizes */
+        /* 4-lane masks give bit-for-bit the scalar result (+0 where x < 0,
+         * x itself otherwise, -0 and NaN included) */
+        const qk_f4 z = { 0 };
+        int64_t i = lo;
+        for (; i + 4 <= hi; i += 4) {
+            qk_f4 v = qk_f4_ld(x + i);
+            qk_i4 r = (qk_i4)v & ~(v < z);
+            memcpy(y + i, &r, sizeof r);
+        }
+        for (; i < hi; i++)
             y[i] = x[i] < 0.0f ? 0.0f : x[i];
         break;
+    }
     case ACT_CLIP: {
         float a = j->lo, b = j->hi;
         for (int64_t i = lo; i < hi; i++) {
@@ -158,10 +171,28 @@ static void act_bwd_range(void *c, int64_t lo, int64_t hi)
     const float *restrict x = j->x, *restrict y = j->y, *restrict dy = j->dy;
     float *restrict dx = j->out;
     switch (j->s->kind) {
-    case ACT_RELU:
-        for (int64_t i = lo; i < hi; i++)
+    case ACT_RELU: {
+        /* dy where x > 0, +0 elsewhere (NaN x included), by 4-lane masks */
+        const qk_f4 z = { 0 };
+        int64_t i = lo;
+        if (j->write) {
+            for (; i + 4 <= hi; i += 4) {
+                qk_i4 r = (qk_i4)qk_f4_ld(dy + i) & (qk_f4_ld(x + i) > z);
+                memcpy(dx + i, &r, sizeof r);
+            }
+            for (; i < hi; i++)
+                dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+            break;
+        }
+        for (; i + 4 <= hi; i += 4) {
+            qk_i4 r = (qk_i4)qk_f4_ld(dy + i) & (qk_f4_ld(x + i) > z);
+            qk_f4 d = qk_f4_ld(dx + i) + (qk_f4)r;
+            memcpy(dx + i, &d, sizeof d);
+        }
+        for (; i < hi; i++)
             dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
         break;
+    }
     case ACT_CLIP: {
         float a = j->lo, b = j->hi;
         for (int64_t i = lo; i < hi; i++)
@@ -242,7 +273,7 @@ static qk_status act_forward(qk_exec *ex, qk_node *n)
         act_int_forward(g, n, s);
         return QK_OK;
     }
-    act_job j = { s, 0, 0, qk_f32(x), NULL, NULL, qk_f32(y) };
+    act_job j = { s, 0, 0, qk_f32(x), NULL, NULL, qk_f32(y), 0 };
     if (s->kind == ACT_CLIP) {
         clip_bounds(g, n, s, &s->lo, &s->hi);
         j.lo = s->lo;
@@ -266,8 +297,13 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
     if (s->kind == ACT_CLIP)
         clip_bounds(g, n, s, &lo, &hi);
     if (xv->grad.data) {
-        act_job j = { s, lo, hi, qk_f32(&xv->t), qk_f32(&yv->t), qk_f32(&yv->grad), qk_f32(&xv->grad) };
+        /* the executor hands Relu a fresh (uncleared) dx when nothing has
+         * written it yet: grad_zeroed == 2 (see exec.c) */
+        int write = xv->grad_zeroed == 2 && s->kind == ACT_RELU;
+        act_job j = { s, lo, hi, qk_f32(&xv->t), qk_f32(&yv->t), qk_f32(&yv->grad), qk_f32(&xv->grad), write };
         qk_lt_par(ex->pool, cnt, QK_LT_GRAIN, act_bwd_range, &j);
+        if (write)
+            xv->grad_zeroed = 1;
     }
     if (s->kind == ACT_CLIP) {
         /* Gradients of learnable bounds: serial double sums (deterministic). */

@@ -177,11 +177,19 @@ static void row_dsums(const float *restrict dy, const float *restrict x, int64_t
     *s2 += (double)qk_f4_sum(q0, q1, q2, q3, tq);
 }
 
-/* dx[i] += gs * dy[i] + k1 * x[i] + k0 */
+/* dx[i] += gs * dy[i] + k1 * x[i] + k0  (write: dx[i] = ...) */
 static void row_dx(float *restrict dx, const float *restrict dy, const float *restrict x, float gs, float k1,
-                   float k0, int64_t n)
+                   float k0, int64_t n, int write)
 {
     int64_t i = 0;
+    if (write) {
+        for (; i + QK_VB <= n; i += QK_VB)
+            for (int l = 0; l < QK_VB; l++)
+                dx[i + l] = gs * dy[i + l] + k1 * x[i + l] + k0;
+        for (; i < n; i++)
+            dx[i] = gs * dy[i] + k1 * x[i] + k0;
+        return;
+    }
     for (; i + QK_VB <= n; i += QK_VB)
         for (int l = 0; l < QK_VB; l++)
             dx[i + l] += gs * dy[i + l] + k1 * x[i + l] + k0;
@@ -194,6 +202,7 @@ typedef struct bn_ctx {
     const float *X, *scale, *B, *rmean, *rvar, *dY;
     float *Y, *dX, *dScale, *dB;
     int batch;
+    int write_dx; /* backward: dX is fresh (uncleared), write instead of add */
 } bn_ctx;
 
 static void bn_fwd_task(void *vc, int64_t t, int worker)
@@ -288,10 +297,14 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             float Mf = (float)(N * S);
             float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf - k1 * mean;
             for (int64_t n = 0; n < N; n++)
-                row_dx(c->dX + (n * C + ch) * S, c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, gs, k1, k0, S);
+                row_dx(c->dX + (n * C + ch) * S, c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, gs, k1, k0, S,
+                       c->write_dx);
         } else {
-            for (int64_t n = 0; n < N; n++)
+            for (int64_t n = 0; n < N; n++) {
+                if (c->write_dx)
+                    memset(c->dX + (n * C + ch) * S, 0, (size_t)S * sizeof(float));
                 qk_vaxpy(c->dX + (n * C + ch) * S, gs, c->dY + (n * C + ch) * S, S);
+            }
         }
     }
 }
@@ -305,7 +318,12 @@ static qk_status bn_backward(qk_exec *x, qk_node *n)
                  .dX = xv->grad.data, .dScale = sv->grad.data, .dB = bv->grad.data };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    /* the executor hands a fresh (uncleared) dX when nothing has written it
+     * yet: grad_zeroed == 2 (see exec.c) */
+    c.write_dx = c.dX && xv->grad_zeroed == 2;
     qk_pool_run(x->pool, (s->C + BN_CBLOCK - 1) / BN_CBLOCK, bn_bwd_task, &c);
+    if (c.write_dx)
+        xv->grad_zeroed = 1;
     return QK_OK;
 }
 

@@ -130,6 +130,24 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
 
 static int64_t conv_parts(int64_t N) { return N < CONV_PARTS ? N : CONV_PARTS; }
 
+/* Backward dW of the GEMM paths: the samples of a part go through the
+ * weight-gradient GEMM DW_COLS output positions at a time (at least one
+ * sample), so small feature maps get a deep GEMM instead of one short one
+ * per sample. Samples per batch depend on the shapes only. */
+#define DW_COLS 512
+static int64_t dw_batch(const conv_state *s, int64_t osz)
+{
+    int64_t P = conv_parts(s->N), np = P > 0 ? (s->N + P - 1) / P : 1, nb = DW_COLS / (osz > 0 ? osz : 1);
+    nb = nb < 1 ? 1 : nb;
+    return nb < np ? nb : np;
+}
+
+/* Workspace floats for that batch: col [K, nb*osz] and dY repacked [mg, nb*osz]. */
+static int64_t dw_batch_floats(const conv_state *s, int64_t osz)
+{
+    return (s->K + s->mg) * dw_batch(s, osz) * osz;
+}
+
 static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
     (void)g;
@@ -137,7 +155,7 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     int64_t osz = qk_win_out_size(&s->w);
     size_t ws = 0;
     if (s->path == CONV_IM2COL)
-        ws = (size_t)(s->K * osz) * sizeof(float) * (training ? 2 : 1);
+        ws = (size_t)(s->K * osz + (training ? dw_batch_floats(s, osz) : 0)) * sizeof(float);
     else if (s->path == CONV_DW) {
         int64_t nb = DW_NB < s->N ? DW_NB : s->N, P = conv_parts(s->N), np = (s->N + P - 1) / P;
         size_t f = qk_dw_scratch_floats(&s->w, nb, 0);
@@ -172,28 +190,74 @@ static inline void col_range(int64_t off, int64_t s, int64_t W, int64_t OW, int6
         *hi = *lo;
 }
 
-/* col[(c*kh + i)*kw + j][oh*OW + ow] = x[c][oh*sh - pt + i*dh][ow*sw - pl + j*dw] (0 outside). */
-static void im2col(const qk_window *w, int64_t cg, const float *x, float *col)
+/* gcc turns the row loops below back into memcpy/memset calls
+ * (-ftree-loop-distribute-patterns), which cost more than the copy itself on
+ * rows this short; keep them inline in im2col/col2im. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CONV_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CONV_NO_LIBCALLS
+#endif
+
+/* Short-row helpers for im2col / col2im: rows are OW floats (often 8-32), too
+ * short for a libc call or the 16-float fvec blocks to pay off. 4-lane
+ * chunks, element by element, so results equal the plain loops. */
+static inline void row_copy(float *restrict d, const float *restrict s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        qk_f4 v = qk_f4_ld(s + i);
+        memcpy(d + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
+        d[i] = s[i];
+}
+
+static inline void row_zero(float *restrict d, int64_t n)
+{
+    const qk_f4 z = { 0 };
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        memcpy(d + i, &z, sizeof z);
+    for (; i < n; i++)
+        d[i] = 0.0f;
+}
+
+static inline void row_add(float *restrict d, const float *restrict s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        qk_f4 v = qk_f4_ld(d + i) + qk_f4_ld(s + i);
+        memcpy(d + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
+        d[i] += s[i];
+}
+
+/* col[(c*kh + i)*kw + j][oh*OW + ow] = x[c][oh*sh - pt + i*dh][ow*sw - pl + j*dw] (0 outside);
+ * ldc: distance between rows of col (OH*OW, or more when several samples
+ * sit side by side in one matrix). */
+CONV_NO_LIBCALLS static void im2col(const qk_window *w, int64_t cg, const float *x, float *col, int64_t ldc)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
     for (int64_t c = 0; c < cg; c++)
         for (int64_t i = 0; i < w->k[1]; i++)
             for (int64_t j = 0; j < w->k[2]; j++) {
-                float *dst = col + ((c * w->k[1] + i) * w->k[2] + j) * OH * OW;
+                float *dst = col + ((c * w->k[1] + i) * w->k[2] + j) * ldc;
                 int64_t offw = j * w->d[2] - w->pb[2], lo, hi;
                 col_range(offw, sw, W, OW, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, dst += OW) {
                     int64_t ih = oh * sh - w->pb[1] + i * w->d[1];
                     if (ih < 0 || ih >= H) {
-                        memset(dst, 0, (size_t)OW * sizeof(float));
+                        row_zero(dst, OW);
                         continue;
                     }
                     const float *src = x + (c * H + ih) * W + offw;
                     for (int64_t o = 0; o < lo; o++)
                         dst[o] = 0.0f;
                     if (sw == 1)
-                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                        row_copy(dst + lo, src + lo, hi - lo);
                     else
                         for (int64_t o = lo; o < hi; o++)
                             dst[o] = src[o * sw];
@@ -204,7 +268,7 @@ static void im2col(const qk_window *w, int64_t cg, const float *x, float *col)
 }
 
 /* Adjoint of im2col: dx[c][ih][iw] += dcol[...]. */
-static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
+CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
@@ -220,7 +284,7 @@ static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
                         continue;
                     float *dst = dx + (c * H + ih) * W + offw;
                     if (sw == 1)
-                        qk_vadd(dst + lo, src + lo, hi - lo);
+                        row_add(dst + lo, src + lo, hi - lo);
                     else
                         for (int64_t o = lo; o < hi; o++)
                             dst[o * sw] += src[o];
@@ -235,7 +299,8 @@ typedef struct conv_ctx {
     const conv_state *s;
     const float *X, *W, *B, *dY;
     float *Y, *dX, *dW, *dB;
-    int64_t P; /* backward: batch parts */
+    int64_t P;    /* backward: batch parts */
+    int write_dx; /* backward: dX is fresh (uncleared): write it, don't add */
 } conv_ctx;
 
 static void conv_fwd_task(void *vc, int64_t t, int worker)
@@ -255,7 +320,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     float *yg = c->Y + (n * s->M + g * s->mg) * osz;
     if (s->path == CONV_IM2COL) {
         float *col = qk_exec_ws(c->x, worker);
-        im2col(w, s->cg, xg, col);
+        im2col(w, s->cg, xg, col, osz);
         src = col;
     }
     qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, src, osz, 0.0f, yg, osz);
@@ -294,6 +359,9 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
     float *pb = c->dB ? s->part + p * (s->M * s->K + s->M) + s->M * s->K : NULL;
     if (s->path == CONV_DW) {
         const int64_t ch = q, xi = (n0 * s->C + ch) * isz, yi = (n0 * s->M + ch) * osz;
+        if (c->dX && c->write_dx)
+            for (int64_t n = n0; n < n1; n++)
+                memset(c->dX + (n * s->C + ch) * isz, 0, (size_t)isz * sizeof(float));
         qk_dw_bwd(w, n1 - n0, c->X + xi, s->C * isz, c->W + ch * s->ksz, c->dY + yi, s->M * osz,
                   c->dX ? c->dX + xi : NULL, pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, 1,
                   qk_exec_ws(c->x, worker));
@@ -301,21 +369,38 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
     }
     const int64_t g = q, mg = s->mg, K = s->K;
     const float *Wg = c->W + g * mg * K;
-    float *col = qk_exec_ws(c->x, worker), *dcol = col + K * osz;
+    float *dcol = s->path == CONV_IM2COL ? qk_exec_ws(c->x, worker) : NULL, *col = dcol ? dcol + K * osz : NULL;
+    if (pw) {
+        /* dW_g[mg, K] (+)= dY_g[mg, nb*osz] * col[K, nb*osz]^T per batch of
+         * nb samples (1x1: one sample at a time straight from X) */
+        const int64_t nbmax = s->path == CONV_IM2COL ? dw_batch(s, osz) : 1;
+        float *dyp = col ? col + K * nbmax * osz : NULL;
+        for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
+            const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * osz;
+            const float *src, *dys;
+            if (s->path == CONV_IM2COL) {
+                for (int64_t k = 0; k < nb; k++)
+                    im2col(w, s->cg, c->X + ((b0 + k) * s->C + g * s->cg) * isz, col + k * osz, ld);
+                src = col;
+            } else {
+                src = c->X + (b0 * s->C + g * s->cg) * isz;
+            }
+            if (nb == 1) {
+                dys = c->dY + (b0 * s->M + g * mg) * osz;
+            } else {
+                for (int64_t k = 0; k < nb; k++)
+                    for (int64_t m = 0; m < mg; m++)
+                        memcpy(dyp + m * ld + k * osz, c->dY + ((b0 + k) * s->M + g * mg + m) * osz,
+                               (size_t)osz * sizeof(float));
+                dys = dyp;
+            }
+            qk_sgemm(0, 1, mg, K, ld, 1.0f, dys, ld, src, ld, b0 == n0 ? 0.0f : 1.0f, pw + g * mg * K, K);
+        }
+    }
     for (int64_t n = n0; n < n1; n++) {
-        const float *xg = c->X + (n * s->C + g * s->cg) * isz;
         const float *dyg = c->dY + (n * s->M + g * mg) * osz;
         float *dxg = c->dX ? c->dX + (n * s->C + g * s->cg) * isz : NULL;
         float beta = n == n0 ? 0.0f : 1.0f;
-        if (pw) {
-            const float *src = xg;
-            if (s->path == CONV_IM2COL) {
-                im2col(w, s->cg, xg, col);
-                src = col;
-            }
-            /* dW_g[mg, K] (+)= dY_g[mg, osz] * src[K, osz]^T */
-            qk_sgemm(0, 1, mg, K, osz, 1.0f, dyg, osz, src, osz, beta, pw + g * mg * K, K);
-        }
         if (pb)
             for (int64_t m = 0; m < mg; m++) {
                 float acc = qk_vsum(dyg + m * osz, osz);
@@ -323,9 +408,11 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
             }
         if (dxg) {
             if (s->path == CONV_1X1) {
-                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, 1.0f, dxg, osz);
+                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, c->write_dx ? 0.0f : 1.0f, dxg, osz);
             } else {
                 qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, 0.0f, dcol, osz);
+                if (c->write_dx)
+                    memset(dxg, 0, (size_t)(s->cg * isz) * sizeof(float));
                 col2im(w, s->cg, dcol, dxg);
             }
         }
@@ -365,7 +452,15 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
     conv_ctx c = { .x = x, .s = s, .X = qk_f32(&xv->t), .W = qk_f32(&wv->t),
                    .dY = qk_f32(&qk_out(g, n, 0)->grad), .dX = xv->grad.data,
                    .dW = wv->grad.data, .dB = bv ? bv->grad.data : NULL };
+    /* the executor hands a fresh (uncleared) dX when nothing has written it
+     * yet: grad_zeroed == 2 (see exec.c); every path below then writes all
+     * of it */
+    c.write_dx = c.dX && xv->grad_zeroed == 2;
     if (s->path == CONV_REF || qk_ops_reference()) {
+        if (c.write_dx) {
+            memset(c.dX, 0, (size_t)qk_tensor_numel(&xv->grad) * sizeof(float));
+            xv->grad_zeroed = 1;
+        }
         qk_conv_ref_backward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.dY, c.dX, c.dW, c.dB);
         return QK_OK;
     }
@@ -374,6 +469,8 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
     c.P = conv_parts(s->N);
     int64_t nq = s->path == CONV_DW ? s->C : s->group;
     qk_pool_run(x->pool, c.P * nq, conv_bwd_task, &c);
+    if (c.write_dx)
+        xv->grad_zeroed = 1;
     if (c.dW || c.dB) {
         int64_t total = c.dW ? s->M * s->K + s->M : s->M;
         qk_pool_run(x->pool, (total + RED_CHUNK - 1) / RED_CHUNK, conv_reduce_task, &c);

@@ -20,6 +20,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
+#include "fvec.h"
 #include "light_util.h"
 
 enum { EW_ADD, EW_SUB, EW_MUL, EW_DIV };
@@ -292,8 +293,7 @@ static void ew_bwd_elem_task(void *c, int64_t t, int w)
         const float *restrict a = A + off[1] + c0 * sa, *restrict b = B + off[2] + c0 * sb;
         float *restrict dx = j->dx + oy;
         if (j->op == EW_ADD || (j->op == EW_SUB && j->which == 0)) {
-            for (int64_t i = 0; i < cnt; i++)
-                dx[i] += dy[i];
+            qk_vadd(dx, dy, cnt);
         } else if (j->op == EW_SUB) {
             for (int64_t i = 0; i < cnt; i++)
                 dx[i] -= dy[i];

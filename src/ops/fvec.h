@@ -78,6 +78,7 @@ static inline float qk_vlanes_sum(const float *a)
 }
 
 typedef float qk_f4 __attribute__((vector_size(16)));
+typedef int32_t qk_i4 __attribute__((vector_size(16))); /* lane masks of qk_f4 compares */
 
 static inline qk_f4 qk_f4_ld(const float *p)
 {
