@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,13 @@ float qk_rng_normal(qk_rng *r);                 /* N(0, 1), Box-Muller */
 
 /* ---- clock and progress line ---- */
 double qk_now(void); /* monotonic seconds */
+
+/* Write a file atomically: fn(f, ctx) writes into "<path>.tmp.XXXXXX",
+ * which is flushed, fsynced and renamed over path; on any error (fn's own
+ * status, or QK_ERR_IO naming the file) the temporary file is removed and
+ * path is untouched. */
+typedef qk_status (*qk_write_fn)(FILE *f, void *ctx);
+qk_status qk_file_write_atomic(const char *path, qk_write_fn fn, void *ctx);
 
 /* A single self-overwriting line on stderr when stderr is a terminal
  * (or when forced); silent otherwise. */

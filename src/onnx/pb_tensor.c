@@ -166,58 +166,20 @@ static void file_buffer_append(ProtobufCBuffer *b, size_t len, const uint8_t *da
         fb->err = errno ? errno : EIO;
 }
 
+static qk_status pack_to_file(FILE *f, void *ctx)
+{
+    file_buffer fb = {{file_buffer_append}, f, 0};
+    protobuf_c_message_pack_to_buffer(ctx, &fb.base);
+    if (fb.err) {
+        errno = fb.err;
+        return qk_error(QK_ERR_IO, "write error: %s", strerror(fb.err));
+    }
+    return QK_OK;
+}
+
 qk_status qk_onnx_write_atomic(const char *path, const ProtobufCMessage *msg)
 {
-    size_t n = strlen(path);
-    char *tmp = qk_malloc(n + 16);
-    if (!tmp)
-        return qk_error(QK_ERR_NOMEM, "out of memory writing '%s'", path);
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        qk_status st = qk_error(QK_ERR_IO, "cannot create a temporary file next to '%s': %s",
-                                path, strerror(errno));
-        qk_free(tmp);
-        return st;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        qk_free(tmp);
-        return qk_error(QK_ERR_IO, "cannot write '%s': %s", path, strerror(e));
-    }
-    file_buffer fb = {{file_buffer_append}, f, 0};
-    errno = 0;
-    protobuf_c_message_pack_to_buffer(msg, &fb.base);
-    int e = fb.err;
-    if (!e && fflush(f) != 0)
-        e = errno ? errno : EIO;
-    if (!e && fsync(fileno(f)) != 0)
-        e = errno ? errno : EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    if (!e && rename(tmp, path) != 0)
-        e = errno ? errno : EIO;
-    if (e) {
-        unlink(tmp);
-        qk_free(tmp);
-        return qk_error(QK_ERR_IO, "cannot write '%s': %s (nothing was written)", path, strerror(e));
-    }
-    /* Make the rename durable too (best effort). */
-    char *dirc = qk_strdup(path);
-    if (dirc) {
-        int dfd = open(dirname(dirc), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        qk_free(dirc);
-    }
-    qk_free(tmp);
-    return QK_OK;
+    return qk_file_write_atomic(path, pack_to_file, (void *)msg);
 }
 
 /* ---- .pb tensor files ---- */

@@ -49,45 +49,22 @@ static const char *meta(const qk_deploy_info *info, const char *key)
 
 typedef qk_status (*write_fn)(FILE *f, const qk_deploy_info *info);
 
-/* Write through fn into "<path>.tmp.XXXXXX", fsync, rename over path. */
+typedef struct write_ctx {
+    write_fn fn;
+    const qk_deploy_info *info;
+} write_ctx;
+
+static qk_status write_one(FILE *f, void *ctx)
+{
+    const write_ctx *w = ctx;
+    return w->fn(f, w->info);
+}
+
+/* Write through fn atomically (qk_file_write_atomic). */
 static qk_status write_atomic(const char *path, write_fn fn, const qk_deploy_info *info)
 {
-    size_t n = strlen(path) + 16;
-    char *tmp = qk_malloc(n);
-    if (!tmp)
-        return qk_error(QK_ERR_NOMEM, "out of memory writing '%s'", path);
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        qk_status st = qk_error(QK_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
-        qk_free(tmp);
-        return st;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        qk_free(tmp);
-        return qk_error(QK_ERR_IO, "cannot write '%s': %s", path, strerror(e));
-    }
-    qk_status st = fn(f, info);
-    int e = 0;
-    if (st == QK_OK && (fflush(f) != 0 || ferror(f)))
-        e = errno ? errno : EIO;
-    if (st == QK_OK && !e && fsync(fileno(f)) != 0)
-        e = errno ? errno : EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    if (st == QK_OK && !e && rename(tmp, path) != 0)
-        e = errno ? errno : EIO;
-    if (st == QK_OK && e)
-        st = qk_error(QK_ERR_IO, "cannot write '%s': %s (nothing was written)", path, strerror(e));
-    if (st != QK_OK)
-        unlink(tmp);
-    qk_free(tmp);
-    return st;
+    write_ctx w = { fn, info };
+    return qk_file_write_atomic(path, write_one, &w);
 }
 
 /* ------------------------------------------------------------ TensorRT */
