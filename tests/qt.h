@@ -6,6 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* SANITIZED: 1 in an AddressSanitizer build (gcc or clang), where tests run
+ * 5-10x slower and leave accuracy budgets to the plain build. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static int qt_pass, qt_fail;
 
 #define QT_CHECK(cond, ...) do { \

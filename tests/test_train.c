@@ -308,17 +308,6 @@ static void test_nan(const qk_dataset *train, qk_pool *pool)
  * 1.08-1.18); the PyTorch peer in the same setting, seeds 1..3: 0.755,
  * 0.767, 0.756 (train loss 1.00-1.08). Band [0.72, 0.80]: it moves only if
  * training changes (kernels summing in another order shift it by < 1%). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1 /* ~10x slower: the band run is left to the plain build */
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 static void test_end_to_end(const qk_dataset *train, const qk_dataset *test, qk_pool *pool)
 {
     if (SANITIZED) {
