@@ -20,7 +20,7 @@ else
 endif
 
 CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
-CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread
+CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread -ffp-contract=off
 LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lz -lm -lpthread
 LDFLAGS += $(LDSAN) -pthread
 

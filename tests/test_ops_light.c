@@ -4,6 +4,9 @@
  * bit-identical for every light op, and error cases naming the node.
  * Shape ops, softmax and the loss: test_ops_shape.c. */
 #include "light_fx.h"
+#include "../src/ops/fkern.h"
+
+#include "qkit/cpu.h"
 
 /* ===================== activations ===================== */
 static void test_act_forward(void)
@@ -518,6 +521,128 @@ static void test_errors(void)
     }
 }
 
+/* The float row kernels (src/ops/fkern.h): the portable table against plain
+ * loops (elementwise kernels exactly, sums to double precision), and the
+ * AVX-512 table bit for bit against the portable one, on odd lengths with
+ * -0, NaN and large values mixed in. */
+static void fk_fill(float *v, int64_t n, unsigned seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        v[i] = (float)((int)(seed >> 9) % 2001 - 1000) / 250.0f;
+        if (i % 37 == 5)
+            v[i] = -0.0f;
+        if (i % 53 == 7)
+            v[i] = 3e30f;
+    }
+}
+
+static void test_fkern(void)
+{
+    enum { NMAX = 800 };
+    static const int64_t lens[] = { 0, 1, 15, 16, 17, 31, 33, 49, 100, 784 };
+    float x[NMAX], dy[NMAX], y0[NMAX], y1[NMAX];
+    const qk_fkern *r = &qk_fkern_ref, *v = &qk_fkern_avx512;
+    const int vec = qk_cpu_isa_usable(QK_ISA_AVX512);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        fk_fill(x, NMAX, 7u + (unsigned)li);
+        fk_fill(dy, NMAX, 99u + (unsigned)li);
+        if (n > 2)
+            x[n - 2] = NAN;
+        int ok = 1;
+        r->relu(y0, x, n);
+        for (int64_t i = 0; i < n; i++) {
+            float e = x[i] < 0.0f ? 0.0f : x[i];
+            ok &= memcmp(&e, &y0[i], sizeof e) == 0;
+        }
+        for (int w = 0; w < 2; w++) {
+            memcpy(y0, dy, sizeof y0);
+            r->relu_bwd(y0, dy, x, n, w);
+            for (int64_t i = 0; i < n; i++) {
+                float g = x[i] > 0.0f ? dy[i] : 0.0f, e = w ? g : dy[i] + g;
+                ok &= e == y0[i];
+            }
+            memcpy(y0, dy, sizeof y0);
+            r->bn_dx(y0, dy, x, 0.5f, -0.25f, 0.125f, n, w);
+            for (int64_t i = 0; i < n; i++) {
+                float e = 0.5f * dy[i] + -0.25f * x[i] + 0.125f;
+                e = w ? e : dy[i] + e;
+                ok &= memcmp(&e, &y0[i], sizeof e) == 0 || (e != e && y0[i] != y0[i]);
+            }
+        }
+        r->affine(y0, x, 1.5f, -2.0f, n);
+        r->add2(y1, x, dy, n);
+        for (int64_t i = 0; i < n; i++) {
+            float e = 1.5f * x[i] + -2.0f, e2 = x[i] + dy[i];
+            ok &= (e == y0[i] || (e != e && y0[i] != y0[i])) && (e2 == y1[i] || (e2 != e2 && y1[i] != y1[i]));
+        }
+        QT_CHECK(ok, "fkern portable elementwise kernels equal plain loops (n=%lld)", (long long)n);
+        /* sums on finite values */
+        fk_fill(x, NMAX, 3u + (unsigned)li);
+        for (int64_t i = 0; i < n; i++)
+            x[i] = x[i] > 1e20f ? 1.0f : x[i];
+        double s1 = 0, s2 = 0, e1 = 0, e2 = 0, d1 = 0, d2 = 0, f1 = 0, f2 = 0;
+        r->moments(x, n, 0.5f, &s1, &s2);
+        r->dsums(dy, x, n, 0.25f, &d1, &d2);
+        for (int64_t i = 0; i < n; i++) {
+            e1 += x[i] - 0.5;
+            e2 += (x[i] - 0.5) * (x[i] - 0.5);
+        }
+        QT_CHECK(fabs(s1 - e1) <= 1e-4 * (1 + fabs(e1)) && fabs(s2 - e2) <= 1e-5 * (1 + e2),
+                 "fkern moments n=%lld: %.6g %.6g vs %.6g %.6g", (long long)n, s1, s2, e1, e2);
+        for (int64_t i = 0; i < n; i++) {
+            f1 += dy[i];
+            f2 += (double)dy[i] * ((double)x[i] - 0.25);
+        }
+        QT_CHECK(fabs(d1 - f1) <= 1e-6 * (1 + fabs(f1)) && fabs(d2 - f2) <= 1e-6 * (1 + fabs(f2)),
+                 "fkern dsums n=%lld: %.6g %.6g vs %.6g %.6g", (long long)n, d1, d2, f1, f2);
+        if (!vec)
+            continue;
+        /* AVX-512 against portable, bit for bit */
+        fk_fill(x, NMAX, 11u + (unsigned)li);
+        if (n > 2)
+            x[n - 2] = NAN;
+        int same = 1;
+#define FK_SAME(call)                                                                  \
+    do {                                                                               \
+        memcpy(y0, dy, sizeof y0);                                                     \
+        memcpy(y1, dy, sizeof y1);                                                     \
+        {                                                                              \
+            const qk_fkern *k = r;                                                     \
+            float *out = y0;                                                           \
+            call;                                                                      \
+        }                                                                              \
+        {                                                                              \
+            const qk_fkern *k = v;                                                     \
+            float *out = y1;                                                           \
+            call;                                                                      \
+        }                                                                              \
+        same &= memcmp(y0, y1, sizeof y0) == 0;                                        \
+    } while (0)
+        FK_SAME(k->relu(out, x, n));
+        FK_SAME(k->relu_bwd(out, dy, x, n, 0));
+        FK_SAME(k->relu_bwd(out, dy, x, n, 1));
+        FK_SAME(k->bn_dx(out, dy, x, 0.3f, -0.7f, 0.01f, n, 0));
+        FK_SAME(k->bn_dx(out, dy, x, 0.3f, -0.7f, 0.01f, n, 1));
+        FK_SAME(k->affine(out, x, 0.37f, -1.1f, n));
+        FK_SAME(k->add(out, x, n));
+        FK_SAME(k->add2(out, x, dy, n));
+#undef FK_SAME
+        double a1 = 0, a2 = 0, b1 = 0, b2 = 0;
+        r->moments(x, n, 0.3f, &a1, &a2);
+        v->moments(x, n, 0.3f, &b1, &b2);
+        same &= memcmp(&a1, &b1, sizeof a1) == 0 && memcmp(&a2, &b2, sizeof a2) == 0;
+        a1 = a2 = b1 = b2 = 0;
+        r->dsums(dy, x, n, -0.2f, &a1, &a2);
+        v->dsums(dy, x, n, -0.2f, &b1, &b2);
+        same &= memcmp(&a1, &b1, sizeof a1) == 0 && memcmp(&a2, &b2, sizeof a2) == 0;
+        QT_CHECK(same, "fkern AVX-512 kernels equal the portable ones bit for bit (n=%lld)", (long long)n);
+    }
+    if (!vec)
+        printf("note: no AVX-512 on this CPU: the fkern AVX-512 comparison was skipped\n");
+}
+
 int main(void)
 {
     qk_pool_create(1, &pool1);
@@ -528,6 +653,7 @@ int main(void)
     test_eltwise_grad();
     test_harness_fails();
     test_threads();
+    test_fkern();
     test_errors();
     qk_pool_destroy(pool1);
     qk_pool_destroy(pool2);

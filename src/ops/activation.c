@@ -23,6 +23,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
+#include "fkern.h"
 #include "fvec.h"
 #include "light_util.h"
 
@@ -118,21 +119,10 @@ static void act_fwd_range(void *c, int64_t lo, int64_t hi)
     const float *restrict x = j->x;
     float *restrict y = j->out;
     switch (j->s->kind) {
-    case ACT_RELU: {
-        /* blocks of QK_VB with a constant inner count so gcc -O2 vectorizes */
-        /* 4-lane masks give bit-for-bit the scalar result (+0 where x < 0,
-         * x itself otherwise, -0 and NaN included) */
-        const qk_f4 z = { 0 };
-        int64_t i = lo;
-        for (; i + 4 <= hi; i += 4) {
-            qk_f4 v = qk_f4_ld(x + i);
-            qk_i4 r = (qk_i4)v & ~(v < z);
-            memcpy(y + i, &r, sizeof r);
-        }
-        for (; i < hi; i++)
-            y[i] = x[i] < 0.0f ? 0.0f : x[i];
+    case ACT_RELU:
+        /* +0 where x < 0, x itself otherwise (-0 and NaN included) */
+        qk_fk()->relu(y + lo, x + lo, hi - lo);
         break;
-    }
     case ACT_CLIP: {
         float a = j->lo, b = j->hi;
         for (int64_t i = lo; i < hi; i++) {
@@ -171,28 +161,10 @@ static void act_bwd_range(void *c, int64_t lo, int64_t hi)
     const float *restrict x = j->x, *restrict y = j->y, *restrict dy = j->dy;
     float *restrict dx = j->out;
     switch (j->s->kind) {
-    case ACT_RELU: {
-        /* dy where x > 0, +0 elsewhere (NaN x included), by 4-lane masks */
-        const qk_f4 z = { 0 };
-        int64_t i = lo;
-        if (j->write) {
-            for (; i + 4 <= hi; i += 4) {
-                qk_i4 r = (qk_i4)qk_f4_ld(dy + i) & (qk_f4_ld(x + i) > z);
-                memcpy(dx + i, &r, sizeof r);
-            }
-            for (; i < hi; i++)
-                dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-            break;
-        }
-        for (; i + 4 <= hi; i += 4) {
-            qk_i4 r = (qk_i4)qk_f4_ld(dy + i) & (qk_f4_ld(x + i) > z);
-            qk_f4 d = qk_f4_ld(dx + i) + (qk_f4)r;
-            memcpy(dx + i, &d, sizeof d);
-        }
-        for (; i < hi; i++)
-            dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    case ACT_RELU:
+        /* dy where x > 0, +0 elsewhere (NaN x included) */
+        qk_fk()->relu_bwd(dx + lo, dy + lo, x + lo, hi - lo, j->write);
         break;
-    }
     case ACT_CLIP: {
         float a = j->lo, b = j->hi;
         for (int64_t i = lo; i < hi; i++)

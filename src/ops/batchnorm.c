@@ -23,6 +23,7 @@
  * run in a fixed order, so results are identical for any thread count. */
 #include "qkit/ops.h"
 
+#include "fkern.h"
 #include "fvec.h"
 
 #include <math.h>
@@ -122,81 +123,6 @@ static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_by
     return QK_OK;
 }
 
-/* Sums of (x - shift) and (x - shift)^2 over one row (16 lanes, fvec.h). */
-static void row_moments(const float *restrict x, int64_t n, float shift, double *s1, double *s2)
-{
-    const qk_f4 sh = { shift, shift, shift, shift };
-    qk_f4 a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, q0 = { 0 }, q1 = { 0 }, q2 = { 0 }, q3 = { 0 };
-    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
-    int64_t i = 0;
-    for (; i + QK_VB <= n; i += QK_VB) {
-        qk_f4 d0 = qk_f4_ld(x + i) - sh, d1 = qk_f4_ld(x + i + 4) - sh;
-        qk_f4 d2 = qk_f4_ld(x + i + 8) - sh, d3 = qk_f4_ld(x + i + 12) - sh;
-        a0 += d0;
-        a1 += d1;
-        a2 += d2;
-        a3 += d3;
-        q0 += d0 * d0;
-        q1 += d1 * d1;
-        q2 += d2 * d2;
-        q3 += d3 * d3;
-    }
-    for (int l = 0; i < n; i++, l++) {
-        float d = x[i] - shift;
-        ta[l] = d;
-        tq[l] = d * d;
-    }
-    *s1 += (double)qk_f4_sum(a0, a1, a2, a3, ta);
-    *s2 += (double)qk_f4_sum(q0, q1, q2, q3, tq);
-}
-
-/* sum(dy) and sum(dy * (x - mean)) over one row. */
-static void row_dsums(const float *restrict dy, const float *restrict x, int64_t n, float mean, double *s1,
-                      double *s2)
-{
-    const qk_f4 m = { mean, mean, mean, mean };
-    qk_f4 a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, q0 = { 0 }, q1 = { 0 }, q2 = { 0 }, q3 = { 0 };
-    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
-    int64_t i = 0;
-    for (; i + QK_VB <= n; i += QK_VB) {
-        qk_f4 g0 = qk_f4_ld(dy + i), g1 = qk_f4_ld(dy + i + 4), g2 = qk_f4_ld(dy + i + 8), g3 = qk_f4_ld(dy + i + 12);
-        a0 += g0;
-        a1 += g1;
-        a2 += g2;
-        a3 += g3;
-        q0 += g0 * (qk_f4_ld(x + i) - m);
-        q1 += g1 * (qk_f4_ld(x + i + 4) - m);
-        q2 += g2 * (qk_f4_ld(x + i + 8) - m);
-        q3 += g3 * (qk_f4_ld(x + i + 12) - m);
-    }
-    for (int l = 0; i < n; i++, l++) {
-        ta[l] = dy[i];
-        tq[l] = dy[i] * (x[i] - mean);
-    }
-    *s1 += (double)qk_f4_sum(a0, a1, a2, a3, ta);
-    *s2 += (double)qk_f4_sum(q0, q1, q2, q3, tq);
-}
-
-/* dx[i] += gs * dy[i] + k1 * x[i] + k0  (write: dx[i] = ...) */
-static void row_dx(float *restrict dx, const float *restrict dy, const float *restrict x, float gs, float k1,
-                   float k0, int64_t n, int write)
-{
-    int64_t i = 0;
-    if (write) {
-        for (; i + QK_VB <= n; i += QK_VB)
-            for (int l = 0; l < QK_VB; l++)
-                dx[i + l] = gs * dy[i + l] + k1 * x[i + l] + k0;
-        for (; i < n; i++)
-            dx[i] = gs * dy[i] + k1 * x[i] + k0;
-        return;
-    }
-    for (; i + QK_VB <= n; i += QK_VB)
-        for (int l = 0; l < QK_VB; l++)
-            dx[i + l] += gs * dy[i + l] + k1 * x[i + l] + k0;
-    for (; i < n; i++)
-        dx[i] += gs * dy[i] + k1 * x[i] + k0;
-}
-
 typedef struct bn_ctx {
     bn_state *s;
     const float *X, *scale, *B, *rmean, *rvar, *dY;
@@ -212,13 +138,14 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
     bn_state *s = c->s;
     const int64_t N = s->N, C = s->C, S = s->S;
     int64_t c0 = t * BN_CBLOCK, c1 = c0 + BN_CBLOCK < C ? c0 + BN_CBLOCK : C;
+    const qk_fkern *fk = qk_fk();
     for (int64_t ch = c0; ch < c1; ch++) {
         float mean, var;
         if (c->batch) {
             double s1 = 0, s2 = 0, M = (double)(N * S);
             float shift = N * S > 0 ? c->X[ch * S] : 0.0f;
             for (int64_t n = 0; n < N; n++)
-                row_moments(c->X + (n * C + ch) * S, S, shift, &s1, &s2);
+                fk->moments(c->X + (n * C + ch) * S, S, shift, &s1, &s2);
             double m = M > 0 ? s1 / M : 0.0, v = M > 0 ? s2 / M - m * m : 0.0;
             mean = (float)(m + shift);
             var = (float)(v > 0 ? v : 0.0);
@@ -232,7 +159,7 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
         s->bvar[ch] = var;
         float a = c->scale[ch] * inv, b = c->B[ch] - mean * a;
         for (int64_t n = 0; n < N; n++)
-            qk_vaffine(c->Y + (n * C + ch) * S, c->X + (n * C + ch) * S, a, b, S);
+            fk->affine(c->Y + (n * C + ch) * S, c->X + (n * C + ch) * S, a, b, S);
     }
 }
 
@@ -278,11 +205,12 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
     const bn_state *s = c->s;
     const int64_t N = s->N, C = s->C, S = s->S;
     int64_t c0 = t * BN_CBLOCK, c1 = c0 + BN_CBLOCK < C ? c0 + BN_CBLOCK : C;
+    const qk_fkern *fk = qk_fk();
     for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = s->mean[ch], inv = s->invstd[ch];
         double s1 = 0, s2 = 0;
         for (int64_t n = 0; n < N; n++)
-            row_dsums(c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, S, mean, &s1, &s2);
+            fk->dsums(c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, S, mean, &s1, &s2);
         /* s1 = sum dy, s2 = sum dy*(x-mean); sum dy*xhat = s2*inv */
         float sdy = (float)s1, sdyxh = (float)(s2 * inv);
         if (c->dB)
@@ -297,7 +225,7 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             float Mf = (float)(N * S);
             float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf - k1 * mean;
             for (int64_t n = 0; n < N; n++)
-                row_dx(c->dX + (n * C + ch) * S, c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, gs, k1, k0, S,
+                fk->bn_dx(c->dX + (n * C + ch) * S, c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, gs, k1, k0, S,
                        c->write_dx);
         } else {
             for (int64_t n = 0; n < N; n++) {

@@ -19,6 +19,7 @@
  * adds the P partials in part order into the grads. dX of a sample is
  * written by exactly one task. */
 #include "qkit/ops.h"
+#include "fkern.h"
 #include "fvec.h"
 #include "window.h"
 
@@ -237,10 +238,63 @@ static inline void row_add(float *restrict d, const float *restrict s, int64_t n
 /* col[(c*kh + i)*kw + j][oh*OW + ow] = x[c][oh*sh - pt + i*dh][ow*sw - pl + j*dw] (0 outside);
  * ldc: distance between rows of col (OH*OW, or more when several samples
  * sit side by side in one matrix). */
+/* Stride 1, no dilation, OW == W (a "same" window): output row oh reads
+ * input row oh - pt + i, so for one (c, i, j) the rows inside the image are
+ * one contiguous run of x shifted by (i - pt) * W + j - pl; only the columns
+ * that fall in the left/right pads differ (they wrap to the neighbouring
+ * row) and are fixed up after the run. */
+static int win_flat(const qk_window *w)
+{
+    return w->s[1] == 1 && w->s[2] == 1 && w->d[1] == 1 && w->d[2] == 1 && w->out[2] == w->in[2];
+}
+
+/* Output rows [*r0, *r1) of kernel row i read rows inside the image. */
+static inline void flat_rows(const qk_window *w, int64_t i, int64_t *r0, int64_t *r1)
+{
+    const int64_t H = w->in[1], OH = w->out[1], off = i - w->pb[1];
+    int64_t a = off < 0 ? -off : 0, b = H - off < OH ? H - off : OH;
+    *r0 = a < OH ? a : OH;
+    *r1 = b > *r0 ? b : *r0;
+}
+
+CONV_NO_LIBCALLS static void im2col_flat(const qk_window *w, int64_t cg, const float *x, float *col, int64_t ldc)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
+    for (int64_t c = 0; c < cg; c++)
+        for (int64_t i = 0; i < w->k[1]; i++) {
+            int64_t r0, r1;
+            flat_rows(w, i, &r0, &r1);
+            for (int64_t j = 0; j < w->k[2]; j++) {
+                float *dst = col + ((c * w->k[1] + i) * w->k[2] + j) * ldc;
+                const int64_t offw = j - w->pb[2];
+                int64_t lo, hi;
+                col_range(offw, 1, W, OW, &lo, &hi);
+                row_zero(dst, r0 * OW);
+                row_zero(dst + r1 * OW, (OH - r1) * OW);
+                if (r1 > r0 && hi > lo) {
+                    /* flat f = oh*OW + o reads x[c][f + shift] */
+                    const int64_t shift = (i - w->pb[1]) * W + offw;
+                    const int64_t f0 = r0 * OW + lo, f1 = (r1 - 1) * OW + hi;
+                    memcpy(dst + f0, x + c * H * W + f0 + shift, (size_t)(f1 - f0) * sizeof(float));
+                }
+                for (int64_t oh = r0; oh < r1; oh++) {
+                    for (int64_t o = 0; o < lo; o++)
+                        dst[oh * OW + o] = 0.0f;
+                    for (int64_t o = hi; o < OW; o++)
+                        dst[oh * OW + o] = 0.0f;
+                }
+            }
+        }
+}
+
 CONV_NO_LIBCALLS static void im2col(const qk_window *w, int64_t cg, const float *x, float *col, int64_t ldc)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
+    if (win_flat(w)) {
+        im2col_flat(w, cg, x, col, ldc);
+        return;
+    }
     for (int64_t c = 0; c < cg; c++)
         for (int64_t i = 0; i < w->k[1]; i++)
             for (int64_t j = 0; j < w->k[2]; j++) {
@@ -267,11 +321,49 @@ CONV_NO_LIBCALLS static void im2col(const qk_window *w, int64_t cg, const float 
             }
 }
 
-/* Adjoint of im2col: dx[c][ih][iw] += dcol[...]. */
-CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, const float *dcol, float *dx)
+/* col2im of a flat window: the pad columns of dcol are cleared first (they
+ * belong to no input element), then each (c, i, j) row is one contiguous
+ * add. Per input element the terms arrive in the same (c, i, j) order as in
+ * the row-wise loop below, so both give the same sums. */
+CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *dcol, float *dx)
+{
+    const int64_t H = w->in[1], W = w->in[2], OW = w->out[2];
+    for (int64_t c = 0; c < cg; c++)
+        for (int64_t i = 0; i < w->k[1]; i++) {
+            int64_t r0, r1;
+            flat_rows(w, i, &r0, &r1);
+            if (r1 <= r0)
+                continue;
+            for (int64_t j = 0; j < w->k[2]; j++) {
+                float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * w->out[1] * OW;
+                const int64_t offw = j - w->pb[2];
+                int64_t lo, hi;
+                col_range(offw, 1, W, OW, &lo, &hi);
+                if (hi <= lo)
+                    continue;
+                for (int64_t oh = r0; oh < r1; oh++) {
+                    for (int64_t o = 0; o < lo; o++)
+                        src[oh * OW + o] = 0.0f;
+                    for (int64_t o = hi; o < OW; o++)
+                        src[oh * OW + o] = 0.0f;
+                }
+                const int64_t shift = (i - w->pb[1]) * W + offw;
+                const int64_t f0 = r0 * OW + lo, f1 = (r1 - 1) * OW + hi;
+                qk_fk()->add(dx + c * H * W + f0 + shift, src + f0, f1 - f0);
+            }
+        }
+}
+
+/* Adjoint of im2col: dx[c][ih][iw] += dcol[...] (dcol is scratch: the
+ * flat path clears its pad columns). */
+CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol, float *dx)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
+    if (win_flat(w)) {
+        col2im_flat(w, cg, dcol, dx);
+        return;
+    }
     for (int64_t c = 0; c < cg; c++)
         for (int64_t i = 0; i < w->k[1]; i++)
             for (int64_t j = 0; j < w->k[2]; j++) {

@@ -1,0 +1,37 @@
+/* Float row kernels of the training hot path (Relu, BatchNormalization, Add,
+ * col2im), written once in fkern_body.h with 16-lane GNU C vectors and
+ * compiled twice: fkern.c for any x86-64 (the compiler splits each vector
+ * into SSE2 registers) and fkern__avx512.c (one zmm register). Both
+ * compilations perform the same IEEE operations lane by lane (no FMA
+ * contraction: -ffp-contract=off) and combine lanes in the same order, so
+ * results are bit-identical whichever runs; qk_fk() picks one once from the
+ * CPU (QKIT_ISA=ref forces the portable one). */
+#ifndef QKIT_OPS_FKERN_H
+#define QKIT_OPS_FKERN_H
+
+#include <stdint.h>
+
+typedef struct qk_fkern {
+    /* y = max(x, 0) (+0 for x < 0, x itself otherwise: -0 and NaN pass) */
+    void (*relu)(float *y, const float *x, int64_t n);
+    /* dx = (or +=, when !write) dy where x > 0, else +0 */
+    void (*relu_bwd)(float *dx, const float *dy, const float *x, int64_t n, int write);
+    /* *s1 += sum(x - shift), *s2 += sum((x - shift)^2) */
+    void (*moments)(const float *x, int64_t n, float shift, double *s1, double *s2);
+    /* *s1 += sum(dy), *s2 += sum(dy * (x - mean)) */
+    void (*dsums)(const float *dy, const float *x, int64_t n, float mean, double *s1, double *s2);
+    /* dx = (or +=) gs * dy + k1 * x + k0 */
+    void (*bn_dx)(float *dx, const float *dy, const float *x, float gs, float k1, float k0, int64_t n, int write);
+    /* y = a * x + b */
+    void (*affine)(float *y, const float *x, float a, float b, int64_t n);
+    /* y += x */
+    void (*add)(float *y, const float *x, int64_t n);
+    /* y = a + b */
+    void (*add2)(float *y, const float *a, const float *b, int64_t n);
+} qk_fkern;
+
+const qk_fkern *qk_fk(void);
+
+extern const qk_fkern qk_fkern_ref, qk_fkern_avx512;
+
+#endif

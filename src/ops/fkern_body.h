@@ -1,0 +1,162 @@
+/* Body of the float row kernels (see fkern.h), included by fkern.c and
+ * fkern__avx512.c with FK(name) naming that compilation's copies. The
+ * accumulation lanes and their final combination are those of fvec.h
+ * (lane l takes elements i + l of each 16-block; qk_vlanes_sum), so these
+ * kernels also equal the 4-lane loops they replace. */
+#include "fvec.h"
+
+#include <string.h>
+
+/* the 64-byte vectors never cross a call (static helpers, inlined); gcc's
+ * note about their ABI without AVX-512 does not apply */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+typedef float fk_v __attribute__((vector_size(64)));
+typedef int32_t fk_m __attribute__((vector_size(64)));
+
+static inline fk_v fk_ld(const float *p)
+{
+    fk_v v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void fk_st(float *p, fk_v v) { memcpy(p, &v, sizeof v); }
+
+/* lanes of acc plus the tail lanes, combined in fvec.h's order */
+static inline float fk_sum(fk_v acc, const float *tail)
+{
+    float a[QK_VB];
+    memcpy(a, &acc, sizeof a);
+    for (int l = 0; l < QK_VB; l++)
+        a[l] += tail[l];
+    return qk_vlanes_sum(a);
+}
+
+static void FK(relu)(float *restrict y, const float *restrict x, int64_t n)
+{
+    const fk_v z = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v v = fk_ld(x + i);
+        fk_m r = (fk_m)v & ~(v < z);
+        memcpy(y + i, &r, sizeof r);
+    }
+    for (; i < n; i++)
+        y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+static void FK(relu_bwd)(float *restrict dx, const float *restrict dy, const float *restrict x, int64_t n, int write)
+{
+    const fk_v z = { 0 };
+    int64_t i = 0;
+    if (write) {
+        for (; i + QK_VB <= n; i += QK_VB) {
+            fk_m r = (fk_m)fk_ld(dy + i) & (fk_ld(x + i) > z);
+            memcpy(dx + i, &r, sizeof r);
+        }
+        for (; i < n; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        return;
+    }
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_m r = (fk_m)fk_ld(dy + i) & (fk_ld(x + i) > z);
+        fk_st(dx + i, fk_ld(dx + i) + (fk_v)r);
+    }
+    for (; i < n; i++)
+        dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void FK(moments)(const float *restrict x, int64_t n, float shift, double *s1, double *s2)
+{
+    const fk_v sh = shift - (fk_v){ 0 };
+    fk_v a = { 0 }, q = { 0 };
+    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v d = fk_ld(x + i) - sh;
+        a += d;
+        q += d * d;
+    }
+    for (int l = 0; i < n; i++, l++) {
+        float d = x[i] - shift;
+        ta[l] = d;
+        tq[l] = d * d;
+    }
+    *s1 += (double)fk_sum(a, ta);
+    *s2 += (double)fk_sum(q, tq);
+}
+
+static void FK(dsums)(const float *restrict dy, const float *restrict x, int64_t n, float mean, double *s1,
+                      double *s2)
+{
+    const fk_v m = mean - (fk_v){ 0 };
+    fk_v a = { 0 }, q = { 0 };
+    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v g = fk_ld(dy + i);
+        a += g;
+        q += g * (fk_ld(x + i) - m);
+    }
+    for (int l = 0; i < n; i++, l++) {
+        ta[l] = dy[i];
+        tq[l] = dy[i] * (x[i] - mean);
+    }
+    *s1 += (double)fk_sum(a, ta);
+    *s2 += (double)fk_sum(q, tq);
+}
+
+static void FK(bn_dx)(float *restrict dx, const float *restrict dy, const float *restrict x, float gs, float k1,
+                      float k0, int64_t n, int write)
+{
+    const fk_v vg = gs - (fk_v){ 0 }, v1 = k1 - (fk_v){ 0 }, v0 = k0 - (fk_v){ 0 };
+    int64_t i = 0;
+    if (write) {
+        for (; i + QK_VB <= n; i += QK_VB)
+            fk_st(dx + i, vg * fk_ld(dy + i) + v1 * fk_ld(x + i) + v0);
+        for (; i < n; i++)
+            dx[i] = gs * dy[i] + k1 * x[i] + k0;
+        return;
+    }
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(dx + i, fk_ld(dx + i) + (vg * fk_ld(dy + i) + v1 * fk_ld(x + i) + v0));
+    for (; i < n; i++)
+        dx[i] += gs * dy[i] + k1 * x[i] + k0;
+}
+
+static void FK(affine)(float *restrict y, const float *restrict x, float a, float b, int64_t n)
+{
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(y + i, va * fk_ld(x + i) + vb);
+    for (; i < n; i++)
+        y[i] = a * x[i] + b;
+}
+
+static void FK(add)(float *restrict y, const float *restrict x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(y + i, fk_ld(y + i) + fk_ld(x + i));
+    for (; i < n; i++)
+        y[i] += x[i];
+}
+
+static void FK(add2)(float *restrict y, const float *restrict a, const float *restrict b, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(y + i, fk_ld(a + i) + fk_ld(b + i));
+    for (; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+#define FK_TABLE                                                                                         \
+    {                                                                                                    \
+        .relu = FK(relu), .relu_bwd = FK(relu_bwd), .moments = FK(moments), .dsums = FK(dsums),          \
+        .bn_dx = FK(bn_dx), .affine = FK(affine), .add = FK(add), .add2 = FK(add2),                      \
+    }
