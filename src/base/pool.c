@@ -12,15 +12,29 @@ struct qk_pool {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t cv_start, cv_done;
-    uint64_t generation;
-    int stop;
-    /* current job */
+    atomic_ullong generation; /* bumped (under mu) to publish a job */
+    atomic_int stop;
+    int sleepers;           /* workers blocked on cv_start (under mu) */
+    int caller_waiting;     /* caller blocked on cv_done (under mu) */
+    /* current job: written before generation is bumped */
     qk_task_fn fn;
     void *ctx;
     int64_t ntasks;
     atomic_llong next;
-    int active;             /* workers still running the current job */
+    atomic_int active;      /* workers still running the current job */
 };
+
+/* Between jobs a thread spins this long on the shared counters before it
+ * blocks: ops run back to back in training and inference, and a futex
+ * wake-up per op costs more than many small ops take. */
+#define POOL_SPIN_S 200e-6
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef struct { qk_pool *p; int id; } worker_arg;
 
@@ -34,27 +48,46 @@ static void run_tasks(qk_pool *p, int worker)
     }
 }
 
+/* Spin until *v differs from old (generation) or stop; 1 if it changed. */
+static int spin_gen(qk_pool *p, unsigned long long old)
+{
+    double t0 = qk_now();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) != old || atomic_load(&p->stop))
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 0 && qk_now() - t0 > POOL_SPIN_S)
+            return 0;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker_arg *wa = arg;
     qk_pool *p = wa->p;
     int id = wa->id;
     free(wa);
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
+    unsigned long long seen = 0;
     for (;;) {
-        while (!p->stop && p->generation == seen)
-            pthread_cond_wait(&p->cv_start, &p->mu);
-        if (p->stop)
+        if (!spin_gen(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
+                pthread_cond_wait(&p->cv_start, &p->mu);
+            p->sleepers--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop))
             break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         run_tasks(p, id);
-        pthread_mutex_lock(&p->mu);
-        if (--p->active == 0)
-            pthread_cond_signal(&p->cv_done);
+        if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_waiting)
+                pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -105,7 +138,7 @@ void qk_pool_destroy(qk_pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->cv_start);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
@@ -128,18 +161,29 @@ void qk_pool_run(qk_pool *p, int64_t ntasks, qk_task_fn fn, void *ctx)
             fn(ctx, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->ntasks = ntasks;
     atomic_store(&p->next, 0);
-    p->active = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->cv_start);
+    atomic_store(&p->active, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    if (p->sleepers)
+        pthread_cond_broadcast(&p->cv_start);
     pthread_mutex_unlock(&p->mu);
     run_tasks(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0)
-        pthread_cond_wait(&p->cv_done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    double t0 = qk_now();
+    for (int i = 1; atomic_load_explicit(&p->active, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if ((i & 63) == 0 && qk_now() - t0 > POOL_SPIN_S)
+            break;
+    }
+    if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_waiting = 1;
+        while (atomic_load(&p->active) > 0)
+            pthread_cond_wait(&p->cv_done, &p->mu);
+        p->caller_waiting = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
 }

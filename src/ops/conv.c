@@ -8,6 +8,11 @@
  *   DW      2-D depthwise (group == C == M): conv_dw.c kernels on stacks of
  *           planes of one channel (several samples share the weights);
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
+ *   FLAT    2-D, group 1, stride 1, no dilation, OW == W >= FLAT_MIN_W,
+ *           pads <= k-1: direct convolution on zero-padded copies of the
+ *           planes (conv_flat.h), no im2col; backward computes dX as the
+ *           same kernel over padded dY with the flipped, transposed weights
+ *           and dW as one GEMM per kernel tap over batches of padded planes;
  *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
  *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
  * Forward tasks are samples x groups (DW: blocks of DW_NB samples x channels).
@@ -19,13 +24,16 @@
  * adds the P partials in part order into the grads. dX of a sample is
  * written by exactly one task. */
 #include "qkit/ops.h"
+#include "conv_flat.h"
 #include "fkern.h"
 #include "fvec.h"
 #include "window.h"
 
 #include <string.h>
 
-enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3 };
+enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3, CONV_FLAT = 4 };
+#define FLAT_MIN_W 12   /* narrower maps waste too much on pad columns: IM2COL */
+#define FLAT_DW_K 8192  /* backward: samples per dW GEMM batch ~ this many positions */
 #define CONV_PARTS 16  /* batch parts for dW/dB partial sums */
 #define DW_NB 8        /* samples per depthwise forward task */
 #define RED_CHUNK 4096 /* elements per reduction task */
@@ -37,6 +45,11 @@ typedef struct conv_state {
     qk_window w;
     int64_t N, C, M, cg, mg, ksz, K; /* K = cg * ksz, the GEMM depth */
     int path;
+    /* FLAT geometry: padded row width, per-sample plane stride (rows of
+     * both the forward padding and the flipped one fit), outputs computed
+     * per plane (F: forward, G: the dX pass), zeroed slack after a buffer */
+    int64_t Wp, pls, F, G, slack;
+    float *wpk, *wfpk; /* packed forward / flipped weights (conv_flat.h) */
     /* training: P partial sums of [dW (M*K) | dB (M)] */
     int64_t parts_cap;
     float *part;
@@ -66,8 +79,10 @@ static qk_status conv_init(qk_graph *g, qk_node *n)
 static void conv_destroy(qk_node *n)
 {
     conv_state *s = n->state;
-    if (s)
+    if (s) {
         qk_aligned_free(s->part);
+        qk_aligned_free(s->wpk);
+    }
     qk_free(s);
     n->state = NULL;
 }
@@ -120,6 +135,21 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
         s->path = CONV_1X1;
     else
         s->path = CONV_IM2COL;
+    if (s->path == CONV_IM2COL && nsp == 2 && s->group == 1 && wn->s[1] == 1 && wn->s[2] == 1 && wn->d[1] == 1 &&
+        wn->d[2] == 1 && wn->out[2] == wn->in[2] && wn->in[2] >= FLAT_MIN_W && wn->pb[1] <= wn->k[1] - 1 &&
+        wn->pe[1] <= wn->k[1] - 1 && wn->pb[2] <= wn->k[2] - 1 && wn->pe[2] <= wn->k[2] - 1) {
+        const int64_t kh = wn->k[1], kw = wn->k[2], H = wn->in[1], OH = wn->out[1];
+        int64_t rows = H + wn->pb[1] + wn->pe[1]; /* forward padding; the flipped one has H + kh - 1 */
+        if (H + kh - 1 > rows)
+            rows = H + kh - 1;
+        s->path = CONV_FLAT;
+        s->Wp = wn->in[2] + kw - 1;
+        s->pls = (rows * s->Wp + 15) / 16 * 16; /* qk_cflat_dw runs over multiples of 16 */
+        s->F = OH * s->Wp;
+        s->G = H * s->Wp;
+        int64_t fup = qk_cflat_fup(s->F > s->G ? s->F : s->G);
+        s->slack = (fup + 2 * (kh * s->Wp + kw) + 15) / 16 * 16;
+    }
     int64_t dims[5];
     dims[0] = s->N;
     dims[1] = M;
@@ -149,6 +179,14 @@ static int64_t dw_batch_floats(const conv_state *s, int64_t osz)
     return (s->K + s->mg) * dw_batch(s, osz) * osz;
 }
 
+/* FLAT backward: samples per dW GEMM batch (from the shapes only). */
+static int64_t flat_batch(const conv_state *s)
+{
+    int64_t P = conv_parts(s->N), np = P > 0 ? (s->N + P - 1) / P : 1, nb = FLAT_DW_K / s->pls;
+    nb = nb < 1 ? 1 : nb;
+    return nb < np ? nb : np;
+}
+
 static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
     (void)g;
@@ -157,6 +195,15 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     size_t ws = 0;
     if (s->path == CONV_IM2COL)
         ws = (size_t)(s->K * osz + (training ? dw_batch_floats(s, osz) : 0)) * sizeof(float);
+    else if (s->path == CONV_FLAT) {
+        int64_t f = s->C * s->pls + s->slack + s->M * qk_cflat_fup(s->F);
+        if (training) {
+            int64_t nb = flat_batch(s);
+            int64_t b = (s->C + s->M) * nb * s->pls + 2 * s->slack + s->C * qk_cflat_fup(s->G);
+            f = b > f ? b : f;
+        }
+        ws = (size_t)f * sizeof(float);
+    }
     else if (s->path == CONV_DW) {
         int64_t nb = DW_NB < s->N ? DW_NB : s->N, P = conv_parts(s->N), np = (s->N + P - 1) / P;
         size_t f = qk_dw_scratch_floats(&s->w, nb, 0);
@@ -168,6 +215,15 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     qk_aligned_free(s->part);
     s->part = NULL;
     s->parts_cap = 0;
+    qk_aligned_free(s->wpk);
+    s->wpk = s->wfpk = NULL;
+    if (s->path == CONV_FLAT) {
+        size_t a = (size_t)qk_cflat_packed_floats(s->M, s->C, s->ksz), b = (size_t)qk_cflat_packed_floats(s->C, s->M, s->ksz);
+        s->wpk = qk_aligned_alloc((a + (training ? b : 0)) * sizeof(float));
+        if (!s->wpk)
+            return qk_error(QK_ERR_NOMEM, "Conv: cannot allocate packed weights");
+        s->wfpk = training ? s->wpk + a : NULL;
+    }
     if (training) {
         s->parts_cap = conv_parts(s->N);
         size_t bytes = (size_t)(s->parts_cap * (s->M * s->K + s->M)) * sizeof(float);
@@ -395,6 +451,98 @@ typedef struct conv_ctx {
     int write_dx; /* backward: dX is fresh (uncleared): write it, don't add */
 } conv_ctx;
 
+/* ---- FLAT path ---- */
+
+/* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
+ * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pls]: pt zero rows, each
+ * row pl zeros + w values + zeros up to the next row's values, zeros to
+ * pls; then the zero slack after the last plane. */
+CONV_NO_LIBCALLS static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t sc, int64_t nch,
+                                      int64_t nb, int64_t h, int64_t w, int64_t pt, int64_t pl, float *dst)
+{
+    const int64_t Wp = s->Wp, pls = s->pls;
+    for (int64_t ch = 0; ch < nch; ch++)
+        for (int64_t k = 0; k < nb; k++) {
+            float *d = dst + (ch * nb + k) * pls;
+            const float *x = src + k * sn + ch * sc;
+            row_zero(d, pt * Wp + pl);
+            for (int64_t r = 0; r < h; r++) {
+                float *row = d + (pt + r) * Wp + pl;
+                row_copy(row, x + r * w, w);
+                if (r + 1 < h)
+                    row_zero(row + w, Wp - w);
+            }
+            int64_t used = (pt + h - 1) * Wp + pl + w;
+            row_zero(d + used, pls - used);
+        }
+    row_zero(dst + nch * nb * pls, s->slack);
+}
+
+static void conv_fwd_flat(const conv_ctx *c, int64_t n, int worker)
+{
+    const conv_state *s = c->s;
+    const qk_window *w = &s->w;
+    const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2];
+    const int64_t fup = qk_cflat_fup(s->F);
+    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->pls + s->slack;
+    flat_pad(s, c->X + n * s->C * isz, 0, isz, s->C, 1, w->in[1], w->in[2], w->pb[1], w->pb[2], xb);
+    qk_cflat_fwd(s->wpk, s->M, s->C, (int)w->k[1], (int)w->k[2], s->Wp, xb, s->pls, s->F, c->B, ys, fup);
+    float *y = c->Y + n * s->M * osz;
+    for (int64_t m = 0; m < s->M; m++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            row_copy(y + m * osz + oh * OW, ys + m * fup + oh * s->Wp, OW);
+}
+
+/* Backward of samples [n0, n1): dW partials into pw (set), dB into pb
+ * (set), dX written or added. Per batch of nb samples the padded dY (with
+ * the flipped pads) serves both: viewed from its first value it is dY on
+ * the forward output grid (zeros in the pad columns and after), which is
+ * what the dW GEMMs need. */
+static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, float *pb, int worker)
+{
+    const conv_state *s = c->s;
+    const qk_window *w = &s->w;
+    const int64_t C = s->C, M = s->M, kh = w->k[1], kw = w->k[2], kk = s->ksz;
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], isz = H * W, osz = OH * OW;
+    const int64_t Wp = s->Wp, pls = s->pls, nbmax = flat_batch(s), gup = qk_cflat_fup(s->G);
+    const int64_t pt2 = kh - 1 - w->pb[1], pl2 = kw - 1 - w->pb[2];
+    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * nbmax * pls + s->slack;
+    float *ys = dyb + M * nbmax * pls + s->slack;
+    for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
+        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * pls;
+        flat_pad(s, c->dY + b0 * M * osz, M * osz, osz, M, nb, OH, OW, pt2, pl2, dyb);
+        if (pw) {
+            flat_pad(s, c->X + b0 * C * isz, C * isz, isz, C, nb, H, W, w->pb[1], w->pb[2], xb);
+            const float *dv = dyb + pt2 * Wp + pl2;
+            int64_t off[QK_CFLAT_MAXTAP];
+            for (int64_t t0 = 0; t0 < kk; t0 += QK_CFLAT_MAXTAP) {
+                int nt = kk - t0 < QK_CFLAT_MAXTAP ? (int)(kk - t0) : QK_CFLAT_MAXTAP;
+                for (int t = 0; t < nt; t++)
+                    off[t] = (t0 + t) / kw * Wp + (t0 + t) % kw;
+                qk_cflat_dw(dv, ld, M, xb, ld, C, ld, nt, off, pw + t0, kk, b0 != n0);
+            }
+        }
+        if (c->dX)
+            for (int64_t k = 0; k < nb; k++) {
+                qk_cflat_fwd(s->wfpk, C, M, (int)kh, (int)kw, Wp, dyb + k * pls, ld, s->G, NULL, ys, gup);
+                float *dx = c->dX + (b0 + k) * C * isz;
+                for (int64_t ci = 0; ci < C; ci++)
+                    for (int64_t r = 0; r < H; r++) {
+                        if (c->write_dx)
+                            row_copy(dx + ci * isz + r * W, ys + ci * gup + r * Wp, W);
+                        else
+                            row_add(dx + ci * isz + r * W, ys + ci * gup + r * Wp, W);
+                    }
+            }
+    }
+    if (pb)
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t m = 0; m < M; m++) {
+                float acc = qk_vsum(c->dY + (n * M + m) * osz, osz);
+                pb[m] = n == n0 ? acc : pb[m] + acc;
+            }
+}
+
 static void conv_fwd_task(void *vc, int64_t t, int worker)
 {
     const conv_ctx *c = vc;
@@ -405,6 +553,10 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
         int64_t n0 = (t / s->C) * DW_NB, ch = t % s->C, np = s->N - n0 < DW_NB ? s->N - n0 : DW_NB;
         qk_dw_fwd(w, np, c->X + (n0 * s->C + ch) * isz, s->C * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
                   c->Y + (n0 * s->M + ch) * osz, s->M * osz, qk_exec_ws(c->x, worker));
+        return;
+    }
+    if (s->path == CONV_FLAT) {
+        conv_fwd_flat(c, t, worker);
         return;
     }
     int64_t n = t / s->group, g = t % s->group;
@@ -432,6 +584,8 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
         return QK_OK;
     }
+    if (s->path == CONV_FLAT)
+        qk_cflat_pack(c.W, s->M, s->C, s->ksz, s->wpk);
     int64_t tasks = s->path == CONV_DW ? (s->N + DW_NB - 1) / DW_NB * s->C : s->N * s->group;
     qk_pool_run(x->pool, tasks, conv_fwd_task, &c);
     return QK_OK;
@@ -457,6 +611,10 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
         qk_dw_bwd(w, n1 - n0, c->X + xi, s->C * isz, c->W + ch * s->ksz, c->dY + yi, s->M * osz,
                   c->dX ? c->dX + xi : NULL, pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, 1,
                   qk_exec_ws(c->x, worker));
+        return;
+    }
+    if (s->path == CONV_FLAT) {
+        conv_bwd_flat(c, n0, n1, pw, pb, worker);
         return;
     }
     const int64_t g = q, mg = s->mg, K = s->K;
@@ -559,6 +717,11 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
     if ((c.dW || c.dB) && (!s->part || conv_parts(s->N) > s->parts_cap))
         return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
     c.P = conv_parts(s->N);
+    if (s->path == CONV_FLAT && c.dX) {
+        if (!s->wfpk)
+            return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
+        qk_cflat_pack_flip(c.W, s->M, s->C, (int)s->w.k[1], (int)s->w.k[2], s->wfpk);
+    }
     int64_t nq = s->path == CONV_DW ? s->C : s->group;
     qk_pool_run(x->pool, c.P * nq, conv_bwd_task, &c);
     if (c.write_dx)

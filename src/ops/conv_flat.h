@@ -1,0 +1,62 @@
+/* Direct convolution on "padded flat" planes, the kernel of Conv's FLAT path
+ * (stride 1, no dilation, output width = input width, group 1).
+ *
+ * An input plane is stored padded: Hp rows of Wp = W + kw - 1 floats, the
+ * pads zero, then zero slack. Output position (oh, ow) is computed at flat
+ * index f = oh * Wp + ow, and the input it reads for kernel tap (i, j) sits
+ * at f + i * Wp + j: every tap is one contiguous, shifted run of the plane,
+ * so no im2col buffer is built. Positions with ow >= OW (the pad columns)
+ * and f >= F are computed too and ignored by the caller.
+ *
+ *   y[m * ldy + f] = b[m] (0 if b is NULL)
+ *                    + sum_c sum_{i<kh, j<kw} w[m][c][i][j] * x[c * ldx + f + i*Wp + j]
+ *
+ * for m < M, f < F, summed over c, then i, then j (fixed order: results do
+ * not depend on threads). The weights go through qk_cflat_pack first. The
+ * kernel reads x up to c * ldx + qk_cflat_fup(F) + (kh-1)*Wp + kw - 1 and
+ * writes y up to m * ldy + qk_cflat_fup(F). */
+#ifndef QKIT_OPS_CONV_FLAT_H
+#define QKIT_OPS_CONV_FLAT_H
+
+#include <stdint.h>
+
+#define QK_CFLAT_MB 8  /* output channels per register block */
+#define QK_CFLAT_FB 48 /* positions per register block (3 x 16 lanes) */
+#define QK_CFLAT_MAXTAP 9 /* qk_cflat_dw: taps per call at most */
+
+static inline int64_t qk_cflat_fup(int64_t F) { return (F + QK_CFLAT_FB - 1) / QK_CFLAT_FB * QK_CFLAT_FB; }
+
+/* floats of the packed weights: [ceil(M/8)][C][kk][8], zero-filled past M */
+static inline int64_t qk_cflat_packed_floats(int64_t M, int64_t C, int64_t kk)
+{
+    return (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB * QK_CFLAT_MB * C * kk;
+}
+
+/* w [M][C][kk] (kk = kh * kw) -> wpk */
+void qk_cflat_pack(const float *w, int64_t M, int64_t C, int64_t kk, float *wpk);
+
+/* the dX weights of a conv with weights w [M][C][kh][kw]: a conv from M to C
+ * channels with w'[c][m][i][j] = w[m][c][kh-1-i][kw-1-j], packed */
+void qk_cflat_pack_flip(const float *w, int64_t M, int64_t C, int kh, int kw, float *wpk);
+
+void qk_cflat_fwd(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x, int64_t ldx,
+                  int64_t F, const float *b, float *y, int64_t ldy);
+
+/* Weight gradient over K positions (K a multiple of 16):
+ *   dw[(m*C + c)*dws + t] (+)= sum_{f<K} dy[m*ldd + f] * x[c*ldx + f + off[t]]
+ * (set when !accumulate). dy must be zero wherever its position is not a
+ * real output (pad columns, the end of a plane). */
+void qk_cflat_dw(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C, int64_t K,
+                 int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate);
+
+/* the two implementations of each (the functions above pick one from the CPU) */
+void qk_cflat_dw_ref(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C, int64_t K,
+                     int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate);
+void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C,
+                         int64_t K, int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate);
+void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+                      int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy);
+void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+                          int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy);
+
+#endif

@@ -1,0 +1,161 @@
+/* AVX-512 kernel of the padded-flat direct convolution (conv_flat.h):
+ * 8 output channels x 48 positions in 24 zmm accumulators; per tap, three
+ * unaligned loads of the shifted input run and eight broadcast weights.
+ * Accumulators are named variables (an array would live in memory at -O2). */
+#include "conv_flat.h"
+
+#include <immintrin.h>
+
+#define ACC_ROW(r) __m512 a##r##0, a##r##1, a##r##2
+#define ACC_INIT(r)                                                                                  \
+    do {                                                                                             \
+        int64_t m_ = mb * QK_CFLAT_MB + r;                                                           \
+        a##r##0 = a##r##1 = a##r##2 = _mm512_set1_ps(b && m_ < M ? b[m_] : 0.0f);                  \
+    } while (0)
+#define ACC_FMA(r)                                                                                   \
+    do {                                                                                             \
+        __m512 w_ = _mm512_set1_ps(wt[r]);                                                           \
+        a##r##0 = _mm512_fmadd_ps(w_, x0, a##r##0);                                                  \
+        a##r##1 = _mm512_fmadd_ps(w_, x1, a##r##1);                                                  \
+        a##r##2 = _mm512_fmadd_ps(w_, x2, a##r##2);                                                  \
+    } while (0)
+#define ACC_STORE(r)                                                                                 \
+    do {                                                                                             \
+        if (mb * QK_CFLAT_MB + r < M) {                                                              \
+            float *yr_ = y + (mb * QK_CFLAT_MB + r) * ldy + f0;                                      \
+            _mm512_storeu_ps(yr_, a##r##0);                                                          \
+            _mm512_storeu_ps(yr_ + 16, a##r##1);                                                     \
+            _mm512_storeu_ps(yr_ + 32, a##r##2);                                                     \
+        }                                                                                            \
+    } while (0)
+
+void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+                          int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy)
+{
+    const int64_t kk = (int64_t)kh * kw, Mb = (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB;
+    for (int64_t f0 = 0; f0 < F; f0 += QK_CFLAT_FB)
+        for (int64_t mb = 0; mb < Mb; mb++) {
+            ACC_ROW(0);
+            ACC_ROW(1);
+            ACC_ROW(2);
+            ACC_ROW(3);
+            ACC_ROW(4);
+            ACC_ROW(5);
+            ACC_ROW(6);
+            ACC_ROW(7);
+            ACC_INIT(0);
+            ACC_INIT(1);
+            ACC_INIT(2);
+            ACC_INIT(3);
+            ACC_INIT(4);
+            ACC_INIT(5);
+            ACC_INIT(6);
+            ACC_INIT(7);
+            const float *wt = wpk + mb * C * kk * QK_CFLAT_MB;
+            for (int64_t c = 0; c < C; c++) {
+                const float *xc = x + c * ldx + f0;
+                for (int i = 0; i < kh; i++) {
+                    const float *xs = xc + i * Wp;
+                    for (int j = 0; j < kw; j++, wt += QK_CFLAT_MB, xs++) {
+                        __m512 x0 = _mm512_loadu_ps(xs), x1 = _mm512_loadu_ps(xs + 16), x2 = _mm512_loadu_ps(xs + 32);
+                        ACC_FMA(0);
+                        ACC_FMA(1);
+                        ACC_FMA(2);
+                        ACC_FMA(3);
+                        ACC_FMA(4);
+                        ACC_FMA(5);
+                        ACC_FMA(6);
+                        ACC_FMA(7);
+                    }
+                }
+            }
+            ACC_STORE(0);
+            ACC_STORE(1);
+            ACC_STORE(2);
+            ACC_STORE(3);
+            ACC_STORE(4);
+            ACC_STORE(5);
+            ACC_STORE(6);
+            ACC_STORE(7);
+        }
+}
+
+/* Weight gradient: for one input channel, 3 output channels x up to 9 taps
+ * of 16-lane partial sums (27 accumulators) over the K positions; per step
+ * 3 dY loads and ntap shifted x loads feed 3 * ntap FMAs. Named variables
+ * again; taps past ntap read tap 0 and are not stored. */
+#define DW_T(r, t) __m512 d##r##t = _mm512_setzero_ps()
+#define DW_ROW(r)                                                                                    \
+    DW_T(r, 0);                                                                                      \
+    DW_T(r, 1);                                                                                      \
+    DW_T(r, 2);                                                                                      \
+    DW_T(r, 3);                                                                                      \
+    DW_T(r, 4);                                                                                      \
+    DW_T(r, 5);                                                                                      \
+    DW_T(r, 6);                                                                                      \
+    DW_T(r, 7);                                                                                      \
+    DW_T(r, 8)
+#define DW_FMA_T(t)                                                                                  \
+    do {                                                                                             \
+        __m512 xv = _mm512_loadu_ps(xc + f + o##t);                                                  \
+        __asm__("" : "+v"(xv)); /* one load, not one per FMA (gcc folds it) */                       \
+        d0##t = _mm512_fmadd_ps(g0, xv, d0##t);                                                      \
+        d1##t = _mm512_fmadd_ps(g1, xv, d1##t);                                                      \
+        d2##t = _mm512_fmadd_ps(g2, xv, d2##t);                                                      \
+    } while (0)
+#define DW_OUT_T(r, t)                                                                               \
+    do {                                                                                             \
+        if (t < ntap && m0 + r < M) {                                                                \
+            float *o_ = dw + ((m0 + r) * C + c) * dws + t;                                          \
+            float s_ = _mm512_reduce_add_ps(d##r##t);                                                \
+            *o_ = accumulate ? *o_ + s_ : s_;                                                        \
+        }                                                                                            \
+    } while (0)
+#define DW_OUT_ROW(r)                                                                                \
+    do {                                                                                             \
+        DW_OUT_T(r, 0);                                                                              \
+        DW_OUT_T(r, 1);                                                                              \
+        DW_OUT_T(r, 2);                                                                              \
+        DW_OUT_T(r, 3);                                                                              \
+        DW_OUT_T(r, 4);                                                                              \
+        DW_OUT_T(r, 5);                                                                              \
+        DW_OUT_T(r, 6);                                                                              \
+        DW_OUT_T(r, 7);                                                                              \
+        DW_OUT_T(r, 8);                                                                              \
+    } while (0)
+
+void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C,
+                         int64_t K, int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate)
+{
+    int64_t o[QK_CFLAT_MAXTAP];
+    for (int t = 0; t < QK_CFLAT_MAXTAP; t++)
+        o[t] = off[t < ntap ? t : 0];
+    const int64_t o0 = o[0], o1 = o[1], o2 = o[2], o3 = o[3], o4 = o[4], o5 = o[5], o6 = o[6], o7 = o[7], o8 = o[8];
+    for (int64_t c = 0; c < C; c++) {
+        const float *xc = x + c * ldx;
+        for (int64_t m0 = 0; m0 < M; m0 += 3) {
+            /* rows past M reuse row m0 (their sums are not stored) */
+            const float *r0 = dy + m0 * ldd, *r1 = m0 + 1 < M ? r0 + ldd : r0, *r2 = m0 + 2 < M ? r0 + 2 * ldd : r0;
+            DW_ROW(0);
+            DW_ROW(1);
+            DW_ROW(2);
+            for (int64_t f = 0; f < K; f += 16) {
+                __m512 g0 = _mm512_loadu_ps(r0 + f), g1 = _mm512_loadu_ps(r1 + f), g2 = _mm512_loadu_ps(r2 + f);
+                DW_FMA_T(0);
+                if (ntap > 1) {
+                    DW_FMA_T(1);
+                    DW_FMA_T(2);
+                    DW_FMA_T(3);
+                    DW_FMA_T(4);
+                    DW_FMA_T(5);
+                    DW_FMA_T(6);
+                    DW_FMA_T(7);
+                    DW_FMA_T(8);
+                }
+            }
+            DW_OUT_ROW(0);
+            DW_OUT_ROW(1);
+            DW_OUT_ROW(2);
+        }
+    }
+}
