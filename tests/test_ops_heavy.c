@@ -237,6 +237,8 @@ static int conv_inputs(const conv_cfg *c, tin *ins)
 static const conv_cfg conv_cases[] = {
     { "3x3 p1", 3, 3, 5, 1, 2, { 7, 7 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 1 },
     { "3x3 s2 asym pads odd", 2, 4, 6, 1, 2, { 9, 11 }, { 3, 3 }, { 2, 2 }, { 1, 1 }, { 1, 0, 0, 1 }, NULL, 1 },
+    /* stride 2 with OW >= 12 (the FLAT phase path), odd width, asymmetric pads */
+    { "3x3 s2 flat phases", 2, 3, 4, 1, 2, { 9, 25 }, { 3, 3 }, { 2, 2 }, { 1, 1 }, { 1, 1, 0, 2 }, NULL, 1 },
     /* stride 1 with OW == W but rows past both image edges and wide left pads */
     { "3x3 flat tall pads", 2, 3, 4, 1, 2, { 6, 5 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 3, 2, 1, 0 }, NULL, 1 },
     { "3x3 dil2", 2, 3, 4, 1, 2, { 10, 9 }, { 3, 3 }, { 1, 1 }, { 2, 2 }, { 2, 2, 2, 2 }, NULL, 0 },

@@ -275,6 +275,32 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     qk_graph_destroy(cg);
 }
 
+/* Plan-time fusion (BatchNormalization + Relu, src/ops/fuse.h) and the
+ * portable float kernels change no bit of training: resnet8 trained for 5
+ * steps fused and unfused (QKIT_FUSE=0) must agree exactly. */
+static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
+{
+    qk_dataset tr = qk_dataset_view(train, 0, 300);
+    qk_train_config c;
+    qk_train_config_default(&c);
+    c.epochs = 1;
+    c.batch = 64;
+    c.progress = 0;
+    qk_graph *a = NULL, *b = NULL;
+    qk_train_result ra, rb;
+    QT_OK(qk_zoo_build("resnet8", 3, &a));
+    QT_OK(qk_zoo_build("resnet8", 3, &b));
+    QT_OK(qk_train(a, &tr, NULL, &c, pool, &ra));
+    setenv("QKIT_FUSE", "0", 1);
+    QT_OK(qk_train(b, &tr, NULL, &c, pool, &rb));
+    unsetenv("QKIT_FUSE");
+    QT_CHECK(same_params(a, b) && ra.train_loss == rb.train_loss,
+             "BatchNormalization+Relu fusion: training bit-identical to the unfused ops (loss %.9g vs %.9g)",
+             ra.train_loss, rb.train_loss);
+    qk_graph_destroy(a);
+    qk_graph_destroy(b);
+}
+
 static void test_nan(const qk_dataset *train, qk_pool *pool)
 {
     qk_dataset tr = qk_dataset_view(train, 0, 256);
@@ -356,6 +382,7 @@ int main(void)
         QT_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
         test_resume(&train, &test, p1, p2, dir);
         rmdir(dir);
+        test_fusion_same(&train, p2);
         test_nan(&train, p2);
         test_end_to_end(&train, &test, p2);
         qk_pool_destroy(p1);

@@ -24,6 +24,7 @@
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
 #include "fkern.h"
+#include "fuse.h"
 #include "fvec.h"
 #include "light_util.h"
 
@@ -37,6 +38,7 @@ typedef struct act_state {
     float alpha, beta;     /* HardSigmoid */
     float attr_lo, attr_hi; /* Clip opset 6 attributes (or +-FLT_MAX) */
     float lo, hi;          /* Clip bounds resolved by the last float forward */
+    int fused;             /* Relu run by the BatchNormalization before it (fuse.h) */
 } act_state;
 
 static qk_status act_init_kind(qk_node *n, int kind)
@@ -235,10 +237,28 @@ static void clip_bounds(qk_graph *g, const qk_node *n, const act_state *s, float
     *hi = b ? qk_f32(&b->t)[0] : s->attr_hi;
 }
 
+/* Relu: is it fused into the BatchNormalization that produces its input? */
+static qk_status relu_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
+{
+    act_state *s = n->state;
+    *ws_bytes = 0;
+    s->fused = 0;
+    for (int k = 0; k < g->n_nodes && training; k++) {
+        const qk_node *p = &g->nodes[k];
+        if (p->n_out > 0 && p->out[0] == n->in[0]) {
+            s->fused = qk_bn_relu_fused(g, p, training) == (int)(n - g->nodes);
+            break;
+        }
+    }
+    return QK_OK;
+}
+
 static qk_status act_forward(qk_exec *ex, qk_node *n)
 {
     qk_graph *g = ex->g;
     act_state *s = n->state;
+    if (s->fused)
+        return QK_OK; /* the BatchNormalization wrote our output */
     const qk_tensor *x = &qk_in(g, n, 0)->t;
     qk_tensor *y = &qk_out(g, n, 0)->t;
     if (x->dtype != QK_F32) {
@@ -260,6 +280,13 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
     qk_graph *g = ex->g;
     act_state *s = n->state;
     qk_value *xv = qk_in(g, n, 0), *yv = qk_out(g, n, 0);
+    if (s->fused) {
+        /* the BatchNormalization applies our mask itself: its output's
+         * gradient is never read, so leave it as written */
+        if (xv->grad.data)
+            xv->grad_zeroed = 1;
+        return QK_OK;
+    }
     if (xv->t.dtype != QK_F32)
         return qk_error(QK_ERR_UNSUPPORTED, "backward needs float32 data, got %s", qk_dtype_name(xv->t.dtype));
     if (!yv->grad.data)
@@ -302,7 +329,7 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
 #define ACT_OP(NAME, TYPE, INIT) \
     const qk_op NAME = { TYPE, INIT, act_infer, NULL, act_forward, act_backward, act_destroy }
 
-ACT_OP(qk_op_relu, "Relu", relu_init);
+const qk_op qk_op_relu = { "Relu", relu_init, act_infer, relu_reshape, act_forward, act_backward, act_destroy };
 ACT_OP(qk_op_clip, "Clip", clip_init);
 ACT_OP(qk_op_hardsigmoid, "HardSigmoid", hsig_init);
 ACT_OP(qk_op_hardswish, "HardSwish", hswish_init);

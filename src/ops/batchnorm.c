@@ -24,9 +24,11 @@
 #include "qkit/ops.h"
 
 #include "fkern.h"
+#include "fuse.h"
 #include "fvec.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BN_CBLOCK 4 /* channels per task */
@@ -38,7 +40,35 @@ typedef struct bn_state {
     int batch_stats; /* mode of the last forward */
     int64_t cap;
     float *mean, *invstd, *bvar; /* [C] each: saved by forward (bvar: biased batch var) */
+    int relu_out;                /* fuse.h: the fused Relu's output value, or -1 */
 } bn_state;
+
+int qk_bn_relu_fused(const qk_graph *g, const qk_node *bn, int training)
+{
+    const char *env = getenv("QKIT_FUSE");
+    if (env && !strcmp(env, "0"))
+        return -1;
+    if (!training || strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || bn->n_out < 1 ||
+        bn->out[0] < 0)
+        return -1;
+    for (int k = 1; k < bn->n_out; k++)
+        if (bn->out[k] >= 0)
+            return -1;
+    const int y = bn->out[0];
+    if (g->values[y].t.dtype != QK_F32)
+        return -1;
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == y)
+            return -1;
+    int r;
+    if (qk_graph_consumers(g, y, &r, 1) != 1)
+        return -1;
+    const qk_node *rn = &g->nodes[r];
+    if (strcmp(rn->op_type, "Relu") || (rn->domain && *rn->domain) || rn->n_in != 1 || rn->in[0] != y ||
+        rn->n_out != 1 || rn->out[0] < 0)
+        return -1;
+    return r;
+}
 
 static qk_status bn_init(qk_graph *g, qk_node *n)
 {
@@ -55,6 +85,7 @@ static qk_status bn_init(qk_graph *g, qk_node *n)
     if (!s)
         return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
     n->state = s;
+    s->relu_out = -1;
     s->eps = qk_node_float(n, "epsilon", 1e-5f);
     s->momentum = qk_node_float(n, "momentum", 0.9f);
     s->training_mode = (int)qk_node_int(n, "training_mode", 0);
@@ -107,6 +138,11 @@ static qk_status bn_infer(qk_graph *g, qk_node *n)
 
 static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
+    {
+        bn_state *bs = n->state;
+        int r = qk_bn_relu_fused(g, n, training);
+        bs->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
+    }
     (void)g;
     (void)training;
     bn_state *s = n->state;
@@ -126,6 +162,7 @@ static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_by
 typedef struct bn_ctx {
     bn_state *s;
     const float *X, *scale, *B, *rmean, *rvar, *dY;
+    const float *Z; /* fused Relu: its output (backward mask); NULL otherwise */
     float *Y, *dX, *dScale, *dB;
     int batch;
     int write_dx; /* backward: dX is fresh (uncleared), write instead of add */
@@ -159,7 +196,7 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
         s->bvar[ch] = var;
         float a = c->scale[ch] * inv, b = c->B[ch] - mean * a;
         for (int64_t n = 0; n < N; n++)
-            fk->affine(c->Y + (n * C + ch) * S, c->X + (n * C + ch) * S, a, b, S);
+            (c->Z ? fk->affine_relu : fk->affine)(c->Y + (n * C + ch) * S, c->X + (n * C + ch) * S, a, b, S);
     }
 }
 
@@ -173,6 +210,10 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
                  .Y = qk_f32(&qk_out(g, n, 0)->t), .batch = x->training || s->training_mode };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    if (s->relu_out >= 0) {
+        c.Y = qk_f32(&g->values[s->relu_out].t);
+        c.Z = c.Y;
+    }
     s->batch_stats = c.batch;
     qk_pool_run(x->pool, (s->C + BN_CBLOCK - 1) / BN_CBLOCK, bn_fwd_task, &c);
     if (!c.batch)
@@ -209,8 +250,13 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
     for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = s->mean[ch], inv = s->invstd[ch];
         double s1 = 0, s2 = 0;
-        for (int64_t n = 0; n < N; n++)
-            fk->dsums(c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, S, mean, &s1, &s2);
+        for (int64_t n = 0; n < N; n++) {
+            const int64_t o = (n * C + ch) * S;
+            if (c->Z)
+                fk->dsums_relu(c->dY + o, c->Z + o, c->X + o, S, mean, &s1, &s2);
+            else
+                fk->dsums(c->dY + o, c->X + o, S, mean, &s1, &s2);
+        }
         /* s1 = sum dy, s2 = sum dy*(x-mean); sum dy*xhat = s2*inv */
         float sdy = (float)s1, sdyxh = (float)(s2 * inv);
         if (c->dB)
@@ -224,9 +270,13 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             /* dx = gs * (dy - sdy/M - xhat * sdyxh/M) = gs*dy + k1*(x-mean) + k0 */
             float Mf = (float)(N * S);
             float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf - k1 * mean;
-            for (int64_t n = 0; n < N; n++)
-                fk->bn_dx(c->dX + (n * C + ch) * S, c->dY + (n * C + ch) * S, c->X + (n * C + ch) * S, gs, k1, k0, S,
-                       c->write_dx);
+            for (int64_t n = 0; n < N; n++) {
+                const int64_t o = (n * C + ch) * S;
+                if (c->Z)
+                    fk->bn_dx_relu(c->dX + o, c->dY + o, c->Z + o, c->X + o, gs, k1, k0, S, c->write_dx);
+                else
+                    fk->bn_dx(c->dX + o, c->dY + o, c->X + o, gs, k1, k0, S, c->write_dx);
+            }
         } else {
             for (int64_t n = 0; n < N; n++) {
                 if (c->write_dx)
@@ -246,6 +296,13 @@ static qk_status bn_backward(qk_exec *x, qk_node *n)
                  .dX = xv->grad.data, .dScale = sv->grad.data, .dB = bv->grad.data };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    if (s->relu_out >= 0) {
+        qk_value *zv = &g->values[s->relu_out];
+        if (!zv->grad.data)
+            return QK_OK;
+        c.dY = qk_f32(&zv->grad);
+        c.Z = qk_f32(&zv->t);
+    }
     /* the executor hands a fresh (uncleared) dX when nothing has written it
      * yet: grad_zeroed == 2 (see exec.c) */
     c.write_dx = c.dX && xv->grad_zeroed == 2;

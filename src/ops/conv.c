@@ -8,11 +8,15 @@
  *   DW      2-D depthwise (group == C == M): conv_dw.c kernels on stacks of
  *           planes of one channel (several samples share the weights);
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
- *   FLAT    2-D, group 1, stride 1, no dilation, OW == W >= FLAT_MIN_W,
- *           pads <= k-1: direct convolution on zero-padded copies of the
- *           planes (conv_flat.h), no im2col; backward computes dX as the
- *           same kernel over padded dY with the flipped, transposed weights
- *           and dW as one GEMM per kernel tap over batches of padded planes;
+ *   FLAT    2-D, group 1, no dilation, CPU with AVX-512, and either stride
+ *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2,
+ *           not 1x1, with OW >= FLAT_MIN_W: direct convolution on zero-padded copies
+ *           of the planes (conv_flat.h; stride 2 splits each plane into its
+ *           four row/column parity phases, so every tap is again a shifted
+ *           contiguous run), no im2col. Backward: dW by the conv_flat dW
+ *           kernel over batches of padded planes; dX, for stride 1, as the
+ *           forward kernel over padded dY with the flipped, transposed
+ *           weights, for stride 2 as W^T dY plus col2im;
  *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
  *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
  * Forward tasks are samples x groups (DW: blocks of DW_NB samples x channels).
@@ -25,6 +29,7 @@
  * written by exactly one task. */
 #include "qkit/ops.h"
 #include "conv_flat.h"
+#include "qkit/cpu.h"
 #include "fkern.h"
 #include "fvec.h"
 #include "window.h"
@@ -45,10 +50,12 @@ typedef struct conv_state {
     qk_window w;
     int64_t N, C, M, cg, mg, ksz, K; /* K = cg * ksz, the GEMM depth */
     int path;
-    /* FLAT geometry: padded row width, per-sample plane stride (rows of
-     * both the forward padding and the flipped one fit), outputs computed
-     * per plane (F: forward, G: the dX pass), zeroed slack after a buffer */
-    int64_t Wp, pls, F, G, slack;
+    /* FLAT geometry: stride fs (1, 2) and nph = fs*fs phases per channel;
+     * a (phase) plane has rows of Wq floats and pq floats in all (rows of
+     * the forward padding and, stride 1, of the flipped one fit); outputs
+     * computed per plane (F: forward, G: the stride-1 dX pass); zeroed
+     * slack after a buffer */
+    int64_t fs, nph, Wq, Hq, pq, F, G, slack;
     float *wpk, *wfpk; /* packed forward / flipped weights (conv_flat.h) */
     /* training: P partial sums of [dW (M*K) | dB (M)] */
     int64_t parts_cap;
@@ -85,6 +92,19 @@ static void conv_destroy(qk_node *n)
     }
     qk_free(s);
     n->state = NULL;
+}
+
+/* Shapes the FLAT path takes (see the top of the file). */
+static int flat_ok(const qk_window *w, int64_t group)
+{
+    if (group != 1 || w->d[1] != 1 || w->d[2] != 1 || w->s[1] != w->s[2] || w->k[1] * w->k[2] > QK_CFLAT_MAXK ||
+        qk_cpu_isa() < QK_ISA_AVX512)
+        return 0;
+    if (w->s[1] == 1)
+        return w->out[2] == w->in[2] && w->in[2] >= FLAT_MIN_W && w->pb[1] <= w->k[1] - 1 &&
+               w->pe[1] <= w->k[1] - 1 && w->pb[2] <= w->k[2] - 1 && w->pe[2] <= w->k[2] - 1;
+    /* stride 2: 1x1 (a subsampling GEMM) stays on IM2COL */
+    return w->s[1] == 2 && w->out[2] >= FLAT_MIN_W && w->k[1] * w->k[2] > 1;
 }
 
 static qk_status conv_infer(qk_graph *g, qk_node *n)
@@ -135,20 +155,24 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
         s->path = CONV_1X1;
     else
         s->path = CONV_IM2COL;
-    if (s->path == CONV_IM2COL && nsp == 2 && s->group == 1 && wn->s[1] == 1 && wn->s[2] == 1 && wn->d[1] == 1 &&
-        wn->d[2] == 1 && wn->out[2] == wn->in[2] && wn->in[2] >= FLAT_MIN_W && wn->pb[1] <= wn->k[1] - 1 &&
-        wn->pe[1] <= wn->k[1] - 1 && wn->pb[2] <= wn->k[2] - 1 && wn->pe[2] <= wn->k[2] - 1) {
-        const int64_t kh = wn->k[1], kw = wn->k[2], H = wn->in[1], OH = wn->out[1];
-        int64_t rows = H + wn->pb[1] + wn->pe[1]; /* forward padding; the flipped one has H + kh - 1 */
-        if (H + kh - 1 > rows)
-            rows = H + kh - 1;
+    if (s->path == CONV_IM2COL && nsp == 2 && flat_ok(wn, s->group)) {
+        const int64_t kh = wn->k[1], kw = wn->k[2], H = wn->in[1], W = wn->in[2], OH = wn->out[1];
         s->path = CONV_FLAT;
-        s->Wp = wn->in[2] + kw - 1;
-        s->pls = (rows * s->Wp + 15) / 16 * 16; /* qk_cflat_dw runs over multiples of 16 */
-        s->F = OH * s->Wp;
-        s->G = H * s->Wp;
+        s->fs = wn->s[1];
+        s->nph = s->fs * s->fs;
+        if (s->fs == 1) {
+            int64_t rows = H + wn->pb[1] + wn->pe[1]; /* forward padding; the flipped one has H + kh - 1 */
+            s->Hq = H + kh - 1 > rows ? H + kh - 1 : rows;
+            s->Wq = W + kw - 1;
+        } else {
+            s->Hq = (H + wn->pb[1] + wn->pe[1] + 1) / 2;
+            s->Wq = (W + wn->pb[2] + wn->pe[2] + 1) / 2;
+        }
+        s->pq = (s->Hq * s->Wq + 15) / 16 * 16; /* qk_cflat_dw runs over multiples of 16 */
+        s->F = OH * s->Wq;
+        s->G = s->fs == 1 ? H * s->Wq : 0;
         int64_t fup = qk_cflat_fup(s->F > s->G ? s->F : s->G);
-        s->slack = (fup + 2 * (kh * s->Wp + kw) + 15) / 16 * 16;
+        s->slack = (fup + 2 * (kh * s->Wq + kw) + 15) / 16 * 16;
     }
     int64_t dims[5];
     dims[0] = s->N;
@@ -173,16 +197,24 @@ static int64_t dw_batch(const conv_state *s, int64_t osz)
     return nb < np ? nb : np;
 }
 
-/* Workspace floats for that batch: col [K, nb*osz] and dY repacked [mg, nb*osz]. */
+/* Workspace floats for that batch: dcol and col [K, nb*osz], dY repacked [mg, nb*osz]. */
 static int64_t dw_batch_floats(const conv_state *s, int64_t osz)
 {
-    return (s->K + s->mg) * dw_batch(s, osz) * osz;
+    return (2 * s->K + s->mg) * dw_batch(s, osz) * osz;
+}
+
+/* IM2COL forward: samples per GEMM (columns side by side), from the shapes. */
+static int64_t fwd_batch(const conv_state *s, int64_t osz)
+{
+    int64_t nb = DW_COLS / (osz > 0 ? osz : 1);
+    nb = nb < 1 ? 1 : nb;
+    return nb < s->N ? nb : s->N;
 }
 
 /* FLAT backward: samples per dW GEMM batch (from the shapes only). */
 static int64_t flat_batch(const conv_state *s)
 {
-    int64_t P = conv_parts(s->N), np = P > 0 ? (s->N + P - 1) / P : 1, nb = FLAT_DW_K / s->pls;
+    int64_t P = conv_parts(s->N), np = P > 0 ? (s->N + P - 1) / P : 1, nb = FLAT_DW_K / s->pq;
     nb = nb < 1 ? 1 : nb;
     return nb < np ? nb : np;
 }
@@ -193,13 +225,18 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     conv_state *s = n->state;
     int64_t osz = qk_win_out_size(&s->w);
     size_t ws = 0;
-    if (s->path == CONV_IM2COL)
-        ws = (size_t)(s->K * osz + (training ? dw_batch_floats(s, osz) : 0)) * sizeof(float);
+    if (s->path == CONV_IM2COL) {
+        int64_t fb = fwd_batch(s, osz), f = (s->K + s->mg) * fb * osz;
+        if (training && dw_batch_floats(s, osz) > f)
+            f = dw_batch_floats(s, osz);
+        ws = (size_t)f * sizeof(float);
+    }
     else if (s->path == CONV_FLAT) {
-        int64_t f = s->C * s->pls + s->slack + s->M * qk_cflat_fup(s->F);
+        int64_t f = s->C * s->nph * s->pq + s->slack + s->M * qk_cflat_fup(s->F);
         if (training) {
             int64_t nb = flat_batch(s);
-            int64_t b = (s->C + s->M) * nb * s->pls + 2 * s->slack + s->C * qk_cflat_fup(s->G);
+            int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup(s->G) : s->K * osz;
+            int64_t b = (s->C * s->nph + s->M) * nb * s->pq + 2 * s->slack + dxs;
             f = b > f ? b : f;
         }
         ws = (size_t)f * sizeof(float);
@@ -219,10 +256,11 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     s->wpk = s->wfpk = NULL;
     if (s->path == CONV_FLAT) {
         size_t a = (size_t)qk_cflat_packed_floats(s->M, s->C, s->ksz), b = (size_t)qk_cflat_packed_floats(s->C, s->M, s->ksz);
-        s->wpk = qk_aligned_alloc((a + (training ? b : 0)) * sizeof(float));
+        int flip = training && s->fs == 1;
+        s->wpk = qk_aligned_alloc((a + (flip ? b : 0)) * sizeof(float));
         if (!s->wpk)
             return qk_error(QK_ERR_NOMEM, "Conv: cannot allocate packed weights");
-        s->wfpk = training ? s->wpk + a : NULL;
+        s->wfpk = flip ? s->wpk + a : NULL;
     }
     if (training) {
         s->parts_cap = conv_parts(s->N);
@@ -381,7 +419,7 @@ CONV_NO_LIBCALLS static void im2col(const qk_window *w, int64_t cg, const float 
  * belong to no input element), then each (c, i, j) row is one contiguous
  * add. Per input element the terms arrive in the same (c, i, j) order as in
  * the row-wise loop below, so both give the same sums. */
-CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *dcol, float *dx)
+CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *dcol, int64_t ldc, float *dx)
 {
     const int64_t H = w->in[1], W = w->in[2], OW = w->out[2];
     for (int64_t c = 0; c < cg; c++)
@@ -391,7 +429,7 @@ CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *
             if (r1 <= r0)
                 continue;
             for (int64_t j = 0; j < w->k[2]; j++) {
-                float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * w->out[1] * OW;
+                float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * ldc;
                 const int64_t offw = j - w->pb[2];
                 int64_t lo, hi;
                 col_range(offw, 1, W, OW, &lo, &hi);
@@ -410,20 +448,20 @@ CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *
         }
 }
 
-/* Adjoint of im2col: dx[c][ih][iw] += dcol[...] (dcol is scratch: the
- * flat path clears its pad columns). */
-CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol, float *dx)
+/* Adjoint of im2col: dx[c][ih][iw] += dcol[...] (rows ldc apart; dcol is
+ * scratch: the flat path clears its pad columns). */
+CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol, int64_t ldc, float *dx)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
     if (win_flat(w)) {
-        col2im_flat(w, cg, dcol, dx);
+        col2im_flat(w, cg, dcol, ldc, dx);
         return;
     }
     for (int64_t c = 0; c < cg; c++)
         for (int64_t i = 0; i < w->k[1]; i++)
             for (int64_t j = 0; j < w->k[2]; j++) {
-                const float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * OH * OW;
+                const float *src = dcol + ((c * w->k[1] + i) * w->k[2] + j) * ldc;
                 int64_t offw = j * w->d[2] - w->pb[2], lo, hi;
                 col_range(offw, sw, W, OW, &lo, &hi);
                 for (int64_t oh = 0; oh < OH; oh++, src += OW) {
@@ -454,86 +492,154 @@ typedef struct conv_ctx {
 /* ---- FLAT path ---- */
 
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
- * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pls]: pt zero rows, each
- * row pl zeros + w values + zeros up to the next row's values, zeros to
- * pls; then the zero slack after the last plane. */
+ * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] with rows of Wq
+ * floats: pt zero rows, each row pl zeros + w values + zeros up to the next
+ * row's values, zeros to pq; then the zero slack after the last plane. */
 CONV_NO_LIBCALLS static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t sc, int64_t nch,
                                       int64_t nb, int64_t h, int64_t w, int64_t pt, int64_t pl, float *dst)
 {
-    const int64_t Wp = s->Wp, pls = s->pls;
+    const int64_t Wq = s->Wq, pq = s->pq;
     for (int64_t ch = 0; ch < nch; ch++)
         for (int64_t k = 0; k < nb; k++) {
-            float *d = dst + (ch * nb + k) * pls;
+            float *d = dst + (ch * nb + k) * pq;
             const float *x = src + k * sn + ch * sc;
-            row_zero(d, pt * Wp + pl);
+            row_zero(d, pt * Wq + pl);
             for (int64_t r = 0; r < h; r++) {
-                float *row = d + (pt + r) * Wp + pl;
+                float *row = d + (pt + r) * Wq + pl;
                 row_copy(row, x + r * w, w);
                 if (r + 1 < h)
-                    row_zero(row + w, Wp - w);
+                    row_zero(row + w, Wq - w);
             }
-            int64_t used = (pt + h - 1) * Wp + pl + w;
-            row_zero(d + used, pls - used);
+            int64_t used = (pt + h - 1) * Wq + pl + w;
+            row_zero(d + used, pq - used);
         }
-    row_zero(dst + nch * nb * pls, s->slack);
+    row_zero(dst + nch * nb * pq, s->slack);
+}
+
+/* Stride-2 phases of the padded input: channel c, phase (p, q) of sample k
+ * at dst[((c*4 + 2p + q)*nb + k)*pq], element (u, v) = padded x at row
+ * 2u + p, column 2v + q (zero outside the image); then the slack. */
+static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t nb, float *dst)
+{
+    const qk_window *w = &s->w;
+    const int64_t H = w->in[1], W = w->in[2], pt = w->pb[1], pl = w->pb[2], Wq = s->Wq, Hq = s->Hq, pq = s->pq;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t ph = 0; ph < 4; ph++)
+            for (int64_t k = 0; k < nb; k++) {
+                const int64_t p = ph >> 1, q = ph & 1;
+                const float *x = src + k * sn + c * H * W;
+                float *d = dst + ((c * 4 + ph) * nb + k) * pq;
+                /* columns 2v + q - pl inside [0, W): v in [v0, v1) */
+                int64_t v0 = pl - q > 0 ? (pl - q + 1) / 2 : 0, v1 = (W + pl - q + 1) / 2;
+                v0 = v0 < Wq ? v0 : Wq;
+                v1 = v1 < Wq ? (v1 > v0 ? v1 : v0) : Wq;
+                for (int64_t u = 0; u < Hq; u++, d += Wq) {
+                    int64_t r = 2 * u + p - pt;
+                    if (r < 0 || r >= H) {
+                        row_zero(d, Wq);
+                        continue;
+                    }
+                    const float *xr = x + r * W + q - pl;
+                    for (int64_t v = 0; v < v0; v++)
+                        d[v] = 0.0f;
+                    for (int64_t v = v0; v < v1; v++)
+                        d[v] = xr[2 * v];
+                    for (int64_t v = v1; v < Wq; v++)
+                        d[v] = 0.0f;
+                }
+                row_zero(d, pq - Hq * Wq);
+            }
+    row_zero(dst + s->C * 4 * nb * pq, s->slack);
+}
+
+/* The padded input planes of samples [n0, n0 + nb) (layout [C][nph][nb][pq]). */
+static void flat_input(const conv_state *s, const float *X, int64_t n0, int64_t nb, float *xb)
+{
+    const qk_window *w = &s->w;
+    const int64_t isz = qk_win_in_size(w);
+    if (s->fs == 1)
+        flat_pad(s, X + n0 * s->C * isz, s->C * isz, isz, s->C, nb, w->in[1], w->in[2], w->pb[1], w->pb[2], xb);
+    else
+        phase_pad(s, X + n0 * s->C * isz, s->C * isz, nb, xb);
+}
+
+/* Tap offsets into that layout for batches of nb samples. */
+static void flat_offsets(const conv_state *s, int64_t nb, int64_t *off)
+{
+    const int64_t kh = s->w.k[1], kw = s->w.k[2];
+    for (int64_t i = 0; i < kh; i++)
+        for (int64_t j = 0; j < kw; j++)
+            off[i * kw + j] = s->fs == 1 ? i * s->Wq + j
+                                         : ((i & 1) * 2 + (j & 1)) * nb * s->pq + (i >> 1) * s->Wq + (j >> 1);
 }
 
 static void conv_fwd_flat(const conv_ctx *c, int64_t n, int worker)
 {
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
-    const int64_t isz = qk_win_in_size(w), osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2];
+    const int64_t osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2];
     const int64_t fup = qk_cflat_fup(s->F);
-    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->pls + s->slack;
-    flat_pad(s, c->X + n * s->C * isz, 0, isz, s->C, 1, w->in[1], w->in[2], w->pb[1], w->pb[2], xb);
-    qk_cflat_fwd(s->wpk, s->M, s->C, (int)w->k[1], (int)w->k[2], s->Wp, xb, s->pls, s->F, c->B, ys, fup);
+    int64_t off[QK_CFLAT_MAXK];
+    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->nph * s->pq + s->slack;
+    flat_input(s, c->X, n, 1, xb);
+    flat_offsets(s, 1, off);
+    qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, s->nph * s->pq, s->F, c->B, ys, fup);
     float *y = c->Y + n * s->M * osz;
     for (int64_t m = 0; m < s->M; m++)
         for (int64_t oh = 0; oh < OH; oh++)
-            row_copy(y + m * osz + oh * OW, ys + m * fup + oh * s->Wp, OW);
+            row_copy(y + m * osz + oh * OW, ys + m * fup + oh * s->Wq, OW);
 }
 
 /* Backward of samples [n0, n1): dW partials into pw (set), dB into pb
- * (set), dX written or added. Per batch of nb samples the padded dY (with
- * the flipped pads) serves both: viewed from its first value it is dY on
- * the forward output grid (zeros in the pad columns and after), which is
- * what the dW GEMMs need. */
+ * (set), dX written or added. Per batch of nb samples: dY padded into
+ * [M][nb][pq] so that, from its first value on, it is dY on the forward
+ * output grid (zeros in the pad columns and after) -- the dW kernel's
+ * operand. For stride 1 that buffer carries the flipped pads, so the same
+ * buffer feeds the dX kernel. */
 static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, float *pb, int worker)
 {
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
-    const int64_t C = s->C, M = s->M, kh = w->k[1], kw = w->k[2], kk = s->ksz;
+    const int64_t C = s->C, M = s->M, kh = w->k[1], kw = w->k[2], kk = s->ksz, K = s->K;
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], isz = H * W, osz = OH * OW;
-    const int64_t Wp = s->Wp, pls = s->pls, nbmax = flat_batch(s), gup = qk_cflat_fup(s->G);
-    const int64_t pt2 = kh - 1 - w->pb[1], pl2 = kw - 1 - w->pb[2];
-    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * nbmax * pls + s->slack;
-    float *ys = dyb + M * nbmax * pls + s->slack;
+    const int64_t Wq = s->Wq, pq = s->pq, nbmax = flat_batch(s), gup = qk_cflat_fup(s->G);
+    const int64_t pt2 = s->fs == 1 ? kh - 1 - w->pb[1] : 0, pl2 = s->fs == 1 ? kw - 1 - w->pb[2] : 0;
+    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * s->nph * nbmax * pq + s->slack;
+    float *ys = dyb + M * nbmax * pq + s->slack; /* stride 1: dX planes; stride 2: W^T dY columns */
+    int64_t off[QK_CFLAT_MAXK], foff[QK_CFLAT_MAXK];
+    flat_offsets(s, 1, foff);
     for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
-        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * pls;
+        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * pq;
         flat_pad(s, c->dY + b0 * M * osz, M * osz, osz, M, nb, OH, OW, pt2, pl2, dyb);
         if (pw) {
-            flat_pad(s, c->X + b0 * C * isz, C * isz, isz, C, nb, H, W, w->pb[1], w->pb[2], xb);
-            const float *dv = dyb + pt2 * Wp + pl2;
-            int64_t off[QK_CFLAT_MAXTAP];
+            flat_input(s, c->X, b0, nb, xb);
+            flat_offsets(s, nb, off);
+            const float *dv = dyb + pt2 * Wq + pl2;
             for (int64_t t0 = 0; t0 < kk; t0 += QK_CFLAT_MAXTAP) {
                 int nt = kk - t0 < QK_CFLAT_MAXTAP ? (int)(kk - t0) : QK_CFLAT_MAXTAP;
-                for (int t = 0; t < nt; t++)
-                    off[t] = (t0 + t) / kw * Wp + (t0 + t) % kw;
-                qk_cflat_dw(dv, ld, M, xb, ld, C, ld, nt, off, pw + t0, kk, b0 != n0);
+                qk_cflat_dw(dv, ld, M, xb, s->nph * ld, C, ld, nt, off + t0, pw + t0, kk, b0 != n0);
             }
         }
-        if (c->dX)
-            for (int64_t k = 0; k < nb; k++) {
-                qk_cflat_fwd(s->wfpk, C, M, (int)kh, (int)kw, Wp, dyb + k * pls, ld, s->G, NULL, ys, gup);
-                float *dx = c->dX + (b0 + k) * C * isz;
-                for (int64_t ci = 0; ci < C; ci++)
-                    for (int64_t r = 0; r < H; r++) {
-                        if (c->write_dx)
-                            row_copy(dx + ci * isz + r * W, ys + ci * gup + r * Wp, W);
-                        else
-                            row_add(dx + ci * isz + r * W, ys + ci * gup + r * Wp, W);
-                    }
+        if (!c->dX)
+            continue;
+        for (int64_t k = 0; k < nb; k++) {
+            float *dx = c->dX + (b0 + k) * C * isz;
+            if (s->fs != 1) {
+                qk_sgemm(1, 0, K, osz, M, 1.0f, c->W, K, c->dY + (b0 + k) * M * osz, osz, 0.0f, ys, osz);
+                if (c->write_dx)
+                    memset(dx, 0, (size_t)(C * isz) * sizeof(float));
+                col2im(w, C, ys, osz, dx);
+                continue;
             }
+            qk_cflat_fwd(s->wfpk, C, M, (int)kk, foff, dyb + k * pq, ld, s->G, NULL, ys, gup);
+            for (int64_t ci = 0; ci < C; ci++)
+                for (int64_t r = 0; r < H; r++) {
+                    if (c->write_dx)
+                        row_copy(dx + ci * isz + r * W, ys + ci * gup + r * Wq, W);
+                    else
+                        row_add(dx + ci * isz + r * W, ys + ci * gup + r * Wq, W);
+                }
+        }
     }
     if (pb)
         for (int64_t n = n0; n < n1; n++)
@@ -559,15 +665,31 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
         conv_fwd_flat(c, t, worker);
         return;
     }
-    int64_t n = t / s->group, g = t % s->group;
-    const float *xg = c->X + (n * s->C + g * s->cg) * isz, *src = xg;
-    float *yg = c->Y + (n * s->M + g * s->mg) * osz;
     if (s->path == CONV_IM2COL) {
-        float *col = qk_exec_ws(c->x, worker);
-        im2col(w, s->cg, xg, col, osz);
-        src = col;
+        /* fb samples side by side: Y[mg, fb*osz] = W_g * col[K, fb*osz] */
+        const int64_t fb = fwd_batch(s, osz), b = t / s->group, g = t % s->group, n0 = b * fb;
+        const int64_t nb = s->N - n0 < fb ? s->N - n0 : fb, ld = nb * osz;
+        float *col = qk_exec_ws(c->x, worker), *yb = col + s->K * fb * osz;
+        for (int64_t k = 0; k < nb; k++)
+            im2col(w, s->cg, c->X + ((n0 + k) * s->C + g * s->cg) * isz, col + k * osz, ld);
+        float *dst = nb == 1 ? c->Y + (n0 * s->M + g * s->mg) * osz : yb;
+        qk_sgemm(0, 0, s->mg, ld, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, col, ld, 0.0f, dst, ld);
+        for (int64_t k = 0; k < nb; k++)
+            for (int64_t m = 0; m < s->mg; m++) {
+                float *y = c->Y + ((n0 + k) * s->M + g * s->mg + m) * osz;
+                float bias = c->B ? c->B[g * s->mg + m] : 0.0f;
+                if (nb > 1)
+                    qk_fk()->affine(y, yb + m * ld + k * osz, 1.0f, bias, osz);
+                else if (c->B)
+                    qk_vaddc(y, bias, osz);
+            }
+        return;
     }
-    qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, src, osz, 0.0f, yg, osz);
+    /* 1x1 */
+    int64_t n = t / s->group, g = t % s->group;
+    const float *xg = c->X + (n * s->C + g * s->cg) * isz;
+    float *yg = c->Y + (n * s->M + g * s->mg) * osz;
+    qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, xg, osz, 0.0f, yg, osz);
     if (c->B)
         for (int64_t m = 0; m < s->mg; m++)
             qk_vaddc(yg + m * osz, c->B[g * s->mg + m], osz);
@@ -587,6 +709,10 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
     if (s->path == CONV_FLAT)
         qk_cflat_pack(c.W, s->M, s->C, s->ksz, s->wpk);
     int64_t tasks = s->path == CONV_DW ? (s->N + DW_NB - 1) / DW_NB * s->C : s->N * s->group;
+    if (s->path == CONV_IM2COL) {
+        int64_t fb = fwd_batch(s, qk_win_out_size(&s->w));
+        tasks = (s->N + fb - 1) / fb * s->group;
+    }
     qk_pool_run(x->pool, tasks, conv_fwd_task, &c);
     return QK_OK;
 }
@@ -619,53 +745,58 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
     }
     const int64_t g = q, mg = s->mg, K = s->K;
     const float *Wg = c->W + g * mg * K;
-    float *dcol = s->path == CONV_IM2COL ? qk_exec_ws(c->x, worker) : NULL, *col = dcol ? dcol + K * osz : NULL;
-    if (pw) {
-        /* dW_g[mg, K] (+)= dY_g[mg, nb*osz] * col[K, nb*osz]^T per batch of
-         * nb samples (1x1: one sample at a time straight from X) */
-        const int64_t nbmax = s->path == CONV_IM2COL ? dw_batch(s, osz) : 1;
-        float *dyp = col ? col + K * nbmax * osz : NULL;
-        for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
-            const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * osz;
-            const float *src, *dys;
-            if (s->path == CONV_IM2COL) {
+    /* IM2COL: batches of nb samples side by side (columns ld = nb*osz):
+     * dW_g[mg, K] (+)= dY_g[mg, ld] * col[K, ld]^T and dcol[K, ld] =
+     * W_g^T dY_g, so small feature maps get deep GEMMs; 1x1: one sample at
+     * a time straight from X and into dX */
+    const int im2 = s->path == CONV_IM2COL;
+    const int64_t nbmax = im2 ? dw_batch(s, osz) : 1;
+    float *dcol = im2 ? qk_exec_ws(c->x, worker) : NULL, *col = dcol ? dcol + K * nbmax * osz : NULL;
+    float *dyp = col ? col + K * nbmax * osz : NULL;
+    for (int64_t b0 = n0; b0 < n1 && (pw || (c->dX && im2)); b0 += nbmax) {
+        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * osz;
+        const float *dys;
+        if (nb == 1) {
+            dys = c->dY + (b0 * s->M + g * mg) * osz;
+        } else {
+            for (int64_t k = 0; k < nb; k++)
+                for (int64_t m = 0; m < mg; m++)
+                    memcpy(dyp + m * ld + k * osz, c->dY + ((b0 + k) * s->M + g * mg + m) * osz,
+                           (size_t)osz * sizeof(float));
+            dys = dyp;
+        }
+        if (pw) {
+            const float *src;
+            if (im2) {
                 for (int64_t k = 0; k < nb; k++)
                     im2col(w, s->cg, c->X + ((b0 + k) * s->C + g * s->cg) * isz, col + k * osz, ld);
                 src = col;
             } else {
                 src = c->X + (b0 * s->C + g * s->cg) * isz;
             }
-            if (nb == 1) {
-                dys = c->dY + (b0 * s->M + g * mg) * osz;
-            } else {
-                for (int64_t k = 0; k < nb; k++)
-                    for (int64_t m = 0; m < mg; m++)
-                        memcpy(dyp + m * ld + k * osz, c->dY + ((b0 + k) * s->M + g * mg + m) * osz,
-                               (size_t)osz * sizeof(float));
-                dys = dyp;
-            }
             qk_sgemm(0, 1, mg, K, ld, 1.0f, dys, ld, src, ld, b0 == n0 ? 0.0f : 1.0f, pw + g * mg * K, K);
+        }
+        if (c->dX && im2) {
+            qk_sgemm(1, 0, K, ld, mg, 1.0f, Wg, K, dys, ld, 0.0f, dcol, ld);
+            for (int64_t k = 0; k < nb; k++) {
+                float *dxg = c->dX + ((b0 + k) * s->C + g * s->cg) * isz;
+                if (c->write_dx)
+                    memset(dxg, 0, (size_t)(s->cg * isz) * sizeof(float));
+                col2im(w, s->cg, dcol + k * osz, ld, dxg);
+            }
         }
     }
     for (int64_t n = n0; n < n1; n++) {
         const float *dyg = c->dY + (n * s->M + g * mg) * osz;
-        float *dxg = c->dX ? c->dX + (n * s->C + g * s->cg) * isz : NULL;
         float beta = n == n0 ? 0.0f : 1.0f;
         if (pb)
             for (int64_t m = 0; m < mg; m++) {
                 float acc = qk_vsum(dyg + m * osz, osz);
                 pb[g * mg + m] = beta == 0.0f ? acc : pb[g * mg + m] + acc;
             }
-        if (dxg) {
-            if (s->path == CONV_1X1) {
-                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, c->write_dx ? 0.0f : 1.0f, dxg, osz);
-            } else {
-                qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, 0.0f, dcol, osz);
-                if (c->write_dx)
-                    memset(dxg, 0, (size_t)(s->cg * isz) * sizeof(float));
-                col2im(w, s->cg, dcol, dxg);
-            }
-        }
+        if (c->dX && s->path == CONV_1X1)
+            qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, c->write_dx ? 0.0f : 1.0f,
+                     c->dX + (n * s->C + g * s->cg) * isz, osz);
     }
 }
 
@@ -717,7 +848,7 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
     if ((c.dW || c.dB) && (!s->part || conv_parts(s->N) > s->parts_cap))
         return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
     c.P = conv_parts(s->N);
-    if (s->path == CONV_FLAT && c.dX) {
+    if (s->path == CONV_FLAT && c.dX && s->fs == 1) {
         if (!s->wfpk)
             return qk_error(QK_ERR_STATE, "Conv: backward without a training plan");
         qk_cflat_pack_flip(c.W, s->M, s->C, (int)s->w.k[1], (int)s->w.k[2], s->wfpk);

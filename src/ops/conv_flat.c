@@ -34,10 +34,10 @@ void qk_cflat_pack_flip(const float *w, int64_t M, int64_t C, int kh, int kw, fl
 /* The same blocking as the AVX-512 kernel, in plain C; products and sums
  * are separate roundings here (the AVX-512 kernel fuses them), so the two
  * agree to rounding, not bit for bit. */
-void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x,
                       int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy)
 {
-    const int64_t kk = (int64_t)kh * kw, Mb = (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB;
+    const int64_t Mb = (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB;
     for (int64_t f0 = 0; f0 < F; f0 += QK_CFLAT_FB)
         for (int64_t mb = 0; mb < Mb; mb++) {
             float acc[QK_CFLAT_MB][QK_CFLAT_FB];
@@ -49,14 +49,13 @@ void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kh, int kw, in
             }
             const float *wb = wpk + mb * C * kk * QK_CFLAT_MB;
             for (int64_t c = 0; c < C; c++)
-                for (int i = 0; i < kh; i++)
-                    for (int j = 0; j < kw; j++) {
-                        const float *xs = x + c * ldx + f0 + i * Wp + j;
-                        const float *wt = wb + (c * kk + i * kw + j) * QK_CFLAT_MB;
-                        for (int r = 0; r < QK_CFLAT_MB; r++)
-                            for (int l = 0; l < QK_CFLAT_FB; l++)
-                                acc[r][l] += wt[r] * xs[l];
-                    }
+                for (int t = 0; t < kk; t++) {
+                    const float *xs = x + c * ldx + f0 + off[t];
+                    const float *wt = wb + (c * kk + t) * QK_CFLAT_MB;
+                    for (int r = 0; r < QK_CFLAT_MB; r++)
+                        for (int l = 0; l < QK_CFLAT_FB; l++)
+                            acc[r][l] += wt[r] * xs[l];
+                }
             for (int r = 0; r < QK_CFLAT_MB; r++) {
                 int64_t m = mb * QK_CFLAT_MB + r;
                 if (m < M)
@@ -104,11 +103,11 @@ void qk_cflat_dw(const float *dy, int64_t ldd, int64_t M, const float *x, int64_
         qk_cflat_dw_ref(dy, ldd, M, x, ldx, C, K, ntap, off, dw, dws, accumulate);
 }
 
-void qk_cflat_fwd(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x, int64_t ldx,
+void qk_cflat_fwd(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x, int64_t ldx,
                   int64_t F, const float *b, float *y, int64_t ldy)
 {
     if (use_avx512())
-        qk_cflat_fwd__avx512(wpk, M, C, kh, kw, Wp, x, ldx, F, b, y, ldy);
+        qk_cflat_fwd__avx512(wpk, M, C, kk, off, x, ldx, F, b, y, ldy);
     else
-        qk_cflat_fwd_ref(wpk, M, C, kh, kw, Wp, x, ldx, F, b, y, ldy);
+        qk_cflat_fwd_ref(wpk, M, C, kk, off, x, ldx, F, b, y, ldy);
 }

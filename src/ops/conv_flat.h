@@ -9,12 +9,15 @@
  * and f >= F are computed too and ignored by the caller.
  *
  *   y[m * ldy + f] = b[m] (0 if b is NULL)
- *                    + sum_c sum_{i<kh, j<kw} w[m][c][i][j] * x[c * ldx + f + i*Wp + j]
+ *                    + sum_c sum_{t<kk} w[m][c][t] * x[c * ldx + f + off[t]]
  *
- * for m < M, f < F, summed over c, then i, then j (fixed order: results do
- * not depend on threads). The weights go through qk_cflat_pack first. The
- * kernel reads x up to c * ldx + qk_cflat_fup(F) + (kh-1)*Wp + kw - 1 and
- * writes y up to m * ldy + qk_cflat_fup(F). */
+ * for m < M, f < F, summed over c, then t (fixed order: results do not
+ * depend on threads). For a stride-1 kernel kh x kw, tap t = i*kw + j has
+ * off[t] = i*Wp + j; a stride-2 conv stores each channel as its four
+ * even/odd row/column phases and a tap reads the phase of its parity (see
+ * conv.c). The weights go through qk_cflat_pack first. The kernel reads x
+ * up to c * ldx + qk_cflat_fup(F) + max(off) and writes y up to
+ * m * ldy + qk_cflat_fup(F). */
 #ifndef QKIT_OPS_CONV_FLAT_H
 #define QKIT_OPS_CONV_FLAT_H
 
@@ -23,6 +26,7 @@
 #define QK_CFLAT_MB 8  /* output channels per register block */
 #define QK_CFLAT_FB 48 /* positions per register block (3 x 16 lanes) */
 #define QK_CFLAT_MAXTAP 9 /* qk_cflat_dw: taps per call at most */
+#define QK_CFLAT_MAXK 49  /* Conv's FLAT path: kernel taps at most (7x7) */
 
 static inline int64_t qk_cflat_fup(int64_t F) { return (F + QK_CFLAT_FB - 1) / QK_CFLAT_FB * QK_CFLAT_FB; }
 
@@ -39,7 +43,7 @@ void qk_cflat_pack(const float *w, int64_t M, int64_t C, int64_t kk, float *wpk)
  * channels with w'[c][m][i][j] = w[m][c][kh-1-i][kw-1-j], packed */
 void qk_cflat_pack_flip(const float *w, int64_t M, int64_t C, int kh, int kw, float *wpk);
 
-void qk_cflat_fwd(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x, int64_t ldx,
+void qk_cflat_fwd(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x, int64_t ldx,
                   int64_t F, const float *b, float *y, int64_t ldy);
 
 /* Weight gradient over K positions (K a multiple of 16):
@@ -54,9 +58,9 @@ void qk_cflat_dw_ref(const float *dy, int64_t ldd, int64_t M, const float *x, in
                      int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate);
 void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C,
                          int64_t K, int ntap, const int64_t *off, float *dw, int64_t dws, int accumulate);
-void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x,
                       int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy);
-void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x,
                           int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy);
 
 #endif

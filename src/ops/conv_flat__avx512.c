@@ -29,10 +29,10 @@
         }                                                                                            \
     } while (0)
 
-void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kh, int kw, int64_t Wp, const float *x,
+void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x,
                           int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy)
 {
-    const int64_t kk = (int64_t)kh * kw, Mb = (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB;
+    const int64_t Mb = (M + QK_CFLAT_MB - 1) / QK_CFLAT_MB;
     for (int64_t f0 = 0; f0 < F; f0 += QK_CFLAT_FB)
         for (int64_t mb = 0; mb < Mb; mb++) {
             ACC_ROW(0);
@@ -54,19 +54,17 @@ void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kh, int kw
             const float *wt = wpk + mb * C * kk * QK_CFLAT_MB;
             for (int64_t c = 0; c < C; c++) {
                 const float *xc = x + c * ldx + f0;
-                for (int i = 0; i < kh; i++) {
-                    const float *xs = xc + i * Wp;
-                    for (int j = 0; j < kw; j++, wt += QK_CFLAT_MB, xs++) {
-                        __m512 x0 = _mm512_loadu_ps(xs), x1 = _mm512_loadu_ps(xs + 16), x2 = _mm512_loadu_ps(xs + 32);
-                        ACC_FMA(0);
-                        ACC_FMA(1);
-                        ACC_FMA(2);
-                        ACC_FMA(3);
-                        ACC_FMA(4);
-                        ACC_FMA(5);
-                        ACC_FMA(6);
-                        ACC_FMA(7);
-                    }
+                for (int t = 0; t < kk; t++, wt += QK_CFLAT_MB) {
+                    const float *xs = xc + off[t];
+                    __m512 x0 = _mm512_loadu_ps(xs), x1 = _mm512_loadu_ps(xs + 16), x2 = _mm512_loadu_ps(xs + 32);
+                    ACC_FMA(0);
+                    ACC_FMA(1);
+                    ACC_FMA(2);
+                    ACC_FMA(3);
+                    ACC_FMA(4);
+                    ACC_FMA(5);
+                    ACC_FMA(6);
+                    ACC_FMA(7);
                 }
             }
             ACC_STORE(0);

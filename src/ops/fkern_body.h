@@ -137,6 +137,58 @@ static void FK(affine)(float *restrict y, const float *restrict x, float a, floa
         y[i] = a * x[i] + b;
 }
 
+static void FK(affine_relu)(float *restrict y, const float *restrict x, float a, float b, int64_t n)
+{
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, z = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v v = va * fk_ld(x + i) + vb;
+        fk_m r = (fk_m)v & ~(v < z);
+        memcpy(y + i, &r, sizeof r);
+    }
+    for (; i < n; i++) {
+        float v = a * x[i] + b;
+        y[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+static void FK(dsums_relu)(const float *restrict dz, const float *restrict zv, const float *restrict x, int64_t n,
+                           float mean, double *s1, double *s2)
+{
+    const fk_v m = mean - (fk_v){ 0 }, z = { 0 };
+    fk_v a = { 0 }, q = { 0 };
+    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (fk_ld(zv + i) > z));
+        a += g;
+        q += g * (fk_ld(x + i) - m);
+    }
+    for (int l = 0; i < n; i++, l++) {
+        float g = zv[i] > 0.0f ? dz[i] : 0.0f;
+        ta[l] = g;
+        tq[l] = g * (x[i] - mean);
+    }
+    *s1 += (double)fk_sum(a, ta);
+    *s2 += (double)fk_sum(q, tq);
+}
+
+static void FK(bn_dx_relu)(float *restrict dx, const float *restrict dz, const float *restrict zv,
+                           const float *restrict x, float gs, float k1, float k0, int64_t n, int write)
+{
+    const fk_v vg = gs - (fk_v){ 0 }, v1 = k1 - (fk_v){ 0 }, v0 = k0 - (fk_v){ 0 }, z = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (fk_ld(zv + i) > z));
+        fk_v v = vg * g + v1 * fk_ld(x + i) + v0;
+        fk_st(dx + i, write ? v : fk_ld(dx + i) + v);
+    }
+    for (; i < n; i++) {
+        float g = zv[i] > 0.0f ? dz[i] : 0.0f, v = gs * g + k1 * x[i] + k0;
+        dx[i] = write ? v : dx[i] + v;
+    }
+}
+
 static void FK(add)(float *restrict y, const float *restrict x, int64_t n)
 {
     int64_t i = 0;
@@ -159,4 +211,5 @@ static void FK(add2)(float *restrict y, const float *restrict a, const float *re
     {                                                                                                    \
         .relu = FK(relu), .relu_bwd = FK(relu_bwd), .moments = FK(moments), .dsums = FK(dsums),          \
         .bn_dx = FK(bn_dx), .affine = FK(affine), .add = FK(add), .add2 = FK(add2),                      \
+        .affine_relu = FK(affine_relu), .dsums_relu = FK(dsums_relu), .bn_dx_relu = FK(bn_dx_relu),      \
     }
