@@ -271,7 +271,7 @@ static void zero_grad(qk_value *v)
 static int writes_fresh_grads(const qk_node *n)
 {
     return !strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "BatchNormalization") ||
-           !strcmp(n->op_type, "Conv");
+           !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Add");
 }
 
 qk_status qk_graph_backward(qk_graph *g, int loss)

@@ -38,7 +38,7 @@ typedef struct act_state {
     float alpha, beta;     /* HardSigmoid */
     float attr_lo, attr_hi; /* Clip opset 6 attributes (or +-FLT_MAX) */
     float lo, hi;          /* Clip bounds resolved by the last float forward */
-    int fused;             /* Relu run by the BatchNormalization before it (fuse.h) */
+    int fused;             /* Relu run by the op before it (fuse.h) */
 } act_state;
 
 static qk_status act_init_kind(qk_node *n, int kind)
@@ -246,7 +246,7 @@ static qk_status relu_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     for (int k = 0; k < g->n_nodes && training; k++) {
         const qk_node *p = &g->nodes[k];
         if (p->n_out > 0 && p->out[0] == n->in[0]) {
-            s->fused = qk_bn_relu_fused(g, p, training) == (int)(n - g->nodes);
+            s->fused = qk_relu_fused(g, p, training) == (int)(n - g->nodes);
             break;
         }
     }
@@ -258,7 +258,7 @@ static qk_status act_forward(qk_exec *ex, qk_node *n)
     qk_graph *g = ex->g;
     act_state *s = n->state;
     if (s->fused)
-        return QK_OK; /* the BatchNormalization wrote our output */
+        return QK_OK; /* the producer wrote our output */
     const qk_tensor *x = &qk_in(g, n, 0)->t;
     qk_tensor *y = &qk_out(g, n, 0)->t;
     if (x->dtype != QK_F32) {
@@ -281,8 +281,8 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
     act_state *s = n->state;
     qk_value *xv = qk_in(g, n, 0), *yv = qk_out(g, n, 0);
     if (s->fused) {
-        /* the BatchNormalization applies our mask itself: its output's
-         * gradient is never read, so leave it as written */
+        /* the producer applies our mask itself: its output's gradient is
+         * never read, so leave it as written */
         if (xv->grad.data)
             xv->grad_zeroed = 1;
         return QK_OK;

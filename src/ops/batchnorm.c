@@ -43,32 +43,6 @@ typedef struct bn_state {
     int relu_out;                /* fuse.h: the fused Relu's output value, or -1 */
 } bn_state;
 
-int qk_bn_relu_fused(const qk_graph *g, const qk_node *bn, int training)
-{
-    const char *env = getenv("QKIT_FUSE");
-    if (env && !strcmp(env, "0"))
-        return -1;
-    if (!training || strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || bn->n_out < 1 ||
-        bn->out[0] < 0)
-        return -1;
-    for (int k = 1; k < bn->n_out; k++)
-        if (bn->out[k] >= 0)
-            return -1;
-    const int y = bn->out[0];
-    if (g->values[y].t.dtype != QK_F32)
-        return -1;
-    for (int i = 0; i < g->n_outputs; i++)
-        if (g->outputs[i] == y)
-            return -1;
-    int r;
-    if (qk_graph_consumers(g, y, &r, 1) != 1)
-        return -1;
-    const qk_node *rn = &g->nodes[r];
-    if (strcmp(rn->op_type, "Relu") || (rn->domain && *rn->domain) || rn->n_in != 1 || rn->in[0] != y ||
-        rn->n_out != 1 || rn->out[0] < 0)
-        return -1;
-    return r;
-}
 
 static qk_status bn_init(qk_graph *g, qk_node *n)
 {
@@ -140,7 +114,7 @@ static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_by
 {
     {
         bn_state *bs = n->state;
-        int r = qk_bn_relu_fused(g, n, training);
+        int r = qk_relu_fused(g, n, training);
         bs->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
     }
     (void)g;

@@ -20,6 +20,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
+#include "fkern.h"
+#include "fuse.h"
 #include "fvec.h"
 #include "light_util.h"
 
@@ -423,16 +425,110 @@ static qk_status ew_backward_op(qk_exec *ex, qk_node *n, int op)
     return QK_OK;
 }
 
-static qk_status add_forward(qk_exec *x, qk_node *n) { return ew_forward_op(x, n, EW_ADD); }
+/* ---- Add of two float tensors of the output's shape (residual
+ * connections): one flat pass, fresh gradients written instead of cleared
+ * and added, and the following Relu fused when fuse.h says so ---- */
+typedef struct add_state {
+    int flat;     /* float, both inputs of the output's shape, not the same value */
+    int relu_out; /* fused Relu's output value, or -1 */
+} add_state;
+
+static qk_status add_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
+{
+    *ws_bytes = 0;
+    if (!n->state && !(n->state = qk_calloc(1, sizeof(add_state))))
+        return qk_error(QK_ERR_NOMEM, "out of memory");
+    add_state *s = n->state;
+    const qk_tensor *a = &qk_in(g, n, 0)->t, *b = &qk_in(g, n, 1)->t, *y = &qk_out(g, n, 0)->t;
+    s->flat = a->dtype == QK_F32 && b->dtype == QK_F32 && n->in[0] != n->in[1] &&
+              qk_tensor_numel(a) == qk_tensor_numel(y) && qk_tensor_numel(b) == qk_tensor_numel(y) &&
+              a->ndim == y->ndim && b->ndim == y->ndim;
+    for (int i = 0; s->flat && i < y->ndim; i++)
+        s->flat = a->dims[i] == y->dims[i] && b->dims[i] == y->dims[i];
+    int r = s->flat ? qk_relu_fused(g, n, training) : -1;
+    s->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
+    return QK_OK;
+}
+
+static void add_destroy(qk_node *n)
+{
+    qk_free(n->state);
+    n->state = NULL;
+}
+
+typedef struct add_job {
+    const float *a, *b, *dy, *z;
+    float *y, *dx;
+    int write;
+} add_job;
+
+static void add_fwd_range(void *c, int64_t lo, int64_t hi)
+{
+    const add_job *j = c;
+    (j->z ? qk_fk()->add2_relu : qk_fk()->add2)(j->y + lo, j->a + lo, j->b + lo, hi - lo);
+}
+
+static void add_bwd_range(void *c, int64_t lo, int64_t hi)
+{
+    const add_job *j = c;
+    if (j->z)
+        qk_fk()->relu_bwd(j->dx + lo, j->dy + lo, j->z + lo, hi - lo, j->write);
+    else if (j->write)
+        memcpy(j->dx + lo, j->dy + lo, (size_t)(hi - lo) * sizeof(float));
+    else
+        qk_fk()->add(j->dx + lo, j->dy + lo, hi - lo);
+}
+
+static qk_status add_forward(qk_exec *x, qk_node *n)
+{
+    const add_state *s = n->state;
+    if (!s || !s->flat)
+        return ew_forward_op(x, n, EW_ADD);
+    qk_graph *g = x->g;
+    qk_tensor *y = s->relu_out >= 0 ? &g->values[s->relu_out].t : &qk_out(g, n, 0)->t;
+    add_job j = { qk_f32(&qk_in(g, n, 0)->t), qk_f32(&qk_in(g, n, 1)->t), NULL, s->relu_out >= 0 ? qk_f32(y) : NULL,
+                  qk_f32(y), NULL, 0 };
+    qk_lt_par(x->pool, qk_tensor_numel(y), QK_LT_GRAIN, add_fwd_range, &j);
+    return QK_OK;
+}
 static qk_status sub_forward(qk_exec *x, qk_node *n) { return ew_forward_op(x, n, EW_SUB); }
 static qk_status mul_forward(qk_exec *x, qk_node *n) { return ew_forward_op(x, n, EW_MUL); }
 static qk_status div_forward(qk_exec *x, qk_node *n) { return ew_forward_op(x, n, EW_DIV); }
-static qk_status add_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_ADD); }
+/* The executor may hand fresh (uncleared) input gradients (grad_zeroed 2,
+ * see exec.c): they are written, or cleared before the general path adds. */
+static qk_status add_backward(qk_exec *x, qk_node *n)
+{
+    qk_graph *g = x->g;
+    const add_state *s = n->state;
+    if (!s || !s->flat) {
+        for (int k = 0; k < 2; k++) {
+            qk_value *v = qk_in(g, n, k);
+            if (v->grad.data && v->grad_zeroed == 2) {
+                memset(v->grad.data, 0, (size_t)qk_tensor_numel(&v->grad) * sizeof(float));
+                v->grad_zeroed = 1;
+            }
+        }
+        return ew_backward_op(x, n, EW_ADD);
+    }
+    const qk_value *zv = s->relu_out >= 0 ? &g->values[s->relu_out] : qk_out(g, n, 0);
+    if (!zv->grad.data)
+        return QK_OK;
+    for (int k = 0; k < 2; k++) {
+        qk_value *v = qk_in(g, n, k);
+        if (!v->grad.data)
+            continue;
+        add_job j = { NULL, NULL, qk_f32(&zv->grad), s->relu_out >= 0 ? qk_f32(&zv->t) : NULL, NULL,
+                      qk_f32(&v->grad), v->grad_zeroed == 2 };
+        qk_lt_par(x->pool, qk_tensor_numel(&v->grad), QK_LT_GRAIN, add_bwd_range, &j);
+        v->grad_zeroed = 1;
+    }
+    return QK_OK;
+}
 static qk_status sub_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_SUB); }
 static qk_status mul_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_MUL); }
 static qk_status div_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_DIV); }
 
-const qk_op qk_op_add = { "Add", ew_init, ew_infer, NULL, add_forward, add_backward, NULL };
+const qk_op qk_op_add = { "Add", ew_init, ew_infer, add_reshape, add_forward, add_backward, add_destroy };
 const qk_op qk_op_sub = { "Sub", ew_init, ew_infer, NULL, sub_forward, sub_backward, NULL };
 const qk_op qk_op_mul = { "Mul", ew_init, ew_infer, NULL, mul_forward, mul_backward, NULL };
 const qk_op qk_op_div = { "Div", ew_init, ew_infer, NULL, div_forward, div_backward, NULL };

@@ -36,6 +36,8 @@ typedef struct qk_fkern {
     void (*add)(float *y, const float *x, int64_t n);
     /* y = a + b */
     void (*add2)(float *y, const float *a, const float *b, int64_t n);
+    /* y = relu(a + b) */
+    void (*add2_relu)(float *y, const float *a, const float *b, int64_t n);
 } qk_fkern;
 
 const qk_fkern *qk_fk(void);

@@ -207,9 +207,24 @@ static void FK(add2)(float *restrict y, const float *restrict a, const float *re
         y[i] = a[i] + b[i];
 }
 
+static void FK(add2_relu)(float *restrict y, const float *restrict a, const float *restrict b, int64_t n)
+{
+    const fk_v z = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v v = fk_ld(a + i) + fk_ld(b + i);
+        fk_m r = (fk_m)v & ~(v < z);
+        memcpy(y + i, &r, sizeof r);
+    }
+    for (; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
 #define FK_TABLE                                                                                         \
     {                                                                                                    \
         .relu = FK(relu), .relu_bwd = FK(relu_bwd), .moments = FK(moments), .dsums = FK(dsums),          \
         .bn_dx = FK(bn_dx), .affine = FK(affine), .add = FK(add), .add2 = FK(add2),                      \
-        .affine_relu = FK(affine_relu), .dsums_relu = FK(dsums_relu), .bn_dx_relu = FK(bn_dx_relu),      \
+        .add2_relu = FK(add2_relu), .affine_relu = FK(affine_relu), .dsums_relu = FK(dsums_relu), .bn_dx_relu = FK(bn_dx_relu),      \
     }
