@@ -243,13 +243,8 @@ static qk_status relu_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     act_state *s = n->state;
     *ws_bytes = 0;
     s->fused = 0;
-    for (int k = 0; k < g->n_nodes && training; k++) {
-        const qk_node *p = &g->nodes[k];
-        if (p->n_out > 0 && p->out[0] == n->in[0]) {
-            s->fused = qk_relu_fused(g, p, training) == (int)(n - g->nodes);
-            break;
-        }
-    }
+    int p = training ? qk_producer(g, n->in[0]) : -1;
+    s->fused = p >= 0 && qk_relu_fused(g, &g->nodes[p], training) == (int)(n - g->nodes);
     return QK_OK;
 }
 

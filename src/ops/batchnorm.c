@@ -41,6 +41,9 @@ typedef struct bn_state {
     int64_t cap;
     float *mean, *invstd, *bvar; /* [C] each: saved by forward (bvar: biased batch var) */
     int relu_out;                /* fuse.h: the fused Relu's output value, or -1 */
+    int stats_conv;              /* fuse.h: the Conv computing our row moments, or -1 */
+    int64_t rows_cap;
+    double *rows;                /* [N][C][3] row moments (qk_row_moments) when computed here */
 } bn_state;
 
 
@@ -60,6 +63,7 @@ static qk_status bn_init(qk_graph *g, qk_node *n)
         return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
     n->state = s;
     s->relu_out = -1;
+    s->stats_conv = -1;
     s->eps = qk_node_float(n, "epsilon", 1e-5f);
     s->momentum = qk_node_float(n, "momentum", 0.9f);
     s->training_mode = (int)qk_node_int(n, "training_mode", 0);
@@ -73,8 +77,10 @@ static qk_status bn_init(qk_graph *g, qk_node *n)
 static void bn_destroy(qk_node *n)
 {
     bn_state *s = n->state;
-    if (s)
+    if (s) {
         qk_aligned_free(s->mean);
+        qk_free(s->rows);
+    }
     qk_free(s);
     n->state = NULL;
 }
@@ -112,15 +118,19 @@ static qk_status bn_infer(qk_graph *g, qk_node *n)
 
 static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
-    {
-        bn_state *bs = n->state;
-        int r = qk_relu_fused(g, n, training);
-        bs->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
-    }
-    (void)g;
-    (void)training;
     bn_state *s = n->state;
+    int r = qk_relu_fused(g, n, training);
+    s->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
+    int p = training ? qk_producer(g, n->in[0]) : -1;
+    s->stats_conv = p >= 0 && qk_conv_bn_fused(g, &g->nodes[p], training) == (int)(n - g->nodes) ? p : -1;
     *ws_bytes = 0;
+    if (s->stats_conv < 0 && s->N * s->C > s->rows_cap) {
+        qk_free(s->rows);
+        s->rows = qk_calloc((size_t)(s->N * s->C * 3), sizeof(double));
+        if (!s->rows)
+            return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
+        s->rows_cap = s->N * s->C;
+    }
     if (s->mean && s->cap >= s->C)
         return QK_OK;
     qk_aligned_free(s->mean);
@@ -137,6 +147,7 @@ typedef struct bn_ctx {
     bn_state *s;
     const float *X, *scale, *B, *rmean, *rvar, *dY;
     const float *Z; /* fused Relu: its output (backward mask); NULL otherwise */
+    const double *rows; /* forward, batch statistics: row moments from the Conv, or NULL (computed here) */
     float *Y, *dX, *dScale, *dB;
     int batch;
     int write_dx; /* backward: dX is fresh (uncleared), write instead of add */
@@ -153,12 +164,30 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
     for (int64_t ch = c0; ch < c1; ch++) {
         float mean, var;
         if (c->batch) {
-            double s1 = 0, s2 = 0, M = (double)(N * S);
-            float shift = N * S > 0 ? c->X[ch * S] : 0.0f;
-            for (int64_t n = 0; n < N; n++)
-                fk->moments(c->X + (n * C + ch) * S, S, shift, &s1, &s2);
-            double m = M > 0 ? s1 / M : 0.0, v = M > 0 ? s2 / M - m * m : 0.0;
-            mean = (float)(m + shift);
+            /* rows (sample, ch) of S values: each row's moments about its
+             * first value, combined in sample order (Chan et al.): mean of
+             * the row means, M2 = sum of row M2 + S * sum (row mean - mean)^2 */
+            const double *rows = c->rows;
+            if (!rows) {
+                for (int64_t n = 0; n < N; n++)
+                    qk_row_moments(c->X + (n * C + ch) * S, S, s->rows + (n * C + ch) * 3);
+                rows = s->rows;
+            }
+            double m = 0, m2 = 0;
+            if (N > 0 && S > 0) {
+                for (int64_t n = 0; n < N; n++) {
+                    const double *r = rows + (n * C + ch) * 3;
+                    m += r[0] + r[1] / (double)S;
+                }
+                m /= (double)N;
+                for (int64_t n = 0; n < N; n++) {
+                    const double *r = rows + (n * C + ch) * 3;
+                    double rm = r[0] + r[1] / (double)S, d = rm - m;
+                    m2 += (r[2] - r[1] * r[1] / (double)S) + (double)S * d * d;
+                }
+            }
+            double v = N * S > 0 ? m2 / (double)(N * S) : 0.0;
+            mean = (float)m;
             var = (float)(v > 0 ? v : 0.0);
         } else {
             mean = c->rmean[ch];
@@ -188,6 +217,10 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
         c.Y = qk_f32(&g->values[s->relu_out].t);
         c.Z = c.Y;
     }
+    if (c.batch && s->stats_conv >= 0)
+        c.rows = qk_conv_row_moments(&g->nodes[s->stats_conv]);
+    else if (c.batch && (!s->rows || s->N * s->C > s->rows_cap))
+        return qk_error(QK_ERR_STATE, "BatchNormalization: not planned for batch statistics");
     s->batch_stats = c.batch;
     qk_pool_run(x->pool, (s->C + BN_CBLOCK - 1) / BN_CBLOCK, bn_fwd_task, &c);
     if (!c.batch)

@@ -29,6 +29,7 @@
  * written by exactly one task. */
 #include "qkit/ops.h"
 #include "conv_flat.h"
+#include "fuse.h"
 #include "qkit/cpu.h"
 #include "fkern.h"
 #include "fvec.h"
@@ -57,6 +58,7 @@ typedef struct conv_state {
      * slack after a buffer */
     int64_t fs, nph, Wq, Hq, pq, F, G, slack;
     float *wpk, *wfpk; /* packed forward / flipped weights (conv_flat.h) */
+    double *rmom;      /* fuse.h: [N][M][3] output row moments for the BatchNormalization, or NULL */
     /* training: P partial sums of [dW (M*K) | dB (M)] */
     int64_t parts_cap;
     float *part;
@@ -89,6 +91,7 @@ static void conv_destroy(qk_node *n)
     if (s) {
         qk_aligned_free(s->part);
         qk_aligned_free(s->wpk);
+        qk_free(s->rmom);
     }
     qk_free(s);
     n->state = NULL;
@@ -221,7 +224,6 @@ static int64_t flat_batch(const conv_state *s)
 
 static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
-    (void)g;
     conv_state *s = n->state;
     int64_t osz = qk_win_out_size(&s->w);
     size_t ws = 0;
@@ -254,6 +256,13 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     s->parts_cap = 0;
     qk_aligned_free(s->wpk);
     s->wpk = s->wfpk = NULL;
+    qk_free(s->rmom);
+    s->rmom = NULL;
+    if (qk_conv_bn_fused(g, n, training) >= 0) {
+        s->rmom = qk_calloc((size_t)(s->N * s->M * 3), sizeof(double));
+        if (!s->rmom)
+            return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
+    }
     if (s->path == CONV_FLAT) {
         size_t a = (size_t)qk_cflat_packed_floats(s->M, s->C, s->ksz), b = (size_t)qk_cflat_packed_floats(s->C, s->M, s->ksz);
         int flip = training && s->fs == 1;
@@ -489,6 +498,23 @@ typedef struct conv_ctx {
     int write_dx; /* backward: dX is fresh (uncleared): write it, don't add */
 } conv_ctx;
 
+/* Row moments of output channels [m0, m1) of sample n for a fused
+ * BatchNormalization (fuse.h), taken right after the rows were written. */
+static void conv_moments(const conv_state *s, const float *Y, int64_t n, int64_t m0, int64_t m1)
+{
+    if (!s->rmom)
+        return;
+    const int64_t osz = qk_win_out_size(&s->w);
+    for (int64_t m = m0; m < m1; m++)
+        qk_row_moments(Y + (n * s->M + m) * osz, osz, s->rmom + (n * s->M + m) * 3);
+}
+
+const double *qk_conv_row_moments(const qk_node *conv)
+{
+    const conv_state *s = conv->state;
+    return s ? s->rmom : NULL;
+}
+
 /* ---- FLAT path ---- */
 
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
@@ -585,9 +611,11 @@ static void conv_fwd_flat(const conv_ctx *c, int64_t n, int worker)
     flat_offsets(s, 1, off);
     qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, s->nph * s->pq, s->F, c->B, ys, fup);
     float *y = c->Y + n * s->M * osz;
-    for (int64_t m = 0; m < s->M; m++)
+    for (int64_t m = 0; m < s->M; m++) {
         for (int64_t oh = 0; oh < OH; oh++)
             row_copy(y + m * osz + oh * OW, ys + m * fup + oh * s->Wq, OW);
+        conv_moments(s, c->Y, n, m, m + 1);
+    }
 }
 
 /* Backward of samples [n0, n1): dW partials into pw (set), dB into pb
@@ -659,6 +687,8 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
         int64_t n0 = (t / s->C) * DW_NB, ch = t % s->C, np = s->N - n0 < DW_NB ? s->N - n0 : DW_NB;
         qk_dw_fwd(w, np, c->X + (n0 * s->C + ch) * isz, s->C * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
                   c->Y + (n0 * s->M + ch) * osz, s->M * osz, qk_exec_ws(c->x, worker));
+        for (int64_t k = 0; k < np; k++)
+            conv_moments(s, c->Y, n0 + k, ch, ch + 1);
         return;
     }
     if (s->path == CONV_FLAT) {
@@ -682,6 +712,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
                     qk_fk()->affine(y, yb + m * ld + k * osz, 1.0f, bias, osz);
                 else if (c->B)
                     qk_vaddc(y, bias, osz);
+                conv_moments(s, c->Y, n0 + k, g * s->mg + m, g * s->mg + m + 1);
             }
         return;
     }
@@ -693,6 +724,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     if (c->B)
         for (int64_t m = 0; m < s->mg; m++)
             qk_vaddc(yg + m * osz, c->B[g * s->mg + m], osz);
+    conv_moments(s, c->Y, n, g * s->mg, (g + 1) * s->mg);
 }
 
 static qk_status conv_forward(qk_exec *x, qk_node *n)
@@ -704,6 +736,8 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
                    .B = bv ? qk_f32(&bv->t) : NULL, .Y = qk_f32(&qk_out(g, n, 0)->t) };
     if (s->path == CONV_REF || qk_ops_reference()) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
+        for (int64_t i = 0; i < s->N; i++)
+            conv_moments(s, c.Y, i, 0, s->M);
         return QK_OK;
     }
     if (s->path == CONV_FLAT)

@@ -1,6 +1,8 @@
 /* Plan-time fusion predicate (fuse.h). */
 #include "fuse.h"
 
+#include "fkern.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +21,59 @@ static int same_shape(const qk_tensor *a, const qk_tensor *b)
     return 1;
 }
 
-int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
+static int fuse_off(void)
 {
     const char *env = getenv("QKIT_FUSE");
-    if ((env && !strcmp(env, "0")) || !training || p->n_out < 1 || p->out[0] < 0)
+    return env && !strcmp(env, "0");
+}
+
+static int is_graph_output(const qk_graph *g, int v)
+{
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == v)
+            return 1;
+    return 0;
+}
+
+int qk_producer(const qk_graph *g, int v)
+{
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int j = 0; j < g->nodes[k].n_out; j++)
+            if (g->nodes[k].out[j] == v)
+                return k;
+    return -1;
+}
+
+void qk_row_moments(const float *x, int64_t n, double out[3])
+{
+    double s1 = 0, s2 = 0;
+    float shift = n > 0 ? x[0] : 0.0f;
+    qk_fk()->moments(x, n, shift, &s1, &s2);
+    out[0] = shift;
+    out[1] = s1;
+    out[2] = s2;
+}
+
+int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
+{
+    if (fuse_off() || !training || !is_default_op(c, "Conv") || c->n_out != 1 || c->out[0] < 0 ||
+        is_graph_output(g, c->out[0]) || g->values[c->out[0]].t.dtype != QK_F32)
+        return -1;
+    int b;
+    if (qk_graph_consumers(g, c->out[0], &b, 1) != 1)
+        return -1;
+    const qk_node *bn = &g->nodes[b];
+    if (!is_default_op(bn, "BatchNormalization") || bn->n_in < 1 || bn->in[0] != c->out[0])
+        return -1;
+    for (int j = 1; j < bn->n_in; j++)
+        if (bn->in[j] == c->out[0])
+            return -1;
+    return b;
+}
+
+int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
+{
+    if (fuse_off() || !training || p->n_out < 1 || p->out[0] < 0)
         return -1;
     for (int k = 1; k < p->n_out; k++)
         if (p->out[k] >= 0)
@@ -40,9 +91,8 @@ int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
     } else if (!is_default_op(p, "BatchNormalization")) {
         return -1;
     }
-    for (int i = 0; i < g->n_outputs; i++)
-        if (g->outputs[i] == y)
-            return -1;
+    if (is_graph_output(g, y))
+        return -1;
     int r;
     if (qk_graph_consumers(g, y, &r, 1) != 1)
         return -1;

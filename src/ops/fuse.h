@@ -7,13 +7,30 @@
  * the Relu's output and output gradient (the Relu's mask folded in), and
  * the Relu does nothing. The producer's own output is then never written.
  * Both ops ask qk_relu_fused at reshape, so they agree; it returns the
- * Relu's node index, or -1 (always -1 when the environment sets
- * QKIT_FUSE=0). */
+ * Relu's node index, or -1. QKIT_FUSE=0 in the environment turns off every
+ * fusion below. */
 #ifndef QKIT_OPS_FUSE_H
 #define QKIT_OPS_FUSE_H
 
 #include "qkit/graph.h"
 
 int qk_relu_fused(const qk_graph *g, const qk_node *producer, int training);
+
+/* In a training plan a Conv whose output feeds only a BatchNormalization
+ * (as its X) and is not a graph output computes the moments of each
+ * (sample, channel) row of its output while the row is in cache, and the
+ * BatchNormalization combines those instead of reading its input once
+ * more. qk_conv_bn_fused returns that BatchNormalization's node index, or
+ * -1; qk_conv_row_moments gives the rows of the conv's last forward,
+ * [N][M][3] as qk_row_moments writes them. */
+int qk_conv_bn_fused(const qk_graph *g, const qk_node *conv, int training);
+const double *qk_conv_row_moments(const qk_node *conv);
+
+/* out = { shift, sum(x - shift), sum((x - shift)^2) } over x[0..n), shift =
+ * x[0] (0 for an empty row): the one way batch-norm statistics start. */
+void qk_row_moments(const float *x, int64_t n, double out[3]);
+
+/* The node producing value v, or -1. */
+int qk_producer(const qk_graph *g, int v);
 
 #endif
