@@ -217,6 +217,8 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     c.max_steps = 3;
     QT_OK(qk_zoo_build("resnet8", 5, &cg));
     QT_OK(qk_train(cg, &tr, &te, &c, p2, &rc));
+    QT_CHECK(rc.train_loss > 0.5 && rc.train_loss < 5, "mid-epoch stop reports the partial epoch's loss (%g)",
+             rc.train_loss);
     QT_OK(qk_checkpoint_info(ck_c, &info));
     QT_CHECK(info.epoch == 0 && info.batch_in_epoch == 3 && info.step == 3, "mid-epoch checkpoint position");
     c.max_steps = 0;

@@ -130,7 +130,7 @@ uint64_t qk_train_config_hash(const qk_train_config *c, int64_t n_train);
 typedef struct qk_train_result {
     int epochs_done;         /* complete epochs */
     int64_t steps;           /* optimizer steps in all (resumed ones included) */
-    double train_loss;       /* last epoch's mean training loss */
+    double train_loss;       /* mean training loss of the last epoch, or of the steps run in an epoch cut short by max_steps */
     double test_top1, test_loss; /* last evaluation (-1: none) */
     double images_per_s;     /* training compute throughput over this call */
     double seconds;          /* wall time of this call */

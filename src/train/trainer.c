@@ -390,6 +390,9 @@ static qk_status train_loop(run *r, const qk_dataset *test, qk_pool *pool, qk_tr
         compute_all += compute;
         images_all += r->s.ep_seen - seen0;
         if (stop) {
+            /* stopped inside an epoch (max_steps): its loss so far */
+            if (r->s.ep_seen > 0)
+                res->train_loss = r->s.ep_loss_sum / (double)r->s.ep_seen;
             if (c->checkpoint && r->s.batch_in_epoch > 0) {
                 qk_status st = qk_ckpt_save(c->checkpoint, g, r->opt, &r->s);
                 if (st != QK_OK)
