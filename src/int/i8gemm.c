@@ -269,6 +269,11 @@ qk_status qk_i8gemm_create(const qk_i8gemm_desc *d, qk_i8gemm **out)
     if (st != QK_OK)
         return st;
     int ki = d->kernel >= 0 ? d->kernel : qk_i8_kernel_for_isa(qk_cpu_isa());
+    /* automatic choice: AMX tiles take K in steps of 64 bytes; a short K
+     * (a first layer with one input channel: K = 9) would be mostly
+     * padding there, so it runs on the VNNI kernel (same integer results) */
+    if (d->kernel < 0 && kernels[ki].info.isa == QK_ISA_AMX && d->K < kernels[ki].kalign)
+        ki = qk_i8_kernel_for_isa(QK_ISA_VNNI);
     const qk_i8_kernel *k = &kernels[ki];
     if (!k->info.test_only && !qk_cpu_isa_usable(k->info.isa))
         return qk_error(QK_ERR_UNSUPPORTED, "int8 GEMM: kernel '%s' needs %s, which this CPU lacks", k->info.name,
