@@ -208,6 +208,10 @@ typedef struct {
     int64_t N, C, Co, groups, H, W, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
 } ccase;
 
+/* 1: weight zero points that need no row sums (0 for int8, 128 for uint8):
+ * the AMX kernels' implicit-im2col path */
+static int sym_w;
+
 static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_dtype ot, qk_rq_mode mode, int ext)
 {
     const char *kn = qk_i8_kernel_get(kernel)->name;
@@ -228,7 +232,7 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
     qk_int_range(wt, &lo, &hi);
     qk_int_range(xt, &xlo, &xhi);
     for (int64_t i = 0; i < cc->Co; i++) {
-        wz[i] = ext ? lo : rnd(lo, hi);
+        wz[i] = sym_w ? (wt == QK_U8 ? 128 : 0) : ext ? lo : rnd(lo, hi);
         bias[i] = rnd(-50000, 50000);
     }
     qk_i8conv_desc d = {.x_type = xt, .w_type = wt, .out_type = ot, .C = cc->C, .Co = cc->Co, .groups = cc->groups,
@@ -255,6 +259,11 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
         QT_OK(qk_i8conv_run(c, cc->N, cc->H, cc->W, x, y2, pool2, ws, wsb));
         QT_CHECK(memcmp(y1, ref, (size_t)ny * es) == 0, "%s: 1 thread differs from reference", what);
         QT_CHECK(memcmp(y2, y1, (size_t)ny * es) == 0, "%s: 2 threads differ from 1", what);
+        if (sym_w) { /* the implicit path is taken where it should be */
+            int amx = !strncmp(kn, "amx", 3), fits = cc->W + cc->pl + cc->pr <= 64 && Cg >= 16 && cc->groups == 1;
+            QT_CHECK(!strcmp(qk_i8conv_path(c, cc->H, cc->W), amx && fits ? "implicit" : "im2col"), "%s: path %s",
+                     what, qk_i8conv_path(c, cc->H, cc->W));
+        }
         qk_aligned_free(ws);
         qk_i8conv_destroy(c);
     }
@@ -287,6 +296,22 @@ static void test_conv_kernel(int k)
     int nf = (int)(sizeof fixed / sizeof fixed[0]);
     for (int i = 0; i < nf; i++)
         conv_case(&fixed[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], i == 3);
+    /* implicit im2col (AMX kernels, symmetric weights): the reference
+     * models' stride-1 layers, wide rows (few or one output row per task),
+     * asymmetric pads, kw*Cg not a multiple of 64, a row wider than a task */
+    ccase imp[] = {
+        {2, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 32, 32, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 64, 64, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 17, 33, 1, 9, 11, 2, 5, 1, 1, 1, 1, 1, 2, 0, 2},
+        {1, 20, 9, 1, 5, 61, 3, 3, 1, 1, 1, 1, 0, 2, 1, 0},
+        {1, 24, 40, 1, 3, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 16, 7, 1, 6, 5, 5, 3, 1, 1, 1, 1, 2, 0, 3, 2},
+    };
+    sym_w = 1;
+    for (int i = 0; i < (int)(sizeof imp / sizeof imp[0]); i++)
+        conv_case(&imp[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], 0);
+    sym_w = 0;
     int nrand = qk_i8_kernel_get(k)->test_only ? 6 : 20;
     for (int i = 0; i < nrand; i++) {
         ccase c;

@@ -28,6 +28,13 @@ struct qk_i8conv {
     int pointwise;             /* 1x1, stride 1, no pad (nhwc only): no im2col */
     uint8_t *wperm;            /* nhwc: weights in [Co][kh][kw][Cg] order */
     qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
+    /* implicit im2col (AMX, groups 1, stride 1, no dilation, Cg >= 16,
+     * weights without row-sum terms): A rows read in place from zero-point
+     * padded NHWC input rows; K = kh runs of kw*Cg bytes, each padded to KS
+     * (a multiple of 64) with zero weights: wimp [Co][kh][KS] */
+    int64_t KS;
+    uint8_t *wimp;
+    qk_i8gemm *gimp;
     /* depthwise: (w - w_zero) as int32 [Co][kh*kw], bias, per-channel output stage */
     int32_t *dw_w, *dw_bias, *dw_mult, *dw_shift;
     int32_t *dw_wt;            /* depthwise, multiplier 1: dw_w as [kh*kw][Co] (NHWC kernel) */
@@ -145,6 +152,32 @@ static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
     c->x_zero = d->x_zero;
 }
 
+/* Implicit im2col: who qualifies (from the shapes; the row-sum condition is
+ * checked at run, as zero points may change with an update). */
+static int implicit_shape(const qk_i8conv *c)
+{
+    return c->nhwc && !c->pointwise && c->groups == 1 && c->Cg >= 16 && c->sh == 1 && c->sw == 1 && c->dh == 1 &&
+           c->dw == 1;
+}
+
+/* wimp from wperm (the padding bytes are the weights' zero, 0 or 128 for
+ * uint8: they then cancel like a zero weight) and the GEMM over it. */
+static qk_status implicit_weights(qk_i8conv *c, const qk_i8conv_desc *d, int create)
+{
+    uint8_t pad = d->w_type == QK_U8 ? 128 : 0;
+    for (int64_t co = 0; co < c->Co; co++)
+        for (int64_t a = 0; a < c->kh; a++) {
+            uint8_t *dst = c->wimp + (co * c->kh + a) * c->KS;
+            memcpy(dst, c->wperm + co * c->K + a * c->kw * c->Cg, (size_t)(c->kw * c->Cg));
+            memset(dst + c->kw * c->Cg, pad, (size_t)(c->KS - c->kw * c->Cg));
+        }
+    qk_i8gemm_desc g = group_desc(c, d, 0);
+    g.K = c->kh * c->KS;
+    g.B = d->w ? c->wimp : NULL;
+    g.ldb = g.K;
+    return create ? qk_i8gemm_create(&g, &c->gimp) : qk_i8gemm_update(c->gimp, &g);
+}
+
 void qk_i8conv_destroy(qk_i8conv *c)
 {
     if (!c)
@@ -154,6 +187,8 @@ void qk_i8conv_destroy(qk_i8conv *c)
             qk_i8gemm_destroy(c->gm[i]);
     qk_free(c->gm);
     qk_free(c->wperm);
+    qk_free(c->wimp);
+    qk_i8gemm_destroy(c->gimp);
     qk_free(c->dw_w);
     qk_free(c->dw_bias);
     qk_free(c->dw_wt);
@@ -232,6 +267,15 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
                 return qk_error_context(st, "conv group %lld", (long long)gi);
             }
         }
+        if (implicit_shape(c) && c->gm[0]->k->compute_koff) {
+            c->KS = qk_i8_roundup(c->kw * c->Cg, 64);
+            c->wimp = qk_malloc((size_t)(c->Co * c->kh * c->KS));
+            if (!c->wimp || (st = implicit_weights(c, d, 1)) != QK_OK) {
+                qk_i8conv_destroy(c);
+                return st != QK_OK ? qk_error_context(st, "conv (implicit im2col)")
+                                   : qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+            }
+        }
     }
     *out = c;
     return QK_OK;
@@ -262,6 +306,14 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
         if ((st = qk_i8gemm_update(c->gm[gi], &gd)) != QK_OK)
             return qk_error_context(st, "conv group %lld", (long long)gi);
     }
+    if (c->gimp) {
+        if (!implicit_shape(c)) { /* strides or dilations changed */
+            qk_i8gemm_destroy(c->gimp);
+            c->gimp = NULL;
+        } else if ((st = implicit_weights(c, d, 0)) != QK_OK) {
+            return qk_error_context(st, "conv (implicit im2col)");
+        }
+    }
     return QK_OK;
 }
 
@@ -284,7 +336,53 @@ static size_t nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
     return qk_i8_align64((size_t)(nhwc_in_rows(c, H, W) * W * c->Cg));
 }
 
+static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t W);
+
+/* Implicit im2col geometry for an H x W input: padded row width Wp, output
+ * rows per task R (0: the implicit path does not apply), chunk offsets
+ * per row of a task's padded buffer. */
+#define IMP_MAXCHUNK 512
+static int64_t imp_rows(const qk_i8conv *c, int64_t W, int64_t *Wp)
+{
+    *Wp = W + c->pl + c->pr;
+    if (!c->gimp || c->gimp->need_rowsum || c->kh * c->KS / 64 > IMP_MAXCHUNK || *Wp < c->kw)
+        return 0;
+    return c->gimp->mb / *Wp;
+}
+
+/* The padded rows buffer: R + kh - 1 rows of Wp pixels, and what the
+ * AMX tiles read past them (rows up to a multiple of 32, the last chunk). */
+static size_t imp_buf_bytes(const qk_i8conv *c, int64_t W)
+{
+    int64_t Wp, R = imp_rows(c, W, &Wp);
+    if (R < 1)
+        return 0;
+    int64_t rows = (R + c->kh - 1) * Wp * c->Cg;
+    int64_t reach = qk_i8_roundup(R * Wp, 32) * c->Cg + (c->kh - 1) * Wp * c->Cg + c->KS;
+    return qk_i8_align64((size_t)(rows > reach ? rows : reach));
+}
+
+const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    (void)H;
+    int64_t Wp;
+    if (c->depthwise)
+        return "depthwise";
+    if (c->pointwise)
+        return "pointwise";
+    return imp_rows(c, W, &Wp) >= 1 ? "implicit" : "im2col";
+}
+
 size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    if (imp_buf_bytes(c, W)) {
+        size_t e = qk_i8conv_ws_bytes_explicit(c, H, W), i = imp_buf_bytes(c, W) + qk_i8gemm_ws_bytes(c->gimp);
+        return e > i ? e : i;
+    }
+    return qk_i8conv_ws_bytes_explicit(c, H, W);
+}
+
+static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t W)
 {
     if (c->depthwise) /* the NCHW plane kernel's scratch (the NHWC one needs none) */
         return qk_i8_align64((size_t)(qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb) *
@@ -487,6 +585,53 @@ static void gemm_task(void *vctx, int64_t t, int worker)
     qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, ldm, ldn, gws);
 }
 
+/* Implicit im2col: one task per (image, block of R output rows). The
+ * input rows the block reads are copied once, zero-point padded, as NHWC
+ * rows of Wp pixels; output pixel (oh, ow) of the block is flat row
+ * (oh - oh0)*Wp + ow, and kernel row a's kw*Cg bytes of its im2col row are
+ * the contiguous bytes at ((oh - oh0 + a)*Wp + ow)*Cg: the AMX tiles load
+ * them in place (rows Cg bytes apart), the weights past kw*Cg being zero. */
+static void imp_task(void *vctx, int64_t t, int worker)
+{
+    conv_ctx *r = vctx;
+    const qk_i8conv *c = r->c;
+    int64_t Wp, R = imp_rows(c, r->W, &Wp);
+    int64_t n = t / r->nblk, oh0 = (t % r->nblk) * R, Rb = r->OH - oh0 < R ? r->OH - oh0 : R;
+    const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, nck = c->KS / 64;
+    size_t bb = imp_buf_bytes(c, W);
+    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb;
+    const int zx = (uint8_t)c->x_zero;
+    for (int64_t j = 0; j < rows; j++) {
+        int64_t ih = oh0 + j - c->pt;
+        uint8_t *d = P + j * Wp * Cg;
+        if (ih < 0 || ih >= H) {
+            memset(d, zx, (size_t)(Wp * Cg));
+            continue;
+        }
+        memset(d, zx, (size_t)(c->pl * Cg));
+        if (r->x_nhwc)
+            memcpy(d + c->pl * Cg, r->x + (size_t)((n * H + ih) * W * Cg), (size_t)(W * Cg));
+        else
+            to_nhwc(r, n, 0, ih * W, W, d + c->pl * Cg);
+        memset(d + (c->pl + W) * Cg, zx, (size_t)(c->pr * Cg));
+    }
+    memset(P + rows * Wp * Cg, zx, bb - (size_t)(rows * Wp * Cg));
+    int64_t koff[IMP_MAXCHUNK];
+    for (int64_t a = 0; a < c->kh; a++)
+        for (int64_t q = 0; q < nck; q++)
+            koff[a * nck + q] = a * Wp * Cg + q * 64;
+    uint8_t *y;
+    int64_t ldm, ldn;
+    if (r->y_nhwc) {
+        y = r->y + (size_t)((n * r->P + oh0 * r->OW) * c->Co) * r->es;
+        ldm = c->Co, ldn = 1;
+    } else {
+        y = r->y + (size_t)(n * c->Co * r->P + oh0 * r->OW) * r->es;
+        ldm = 1, ldn = r->P;
+    }
+    qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, 0, c->Co, y, ldm, ldn, gws);
+}
+
 void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)
 {
     for (int64_t i = 0; i < p->OH * p->OW; i++)
@@ -626,6 +771,12 @@ qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t
     } else if (c->depthwise) {
         qk_pool_run(pool, N * c->Co, dw_task, &r);
     } else {
+        int64_t Wp, R = imp_rows(c, W, &Wp);
+        if (R >= 1) {
+            r.nblk = (OH + R - 1) / R;
+            qk_pool_run(pool, N * r.nblk, imp_task, &r);
+            return QK_OK;
+        }
         r.nblk = (r.P + conv_rows(c) - 1) / conv_rows(c);
         qk_pool_run(pool, N * c->groups * r.nblk, gemm_task, &r);
     }

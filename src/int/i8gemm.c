@@ -106,22 +106,25 @@ void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, 
 
 #define ISA_KERNEL(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                                \
     {{nm, lvl, test, MR, NR}, lay, ka, bu8, MB, qk_i8_gemm_ws__##sfx, rsum, qk_i8_gemm_prepare__##sfx,       \
-     qk_i8_gemm__##sfx, epi}
+     qk_i8_gemm__##sfx, epi, NULL}
+#define ISA_KERNEL_KOFF(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                           \
+    {{nm, lvl, test, MR, NR}, lay, ka, bu8, MB, qk_i8_gemm_ws__##sfx, rsum, qk_i8_gemm_prepare__##sfx,       \
+     qk_i8_gemm__##sfx, epi, qk_i8_gemm_koff__##sfx}
 
 static const qk_i8_kernel kernels[] = {
     {{"ref", QK_ISA_REF, 0, 1, 1}, QK_PACK_NK, 1, 0, 32, ws_none, qk_i8_rowsum_ref, prepare_none, compute_ref,
-     qk_i8_epilogue_ref},
+     qk_i8_epilogue_ref, NULL},
     ISA_KERNEL("avx2", QK_ISA_AVX2, 0, 6, 16, QK_PACK_I16, 2, 0, 60, qk_i8_rowsum__avx2, qk_i8_epilogue__avx2, avx2),
     ISA_KERNEL("avx512", QK_ISA_AVX512, 0, 12, 32, QK_PACK_I16, 2, 0, 96, qk_i8_rowsum__avx512,
                qk_i8_epilogue__avx512, avx512),
     ISA_KERNEL("vnni", QK_ISA_VNNI, 0, 12, 32, QK_PACK_K4, 4, 1, 96, qk_i8_rowsum__avx512,
                qk_i8_epilogue__avx512, vnni),
-    ISA_KERNEL("amx", QK_ISA_AMX, 0, 32, 32, QK_PACK_K4, 64, 0, 64, qk_i8_rowsum__avx512, qk_i8_epilogue__avx512,
-               amx),
+    ISA_KERNEL_KOFF("amx", QK_ISA_AMX, 0, 32, 32, QK_PACK_K4, 64, 0, 64, qk_i8_rowsum__avx512,
+                    qk_i8_epilogue__avx512, amx),
     /* The AMX kernel's exact code with tile instructions emulated in C:
      * tests its packing and tiling on CPUs without AMX. */
-    ISA_KERNEL("amx-emu", QK_ISA_REF, 1, 32, 32, QK_PACK_K4, 64, 0, 64, qk_i8_rowsum_ref, qk_i8_epilogue_ref,
-               amxemu),
+    ISA_KERNEL_KOFF("amx-emu", QK_ISA_REF, 1, 32, 32, QK_PACK_K4, 64, 0, 64, qk_i8_rowsum_ref,
+                    qk_i8_epilogue_ref, amxemu),
 };
 #define NKERNELS ((int)(sizeof kernels / sizeof kernels[0]))
 
@@ -400,6 +403,33 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
             void *tmp = w + g->off_out;
             k->epilogue(g, mb, n, nb, acc, g->nb, rs, tmp, nb);
             scatter(g, mb, nb, tmp, c, ldc_m, ldc_n);
+        }
+    }
+}
+
+void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const uint8_t *X,
+                          int64_t xs, const int64_t *koff, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
+                          int64_t ldc_n, void *ws)
+{
+    const qk_i8_kernel *k = g->k;
+    uint8_t *w = ws;
+    int32_t *acc = (int32_t *)w;
+    void *kws = w + g->off_kern;
+    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    for (int64_t n = n0; n < n1; n += g->nb) {
+        int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
+        int64_t nbp = qk_i8_roundup(nb, k->info.nr);
+        k->compute_koff(g, R * rowlen, X, xs, koff, n, nbp, acc, g->nb, kws);
+        for (int64_t r = 0; r < R; r++) {
+            uint8_t *c = (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es;
+            const int32_t *ar = acc + r * rowlen * g->nb;
+            if (ldc_n == 1) {
+                k->epilogue(g, valid, n, nb, ar, g->nb, NULL, c, ldc_m);
+            } else {
+                void *tmp = w + g->off_out;
+                k->epilogue(g, valid, n, nb, ar, g->nb, NULL, tmp, nb);
+                scatter(g, valid, nb, tmp, c, ldc_m, ldc_n);
+            }
         }
     }
 }

@@ -57,7 +57,22 @@ struct qk_i8_kernel {
     /* Writes rows [0,mb) x columns [n0, n0+nb) of type out_type to out + m*ldo + j. */
     void (*epilogue)(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
                      int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
+    /* Optional (AMX): compute with A read in place, row m at X + m*xs and
+     * its 64-byte K chunk c at X + m*xs + koff[c] (rows may overlap: an
+     * implicit im2col); rows past mb up to the next multiple of 32 are read
+     * too (their sums are dropped). NULL where the kernel lacks it. */
+    void (*compute_koff)(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
+                         int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 };
+
+/* A block of R output rows of an implicit-im2col convolution (i8conv.c):
+ * acc rows r*rowlen + [0, valid) are output pixels, the rest (pad columns)
+ * are computed and dropped; columns [n0, n1); output row r's pixels go to
+ * C + r*valid*ldc_m (ldc_n as in qk_i8gemm_block). Needs g->k->compute_koff
+ * and no row sums (g->need_rowsum == 0); R*rowlen <= g->mb. */
+void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const uint8_t *X,
+                          int64_t xs, const int64_t *koff, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
+                          int64_t ldc_n, void *ws);
 
 /* Generic scalar pieces (i8gemm.c), usable by every kernel. */
 void qk_i8_rowsum_ref(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
@@ -135,6 +150,10 @@ QK_I8_DECL(avx512)
 QK_I8_DECL(vnni)
 QK_I8_DECL(amx)
 QK_I8_DECL(amxemu)
+void qk_i8_gemm_koff__amx(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
+                          int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
+void qk_i8_gemm_koff__amxemu(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
+                             int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 void qk_i8_rowsum__avx2(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
 void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
 void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,

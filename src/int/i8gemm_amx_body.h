@@ -39,8 +39,11 @@ const void *AMX_CAT(qk_i8_gemm_prepare__, AMX_SUFFIX)(const qk_i8gemm *g, int64_
     return kws;
 }
 
-void AMX_CAT(qk_i8_gemm__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0,
-                                        int64_t nbp, int32_t *acc, int64_t ldacc, void *kws)
+/* koff NULL: chunk c of row m at Ap + m*ldap + 64c (the padded scratch);
+ * else at Ap + m*ldap + koff[c] (A read in place). */
+static inline void AMX_CAT(amx_core_, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t ldap,
+                                                 const int64_t *koff, int64_t n0, int64_t nbp, int32_t *acc,
+                                                 int64_t ldacc, void *kws)
 {
     AMX_STATE
     _Alignas(64) amx_cfg cfg;
@@ -54,7 +57,6 @@ void AMX_CAT(qk_i8_gemm__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const voi
     int64_t mbp = qk_i8_roundup(mb, AMX_MR), Kc = g->Kp / 64;
     int32_t *tmp = (int32_t *)((uint8_t *)kws + mbp * g->Kp);
     int sgn = g->a_type == QK_I8;
-    const uint8_t *A = Ap;
     for (int64_t j = 0; j < nbp; j += AMX_NR) {
         const uint8_t *bpan = (const uint8_t *)g->bpack + ((n0 + j) / AMX_NR) * g->Kp * AMX_NR;
         for (int64_t m = 0; m < mbp; m += AMX_MR) {
@@ -63,7 +65,7 @@ void AMX_CAT(qk_i8_gemm__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const voi
             AMX_ZERO(2);
             AMX_ZERO(3);
             for (int64_t kc = 0; kc < Kc; kc++) {
-                const uint8_t *a0 = A + m * ldap + kc * 64, *b0 = bpan + kc * 16 * 4 * AMX_NR;
+                const uint8_t *a0 = A + m * ldap + (koff ? koff[kc] : kc * 64), *b0 = bpan + kc * 16 * 4 * AMX_NR;
                 AMX_LOAD(4, a0, ldap);
                 AMX_LOAD(5, a0 + 16 * ldap, ldap);
                 AMX_LOAD(6, b0, 4 * AMX_NR);
@@ -93,4 +95,17 @@ void AMX_CAT(qk_i8_gemm__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const voi
         }
     }
     AMX_RELEASE();
+}
+
+void AMX_CAT(qk_i8_gemm__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0,
+                                        int64_t nbp, int32_t *acc, int64_t ldacc, void *kws)
+{
+    AMX_CAT(amx_core_, AMX_SUFFIX)(g, mb, Ap, ldap, NULL, n0, nbp, acc, ldacc, kws);
+}
+
+void AMX_CAT(qk_i8_gemm_koff__, AMX_SUFFIX)(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs,
+                                             const int64_t *koff, int64_t n0, int64_t nbp, int32_t *acc,
+                                             int64_t ldacc, void *kws)
+{
+    AMX_CAT(amx_core_, AMX_SUFFIX)(g, mb, X, xs, koff, n0, nbp, acc, ldacc, kws);
 }
