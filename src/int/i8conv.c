@@ -338,6 +338,19 @@ static size_t nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 
 static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t W);
 
+/* One input channel (a first layer): the input rows a block of output
+ * pixels reads, zero-point padded to Wp = W + pl + pr columns. */
+static size_t c1_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
+{
+    int64_t OW = qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr);
+    if (OW < 1)
+        return 0;
+    (void)H;
+    int64_t span = (conv_rows(c) + OW - 1) / OW + 1, rows = (span - 1) * c->sh + (c->kh - 1) * c->dh + 1;
+    return qk_i8_align64((size_t)(rows * (W + c->pl + c->pr)));
+}
+
+
 /* Implicit im2col geometry for an H x W input: padded row width Wp, output
  * rows per task R (0: the implicit path does not apply), chunk offsets
  * per row of a task's padded buffer. */
@@ -389,7 +402,8 @@ static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t
                                       qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
                qk_i8_align64((size_t)c->kw * 16);
     size_t col = c->pointwise ? 0 : qk_i8_align64((size_t)(conv_rows(c) * c->K));
-    return col + (c->nhwc ? nhwc_buf_bytes(c, H, W) : 0) + qk_i8gemm_ws_bytes(c->gm[0]);
+    return col + (c->nhwc ? nhwc_buf_bytes(c, H, W) : c->Cg == 1 ? c1_buf_bytes(c, H, W) : 0) +
+           qk_i8gemm_ws_bytes(c->gm[0]);
 }
 
 typedef struct {
@@ -438,6 +452,36 @@ static void im2col(const conv_ctx *r, int64_t n, int64_t gi, int64_t p0, int64_t
                 }
             }
         }
+    }
+}
+
+/* im2col rows of output pixels [p0, p0+np) for one input channel from
+ * padded rows: no bounds checks per tap. */
+static void im2col_c1(const conv_ctx *r, int64_t n, int64_t p0, int64_t np, uint8_t *buf, uint8_t *col)
+{
+    const qk_i8conv *c = r->c;
+    const int64_t W = r->W, H = r->H, Wp = W + c->pl + c->pr, K = c->K;
+    const uint8_t zx = (uint8_t)c->x_zero, *x = r->x + (size_t)(n * H * W);
+    int64_t oh0 = p0 / r->OW, oh1 = (p0 + np - 1) / r->OW;
+    int64_t pr0 = oh0 * c->sh, pr1 = oh1 * c->sh + (c->kh - 1) * c->dh + 1; /* padded rows [pr0, pr1) */
+    for (int64_t j = pr0; j < pr1; j++) {
+        uint8_t *d = buf + (j - pr0) * Wp;
+        int64_t ih = j - c->pt;
+        if (ih < 0 || ih >= H) {
+            memset(d, zx, (size_t)Wp);
+            continue;
+        }
+        memset(d, zx, (size_t)c->pl);
+        memcpy(d + c->pl, x + ih * W, (size_t)W);
+        memset(d + c->pl + W, zx, (size_t)c->pr);
+    }
+    int64_t oh = oh0, ow = p0 % r->OW;
+    for (int64_t i = 0; i < np; i++, ow = ow + 1 < r->OW ? ow + 1 : (oh++, 0)) {
+        uint8_t *dst = col + i * K;
+        const uint8_t *src = buf + (oh * c->sh - pr0) * Wp + ow * c->sw;
+        for (int64_t a = 0; a < c->kh; a++, src += c->dh * Wp)
+            for (int64_t b = 0; b < c->kw; b++)
+                *dst++ = src[b * c->dw];
     }
 }
 
@@ -580,7 +624,13 @@ static void gemm_task(void *vctx, int64_t t, int worker)
         }
         im2col_nhwc(r, ih0, buf, p0, np, col);
     } else {
-        im2col(r, n, gi, p0, np, col); /* x_nhwc only with C == 1: the same bytes */
+        if (c->Cg == 1) { /* groups 1 here (depthwise has its own tasks); x_nhwc: the same bytes */
+            uint8_t *buf = gws;
+            gws += c1_buf_bytes(c, r->H, r->W);
+            im2col_c1(r, n, p0, np, buf, col);
+        } else {
+            im2col(r, n, gi, p0, np, col);
+        }
     }
     qk_i8gemm_block(c->gm[gi], np, col, c->K, 0, c->Cog, y, ldm, ldn, gws);
 }
