@@ -490,6 +490,26 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
             }
             QT_CHECK(ca >= 0 && cx >= 0 && q && bad == 0, "%s: %d QkAdd codes differ from qk_qadd_value", what, bad);
         }
+        /* QkAdd's vector body (AVX-512 where usable) against the portable
+         * loop of the reference kernels: the same codes */
+        {
+            qk_dtype dt;
+            int64_t nq = N * C * H * W;
+            static int32_t q1[1 << 16];
+            const int32_t *q = codes_of(r, "relu_out_quantized", &dt);
+            if (q)
+                memcpy(q1, q, (size_t)nq * sizeof(int32_t));
+            qk_ops_set_reference(1);
+            qk_graph *r4;
+            QT_OK(qk_qdq_lower(g, NULL, &r4, NULL));
+            float y4[N * 3];
+            QT_OK(run_graph(r4, N, xin, y4, NULL));
+            qk_ops_set_reference(0);
+            const int32_t *q4 = codes_of(r4, "relu_out_quantized", &dt);
+            QT_CHECK(q && q4 && memcmp(q1, q4, (size_t)nq * sizeof(int32_t)) == 0,
+                     "%s: QkAdd codes of the vector body differ from the portable loop", what);
+            qk_graph_destroy(r4);
+        }
         if (pool2) {
             qk_graph *r2;
             QT_OK(qk_qdq_lower(g, NULL, &r2, NULL));

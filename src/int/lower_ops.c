@@ -415,6 +415,7 @@ typedef struct qadd_job {
     void *y;
     qk_dtype ta, tb;
     int64_t n;
+    int vec; /* AVX-512 body (qk_qadd__avx512.c) */
 } qadd_job;
 
 /* Elements per task: a fixed split, so any thread count gives the same codes
@@ -434,6 +435,11 @@ static void qadd_task(void *ctx, int64_t t, int w)
         int32_t zp = s->o.zp, za = s->za, zb = s->zb; /* locals: the byte stores may alias s */
         float ra = s->ra, rb = s->rb;
         int ua = j->ta == QK_U8, ub = j->tb == QK_U8, uy = s->o.out == QK_U8;
+        if (j->vec && (j->ta == QK_U8 || j->ta == QK_I8) && (j->tb == QK_U8 || j->tb == QK_I8) &&
+            (s->o.out == QK_U8 || s->o.out == QK_I8)) {
+            qk_qadd8__avx512(a, ua, b, ub, y, uy, i0, i1, ra, za, rb, zb, lo, hi, zp);
+            return;
+        }
         if (ua && ub && uy)
             QADD_F32_LOOP(uint8_t, uint8_t, uint8_t);
         else if (!ua && !ub && !uy)
@@ -456,7 +462,8 @@ static qk_status qadd_forward(qk_exec *x, qk_node *n)
     const qadd_state *s = n->state;
     const qk_tensor *a = &qk_in(x->g, n, 0)->t, *b = &qk_in(x->g, n, 1)->t;
     qk_tensor *y = &qk_out(x->g, n, 0)->t;
-    qadd_job j = { s, a->data, b->data, y->data, a->dtype, b->dtype, qk_tensor_numel(a) };
+    qadd_job j = { s, a->data, b->data, y->data, a->dtype, b->dtype, qk_tensor_numel(a),
+                   !qk_ops_reference() && qk_cpu_isa_usable(QK_ISA_AVX512) };
     qk_pool_run(x->pool, (j.n + EW_GRAIN - 1) / EW_GRAIN, qadd_task, &j);
     return QK_OK;
 }

@@ -79,4 +79,9 @@ typedef struct qk_epi_run {
 void qk_epi_range_ref(const qk_epi_run *e, int64_t lo, int64_t hi);
 void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
 
+ /* QkAdd FP32 arithmetic on 8-bit codes, elements [i0, i1) (u*: 1 uint8, 0
+ * int8); the same codes as the portable loop in lower_ops.c */
+void qk_qadd8__avx512(const void *a, int ua, const void *b, int ub, void *y, int uy, int64_t i0, int64_t i1, float ra,
+                      int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp);
+
 #endif
