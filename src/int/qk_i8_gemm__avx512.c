@@ -133,6 +133,22 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
     const __m512i zo = _mm512_set1_epi32(g->zo);
     const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
     const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
+    if (!rs && nb <= 64 && g->mode == QK_RQ_NONE && g->out_type == QK_I32) {
+        /* int32 sums for a float stage after the conv (e.g. a residual Add) */
+        const int nv = (int)((nb + 15) / 16);
+        __m512i cc[4];
+        __mmask16 mk[4];
+        for (int v = 0; v < nv; v++) {
+            mk[v] = nb - 16 * v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * v)) - 1);
+            cc[v] = _mm512_loadu_si512(g->colconst + n0 + 16 * v);
+        }
+        for (int64_t m = 0; m < mb; m++)
+            for (int v = 0; v < nv; v++)
+                _mm512_mask_storeu_epi32((int32_t *)out + m * ldo + 16 * v, mk[v],
+                                         _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk[v], acc + m * ldacc + 16 * v),
+                                                          cc[v]));
+        return;
+    }
     if (!rs && nb <= 64 && (g->out_type == QK_U8 || g->out_type == QK_I8) &&
         (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP)) {
         /* the common case (a conv's pixel rows, <= 64 channels): the column
