@@ -259,7 +259,8 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
         QT_OK(qk_i8conv_run(c, cc->N, cc->H, cc->W, x, y2, pool2, ws, wsb));
         QT_CHECK(memcmp(y1, ref, (size_t)ny * es) == 0, "%s: 1 thread differs from reference", what);
         QT_CHECK(memcmp(y2, y1, (size_t)ny * es) == 0, "%s: 2 threads differ from 1", what);
-        if (sym_w) { /* the implicit path is taken where it should be */
+        if (cc->groups == 1 && cc->sh == 1 && cc->sw == 1 && cc->dh == 1 && cc->dw == 1 && (cc->kh > 1 || cc->kw > 1)) {
+            /* the implicit path is taken where it should be */
             int amx = !strncmp(kn, "amx", 3), fits = cc->W + cc->pl + cc->pr <= 64 && Cg >= 16 && cc->groups == 1;
             QT_CHECK(!strcmp(qk_i8conv_path(c, cc->H, cc->W), amx && fits ? "implicit" : "im2col"), "%s: path %s",
                      what, qk_i8conv_path(c, cc->H, cc->W));
@@ -308,9 +309,9 @@ static void test_conv_kernel(int k)
         {1, 24, 40, 1, 3, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 16, 7, 1, 6, 5, 5, 3, 1, 1, 1, 1, 2, 0, 3, 2},
     };
-    sym_w = 1;
-    for (int i = 0; i < (int)(sizeof imp / sizeof imp[0]); i++)
-        conv_case(&imp[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], 0);
+    for (sym_w = 1; sym_w >= 0; sym_w--) /* symmetric weights (no row sums), then any zero points */
+        for (int i = 0; i < (int)(sizeof imp / sizeof imp[0]); i++)
+            conv_case(&imp[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], !sym_w && i == 2);
     sym_w = 0;
     int nrand = qk_i8_kernel_get(k)->test_only ? 6 : 20;
     for (int i = 0; i < nrand; i++) {

@@ -225,8 +225,7 @@ int qk_i8conv_nhwc_ok(const qk_i8conv *c, int input);
 /* Which path a run on H x W input takes (diagnostics, tests): "depthwise",
  * "pointwise" (1x1 on the input rows), "implicit" (AMX tiles read the
  * padded input rows in place: groups 1, stride 1, no dilation, >= 16
- * input channels, weight zero points 0 for int8 / 128 for uint8, padded
- * row width <= 64), or "im2col". */
+ * input channels, padded row width <= 64), or "im2col". */
 const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W);
 /* Reference: the direct 7-loop definition. */
 qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W, const void *x, void *y);

@@ -160,16 +160,17 @@ static int implicit_shape(const qk_i8conv *c)
            c->dw == 1;
 }
 
-/* wimp from wperm (the padding bytes are the weights' zero, 0 or 128 for
- * uint8: they then cancel like a zero weight) and the GEMM over it. */
+/* wimp from wperm and the GEMM over it. The padding bytes are the output
+ * channel's weight zero point: real weight 0, so every term of the
+ * zero-point expansion over the padded K is exact, the row sums being
+ * taken over all the bytes the tiles read (imp_task). */
 static qk_status implicit_weights(qk_i8conv *c, const qk_i8conv_desc *d, int create)
 {
-    uint8_t pad = d->w_type == QK_U8 ? 128 : 0;
     for (int64_t co = 0; co < c->Co; co++)
         for (int64_t a = 0; a < c->kh; a++) {
             uint8_t *dst = c->wimp + (co * c->kh + a) * c->KS;
             memcpy(dst, c->wperm + co * c->K + a * c->kw * c->Cg, (size_t)(c->kw * c->Cg));
-            memset(dst + c->kw * c->Cg, pad, (size_t)(c->KS - c->kw * c->Cg));
+            memset(dst + c->kw * c->Cg, (uint8_t)wzero(d, co), (size_t)(c->KS - c->kw * c->Cg));
         }
     qk_i8gemm_desc g = group_desc(c, d, 0);
     g.K = c->kh * c->KS;
@@ -358,7 +359,7 @@ static size_t c1_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 static int64_t imp_rows(const qk_i8conv *c, int64_t W, int64_t *Wp)
 {
     *Wp = W + c->pl + c->pr;
-    if (!c->gimp || c->gimp->need_rowsum || c->kh * c->KS / 64 > IMP_MAXCHUNK || *Wp < c->kw)
+    if (!c->gimp || c->kh * c->KS / 64 > IMP_MAXCHUNK || *Wp < c->kw)
         return 0;
     return c->gimp->mb / *Wp;
 }
@@ -375,6 +376,13 @@ static size_t imp_buf_bytes(const qk_i8conv *c, int64_t W)
     return qk_i8_align64((size_t)(rows > reach ? rows : reach));
 }
 
+/* Row sums (weights with a nonzero zero point): prefix sums of the padded
+ * buffer's bytes, one int32 per byte and one more. */
+static size_t imp_pre_bytes(const qk_i8conv *c, int64_t W)
+{
+    return c->gimp && c->gimp->need_rowsum ? qk_i8_align64((imp_buf_bytes(c, W) + 1) * 4) : 0;
+}
+
 const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W)
 {
     (void)H;
@@ -389,7 +397,8 @@ const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W)
 size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 {
     if (imp_buf_bytes(c, W)) {
-        size_t e = qk_i8conv_ws_bytes_explicit(c, H, W), i = imp_buf_bytes(c, W) + qk_i8gemm_ws_bytes(c->gimp);
+        size_t e = qk_i8conv_ws_bytes_explicit(c, H, W),
+               i = imp_buf_bytes(c, W) + imp_pre_bytes(c, W) + qk_i8gemm_ws_bytes(c->gimp);
         return e > i ? e : i;
     }
     return qk_i8conv_ws_bytes_explicit(c, H, W);
@@ -649,7 +658,7 @@ static void imp_task(void *vctx, int64_t t, int worker)
     int64_t n = t / r->nblk, oh0 = (t % r->nblk) * R, Rb = r->OH - oh0 < R ? r->OH - oh0 : R;
     const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, nck = c->KS / 64;
     size_t bb = imp_buf_bytes(c, W);
-    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb;
+    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb + imp_pre_bytes(c, W);
     const int zx = (uint8_t)c->x_zero;
     for (int64_t j = 0; j < rows; j++) {
         int64_t ih = oh0 + j - c->pt;
@@ -679,7 +688,28 @@ static void imp_task(void *vctx, int64_t t, int worker)
         y = r->y + (size_t)(n * c->Co * r->P + oh0 * r->OW) * r->es;
         ldm = 1, ldn = r->P;
     }
-    qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, 0, c->Co, y, ldm, ldn, gws);
+    int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
+    if (c->gimp->need_rowsum) {
+        /* row f's sum: over the kh runs of KS bytes the tiles read */
+        uint32_t *pre = (uint32_t *)(P + bb);
+        pre[0] = 0;
+        if (c->x_type == QK_I8)
+            for (size_t i = 0; i < bb; i++)
+                pre[i + 1] = pre[i] + (uint32_t)(int32_t)(int8_t)P[i];
+        else
+            for (size_t i = 0; i < bb; i++)
+                pre[i + 1] = pre[i] + P[i];
+        for (int64_t f = 0; f < Rb * Wp; f++) {
+            uint32_t sum = 0;
+            for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++) {
+                int64_t o = (f + a * Wp) * Cg;
+                sum += pre[o + c->KS] - pre[o];
+            }
+            rsb[f] = (int32_t)sum;
+        }
+        rs = rsb;
+    }
+    qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, rs, 0, c->Co, y, ldm, ldn, gws);
 }
 
 void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)

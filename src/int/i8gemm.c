@@ -408,8 +408,8 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
 }
 
 void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const uint8_t *X,
-                          int64_t xs, const int64_t *koff, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
-                          int64_t ldc_n, void *ws)
+                          int64_t xs, const int64_t *koff, const int32_t *rs, int64_t n0, int64_t n1, void *C,
+                          int64_t ldc_m, int64_t ldc_n, void *ws)
 {
     const qk_i8_kernel *k = g->k;
     uint8_t *w = ws;
@@ -422,12 +422,12 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
         k->compute_koff(g, R * rowlen, X, xs, koff, n, nbp, acc, g->nb, kws);
         for (int64_t r = 0; r < R; r++) {
             uint8_t *c = (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es;
-            const int32_t *ar = acc + r * rowlen * g->nb;
+            const int32_t *ar = acc + r * rowlen * g->nb, *rr = rs ? rs + r * rowlen : NULL;
             if (ldc_n == 1) {
-                k->epilogue(g, valid, n, nb, ar, g->nb, NULL, c, ldc_m);
+                k->epilogue(g, valid, n, nb, ar, g->nb, rr, c, ldc_m);
             } else {
                 void *tmp = w + g->off_out;
-                k->epilogue(g, valid, n, nb, ar, g->nb, NULL, tmp, nb);
+                k->epilogue(g, valid, n, nb, ar, g->nb, rr, tmp, nb);
                 scatter(g, valid, nb, tmp, c, ldc_m, ldc_n);
             }
         }

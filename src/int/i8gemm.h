@@ -68,11 +68,13 @@ struct qk_i8_kernel {
 /* A block of R output rows of an implicit-im2col convolution (i8conv.c):
  * acc rows r*rowlen + [0, valid) are output pixels, the rest (pad columns)
  * are computed and dropped; columns [n0, n1); output row r's pixels go to
- * C + r*valid*ldc_m (ldc_n as in qk_i8gemm_block). Needs g->k->compute_koff
- * and no row sums (g->need_rowsum == 0); R*rowlen <= g->mb. */
+ * C + r*valid*ldc_m (ldc_n as in qk_i8gemm_block). rs: the rows' sums
+ * when g->need_rowsum (over the bytes read), else NULL. Needs
+ * g->k->compute_koff; R*rowlen <= g->mb (<= QK_I8_IMP_MAXROWS). */
+#define QK_I8_IMP_MAXROWS 128
 void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const uint8_t *X,
-                          int64_t xs, const int64_t *koff, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
-                          int64_t ldc_n, void *ws);
+                          int64_t xs, const int64_t *koff, const int32_t *rs, int64_t n0, int64_t n1, void *C,
+                          int64_t ldc_m, int64_t ldc_n, void *ws);
 
 /* Generic scalar pieces (i8gemm.c), usable by every kernel. */
 void qk_i8_rowsum_ref(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
