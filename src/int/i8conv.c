@@ -15,6 +15,7 @@
 #include "i8gemm.h"
 #include "lower_internal.h"
 
+#include <emmintrin.h>
 #include <string.h>
 
 struct qk_i8conv {
@@ -690,22 +691,46 @@ static void imp_task(void *vctx, int64_t t, int worker)
     }
     int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
     if (c->gimp->need_rowsum) {
-        /* row f's sum: over the kh runs of KS bytes the tiles read */
+        /* row f's sum: over the kh runs of KS bytes the tiles read; with
+         * KS a multiple of Cg those runs are whole pixels: prefix sums of
+         * per-pixel sums (SSE2 byte sums), else of the bytes */
         uint32_t *pre = (uint32_t *)(P + bb);
-        pre[0] = 0;
-        if (c->x_type == QK_I8)
-            for (size_t i = 0; i < bb; i++)
-                pre[i + 1] = pre[i] + (uint32_t)(int32_t)(int8_t)P[i];
-        else
-            for (size_t i = 0; i < bb; i++)
-                pre[i + 1] = pre[i] + P[i];
-        for (int64_t f = 0; f < Rb * Wp; f++) {
-            uint32_t sum = 0;
-            for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++) {
-                int64_t o = (f + a * Wp) * Cg;
-                sum += pre[o + c->KS] - pre[o];
+        const int sg = c->x_type == QK_I8;
+        if (c->KS % Cg == 0 && Cg % 16 == 0) {
+            const int64_t npx = (int64_t)(bb / (size_t)Cg), run = c->KS / Cg;
+            const __m128i flip = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
+            pre[0] = 0;
+            for (int64_t q = 0; q < npx; q++) {
+                __m128i acc = zero;
+                for (int64_t k = 0; k < Cg; k += 16) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(P + q * Cg + k));
+                    acc = _mm_add_epi64(acc, _mm_sad_epu8(sg ? _mm_xor_si128(v, flip) : v, zero));
+                }
+                uint32_t sum = (uint32_t)_mm_cvtsi128_si32(acc) + (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(acc, 8));
+                pre[q + 1] = pre[q] + sum - (sg ? (uint32_t)(128 * Cg) : 0u);
             }
-            rsb[f] = (int32_t)sum;
+            for (int64_t f = 0; f < Rb * Wp; f++) {
+                uint32_t sum = 0;
+                for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++)
+                    sum += pre[f + a * Wp + run] - pre[f + a * Wp];
+                rsb[f] = (int32_t)sum;
+            }
+        } else {
+            pre[0] = 0;
+            if (sg)
+                for (size_t i = 0; i < bb; i++)
+                    pre[i + 1] = pre[i] + (uint32_t)(int32_t)(int8_t)P[i];
+            else
+                for (size_t i = 0; i < bb; i++)
+                    pre[i + 1] = pre[i] + P[i];
+            for (int64_t f = 0; f < Rb * Wp; f++) {
+                uint32_t sum = 0;
+                for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++) {
+                    int64_t o = (f + a * Wp) * Cg;
+                    sum += pre[o + c->KS] - pre[o];
+                }
+                rsb[f] = (int32_t)sum;
+            }
         }
         rs = rsb;
     }

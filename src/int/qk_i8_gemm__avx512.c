@@ -149,18 +149,19 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
                                                           cc[v]));
         return;
     }
-    if (!rs && nb <= 64 && (g->out_type == QK_U8 || g->out_type == QK_I8) &&
+    if (nb <= 64 && (g->out_type == QK_U8 || g->out_type == QK_I8) &&
         (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP)) {
         /* the common case (a conv's pixel rows, <= 64 channels): the column
          * parameters stay in registers across the rows; same arithmetic */
         const int nv = (int)((nb + 15) / 16);
-        __m512i cc[4], p1[4], p2[4], p3[4];
+        __m512i cc[4], rc[4], p1[4], p2[4], p3[4];
         __m512 sc[4];
         __mmask16 mk[4];
         for (int v = 0; v < nv; v++) {
             int64_t n = n0 + 16 * v;
             mk[v] = nb - 16 * v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * v)) - 1);
             cc[v] = _mm512_loadu_si512(g->colconst + n);
+            rc[v] = _mm512_loadu_si512(g->rowcoef + n);
             if (g->mode == QK_RQ_FP32) {
                 sc[v] = _mm512_loadu_ps(g->scale + n);
             } else {
@@ -170,9 +171,13 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
             }
         }
         const int fp = g->mode == QK_RQ_FP32;
-        for (int64_t m = 0; m < mb; m++)
+        for (int64_t m = 0; m < mb; m++) {
+            const __m512i rm = _mm512_set1_epi32(rs ? rs[m] : 0);
             for (int v = 0; v < nv; v++) {
-                __m512i t = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk[v], acc + m * ldacc + 16 * v), cc[v]), y;
+                __m512i t = _mm512_maskz_loadu_epi32(mk[v], acc + m * ldacc + 16 * v), y;
+                if (rs) /* the same wrapping int32 operations as the general loop below */
+                    t = _mm512_sub_epi32(t, _mm512_mullo_epi32(rc[v], rm));
+                t = _mm512_add_epi32(t, cc[v]);
                 if (fp) {
                     __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), sc[v]), flo), fhi);
                     y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
@@ -182,6 +187,7 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
                 }
                 _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + m * ldo + 16 * v, mk[v], y);
             }
+        }
         return;
     }
     for (int64_t m = 0; m < mb; m++) {
