@@ -133,7 +133,7 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
     const __m512i zo = _mm512_set1_epi32(g->zo);
     const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
     const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
-    if (!rs && nb <= 64 && g->mode == QK_RQ_NONE && g->out_type == QK_I32) {
+    if (!rs && nb <= 64 && g->mode == QK_RQ_NONE && g->out_type == QK_I32) { /* (<= 4 blocks in registers) */
         /* int32 sums for a float stage after the conv (e.g. a residual Add) */
         const int nv = (int)((nb + 15) / 16);
         __m512i cc[4];
@@ -149,43 +149,36 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
                                                           cc[v]));
         return;
     }
-    if (nb <= 64 && (g->out_type == QK_U8 || g->out_type == QK_I8) &&
-        (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP)) {
-        /* the common case (a conv's pixel rows, <= 64 channels): the column
-         * parameters stay in registers across the rows; same arithmetic */
-        const int nv = (int)((nb + 15) / 16);
-        __m512i cc[4], rc[4], p1[4], p2[4], p3[4];
-        __m512 sc[4];
-        __mmask16 mk[4];
-        for (int v = 0; v < nv; v++) {
-            int64_t n = n0 + 16 * v;
-            mk[v] = nb - 16 * v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - 16 * v)) - 1);
-            cc[v] = _mm512_loadu_si512(g->colconst + n);
-            rc[v] = _mm512_loadu_si512(g->rowcoef + n);
-            if (g->mode == QK_RQ_FP32) {
-                sc[v] = _mm512_loadu_ps(g->scale + n);
-            } else {
-                p1[v] = _mm512_loadu_si512(g->lsh + n);
-                p2[v] = _mm512_loadu_si512(g->mult + n);
-                p3[v] = _mm512_loadu_si512(g->rsh + n);
-            }
-        }
+    if ((g->out_type == QK_U8 || g->out_type == QK_I8) && (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP)) {
+        /* the common case: column blocks outside, rows inside, so a block's
+         * parameters stay in registers down the rows; the same arithmetic */
         const int fp = g->mode == QK_RQ_FP32;
-        for (int64_t m = 0; m < mb; m++) {
-            const __m512i rm = _mm512_set1_epi32(rs ? rs[m] : 0);
-            for (int v = 0; v < nv; v++) {
-                __m512i t = _mm512_maskz_loadu_epi32(mk[v], acc + m * ldacc + 16 * v), y;
+        for (int64_t j = 0; j < nb; j += 16) {
+            const int64_t n = n0 + j;
+            const __mmask16 mk = nb - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nb - j)) - 1);
+            const __m512i cc = _mm512_loadu_si512(g->colconst + n), rc = _mm512_loadu_si512(g->rowcoef + n);
+            __m512 sc = _mm512_setzero_ps();
+            __m512i p1 = cc, p2 = cc, p3 = cc;
+            if (fp) {
+                sc = _mm512_loadu_ps(g->scale + n);
+            } else {
+                p1 = _mm512_loadu_si512(g->lsh + n);
+                p2 = _mm512_loadu_si512(g->mult + n);
+                p3 = _mm512_loadu_si512(g->rsh + n);
+            }
+            for (int64_t m = 0; m < mb; m++) {
+                __m512i t = _mm512_maskz_loadu_epi32(mk, acc + m * ldacc + j), y;
                 if (rs) /* the same wrapping int32 operations as the general loop below */
-                    t = _mm512_sub_epi32(t, _mm512_mullo_epi32(rc[v], rm));
-                t = _mm512_add_epi32(t, cc[v]);
+                    t = _mm512_sub_epi32(t, _mm512_mullo_epi32(rc, _mm512_set1_epi32(rs[m])));
+                t = _mm512_add_epi32(t, cc);
                 if (fp) {
-                    __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), sc[v]), flo), fhi);
+                    __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), sc), flo), fhi);
                     y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
                 } else {
-                    __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, p1[v]), p2[v]), p3[v]);
+                    __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, p1), p2), p3);
                     y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
                 }
-                _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + m * ldo + 16 * v, mk[v], y);
+                _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + m * ldo + j, mk, y);
             }
         }
         return;
