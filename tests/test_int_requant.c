@@ -367,8 +367,64 @@ static void test_add_concat_pool(void)
     QT_CHECK(gy[0] == 2 && gy[1] == -2, "global avgpool 5/3 -> 2, -5/3 -> -2: %d %d", gy[0], gy[1]);
 }
 
+/* 8-bit max pooling (vector and scalar paths) against the definition, on
+ * random planes, kernels, strides and pads, both types. */
+static void test_maxpool_random(void)
+{
+    uint32_t seed = 12345;
+    int bad = 0, cases = 0;
+    for (int it = 0; it < 300; it++) {
+        seed = seed * 1664525u + 1013904223u;
+        qk_pool2d pd = { 0 };
+        int two = it % 3 == 0;
+        pd.kh = two ? 2 : 1 + (int)(seed >> 28) % 3;
+        pd.kw = two ? 2 : 1 + (int)(seed >> 24) % 3;
+        pd.stride_h = two ? 2 : 1 + (int)(seed >> 20) % 2;
+        pd.stride_w = two ? 2 : 1 + (int)(seed >> 16) % 3;
+        pd.pad_t = two ? 0 : (int)(seed >> 14) % 2;
+        pd.pad_l = two ? 0 : (int)(seed >> 12) % 2;
+        pd.pad_b = two ? 0 : (int)(seed >> 10) % 2;
+        pd.pad_r = two ? 0 : (int)(seed >> 8) % 2;
+        pd.dil_h = pd.dil_w = 1;
+        int64_t H = 2 + (int64_t)((seed >> 4) % 30), W = 2 + (int64_t)((seed >> 3) % 40), C = 1 + it % 3;
+        int64_t OH = (H + pd.pad_t + pd.pad_b - pd.kh) / pd.stride_h + 1;
+        int64_t OW = (W + pd.pad_l + pd.pad_r - pd.kw) / pd.stride_w + 1;
+        if (OH < 1 || OW < 1 || pd.pad_t >= pd.kh || pd.pad_l >= pd.kw || pd.pad_b >= pd.kh || pd.pad_r >= pd.kw)
+            continue;
+        static uint8_t x[3 * 32 * 42], y[3 * 32 * 42];
+        for (int64_t k = 0; k < C * H * W; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            x[k] = (uint8_t)(seed >> 24);
+        }
+        qk_dtype t = it & 1 ? QK_I8 : QK_U8;
+        if (qk_i8_maxpool(t, &pd, 1, C, H, W, x, y) != QK_OK) {
+            bad++;
+            continue;
+        }
+        cases++;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int m = t == QK_I8 ? -128 : 0;
+                    for (int64_t a = 0; a < pd.kh; a++)
+                        for (int64_t b = 0; b < pd.kw; b++) {
+                            int64_t ih = oh * pd.stride_h - pd.pad_t + a, iw = ow * pd.stride_w - pd.pad_l + b;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                continue;
+                            uint8_t v = x[(c * H + ih) * W + iw];
+                            int vv = t == QK_I8 ? (int)(int8_t)v : (int)v;
+                            m = vv > m ? vv : m;
+                        }
+                    uint8_t got = y[(c * OH + oh) * OW + ow];
+                    bad += (t == QK_I8 ? (int)(int8_t)got : (int)got) != m;
+                }
+    }
+    QT_CHECK(bad == 0 && cases > 100, "8-bit max pooling: %d wrong codes over %d random cases", bad, cases);
+}
+
 int main(void)
 {
+    test_maxpool_random();
     test_vectors();
     test_quantize_multiplier_edges();
     test_powers_of_two();

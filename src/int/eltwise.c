@@ -2,6 +2,7 @@
  * TFLite's integer arithmetic (ALGORITHMS.md section 7). NCHW. */
 #include "qkit/int.h"
 
+#include <emmintrin.h>
 #include <math.h>
 
 static int32_t load_q(qk_dtype t, const void *p, int64_t i)
@@ -152,6 +153,60 @@ qk_status qk_i8_avgpool(qk_dtype type, const qk_pool2d *p, int32_t zero, int64_t
     return QK_OK;
 }
 
+/* 8-bit max pooling without dilation, planes of H x W bytes (NCHW). The
+ * codes are compared as unsigned bytes (int8 with the sign bit flipped,
+ * an order-preserving map), so one loop serves both types; a window wholly
+ * in the padding gives the type's minimum, as in the general loop below.
+ * 2x2 windows of stride 2 without padding (LeNet's pools) take SSE2: the
+ * vertical max of two rows, then the max of each byte pair. */
+static void maxpool8(int sgn, const qk_pool2d *p, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                     const void *vx, void *vy)
+{
+    const uint8_t flip = sgn ? 0x80 : 0;
+    const uint8_t *x = vx;
+    uint8_t *y = vy;
+    const int two = p->kh == 2 && p->kw == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_t == 0 &&
+                    p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    const __m128i fl = _mm_set1_epi8((char)flip), lowb = _mm_set1_epi16(0x00FF);
+    for (int64_t nc = 0; nc < NC; nc++) {
+        const uint8_t *xp = x + nc * H * W;
+        uint8_t *yp = y + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t ow = 0;
+            if (two) { /* rows 2oh, 2oh+1 exist: OH = floor(H/2) without padding */
+                const uint8_t *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+                for (; ow + 8 <= OW; ow += 8) { /* 16 input bytes -> 8 outputs */
+                    __m128i a = _mm_xor_si128(_mm_loadl_epi64((const __m128i *)(r0 + 2 * ow)), fl);
+                    __m128i b = _mm_xor_si128(_mm_loadl_epi64((const __m128i *)(r0 + 2 * ow + 8)), fl);
+                    __m128i c = _mm_xor_si128(_mm_loadl_epi64((const __m128i *)(r1 + 2 * ow)), fl);
+                    __m128i d = _mm_xor_si128(_mm_loadl_epi64((const __m128i *)(r1 + 2 * ow + 8)), fl);
+                    __m128i v = _mm_max_epu8(_mm_unpacklo_epi64(a, b), _mm_unpacklo_epi64(c, d));
+                    __m128i m = _mm_max_epu8(v, _mm_srli_epi16(v, 8)); /* pair max in each 16-bit lane's low byte */
+                    __m128i o = _mm_packus_epi16(_mm_and_si128(m, lowb), _mm_setzero_si128());
+                    _mm_storel_epi64((__m128i *)(yp + oh * OW + ow), _mm_xor_si128(o, fl));
+                }
+            }
+            for (; ow < OW; ow++) {
+                int m = -1;
+                for (int64_t i = 0; i < p->kh; i++) {
+                    int64_t ih = oh * p->stride_h - p->pad_t + i;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const uint8_t *xr = xp + ih * W;
+                    for (int64_t j = 0; j < p->kw; j++) {
+                        int64_t iw = ow * p->stride_w - p->pad_l + j;
+                        if (iw >= 0 && iw < W) {
+                            int v = xr[iw] ^ flip;
+                            m = v > m ? v : m;
+                        }
+                    }
+                }
+                yp[oh * OW + ow] = (uint8_t)((m < 0 ? 0 : m) ^ flip);
+            }
+        }
+    }
+}
+
 qk_status qk_i8_maxpool(qk_dtype type, const qk_pool2d *p, int64_t N, int64_t C, int64_t H, int64_t W,
                         const void *x, void *y)
 {
@@ -159,6 +214,10 @@ qk_status qk_i8_maxpool(qk_dtype type, const qk_pool2d *p, int64_t N, int64_t C,
     qk_status st = pool_check(p, H, W, &OH, &OW, "MaxPool");
     if (st != QK_OK)
         return st;
+    if ((type == QK_U8 || type == QK_I8) && p->dil_h == 1 && p->dil_w == 1) {
+        maxpool8(type == QK_I8, p, N * C, H, W, OH, OW, x, y);
+        return QK_OK;
+    }
     for (int64_t nc = 0; nc < N * C; nc++) {
         int64_t xo = nc * H * W, yo = nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++)
