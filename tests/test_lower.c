@@ -518,6 +518,21 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
             QT_CHECK(memcmp(y2, yr, sizeof y2) == 0, "%s: 1 vs 2 threads differ", what);
             qk_graph_destroy(r2);
         }
+        { /* the runner's fuse and layout passes on every arithmetic: bit-identical */
+            qk_graph *r5;
+            QT_OK(qk_qdq_lower(g, NULL, &r5, NULL));
+            QT_OK(qk_lower_fuse(r5));
+            QT_OK(qk_lower_layout(r5));
+            int mp_nhwc = -1;
+            for (int i = 0; i < r5->n_nodes; i++)
+                if (!strcmp(r5->nodes[i].op_type, "QkPool") && qk_node_int(&r5->nodes[i], "kind", 0) == 0)
+                    mp_nhwc = (int)qk_node_int(&r5->nodes[i], "x_nhwc", 0);
+            float y5[N * 3];
+            QT_OK(run_graph(r5, N, xin, y5, pool2));
+            QT_CHECK(memcmp(y5, yr, sizeof y5) == 0, "%s: the runner's passes (max pool x_nhwc %d) change the logits",
+                     what, mp_nhwc);
+            qk_graph_destroy(r5);
+        }
         if (trt) { /* the runner's passes: DQ -> Add -> Relu -> Q fused (QkEpilogue), NHWC; bit-identical */
             for (int th = 0; th < 3; th++) { /* 1 thread, 2 threads, the plain reference kernels */
                 qk_ops_set_reference(th == 2);
@@ -757,6 +772,73 @@ static void test_runner(const char *argv0)
     }
 }
 
+/* The shipped LeNet through fbgemm PTQ: the runner (fused epilogues, NHWC
+ * activations -- its max pools read NHWC) against the plain NCHW lowering,
+ * logits bit for bit on 64 test images. Skipped without the model or the
+ * data. */
+static void test_shipped_lenet(qk_pool *pool2)
+{
+    enum { NB = 64 };
+    qk_dataset train = { 0 }, test = { 0 };
+    if (access("models/lenet.onnx", R_OK) != 0 || qk_dataset_load_dir(NULL, "train", &train) != QK_OK ||
+        qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK) {
+        printf("info: models/lenet.onnx or Fashion-MNIST absent: runner-vs-plain LeNet check skipped\n");
+        qk_dataset_free(&train);
+        qk_dataset_free(&test);
+        return;
+    }
+    char qpath[64];
+    snprintf(qpath, sizeof qpath, "/tmp/qkit_test_lower_lenet_%d.onnx", (int)getpid());
+    qk_graph *g = NULL, *q = NULL, *r = NULL;
+    qk_qmodel *qm = NULL;
+    qk_norm norm;
+    qk_ptq_config cfg;
+    qk_ptq_config_default(&cfg);
+    cfg.backend = qk_backend_find("fbgemm");
+    QT_OK(qk_onnx_load("models/lenet.onnx", &g));
+    QT_CHECK(g && qk_norm_get(g, &norm) != QK_ERR_FORMAT, "lenet norm");
+    QT_OK(qk_ptq_prepare(g, &cfg, &qm));
+    QT_OK(qk_ptq_calibrate(qm, &train, norm, 32, pool2, NULL, NULL));
+    QT_OK(qk_ptq_save_qdq(qm, qpath));
+    qk_qmodel_destroy(qm);
+    static float x[NB * 784], ya[NB * 10];
+    int64_t lab[NB];
+    qk_batcher bt;
+    QT_OK(qk_batcher_init(&bt, &test, NB, 0, 0, norm, NULL));
+    qk_batcher_epoch(&bt, 0);
+    qk_batcher_get(&bt, 0, x, lab);
+    qk_batcher_free(&bt);
+    qk_qrun *run = NULL;
+    qk_qrun_opts o;
+    qk_qrun_opts_default(&o);
+    o.pool = pool2;
+    QT_OK(qk_qrun_load(qpath, &o, &run));
+    int maxpool_nhwc = 0;
+    if (run) {
+        QT_OK(qk_qrun_forward(run, NB, 1, 28, 28, x, ya));
+        const qk_graph *rg = qk_qrun_graph(run);
+        for (int i = 0; i < rg->n_nodes; i++)
+            if (!strcmp(rg->nodes[i].op_type, "QkPool") && qk_node_int(&rg->nodes[i], "kind", 0) == 0)
+                maxpool_nhwc += qk_node_int(&rg->nodes[i], "x_nhwc", 0) != 0;
+    }
+    int same = qk_onnx_load(qpath, &q) == QK_OK && qk_qdq_lower(q, NULL, &r, NULL) == QK_OK &&
+               qk_graph_plan(r, NB, 0, NULL) == QK_OK && qk_graph_set_batch(r, NB) == QK_OK;
+    if (same) {
+        memcpy(r->values[r->inputs[0]].t.data, x, sizeof x);
+        same = qk_graph_forward(r) == QK_OK &&
+               memcmp(r->values[r->outputs[0]].t.data, ya, sizeof ya) == 0;
+    }
+    QT_CHECK(run && same && maxpool_nhwc == 2,
+             "lenet fbgemm: runner (%d max pools on NHWC) vs plain lowering: logits %s", maxpool_nhwc,
+             same ? "equal" : "differ");
+    qk_qrun_destroy(run);
+    qk_graph_destroy(r);
+    qk_graph_destroy(q); /* g belongs to the qmodel (destroyed above) */
+    unlink(qpath);
+    qk_dataset_free(&train);
+    qk_dataset_free(&test);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -781,6 +863,7 @@ int main(int argc, char **argv)
     test_concat();
     test_errors();
     test_runner(argv[0]);
+    test_shipped_lenet(pool2);
     qk_pool_destroy(pool2);
     return qt_finish("test_lower");
 }

@@ -8,10 +8,12 @@
  *    with channel multiplier 1), or by a QkAdd / QkRequant whose inputs are
  *    NHWC (element-wise ops and depthwise convolutions tie their inputs and
  *    output into one class that is all NHWC or all NCHW);
+ *    A max QkPool reading NHWC may write NHWC as well (not tied: it also
+ *    writes NCHW for a reader that needs it);
  *  - every reader takes NHWC: a QkConv that can read it (group 1 with >= 8
  *    or exactly 1 input channels, or a tied depthwise one), a global average
- *    QkPool, or a tied element-wise op (QkAdd, QkRequant, QkEpilogue: its
- *    activations a and b); never a graph output or any other op.
+ *    or max QkPool, or a tied element-wise op (QkAdd, QkRequant, QkEpilogue:
+ *    its activations a and b); never a graph output or any other op.
  * Everything else stays NCHW. The arithmetic is unchanged (the same codes
  * in another order), so the logits are bit-identical. */
 #include "lower_internal.h"
@@ -72,7 +74,7 @@ static int reads_nhwc(const qk_graph *g, const qk_node *n, int i)
     if (is_qk(n, "QkConv"))
         return i == 0 && ((conv_group1(g, n, &cin) && (cin >= 8 || cin == 1)) || conv_dw1(g, n));
     if (is_qk(n, "QkPool"))
-        return i == 0 && qk_node_int(n, "kind", 0) == 2;
+        return i == 0 && (qk_node_int(n, "kind", 0) == 2 || qk_node_int(n, "kind", 0) == 0);
     if (is_qk(n, "QkEpilogue"))
         return epi_act_slot(n, i);
     return is_eltwise(n);
@@ -108,6 +110,8 @@ qk_status qk_lower_layout(qk_graph *g)
                 if (n->in[k] >= 0 && epi_act_slot(n, k))
                     uf_join(par, n->in[k], n->out[0]);
         }
+        if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 0)
+            ok[n->out[0]] = 1; /* if its input is NHWC: settled below */
         if (is_eltwise(n)) {
             ok[n->out[0]] = 1;
             for (int k = 0; k < n->n_in; k++)
@@ -135,6 +139,23 @@ qk_status qk_lower_layout(qk_graph *g)
             ok[uf_find(par, v)] = 0;
     for (int v = 0; v < nv; v++)
         ok[v] = ok[uf_find(par, v)];
+    /* a max pool writes NHWC only from NHWC input: rule out the classes of
+     * those that would not, until nothing changes */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const qk_node *n = &g->nodes[i];
+            if (!is_qk(n, "QkPool") || qk_node_int(n, "kind", 0) != 0 || n->in[0] < 0 || n->out[0] < 0)
+                continue;
+            if (!ok[n->in[0]] && ok[n->out[0]]) {
+                int r = uf_find(par, n->out[0]);
+                for (int v = 0; v < nv; v++)
+                    if (uf_find(par, v) == r)
+                        ok[v] = 0;
+                changed = 1;
+            }
+        }
+    }
     qk_status st = QK_OK;
     for (int i = 0; i < g->n_nodes && st == QK_OK; i++) {
         const qk_node *n = &g->nodes[i];
@@ -147,6 +168,10 @@ qk_status qk_lower_layout(qk_graph *g)
             st = qk_node_set_int(g, i, "nhwc", y >= 0 && ok[y]);
         } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 2) {
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
+        } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 0) {
+            st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
+            if (st == QK_OK)
+                st = qk_node_set_int(g, i, "y_nhwc", y >= 0 && ok[y] && x >= 0 && ok[x]);
         }
     }
     qk_free(par);

@@ -7,6 +7,7 @@
 #include "../ops/window.h"
 
 #include <math.h>
+#include <emmintrin.h>
 #include <string.h>
 
 /* ============================================================ QkPool */
@@ -24,7 +25,8 @@ typedef struct qpool_state {
     int32_t zx;
     ostage o;
     int64_t N, C, H, W, OH, OW;
-    int x_nhwc;       /* global average only (lower_internal.h) */
+    int x_nhwc;       /* global average and max (lower_internal.h) */
+    int y_nhwc;       /* max with x_nhwc: the output NHWC too */
 } qpool_state;
 
 static qk_status qpool_init(qk_graph *g, qk_node *n)
@@ -66,16 +68,18 @@ static qk_status qpool_infer(qk_graph *g, qk_node *n)
                         qk_dtype_name(x->dtype), qk_shape_str(x, b1, sizeof b1));
     if (s->kind == POOL_MAX && x->dtype != s->o.out)
         return qk_error(QK_ERR_ARG, "QkPool '%s': max pool keeps the input type", n->name);
-    s->x_nhwc = s->kind == POOL_GAP && qk_node_int(n, "x_nhwc", 0);
+    s->x_nhwc = (s->kind == POOL_GAP || s->kind == POOL_MAX) && qk_node_int(n, "x_nhwc", 0);
+    s->y_nhwc = s->kind == POOL_MAX && s->x_nhwc && qk_node_int(n, "y_nhwc", 0);
     s->N = x->dims[0], s->C = x->dims[1], s->H = x->dims[2], s->W = x->dims[3];
-    if (s->x_nhwc) /* [N][H][W][C] in; the output [N][C][1][1] is the same bytes in either layout */
+    if (s->x_nhwc) /* [N][H][W][C] in; a global average's [N][C][1][1] is the same bytes in either layout */
         s->C = x->dims[3], s->H = x->dims[1], s->W = x->dims[2];
+    const int64_t hw[2] = { s->H, s->W };
     if (s->kind == POOL_GAP) {
         s->OH = s->OW = 1;
     } else {
         if (s->a.nk != 2)
             return qk_error(QK_ERR_ARG, "QkPool '%s': kernel_shape must have 2 entries", n->name);
-        qk_status st = qk_win_resolve(&s->a, "QkPool", 2, x->dims + 2, s->a.k, &s->w);
+        qk_status st = qk_win_resolve(&s->a, "QkPool", 2, hw, s->a.k, &s->w);
         if (st != QK_OK)
             return st;
         s->OH = s->w.out[1], s->OW = s->w.out[2];
@@ -90,6 +94,8 @@ static qk_status qpool_infer(qk_graph *g, qk_node *n)
         s->p = p;
     }
     int64_t d[4] = { s->N, s->C, s->OH, s->OW };
+    if (s->y_nhwc)
+        d[1] = s->OH, d[2] = s->OW, d[3] = s->C;
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, s->o.out, 4, d);
     return QK_OK;
 }
@@ -144,6 +150,56 @@ static void gap_nhwc(const qpool_state *s, qk_dtype t, const void *x, void *y, i
     }
 }
 
+/* Max pooling of image `img` read NHWC: each output pixel's C codes are the
+ * bytewise max of its window's pixels (SSE2, 16 channels at a time; int8
+ * compared with the sign bit flipped); written NHWC, or NCHW when y_nhwc is
+ * off. A window wholly in the padding gives the type's minimum. */
+static void max_nhwc(const qpool_state *s, int sgn, const uint8_t *x, uint8_t *y, int64_t img)
+{
+    const qk_pool2d *p = &s->p;
+    const int64_t C = s->C, H = s->H, W = s->W, OH = s->OH, OW = s->OW;
+    const uint8_t fl8 = sgn ? 0x80 : 0;
+    const __m128i fl = _mm_set1_epi8((char)fl8);
+    const uint8_t *xi = x + (size_t)(img * H * W * C);
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+            uint8_t *yo = y + (size_t)(((img * OH + oh) * OW + ow) * C);
+            for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                int64_t cn = C - c0 < 16 ? C - c0 : 16;
+                __m128i m = _mm_setzero_si128(); /* flipped codes: 0 is the minimum */
+                for (int64_t i = 0; i < p->kh; i++) {
+                    int64_t ih = oh * p->stride_h - p->pad_t + i * p->dil_h;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    for (int64_t k = 0; k < p->kw; k++) {
+                        int64_t iw = ow * p->stride_w - p->pad_l + k * p->dil_w;
+                        if (iw < 0 || iw >= W)
+                            continue;
+                        const uint8_t *src = xi + (ih * W + iw) * C + c0;
+                        __m128i v;
+                        if (cn == 16) {
+                            v = _mm_loadu_si128((const __m128i *)src);
+                        } else {
+                            uint8_t t[16] = { 0 };
+                            memcpy(t, src, (size_t)cn);
+                            for (int64_t q = cn; q < 16; q++)
+                                t[q] = fl8; /* flips to 0 */
+                            v = _mm_loadu_si128((const __m128i *)t);
+                        }
+                        m = _mm_max_epu8(m, _mm_xor_si128(v, fl));
+                    }
+                }
+                uint8_t t[16];
+                _mm_storeu_si128((__m128i *)t, _mm_xor_si128(m, fl));
+                if (s->y_nhwc)
+                    memcpy(yo + c0, t, (size_t)cn);
+                else
+                    for (int64_t q = 0; q < cn; q++)
+                        y[(size_t)(((img * C + c0 + q) * OH + oh) * OW + ow)] = t[q];
+            }
+        }
+}
+
 /* One image per task. */
 static void qpool_task(void *ctx, int64_t img, int w)
 {
@@ -154,6 +210,10 @@ static void qpool_task(void *ctx, int64_t img, int w)
     size_t es = 1;
     const uint8_t *xi = (const uint8_t *)j->x + (size_t)(img * s->C * s->H * s->W) * es;
     uint8_t *yi = (uint8_t *)j->y + (size_t)(img * s->C * s->OH * s->OW) * es;
+    if (s->kind == POOL_MAX && s->x_nhwc) {
+        max_nhwc(s, t == QK_I8, j->x, j->y, img);
+        return;
+    }
     if (s->kind == POOL_MAX) {
         qk_i8_maxpool(t, &s->p, 1, s->C, s->H, s->W, xi, yi); /* shapes checked at infer */
         return;
