@@ -101,7 +101,7 @@ if [ -z "$only" ] || [ "$only" = speed ]; then
     for cb in 128 64; do
       pt=$(/usr/bin/python3 bench/torch_peer.py ptq --arch resnet8 --onnx models/resnet8.onnx --calib 512 --calib-batch $cb --repeat 3 --threads $threads --json 2>/dev/null || true)
       [ -n "$pt" ] || break
-      ps=$(printf '%s' "$pt" | jnum total_s); pt1=$(printf '%s' "$pt" | jnum top1)
+      ps=$(printf "%s" "$pt" | jnum ptq_s); pt1=$(printf "%s" "$pt" | jnum quant_top1)
       awk -v s="$ps" -v t="$pt1" -v q="$med" -v cb="$cb" 'BEGIN { printf "| PyTorch FX | HistogramObserver, per-channel weights, calibration batch %d (prepare_fx + calibrate + convert_fx, fastest of 3) | %.3f | %.2f (qkit %.1fx faster) |\n", cb, s, 100*t, s/q }'
     done
     if [ -n "$pt" ]; then

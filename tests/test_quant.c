@@ -379,6 +379,55 @@ static qk_status run_node(const char *op, int nin, const int *in, int64_t axis_a
 
 static const qk_tensor *yout(void) { return &G->values[G->outputs[0]].t; }
 
+/* QuantizeLinear / DequantizeLinear: the vector runs (AVX-512 where usable)
+ * against the portable loops (qk_ops_set_reference), bit for bit, on odd
+ * lengths, per-channel runs, ties, NaN, infinities and saturation. */
+static void test_qdq_vector_same(void)
+{
+    enum { C = 3, L = 37 };
+    static float x[C * L];
+    uint32_t seed = 99;
+    for (int i = 0; i < C * L; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = ((int)(seed >> 9) % 20001 - 10000) / 37.0f;
+        if (i % 11 == 3)
+            x[i] = (float)((int)(seed >> 20) % 40) * 0.5f - 10.0f; /* ties */
+    }
+    x[5] = NAN, x[9] = INFINITY, x[17] = -INFINITY, x[40] = 1e30f, x[41] = -0.0f;
+    for (int u8 = 0; u8 < 2; u8++) {
+        uint8_t q[2][C * L];
+        float d[2][C * L];
+        for (int ref = 0; ref < 2; ref++) {
+            qk_ops_set_reference(ref);
+            int in[3];
+            qk_graph_create(&G);
+            in[0] = cval("x", QK_F32, 2, (int64_t[]){ C, L }, x);
+            in[1] = cval("s", QK_F32, 1, (int64_t[]){ C }, (float[]){ 0.37f, 1.0f / 3.0f, 2.5f });
+            if (u8)
+                in[2] = cval("z", QK_U8, 1, (int64_t[]){ C }, (uint8_t[]){ 0, 128, 250 });
+            else
+                in[2] = cval("z", QK_I8, 1, (int64_t[]){ C }, (int8_t[]){ -128, 3, 127 });
+            QT_OK(run_node("QuantizeLinear", 3, in, 0));
+            memcpy(q[ref], yout()->data, sizeof q[ref]);
+            qk_graph_destroy(G);
+            qk_graph_create(&G);
+            in[0] = cval("x", u8 ? QK_U8 : QK_I8, 2, (int64_t[]){ C, L }, q[ref]);
+            in[1] = cval("s", QK_F32, 1, (int64_t[]){ C }, (float[]){ 0.37f, 1.0f / 3.0f, 2.5f });
+            if (u8)
+                in[2] = cval("z", QK_U8, 1, (int64_t[]){ C }, (uint8_t[]){ 0, 128, 250 });
+            else
+                in[2] = cval("z", QK_I8, 1, (int64_t[]){ C }, (int8_t[]){ -128, 3, 127 });
+            QT_OK(run_node("DequantizeLinear", 3, in, 0));
+            memcpy(d[ref], yout()->data, sizeof d[ref]);
+            qk_graph_destroy(G);
+        }
+        qk_ops_set_reference(0);
+        QT_CHECK(memcmp(q[0], q[1], sizeof q[0]) == 0 && memcmp(d[0], d[1], sizeof d[0]) == 0,
+                 "QuantizeLinear/DequantizeLinear %s: vector runs differ from the portable loops",
+                 u8 ? "uint8" : "int8");
+    }
+}
+
 static void test_qdq_ops(void)
 {
     /* ties to even, saturation, default uint8 output without zero point */
@@ -489,5 +538,6 @@ int main(void)
     test_nnie();
     test_quality();
     test_qdq_ops();
+    test_qdq_vector_same();
     return qt_finish("test_quant");
 }

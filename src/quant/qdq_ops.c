@@ -14,7 +14,9 @@
  * (they may be graph inputs). Elementwise loops are chunked over the pool by
  * element count (deterministic). */
 #include "quant_internal.h"
+#include "qkit/cpu.h"
 #include "qkit/graph.h"
+#include "qkit/ops.h"
 
 #include <math.h>
 
@@ -123,6 +125,7 @@ typedef struct qdq_job {
     const float *scale;
     const int32_t *zp; /* ch entries */
     int64_t ch, inner, n;
+    int vec; /* AVX-512 runs (qdq_run__avx512.c) */
 } qdq_job;
 
 /* Round half to even of |v| < 2^22 in the default rounding mode: equal to
@@ -187,6 +190,10 @@ static void q_task(void *ctx, int64_t t, int w)
         int64_t c = qdq_run(j, i0, hi, &i1);
         float sc = j->scale[c];
         int32_t z = j->zp[c];
+        if (j->vec) {
+            qk_q_run__avx512(x + i0, i1 - i0, sc, z, j->yt == QK_U8, (uint8_t *)j->y + i0);
+            continue;
+        }
         if (j->yt == QK_U8)
             Q_RUN(uint8_t);
         else
@@ -204,6 +211,10 @@ static void dq_task(void *ctx, int64_t t, int w)
         int64_t c = qdq_run(j, i0, hi, &i1);
         float sc = j->scale[c];
         int32_t z = j->zp[c];
+        if (j->vec && (j->xt == QK_U8 || j->xt == QK_I8)) {
+            qk_dq_run__avx512((const uint8_t *)j->x + i0, j->xt == QK_U8, i1 - i0, sc, z, y + i0);
+            continue;
+        }
         switch (j->xt) {
         case QK_U8:
             for (int64_t i = i0; i < i1; i++)
@@ -257,7 +268,7 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
         zp[c] = z;
     }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
-                  qk_tensor_numel(&xv->t) };
+                  qk_tensor_numel(&xv->t), !qk_ops_reference() && qk_cpu_isa_usable(QK_ISA_AVX512) };
     int64_t ntask = (j.n + QDQ_GRAIN - 1) / QDQ_GRAIN;
     qk_task_fn fn = st->quantize ? q_task : dq_task;
     if (ntask == 1 || !ex->pool) {

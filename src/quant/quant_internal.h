@@ -57,4 +57,10 @@ qk_status qk_q_layout(const qk_qparams *p, const qk_tensor *x, qk_q_lay *l);
 void qk_q_fake_run(const float *x, float *y, uint8_t *mask, int64_t n, float s, int32_t z, int32_t qn,
                    int32_t qp, qk_round m);
 
+/* AVX-512 runs of QuantizeLinear (to uint8 when u8, else int8) and
+ * DequantizeLinear of 8-bit codes (qdq_run__avx512.c; the same results as
+ * the portable loops of qdq_ops.c) */
+void qk_q_run__avx512(const float *x, int64_t n, float sc, int32_t z, int u8, void *y);
+void qk_dq_run__avx512(const void *x, int xt_u8, int64_t n, float sc, int32_t z, float *y);
+
 #endif
