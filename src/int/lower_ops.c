@@ -453,6 +453,12 @@ static void qadd_task(void *ctx, int64_t t, int w)
                 st8(s->o.out, y, i, qadd_one(s, ld(j->ta, a, i), ld(j->tb, b, i)));
         return;
     }
+    if (s->arith == QK_ARITH_GEMMLOWP && j->vec && (j->ta == QK_U8 || j->ta == QK_I8) &&
+        (j->tb == QK_U8 || j->tb == QK_I8) && (s->o.out == QK_U8 || s->o.out == QK_I8) && s->p.m1 >= 0 &&
+        s->p.m2 >= 0 && s->p.mo >= 0) {
+        qk_qadd8_gemmlowp__avx512(&s->p, a, j->ta == QK_U8, b, j->tb == QK_U8, y, i0, i1);
+        return;
+    }
     for (int64_t i = i0; i < i1; i++)
         st8(s->o.out, y, i, qadd_one(s, ld(j->ta, a, i), ld(j->tb, b, i)));
 }

@@ -83,5 +83,8 @@ void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
  * int8); the same codes as the portable loop in lower_ops.c */
 void qk_qadd8__avx512(const void *a, int ua, const void *b, int ub, void *y, int uy, int64_t i0, int64_t i1, float ra,
                       int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp);
+/* The same in gemmlowp arithmetic: qk_qadd_value's codes (multipliers >= 0) */
+void qk_qadd8_gemmlowp__avx512(const qk_qadd *p, const void *a, int ua, const void *b, int ub, void *y, int64_t i0,
+                               int64_t i1);
 
 #endif

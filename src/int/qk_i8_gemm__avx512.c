@@ -102,26 +102,7 @@ void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t
 
 /* ---- output stage, 16 columns at a time (masked tail) ---- */
 
-static inline __m512i srdhm16(__m512i x, __m512i q)
-{
-    const __m512i half = _mm512_set1_epi64(INT64_C(1) << 30);
-    /* (x*q + 2^30) >> 31 equals gemmlowp's SRDHM for q >= 0 (see int.h). */
-    __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, q), half), 31);
-    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(q, 32)), half);
-    po = _mm512_slli_epi64(_mm512_srli_epi64(po, 31), 32);
-    return _mm512_mask_blend_epi32(0xAAAA, pe, po);
-}
-
-static inline __m512i rdbpot16(__m512i x, __m512i n)
-{
-    const __m512i one = _mm512_set1_epi32(1);
-    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, n), one);
-    __m512i rem = _mm512_and_si512(x, mask);
-    __m512i thr = _mm512_srai_epi32(mask, 1);
-    thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()), thr, one);
-    __m512i y = _mm512_srav_epi32(x, n);
-    return _mm512_mask_add_epi32(y, _mm512_cmpgt_epi32_mask(rem, thr), y, one);
-}
+#include "q31__avx512.h"
 
 void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
                             int64_t ldacc, const int32_t *rs, void *out, int64_t ldo)
