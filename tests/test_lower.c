@@ -455,7 +455,8 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
             nfconv += strcmp(t, "Conv") == 0 || strcmp(t, "Gemm") == 0;
         }
         QT_CHECK(nadd == !trt && nfadd == trt, "%s: %d QkAdd, %d float Add", what, nadd, nfadd);
-        QT_CHECK(npool == 3 && nfconv == 0, "%s: %d QkPool, %d float conv/gemm", what, npool, nfconv);
+        QT_CHECK(npool == 3 && nfpool == 0 && nfconv == 0, "%s: %d QkPool, %d float pools, %d float conv/gemm", what,
+                 npool, nfpool, nfconv);
         /* every quantized tensor agrees with fake quant to 1 LSB */
         static const char *const sites[] = { "x_quantized", "relu_out_quantized", "ap_out_quantized",
                                              "gap_out_quantized", NULL };
@@ -791,7 +792,7 @@ static void test_shipped_lenet(qk_pool *pool2)
     snprintf(qpath, sizeof qpath, "/tmp/qkit_test_lower_lenet_%d.onnx", (int)getpid());
     qk_graph *g = NULL, *q = NULL, *r = NULL;
     qk_qmodel *qm = NULL;
-    qk_norm norm;
+    qk_norm norm = { 0 };
     qk_ptq_config cfg;
     qk_ptq_config_default(&cfg);
     cfg.backend = qk_backend_find("fbgemm");

@@ -77,9 +77,6 @@ static void golden(const char *arch, qk_graph *g, qk_pool *pool)
         QT_CHECK(0, "%s: golden fixture unreadable: %s", arch, qk_last_error());
         goto done;
     }
-    int nparam_peer = 0;
-    for (int i = 0; i < peer->n_values; i++)
-        nparam_peer += peer->values[i].kind == QK_VALUE_PARAM;
     int copied = copy_inits(g, peer);
     QT_CHECK(copied > 0, "%s: nothing copied", arch);
     int nin = 0;
