@@ -11,6 +11,9 @@
 #include "qkit/ops.h"
 #include "gradcheck.h"
 #include "qt.h"
+#include "../src/ops/conv_flat.h"
+
+#include "qkit/cpu.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -793,6 +796,76 @@ static void test_maxpool_extras(void)
     qk_graph_destroy(g);
 }
 
+/* The padded-flat convolution kernels (src/ops/conv_flat.h): AVX-512
+ * against the portable ones on random sizes (channel counts off the
+ * 8-block, positions off the 48-block, stride-1 and phase-style tap
+ * offsets). They round differently (fused multiply-add), so to 1e-5 of
+ * the largest magnitude. */
+static void test_cflat_kernels(void)
+{
+    if (!qk_cpu_isa_usable(QK_ISA_AVX512)) {
+        printf("note: no AVX-512: conv_flat kernel comparison skipped\n");
+        return;
+    }
+    uint32_t seed = 5;
+#define RNDF() (seed = seed * 1664525u + 1013904223u, (float)((int)(seed >> 9) % 2001 - 1000) / 1000.0f)
+    for (int it = 0; it < 12; it++) {
+        int64_t M = 1 + it * 5 % 19, C = 1 + it * 7 % 13, F = 30 + it * 37 % 200, Wp = 9 + it % 7;
+        int kk = it % 3 == 0 ? 1 : it % 3 == 1 ? 9 : 4;
+        int64_t off[9];
+        for (int t = 0; t < kk; t++)
+            off[t] = it % 2 ? (t / 3) * Wp + t % 3 : (t % 4) * 61 + t / 2; /* stride-1 / phase-like */
+        int64_t ldx = qk_cflat_fup(F) + 3 * Wp + 300, K = (F + 15) / 16 * 16;
+        float *x = qk_aligned_alloc((size_t)(C * ldx + 64) * sizeof(float));
+        float *w = qk_aligned_alloc((size_t)(M * C * kk) * sizeof(float));
+        float *wp = qk_aligned_alloc((size_t)qk_cflat_packed_floats(M, C, kk) * sizeof(float));
+        float *b = qk_aligned_alloc((size_t)M * sizeof(float));
+        int64_t ldy = qk_cflat_fup(F);
+        float *y0 = qk_aligned_alloc((size_t)(M * ldy) * sizeof(float)), *y1 = qk_aligned_alloc((size_t)(M * ldy) * sizeof(float));
+        float *dy = qk_aligned_alloc((size_t)(M * K + 64) * sizeof(float));
+        float *g0 = qk_aligned_alloc((size_t)(M * C * kk) * sizeof(float)), *g1 = qk_aligned_alloc((size_t)(M * C * kk) * sizeof(float));
+        for (int64_t i = 0; i < C * ldx + 64; i++)
+            x[i] = RNDF();
+        for (int64_t i = 0; i < M * C * kk; i++)
+            w[i] = RNDF();
+        for (int64_t i = 0; i < M; i++)
+            b[i] = RNDF();
+        for (int64_t i = 0; i < M * K + 64; i++)
+            dy[i] = RNDF();
+        qk_cflat_pack(w, M, C, kk, wp);
+        qk_cflat_fwd_ref(wp, M, C, kk, off, x, ldx, F, it % 2 ? b : NULL, y0, ldy);
+        qk_cflat_fwd__avx512(wp, M, C, kk, off, x, ldx, F, it % 2 ? b : NULL, y1, ldy);
+        double md = 0, mx = 1e-30;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t f = 0; f < F; f++) {
+                double d = fabs((double)y0[m * ldy + f] - y1[m * ldy + f]);
+                md = d > md ? d : md;
+                mx = fabs(y0[m * ldy + f]) > mx ? fabs(y0[m * ldy + f]) : mx;
+            }
+        QT_CHECK(md <= 1e-5 * mx, "cflat fwd M%lld C%lld F%lld taps %d: AVX-512 vs portable differ by %g (max %g)",
+                 (long long)M, (long long)C, (long long)F, kk, md, mx);
+        if (kk <= QK_CFLAT_MAXTAP) {
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < M * C * kk; i++)
+                    g0[i] = g1[i] = 0.5f;
+                qk_cflat_dw_ref(dy, K, M, x, ldx, C, K, kk, off, g0, kk, acc);
+                qk_cflat_dw__avx512(dy, K, M, x, ldx, C, K, kk, off, g1, kk, acc);
+                md = 0, mx = 1e-30;
+                for (int64_t i = 0; i < M * C * kk; i++) {
+                    double d = fabs((double)g0[i] - g1[i]);
+                    md = d > md ? d : md;
+                    mx = fabs(g0[i]) > mx ? fabs(g0[i]) : mx;
+                }
+                QT_CHECK(md <= 1e-5 * mx + 1e-4, "cflat dW M%lld C%lld K%lld taps %d acc %d: differ by %g (max %g)",
+                         (long long)M, (long long)C, (long long)K, kk, acc, md, mx);
+            }
+        }
+        qk_aligned_free(x), qk_aligned_free(w), qk_aligned_free(wp), qk_aligned_free(b);
+        qk_aligned_free(y0), qk_aligned_free(y1), qk_aligned_free(dy), qk_aligned_free(g0), qk_aligned_free(g1);
+    }
+#undef RNDF
+}
+
 int main(void)
 {
     if (qk_pool_create(2, &pool2) != QK_OK)
@@ -803,6 +876,7 @@ int main(void)
     test_bn();
     test_pool();
     test_maxpool_extras();
+    test_cflat_kernels();
     qk_pool_destroy(pool2);
     return qt_finish("test_ops_heavy");
 }

@@ -378,6 +378,20 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
     }
 }
 
+/* Epilogue of an mb x nb accumulator tile (columns from n) into C: pixel
+ * rows directly when ldc_n == 1, else through the workspace and scattered. */
+static void store_block(const qk_i8gemm *g, int64_t mb, int64_t n, int64_t nb, const int32_t *acc, const int32_t *rs,
+                        uint8_t *c, int64_t ldc_m, int64_t ldc_n, uint8_t *w)
+{
+    if (ldc_n == 1) {
+        g->k->epilogue(g, mb, n, nb, acc, g->nb, rs, c, ldc_m);
+    } else {
+        void *tmp = w + g->off_out;
+        g->k->epilogue(g, mb, n, nb, acc, g->nb, rs, tmp, nb);
+        scatter(g, mb, nb, tmp, c, ldc_m, ldc_n);
+    }
+}
+
 void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int64_t n0, int64_t n1, void *C,
                      int64_t ldc_m, int64_t ldc_n, void *ws)
 {
@@ -396,14 +410,7 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
         int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
         int64_t nbp = qk_i8_roundup(nb, k->info.nr);
         k->compute(g, mb, Ap, ldap, n, nbp, acc, g->nb, kws);
-        uint8_t *c = (uint8_t *)C + (size_t)((n - n0) * ldc_n) * es;
-        if (ldc_n == 1) {
-            k->epilogue(g, mb, n, nb, acc, g->nb, rs, c, ldc_m);
-        } else {
-            void *tmp = w + g->off_out;
-            k->epilogue(g, mb, n, nb, acc, g->nb, rs, tmp, nb);
-            scatter(g, mb, nb, tmp, c, ldc_m, ldc_n);
-        }
+        store_block(g, mb, n, nb, acc, rs, (uint8_t *)C + (size_t)((n - n0) * ldc_n) * es, ldc_m, ldc_n, w);
     }
 }
 
@@ -420,17 +427,9 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
         int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
         int64_t nbp = qk_i8_roundup(nb, k->info.nr);
         k->compute_koff(g, R * rowlen, X, xs, koff, n, nbp, acc, g->nb, kws);
-        for (int64_t r = 0; r < R; r++) {
-            uint8_t *c = (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es;
-            const int32_t *ar = acc + r * rowlen * g->nb, *rr = rs ? rs + r * rowlen : NULL;
-            if (ldc_n == 1) {
-                k->epilogue(g, valid, n, nb, ar, g->nb, rr, c, ldc_m);
-            } else {
-                void *tmp = w + g->off_out;
-                k->epilogue(g, valid, n, nb, ar, g->nb, rr, tmp, nb);
-                scatter(g, valid, nb, tmp, c, ldc_m, ldc_n);
-            }
-        }
+        for (int64_t r = 0; r < R; r++)
+            store_block(g, valid, n, nb, acc + r * rowlen * g->nb, rs ? rs + r * rowlen : NULL,
+                        (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es, ldc_m, ldc_n, w);
     }
 }
 

@@ -11,16 +11,6 @@ static int is_default_op(const qk_node *n, const char *type)
     return !strcmp(n->op_type, type) && !(n->domain && *n->domain);
 }
 
-static int same_shape(const qk_tensor *a, const qk_tensor *b)
-{
-    if (a->ndim != b->ndim)
-        return 0;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->dims[i] != b->dims[i])
-            return 0;
-    return 1;
-}
-
 static int fuse_off(void)
 {
     const char *env = getenv("QKIT_FUSE");
@@ -86,7 +76,7 @@ int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
         if (p->n_in != 2 || p->in[0] < 0 || p->in[1] < 0 || p->in[0] == p->in[1])
             return -1;
         for (int k = 0; k < 2; k++)
-            if (!same_shape(&g->values[p->in[k]].t, yt) || g->values[p->in[k]].t.dtype != QK_F32)
+            if (!qk_shape_equal(&g->values[p->in[k]].t, yt) || g->values[p->in[k]].t.dtype != QK_F32)
                 return -1;
     } else if (!is_default_op(p, "BatchNormalization")) {
         return -1;
