@@ -17,7 +17,7 @@ static int32_t rnd(int32_t lo, int32_t hi) { return lo + (int32_t)qk_rng_below(&
 static size_t esz(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
 static size_t al64(size_t x) { return (x + 63) & ~(size_t)63; }
 
-enum { MAXC = 80 };
+enum { MAXC = 130 };
 
 /* Output stage spanning (and often saturating) the output type for
  * accumulators of size ~mag. */
@@ -67,12 +67,15 @@ static void to_nhwc(const uint8_t *src, uint8_t *dst, int64_t N, int64_t C, int6
                 memcpy(dst + ((n * P + p) * C + c) * es, src + ((n * C + c) * P + p) * es, es);
 }
 
-static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t dil, int extreme)
+/* q4: the VNNI kernel's case (weights minus zero point within int8, an
+ * int8/uint8 output, FP32 or GEMMLOWP output stage). */
+static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t dil, int extreme, int q4)
 {
     static const qk_dtype q8[2] = { QK_U8, QK_I8 }, outs[4] = { QK_U8, QK_I8, QK_INT16, QK_I32 };
     static const qk_rq_mode modes[4] = { QK_RQ_FP32, QK_RQ_GEMMLOWP, QK_RQ_Q31_SINGLE, QK_RQ_SHIFT };
-    qk_dtype xt = q8[qk_rng_below(&rng, 2)], wt = q8[qk_rng_below(&rng, 2)], ot = outs[qk_rng_below(&rng, 4)];
-    qk_rq_mode mode = modes[qk_rng_below(&rng, 4)];
+    qk_dtype xt = q8[qk_rng_below(&rng, 2)], wt = q8[qk_rng_below(&rng, 2)];
+    qk_dtype ot = outs[qk_rng_below(&rng, q4 ? 2 : 4)];
+    qk_rq_mode mode = modes[qk_rng_below(&rng, q4 ? 2 : 4)];
     int64_t N = 1 + qk_rng_below(&rng, 2);
     int64_t pt = qk_rng_below(&rng, 3), pl = qk_rng_below(&rng, 3), pb = qk_rng_below(&rng, 3),
             pr = qk_rng_below(&rng, 3);
@@ -96,7 +99,7 @@ static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int6
     int32_t wz[MAXC], bias[MAXC];
     int per_ch = (int)qk_rng_below(&rng, 2);
     for (int64_t c = 0; c < C; c++) {
-        wz[c] = extreme ? (qk_rng_below(&rng, 2) ? wlo : whi) : rnd(wlo, whi);
+        wz[c] = q4 ? (wt == QK_U8 ? 128 : 0) : extreme ? (qk_rng_below(&rng, 2) ? wlo : whi) : rnd(wlo, whi);
         bias[c] = rnd(-20000, 20000);
     }
     rq_store rs;
@@ -107,11 +110,11 @@ static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int6
     d.x_zero = extreme ? (qk_rng_below(&rng, 2) ? xlo : xhi) : rnd(xlo, xhi);
     make_rq(&d.rq, &rs, mode, ot, qk_rng_below(&rng, 2) ? (int)C : 1, 200.0 * (double)(k * k), extreme);
     char what[200];
-    snprintf(what, sizeof what, "%s C%lld %lldx%lld k%lld s%lld d%lld pads %lld,%lld,%lld,%lld %s*%s->%s %s%s",
+    snprintf(what, sizeof what, "%s C%lld %lldx%lld k%lld s%lld d%lld pads %lld,%lld,%lld,%lld %s*%s->%s %s%s%s",
              qk_i8_kernel_get(kernel)->name, (long long)C, (long long)H, (long long)W, (long long)k, (long long)s,
              (long long)dil, (long long)pt, (long long)pl, (long long)pb, (long long)pr, qk_dtype_name(xt),
              qk_dtype_name(wt), ot == QK_INT16 ? "int16" : qk_dtype_name(ot), qk_rq_mode_name(d.rq.mode),
-             extreme ? " extreme" : "");
+             extreme ? " extreme" : "", q4 ? " int8-weights" : "");
     size_t es = esz(ot);
     QT_OK(qk_i8conv_ref(&d, N, H, W, x, ref));
     to_nhwc(x, xn, N, C, H * W, 1);
@@ -145,8 +148,18 @@ static void test_kernel(int kernel)
                 for (int64_t s = 1; s <= 2; s++) {
                     int64_t H = 1 + qk_rng_below(&rng, 11), W = 1 + qk_rng_below(&rng, 11);
                     int64_t dil = qk_rng_below(&rng, 5) == 0 ? 2 : 1;
-                    dw_case(kernel, Cs[ci], H, W, ks[ki], s, dil, rep);
+                    dw_case(kernel, Cs[ci], H, W, ks[ki], s, dil, rep, 0);
                 }
+    /* the VNNI kernel's flat runs: wide rows, chunk periods lcm(64, C) */
+    static const int64_t Cq[] = { 1, 8, 16, 17, 24, 32, 48, 63, 64, 65, 96, 100, 128 };
+    for (int rep = 0; rep < 3; rep++)
+        for (size_t ci = 0; ci < sizeof Cq / sizeof *Cq; ci++)
+            for (size_t ki = 0; ki < 3; ki++) {
+                int64_t s = 1 + (qk_rng_below(&rng, 4) == 0);
+                int64_t H = 1 + qk_rng_below(&rng, 6), W = 1 + qk_rng_below(&rng, 20);
+                int64_t dil = qk_rng_below(&rng, 5) == 0 ? 2 : 1;
+                dw_case(kernel, Cq[ci], H, W, ks[ki], s, dil, rep, 1);
+            }
 }
 
 /* Layouts the NHWC path refuses: channel multiplier 2, grouped. */

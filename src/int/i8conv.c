@@ -41,6 +41,8 @@ struct qk_i8conv {
     int32_t *dw_wt;            /* depthwise, multiplier 1: dw_w as [kh*kw][Co] (NHWC kernel) */
     int32_t *dw_wp;            /* the same as int16 pairs of taps: [(kh*kw+1)/2][Co] */
     int dw_vec;                /* AVX-512 output stage for the depthwise planes */
+    int dw_vnni;               /* the VNNI NHWC kernel may run (dq4 when the weights fit) */
+    qk_i8_dwq4 dq4;
     float *dw_scale;
     qk_rq_mode mode;
     int32_t zo, qmin, qmax;
@@ -123,6 +125,78 @@ static qk_i8gemm_desc group_desc(const qk_i8conv *c, const qk_i8conv_desc *d, in
     return g;
 }
 
+void qk_i8_dwq4_free(qk_i8_dwq4 *q4)
+{
+    qk_aligned_free(q4->tab);
+    q4->tab = NULL;
+}
+
+static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
+
+/* One chunk entry (i8gemm.h) for the channels chan(q) (-1: none). */
+static void dwq4_chunk(uint8_t *e, int64_t nq, int64_t kk, const int64_t *chan, const int32_t *w,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift, const float *scale, int fp32,
+                       int32_t zxu)
+{
+    int32_t *par = (int32_t *)(e + nq * 256);
+    for (int64_t j = 0; j < 4; j++)
+        for (int64_t i = 0; i < 16; i++) {
+            int64_t q = 16 * (i / 4) + 4 * j + i % 4, c = chan[q];
+            for (int64_t t = 0; t < 4 * nq; t++)
+                e[(t / 4) * 256 + j * 64 + i * 4 + t % 4] = (uint8_t)(int8_t)(c >= 0 && t < kk ? w[c * kk + t] : 0);
+            uint32_t b = 0, m = 0, sh = 0;
+            if (c >= 0) {
+                uint32_t sw = 0;
+                for (int64_t t = 0; t < kk; t++)
+                    sw += (uint32_t)w[c * kk + t];
+                b = (uint32_t)bias[c] - (uint32_t)zxu * sw; /* wrapping, as the accumulator */
+                if (fp32)
+                    memcpy(&m, &scale[c], 4);
+                else
+                    m = (uint32_t)mult[c], sh = (uint32_t)shift[c];
+            }
+            par[j * 16 + i] = (int32_t)b;
+            par[64 + j * 16 + i] = (int32_t)m;
+            par[128 + j * 16 + i] = (int32_t)sh;
+        }
+}
+
+qk_status qk_i8_dwq4_build(qk_i8_dwq4 *q4, int64_t C, int64_t kk, const int32_t *w, const int32_t *bias,
+                           const int32_t *mult, const int32_t *shift, const float *scale, int fp32, int32_t zxu)
+{
+    qk_i8_dwq4_free(q4);
+    q4->nq = (kk + 3) / 4;
+    q4->stride = (q4->nq + 3) * 256;
+    q4->flat_n = C / gcd64(C, 64); /* lcm(64, C) / 64 */
+    if (q4->flat_n > 64)
+        q4->flat_n = 0; /* (long period: pixels only) */
+    q4->pix_n = (C + 63) / 64;
+    if (!(q4->tab = qk_aligned_alloc((size_t)((q4->flat_n + q4->pix_n) * q4->stride))))
+        return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+    int64_t chan[64];
+    for (int64_t k = 0; k < q4->flat_n + q4->pix_n; k++) {
+        for (int64_t q = 0; q < 64; q++)
+            chan[q] = k < q4->flat_n ? (64 * k + q) % C : 64 * (k - q4->flat_n) + q < C ? 64 * (k - q4->flat_n) + q : -1;
+        dwq4_chunk(q4->tab + k * q4->stride, q4->nq, kk, chan, w, bias, mult, shift, scale, fp32, zxu);
+    }
+    return QK_OK;
+}
+
+/* The VNNI tables when that kernel runs and every weight fits int8. */
+static qk_status set_dwq4(qk_i8conv *c)
+{
+    int64_t kk = c->kh * c->kw;
+    qk_i8_dwq4_free(&c->dq4);
+    int ok = c->dw_vnni && c->Cog == 1 && kk <= QK_I8_DW_MAXTAPS &&
+             (c->mode == QK_RQ_FP32 || c->mode == QK_RQ_GEMMLOWP) && (c->out_type == QK_U8 || c->out_type == QK_I8);
+    for (int64_t i = 0; ok && i < c->Co * kk; i++)
+        ok = c->dw_w[i] >= -128 && c->dw_w[i] <= 127;
+    if (!ok)
+        return QK_OK;
+    return qk_i8_dwq4_build(&c->dq4, c->Co, kk, c->dw_w, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
+                            c->mode == QK_RQ_FP32, c->x_type == QK_I8 ? c->x_zero + 128 : c->x_zero);
+}
+
 static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
 {
     int64_t kk = c->kh * c->kw;
@@ -195,6 +269,7 @@ void qk_i8conv_destroy(qk_i8conv *c)
     qk_free(c->dw_bias);
     qk_free(c->dw_wt);
     qk_free(c->dw_wp);
+    qk_i8_dwq4_free(&c->dq4);
     qk_free(c);
 }
 
@@ -234,6 +309,7 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
                             qk_isa_name(ki->isa));
         }
         c->dw_vec = !ki->test_only && ki->isa >= QK_ISA_AVX512;
+        c->dw_vnni = !ki->test_only && ki->isa >= QK_ISA_VNNI;
         size_t co = (size_t)c->Co;
         c->dw_w = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));
         c->dw_bias = qk_calloc(co * 4, sizeof(int32_t));
@@ -249,6 +325,10 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
         c->dw_shift = c->dw_mult + co;
         c->dw_scale = (float *)(c->dw_shift + co);
         set_depthwise(c, d);
+        if ((st = set_dwq4(c)) != QK_OK) {
+            qk_i8conv_destroy(c);
+            return st;
+        }
     } else {
         c->nhwc = c->Cg >= 8;
         c->pointwise = c->nhwc && c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->pt == 0 && c->pl == 0 &&
@@ -297,7 +377,7 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
     c->x_zero = d->x_zero;
     if (c->depthwise) {
         set_depthwise(c, d);
-        return QK_OK;
+        return set_dwq4(c);
     }
     c->pointwise = c->nhwc && c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->pt == 0 && c->pl == 0 &&
                    c->pb == 0 && c->pr == 0;
@@ -842,8 +922,10 @@ static void dw_nhwc_task(void *vctx, int64_t t, int worker)
     qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
                      r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh * c->sh - c->pt, c->dw_wt, c->dw_bias,
                      c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin, c->qmax,
-                     r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es};
-    if (c->dw_vec)
+                     r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es, c->dq4.tab ? &c->dq4 : NULL};
+    if (c->dw_vnni)
+        qk_i8_dw_nhwc_row__vnni(&p);
+    else if (c->dw_vec)
         qk_i8_dw_nhwc_row__avx512(&p);
     else
         qk_i8_dw_nhwc_row_ref(&p);

@@ -106,6 +106,28 @@ typedef struct qk_i8_dwplane {
 void qk_i8_dw_plane_ref(const qk_i8_dwplane *p);
 void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p);
 
+/* Tables of the VNNI NHWC depthwise kernel (qk_i8_dw__vnni.c). A chunk is
+ * 64 consecutive output bytes; its byte q sits in accumulator j = (q%16)/4,
+ * int32 lane i = 4*(q/16) + q%4 (the order two rounds of in-lane unpacks
+ * leave). Each chunk entry (stride bytes, 64-aligned): nq quads of 4 x 64
+ * bytes of weights (lane i of vector j: the 4 taps 4*qd.. of q's channel,
+ * 0 past the last tap or channel), then int32 [4][16] bias (with
+ * -zx*sum(w) folded in), [4][16] multiplier or float scale, [4][16] shift,
+ * all in that lane order. flat_n chunks for channels (64k + q) % C
+ * (flat_n = lcm(64, C)/64; 0: no flat table), then pix_n = ceil(C/64)
+ * chunks for channels 64k + q. */
+typedef struct qk_i8_dwq4 {
+    uint8_t *tab;
+    int64_t nq, flat_n, pix_n, stride;
+} qk_i8_dwq4;
+/* Builds q4 from w [C][kk] (zero point removed, all in [-128, 127]),
+ * bias/mult/shift/scale [C], x zero point zxu (in the unsigned code:
+ * zx + 128 for int8 input); fp32: scales instead of multipliers. Frees
+ * an earlier table. */
+qk_status qk_i8_dwq4_build(qk_i8_dwq4 *q4, int64_t C, int64_t kk, const int32_t *w, const int32_t *bias,
+                           const int32_t *mult, const int32_t *shift, const float *scale, int fp32, int32_t zxu);
+void qk_i8_dwq4_free(qk_i8_dwq4 *q4);
+
 /* One output row of an NHWC depthwise convolution (channel multiplier 1):
  * for ow in [0, OW), c in [0, C):
  *   acc = bias[c] + sum over taps (a, b) inside the image of
@@ -125,11 +147,15 @@ typedef struct qk_i8_dwrow {
     qk_dtype out_type;
     int32_t zo, qmin, qmax;
     void *y;                   /* [OW][C] of out_type */
+    const qk_i8_dwq4 *q4;      /* VNNI tables, NULL: none */
 } qk_i8_dwrow;
 /* The AVX-512 row handles up to this many taps (kh*kw); more go to the reference. */
 #define QK_I8_DW_MAXTAPS 64
 void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p);
 void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p);
+/* The same with q4 (output types uint8/int8, GEMMLOWP or FP32 stage;
+ * anything else goes to the AVX-512 row). */
+void qk_i8_dw_nhwc_row__vnni(const qk_i8_dwrow *p);
 
 /* Copy mb rows of K bytes into a zero-padded [mb][Kp] buffer. */
 void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst);
