@@ -487,10 +487,13 @@ size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 
 static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t W)
 {
-    if (c->depthwise) /* the NCHW plane kernel's scratch (the NHWC one needs none) */
-        return qk_i8_align64((size_t)(qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb) *
-                                      qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
-               qk_i8_align64((size_t)c->kw * 16);
+    if (c->depthwise) { /* the NCHW plane kernel's scratch, or the NHWC one's zero-point row */
+        size_t plane = qk_i8_align64((size_t)(qk_conv_out_dim(H, c->kh, c->sh, c->dh, c->pt, c->pb) *
+                                              qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
+                       qk_i8_align64((size_t)c->kw * 16);
+        size_t zrow = qk_i8_align64((size_t)(W * c->C + 64));
+        return plane > zrow ? plane : zrow;
+    }
     size_t col = c->pointwise ? 0 : qk_i8_align64((size_t)(conv_rows(c) * c->K));
     return col + (c->nhwc ? nhwc_buf_bytes(c, H, W) : c->Cg == 1 ? c1_buf_bytes(c, H, W) : 0) +
            qk_i8gemm_ws_bytes(c->gm[0]);
@@ -911,24 +914,30 @@ void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
         }
 }
 
-/* Depthwise, NHWC in and out (multiplier 1): one task per (image, output
- * row), each pixel's channels vectorized (qk_i8_dw_nhwc_row__avx512). */
+/* Depthwise, NHWC in and out (multiplier 1): one task per (image, block of
+ * r->nblk output rows), each pixel's channels vectorized. */
 static void dw_nhwc_task(void *vctx, int64_t t, int worker)
 {
-    (void)worker;
     conv_ctx *r = vctx;
     const qk_i8conv *c = r->c;
-    int64_t n = t / r->OH, oh = t % r->OH;
-    qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
-                     r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh * c->sh - c->pt, c->dw_wt, c->dw_bias,
-                     c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin, c->qmax,
-                     r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es, c->dq4.tab ? &c->dq4 : NULL};
-    if (c->dw_vnni)
-        qk_i8_dw_nhwc_row__vnni(&p);
-    else if (c->dw_vec)
-        qk_i8_dw_nhwc_row__avx512(&p);
-    else
-        qk_i8_dw_nhwc_row_ref(&p);
+    uint8_t *zrow = r->ws + (size_t)worker * r->ws_stride;
+    if (c->dq4.tab)
+        memset(zrow, (uint8_t)c->x_zero, (size_t)(r->W * c->C + 64));
+    int64_t per = (r->OH + r->nblk - 1) / r->nblk, n = t / per, oh0 = (t % per) * r->nblk;
+    int64_t oh1 = oh0 + r->nblk < r->OH ? oh0 + r->nblk : r->OH;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
+                         r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh * c->sh - c->pt, c->dw_wt, c->dw_bias,
+                         c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin,
+                         c->qmax, r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es,
+                         c->dq4.tab ? &c->dq4 : NULL, zrow};
+        if (c->dw_vnni)
+            qk_i8_dw_nhwc_row__vnni(&p);
+        else if (c->dw_vec)
+            qk_i8_dw_nhwc_row__avx512(&p);
+        else
+            qk_i8_dw_nhwc_row_ref(&p);
+    }
 }
 
 static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
@@ -954,7 +963,15 @@ qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t
         return qk_error(QK_ERR_ARG, "int8 conv: workspace of %zu bytes per worker (64-aligned) required", need);
     conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type), x_nhwc, y_nhwc};
     if (c->depthwise && x_nhwc) {
-        qk_pool_run(pool, N * OH, dw_nhwc_task, &r);
+        /* rows per task: about 8 KiB of output each (small tasks cost more
+         * in hand-out than they compute), at least 4 tasks per thread */
+        int64_t row = OW * c->Co * (int64_t)r.es, nt = qk_pool_threads(pool);
+        r.nblk = (8192 + row - 1) / row;
+        while (r.nblk > 1 && N * ((OH + r.nblk - 1) / r.nblk) < 4 * nt)
+            r.nblk--;
+        if (r.nblk > OH)
+            r.nblk = OH;
+        qk_pool_run(pool, N * ((OH + r.nblk - 1) / r.nblk), dw_nhwc_task, &r);
     } else if (c->depthwise) {
         qk_pool_run(pool, N * c->Co, dw_task, &r);
     } else {

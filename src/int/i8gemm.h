@@ -148,6 +148,7 @@ typedef struct qk_i8_dwrow {
     int32_t zo, qmin, qmax;
     void *y;                   /* [OW][C] of out_type */
     const qk_i8_dwq4 *q4;      /* VNNI tables, NULL: none */
+    const uint8_t *zrow;       /* VNNI: >= W*C + 64 bytes, each the zero point's code (int8 or uint8) */
 } qk_i8_dwrow;
 /* The AVX-512 row handles up to this many taps (kh*kw); more go to the reference. */
 #define QK_I8_DW_MAXTAPS 64
