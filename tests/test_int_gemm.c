@@ -77,6 +77,7 @@ typedef struct {
     qk_dtype at, bt, ot;
     qk_rq_mode mode;
     int rq_per_ch, zb_per_ch, extreme, bias, trans;
+    int zb_zero;               /* symmetric weights: every zero point 0 (no row sums) */
 } gcase;
 
 static void gemm_case(const gcase *c, int kernel)
@@ -94,7 +95,7 @@ static void gemm_case(const gcase *c, int kernel)
     int32_t lo, hi;
     qk_int_range(c->bt, &lo, &hi);
     for (int64_t i = 0; i < N; i++) {
-        zb[i] = c->extreme ? (qk_rng_below(&rng, 2) ? lo : hi) : rnd(lo, hi);
+        zb[i] = c->zb_zero ? 0 : c->extreme ? (qk_rng_below(&rng, 2) ? lo : hi) : rnd(lo, hi);
         bias[i] = rnd(-100000, 100000);
     }
     int32_t alo, ahi;
@@ -153,18 +154,27 @@ static void test_gemm_kernel(int k)
     for (int i = 0; i < cases; i++) {
         gcase c = {pick(Ms, 9), pick(Ks, 12), pick(Ns, 8), types[i & 1], types[(i >> 1) & 1], outs[i % 4],
                    modes[(i / 4) % 4], (i / 3) & 1, (i / 5) & 1, i % 7 == 0 ? 1 : (i % 7 == 1 ? 2 : 0), i % 3 != 0,
-                   (i / 2) % 3 == 0};
+                   (i / 2) % 3 == 0, 0};
         if (c.M * c.N * c.K > (ki->test_only ? 1000000 : 8000000))
             c.K = 5;
         gemm_case(&c, k);
     }
     /* a large case: several tasks in both directions, long K */
     gcase big = {ki->test_only ? 70 : 211, ki->test_only ? 200 : 1000, ki->test_only ? 70 : 300, QK_I8, QK_U8,
-                 QK_U8, QK_RQ_FP32, 1, 1, 0, 1, 0};
+                 QK_U8, QK_RQ_FP32, 1, 1, 0, 1, 0, 0};
     gemm_case(&big, k);
+    /* uint8 x int8 with symmetric weights and a short K (the VNNI kernel's
+     * one-pass path with the output stage in registers), widths around 16
+     * and 64 */
+    int64_t Nq[] = {1, 15, 16, 17, 24, 32, 48, 63, 64, 65, 96, 130};
+    for (int i = 0; i < 96; i++) {
+        gcase c = {pick(Ms, 9), 1 + (int64_t)qk_rng_below(&rng, 16), pick(Nq, 12), QK_U8, QK_I8, outs[i % 2],
+                   i & 2 ? QK_RQ_FP32 : QK_RQ_GEMMLOWP, (i / 4) & 1, 0, i % 5 == 0, i % 3 != 0, 0, 1};
+        gemm_case(&c, k);
+    }
     /* all four type combinations with the largest magnitudes at every shape edge */
     for (int i = 0; i < 4; i++) {
-        gcase c = {mr + 1, 67, 2 * nr + 1, types[i & 1], types[i >> 1], QK_I32, QK_RQ_NONE, 0, 1, 1, 1, 0};
+        gcase c = {mr + 1, 67, 2 * nr + 1, types[i & 1], types[i >> 1], QK_I32, QK_RQ_NONE, 0, 1, 1, 1, 0, 0};
         gemm_case(&c, k);
     }
 }

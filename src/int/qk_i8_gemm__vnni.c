@@ -10,6 +10,8 @@
  * worker's scratch (below). Micro-tile 12 x 32 (24 zmm accumulators). */
 #include "i8gemm.h"
 
+#include "q31__avx512.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -95,5 +97,129 @@ void qk_i8_gemm__vnni(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ld
             else
                 tile_ua(K4, ap, bp, acc + m * ldacc + j, ldacc, mr);
         }
+    }
+}
+
+/* ---- short K with the output stage in registers (i8gemm.h, small) ----
+ * Row by row: the row's K bytes broadcast as K4 dwords (the last one
+ * loaded under a mask, so no byte past the row is read), against B's K4 x
+ * nv vectors held in registers (packed B: panel of 32 columns, [K4][32][4]
+ * bytes, zero past K); the accumulator starts at colconst (wrapping adds
+ * commute with the epilogue's), then the epilogue's arithmetic and one
+ * 64-byte store per row, as qk_i8_epilogue__avx512. */
+#define SINLINE static inline __attribute__((always_inline))
+
+typedef struct {
+    __mmask16 mk;
+    __m512i cc, p1, p2, p3;
+    __m512 sc;
+} sm_col;
+
+SINLINE sm_col sm_col_load(const qk_i8gemm *g, int64_t n, int64_t left, int fp)
+{
+    sm_col c;
+    c.mk = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    c.cc = _mm512_maskz_loadu_epi32(c.mk, g->colconst + n);
+    c.sc = fp ? _mm512_maskz_loadu_ps(c.mk, g->scale + n) : _mm512_setzero_ps();
+    c.p1 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->lsh + n);
+    c.p2 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->mult + n);
+    c.p3 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->rsh + n);
+    return c;
+}
+
+SINLINE __m512i sm_stage(const sm_col *c, int fp, __m512i t, __m512i zo, __m512i lo, __m512i hi, __m512 flo,
+                         __m512 fhi)
+{
+    if (fp) {
+        __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), c->sc), flo), fhi);
+        return _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
+    }
+    __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, c->p1), c->p2), c->p3);
+    return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
+}
+
+/* B vector (kk, v) of the column group at n (n a multiple of 64). */
+SINLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int v)
+{
+    const uint8_t *bp = (const uint8_t *)g->bpack + ((n / NR) + v / 2) * K4 * NR * 4;
+    return _mm512_loadu_si512(bp + kk * NR * 4 + (v % 2) * 64);
+}
+
+SINLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, const uint8_t *A, int64_t lda, int64_t n,
+                    int64_t w, uint8_t *C, int64_t ldc)
+{
+    const __m512i zo = _mm512_set1_epi32(g->zo);
+    const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
+    const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
+    const int u8 = g->out_type == QK_U8;
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __mmask64 mst = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
+    const int64_t K = g->K, tail = K - 4 * (K4 - 1); /* bytes of the last dword, 1..4 */
+    const __mmask16 mtail = (__mmask16)((1u << tail) - 1);
+    const sm_col c0 = sm_col_load(g, n, w, fp);
+    const sm_col c1 = nv > 1 ? sm_col_load(g, n + 16, w - 16, fp) : c0;
+    const sm_col c2 = nv > 2 ? sm_col_load(g, n + 32, w - 32, fp) : c0;
+    const sm_col c3 = nv > 3 ? sm_col_load(g, n + 48, w - 48, fp) : c0;
+    __m512i b[4][4];
+    for (int kk = 0; kk < K4; kk++)
+        for (int v = 0; v < nv; v++)
+            b[kk][v] = sm_b(g, n, K4, kk, v);
+    const __m512i z = _mm512_setzero_si512();
+    for (int64_t m = 0; m < mb; m++) {
+        const uint8_t *a = A + m * lda;
+        __m512i t0 = c0.cc, t1 = c1.cc, t2 = c2.cc, t3 = c3.cc;
+        for (int kk = 0; kk < K4; kk++) {
+            __m512i av;
+            if (kk < K4 - 1 || tail == 4) {
+                int32_t d;
+                memcpy(&d, a + 4 * kk, 4);
+                av = _mm512_set1_epi32(d);
+            } else {
+                av = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(mtail, a + 4 * kk));
+            }
+            t0 = _mm512_dpbusd_epi32(t0, av, b[kk][0]);
+            if (nv > 1)
+                t1 = _mm512_dpbusd_epi32(t1, av, b[kk][1]);
+            if (nv > 2)
+                t2 = _mm512_dpbusd_epi32(t2, av, b[kk][2]);
+            if (nv > 3)
+                t3 = _mm512_dpbusd_epi32(t3, av, b[kk][3]);
+        }
+        __m512i y0 = sm_stage(&c0, fp, t0, zo, lo, hi, flo, fhi);
+        if (nv == 1) {
+            _mm512_mask_cvtepi32_storeu_epi8(C + m * ldc, c0.mk, y0);
+            continue;
+        }
+        __m512i y1 = sm_stage(&c1, fp, t1, zo, lo, hi, flo, fhi);
+        __m512i y2 = nv > 2 ? sm_stage(&c2, fp, t2, zo, lo, hi, flo, fhi) : z;
+        __m512i y3 = nv > 3 ? sm_stage(&c3, fp, t3, zo, lo, hi, flo, fhi) : z;
+        __m512i p = _mm512_packs_epi32(y0, y1), q = _mm512_packs_epi32(y2, y3);
+        __m512i o = _mm512_permutexvar_epi32(perm, u8 ? _mm512_packus_epi16(p, q) : _mm512_packs_epi16(p, q));
+        _mm512_mask_storeu_epi8(C + m * ldc, mst, o);
+    }
+}
+
+typedef void (*sm_fn)(const qk_i8gemm *, int64_t, const uint8_t *, int64_t, int64_t, int64_t, uint8_t *, int64_t);
+#define SM_FN(fp, K4, nv)                                                                                      \
+    static void sm_##fp##_##K4##_##nv(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n, \
+                                      int64_t w, uint8_t *C, int64_t ldc)                                       \
+    {                                                                                                           \
+        sm_run(g, fp, K4, nv, mb, A, lda, n, w, C, ldc);                                                        \
+    }
+#define SM_NV(fp, K4) SM_FN(fp, K4, 1) SM_FN(fp, K4, 2) SM_FN(fp, K4, 3) SM_FN(fp, K4, 4)
+#define SM_K(fp) SM_NV(fp, 1) SM_NV(fp, 2) SM_NV(fp, 3) SM_NV(fp, 4)
+SM_K(0)
+SM_K(1)
+#define SM_REF_NV(fp, K4) sm_##fp##_##K4##_1, sm_##fp##_##K4##_2, sm_##fp##_##K4##_3, sm_##fp##_##K4##_4
+#define SM_REF_K(fp) SM_REF_NV(fp, 1), SM_REF_NV(fp, 2), SM_REF_NV(fp, 3), SM_REF_NV(fp, 4)
+static const sm_fn sm_fns[2][16] = { { SM_REF_K(0) }, { SM_REF_K(1) } };
+
+void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n0, int64_t n1,
+                            uint8_t *C, int64_t ldc)
+{
+    int64_t K4 = (g->K + 3) / 4;
+    for (int64_t n = n0; n < n1; n += 64) {
+        int64_t w = n1 - n < 64 ? n1 - n : 64;
+        sm_fns[g->mode == QK_RQ_FP32][(K4 - 1) * 4 + (w + 15) / 16 - 1](g, mb, A, lda, n, w, C + (n - n0), ldc);
     }
 }
