@@ -4,7 +4,7 @@
  * unpacks of four 64-byte tap vectors) so that one vpdpbusd adds the four
  * products (x_t + 128*sgn) * w_t of each channel into its int32 lane.
  * Unpacks work inside 128-bit lanes, so the accumulators hold the chunk's
- * bytes in a fixed permuted order (qk_i8_dwq4_pos); weights and output
+ * bytes in a fixed permuted order (i8gemm.h, qk_i8_dwq4); weights and output
  * parameters are stored in that order, and the final packs restore the
  * byte order. Taps outside the image read p->zrow, a run of the zero
  * point's code (x - zx = 0); the bias holds -zx * sum(w), so the sum over
