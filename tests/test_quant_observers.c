@@ -291,6 +291,50 @@ static void test_kl(void)
              "KL per channel: %s", qk_last_error());
 }
 
+/* The threshold search against the definition: qk_kl_divergence_at at
+ * every candidate (first minimum on ties), on count histograms of several
+ * shapes (a zero spike, sparse, flat tails, outliers) and levels. */
+static void test_kl_search_vs_definition(void)
+{
+    static double h[2048];
+    static float x[1 << 14];
+    const int levels[] = { 128, 256, 8, 1 }, bins[] = { 2048, 2048, 300, 64 };
+    qk_rng r;
+    qk_rng_seed(&r, 77);
+    for (int shape = 0; shape < 5; shape++)
+        for (int v = 0; v < 4; v++) {
+            int nb = bins[v], lv = levels[v];
+            memset(h, 0, sizeof h);
+            laplace(x, 1 << 14, 1.0f, 90 + (uint64_t)shape);
+            float amax = 0;
+            for (int i = 0; i < 1 << 14; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            for (int i = 0; i < 1 << 14; i++) {
+                int j = (int)(fabsf(x[i]) / amax * (float)nb);
+                j = j < nb ? j : nb - 1;
+                if (shape == 1 && j % 7)
+                    continue;                                      /* sparse */
+                h[shape == 2 ? j / 2 : j] += shape == 4 ? qk_rng_uniform(&r) : 1; /* 4: not counts */
+            }
+            if (shape == 3)
+                h[0] += 50000; /* the post-ReLU zero spike */
+            double kl_ref = INFINITY, kl;
+            int m_ref = lv;
+            for (int i = lv; i < nb; i++) {
+                double d = qk_kl_divergence_at(h, nb, i, lv);
+                if (d < kl_ref) {
+                    kl_ref = d;
+                    m_ref = i;
+                }
+            }
+            int m = qk_kl_threshold(h, nb, lv, &kl);
+            QT_CHECK(m == m_ref || (lv >= nb && m == nb), "KL search shape %d levels %d: m %d, definition %d", shape,
+                     lv, m, m_ref);
+            QT_CHECK(lv >= nb || fabs(kl - kl_ref) <= 1e-12 * fmax(1.0, fabs(kl_ref)),
+                     "KL search shape %d levels %d: %.17g vs %.17g", shape, lv, kl, kl_ref);
+        }
+}
+
 static void moments(const float *x, int n, double *mean, double *b, double *sd, float *mn, float *mx)
 {
     double s = 0, a = 0, q = 0;
@@ -512,6 +556,7 @@ int main(void)
     test_percentile();
     test_mse();
     test_kl();
+    test_kl_search_vs_definition();
     test_aciq_nsigma();
     test_pot_search();
     test_bad_input();
