@@ -146,7 +146,7 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
             qk_quantizer_set_calibrating(rt->q, 1);
             st = qk_quantizer_run(rt->q, x, y, NULL);
         } else {
-            st = qk_observer_update(qk_quantizer_observer(rt->q), x);
+            st = qk_observer_update_pool(qk_quantizer_observer(rt->q), x, ex->pool);
         }
         memcpy(y->data, x->data, (size_t)numel * sizeof(float));
         return st;

@@ -187,16 +187,16 @@ int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
  * Slots: s[0] running min, s[1] running max. */
 static qk_status hist_update(qk_observer *o, const float *x, const qk_q_lay *l)
 {
-    qk_status st = qk_obs_batch_stats(o, x, l, 0);
+    int64_t n = l->outer * l->ch * l->inner;
+    double bmin, bmax;
+    qk_status st = qk_obs_scan_minmax(o, x, n, o->pool, &bmin, &bmax);
     if (st != QK_OK)
         return st;
-    double bmin = o->w[0][0], bmax = o->w[1][0];
     if (o->nbatch == 0 || bmin < o->s[0][0])
         o->s[0][0] = bmin;
     if (o->nbatch == 0 || bmax > o->s[1][0])
         o->s[1][0] = bmax;
     double amax = fmax(-bmin, bmax);
-    int64_t n = l->outer * l->ch * l->inner;
     int nb = o->opt.bins;
     if (o->hrange == 0) {
         if (amax == 0) {
@@ -213,12 +213,7 @@ static qk_status hist_update(qk_observer *o, const float *x, const qk_q_lay *l)
         memset(o->hist + nb / 2, 0, (size_t)(nb - nb / 2) * sizeof(double));
         o->hrange *= 2;
     }
-    double k = nb / o->hrange;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t j = (int64_t)(fabs((double)x[i]) * k);
-        o->hist[j < nb ? j : nb - 1] += 1;
-    }
-    return QK_OK;
+    return qk_obs_scan_hist(o, x, n, nb / o->hrange, o->pool);
 }
 
 static qk_status kl_range(qk_observer *o, float *mn, float *mx)
