@@ -296,6 +296,30 @@ static qk_status quantize_weight(qk_qmodel *m, int s)
     return QK_OK;
 }
 
+/* S[c][a][b]: the sum of the input mean x (C x H x Wd) that tap (a, b) of
+ * a convolution reads over all output positions (padding reads zeros). */
+static void conv_tap_sums(const double *x, int64_t C, int64_t H, int64_t Wd, int64_t kh, int64_t kw, int64_t Ho,
+                          int64_t Wo, const int64_t *st, const int64_t *dl, const int64_t *pd, double *S)
+{
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t a = 0; a < kh; a++)
+            for (int64_t b = 0; b < kw; b++) {
+                const double *xp = x + c * H * Wd;
+                double s = 0;
+                for (int64_t oh = 0; oh < Ho; oh++) {
+                    int64_t ih = oh * st[0] - pd[0] + a * dl[0];
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    for (int64_t ow = 0; ow < Wo; ow++) {
+                        int64_t iw = ow * st[1] - pd[1] + b * dl[1];
+                        if (iw >= 0 && iw < Wd)
+                            s += xp[ih * Wd + iw];
+                    }
+                }
+                S[(c * kh + a) * kw + b] = s;
+            }
+}
+
 /* Output-mean shift per output channel of layer L: delta = layer(x_bar, eps)
  * averaged over output positions, eps = cst - W. */
 static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
@@ -322,32 +346,23 @@ static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
         int64_t Wo = (Wd + pd[1] + pd[3] - dl[1] * (kw - 1) - 1) / st[1] + 1;
         if (Ho <= 0 || Wo <= 0 || Cg * grp != Cin)
             return QK_OK;
+        double *S = qk_malloc((size_t)(Cin * kh * kw) * sizeof *S);
+        if (!S)
+            return qk_error(QK_ERR_NOMEM, "bias correction: out of memory");
+        conv_tap_sums(x, Cin, H, Wd, kh, kw, Ho, Wo, st, dl, pd, S);
         for (int64_t co = 0; co < Co; co++) {
             int64_t gi = co / Cog;
             double acc = 0;
             for (int64_t ci = 0; ci < Cg; ci++)
-                for (int64_t a = 0; a < kh; a++)
-                    for (int64_t b = 0; b < kw; b++) {
-                        int64_t wi = ((co * Cg + ci) * kh + a) * kw + b;
-                        double e = (double)wq[wi] - w[wi];
-                        if (e == 0)
-                            continue;
-                        const double *xp = x + (gi * Cg + ci) * H * Wd;
-                        double s = 0;
-                        for (int64_t oh = 0; oh < Ho; oh++) {
-                            int64_t ih = oh * st[0] - pd[0] + a * dl[0];
-                            if (ih < 0 || ih >= H)
-                                continue;
-                            for (int64_t ow = 0; ow < Wo; ow++) {
-                                int64_t iw = ow * st[1] - pd[1] + b * dl[1];
-                                if (iw >= 0 && iw < Wd)
-                                    s += xp[ih * Wd + iw];
-                            }
-                        }
-                        acc += e * s;
-                    }
+                for (int64_t t = 0; t < kh * kw; t++) {
+                    int64_t wi = (co * Cg + ci) * kh * kw + t;
+                    double e = (double)wq[wi] - w[wi];
+                    if (e != 0)
+                        acc += e * S[(gi * Cg + ci) * kh * kw + t];
+                }
             delta[co] = acc / (double)(Ho * Wo);
         }
+        qk_free(S);
         return QK_OK;
     }
     /* Gemm / MatMul on a flat input of K elements */
