@@ -495,11 +495,21 @@ static void sum_task(void *ctx, int64_t t, int w)
 {
     (void)w;
     const sum_job *j = ctx;
-    int64_t lo = t * SUM_GRAIN, hi = lo + SUM_GRAIN < j->one ? lo + SUM_GRAIN : j->one;
+    int64_t lo = t * SUM_GRAIN, hi = lo + SUM_GRAIN < j->one ? lo + SUM_GRAIN : j->one, k = lo;
+    for (; k + 16 <= hi; k += 16) { /* 16 elements in registers, the samples in order */
+        double a[16];
+        memcpy(a, j->acc + k, sizeof a);
+        for (int64_t b = 0; b < j->cnt; b++) {
+            const float *p = j->x + b * j->one + k;
+            for (int i = 0; i < 16; i++)
+                a[i] += p[i];
+        }
+        memcpy(j->acc + k, a, sizeof a);
+    }
     for (int64_t b = 0; b < j->cnt; b++) {
         const float *p = j->x + b * j->one;
-        for (int64_t k = lo; k < hi; k++)
-            j->acc[k] += p[k];
+        for (int64_t r = k; r < hi; r++)
+            j->acc[r] += p[r];
     }
 }
 
