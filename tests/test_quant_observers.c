@@ -3,8 +3,10 @@
  * Paddle range_abs_max window, percentile, MSE grid search properties, KL
  * (the section 2.6 histograms, histogram growth), ACIQ ranges, N-sigma,
  * power-of-two search (section 2.8 example, mode over batches), bad input. */
+#include "qkit/cpu.h"
 #include "qkit/quant.h"
 #include "qt.h"
+#include "../src/quant/observer_internal.h"
 
 #include <float.h>
 #include <string.h>
@@ -291,6 +293,129 @@ static void test_kl(void)
              "KL per channel: %s", qk_last_error());
 }
 
+/* The threshold search against the definition: qk_kl_divergence_at at
+ * every candidate (first minimum on ties), on count histograms of several
+ * shapes (a zero spike, sparse, flat tails, outliers) and levels. */
+static void test_kl_search_vs_definition(void)
+{
+    static double h[2048];
+    static float x[1 << 14];
+    const int levels[] = { 128, 256, 8, 1 }, bins[] = { 2048, 2048, 300, 64 };
+    qk_rng r;
+    qk_rng_seed(&r, 77);
+    for (int shape = 0; shape < 5; shape++)
+        for (int v = 0; v < 4; v++) {
+            int nb = bins[v], lv = levels[v];
+            memset(h, 0, sizeof h);
+            laplace(x, 1 << 14, 1.0f, 90 + (uint64_t)shape);
+            float amax = 0;
+            for (int i = 0; i < 1 << 14; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            for (int i = 0; i < 1 << 14; i++) {
+                int j = (int)(fabsf(x[i]) / amax * (float)nb);
+                j = j < nb ? j : nb - 1;
+                if (shape == 1 && j % 7)
+                    continue;                                      /* sparse */
+                h[shape == 2 ? j / 2 : j] += shape == 4 ? qk_rng_uniform(&r) : 1; /* 4: not counts */
+            }
+            if (shape == 3)
+                h[0] += 50000; /* the post-ReLU zero spike */
+            double kl_ref = INFINITY, kl;
+            int m_ref = lv;
+            for (int i = lv; i < nb; i++) {
+                double d = qk_kl_divergence_at(h, nb, i, lv);
+                if (d < kl_ref) {
+                    kl_ref = d;
+                    m_ref = i;
+                }
+            }
+            int m = qk_kl_threshold(h, nb, lv, &kl);
+            QT_CHECK(m == m_ref || (lv >= nb && m == nb), "KL search shape %d levels %d: m %d, definition %d", shape,
+                     lv, m, m_ref);
+            QT_CHECK(lv >= nb || fabs(kl - kl_ref) <= 1e-12 * fmax(1.0, fabs(kl_ref)),
+                     "KL search shape %d levels %d: %.17g vs %.17g", shape, lv, kl, kl_ref);
+        }
+}
+
+/* The histogram observers' scans: the AVX-512 kernels against the portable
+ * ones, and pooled updates (1, 2, 3 threads) against the plain loops. */
+static void test_hist_scans(void)
+{
+    enum { N = 100003, NB = 2048 };
+    static float x[N];
+    static uint32_t c0[2 * NB], c1[2 * NB];
+    static double ref[NB];
+    laplace(x, N, 1.0f, 123);
+    for (int i = 0; i < N; i++)
+        x[i] = i % 5 == 0 ? -0.0f : i % 2 ? fmaxf(x[i], 0.0f) : x[i]; /* zeros of both signs */
+    int vec512 = qk_cpu_isa_usable(QK_ISA_AVX512);
+    const int64_t lens[] = { 0, 1, 15, 16, 17, 33, 1000, N };
+    for (int t = 0; t < 8 && vec512; t++) {
+        int64_t n = lens[t];
+        float a0, b0, a1, b1;
+        int ok0 = qk_obs_minmax(x + 3, n - (n > 3 ? 3 : n), &a0, &b0);
+        int ok1 = qk_obs_minmax__avx512(x + 3, n - (n > 3 ? 3 : n), &a1, &b1);
+        QT_CHECK(ok0 == ok1 && ok0 && a0 == a1 && b0 == b1, "minmax n %lld: AVX-512 [%g %g] vs [%g %g]",
+                 (long long)n, (double)a1, (double)b1, (double)a0, (double)b0);
+        memset(c0, 0, sizeof c0);
+        memset(c1, 0, sizeof c1);
+        double k = NB / 7.5;
+        qk_obs_absbins(x, n, k, NB, c0);
+        qk_obs_absbins__avx512(x, n, k, NB, c1);
+        int same = 1;
+        for (int b = 0; b < NB; b++)
+            same &= c0[b] + c0[NB + b] == c1[b] + c1[NB + b];
+        QT_CHECK(same, "absbins n %lld: AVX-512 counts differ", (long long)n);
+    }
+    x[777] = NAN;
+    float a, b;
+    QT_CHECK(!qk_obs_minmax(x, N, &a, &b) && (!vec512 || !qk_obs_minmax__avx512(x, N, &a, &b)), "minmax: NaN seen");
+    x[777] = 0.5f;
+
+    /* pooled kl updates == the loops of qk_obs_batch_stats and the old binning */
+    float amax = 0, lo = INFINITY;
+    for (int i = 0; i < N; i++) {
+        amax = fmaxf(amax, fabsf(x[i]));
+        lo = x[i] < lo ? x[i] : lo;
+    }
+    memset(ref, 0, sizeof ref);
+    for (int i = 0; i < N; i++) {
+        int64_t j = (int64_t)(fabs((double)x[i]) * (NB / (double)amax));
+        ref[j < NB ? j : NB - 1] += 1;
+    }
+    for (int th = 0; th <= 3; th++) {
+        qk_pool *pool = NULL;
+        if (th && qk_pool_create(th, &pool) != QK_OK)
+            continue;
+        qk_observer *o = mk("kl", QK_QPARAMS_INT8_SYM, NULL);
+        qk_tensor t = vec(x, N);
+        QT_OK(qk_observer_update_pool(o, &t, pool));
+        QT_CHECK(memcmp(o->hist, ref, sizeof ref) == 0, "pooled histogram (%d threads) differs", th);
+        QT_CHECK(o->s[0][0] == lo && o->s[1][0] == amax, "pooled min/max (%d threads): %g %g", th, o->s[0][0],
+                 o->s[1][0]);
+        float keep = x[N - 2];
+        x[N - 2] = INFINITY;
+        QT_CHECK(qk_observer_update_pool(o, &t, pool) == QK_ERR_NUMERIC && strstr(qk_last_error(), "element 100001"),
+                 "pooled Inf (%d threads): %s", th, qk_last_error());
+        x[N - 2] = keep;
+        qk_observer_destroy(o);
+        qk_pool_destroy(pool);
+    }
+    /* a zero minimum keeps the sign of the first zero, as the plain loop */
+    float z[40];
+    for (int i = 0; i < 40; i++)
+        z[i] = i == 3 ? -0.0f : i % 2 ? 0.0f : 1.0f;
+    qk_observer *o = mk("kl", QK_QPARAMS_INT8_SYM, NULL);
+    feed(o, z, 40);
+    QT_CHECK(o->s[0][0] == 0 && !signbit(o->s[0][0]), "zero minimum: first zero +0");
+    qk_observer_destroy(o);
+    z[1] = -0.0f;
+    o = mk("kl", QK_QPARAMS_INT8_SYM, NULL);
+    feed(o, z, 40);
+    QT_CHECK(o->s[0][0] == 0 && signbit(o->s[0][0]), "zero minimum: first zero -0");
+    qk_observer_destroy(o);
+}
+
 static void moments(const float *x, int n, double *mean, double *b, double *sd, float *mn, float *mx)
 {
     double s = 0, a = 0, q = 0;
@@ -512,6 +637,8 @@ int main(void)
     test_percentile();
     test_mse();
     test_kl();
+    test_kl_search_vs_definition();
+    test_hist_scans();
     test_aciq_nsigma();
     test_pot_search();
     test_bad_input();

@@ -78,6 +78,9 @@ qk_status qk_pool_create(int nthreads, qk_pool **out); /* nthreads <= 0: all cor
 void qk_pool_destroy(qk_pool *pool);
 int qk_pool_threads(const qk_pool *pool);
 void qk_pool_run(qk_pool *pool, int64_t ntasks, qk_task_fn fn, void *ctx);
+/* qk_aligned_alloc that zero-fills over the pool (NULL: serial): large
+ * buffers, where the first touch of every page is the cost. */
+void *qk_aligned_alloc_pool(size_t bytes, qk_pool *pool);
 int qk_cpu_count(void);
 
 /* ---- RNG: xoshiro256**, seeded by splitmix64; identical on every platform ---- */

@@ -206,6 +206,9 @@ const char *qk_observer_name(const qk_observer *o);
  * `axis`, the same size every time). Empty tensors are ignored.
  * QK_ERR_NUMERIC on NaN/Inf, QK_ERR_SHAPE on a channel-count change. */
 qk_status qk_observer_update(qk_observer *o, const qk_tensor *x);
+/* The same over a thread pool (NULL: serial); the result does not depend
+ * on the thread count. */
+qk_status qk_observer_update_pool(qk_observer *o, const qk_tensor *x, qk_pool *pool);
 /* Channels (1 per tensor; 0 before the first update). */
 int64_t qk_observer_channels(const qk_observer *o);
 /* The proposed range per channel (arrays of qk_observer_channels).

@@ -176,7 +176,7 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
                 total += (qk_tensor_numel(&v->t) * sizeof(float) + 63) & ~(size_t)63;
         }
     }
-    g->arena = qk_aligned_alloc(total ? total : 64);
+    g->arena = qk_aligned_alloc_pool(total ? total : 64, pool);
     if (!g->arena)
         return qk_error(QK_ERR_NOMEM, "plan: cannot allocate %zu bytes of activations (batch %lld)",
                         total, (long long)max_batch);

@@ -119,6 +119,31 @@ void qk_fq_apply(const qk_fq_rt *rt, const float *x, float *y, int64_t outer, in
         qk_pool_run(pool, nt, fq_task, &j);
 }
 
+typedef struct cp_job {
+    float *y;
+    const float *x;
+    int64_t n;
+} cp_job;
+
+static void cp_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    const cp_job *j = ctx;
+    int64_t lo = t * 4 * FQ_GRAIN, hi = lo + 4 * FQ_GRAIN < j->n ? lo + 4 * FQ_GRAIN : j->n;
+    memcpy(j->y + lo, j->x + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+/* y = x (observe and off modes), in chunks over the pool. */
+static void fq_copy(qk_pool *pool, float *y, const float *x, int64_t n)
+{
+    cp_job j = { y, x, n };
+    int64_t nt = (n + 4 * FQ_GRAIN - 1) / (4 * FQ_GRAIN);
+    if (nt <= 1 || !pool)
+        memcpy(y, x, (size_t)n * sizeof(float));
+    else
+        qk_pool_run(pool, nt, cp_task, &j);
+}
+
 static qk_status fq_forward(qk_exec *ex, qk_node *n)
 {
     fq_state *s = n->state;
@@ -135,7 +160,7 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
         memset(mask, 1, (size_t)numel);
     switch (rt->mode) {
     case QK_FQ_OFF:
-        memcpy(y->data, x->data, (size_t)numel * sizeof(float));
+        fq_copy(ex->pool, qk_f32(y), qk_f32(x), numel);
         return QK_OK;
     case QK_FQ_OBSERVE: {
         /* Built-in sites feed the observer only (parameters are computed
@@ -146,9 +171,9 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
             qk_quantizer_set_calibrating(rt->q, 1);
             st = qk_quantizer_run(rt->q, x, y, NULL);
         } else {
-            st = qk_observer_update(qk_quantizer_observer(rt->q), x);
+            st = qk_observer_update_pool(qk_quantizer_observer(rt->q), x, ex->pool);
         }
-        memcpy(y->data, x->data, (size_t)numel * sizeof(float));
+        fq_copy(ex->pool, qk_f32(y), qk_f32(x), numel);
         return st;
     }
     case QK_FQ_CONST:

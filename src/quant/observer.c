@@ -435,6 +435,9 @@ static void free_state(qk_observer *o)
     qk_free(o->hist);
     qk_free(o->ring);
     qk_free(o->fcount);
+    qk_free(o->scan);
+    o->scan = NULL;
+    o->scan_bytes = 0;
     o->hist = o->ring = NULL;
     o->fcount = NULL;
     o->nch = 0;
@@ -481,7 +484,9 @@ nomem:
     return qk_error(QK_ERR_NOMEM, "observer '%s': out of memory for %lld channels", o->kind->name, (long long)nch);
 }
 
-qk_status qk_observer_update(qk_observer *o, const qk_tensor *x)
+qk_status qk_observer_update(qk_observer *o, const qk_tensor *x) { return qk_observer_update_pool(o, x, NULL); }
+
+qk_status qk_observer_update_pool(qk_observer *o, const qk_tensor *x, qk_pool *pool)
 {
     if (x->dtype != QK_F32)
         return qk_error(QK_ERR_ARG, "observer '%s': input must be float32, got %s", o->kind->name,
@@ -500,7 +505,9 @@ qk_status qk_observer_update(qk_observer *o, const qk_tensor *x)
         return qk_error(QK_ERR_SHAPE, "observer '%s': %lld channels on axis %d, earlier batches had %lld",
                         o->kind->name, (long long)l.ch, o->qp.axis, (long long)o->nch);
     }
+    o->pool = pool;
     st = o->kind->update(o, qk_f32(x), &l);
+    o->pool = NULL;
     if (st != QK_OK)
         return st;
     o->nbatch++;

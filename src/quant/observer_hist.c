@@ -59,13 +59,8 @@ double qk_kl_divergence_at(const double *h, int nbins, int i, int levels)
     return kl;
 }
 
-int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
+static int kl_threshold_ref(const double *hist, int nbins, int levels, double *kl_min)
 {
-    if (levels >= nbins) {
-        if (kl_min)
-            *kl_min = 0;
-        return nbins;
-    }
     int m = levels;
     double best = INFINITY;
     for (int i = levels; i < nbins; i++) {
@@ -80,6 +75,111 @@ int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
     return m;
 }
 
+/* The search in O(bins) per candidate without a log per bin. With S = sum P
+ * (all of hist), C_t and nz_t the count and the non-zero bins of target bin
+ * t, C'_t = sum of P over it and sumQ = sum hist[0..i-1]:
+ *   S KL = sum_t D_t + S log(sumQ / S),
+ *   D_t = sum_{j in t, P_j > 0} P_j log P_j - C'_t log(C_t / nz_t).
+ * Every target bin but the last is [t n, t n + n) with n = i / levels, the
+ * same for all candidates of one n, so their D_t sum once per n. Needs
+ * hist >= 0 (counts). */
+typedef struct kl_tab {
+    const double *h;
+    double *hl;  /* h log h (0 where h = 0) */
+    double *pre; /* prefix sums of h, nbins + 1 */
+    int *nzp;    /* prefix counts of h != 0, nbins + 1 */
+} kl_tab;
+
+static double kl_chunk(const kl_tab *k, int a, int b)
+{
+    double c = k->pre[b] - k->pre[a];
+    int nz = k->nzp[b] - k->nzp[a];
+    if (nz == 0)
+        return 0;
+    double hl = 0;
+    for (int j = a; j < b; j++)
+        hl += k->hl[j];
+    return hl - c * log(c / nz);
+}
+
+/* S KL(i) given E = sum of D_t over the first levels - 1 target bins. */
+static double kl_candidate(const kl_tab *k, int nbins, int i, int levels, int n, double E)
+{
+    double outl = k->pre[nbins] - k->pre[i], S = k->pre[nbins], sumQ = k->pre[i];
+    if (S <= 0)
+        return 0;
+    if (sumQ <= 0)
+        return INFINITY;
+    int a = (levels - 1) * n;
+    double c = k->pre[i] - k->pre[a], last = k->h[i - 1] + outl, hl = 0;
+    int nz = k->nzp[i - 1] - k->nzp[a] + (last != 0);
+    for (int j = a; j < i - 1; j++)
+        hl += k->hl[j];
+    double D = 0;
+    if (nz) {
+        if (c <= 0)
+            return INFINITY;
+        D = hl + (last > 0 ? last * log(last) : 0) - (c + outl) * log(c / nz);
+    }
+    return (E + D) / S + log(sumQ / S);
+}
+
+static int kl_tab_init(kl_tab *k, const double *hist, int nbins)
+{
+    for (int j = 0; j < nbins; j++)
+        if (!(hist[j] >= 0) || !isfinite(hist[j]))
+            return 0;
+    k->h = hist;
+    k->hl = qk_malloc((size_t)(2 * nbins + 1) * sizeof *k->hl);
+    k->nzp = qk_malloc((size_t)(nbins + 1) * sizeof *k->nzp);
+    if (!k->hl || !k->nzp) {
+        qk_free(k->hl);
+        qk_free(k->nzp);
+        return 0;
+    }
+    k->pre = k->hl + nbins;
+    k->pre[0] = 0;
+    k->nzp[0] = 0;
+    for (int j = 0; j < nbins; j++) {
+        k->hl[j] = hist[j] > 0 ? hist[j] * log(hist[j]) : 0;
+        k->pre[j + 1] = k->pre[j] + hist[j];
+        k->nzp[j + 1] = k->nzp[j] + (hist[j] != 0);
+    }
+    return 1;
+}
+
+int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
+{
+    if (levels >= nbins) {
+        if (kl_min)
+            *kl_min = 0;
+        return nbins;
+    }
+    kl_tab k;
+    if (levels < 1 || !kl_tab_init(&k, hist, nbins))
+        return kl_threshold_ref(hist, nbins, levels, kl_min);
+    int m = levels, n = 0;
+    double best = INFINITY, E = 0;
+    for (int i = levels; i < nbins; i++) {
+        if (i / levels != n) {
+            n = i / levels;
+            E = 0;
+            for (int t = 0; t < levels - 1; t++)
+                E += kl_chunk(&k, t * n, t * n + n);
+        }
+        double kl = kl_candidate(&k, nbins, i, levels, n, E);
+        if (kl < best) {
+            best = kl;
+            m = i;
+        }
+    }
+    qk_free(k.hl);
+    qk_free(k.nzp);
+    if (kl_min)
+        *kl_min = best;
+    return m;
+}
+
 /* ------------------------------------------------- accumulated |x| histogram */
 /* o->hist covers [0, hrange) in opt.bins bins. The first non-zero batch sets
  * hrange = max|x| (zeros seen before go to bin 0); a later batch with a larger
@@ -87,16 +187,16 @@ int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
  * Slots: s[0] running min, s[1] running max. */
 static qk_status hist_update(qk_observer *o, const float *x, const qk_q_lay *l)
 {
-    qk_status st = qk_obs_batch_stats(o, x, l, 0);
+    int64_t n = l->outer * l->ch * l->inner;
+    double bmin, bmax;
+    qk_status st = qk_obs_scan_minmax(o, x, n, o->pool, &bmin, &bmax);
     if (st != QK_OK)
         return st;
-    double bmin = o->w[0][0], bmax = o->w[1][0];
     if (o->nbatch == 0 || bmin < o->s[0][0])
         o->s[0][0] = bmin;
     if (o->nbatch == 0 || bmax > o->s[1][0])
         o->s[1][0] = bmax;
     double amax = fmax(-bmin, bmax);
-    int64_t n = l->outer * l->ch * l->inner;
     int nb = o->opt.bins;
     if (o->hrange == 0) {
         if (amax == 0) {
@@ -113,12 +213,7 @@ static qk_status hist_update(qk_observer *o, const float *x, const qk_q_lay *l)
         memset(o->hist + nb / 2, 0, (size_t)(nb - nb / 2) * sizeof(double));
         o->hrange *= 2;
     }
-    double k = nb / o->hrange;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t j = (int64_t)(fabs((double)x[i]) * k);
-        o->hist[j < nb ? j : nb - 1] += 1;
-    }
-    return QK_OK;
+    return qk_obs_scan_hist(o, x, n, nb / o->hrange, o->pool);
 }
 
 static qk_status kl_range(qk_observer *o, float *mn, float *mx)

@@ -296,6 +296,30 @@ static qk_status quantize_weight(qk_qmodel *m, int s)
     return QK_OK;
 }
 
+/* S[c][a][b]: the sum of the input mean x (C x H x Wd) that tap (a, b) of
+ * a convolution reads over all output positions (padding reads zeros). */
+static void conv_tap_sums(const double *x, int64_t C, int64_t H, int64_t Wd, int64_t kh, int64_t kw, int64_t Ho,
+                          int64_t Wo, const int64_t *st, const int64_t *dl, const int64_t *pd, double *S)
+{
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t a = 0; a < kh; a++)
+            for (int64_t b = 0; b < kw; b++) {
+                const double *xp = x + c * H * Wd;
+                double s = 0;
+                for (int64_t oh = 0; oh < Ho; oh++) {
+                    int64_t ih = oh * st[0] - pd[0] + a * dl[0];
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    for (int64_t ow = 0; ow < Wo; ow++) {
+                        int64_t iw = ow * st[1] - pd[1] + b * dl[1];
+                        if (iw >= 0 && iw < Wd)
+                            s += xp[ih * Wd + iw];
+                    }
+                }
+                S[(c * kh + a) * kw + b] = s;
+            }
+}
+
 /* Output-mean shift per output channel of layer L: delta = layer(x_bar, eps)
  * averaged over output positions, eps = cst - W. */
 static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
@@ -322,32 +346,23 @@ static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
         int64_t Wo = (Wd + pd[1] + pd[3] - dl[1] * (kw - 1) - 1) / st[1] + 1;
         if (Ho <= 0 || Wo <= 0 || Cg * grp != Cin)
             return QK_OK;
+        double *S = qk_malloc((size_t)(Cin * kh * kw) * sizeof *S);
+        if (!S)
+            return qk_error(QK_ERR_NOMEM, "bias correction: out of memory");
+        conv_tap_sums(x, Cin, H, Wd, kh, kw, Ho, Wo, st, dl, pd, S);
         for (int64_t co = 0; co < Co; co++) {
             int64_t gi = co / Cog;
             double acc = 0;
             for (int64_t ci = 0; ci < Cg; ci++)
-                for (int64_t a = 0; a < kh; a++)
-                    for (int64_t b = 0; b < kw; b++) {
-                        int64_t wi = ((co * Cg + ci) * kh + a) * kw + b;
-                        double e = (double)wq[wi] - w[wi];
-                        if (e == 0)
-                            continue;
-                        const double *xp = x + (gi * Cg + ci) * H * Wd;
-                        double s = 0;
-                        for (int64_t oh = 0; oh < Ho; oh++) {
-                            int64_t ih = oh * st[0] - pd[0] + a * dl[0];
-                            if (ih < 0 || ih >= H)
-                                continue;
-                            for (int64_t ow = 0; ow < Wo; ow++) {
-                                int64_t iw = ow * st[1] - pd[1] + b * dl[1];
-                                if (iw >= 0 && iw < Wd)
-                                    s += xp[ih * Wd + iw];
-                            }
-                        }
-                        acc += e * s;
-                    }
+                for (int64_t t = 0; t < kh * kw; t++) {
+                    int64_t wi = (co * Cg + ci) * kh * kw + t;
+                    double e = (double)wq[wi] - w[wi];
+                    if (e != 0)
+                        acc += e * S[(gi * Cg + ci) * kh * kw + t];
+                }
             delta[co] = acc / (double)(Ho * Wo);
         }
+        qk_free(S);
         return QK_OK;
     }
     /* Gemm / MatMul on a flat input of K elements */
@@ -457,6 +472,90 @@ done:
     return st;
 }
 
+/* The first layer that reads the same input as layer li (li itself if none). */
+static int input_owner(const qk_qmodel *m, int li)
+{
+    int v = m->g->nodes[m->layers[li].node].in[0];
+    for (int k = 0; k < li; k++)
+        if (m->g->nodes[m->layers[k].node].in[0] == v)
+            return k;
+    return li;
+}
+
+typedef struct sum_job {
+    const float *x; /* cnt samples of one elements */
+    double *acc;
+    int64_t cnt, one;
+} sum_job;
+
+#define SUM_GRAIN 2048
+
+/* acc[k] += x[b][k] for b = 0 .. cnt-1 in order, over one range of k. */
+static void sum_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    const sum_job *j = ctx;
+    int64_t lo = t * SUM_GRAIN, hi = lo + SUM_GRAIN < j->one ? lo + SUM_GRAIN : j->one, k = lo;
+    for (; k + 16 <= hi; k += 16) { /* 16 elements in registers, the samples in order */
+        double a[16];
+        memcpy(a, j->acc + k, sizeof a);
+        for (int64_t b = 0; b < j->cnt; b++) {
+            const float *p = j->x + b * j->one + k;
+            for (int i = 0; i < 16; i++)
+                a[i] += p[i];
+        }
+        memcpy(j->acc + k, a, sizeof a);
+    }
+    for (int64_t b = 0; b < j->cnt; b++) {
+        const float *p = j->x + b * j->one;
+        for (int64_t r = k; r < hi; r++)
+            j->acc[r] += p[r];
+    }
+}
+
+/* Bias correction: add one batch (cnt samples) to the per-element sums of
+ * the layers' inputs (once per distinct input; share_input_means copies). */
+static qk_status input_sums(qk_qmodel *m, int64_t cnt, qk_pool *pool)
+{
+    qk_graph *g = m->g;
+    for (int li = 0; li < m->n_layers; li++) {
+        qk_qlayer *L = &m->layers[li];
+        if (input_owner(m, li) != li)
+            continue;
+        const qk_tensor *x = &g->values[g->nodes[L->node].in[0]].t;
+        int64_t one = qk_tensor_numel(x) / cnt;
+        if (!L->in_mean) {
+            L->in_numel = one;
+            if (!(L->in_mean = qk_calloc((size_t)one, sizeof *L->in_mean)))
+                return qk_error(QK_ERR_NOMEM, "calibration: out of memory");
+        }
+        sum_job j = { qk_f32(x), L->in_mean, cnt, one };
+        int64_t nt = (one + SUM_GRAIN - 1) / SUM_GRAIN;
+        if (pool && nt > 1)
+            qk_pool_run(pool, nt, sum_task, &j);
+        else
+            for (int64_t t = 0; t < nt; t++)
+                sum_task(&j, t, 0);
+        L->in_count += cnt;
+    }
+    return QK_OK;
+}
+
+static qk_status share_input_means(qk_qmodel *m)
+{
+    for (int li = 0; li < m->n_layers; li++) {
+        qk_qlayer *L = &m->layers[li], *o = &m->layers[input_owner(m, li)];
+        if (o == L || !o->in_mean)
+            continue;
+        if (!(L->in_mean = qk_malloc((size_t)o->in_numel * sizeof *L->in_mean)))
+            return qk_error(QK_ERR_NOMEM, "calibration: out of memory");
+        memcpy(L->in_mean, o->in_mean, (size_t)o->in_numel * sizeof *L->in_mean);
+        L->in_numel = o->in_numel;
+        L->in_count = o->in_count;
+    }
+    return QK_OK;
+}
+
 qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
                            qk_ptq_progress_fn progress, void *user)
 {
@@ -497,23 +596,8 @@ qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
         int64_t cnt = qk_batcher_get(&bt, i, qk_f32(&in->t), labels);
         if ((st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
             goto done;
-        for (int li = 0; li < m->n_layers && m->cfg.bias_correct; li++) {
-            qk_qlayer *L = &m->layers[li];
-            const qk_tensor *x = &g->values[g->nodes[L->node].in[0]].t;
-            int64_t numel = qk_tensor_numel(x), one = numel / cnt;
-            if (!L->in_mean) {
-                L->in_numel = one;
-                if (!(L->in_mean = qk_calloc((size_t)one, sizeof *L->in_mean))) {
-                    st = qk_error(QK_ERR_NOMEM, "calibration: out of memory");
-                    goto done;
-                }
-            }
-            const float *p = qk_f32(x);
-            for (int64_t b = 0; b < cnt; b++)
-                for (int64_t k = 0; k < one; k++)
-                    L->in_mean[k] += p[b * one + k];
-            L->in_count += cnt;
-        }
+        if (m->cfg.bias_correct && (st = input_sums(m, cnt, pool)) != QK_OK)
+            goto done;
         for (int s = 0; s < m->n_sites && (m->cfg.bit_alloc & QK_BITALLOC_A); s++) {
             if (m->sites[s].is_weight)
                 continue;
@@ -534,6 +618,8 @@ qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
         for (int64_t k = 0; L->in_mean && k < L->in_numel; k++)
             L->in_mean[k] /= (double)L->in_count;
     }
+    if (m->cfg.bias_correct && (st = share_input_means(m)) != QK_OK)
+        goto done;
     for (int s = 0; s < m->n_sites; s++) {
         if (m->sites[s].is_weight)
             continue;
