@@ -44,7 +44,7 @@ ptq_row() { # backend bits label args...
     if (r == "nan") printf " %7s %6s %10s\n", "-", "-", "-"; else printf " %6.2f%% %+6.2f %10.0f\n", 100*r, 100*g, s }'
 }
 ptq_row tensorrt W8A8 "percentile observer"
-ptq_row fbgemm W8A8 "percentile observer, every op output"
+ptq_row fbgemm W8A8 "percentile, every op output"
 ptq_row snpe W8A8 "uint8 asym, gemmlowp requant"
 ptq_row openvino W8A8 "symmetric, unsigned after ReLU"
 ptq_row onnx-qlinear W8A8 "uint8 asym, ONNX Runtime rounding"
