@@ -7,6 +7,8 @@
  * widened to int16 and packed in the worker's scratch. Micro-tile 12 x 32. */
 #include "i8gemm.h"
 
+#include "epi__avx512.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -102,81 +104,47 @@ void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t
 
 /* ---- output stage, 16 columns at a time (masked tail) ---- */
 
-#include "q31__avx512.h"
+
+/* One accumulator vector through the output stage (rs: with row sums,
+ * the same wrapping int32 operations as the general loop). */
+static inline __attribute__((always_inline)) __m512i epi_one(const qk_epi16 *c, int fp, const int32_t *a,
+                                                             const int32_t *rs, int32_t r, const qk_epi_k *k)
+{
+    __m512i t = _mm512_maskz_loadu_epi32(c->mk, a);
+    if (rs)
+        t = _mm512_sub_epi32(t, _mm512_mullo_epi32(c->rc, _mm512_set1_epi32(r)));
+    return qk_epi16_stage(c, fp, _mm512_add_epi32(t, c->cc), k);
+}
 
 /* The epilogue's common case, int8/uint8 output: groups of 64 columns
  * outside, rows inside, so a group's parameters stay in registers down the
  * rows; each row's 64 results packed to bytes (exact: they are clamped to
- * the output type) and stored at once. The arithmetic of the general loop
- * of qk_i8_epilogue__avx512. Written out per vector (v = 0..3) so the
- * compiler keeps everything in registers. */
-typedef struct {
-    __mmask16 mk;
-    __m512i cc, rc, p1, p2, p3;
-    __m512 sc;
-} epi_col;
-
-static inline __attribute__((always_inline)) epi_col epi_col_load(const qk_i8gemm *g, int64_t n, int64_t left,
-                                                                  int fp)
-{
-    epi_col c;
-    c.mk = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-    c.cc = _mm512_maskz_loadu_epi32(c.mk, g->colconst + n);
-    c.rc = _mm512_maskz_loadu_epi32(c.mk, g->rowcoef + n);
-    c.sc = fp ? _mm512_maskz_loadu_ps(c.mk, g->scale + n) : _mm512_setzero_ps();
-    c.p1 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->lsh + n);
-    c.p2 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->mult + n);
-    c.p3 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->rsh + n);
-    return c;
-}
-
-static inline __attribute__((always_inline)) __m512i epi_one(const epi_col *c, int fp, const int32_t *a,
-                                                             const int32_t *rs, int64_t m, __m512i zo, __m512i lo,
-                                                             __m512i hi, __m512 flo, __m512 fhi)
-{
-    __m512i t = _mm512_maskz_loadu_epi32(c->mk, a);
-    if (rs) /* the same wrapping int32 operations as the general loop */
-        t = _mm512_sub_epi32(t, _mm512_mullo_epi32(c->rc, _mm512_set1_epi32(rs[m])));
-    t = _mm512_add_epi32(t, c->cc);
-    if (fp) {
-        __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), c->sc), flo), fhi);
-        return _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
-    }
-    __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, c->p1), c->p2), c->p3);
-    return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
-}
-
-/* Rows of columns [j0, j0 + w), w <= 16 * nv. */
+ * the output type) and stored at once (epi__avx512.h). Rows of columns
+ * [n, n + w), w <= 16 * nv, the instances below taking nv constant. */
 static inline __attribute__((always_inline)) void epi_bytes_run(const qk_i8gemm *g, int fp, int nv, int64_t mb,
                                                                 int64_t n, int64_t w, const int32_t *acc,
                                                                 int64_t ldacc, const int32_t *rs, uint8_t *out,
                                                                 int64_t ldo)
 {
-    const __m512i zo = _mm512_set1_epi32(g->zo);
-    const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
-    const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
+    const qk_epi_k k = qk_epi_consts(g);
     const int u8 = g->out_type == QK_U8;
-    /* the packs leave dword 4l + v holding vector v's elements 4l..4l+3 */
-    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __mmask64 mst = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
-    const epi_col c0 = epi_col_load(g, n, w, fp);
-    const epi_col c1 = nv > 1 ? epi_col_load(g, n + 16, w - 16, fp) : c0;
-    const epi_col c2 = nv > 2 ? epi_col_load(g, n + 32, w - 32, fp) : c0;
-    const epi_col c3 = nv > 3 ? epi_col_load(g, n + 48, w - 48, fp) : c0;
+    const qk_epi16 c0 = qk_epi16_load(g, n, w, fp);
+    const qk_epi16 c1 = nv > 1 ? qk_epi16_load(g, n + 16, w - 16, fp) : c0;
+    const qk_epi16 c2 = nv > 2 ? qk_epi16_load(g, n + 32, w - 32, fp) : c0;
+    const qk_epi16 c3 = nv > 3 ? qk_epi16_load(g, n + 48, w - 48, fp) : c0;
     const __m512i z = _mm512_setzero_si512();
     for (int64_t m = 0; m < mb; m++) {
         const int32_t *a = acc + m * ldacc;
-        __m512i y0 = epi_one(&c0, fp, a, rs, m, zo, lo, hi, flo, fhi);
-        __m512i y1 = nv > 1 ? epi_one(&c1, fp, a + 16, rs, m, zo, lo, hi, flo, fhi) : z;
-        __m512i y2 = nv > 2 ? epi_one(&c2, fp, a + 32, rs, m, zo, lo, hi, flo, fhi) : z;
-        __m512i y3 = nv > 3 ? epi_one(&c3, fp, a + 48, rs, m, zo, lo, hi, flo, fhi) : z;
-        if (nv == 1) { /* one vector: a plain narrowing store */
+        const int32_t r = rs ? rs[m] : 0;
+        __m512i y0 = epi_one(&c0, fp, a, rs, r, &k);
+        __m512i y1 = nv > 1 ? epi_one(&c1, fp, a + 16, rs, r, &k) : z;
+        __m512i y2 = nv > 2 ? epi_one(&c2, fp, a + 32, rs, r, &k) : z;
+        __m512i y3 = nv > 3 ? epi_one(&c3, fp, a + 48, rs, r, &k) : z;
+        if (nv == 1) /* one vector: a plain narrowing store */
             _mm512_mask_cvtepi32_storeu_epi8(out + m * ldo, c0.mk, y0);
-            continue;
-        }
-        __m512i p = _mm512_packs_epi32(y0, y1), q = _mm512_packs_epi32(y2, y3);
-        __m512i o = _mm512_permutexvar_epi32(perm, u8 ? _mm512_packus_epi16(p, q) : _mm512_packs_epi16(p, q));
-        _mm512_mask_storeu_epi8(out + m * ldo, mst, o);
+        else
+            _mm512_mask_storeu_epi8(out + m * ldo, mst, qk_epi_pack64(y0, y1, y2, y3, u8));
     }
 }
 

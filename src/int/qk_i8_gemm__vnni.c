@@ -10,7 +10,7 @@
  * worker's scratch (below). Micro-tile 12 x 32 (24 zmm accumulators). */
 #include "i8gemm.h"
 
-#include "q31__avx512.h"
+#include "epi__avx512.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -109,35 +109,6 @@ void qk_i8_gemm__vnni(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ld
  * 64-byte store per row, as qk_i8_epilogue__avx512. */
 #define SINLINE static inline __attribute__((always_inline))
 
-typedef struct {
-    __mmask16 mk;
-    __m512i cc, p1, p2, p3;
-    __m512 sc;
-} sm_col;
-
-SINLINE sm_col sm_col_load(const qk_i8gemm *g, int64_t n, int64_t left, int fp)
-{
-    sm_col c;
-    c.mk = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-    c.cc = _mm512_maskz_loadu_epi32(c.mk, g->colconst + n);
-    c.sc = fp ? _mm512_maskz_loadu_ps(c.mk, g->scale + n) : _mm512_setzero_ps();
-    c.p1 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->lsh + n);
-    c.p2 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->mult + n);
-    c.p3 = fp ? c.cc : _mm512_maskz_loadu_epi32(c.mk, g->rsh + n);
-    return c;
-}
-
-SINLINE __m512i sm_stage(const sm_col *c, int fp, __m512i t, __m512i zo, __m512i lo, __m512i hi, __m512 flo,
-                         __m512 fhi)
-{
-    if (fp) {
-        __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), c->sc), flo), fhi);
-        return _mm512_add_epi32(_mm512_cvtps_epi32(f), zo);
-    }
-    __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, c->p1), c->p2), c->p3);
-    return _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
-}
-
 /* B vector (kk, v) of the column group at n (n a multiple of 64). */
 SINLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int v)
 {
@@ -148,18 +119,15 @@ SINLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int 
 SINLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, const uint8_t *A, int64_t lda, int64_t n,
                     int64_t w, uint8_t *C, int64_t ldc)
 {
-    const __m512i zo = _mm512_set1_epi32(g->zo);
-    const __m512i lo = _mm512_set1_epi32(g->qmin - g->zo), hi = _mm512_set1_epi32(g->qmax - g->zo);
-    const __m512 flo = _mm512_set1_ps((float)(g->qmin - g->zo)), fhi = _mm512_set1_ps((float)(g->qmax - g->zo));
+    const qk_epi_k ek = qk_epi_consts(g);
     const int u8 = g->out_type == QK_U8;
-    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __mmask64 mst = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
     const int64_t K = g->K, tail = K - 4 * (K4 - 1); /* bytes of the last dword, 1..4 */
     const __mmask16 mtail = (__mmask16)((1u << tail) - 1);
-    const sm_col c0 = sm_col_load(g, n, w, fp);
-    const sm_col c1 = nv > 1 ? sm_col_load(g, n + 16, w - 16, fp) : c0;
-    const sm_col c2 = nv > 2 ? sm_col_load(g, n + 32, w - 32, fp) : c0;
-    const sm_col c3 = nv > 3 ? sm_col_load(g, n + 48, w - 48, fp) : c0;
+    const qk_epi16 c0 = qk_epi16_load(g, n, w, fp);
+    const qk_epi16 c1 = nv > 1 ? qk_epi16_load(g, n + 16, w - 16, fp) : c0;
+    const qk_epi16 c2 = nv > 2 ? qk_epi16_load(g, n + 32, w - 32, fp) : c0;
+    const qk_epi16 c3 = nv > 3 ? qk_epi16_load(g, n + 48, w - 48, fp) : c0;
     __m512i b[4][4];
     for (int kk = 0; kk < K4; kk++)
         for (int v = 0; v < nv; v++)
@@ -185,17 +153,15 @@ SINLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, cons
             if (nv > 3)
                 t3 = _mm512_dpbusd_epi32(t3, av, b[kk][3]);
         }
-        __m512i y0 = sm_stage(&c0, fp, t0, zo, lo, hi, flo, fhi);
+        __m512i y0 = qk_epi16_stage(&c0, fp, t0, &ek);
         if (nv == 1) {
             _mm512_mask_cvtepi32_storeu_epi8(C + m * ldc, c0.mk, y0);
             continue;
         }
-        __m512i y1 = sm_stage(&c1, fp, t1, zo, lo, hi, flo, fhi);
-        __m512i y2 = nv > 2 ? sm_stage(&c2, fp, t2, zo, lo, hi, flo, fhi) : z;
-        __m512i y3 = nv > 3 ? sm_stage(&c3, fp, t3, zo, lo, hi, flo, fhi) : z;
-        __m512i p = _mm512_packs_epi32(y0, y1), q = _mm512_packs_epi32(y2, y3);
-        __m512i o = _mm512_permutexvar_epi32(perm, u8 ? _mm512_packus_epi16(p, q) : _mm512_packs_epi16(p, q));
-        _mm512_mask_storeu_epi8(C + m * ldc, mst, o);
+        __m512i y1 = qk_epi16_stage(&c1, fp, t1, &ek);
+        __m512i y2 = nv > 2 ? qk_epi16_stage(&c2, fp, t2, &ek) : z;
+        __m512i y3 = nv > 3 ? qk_epi16_stage(&c3, fp, t3, &ek) : z;
+        _mm512_mask_storeu_epi8(C + m * ldc, mst, qk_epi_pack64(y0, y1, y2, y3, u8));
     }
 }
 
