@@ -6,7 +6,9 @@
  *     output pixels, N = output channels, K = Cin*kh*kw: what an NHWC
  *     int8 convolution multiplies);
  *   - the same 1024^3 with the fused u8 output stage (fp32 and gemmlowp);
- *   - int8 convolutions end to end (NCHW, im2col + GEMM or depthwise).
+ *   - int8 convolutions end to end (NCHW, im2col + GEMM or depthwise; and
+ *     NHWC as the integer runner lays them out), each kernel's output
+ *     compared with the reference kernel's.
  * Every kernel's result is first checked bit-exactly against the plain
  * reference (and oneDNN's against qkit's) before anything is timed.
  * Times are the best of repeated runs (the machine may be shared).
@@ -271,22 +273,28 @@ int main(int argc, char **argv)
             qk_i8gemm_destroy(g);
         }
 
-    /* convolutions end to end (NCHW, batch 32) */
-    typedef struct { const char *name; int64_t C, Co, groups, H, k, s, p; } cshape;
+    /* convolutions end to end (batch 32; nhwc: input and output NHWC) */
+    typedef struct { const char *name; int64_t C, Co, groups, H, k, s, p; int nhwc; } cshape;
     static const cshape cs[] = {
-        {"lenet c2 32->64 3x3 @14", 32, 64, 1, 14, 3, 1, 1},
-        {"resnet 32 3x3 @14", 32, 32, 1, 14, 3, 1, 1},
-        {"resnet 16->32 3x3 s2 @28", 16, 32, 1, 28, 3, 2, 1},
-        {"mbv2 1x1 24->96 @14", 24, 96, 1, 14, 1, 1, 0},
-        {"mbv2 dw 96 3x3 @14", 96, 96, 96, 14, 3, 1, 1},
+        {"lenet c2 32->64 3x3 @14", 32, 64, 1, 14, 3, 1, 1, 0},
+        {"resnet 32 3x3 @14", 32, 32, 1, 14, 3, 1, 1, 0},
+        {"resnet 16->32 3x3 s2 @28", 16, 32, 1, 28, 3, 2, 1, 0},
+        {"mbv2 1x1 24->96 @14", 24, 96, 1, 14, 1, 1, 0, 0},
+        {"mbv2 dw 96 3x3 @14", 96, 96, 96, 14, 3, 1, 1, 0},
+        {"mbv2 1x1 16->64 @28 NHWC", 16, 64, 1, 28, 1, 1, 0, 1},
+        {"mbv2 1x1 24->96 @14 NHWC", 24, 96, 1, 14, 1, 1, 0, 1},
+        {"mbv2 dw 16 3x3 @28 NHWC", 16, 16, 16, 28, 3, 1, 1, 1},
+        {"mbv2 dw 64 3x3 s2 @28 NHWC", 64, 64, 64, 28, 3, 2, 1, 1},
+        {"mbv2 dw 96 3x3 @14 NHWC", 96, 96, 96, 14, 3, 1, 1, 1},
     };
-    printf("\nint8 convolution, NCHW u8 -> u8 (fp32 requant), batch 32, GOP/s:\n");
+    printf("\nint8 convolution, u8 -> u8 (fp32 requant), NCHW unless marked NHWC, batch 32, GOP/s:\n");
     printf("%-26s thr", "layer");
     for (int q = 0; q < nkern; q++)
         printf(" %8s", qk_i8_kernel_get(kern[q])->name);
     printf("\n");
     int64_t Nb = 32;
     uint8_t *x = qk_aligned_alloc((size_t)(Nb * 96 * 28 * 28)), *y = qk_aligned_alloc((size_t)(Nb * 96 * 28 * 28));
+    uint8_t *yref = qk_aligned_alloc((size_t)(Nb * 96 * 28 * 28));
     int8_t *w = qk_aligned_alloc(96 * 96 * 9);
     for (int64_t i = 0; i < Nb * 96 * 28 * 28; i++)
         x[i] = (uint8_t)qk_rng_u64(&rng);
@@ -318,19 +326,27 @@ int main(int argc, char **argv)
                 int is_ref = qk_i8_kernel_get(kern[q])->isa == QK_ISA_REF;
                 for (int r = 0; r < (is_ref ? 1 : 1000) && (r < 2 || spent < secs_per_case); r++) {
                     double t0 = qk_now();
-                    qk_i8conv_run(cv, Nb, c->H, c->H, x, y, pools[th - 1], ws, wss);
+                    qk_i8conv_run_layout(cv, Nb, c->H, c->H, x, c->nhwc, y, c->nhwc, pools[th - 1], ws, wss);
                     double t = qk_now() - t0;
                     spent += t;
                     best = t < best ? t : best;
                 }
-                printf(" %8.1f", ops / best / 1e9);
+                size_t ny = (size_t)(Nb * c->Co * OH * OH);
+                if (q == 0)
+                    memcpy(yref, y, ny);
+                if (memcmp(y, yref, ny)) {
+                    printf(" %8s", "MISMATCH");
+                    bad++;
+                } else {
+                    printf(" %8.1f", ops / best / 1e9);
+                }
                 qk_i8conv_destroy(cv);
             }
             printf("\n");
             fflush(stdout);
         }
     }
-    qk_aligned_free(x), qk_aligned_free(y), qk_aligned_free(w);
+    qk_aligned_free(x), qk_aligned_free(y), qk_aligned_free(yref), qk_aligned_free(w);
     qk_aligned_free(ws), qk_aligned_free(A), qk_aligned_free(B), qk_aligned_free(C), qk_aligned_free(R);
     qk_pool_destroy(pools[0]);
     qk_pool_destroy(pools[1]);
