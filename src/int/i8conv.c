@@ -125,63 +125,6 @@ static qk_i8gemm_desc group_desc(const qk_i8conv *c, const qk_i8conv_desc *d, in
     return g;
 }
 
-void qk_i8_dwq4_free(qk_i8_dwq4 *q4)
-{
-    qk_aligned_free(q4->tab);
-    q4->tab = NULL;
-}
-
-static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
-
-/* One chunk entry (i8gemm.h) for the channels chan(q) (-1: none). */
-static void dwq4_chunk(uint8_t *e, int64_t nq, int64_t kk, const int64_t *chan, const int32_t *w,
-                       const int32_t *bias, const int32_t *mult, const int32_t *shift, const float *scale, int fp32,
-                       int32_t zxu)
-{
-    int32_t *par = (int32_t *)(e + nq * 256);
-    for (int64_t j = 0; j < 4; j++)
-        for (int64_t i = 0; i < 16; i++) {
-            int64_t q = 16 * (i / 4) + 4 * j + i % 4, c = chan[q];
-            for (int64_t t = 0; t < 4 * nq; t++)
-                e[(t / 4) * 256 + j * 64 + i * 4 + t % 4] = (uint8_t)(int8_t)(c >= 0 && t < kk ? w[c * kk + t] : 0);
-            uint32_t b = 0, m = 0, sh = 0;
-            if (c >= 0) {
-                uint32_t sw = 0;
-                for (int64_t t = 0; t < kk; t++)
-                    sw += (uint32_t)w[c * kk + t];
-                b = (uint32_t)bias[c] - (uint32_t)zxu * sw; /* wrapping, as the accumulator */
-                if (fp32)
-                    memcpy(&m, &scale[c], 4);
-                else
-                    m = (uint32_t)mult[c], sh = (uint32_t)shift[c];
-            }
-            par[j * 16 + i] = (int32_t)b;
-            par[64 + j * 16 + i] = (int32_t)m;
-            par[128 + j * 16 + i] = (int32_t)sh;
-        }
-}
-
-qk_status qk_i8_dwq4_build(qk_i8_dwq4 *q4, int64_t C, int64_t kk, const int32_t *w, const int32_t *bias,
-                           const int32_t *mult, const int32_t *shift, const float *scale, int fp32, int32_t zxu)
-{
-    qk_i8_dwq4_free(q4);
-    q4->nq = (kk + 3) / 4;
-    q4->stride = (q4->nq + 3) * 256;
-    q4->flat_n = C / gcd64(C, 64); /* lcm(64, C) / 64 */
-    if (q4->flat_n > 64)
-        q4->flat_n = 0; /* (long period: pixels only) */
-    q4->pix_n = (C + 63) / 64;
-    if (!(q4->tab = qk_aligned_alloc((size_t)((q4->flat_n + q4->pix_n) * q4->stride))))
-        return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
-    int64_t chan[64];
-    for (int64_t k = 0; k < q4->flat_n + q4->pix_n; k++) {
-        for (int64_t q = 0; q < 64; q++)
-            chan[q] = k < q4->flat_n ? (64 * k + q) % C : 64 * (k - q4->flat_n) + q < C ? 64 * (k - q4->flat_n) + q : -1;
-        dwq4_chunk(q4->tab + k * q4->stride, q4->nq, kk, chan, w, bias, mult, shift, scale, fp32, zxu);
-    }
-    return QK_OK;
-}
-
 /* The VNNI tables when that kernel runs and every weight fits int8. */
 static qk_status set_dwq4(qk_i8conv *c)
 {
@@ -820,29 +763,6 @@ static void imp_task(void *vctx, int64_t t, int worker)
     qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, rs, 0, c->Co, y, ldm, ldn, gws);
 }
 
-void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)
-{
-    for (int64_t i = 0; i < p->OH * p->OW; i++)
-        p->acc[i] = (uint32_t)p->bias;
-    for (int64_t oh = 0; oh < p->OH; oh++) {
-        uint32_t *ar = p->acc + oh * p->OW;
-        for (int64_t a = 0; a < p->kh; a++) {
-            int64_t ih = oh * p->sh - p->pt + a * p->dh;
-            if (ih < 0 || ih >= p->H)
-                continue;
-            const uint8_t *xr = p->x + ih * p->W;
-            for (int64_t b = 0; b < p->kw; b++) {
-                const uint8_t *xp = xr + b * p->dw - p->pl;
-                uint32_t w = (uint32_t)p->w[a * p->kw + b];
-                for (int64_t ow = p->lo[b]; ow <= p->hi[b]; ow++) {
-                    int32_t xv = p->sgn ? (int32_t)(int8_t)xp[ow * p->sw] : (int32_t)xp[ow * p->sw];
-                    ar[ow] += w * (uint32_t)(xv - p->zx);
-                }
-            }
-        }
-    }
-}
-
 /* Depthwise: one task per (image, output channel). The plane is
  * accumulated tap by tap over the output columns whose input column lies in
  * the image (padding is x_zero, i.e. contributes 0), then requantized in
@@ -881,37 +801,6 @@ static void dw_task(void *vctx, int64_t t, int worker)
         qk_i8_requant_row__avx512(&q, (const int32_t *)acc, r->P, y);
     else
         qk_i8_requant_row_ref(&q, (const int32_t *)acc, r->P, y);
-}
-
-void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
-{
-    const int64_t C = p->C;
-    for (int64_t ow = 0; ow < p->OW; ow++)
-        for (int64_t c = 0; c < C; c++) {
-            uint32_t s = (uint32_t)p->bias[c];
-            for (int64_t a = 0; a < p->kh; a++) {
-                int64_t ih = p->ih0 + a * p->dh;
-                if (ih < 0 || ih >= p->H)
-                    continue;
-                for (int64_t b = 0; b < p->kw; b++) {
-                    int64_t iw = ow * p->sw - p->pl + b * p->dw;
-                    if (iw < 0 || iw >= p->W)
-                        continue;
-                    const uint8_t *xp = p->x + (ih * p->W + iw) * C + c;
-                    int32_t xv = p->sgn ? (int32_t)(int8_t)*xp : (int32_t)*xp;
-                    s += (uint32_t)p->wt[(a * p->kw + b) * C + c] * (uint32_t)(xv - p->zx);
-                }
-            }
-            int32_t v = qk_requant_value(p->mode, (int32_t)s, p->mult[c], p->shift[c], p->scale[c], p->zo, p->qmin,
-                                         p->qmax);
-            int64_t o = ow * C + c;
-            switch ((int)p->out_type) {
-            case QK_U8: ((uint8_t *)p->y)[o] = (uint8_t)v; break;
-            case QK_I8: ((int8_t *)p->y)[o] = (int8_t)v; break;
-            case (int)QK_INT16: ((int16_t *)p->y)[o] = (int16_t)v; break;
-            default: ((int32_t *)p->y)[o] = v; break;
-            }
-        }
 }
 
 /* Depthwise, NHWC in and out (multiplier 1): one task per (image, block of
