@@ -299,6 +299,15 @@ static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
     QT_CHECK(same_params(a, b) && ra.train_loss == rb.train_loss,
              "BatchNormalization+Relu fusion: training bit-identical to the unfused ops (loss %.9g vs %.9g)",
              ra.train_loss, rb.train_loss);
+    /* and inference (BatchNormalization+Relu, Add+Relu fused in eval plans too) */
+    qk_eval_result ea, eb;
+    QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &ea));
+    setenv("QKIT_FUSE", "0", 1);
+    QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &eb));
+    unsetenv("QKIT_FUSE");
+    QT_CHECK(ea.images == 300 && ea.top1 == eb.top1 && ea.loss == eb.loss,
+             "fusion in inference: the same outputs as unfused (top-1 %.4f vs %.4f, loss %.12g vs %.12g)", ea.top1,
+             eb.top1, ea.loss, eb.loss);
     qk_graph_destroy(a);
     qk_graph_destroy(b);
 }

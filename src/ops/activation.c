@@ -243,7 +243,7 @@ static qk_status relu_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     act_state *s = n->state;
     *ws_bytes = 0;
     s->fused = 0;
-    int p = training ? qk_producer(g, n->in[0]) : -1;
+    int p = qk_producer(g, n->in[0]);
     s->fused = p >= 0 && qk_relu_fused(g, &g->nodes[p], training) == (int)(n - g->nodes);
     return QK_OK;
 }
