@@ -148,6 +148,14 @@ static int kl_tab_init(kl_tab *k, const double *hist, int nbins)
     return 1;
 }
 
+/* The fast values carry rounding from cancelling sums (about 1e-15 here,
+ * of either sign), so they only screen: every candidate within KL_SCREEN
+ * of the smallest is scored again by the definition, which picks among
+ * them as kl_threshold_ref does (the first minimum) and gives kl_min. The
+ * true minimum always passes the screen; ties (say a histogram whose mass
+ * lies in the first `levels` bins, KL 0 for many i) are rescored in full. */
+#define KL_SCREEN 1e-9
+
 int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
 {
     if (levels >= nbins) {
@@ -158,8 +166,14 @@ int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
     kl_tab k;
     if (levels < 1 || !kl_tab_init(&k, hist, nbins))
         return kl_threshold_ref(hist, nbins, levels, kl_min);
-    int m = levels, n = 0;
-    double best = INFINITY, E = 0;
+    double *f = qk_malloc((size_t)nbins * sizeof *f);
+    if (!f) {
+        qk_free(k.hl);
+        qk_free(k.nzp);
+        return kl_threshold_ref(hist, nbins, levels, kl_min);
+    }
+    int n = 0;
+    double fbest = INFINITY, E = 0;
     for (int i = levels; i < nbins; i++) {
         if (i / levels != n) {
             n = i / levels;
@@ -167,14 +181,25 @@ int qk_kl_threshold(const double *hist, int nbins, int levels, double *kl_min)
             for (int t = 0; t < levels - 1; t++)
                 E += kl_chunk(&k, t * n, t * n + n);
         }
-        double kl = kl_candidate(&k, nbins, i, levels, n, E);
+        f[i] = kl_candidate(&k, nbins, i, levels, n, E);
+        fbest = f[i] < fbest ? f[i] : fbest;
+    }
+    qk_free(k.hl);
+    qk_free(k.nzp);
+    int m = levels;
+    double best = INFINITY, cut = fbest + KL_SCREEN * (1.0 + fabs(fbest));
+    for (int i = levels; i < nbins && isfinite(fbest); i++) {
+        if (!(f[i] <= cut))
+            continue;
+        double kl = qk_kl_divergence_at(hist, nbins, i, levels);
         if (kl < best) {
             best = kl;
             m = i;
         }
     }
-    qk_free(k.hl);
-    qk_free(k.nzp);
+    qk_free(f);
+    if (!isfinite(fbest)) /* no finite candidate: the definition decides */
+        return kl_threshold_ref(hist, nbins, levels, kl_min);
     if (kl_min)
         *kl_min = best;
     return m;
