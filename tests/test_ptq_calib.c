@@ -494,6 +494,10 @@ static void test_hooks(void)
         QT_CHECK(st == QK_ERR_NUMERIC && has_str(qk_last_error(), "custom hook refuses"),
                  "failing hook: %s: %s", qk_status_str(st), qk_last_error());
         QT_CHECK(qk_ptq_convert_qdq(mf) == QK_ERR_STATE, "not calibrated after the failure");
+        /* the observers hold the failed run's data: no second calibration on top of it */
+        st = qk_ptq_calibrate(mf, &train_ds, norm, 64, pool, NULL, NULL);
+        QT_CHECK(st == QK_ERR_STATE && has_str(qk_last_error(), "failed part way"),
+                 "calibrating again after a failure: %s: %s", qk_status_str(st), qk_last_error());
     }
     qk_qmodel_destroy(mf);
     free(hw);

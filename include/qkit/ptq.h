@@ -107,7 +107,9 @@ void qk_ptq_print_plan(const qk_qmodel *m, FILE *f);
 /* Calibrate on the first n images of ds (QK_ERR_ARG if ds has fewer):
  * activation observers see the float activations, weights are quantized
  * from their values, then bit allocation and bias correction run as
- * configured. Afterwards the graph fake-quantizes (qk_evaluate it). */
+ * configured. Afterwards the graph fake-quantizes (qk_evaluate it). A
+ * model calibrates once: a second call is QK_ERR_STATE, also after a
+ * call that failed part way (prepare the float graph again). */
 typedef void (*qk_ptq_progress_fn)(void *user, int64_t done, int64_t total);
 qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
                            qk_ptq_progress_fn progress, void *user);

@@ -568,6 +568,10 @@ qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     if (g->n_inputs != 1)
         return qk_error(QK_ERR_UNSUPPORTED, "calibration: the model has %d inputs (one image input expected)",
                         g->n_inputs);
+    if (m->calib_begun) /* the observers and input sums hold that run's partial data */
+        return qk_error(QK_ERR_STATE, "calibration: an earlier calibration of this model failed part way; "
+                        "prepare it again (qk_ptq_prepare) before calibrating");
+    m->calib_begun = 1;
     for (int s = 0; s < m->n_sites; s++)
         m->rt[s].mode = m->sites[s].is_weight ? QK_FQ_OFF : QK_FQ_OBSERVE;
     int64_t B = n < 128 ? n : 128;

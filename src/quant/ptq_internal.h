@@ -69,6 +69,7 @@ struct qk_qmodel {
     qk_qlayer *layers;
     int n_folded;
     int calibrated;
+    int calib_begun;         /* a calibration passed its argument checks (observers may hold its data) */
     int exported;            /* the graph now holds QuantizeLinear/DequantizeLinear */
     char **exclude;
     int n_exclude;
