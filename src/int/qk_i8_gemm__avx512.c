@@ -107,8 +107,8 @@ void qk_i8_rowsum__avx512(const qk_i8gemm *g, int64_t mb, const void *A, int64_t
 
 /* One accumulator vector through the output stage (rs: with row sums,
  * the same wrapping int32 operations as the general loop). */
-static inline __attribute__((always_inline)) __m512i epi_one(const qk_epi16 *c, int fp, const int32_t *a,
-                                                             const int32_t *rs, int32_t r, const qk_epi_k *k)
+QK_EPI_INLINE __m512i epi_one(const qk_epi16 *c, int fp, const int32_t *a, const int32_t *rs, int32_t r,
+                              const qk_epi_k *k)
 {
     __m512i t = _mm512_maskz_loadu_epi32(c->mk, a);
     if (rs)
@@ -121,10 +121,8 @@ static inline __attribute__((always_inline)) __m512i epi_one(const qk_epi16 *c, 
  * rows; each row's 64 results packed to bytes (exact: they are clamped to
  * the output type) and stored at once (epi__avx512.h). Rows of columns
  * [n, n + w), w <= 16 * nv, the instances below taking nv constant. */
-static inline __attribute__((always_inline)) void epi_bytes_run(const qk_i8gemm *g, int fp, int nv, int64_t mb,
-                                                                int64_t n, int64_t w, const int32_t *acc,
-                                                                int64_t ldacc, const int32_t *rs, uint8_t *out,
-                                                                int64_t ldo)
+QK_EPI_INLINE void epi_bytes_run(const qk_i8gemm *g, int fp, int nv, int64_t mb, int64_t n, int64_t w,
+                                const int32_t *acc, int64_t ldacc, const int32_t *rs, uint8_t *out, int64_t ldo)
 {
     const qk_epi_k k = qk_epi_consts(g);
     const int u8 = g->out_type == QK_U8;

@@ -107,17 +107,16 @@ void qk_i8_gemm__vnni(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ld
  * bytes, zero past K); the accumulator starts at colconst (wrapping adds
  * commute with the epilogue's), then the epilogue's arithmetic and one
  * 64-byte store per row, as qk_i8_epilogue__avx512. */
-#define SINLINE static inline __attribute__((always_inline))
 
 /* B vector (kk, v) of the column group at n (n a multiple of 64). */
-SINLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int v)
+QK_EPI_INLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int v)
 {
     const uint8_t *bp = (const uint8_t *)g->bpack + ((n / NR) + v / 2) * K4 * NR * 4;
     return _mm512_loadu_si512(bp + kk * NR * 4 + (v % 2) * 64);
 }
 
-SINLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, const uint8_t *A, int64_t lda, int64_t n,
-                    int64_t w, uint8_t *C, int64_t ldc)
+QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, const uint8_t *A, int64_t lda,
+                          int64_t n, int64_t w, uint8_t *C, int64_t ldc)
 {
     const qk_epi_k ek = qk_epi_consts(g);
     const int u8 = g->out_type == QK_U8;
