@@ -29,7 +29,7 @@ ISA_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_vnni   := $(ISA_avx512) -mavx512vnni
 ISA_amx    := $(ISA_vnni) -mamx-tile -mamx-int8
 
-LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 GEN_SRC := $(B)/gen/onnx.pb-c.c
 LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/gen/onnx.pb-c.o
@@ -40,7 +40,7 @@ EX_SRC := $(wildcard examples/*.c)
 EX_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
-HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h)
+HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h src/*/*/*.h)
 
 .PHONY: all lib test tests bench examples install clean
 all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit

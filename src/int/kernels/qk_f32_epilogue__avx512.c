@@ -4,7 +4,7 @@
  * round half to even by vcvtps2dq in the default rounding mode: equal to
  * the reference's rne_small on the clamped range), so bit-identical. Called
  * only when qk_cpu_isa_usable(QK_ISA_AVX512). */
-#include "lower_ops.h"
+#include "../lower/lower_ops.h"
 
 #include <immintrin.h>
 

@@ -19,9 +19,9 @@
  * Weights and quantization parameters that are initializers are packed at
  * plan (reshape); when any is a graph input they are re-packed in forward
  * (no allocation). qk_ops_reference() runs the plain reference instead. */
-#include "i8gemm.h"
+#include "../kernels/i8gemm.h"
 #include "qkit/ops.h"
-#include "../ops/window.h"
+#include "../../ops/window.h"
 
 #include <math.h>
 #include <string.h>
