@@ -1,6 +1,6 @@
 /* Forward and backward time of the heavy operators (Conv, BatchNormalization,
  * MaxPool, GlobalAveragePool, Gemm) on every layer shape of the reference
- * CNNs (lenet, resnet8, mobilenetv2s; DESIGN.md) at batch 128, run through
+ * CNNs (lenet, resnet8, mobilenetv2s; docs/ARCHITECTURE.md) at batch 128, run through
  * the graph executor on a pool of T threads. The per-model sums are the
  * heavy-op share of one training step (activations, adds and the loss are
  * not included).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PTQ benchmark (not a test): prints Markdown tables of
 #   1. W8A8 PTQ with every 8-bit backend profile on each model (FP32 vs fake-quant top-1, 10k images);
-#   2. the W4A4 ablation of ACIQ (seed 002): naive per-channel min-max; + ACIQ clipping;
+#   2. the W4A4 ablation of ACIQ (Banner et al., NeurIPS 2019): naive per-channel min-max; + ACIQ clipping;
 #      + bit allocation for activations; + for weights; + bias correction (academic profile);
 #   3. ONNX Runtime agreement on the QDQ files of the 8-bit profiles (when node + onnxruntime-node
 #      are installed: `npm ci`) and onnx.checker (when python3-onnx is installed);

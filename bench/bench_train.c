@@ -1,5 +1,5 @@
 /* Training throughput of the reference CNNs (lenet, resnet8, mobilenetv2s;
- * DESIGN.md) at batch 128: images / (time of forward + loss + backward +
+ * docs/ARCHITECTURE.md) at batch 128: images / (time of forward + loss + backward +
  * optimizer step), beside PyTorch's figure for the same model
  * (bench/torch_peer.py bench-train) when /usr/bin/python3 can import torch.
  *

@@ -2,7 +2,7 @@
 """PyTorch comparison peer for qkit (benchmarks and test fixtures only).
 
 qkit never depends on PyTorch. This script defines the three reference
-architectures of DESIGN.md exactly as qkit's model zoo does, trains them with
+architectures of docs/ARCHITECTURE.md exactly as qkit's model zoo does, trains them with
 the shared recipe, measures training throughput, and exports ONNX files that
 `qkit` imports. Run it with /usr/bin/python3 (Debian's python3-torch 1.13,
 python3-onnx 1.12; torchvision is not needed).
@@ -61,7 +61,7 @@ mobilenetv2s (50,410 trainable parameters; + 2,752 BN running-stat values)
   fc     Linear 128->10 (bias)
   Spatial sizes: 28 -> 28 -> 14 -> 7.
 
-Training recipe (DESIGN.md): SGD momentum 0.9 nesterov, lr 0.05, cosine to 0
+Training recipe (docs/ARCHITECTURE.md): SGD momentum 0.9 nesterov, lr 0.05, cosine to 0
 stepped per iteration over epochs * steps_per_epoch (CosineAnnealingLR with
 T_max = total steps), weight decay 5e-4 on conv/linear weights only (not BN,
 not biases), batch 128 (shuffled each epoch; last partial batch kept:

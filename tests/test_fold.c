@@ -1,7 +1,7 @@
 /* BN folding (qk_fold_bn) and the graph editing it is built on
  * (qk_graph_replace_uses, qk_graph_remove_nodes,
  * qk_graph_remove_unused_values):
- *   - ALGORITHMS.md section 6's numeric example on a 1x1 conv;
+ *   - docs/ALGORITHMS.md §6's numeric example on a 1x1 conv;
  *   - every zoo model with randomized BN statistics: logits before and after
  *     folding, no BN left, parameter bookkeeping, 1 vs 2 threads bit-equal,
  *     ONNX export + reload bit-equal;
@@ -131,7 +131,7 @@ static qk_graph *tiny(float eps, int with_bias)
 
 static void test_algorithms_example(qk_pool *pool)
 {
-    /* eps = 0 exactly as in ALGORITHMS.md: the BN operator itself rejects
+    /* eps = 0 exactly as in docs/ALGORITHMS.md §6: the BN operator itself rejects
      * eps = 0, so fold first (fold only needs var + eps > 0), then run. */
     qk_graph *g = tiny(0.0f, 1);
     QT_CHECK(g != NULL, "tiny graph: %s", qk_last_error());

@@ -1,4 +1,4 @@
-/* Requantization: every test vector of ALGORITHMS.md section 7 (and the
+/* Requantization: every test vector of docs/ALGORITHMS.md §7 (and the
  * rounding table of section 0), the worked example end to end through
  * every GEMM kernel, exact powers of two, the rounding direction on ties in
  * each mode (scalar and in every kernel's vectorized output stage),

@@ -2,7 +2,7 @@
  * (Conv+Relu, Gemm, residual Add, pools, Concat; uint8 asymmetric per
  * tensor, int8 symmetric per channel, power of two) checked bit-exactly on
  * codes against scalar references written here, dequantized outputs against
- * the fake-quant float graph, the ALGORITHMS.md section 7 worked example,
+ * the fake-quant float graph, the docs/ALGORITHMS.md §7 worked example,
  * 1 vs 2 threads, bad parameters, the runner API and examples/qkit_infer. */
 #include "qkit/qkit.h"
 #include "qt.h"
@@ -297,7 +297,7 @@ static void test_conv(const char *arith, qk_rq_mode mode, qk_dtype at, qk_dtype 
     qk_graph_destroy(g);
 }
 
-/* ------------------------------------------------------------ worked example (ALGORITHMS.md 7) */
+/* ------------------------------------------------------------ worked example (docs/ALGORITHMS.md §7) */
 
 static void test_worked_example(void)
 {

@@ -1,4 +1,4 @@
-/* Quantizer core: rounding ties (ALGORITHMS.md 0), the section 1 vectors
+/* Quantizer core: rounding ties (docs/ALGORITHMS.md §0), the section 1 vectors
  * (uint8 affine, int8 narrow vs PyTorch full range), (s, z) edge cases
  * (eps guard, clamped zero point, 0-inclusion), power-of-two scale,
  * per-channel layouts, the clipped STE mask, NNIE log code, quality
@@ -38,7 +38,7 @@ static void test_rounding(void)
              qk_last_error());
 }
 
-/* ALGORITHMS.md section 1: x = [-1, -0.5, 0, 0.3, 0.7, 2]. */
+/* docs/ALGORITHMS.md §1: x = [-1, -0.5, 0, 0.3, 0.7, 2]. */
 static void test_section1_vectors(void)
 {
     float x[6] = { -1.0f, -0.5f, 0.0f, 0.3f, 0.7f, 2.0f };

@@ -1,4 +1,4 @@
-/* Observers (ALGORITHMS.md section 2): names and errors, minmax (per
+/* Observers (docs/ALGORITHMS.md §2): names and errors, minmax (per
  * tensor and per channel), EMA and Paddle moving-average sequences, the
  * Paddle range_abs_max window, percentile, MSE grid search properties, KL
  * (the section 2.6 histograms, histogram growth), ACIQ ranges, N-sigma,

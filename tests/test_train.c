@@ -340,7 +340,7 @@ static void test_nan(const qk_dataset *train, qk_pool *pool)
 }
 
 /* lenet, seed 1, 6000 training images, 1 epoch (47 steps of 128, cosine to
- * 0, the DESIGN recipe otherwise), evaluated on the first 2000 test images.
+ * 0, the reference recipe otherwise), evaluated on the first 2000 test images.
  * Measured: seeds 1..4 give top-1 0.742, 0.764, 0.746, 0.744 (train loss
  * 1.08-1.18); the PyTorch peer in the same setting, seeds 1..3: 0.755,
  * 0.767, 0.756 (train loss 1.00-1.08). Band [0.72, 0.80]: it moves only if

@@ -1,6 +1,6 @@
 /* Model zoo: every architecture builds, binds, plans (eval and training),
  * runs forward with output [N,10] (training through test_train); parameter counts equal PyTorch's
- * (computed by hand from DESIGN.md below); names/no_decay/initialization
+ * (computed by hand from the layouts in src/zoo/zoo.c below); names/no_decay/initialization
  * follow the documented PyTorch layout; and with the PyTorch peer's weights
  * (tests/data/torch/<arch>.onnx, initializers named as the state_dict) the
  * zoo graph reproduces PyTorch's logits (tests/data/torch/<arch>/output_0.pb).

@@ -8,7 +8,7 @@
  *   qk_backend_qparams(b, 8, 8, &w, &a);                  // int8 sym narrow per-channel W, per-tensor A
  *   for (int i = 0; i < qk_backend_count(); i++) puts(qk_backend_get(i)->name);
  *
- * Sources (ALGORITHMS.md section 8 and seed 001, MQBench's backend table):
+ * Sources (docs/ALGORITHMS.md §8 and seed 001, MQBench's backend table):
  * TensorRT, FBGEMM, SNPE, TVM, ARM Compute Library, OpenVINO, Tengine,
  * ONNX QLinear (ONNX Runtime), PPL (W8A16), Xilinx Vitis DPU, HiSilicon
  * NNIE, plus an "academic" profile whose scheme the user chooses. */
@@ -48,7 +48,7 @@ typedef enum qk_concat_rule {
 } qk_concat_rule;
 
 /* How the backend's integer pipeline requantizes an int32 accumulator
- * (ALGORITHMS.md section 7). Frozen values. */
+ * (docs/ALGORITHMS.md §7). Frozen values. */
 typedef enum qk_arith {
     QK_ARITH_FP32 = 0,     /* float32 multiplier, round half to even (ONNX Runtime/MLAS,
                               FBGEMM, TensorRT, OpenVINO) */

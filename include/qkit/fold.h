@@ -1,5 +1,5 @@
 /* qkit graph rewrite: fold BatchNormalization into the preceding Conv or
- * Gemm (ALGORITHMS.md section 6, "Fold (Eq.)"; strategy S0 there when done
+ * Gemm (docs/ALGORITHMS.md §6, "Fold (Eq.)"; strategy S0 there when done
  * before QAT, and the inference form of every strategy).
  *
  *   qk_graph *g;  qk_onnx_load("resnet8.onnx", &g);   // bound, not planned
@@ -9,7 +9,7 @@
  *   qk_graph_plan(g, 128, 0, pool);                   // replan: fold unplans
  *   qk_onnx_save(g, "resnet8_folded.onnx");
  *
- * Worked example (ALGORITHMS.md section 6 test): W = [0.5, -1.0], b = 0.1,
+ * Worked example (docs/ALGORITHMS.md §6 test): W = [0.5, -1.0], b = 0.1,
  * gamma = 2, beta = 0.3, mean = 0.2, var = 0.25, eps = 0 ->
  * W_f = [2, -4], b_f = -0.1; for x = [1, 0.5] the folded conv gives -0.1,
  * as BN(conv(x)) does. */

@@ -3,7 +3,7 @@
  * AVX-512, AVX-512 VNNI, AMX), quantized Add / Concat / pooling, and the ONNX
  * operators QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger.
  *
- * Worked example (ALGORITHMS.md section 7): one output channel, K = 4.
+ * Worked example (docs/ALGORITHMS.md §7): one output channel, K = 4.
  *
  *   uint8_t/int8 A[1x4] = {15, -15, 50, -10}  (s_x 0.02, z_x -10)
  *   int8 B[4x1] = {30, -25, 10, 5}            (s_w 0.01, z_w 0), bias 350
@@ -38,7 +38,7 @@ extern "C" {
 #define QK_INT16 ((qk_dtype)5)
 
 /* ======================= requantization primitives =======================
- * Fixed point as in gemmlowp / TFLite (ALGORITHMS.md section 7). */
+ * Fixed point as in gemmlowp / TFLite (docs/ALGORITHMS.md §7). */
 
 /* M = q * 2^(e-31), q in [2^30, 2^31) (or 0): frexp, RNA(M0 * 2^31), the
  * q == 2^31 carry (q /= 2, e += 1) and flush to (0, 0) when e < -31.
@@ -58,7 +58,7 @@ int32_t qk_mbqm(int32_t x, int32_t q, int e);
  * saturated to int32. Matches TFLite built with TFLITE_SINGLE_ROUNDING and
  * XNNPACK's "rndnu" requantization. e in [-31, 30]. */
 int32_t qk_mbqm_single(int32_t x, int32_t q, int e);
-/* Power-of-two requantization (Xilinx DPU / Vitis, ALGORITHMS.md section 7):
+/* Power-of-two requantization (Xilinx DPU / Vitis, docs/ALGORITHMS.md §7):
  * sh > 0: floor((x + 2^(sh-1)) / 2^sh) computed exactly (RHU, ties up);
  * sh == 0: x; sh < 0: x * 2^-sh. Result saturated to int32. sh in [-31, 31]. */
 int32_t qk_shift_round(int32_t x, int sh);
@@ -231,7 +231,7 @@ const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W);
 qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W, const void *x, void *y);
 
 /* ==================== element-wise and pooling (reference) ===============
- * Quantized Add, TFLite int8/int16 scheme (ALGORITHMS.md section 7):
+ * Quantized Add, TFLite int8/int16 scheme (docs/ALGORITHMS.md §7):
  * left_shift 20 (15 for int16), t = 2*max(s1,s2), m1 = s1/t, m2 = s2/t,
  * m_out = t/(2^left_shift * s_out), y = clamp(MBQM(MBQM(a<<ls, m1) +
  * MBQM(b<<ls, m2), m_out) + z_out). */
@@ -244,7 +244,7 @@ typedef struct qk_qadd {
     int32_t qmin, qmax;
 } qk_qadd;
 /* Scales are taken in double: pass a model's float32 scales (as TFLite
- * does, promoting them) or exact decimals (ALGORITHMS.md's test vector). */
+ * does, promoting them) or exact decimals (the check in docs/ALGORITHMS.md §7). */
 qk_status qk_qadd_prepare(qk_dtype type, double s1, int32_t z1, double s2, int32_t z2, double so,
                           int32_t zo, int32_t qmin, int32_t qmax, qk_qadd *p);
 int32_t qk_qadd_value(const qk_qadd *p, int32_t q1, int32_t q2);

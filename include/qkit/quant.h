@@ -1,8 +1,8 @@
 /* qkit quant layer, part 1: quantizer math, observers (PTQ range
  * estimation), ACIQ clipping / bit allocation / bias correction, custom
- * quantizer hooks. Formulas: /work/shared/ALGORITHMS.md sections 0-3.
+ * quantizer hooks. Formulas: docs/ALGORITHMS.md §0-§3.
  *
- * Worked example (ALGORITHMS.md section 1, uint8 asymmetric):
+ * Worked example (docs/ALGORITHMS.md §1, uint8 asymmetric):
  *
  *   qk_qparams p = QK_QPARAMS_UINT8;               // 8 bit, unsigned, affine, RNE
  *   float s; int32_t z;
@@ -21,7 +21,7 @@
  * Float convention (every float-array function here): q = clamp(R(x * inv)
  * + z, qn, qp) with inv = 1.0f / s computed in float32, dequantized
  * (q - z) * s in float32: PyTorch's fake_quantize_per_{tensor,channel}_affine
- * bit for bit (ALGORITHMS.md section 1's vectors come out exactly; the ONNX
+ * bit for bit (docs/ALGORITHMS.md §1's vectors come out exactly; the ONNX
  * QuantizeLinear operator divides, x / s, and can differ by one code for
  * inputs within an ulp of a rounding tie). A NaN input quantizes to the zero
  * point (real 0); +-Inf saturate. */
@@ -36,7 +36,7 @@ extern "C" {
 
 /* ============================ parameters ================================= */
 
-/* Rounding of x/s to an integer (ALGORITHMS.md section 0). Frozen values. */
+/* Rounding of x/s to an integer (docs/ALGORITHMS.md §0). Frozen values. */
 typedef enum qk_round {
     QK_ROUND_HALF_EVEN = 0, /* RNE: ONNX, TensorRT, torch.round, numpy */
     QK_ROUND_HALF_AWAY = 1, /* RNA: C round(), TFLite, gemmlowp RDBPOT, Paddle round_type=1 */
@@ -46,8 +46,8 @@ typedef enum qk_round {
 /* Code kind. Frozen values. */
 typedef enum qk_qscheme {
     QK_QSCHEME_LINEAR = 0,  /* uniform affine grid s * (q - z) */
-    QK_QSCHEME_NNIE_LOG = 1 /* HiSilicon NNIE 8-bit logarithmic code (ALGORITHMS.md
-                               section 7 note): value +-2^((k + zn)/16), k in 0..127,
+    QK_QSCHEME_NNIE_LOG = 1 /* HiSilicon NNIE 8-bit logarithmic code (docs/ALGORITHMS.md
+                               §2.10): value +-2^((k + zn)/16), k in 0..127,
                                zn = RNE(16 log2 max|x|) - 127; qk_nnie_fake_quant */
 } qk_qscheme;
 
@@ -171,7 +171,7 @@ qk_status qk_nnie_fake_quant(float data_max, int64_t n, const float *x, float *y
  *                [0, max(mu,0) + alpha*(bits+1) b]
  *   nsigma       mean +- nsigma std, intersected with the observed [min, max]
  *                (a real clip: MQBench's ClipStdObserver takes the union instead)
- *   pot-mse, pot-kl  seed 004 greedy power-of-two QCode: f in f0 .. f0 +
+ *   pot-mse, pot-kl  greedy power-of-two search (§2.8): f in f0 .. f0 +
  *                pot_candidates - 1, least SSE (per batch; the mode over batches,
  *                smaller f on ties) or least TensorRT KL at threshold qp 2^-f on
  *                the accumulated histogram. Need pot=1, symmetric, per tensor.
@@ -219,7 +219,7 @@ qk_status qk_observer_qparams(qk_observer *o, float *scale, int32_t *zp);
 /* Forget all data (keeps name, qparams, options). */
 void qk_observer_reset(qk_observer *o);
 
-/* TensorRT KL threshold search (ALGORITHMS.md 2.6) on a histogram of |x|
+/* TensorRT KL threshold search (docs/ALGORITHMS.md §2.6) on a histogram of |x|
  * with nbins bins: for i = levels .. nbins-1, P = hist[0..i-1] with the
  * outliers sum(hist[i..]) folded into P[i-1]; Q = hist[0..i-1] merged into
  * `levels` bins (i div levels each, the last takes the leftover) and
@@ -236,7 +236,7 @@ double qk_kl_divergence_at(const double *hist, int nbins, int i, int levels);
 /* ================================ ACIQ ===================================
  * Mean-square error of clipping a unit-scale prior (Laplace b = 1, Gauss
  * sigma = 1) to [-alpha, alpha] and quantizing with 2^bits levels
- * (ALGORITHMS.md 2.7): clip noise + alpha^2 / (3 4^bits). one_sided: a
+ * (docs/ALGORITHMS.md §2.7): clip noise + alpha^2 / (3 4^bits). one_sided: a
  * half prior clipped to [0, alpha] with 2^bits levels (post-ReLU):
  * clip/2 + alpha^2 / (24 4^bits). bits is real (>= 0). */
 typedef enum qk_aciq_prior { QK_ACIQ_LAPLACE = 0, QK_ACIQ_GAUSS = 1 } qk_aciq_prior;
@@ -249,8 +249,8 @@ double qk_aciq_mse(qk_aciq_prior prior, double alpha, double bits, int one_sided
  * alpha*(M+1). */
 double qk_aciq_alpha(qk_aciq_prior prior, double bits, int one_sided);
 
-/* Per-channel bit allocation under an exact average budget (ALGORITHMS.md
- * section 3, ACIQ eq. 11). alpha: n >= 1 per-channel ranges (clip values,
+/* Per-channel bit allocation under an exact average budget (docs/ALGORITHMS.md
+ * §3.1, ACIQ eq. 11). alpha: n >= 1 per-channel ranges (clip values,
  * or std / b as proxy), >= 0 and finite. n * avg_bits must be an integer
  * (to 1e-9) within [n min_bits, n max_bits]; 0 <= min_bits <= max_bits <= 16.
  * Rule (deterministic, mean exactly avg_bits):
@@ -269,7 +269,7 @@ qk_status qk_aciq_bit_alloc(int64_t n, const double *alpha, double avg_bits, int
                             int *bits_out, double *raw_out);
 
 /* ACIQ bias (mean/variance) correction of quantized weights per output
- * channel, following the reference code (ALGORITHMS.md section 3): with
+ * channel, following the reference code (docs/ALGORITHMS.md §3): with
  * m = mean(w_c), m_q = mean(wq_c), xi_c = std(w_c) / (std(wq_c) + 1e-8)
  * (population std), wq <- (wq - m_q) xi_c + m_q, then wq <- wq - m_q + m,
  * i.e. corrected = xi_c wq + (1 - xi_c) m_q + mu_c with mu_c = m - m_q.
@@ -280,7 +280,7 @@ qk_status qk_aciq_bit_alloc(int64_t n, const double *alpha, double avg_bits, int
 qk_status qk_bias_correct_weights(int64_t C, int64_t K, const float *w, float *wq, float *xi, float *mu);
 
 /* ========================= custom quantizer hooks ========================
- * PaddleSlim's quant_aware hooks (seed 003): weight_quantize_func,
+ * PaddleSlim's quant_aware hooks: weight_quantize_func,
  * act_quantize_func replace the built-in quantizer (input: the tensor to
  * quantize, output: its fake-quantized, i.e. dequantized, value);
  * weight_preprocess_func, act_preprocess_func run before the quantizer (e.g.

@@ -3,7 +3,7 @@
  * checkpoints and exact resume, and evaluation.
  *
  *   qk_graph *g; qk_zoo_build("lenet", 1, &g);
- *   qk_train_config cfg; qk_train_config_default(&cfg);   // DESIGN recipe
+ *   qk_train_config cfg; qk_train_config_default(&cfg);   // the reference recipe
  *   cfg.checkpoint = "lenet.qkck";
  *   qk_train_result r;
  *   if (qk_train(g, &train, &test, &cfg, pool, &r) != QK_OK) ... qk_last_error() ...

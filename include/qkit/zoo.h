@@ -1,4 +1,4 @@
-/* qkit model zoo: the reference architectures of DESIGN.md (lenet, resnet8,
+/* qkit model zoo: the reference architectures (docs/ARCHITECTURE.md; lenet, resnet8,
  * mobilenetv2s) built as float graphs with PyTorch-default initialization.
  *
  *   qk_graph *g;

@@ -1,7 +1,7 @@
 /* ACIQ (Banner et al., NeurIPS 2019): optimal clipping by numerical
  * minimization of the Laplace / Gaussian MSE model, per-channel bit
  * allocation under an exact average budget, bias (mean/variance) correction
- * of quantized weights. ALGORITHMS.md 2.7 and 3; contracts in quant.h. */
+ * of quantized weights. docs/ALGORITHMS.md §2.7 and §3; contracts in quant.h. */
 #include "quant_internal.h"
 
 #include <float.h>

@@ -1,5 +1,5 @@
 /* Backend profiles: one table entry per hardware library (backend.h). The
- * schemes follow ALGORITHMS.md section 8 (MQBench's backend table) and the
+ * schemes follow docs/ALGORITHMS.md §8 (MQBench's backend table) and the
  * vendors' documented integer arithmetic. */
 #include "qkit/backend.h"
 

@@ -1,5 +1,5 @@
 /* BatchNormalization folding into the preceding Conv / Gemm (contract in
- * include/qkit/fold.h; math: ALGORITHMS.md section 6, "Fold (Eq.)").
+ * include/qkit/fold.h; math: docs/ALGORITHMS.md §6, "Fold (Eq.)").
  *
  * One pass over the nodes; for each Conv/Gemm P, while its output is read
  * only by a foldable BN: check everything, allocate what the fold needs

@@ -1,5 +1,5 @@
 /* Custom quantizer hooks (PaddleSlim quant_aware's weight/act quantize and
- * preprocess functions, seed 003) and the quantization site that runs a
+ * preprocess functions) and the quantization site that runs a
  * tensor through preprocess -> custom or built-in quantizer. quant.h. */
 #include "quant_internal.h"
 

@@ -2,7 +2,7 @@
  * and the kinds built on per-channel moments and extremes: minmax, ema,
  * mavg-absmax, percentile, mse, aciq-laplace, aciq-gauss, nsigma.
  * Histogram kinds (kl, pot-mse, pot-kl) are in observer_hist.c.
- * Semantics: include/qkit/quant.h and ALGORITHMS.md section 2. */
+ * Semantics: include/qkit/quant.h and docs/ALGORITHMS.md §2. */
 #include "observer_internal.h"
 
 #include <float.h>

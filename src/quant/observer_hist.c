@@ -1,6 +1,6 @@
 /* Histogram and power-of-two observers: kl (TensorRT entropy calibration),
- * pot-mse and pot-kl (seed 004 greedy power-of-two QCode search), and the
- * KL divergence search they share. ALGORITHMS.md 2.6 and 2.8. */
+ * pot-mse and pot-kl (greedy power-of-two search), and the
+ * KL divergence search they share. docs/ALGORITHMS.md §2.6 and §2.8. */
 #include "observer_internal.h"
 
 #include <float.h>

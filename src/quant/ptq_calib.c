@@ -1,6 +1,6 @@
 /* PTQ calibration and its passes (ptq.h): activation observers on the
  * float activations of N images, weight quantization, ACIQ per-channel bit
- * allocation (ALGORITHMS.md section 3) and bias correction.
+ * allocation (docs/ALGORITHMS.md §3) and bias correction.
  *
  * Bias correction, as qkit does it (deployable, no off-grid weights):
  *   1. variance (ACIQ eq. 13, per output channel c): xi_c = std(W_c) /
@@ -56,7 +56,7 @@ static qk_status act_params(qk_qmodel *m, int s)
 }
 
 /* ACIQ bit allocation for one activation site from its per-channel
- * statistics: bits by the channel std (ALGORITHMS.md section 3), ranges by
+ * statistics: bits by the channel std (docs/ALGORITHMS.md §3), ranges by
  * the ACIQ clip of each channel (aciq-* observers) or its min/max. */
 static qk_status act_bit_alloc(qk_qmodel *m, int s)
 {

@@ -1,4 +1,4 @@
-/* Model zoo: DESIGN.md's reference architectures as float graphs.
+/* Model zoo: The reference architectures (docs/ARCHITECTURE.md) as float graphs.
  *
  * The module layout is bench/torch_peer.py's; value names are the PyTorch
  * state_dict names, so a state_dict (or the peer's ONNX export with

@@ -1,5 +1,5 @@
 /* Quantized Add, Concat requantization and pooling: reference kernels with
- * TFLite's integer arithmetic (ALGORITHMS.md section 7). NCHW. */
+ * TFLite's integer arithmetic (docs/ALGORITHMS.md §7). NCHW. */
 #include "qkit/int.h"
 
 #include <emmintrin.h>

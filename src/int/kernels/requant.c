@@ -1,4 +1,4 @@
-/* Requantization primitives (ALGORITHMS.md section 7): the scalar
+/* Requantization primitives (docs/ALGORITHMS.md §7): the scalar
  * definitions every integer kernel reproduces bit-exactly. */
 #include "qkit/int.h"
 
