@@ -1,5 +1,6 @@
 # qkit build. `make` builds build/libqkit.{a,so} and build/qkit;
-# `make test` builds and runs every tests/test_*.c; `make SAN=1 test` does the
+# `make test` builds and runs every tests/test_*.c and the worked example of
+# every public header; `make SAN=1 test` does the
 # same under AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/).
 # Kernels for an instruction set live in files named *__avx2.c, *__avx512.c,
 # *__vnni.c, *__amx.c and get only that file's ISA flags; dispatch picks
@@ -41,6 +42,11 @@ EX_BIN := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h src/*/*/*.h)
+# The worked example at the top of a public header (between " * Example" and
+# " * (end of example)") becomes the program $(B)/hdrex/<header>; `make test`
+# runs it (tools/header_examples.sh).
+HDREX_HDR := $(shell grep -l '^ \* (end of example)' include/qkit/*.h)
+HDREX_BIN := $(patsubst include/qkit/%.h,$(B)/hdrex/%,$(HDREX_HDR))
 
 .PHONY: all lib test tests bench examples install clean
 all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit
@@ -86,7 +92,15 @@ $(B)/bench/%: bench/%.c $(B)/libqkit.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -O3 $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
 
-tests: all $(TEST_BIN) $(EX_BIN)
+$(B)/hdrex/%.c: include/qkit/%.h tools/header_examples.sh
+	bash tools/header_examples.sh $< $@
+
+$(B)/hdrex/%: $(B)/hdrex/%.c $(B)/libqkit.a $(HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
+
+.PRECIOUS: $(B)/hdrex/%.c
+
+tests: all $(TEST_BIN) $(EX_BIN) $(HDREX_BIN)
 examples: $(EX_BIN)
 bench: all $(BENCH_BIN)
 

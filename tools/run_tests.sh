@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test binary in $QKIT_BUILD/tests, sums their counts and ends with
+# Runs every test binary in $QKIT_BUILD/tests and every header example in
+# $QKIT_BUILD/hdrex, sums their counts and ends with
 # the line "N passed, N failed". Exit status is non-zero if anything failed.
 set -u
 B=${QKIT_BUILD:-build}
@@ -19,6 +20,26 @@ for t in "$B"/tests/test_*; do
   printf '%-28s %5d passed %4d failed  %3ds\n' "$name" "$p" "$f" "$secs"
   printf '%s\n' "$out" | grep -E '^(onnx-node|info):' || true
 done
+# The worked examples of the public headers (tools/header_examples.sh): one
+# program each, run from the repository root; exit status 0 counts as 1 passed.
+for t in "$B"/hdrex/*; do
+  [ -f "$t" ] && [ -x "$t" ] || continue
+  name="example $(basename "$t").h"
+  start=$(date +%s)
+  out=$("$t" 2>&1); rc=$?
+  secs=$(( $(date +%s) - start ))
+  if [ $rc -eq 0 ]; then p=1; f=0; else p=0; f=1; bad+=("$name"); printf '%s\n' "$out" | tail -n 20; fi
+  pass=$((pass + p)); fail=$((fail + f))
+  printf '%-28s %5d passed %4d failed  %3ds\n' "$name" "$p" "$f" "$secs"
+done
+# The umbrella header names and includes every public header.
+miss=""
+for h in include/qkit/*.h; do
+  n=$(basename "$h")
+  grep -q "^ \*   $n " include/qkit/qkit.h || miss="$miss $n(list)"
+  [ "$n" = qkit.h ] || grep -q "^#include \"$n\"" include/qkit/qkit.h || miss="$miss $n(include)"
+done
+if [ -z "$miss" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); bad+=("qkit.h"); echo "qkit.h misses:$miss"; fi
 [ ${#bad[@]} -gt 0 ] && echo "failing: ${bad[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

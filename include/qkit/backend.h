@@ -3,10 +3,17 @@
  * (ptq.h) reads which tensors get quantizers and of what kind, the integer
  * engine reads how the hardware requantizes.
  *
+ * Example (`make test` runs it):
+ *
  *   const qk_backend *b = qk_backend_find("tensorrt");   // NULL + message if unknown
  *   qk_qparams w, a;
- *   qk_backend_qparams(b, 8, 8, &w, &a);                  // int8 sym narrow per-channel W, per-tensor A
- *   for (int i = 0; i < qk_backend_count(); i++) puts(qk_backend_get(i)->name);
+ *   if (!b || qk_backend_qparams(b, 8, 8, &w, &a) != QK_OK)
+ *       return 1;
+ *   assert(w.is_signed && w.symmetric && w.narrow && w.per_channel);   // int8 per-channel W
+ *   assert(!a.per_channel);                                             // per-tensor A
+ *   for (int i = 0; i < qk_backend_count(); i++)
+ *       printf("%s\n", qk_backend_get(i)->name);
+ * (end of example)
  *
  * Sources (docs/ALGORITHMS.md §8 and seed 001, MQBench's backend table):
  * TensorRT, FBGEMM, SNPE, TVM, ARM Compute Library, OpenVINO, Tengine,

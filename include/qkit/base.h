@@ -6,8 +6,14 @@
  * qk_last_error() returns until the next error on the same thread.
  * Only the CLI exits the process.
  *
- *   qk_status st = qk_idx_load(path, &ds);
- *   if (st != QK_OK) fprintf(stderr, "qkit: %s\n", qk_last_error());
+ * Example (`make test` runs it):
+ *
+ *   qk_dataset ds;
+ *   qk_status st = qk_dataset_load_dir("/nonexistent", "train", &ds);
+ *   if (st != QK_OK)                      // QK_ERR_IO; the message names the file
+ *       printf("qkit: %s (%s)\n", qk_last_error(), qk_status_str(st));
+ *   assert(st == QK_ERR_IO);
+ * (end of example)
  */
 #ifndef QKIT_BASE_H
 #define QKIT_BASE_H

@@ -1,10 +1,14 @@
 /* qkit CPU feature detection: done once, in one place (src/base/cpu.c).
  *
  * Kernels come in instruction-set levels; dispatch asks for the highest level
- * the CPU, the operating system and the environment allow:
+ * the CPU, the operating system and the environment allow.
  *
- *   qk_isa isa = qk_cpu_isa();           // e.g. QK_ISA_VNNI
- *   printf("%s\n", qk_isa_name(isa));    // "vnni"
+ * Example (`make test` runs it):
+ *
+ *   qk_isa isa = qk_cpu_isa();            // e.g. QK_ISA_VNNI
+ *   printf("%s\n", qk_isa_name(isa));     // "vnni"
+ *   assert(qk_cpu_isa_usable(isa) && qk_cpu_isa_usable(QK_ISA_REF));
+ * (end of example)
  *
  * Levels are ordered: each includes everything below it.
  *   ref     plain C, always available (the specification)

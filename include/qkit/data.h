@@ -1,21 +1,31 @@
 /* qkit data layer: IDX datasets (MNIST / Fashion-MNIST format), per-epoch
  * shuffling, batching with normalization and augmentation.
  *
+ * Example (`make test` runs it):
+ *
  *   qk_dataset train;
- *   if (qk_dataset_load_dir(NULL, "train", &train) != QK_OK)   // default dir
+ *   if (qk_dataset_load_dir(NULL, "train", &train) != QK_OK) {   // default dir
  *       fprintf(stderr, "%s\n", qk_last_error());
+ *       return 1;
+ *   }
+ *   qk_dataset part = qk_dataset_view(&train, 0, 1000);   // the first 1000 images
  *   qk_batcher b;
  *   qk_augment aug = { .flip = 1, .crop_pad = 2 };
- *   qk_batcher_init(&b, &train, 128, 1, seed, qk_norm_default(), &aug);
- *   for (int64_t e = 0; e < epochs; e++) {
+ *   float *x = malloc(128 * 28 * 28 * sizeof *x);
+ *   int64_t *y = malloc(128 * sizeof *y);
+ *   if (!x || !y || qk_batcher_init(&b, &part, 128, 1, 42, qk_norm_default(), &aug) != QK_OK)
+ *       return 1;
+ *   for (int64_t e = 0; e < 2; e++) {
  *       qk_batcher_epoch(&b, e);                       // shuffle for epoch e
  *       for (int64_t i = 0; i < qk_batcher_count(&b); i++) {
  *           int64_t n = qk_batcher_get(&b, i, x, y);   // x [n,1,28,28] f32, y [n] i64
- *           ...
+ *           assert(n == (i < 7 ? 128 : 1000 - 7 * 128));   // the last batch is partial
  *       }
  *   }
+ *   free(x); free(y);
  *   qk_batcher_free(&b);
  *   qk_dataset_free(&train);
+ * (end of example)
  *
  * Determinism: the order of epoch e depends only on (seed, e); the
  * augmentation of batch i of epoch e only on (seed, e, i). A run resumed at

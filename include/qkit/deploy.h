@@ -2,17 +2,38 @@
  * A QDQ model (ptq.h, "The QDQ model file") is turned into what one
  * backend's toolchain consumes: a float model plus a range table.
  *
- *   qk_deploy_result r;
- *   if (qk_deploy_export("q.onnx", NULL, "deploy/", &r) != QK_OK)   // backend from
- *       fprintf(stderr, "qkit: %s\n", qk_last_error());            // "qkit.backend"
- *   for (int i = 0; i < r.n_files; i++) printf("wrote deploy/%s\n", r.files[i]);
+ * In one call, qk_deploy_export("q.onnx", NULL, "deploy/", &r) reads a QDQ
+ * file and writes the files of its backend (metadata "qkit.backend") into
+ * deploy/; r.files names them. Step by step on a QDQ graph:
  *
- * Or step by step on a loaded graph:
- *   qk_deploy_info *info;
- *   qk_deploy_scan(g, &info);           // every quantizer, its tensor and parameters
- *   qk_deploy_strip_qdq(g);             // g becomes the float model (weights dequantized)
- *   qk_deploy_write_encodings(info, "encodings.json");
+ * Example (`make test` runs it):
+ *
+ *   qk_graph *g;                          // a QDQ model made in memory (ptq.h)
+ *   qk_dataset test;
+ *   if (qk_onnx_load("models/lenet.onnx", &g) != QK_OK ||
+ *       qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK)
+ *       return 1;
+ *   qk_ptq_config c; qk_ptq_config_default(&c);
+ *   c.backend = qk_backend_find("snpe");
+ *   qk_qmodel *m;
+ *   if (qk_ptq_prepare(g, &c, &m) != QK_OK)
+ *       return 1;
+ *   qk_status st = qk_ptq_calibrate(m, &test, qk_norm_default(), 64, NULL, NULL, NULL);
+ *   if (st == QK_OK)
+ *       st = qk_ptq_convert_qdq(m);
+ *   qk_deploy_info *info = NULL;
+ *   if (st == QK_OK)
+ *       st = qk_deploy_scan(qk_qmodel_graph(m), &info);   // every quantizer and its parameters
+ *   if (st == QK_OK)
+ *       st = qk_deploy_strip_qdq(qk_qmodel_graph(m));     // the float model (weights dequantized)
+ *   // qk_deploy_write_encodings(info, "encodings.json") writes SNPE's range file
+ *   int n_sites = info ? info->n_sites : 0;
  *   qk_deploy_info_free(info);
+ *   qk_qmodel_destroy(m);
+ *   qk_dataset_free(&test);
+ *   if (st != QK_OK || n_sites == 0)
+ *       return 1;
+ * (end of example)
  *
  * What each backend gets in DIR (the formats are specified in README.md,
  * section "Deploy files", and at the writers below):

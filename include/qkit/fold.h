@@ -2,12 +2,22 @@
  * Gemm (docs/ALGORITHMS.md §6, "Fold (Eq.)"; strategy S0 there when done
  * before QAT, and the inference form of every strategy).
  *
- *   qk_graph *g;  qk_onnx_load("resnet8.onnx", &g);   // bound, not planned
+ * Example (`make test` runs it):
+ *
+ *   qk_graph *g;
+ *   if (qk_onnx_load("models/resnet8.onnx", &g) != QK_OK)   // bound, not planned
+ *       return 1;
  *   int n;
- *   if (qk_fold_bn(g, &n) != QK_OK) ... qk_last_error() ...
- *   // n == 7: no BatchNormalization left; conv*.bias added
- *   qk_graph_plan(g, 128, 0, pool);                   // replan: fold unplans
- *   qk_onnx_save(g, "resnet8_folded.onnx");
+ *   if (qk_fold_bn(g, &n) != QK_OK) {
+ *       fprintf(stderr, "%s\n", qk_last_error());
+ *       return 1;
+ *   }
+ *   assert(n == 9);   // every BatchNormalization of resnet8 is gone; conv*.bias added
+ *   qk_status st = qk_graph_plan(g, 128, 0, NULL);   // plan again: folding unplans
+ *   qk_graph_destroy(g);                             // (or qk_onnx_save it)
+ *   if (st != QK_OK)
+ *       return 1;
+ * (end of example)
  *
  * Worked example (docs/ALGORITHMS.md §6 test): W = [0.5, -1.0], b = 0.1,
  * gamma = 2, beta = 0.3, mean = 0.2, var = 0.25, eps = 0 ->

@@ -5,13 +5,37 @@
  * (one ONNX-style operator each). Values and nodes are referred to by index.
  * Activation values carry a batch dimension in dims[0].
  *
- *   qk_graph *g; qk_graph_create(&g);
- *   int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){-1,1,28,28});
- *   ... add params and nodes ...
- *   qk_ops_bind(g);                  // ops layer: find each node's operator
- *   qk_graph_plan(g, 128, 0, pool);  // shapes, buffers, workspace: once
- *   memcpy(g->values[x].t.data, images, ...);
- *   qk_graph_forward(g, 128);        // no allocation inside
+ * Example, y = x W^T with a Gemm node (`make test` runs it):
+ *
+ *   qk_graph *g;
+ *   if (qk_graph_create(&g) != QK_OK)
+ *       return 1;
+ *   int x = qk_graph_add_input(g, "x", QK_F32, 2, (int64_t[]){-1, 2});   // [batch, 2]
+ *   qk_tensor wt;
+ *   qk_tensor_alloc(&wt, QK_F32, 2, (int64_t[]){1, 2});
+ *   qk_f32(&wt)[0] = 2; qk_f32(&wt)[1] = -1;
+ *   int w = qk_graph_add_init(g, "W", QK_VALUE_PARAM, &wt);            // takes the data
+ *   int y = qk_graph_add_value(g, "y", QK_VALUE_ACT);
+ *   int node = qk_graph_add_node(g, "Gemm", "fc", 2, (int[]){x, w}, 1, &y);
+ *   qk_node_set_int(g, node, "transB", 1);
+ *   qk_graph_add_output(g, y);
+ *   qk_status st = qk_ops_bind(g);                  // ops layer: find each node's operator
+ *   if (st == QK_OK)
+ *       st = qk_graph_plan(g, 4, 0, NULL);          // shapes, buffers, workspace: once
+ *   if (st == QK_OK) {
+ *       qk_graph_set_batch(g, 3);                   // any batch up to the planned 4
+ *       float *in = qk_f32(&g->values[x].t);
+ *       for (int i = 0; i < 6; i++) in[i] = (float)i;   // rows (0,1) (2,3) (4,5)
+ *       st = qk_graph_forward(g);                   // no allocation inside
+ *   }
+ *   if (st != QK_OK) {
+ *       fprintf(stderr, "%s\n", qk_last_error());
+ *       return 1;
+ *   }
+ *   const float *out = qk_f32(&g->values[y].t);      // 2 x0 - x1
+ *   assert(out[0] == -1 && out[1] == 1 && out[2] == 3);
+ *   qk_graph_destroy(g);
+ * (end of example)
  */
 #ifndef QKIT_GRAPH_H
 #define QKIT_GRAPH_H

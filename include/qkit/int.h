@@ -3,19 +3,31 @@
  * AVX-512, AVX-512 VNNI, AMX), quantized Add / Concat / pooling, and the ONNX
  * operators QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger.
  *
- * Worked example (docs/ALGORITHMS.md §7): one output channel, K = 4.
+ * Example (docs/ALGORITHMS.md §7, the worked example: one output channel,
+ * K = 4; `make test` runs it):
  *
- *   uint8_t/int8 A[1x4] = {15, -15, 50, -10}  (s_x 0.02, z_x -10)
- *   int8 B[4x1] = {30, -25, 10, 5}            (s_w 0.01, z_w 0), bias 350
- *   int32_t q; int e;
+ *   const int8_t A[4] = {15, -15, 50, -10};   // activation codes: s_x 0.02, z_x -10
+ *   const int8_t B[4] = {30, -25, 10, 5};     // weights K x N = 4 x 1: s_w 0.01, z_w 0
+ *   const int32_t bias = 350;                 // 0.07 / (s_x s_w)
+ *   int32_t q; int e;                         // output s_y 0.005, z_y -20:
  *   qk_quantize_multiplier(0.02 * 0.01 / 0.005, &q, &e);   // (1374389535, -4)
  *   qk_i8gemm_desc d = {.a_type = QK_I8, .b_type = QK_I8, .K = 4, .N = 1,
- *       .B = B, .ldb = 1, .a_zero = -10, .nb_zero = 1, .b_zero = &zw,
- *       .bias = &bias, .out_type = QK_I8,
+ *       .B = B, .ldb = 1, .a_zero = -10, .bias = &bias, .out_type = QK_I8,
  *       .rq = {.mode = QK_RQ_GEMMLOWP, .n = 1, .mult = &q, .shift = &e,
- *              .zero_point = -20, .qmin = -20, .qmax = 127}, .kernel = -1};
- *   qk_i8gemm *g; qk_i8gemm_create(&d, &g);          // packs B once
- *   qk_i8gemm_run(g, 1, A, 4, y, 1, 1, pool, ws, ws_stride);   // y = {53}
+ *              .zero_point = -20, .qmin = -20, .qmax = 127},   // ReLU6 fused
+ *       .kernel = -1};                        // the best kernel for this CPU
+ *   qk_i8gemm *g;
+ *   if (qk_i8gemm_create(&d, &g) != QK_OK)    // packs B once
+ *       return 1;
+ *   size_t ws_bytes = qk_i8gemm_ws_bytes(g) + 64;
+ *   void *ws = qk_aligned_alloc(ws_bytes);    // one slot: serial run (pool NULL)
+ *   int8_t y;
+ *   qk_status st = ws ? qk_i8gemm_run(g, 1, A, 4, &y, 1, 1, NULL, ws, ws_bytes) : QK_ERR_NOMEM;
+ *   qk_aligned_free(ws);
+ *   qk_i8gemm_destroy(g);
+ *   if (st != QK_OK || y != 53)               // D(53) = 0.005 (53 + 20) = 0.365
+ *       return 1;
+ * (end of example)
  *
  * Arithmetic contract (all kernels, bit-exact with the reference):
  *   T[m,n] = sum_k (A[m,k] - za) * (B[k,n] - zb[n]) + bias[n]   (int32, wraps

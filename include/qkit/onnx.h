@@ -2,17 +2,26 @@
  * (code generated at build time from the system's onnx.proto), and a helper
  * that runs a loaded model on given input tensors.
  *
+ * Example (`make test` runs it):
+ *
  *   qk_graph *g;
- *   if (qk_onnx_load("model.onnx", &g) != QK_OK)
+ *   if (qk_onnx_load("models/lenet.onnx", &g) != QK_OK) {
  *       fprintf(stderr, "qkit: %s\n", qk_last_error());
- *   qk_tensor x;                                  // e.g. from a .pb file
- *   qk_onnx_load_tensor("input_0.pb", &x, NULL);
+ *       return 1;
+ *   }
+ *   qk_tensor x;                                   // or qk_onnx_load_tensor("input_0.pb", ...)
+ *   qk_tensor_alloc(&x, QK_F32, 4, (int64_t[]){2, 1, 28, 28});   // two zero images
  *   int n_out; qk_tensor *out;
- *   qk_onnx_run(g, 1, &x, NULL, &n_out, &out);   // plans at x's batch
- *   qk_onnx_save_tensor(&out[0], "y", "output_0.pb");
- *   qk_onnx_free_tensors(out, n_out);
- *   qk_onnx_save(g, "copy.onnx");                 // atomic write
- *   qk_graph_destroy(g);
+ *   qk_status st = qk_onnx_run(g, 1, &x, NULL, &n_out, &out);   // plans at x's batch
+ *   if (st == QK_OK) {
+ *       assert(n_out == 1 && out[0].dims[0] == 2 && out[0].dims[1] == 10);
+ *       qk_onnx_free_tensors(out, n_out);          // (qk_onnx_save_tensor writes one)
+ *   }
+ *   qk_tensor_free(&x);
+ *   qk_graph_destroy(g);                           // (qk_onnx_save writes the model)
+ *   if (st != QK_OK)
+ *       return 1;
+ * (end of example)
  *
  * Data types: float32, uint8, int8, int32, int64 (qk_dtype = ONNX enum);
  * ONNX BOOL tensors are read as uint8 (0/1). Every other ONNX data type is

@@ -2,16 +2,34 @@
  * backend profile), post-training calibration and its passes (ACIQ bit
  * allocation, bias correction), and the QDQ ONNX model it writes.
  *
- *   qk_graph *g; qk_onnx_load("resnet8.onnx", &g);
- *   qk_ptq_config c; qk_ptq_config_default(&c);
+ * Example (`make test` runs it):
+ *
+ *   qk_graph *g;
+ *   qk_dataset test;
+ *   if (qk_onnx_load("models/resnet8.onnx", &g) != QK_OK ||
+ *       qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK)
+ *       return 1;
+ *   qk_dataset calib = qk_dataset_view(&test, 0, 128), eval = qk_dataset_view(&test, 128, 256);
+ *   qk_norm norm;
+ *   qk_norm_get(g, &norm);                  // the model's own normalization
+ *   qk_ptq_config c;
+ *   qk_ptq_config_default(&c);
  *   c.backend = qk_backend_find("tensorrt");
  *   qk_qmodel *m;
- *   qk_ptq_prepare(g, &c, &m);              // takes ownership of g
+ *   if (qk_ptq_prepare(g, &c, &m) != QK_OK) // takes ownership of g
+ *       return 1;
  *   qk_ptq_print_plan(m, stdout);           // where every quantizer went, and why
- *   qk_ptq_calibrate(m, &calib_set, norm, 512, pool, NULL);
- *   qk_evaluate(qk_qmodel_graph(m), &test_set, norm, 256, pool, &r);   // fake quant
- *   qk_ptq_save_qdq(m, "q.onnx");
+ *   qk_eval_result r;
+ *   qk_status st = qk_ptq_calibrate(m, &calib, norm, 128, NULL, NULL, NULL);
+ *   if (st == QK_OK)                        // fake quantization in float arithmetic
+ *       st = qk_evaluate(qk_qmodel_graph(m), &eval, norm, 64, NULL, &r);
+ *   if (st == QK_OK)
+ *       st = qk_ptq_convert_qdq(m);         // or qk_ptq_save_qdq(m, "q.onnx")
  *   qk_qmodel_destroy(m);
+ *   qk_dataset_free(&test);
+ *   if (st != QK_OK || r.top1 < 0.5)
+ *       return 1;
+ * (end of example)
  *
  * ---- The QDQ model file (qkit ptq --out q.onnx; an ONNX contract) ----
  * Standard ONNX, default-domain opset 13, every op in the default domain:

@@ -2,17 +2,47 @@
  * operators that reproduce the backend's arithmetic, and a small runner for
  * applications.
  *
+ * Example (`make test` runs it):
+ *
+ *   // A QDQ model as `qkit ptq --out q.onnx` writes it (ptq.h), made here in
+ *   // memory; qk_qrun_load("q.onnx", &o, &r) reads one from a file.
+ *   qk_graph *g;
+ *   qk_dataset test;
+ *   if (qk_onnx_load("models/lenet.onnx", &g) != QK_OK ||
+ *       qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK)
+ *       return 1;
+ *   qk_ptq_config c; qk_ptq_config_default(&c);
+ *   c.backend = qk_backend_find("onnx-qlinear");
+ *   qk_qmodel *m;
+ *   if (qk_ptq_prepare(g, &c, &m) != QK_OK)
+ *       return 1;
+ *   qk_status st = qk_ptq_calibrate(m, &test, qk_norm_default(), 64, NULL, NULL, NULL);
+ *   if (st == QK_OK)
+ *       st = qk_ptq_convert_qdq(m);
+ *
  *   qk_qrun_opts o; qk_qrun_opts_default(&o);           // batch 64, serial
- *   qk_qrun *r;
- *   if (qk_qrun_load("q.onnx", &o, &r) != QK_OK) {       // `qkit ptq --out q.onnx`
+ *   qk_qrun *r = NULL;
+ *   if (st == QK_OK)
+ *       st = qk_qrun_create(qk_qmodel_graph(m), &o, &r); // lower to integer ops, plan
+ *   if (st != QK_OK) {
  *       fprintf(stderr, "%s\n", qk_last_error());
  *       return 1;
  *   }
  *   int64_t d[4]; qk_qrun_input_shape(r, d);            // {-1, 1, 28, 28}
- *   float *logits = malloc(n * qk_qrun_classes(r) * sizeof *logits);
- *   qk_qrun_forward(r, n, 1, 28, 28, images, logits);    // images: n x 1 x 28 x 28 floats,
- *                                                        // normalized like the float model
+ *   float lut[256]; qk_norm_lut(qk_qrun_norm(r), lut);  // normalize like the float model
+ *   enum { N = 8 };
+ *   float *images = malloc(N * 28 * 28 * sizeof *images);
+ *   float *logits = malloc(N * qk_qrun_classes(r) * sizeof *logits);
+ *   for (int i = 0; images && i < N; i++)
+ *       qk_image_prepare(test.images + i * 28 * 28, 28, 28, images + i * 28 * 28, lut, 0, 0, 0, 0);
+ *   st = images && logits ? qk_qrun_forward(r, N, 1, 28, 28, images, logits) : QK_ERR_NOMEM;
+ *   free(images); free(logits);
  *   qk_qrun_destroy(r);
+ *   qk_qmodel_destroy(m);
+ *   qk_dataset_free(&test);
+ *   if (st != QK_OK || d[1] != 1 || d[2] != 28)
+ *       return 1;
+ * (end of example)
  *
  * ---- Lowering (qk_qdq_lower) ----
  * Input: a QDQ graph as `qkit ptq` writes it (ptq.h, "The QDQ model file").

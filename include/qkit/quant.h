@@ -2,21 +2,29 @@
  * estimation), ACIQ clipping / bit allocation / bias correction, custom
  * quantizer hooks. Formulas: docs/ALGORITHMS.md §0-§3.
  *
- * Worked example (docs/ALGORITHMS.md §1, uint8 asymmetric):
+ * Example (docs/ALGORITHMS.md §1, uint8 asymmetric; `make test` runs it):
  *
  *   qk_qparams p = QK_QPARAMS_UINT8;               // 8 bit, unsigned, affine, RNE
  *   float s; int32_t z;
  *   qk_qparams_compute(&p, -1.0f, 2.0f, &s, &z);   // s = 3/255, z = 85
- *   float x[6] = {-1, -0.5f, 0, 0.3f, 0.7f, 2}, y[6];
- *   qk_tensor t = {QK_F32, 1, {6}, x, 0}, u = {QK_F32, 1, {6}, y, 0};
- *   qk_fake_quant(&p, 1, &s, &z, &t, &u, NULL);
- *   // codes 0, 43, 85, 111, 145, 255 (RNE; RNA gives 42 for -0.5)
+ *   float x[6] = {-1, -0.5f, 0, 0.3f, 0.7f, 2};
+ *   int32_t q[6];
+ *   qk_tensor t = {QK_F32, 1, {6}, x, 0};
+ *   qk_quantize(&p, 1, &s, &z, &t, q);             // 0 43 85 111 145 255 (RNE; RNA: 42)
+ *   assert(z == 85 && q[1] == 43 && q[3] == 111 && q[5] == 255);
+ *   qk_fake_quant(&p, 1, &s, &z, &t, &t, NULL);    // in place: x = D(Q(x))
  *
- *   qk_observer *o;                                 // calibration
- *   qk_observer_create("kl", &p, NULL, &o);         // names: qk_observer_names()
- *   for (each batch) qk_observer_update(o, &batch);
- *   qk_observer_qparams(o, &s, &z);
+ *   qk_observer *o;                                 // calibration, one observer per tensor
+ *   if (qk_observer_create("mse", &p, NULL, &o) != QK_OK)   // names: qk_observer_names()
+ *       return 1;
+ *   for (int b = 0; b < 3; b++) {                   // one update per batch
+ *       float v[4] = {-1.0f - b, 0.5f, 1.0f, 2.0f + b};
+ *       qk_tensor batch = {QK_F32, 1, {4}, v, 0};
+ *       qk_observer_update(o, &batch);
+ *   }
+ *   qk_observer_qparams(o, &s, &z);                 // the range the MSE search chose
  *   qk_observer_destroy(o);
+ * (end of example)
  *
  * Float convention (every float-array function here): q = clamp(R(x * inv)
  * + z, qn, qp) with inv = 1.0f / s computed in float32, dequantized

@@ -2,13 +2,29 @@
  * parameter groups, learning-rate schedules, the trainer loop with atomic
  * checkpoints and exact resume, and evaluation.
  *
- *   qk_graph *g; qk_zoo_build("lenet", 1, &g);
+ * Example, a short run (`make test` runs it):
+ *
+ *   qk_graph *g;
+ *   qk_dataset all;
+ *   if (qk_zoo_build("lenet", 1, &g) != QK_OK || qk_dataset_load_dir(NULL, "train", &all) != QK_OK)
+ *       return 1;
+ *   qk_dataset train = qk_dataset_view(&all, 0, 512), test = qk_dataset_view(&all, 512, 256);
  *   qk_train_config cfg; qk_train_config_default(&cfg);   // the reference recipe
- *   cfg.checkpoint = "lenet.qkck";
+ *   cfg.epochs = 1; cfg.epoch_steps = 4; cfg.batch = 64;   // a few steps only
+ *   cfg.progress = 0;
+ *   // cfg.checkpoint = "lenet.qkck";                    // atomic, resumable
  *   qk_train_result r;
- *   if (qk_train(g, &train, &test, &cfg, pool, &r) != QK_OK) ... qk_last_error() ...
+ *   qk_status st = qk_train(g, &train, NULL, &cfg, NULL, &r);
  *   qk_eval_result e;
- *   qk_evaluate(g, &test, cfg.norm, 256, pool, &e);        // e.top1
+ *   if (st == QK_OK)
+ *       st = qk_evaluate(g, &test, cfg.norm, 128, NULL, &e);   // e.top1
+ *   if (st != QK_OK)
+ *       fprintf(stderr, "%s\n", qk_last_error());
+ *   qk_graph_destroy(g);
+ *   qk_dataset_free(&all);
+ *   if (st != QK_OK || r.steps != 4)
+ *       return 1;
+ * (end of example)
  *
  * Semantics matched (PyTorch 1.13):
  *  - SGD: g' = g + wd * p (wd skipped for no_decay params); buf = m * buf + g'

@@ -1,10 +1,19 @@
 /* qkit model zoo: the reference architectures (docs/ARCHITECTURE.md; lenet, resnet8,
  * mobilenetv2s) built as float graphs with PyTorch-default initialization.
  *
+ * Example (`make test` runs it):
+ *
  *   qk_graph *g;
- *   if (qk_zoo_build("resnet8", 1, &g) != QK_OK) ... qk_last_error() ...
- *   qk_ops_bind(g);                    // the zoo does not bind operators
- *   qk_graph_plan(g, 128, 1, pool);
+ *   if (qk_zoo_build("resnet8", 1, &g) != QK_OK)
+ *       return 1;
+ *   qk_status st = qk_ops_bind(g);              // the zoo does not bind operators
+ *   if (st == QK_OK)
+ *       st = qk_graph_plan(g, 16, 1, NULL);     // training plan, batch <= 16
+ *   assert(qk_graph_param_count(g) == qk_zoo_param_count("resnet8"));
+ *   qk_graph_destroy(g);
+ *   if (st != QK_OK)
+ *       return 1;
+ * (end of example)
  *
  * Every graph has one input "input" float32 [-1,1,28,28] and one output
  * "logits" float32 [-1,10]; ONNX op types Conv, BatchNormalization (epsilon
