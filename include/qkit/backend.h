@@ -15,7 +15,7 @@
  *       printf("%s\n", qk_backend_get(i)->name);
  * (end of example)
  *
- * Sources (docs/ALGORITHMS.md §8 and seed 001, MQBench's backend table):
+ * Sources (docs/ALGORITHMS.md §8 and the MQBench paper's backend table):
  * TensorRT, FBGEMM, SNPE, TVM, ARM Compute Library, OpenVINO, Tengine,
  * ONNX QLinear (ONNX Runtime), PPL (W8A16), Xilinx Vitis DPU, HiSilicon
  * NNIE, plus an "academic" profile whose scheme the user chooses. */
