@@ -11,7 +11,8 @@
  *       return 1;
  *   }
  *   qk_dataset test;  qk_dataset_load_dir(NULL, "t10k", &test);  // Fashion-MNIST
- *   qk_norm norm;     qk_norm_get(g, &norm);            // from model metadata
+ *   qk_norm norm = qk_norm_default();                    // unless the model has its own:
+ *   qk_graph_get_norm(g, &norm.mean, &norm.std);      // from model metadata
  *   qk_eval_result r; qk_evaluate(g, &test, norm, 256, pool, &r);
  *   printf("top-1 %.2f%%\n", 100 * r.top1);
  *   qk_dataset_free(&test); qk_graph_destroy(g); qk_pool_destroy(pool);

@@ -14,12 +14,11 @@ void qk_ptq_config_default(qk_ptq_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static int op_is(const qk_node *n, const char *t) { return strcmp(n->op_type, t) == 0; }
 
 /* Conv / Gemm / MatMul with an initializer weight. */
 static int is_layer(const qk_graph *g, const qk_node *n)
 {
-    if (!(op_is(n, "Conv") || op_is(n, "Gemm") || op_is(n, "MatMul")) || n->n_in < 2 || n->in[1] < 0)
+    if (!(qk_node_is(n, "Conv") || qk_node_is(n, "Gemm") || qk_node_is(n, "MatMul")) || n->n_in < 2 || n->in[1] < 0)
         return 0;
     qk_value_kind k = g->values[n->in[1]].kind;
     return k == QK_VALUE_PARAM || k == QK_VALUE_CONST;
@@ -31,24 +30,24 @@ static int is_passthrough(const qk_node *n)
     static const char *const t[] = { "Flatten", "Reshape", "Identity", "Dropout", "Squeeze", "Unsqueeze",
                                      "MaxPool", NULL };
     for (int i = 0; t[i]; i++)
-        if (op_is(n, t[i]))
+        if (qk_node_is(n, t[i]))
             return 1;
     return 0;
 }
 
 static int is_pool(const qk_node *n)
 {
-    return op_is(n, "MaxPool") || op_is(n, "AveragePool") || op_is(n, "GlobalAveragePool");
+    return qk_node_is(n, "MaxPool") || qk_node_is(n, "AveragePool") || qk_node_is(n, "GlobalAveragePool");
 }
 
-static int is_fusable_act(const qk_node *n) { return op_is(n, "Relu") || op_is(n, "Clip"); }
+static int is_fusable_act(const qk_node *n) { return qk_node_is(n, "Relu") || qk_node_is(n, "Clip"); }
 
 /* Lower bound of a Clip (input 1 constant, or the opset-6 attribute). */
 static float clip_min(const qk_graph *g, const qk_node *n)
 {
     if (n->n_in > 1 && n->in[1] >= 0) {
         const qk_value *v = &g->values[n->in[1]];
-        if ((v->kind == QK_VALUE_CONST || v->kind == QK_VALUE_PARAM) && v->t.dtype == QK_F32 && v->t.data)
+        if (qk_value_is_initializer(v) && v->t.dtype == QK_F32 && v->t.data)
             return qk_f32(&v->t)[0];
         return -1.0f;
     }
@@ -160,9 +159,9 @@ static qk_status want_act(prep *p, int k, int input, int bits, const char *why)
 
 static int layer_w_axis(const qk_node *n)
 {
-    if (op_is(n, "Conv"))
+    if (qk_node_is(n, "Conv"))
         return 0;
-    if (op_is(n, "Gemm"))
+    if (qk_node_is(n, "Gemm"))
         return qk_node_int(n, "transB", 0) ? 0 : 1;
     return 1; /* MatMul [in, out] */
 }
@@ -192,11 +191,11 @@ static qk_status place(prep *p)
         /* non-negativity (OpenVINO's unsigned-after-ReLU) */
         if (n->n_out > 0 && n->out[0] >= 0) {
             int y = n->out[0], x0 = n->n_in > 0 ? n->in[0] : -1;
-            if (op_is(n, "Relu") || (op_is(n, "Clip") && clip_min(g, n) >= 0.0f))
+            if (qk_node_is(n, "Relu") || (qk_node_is(n, "Clip") && clip_min(g, n) >= 0.0f))
                 p->nonneg[y] = 1;
             else if ((is_passthrough(n) || is_pool(n)) && x0 >= 0)
                 p->nonneg[y] = p->nonneg[x0];
-            else if (op_is(n, "Add") && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
+            else if (qk_node_is(n, "Add") && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
                 p->nonneg[y] = p->nonneg[n->in[0]] && p->nonneg[n->in[1]];
         }
         if (!xin) {
@@ -249,14 +248,14 @@ static qk_status place(prep *p)
                     if ((st = push_req(p, sb, k, 2)) != QK_OK)
                         return st;
                 }
-            } else if (op_is(n, "Add") && b->cover != QK_COVER_ALL) {
+            } else if (qk_node_is(n, "Add") && b->cover != QK_COVER_ALL) {
                 int fused = 0; /* TensorRT fuses one conv-fed input, the first */
                 for (int i = 0; i < n->n_in && i < 2; i++) {
                     int v = n->in[i];
                     if (v < 0)
                         continue;
                     int pr = g->values[v].producer;
-                    int conv_fed = pr >= 0 && op_is(&g->nodes[pr], "Conv");
+                    int conv_fed = pr >= 0 && qk_node_is(&g->nodes[pr], "Conv");
                     if (b->add == QK_ADD_QUANT) {
                         snprintf(why, sizeof why, "input of Add '%s' (quantized add)", n->name);
                     } else if (b->add == QK_ADD_TRT_FUSE && conv_fed && !fused) {
@@ -276,7 +275,7 @@ static qk_status place(prep *p)
                 snprintf(why, sizeof why, "input of %s '%s' (conv/fc + add/pool)", n->op_type, n->name);
                 if ((st = want_act(p, k, 0, abits, why)) != QK_OK)
                     return st;
-            } else if (op_is(n, "Concat") && b->concat == QK_CONCAT_REQUANT && b->cover != QK_COVER_ALL) {
+            } else if (qk_node_is(n, "Concat") && b->concat == QK_CONCAT_REQUANT && b->cover != QK_COVER_ALL) {
                 for (int i = 0; i < n->n_in; i++) {
                     snprintf(why, sizeof why, "input of Concat '%s' (requantized to the output scale)", n->name);
                     if ((st = want_act(p, k, i, abits, why)) != QK_OK)
@@ -304,14 +303,14 @@ static qk_status place(prep *p)
                 p->inherit[y] = 1;
                 continue;
             }
-            if (b->cover != QK_COVER_ALL || xin || op_is(n, "Shape"))
+            if (b->cover != QK_COVER_ALL || xin || qk_node_is(n, "Shape"))
                 continue;
             int cons[64], nc = qk_graph_consumers(g, y, cons, 64), fused = nc > 0;
             int is_out = 0;
             for (int j = 0; j < g->n_outputs; j++)
                 is_out |= g->outputs[j] == y;
             for (int j = 0; j < nc && j < 64; j++)
-                fused &= is_fusable_act(&g->nodes[cons[j]]) || op_is(&g->nodes[cons[j]], "BatchNormalization");
+                fused &= is_fusable_act(&g->nodes[cons[j]]) || qk_node_is(&g->nodes[cons[j]], "BatchNormalization");
             if (fused && !is_out)
                 continue;
             snprintf(why, sizeof why, "output of %s '%s' (every op output)", n->op_type, n->name);

@@ -69,7 +69,7 @@ qk_status qk_lw_lower_weighted(lw *L, int ni, int kind, int *handled)
     const float *bias_f = NULL;
     if (b >= 0) {
         const qk_value *bv = sval(L, b);
-        if (!is_init(bv) || bv->t.dtype != QK_F32 || qk_tensor_numel(&bv->t) != Co)
+        if (!qk_value_is_initializer(bv) || bv->t.dtype != QK_F32 || qk_tensor_numel(&bv->t) != Co)
             return qk_error(QK_ERR_ARG, "lower: %s '%s': bias '%s' must be a float32 initializer of %lld values",
                             n->op_type, n->name, bv->name, (long long)Co);
         bias_f = qk_f32(&bv->t);
@@ -320,7 +320,7 @@ qk_status qk_lw_lower_dq(lw *L, int ni, int *handled)
     const qk_value *xv = sval(L, x);
     if (n->n_out != 1 || v < 0)
         return QK_OK;
-    if (p.n > 1 && is_init(xv)) {
+    if (p.n > 1 && qk_value_is_initializer(xv)) {
         int64_t ax = p.axis < 0 ? p.axis + xv->t.ndim : p.axis;
         if (ax < 0 || ax >= xv->t.ndim || xv->t.dims[ax] != p.n)
             return qk_error(QK_ERR_ARG, "DequantizeLinear '%s': per-axis scale has %d entries, "
@@ -328,12 +328,12 @@ qk_status qk_lw_lower_dq(lw *L, int ni, int *handled)
                             n->name, p.n, xv->name, ax >= 0 && ax < xv->t.ndim ? (long long)xv->t.dims[ax] : -1LL,
                             (long long)p.axis);
     }
-    if (is_init(xv) && is_q8(xv->t.dtype)) {
+    if (qk_value_is_initializer(xv) && is_q8(xv->t.dtype)) {
         L->wdq[v] = ni; /* weights: consumed by the layer, or materialized on demand */
         *handled = 1;
         return QK_OK;
     }
-    if (!is_init(xv) && L->map[x] >= 0 && is_q8(L->qt[x]) && p.n == 1) {
+    if (!qk_value_is_initializer(xv) && L->map[x] >= 0 && is_q8(L->qt[x]) && p.n == 1) {
         L->lq[v] = L->map[x], L->lqs[v] = p.s[0], L->lqz[v] = p.z[0], L->lqt[v] = L->qt[x];
         *handled = 1;
     }
@@ -376,9 +376,9 @@ qk_status qk_lw_lower_code_clip(lw *L, int ni, int *handled)
     if (x < 0 || L->map[x] < 0 || !is_q8(L->qt[x]) || il < 0 || ih < 0 || n->n_out != 1)
         return QK_OK;
     const qk_value *lv = sval(L, il), *hv = sval(L, ih);
-    if (!is_init(lv) || !is_init(hv) || lv->t.dtype != L->qt[x] || hv->t.dtype != L->qt[x])
+    if (!qk_value_is_initializer(lv) || !qk_value_is_initializer(hv) || lv->t.dtype != L->qt[x] || hv->t.dtype != L->qt[x])
         return QK_OK;
-    int32_t lo = int_at(&lv->t, 0), hi = int_at(&hv->t, 0);
+    int32_t lo = (int32_t)qk_tensor_int_at(&lv->t, 0), hi = (int32_t)qk_tensor_int_at(&hv->t, 0);
     if (lo > hi)
         return qk_error(QK_ERR_ARG, "Clip '%s': empty code range [%d, %d]", n->name, lo, hi);
     int pq = L->prod[x];
