@@ -14,6 +14,17 @@ void qk_ptq_config_default(qk_ptq_config *c)
     memset(c, 0, sizeof *c);
 }
 
+qk_status qk_ptq_config_check(const qk_ptq_config *c)
+{
+    int abits = c->abits ? c->abits : c->reduce_range ? 7 : 0;
+    return qk_backend_qparams(c->backend, c->wbits, abits, NULL, NULL);
+}
+
+const char *qk_ptq_bit_alloc_name(int flags)
+{
+    static const char *const names[4] = { "none", "w", "a", "wa" };
+    return names[flags & (QK_BITALLOC_W | QK_BITALLOC_A)];
+}
 
 /* Conv / Gemm / MatMul with an initializer weight. */
 static int is_layer(const qk_graph *g, const qk_node *n)
@@ -172,7 +183,7 @@ static qk_status place(prep *p)
     qk_graph *g = m->g;
     const qk_backend *b = p->b;
     int abits = m->aq.bits, wbits = m->wq.bits;
-    int fl = m->cfg.first_last_bits ? m->cfg.first_last_bits : (b->first_last_8bit ? 8 : -1);
+    int fl = m->first_last_bits;
     char why[160];
     qk_status st;
     if (b->cover == QK_COVER_ALL)
@@ -417,6 +428,7 @@ static qk_status make_runtime(qk_qmodel *m)
 
 qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
 {
+    double t0 = qk_now();
     *out = NULL;
     qk_status st = QK_OK;
     const char *what = NULL;
@@ -466,6 +478,7 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
         st = qk_error(QK_ERR_ARG, "first/last layer bits %d: supported 2..8 and 16", c->first_last_bits);
         goto fail;
     }
+    m->first_last_bits = c->first_last_bits ? c->first_last_bits : (b->first_last_8bit ? 8 : -1);
     m->cfg.w_observer = c->w_observer ? c->w_observer : b->w_observer;
     m->cfg.a_observer = c->a_observer ? c->a_observer : b->a_observer;
     if (c->bit_alloc & ~(QK_BITALLOC_W | QK_BITALLOC_A)) {
@@ -547,6 +560,7 @@ done:
     qk_free(p.reads_q);
     qk_free(p.reqs);
     if (st == QK_OK) {
+        m->seconds = qk_now() - t0;
         *out = m;
         return QK_OK;
     }
@@ -591,6 +605,28 @@ void qk_qmodel_destroy(qk_qmodel *m)
 }
 
 qk_graph *qk_qmodel_graph(qk_qmodel *m) { return m->g; }
+
+void qk_ptq_result_get(const qk_qmodel *m, qk_ptq_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->backend = m->cfg.backend->name;
+    r->wbits = m->wq.bits;
+    r->abits = m->aq.bits;
+    r->first_last_bits = m->first_last_bits;
+    r->w_observer = m->cfg.w_observer;
+    r->a_observer = m->cfg.a_observer;
+    r->reduce_range = m->cfg.reduce_range;
+    r->per_channel = m->wq.per_channel;
+    r->bias_correct = m->cfg.bias_correct;
+    r->bit_alloc = m->cfg.bit_alloc;
+    r->bit_alloc_name = qk_ptq_bit_alloc_name(m->cfg.bit_alloc);
+    r->n_quantizers = m->n_sites;
+    for (int s = 0; s < m->n_sites; s++)
+        m->sites[s].is_weight ? r->n_weight_quantizers++ : r->n_act_quantizers++;
+    r->n_folded = m->n_folded;
+    r->calibrated = m->calibrated;
+    r->seconds = m->seconds;
+}
 
 int qk_qmodel_sites(const qk_qmodel *m, const qk_qsite **sites)
 {

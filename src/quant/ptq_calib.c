@@ -555,7 +555,7 @@ static qk_status share_input_means(qk_qmodel *m)
     return QK_OK;
 }
 
-qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
+static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
                            qk_ptq_progress_fn progress, void *user)
 {
     qk_graph *g = m->g;
@@ -646,5 +646,14 @@ done:
         qk_graph_unplan(g);
     qk_batcher_free(&bt);
     qk_free(labels);
+    return st;
+}
+
+qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
+                           qk_ptq_progress_fn progress, void *user)
+{
+    double t0 = qk_now();
+    qk_status st = calibrate(m, ds, norm, n, pool, progress, user);
+    m->seconds += qk_now() - t0;
     return st;
 }

@@ -187,10 +187,8 @@ static qk_status set_meta(qk_qmodel *m, int float_sites)
         st = qk_graph_set_meta(g, "qkit.a_observer", m->cfg.a_observer);
     if (st == QK_OK)
         st = qk_graph_set_meta(g, "qkit.arith", qk_arith_name(m->cfg.backend->arith));
-    snprintf(buf, sizeof buf, "%s%s", (m->cfg.bit_alloc & QK_BITALLOC_W) ? "w" : "",
-             (m->cfg.bit_alloc & QK_BITALLOC_A) ? "a" : "");
     if (st == QK_OK)
-        st = qk_graph_set_meta(g, "qkit.bit_alloc", buf[0] ? buf : "none");
+        st = qk_graph_set_meta(g, "qkit.bit_alloc", qk_ptq_bit_alloc_name(m->cfg.bit_alloc));
     if (st == QK_OK)
         st = qk_graph_set_meta(g, "qkit.bias_correct", m->cfg.bias_correct ? "1" : "0");
     snprintf(buf, sizeof buf, "%d", float_sites);
@@ -199,7 +197,7 @@ static qk_status set_meta(qk_qmodel *m, int float_sites)
     return st;
 }
 
-qk_status qk_ptq_convert_qdq(qk_qmodel *m)
+static qk_status convert_qdq(qk_qmodel *m)
 {
     if (m->exported)
         return QK_OK;
@@ -262,8 +260,20 @@ qk_status qk_ptq_convert_qdq(qk_qmodel *m)
     return st;
 }
 
+qk_status qk_ptq_convert_qdq(qk_qmodel *m)
+{
+    double t0 = qk_now();
+    qk_status st = convert_qdq(m);
+    m->seconds += qk_now() - t0;
+    return st;
+}
+
 qk_status qk_ptq_save_qdq(qk_qmodel *m, const char *path)
 {
-    qk_status st = qk_ptq_convert_qdq(m);
-    return st != QK_OK ? st : qk_onnx_save(m->g, path);
+    double t0 = qk_now();
+    qk_status st = convert_qdq(m);
+    if (st == QK_OK)
+        st = qk_onnx_save(m->g, path);
+    m->seconds += qk_now() - t0;
+    return st;
 }
