@@ -78,6 +78,9 @@ struct qk_qmodel {
 };
 
 qk_status qk_ptq_quantize_weights(qk_qmodel *m);
+/* A name "<value><suffix>" (then "_1", "_2", ...) no value or node of g
+ * uses, allocated (qk_free); NULL when out of memory. */
+char *qk_ptq_site_name(const qk_graph *g, const char *value, const char *suffix);
 /* "none", "w", "a" or "wa" for QK_BITALLOC_* flags. */
 const char *qk_ptq_bit_alloc_name(int flags);
 
