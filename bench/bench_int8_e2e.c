@@ -214,10 +214,10 @@ int main(int argc, char **argv)
             continue;
         }
         qk_graph *fg;
-        qk_norm norm;
+        qk_norm norm = qk_norm_default();
         if (qk_onnx_load(path, &fg) != QK_OK)
             fail(path);
-        if (qk_norm_get(fg, &norm) == QK_ERR_FORMAT)
+        if (qk_graph_get_norm(fg, &norm.mean, &norm.std) == QK_ERR_FORMAT)
             fail("norm");
         qk_batcher bt;
         if (qk_batcher_init(&bt, &test, CHECK_N, 0, 0, norm, NULL) != QK_OK)

@@ -73,7 +73,33 @@ int main(void)
     QT_OK(qk_node_set_ints(g, n0, "pads", 4, (int64_t[]){ 1, 1, 1, 1 }));
     int64_t pads[4];
     QT_CHECK(qk_node_ints(&g->nodes[n0], "pads", pads, 4) == 4 && pads[3] == 1, "ints attr");
+    /* shared helpers: op type by domain, initializers */
+    QT_CHECK(qk_node_is(&g->nodes[n0], "Relu") && !qk_node_is(&g->nodes[n0], "Clip"), "qk_node_is");
+    QT_CHECK(qk_node_is_in(&g->nodes[n0], NULL, "Relu") && !qk_node_is_in(&g->nodes[n0], "ai.qkit", "Relu"),
+             "qk_node_is_in default domain");
+    g->nodes[n0].domain = qk_strdup("ai.qkit");
+    QT_CHECK(!qk_node_is(&g->nodes[n0], "Relu") && qk_node_is_in(&g->nodes[n0], "ai.qkit", "Relu"),
+             "qk_node_is_in ai.qkit");
+    QT_CHECK(qk_domain_is_default("ai.onnx") && qk_domain_is_default("") && !qk_domain_is_default("ai.qkit"),
+             "default domain spellings");
+    QT_CHECK(!qk_value_is_initializer(&g->values[x]), "an input is no initializer");
     qk_graph_destroy(g);
+
+    /* int16 is a dtype like the others; integer elements of every width */
+    QT_CHECK(qk_dtype_size(QK_I16) == 2 && strcmp(qk_dtype_name(QK_I16), "int16") == 0, "int16 dtype");
+    {
+        qk_tensor t16, t64;
+        QT_OK(qk_tensor_alloc(&t16, QK_I16, 1, (int64_t[]){ 2 }));
+        QT_OK(qk_tensor_alloc(&t64, QK_I64, 1, (int64_t[]){ 2 }));
+        ((int16_t *)t16.data)[1] = -30000;
+        ((int64_t *)t64.data)[1] = 5000000000LL;
+        QT_CHECK(qk_tensor_int_at(&t16, 1) == -30000 && qk_tensor_int_at(&t64, 1) == 5000000000LL,
+                 "qk_tensor_int_at int16/int64");
+        qk_tensor_free(&t16);
+        qk_tensor_free(&t64);
+    }
+    QT_CHECK(qk_clamp_i32(-5000000000LL, -128, 127) == -128 && qk_clamp_i32(300, 0, 255) == 255 &&
+             qk_clamp_i32(7, 0, 255) == 7, "qk_clamp_i32");
 
     QT_OK(qk_graph_create(&g));
     int u = qk_graph_add_value(g, "u", QK_VALUE_ACT);

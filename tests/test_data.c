@@ -355,21 +355,20 @@ static void test_norm_meta(void)
 {
     qk_graph *g;
     QT_OK(qk_graph_create(&g));
-    qk_norm n;
-    QT_CHECK(qk_norm_get(g, &n) == QK_ERR_NOTFOUND && n.mean == QK_NORM_FASHION_MEAN && n.std == QK_NORM_FASHION_STD,
-             "absent -> default");
+    qk_norm n = qk_norm_default();
+    QT_CHECK(qk_graph_get_norm(g, &n.mean, &n.std) == QK_ERR_NOTFOUND && n.mean == QK_NORM_FASHION_MEAN &&
+             n.std == QK_NORM_FASHION_STD, "absent -> untouched");
     qk_norm w = { 0.1307f, 0.3081f };
-    QT_OK(qk_norm_set(g, w));
-    QT_OK(qk_norm_get(g, &n));
+    QT_OK(qk_graph_set_norm(g, w.mean, w.std));
+    QT_OK(qk_graph_get_norm(g, &n.mean, &n.std));
     QT_CHECK(n.mean == w.mean && n.std == w.std, "round trip %g %g", (double)n.mean, (double)n.std);
     QT_CHECK(strcmp(qk_graph_get_meta(g, "qkit.norm.std"), "0.308099985") == 0, "text %s",
              qk_graph_get_meta(g, "qkit.norm.std"));
     qk_graph_set_meta(g, "qkit.norm.std", "abc");
-    QT_CHECK(qk_norm_get(g, &n) == QK_ERR_FORMAT && strstr(qk_last_error(), "abc"), "bad text");
+    QT_CHECK(qk_graph_get_norm(g, &n.mean, &n.std) == QK_ERR_FORMAT && strstr(qk_last_error(), "abc"), "bad text");
     qk_graph_set_meta(g, "qkit.norm.std", "-1");
-    QT_CHECK(qk_norm_get(g, &n) == QK_ERR_FORMAT, "negative std");
-    qk_norm bad = { 0.5f, 0.0f };
-    QT_CHECK(qk_norm_set(g, bad) == QK_ERR_ARG, "std 0 refused");
+    QT_CHECK(qk_graph_get_norm(g, &n.mean, &n.std) == QK_ERR_FORMAT, "negative std");
+    QT_CHECK(qk_graph_set_norm(g, 0.5f, 0.0f) == QK_ERR_ARG, "std 0 refused");
     qk_graph_destroy(g);
 }
 

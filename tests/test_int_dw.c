@@ -14,7 +14,6 @@ static qk_rng rng;
 static qk_pool *pool2;
 
 static int32_t rnd(int32_t lo, int32_t hi) { return lo + (int32_t)qk_rng_below(&rng, (uint32_t)(hi - lo + 1)); }
-static size_t esz(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
 static size_t al64(size_t x) { return (x + 63) & ~(size_t)63; }
 
 enum { MAXC = 130 };
@@ -71,7 +70,7 @@ static void to_nhwc(const uint8_t *src, uint8_t *dst, int64_t N, int64_t C, int6
  * int8/uint8 output, FP32 or GEMMLOWP output stage). */
 static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t dil, int extreme, int q4)
 {
-    static const qk_dtype q8[2] = { QK_U8, QK_I8 }, outs[4] = { QK_U8, QK_I8, QK_INT16, QK_I32 };
+    static const qk_dtype q8[2] = { QK_U8, QK_I8 }, outs[4] = { QK_U8, QK_I8, QK_I16, QK_I32 };
     static const qk_rq_mode modes[4] = { QK_RQ_FP32, QK_RQ_GEMMLOWP, QK_RQ_Q31_SINGLE, QK_RQ_SHIFT };
     qk_dtype xt = q8[qk_rng_below(&rng, 2)], wt = q8[qk_rng_below(&rng, 2)];
     qk_dtype ot = outs[qk_rng_below(&rng, q4 ? 2 : 4)];
@@ -113,9 +112,9 @@ static void dw_case(int kernel, int64_t C, int64_t H, int64_t W, int64_t k, int6
     snprintf(what, sizeof what, "%s C%lld %lldx%lld k%lld s%lld d%lld pads %lld,%lld,%lld,%lld %s*%s->%s %s%s%s",
              qk_i8_kernel_get(kernel)->name, (long long)C, (long long)H, (long long)W, (long long)k, (long long)s,
              (long long)dil, (long long)pt, (long long)pl, (long long)pb, (long long)pr, qk_dtype_name(xt),
-             qk_dtype_name(wt), ot == QK_INT16 ? "int16" : qk_dtype_name(ot), qk_rq_mode_name(d.rq.mode),
+             qk_dtype_name(wt), qk_dtype_name(ot), qk_rq_mode_name(d.rq.mode),
              extreme ? " extreme" : "", q4 ? " int8-weights" : "");
-    size_t es = esz(ot);
+    size_t es = qk_dtype_size(ot);
     QT_OK(qk_i8conv_ref(&d, N, H, W, x, ref));
     to_nhwc(x, xn, N, C, H * W, 1);
     to_nhwc(ref, refn, N, C, OH * OW, es);

@@ -17,7 +17,6 @@ static size_t qk_i8_align64_test(size_t x) { return (x + 63) & ~(size_t)63; }
 
 static int32_t rnd(int32_t lo, int32_t hi) { return lo + (int32_t)qk_rng_below(&rng, (uint32_t)(hi - lo + 1)); }
 
-static size_t esz(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
 
 /* Random int8/uint8 data; mode 1: all at the type's extreme ends. */
 static void fill(void *p, int64_t n, qk_dtype t, int mode)
@@ -86,7 +85,7 @@ static void gemm_case(const gcase *c, int kernel)
     int64_t M = c->M, K = c->K, N = c->N, lda = K + rnd(0, 3), ldb = (c->trans ? K : N) + rnd(0, 2);
     uint8_t *A = qk_malloc((size_t)(M * lda + 1)), *B = qk_malloc((size_t)((c->trans ? N : K) * ldb));
     int32_t *zb = qk_malloc((size_t)N * 4), *bias = qk_malloc((size_t)N * 4);
-    size_t es = esz(c->ot);
+    size_t es = qk_dtype_size(c->ot);
     uint8_t *ref = qk_malloc((size_t)(M * N) * es + 1), *out = qk_malloc((size_t)(M * N) * es + 1);
     uint8_t *outt = qk_malloc((size_t)(M * N) * es + 1);
     static rq_store rs;
@@ -108,7 +107,7 @@ static void gemm_case(const gcase *c, int kernel)
     char what[200];
     snprintf(what, sizeof what, "%s M=%lld K=%lld N=%lld %s x %s -> %s %s rq_pc=%d zb_pc=%d ext=%d trans=%d", kn,
              (long long)M, (long long)K, (long long)N, qk_dtype_name(c->at), qk_dtype_name(c->bt),
-             c->ot == QK_INT16 ? "int16" : qk_dtype_name(c->ot), qk_rq_mode_name(d.rq.mode), c->rq_per_ch,
+             qk_dtype_name(c->ot), qk_rq_mode_name(d.rq.mode), c->rq_per_ch,
              c->zb_per_ch, c->extreme, c->trans);
     QT_OK(qk_i8gemm_ref(&d, M, A, lda, ref, N, 1));
     qk_i8gemm *g = NULL;
@@ -148,7 +147,7 @@ static void test_gemm_kernel(int k)
     int64_t Ns[] = {1, 3, nr - 1 > 0 ? nr - 1 : 1, nr, nr + 1, 2 * nr + 1, 255, 257};
     int64_t Ks[] = {1, 2, 3, 4, 5, 7, 63, 64, 65, 127, 130, 300};
     qk_dtype types[] = {QK_U8, QK_I8};
-    qk_dtype outs[] = {QK_U8, QK_I8, QK_INT16, QK_I32};
+    qk_dtype outs[] = {QK_U8, QK_I8, QK_I16, QK_I32};
     qk_rq_mode modes[] = {QK_RQ_GEMMLOWP, QK_RQ_Q31_SINGLE, QK_RQ_FP32, QK_RQ_SHIFT};
     int cases = ki->test_only ? 40 : 200;
     for (int i = 0; i < cases; i++) {
@@ -231,7 +230,7 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
         return;
     int64_t Cg = cc->C / cc->groups, nx = cc->N * cc->C * cc->H * cc->W, nw = cc->Co * Cg * cc->kh * cc->kw;
     int64_t ny = cc->N * cc->Co * OH * OW;
-    size_t es = esz(ot);
+    size_t es = qk_dtype_size(ot);
     uint8_t *x = qk_malloc((size_t)nx), *w = qk_malloc((size_t)nw);
     uint8_t *ref = qk_malloc((size_t)ny * es), *y1 = qk_malloc((size_t)ny * es), *y2 = qk_malloc((size_t)ny * es);
     int32_t *wz = qk_malloc((size_t)cc->Co * 4), *bias = qk_malloc((size_t)cc->Co * 4);
@@ -284,7 +283,7 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
 static void test_conv_kernel(int k)
 {
     qk_dtype types[] = {QK_U8, QK_I8};
-    qk_dtype outs[] = {QK_U8, QK_I8, QK_I32, QK_INT16};
+    qk_dtype outs[] = {QK_U8, QK_I8, QK_I32, QK_I16};
     qk_rq_mode modes[] = {QK_RQ_GEMMLOWP, QK_RQ_FP32, QK_RQ_Q31_SINGLE, QK_RQ_SHIFT};
     /* fixed cases: the reference models' layer kinds and edge shapes */
     ccase fixed[] = {

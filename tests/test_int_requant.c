@@ -288,7 +288,7 @@ static void test_kernel_ties(void)
             if (!ki->test_only && !qk_cpu_isa_usable(ki->isa))
                 continue;
             qk_i8gemm_desc d = {.a_type = QK_I8, .b_type = QK_I8, .K = 1, .N = N, .B = B, .ldb = N,
-                                .out_type = QK_INT16, .kernel = k,
+                                .out_type = QK_I16, .kernel = k,
                                 .rq = {modes[mi], N, mult, sh, scale, 5, -20, 20}};
             qk_i8gemm *g = NULL;
             QT_OK(qk_i8gemm_create(&d, &g));
@@ -330,7 +330,7 @@ static void test_add_concat_pool(void)
     QT_CHECK(qk_qadd_prepare(QK_I8, 0.02f, -500, 0.04f, 3, 0.05f, -1, -128, 127, &p) == QK_ERR_ARG,
              "add zero point out of range rejected");
     /* int16 add: left shift 15 */
-    QT_OK(qk_qadd_prepare(QK_INT16, 0.001f, 0, 0.002f, 0, 0.003f, 0, -32768, 32767, &p));
+    QT_OK(qk_qadd_prepare(QK_I16, 0.001f, 0, 0.002f, 0, 0.003f, 0, -32768, 32767, &p));
     EQ(p.left_shift, 15, "int16 left shift");
     EQ(qk_qadd_value(&p, 3000, -600), 600, "int16 add: 3.0 - 1.2 = 1.8 / 0.003");
     /* concat requantization (float, RNA) */

@@ -797,7 +797,7 @@ static void test_shipped_lenet(qk_pool *pool2)
     qk_ptq_config_default(&cfg);
     cfg.backend = qk_backend_find("fbgemm");
     QT_OK(qk_onnx_load("models/lenet.onnx", &g));
-    QT_CHECK(g && qk_norm_get(g, &norm) != QK_ERR_FORMAT, "lenet norm");
+    QT_CHECK(g && qk_graph_get_norm(g, &norm.mean, &norm.std) != QK_ERR_FORMAT, "lenet norm");
     QT_OK(qk_ptq_prepare(g, &cfg, &qm));
     QT_OK(qk_ptq_calibrate(qm, &train, norm, 32, pool2, NULL, NULL));
     QT_OK(qk_ptq_save_qdq(qm, qpath));

@@ -146,6 +146,11 @@ static void test_prepare_academic(void)
         return;
     qk_graph *g = qk_qmodel_graph(m);
     QT_CHECK(count_op(g, "BatchNormalization") == 9, "academic keeps the 9 BN (%d)", count_op(g, "BatchNormalization"));
+    qk_ptq_result res;
+    qk_ptq_result_get(m, &res);
+    QT_CHECK(res.wbits == 4 && res.abits == 4 && res.first_last_bits == 8 && res.n_folded == 0 && !res.reduce_range,
+             "academic result: W%d A%d, first/last %d, %d folded", res.wbits, res.abits, res.first_last_bits,
+             res.n_folded);
     QT_CHECK(count_sites(m, 1) == 10 && count_sites(m, 0) == 8, "academic resnet8: 10 W + 8 A sites (%d, %d)",
              count_sites(m, 1), count_sites(m, 0));
     const qk_qsite *s;
@@ -221,14 +226,30 @@ static void test_prepare_fbgemm(void)
     qk_qmodel_destroy(m);
     /* --reduce-range: 7-bit activations; refused elsewhere */
     c.reduce_range = 1;
+    QT_OK(qk_ptq_config_check(&c));
     m = prepare_zoo("resnet8", &c);
     if (m) {
         const qk_qsite *r = find_site(m, "relu", 0);
         QT_CHECK(r && r->qp.bits == 7, "reduce range: 7-bit activations");
+        qk_ptq_result res;
+        qk_ptq_result_get(m, &res);
+        QT_CHECK(!strcmp(res.backend, "fbgemm") && res.wbits == 8 && res.abits == 7 && res.reduce_range &&
+                 res.per_channel && res.first_last_bits == -1 && !res.bias_correct && res.bit_alloc == 0 &&
+                 !strcmp(res.bit_alloc_name, "none") && !res.calibrated,
+                 "result: W%d A%d rr %d pc %d fl %d ba %s", res.wbits, res.abits, res.reduce_range,
+                 res.per_channel, res.first_last_bits, res.bit_alloc_name);
+        QT_CHECK(!strcmp(res.w_observer, "minmax") && !strcmp(res.a_observer, "percentile"),
+                 "result: the profile's observers (%s/%s)", res.w_observer, res.a_observer);
+        QT_CHECK(res.n_quantizers == 25 && res.n_weight_quantizers == 10 && res.n_act_quantizers == 15 &&
+                 res.n_folded > 0 && res.seconds > 0,
+                 "result: %d quantizers (%d W, %d A), %d BN folded, %g s", res.n_quantizers,
+                 res.n_weight_quantizers, res.n_act_quantizers, res.n_folded, res.seconds);
         qk_qmodel_destroy(m);
     }
     qk_ptq_config t = cfg_for("tensorrt");
     t.reduce_range = 1;
+    QT_CHECK(qk_ptq_config_check(&t) == QK_ERR_UNSUPPORTED && has_str(qk_last_error(), "7-bit"),
+             "config check: tensorrt has no 7-bit activations: %s", qk_last_error());
     qk_graph *g2;
     QT_OK(qk_zoo_build("resnet8", 1, &g2));
     QT_CHECK(qk_ptq_prepare(g2, &t, &m) == QK_ERR_UNSUPPORTED && has_str(qk_last_error(), "tensorrt"),

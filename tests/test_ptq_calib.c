@@ -83,8 +83,8 @@ static qk_graph *load_model(void)
 
 static qk_norm model_norm(const qk_graph *g)
 {
-    qk_norm n;
-    qk_norm_get(g, &n); /* the default when absent */
+    qk_norm n = qk_norm_default();
+    qk_graph_get_norm(g, &n.mean, &n.std); /* the default when absent */
     return n;
 }
 

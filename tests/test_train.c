@@ -369,7 +369,7 @@ static void test_end_to_end(const qk_dataset *train, const qk_dataset *test, qk_
     printf("info: lenet 6000 images 1 epoch: test top-1 %.4f, loss %.4f, train %.0f images/s, %.1f s\n", r.test_top1,
            r.test_loss, r.images_per_s, secs);
     qk_norm n;
-    QT_OK(qk_norm_get(g, &n));
+    QT_OK(qk_graph_get_norm(g, &n.mean, &n.std));
     QT_CHECK(n.mean == c.norm.mean && n.std == c.norm.std, "norm metadata");
     qk_graph_destroy(g);
 }

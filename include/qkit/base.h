@@ -100,6 +100,12 @@ float qk_rng_normal(qk_rng *r);                 /* N(0, 1), Box-Muller */
 /* ---- clock and progress line ---- */
 double qk_now(void); /* monotonic seconds */
 
+/* v clamped to [lo, hi] (lo <= hi): the saturation of integer codes. */
+static inline int32_t qk_clamp_i32(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
 /* Write a file atomically: fn(f, ctx) writes into "<path>.tmp.XXXXXX",
  * which is flushed, fsynced and renamed over path; on any error (fn's own
  * status, or QK_ERR_IO naming the file) the temporary file is removed and

@@ -39,7 +39,6 @@
 extern "C" {
 #endif
 
-struct qk_graph;
 
 /* Default location of Debian's dataset-fashion-mnist package. */
 #define QK_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -87,11 +86,7 @@ typedef struct qk_norm {
 #define QK_NORM_FASHION_MEAN 0.2860f
 #define QK_NORM_FASHION_STD 0.3530f
 qk_norm qk_norm_default(void); /* Fashion-MNIST 0.2860 / 0.3530 */
-/* Graph metadata "qkit.norm.mean" / "qkit.norm.std" ("%.9g" text).
- * get: QK_OK and *n from the graph, or QK_ERR_NOTFOUND (with *n set to the
- * default) when the keys are absent; QK_ERR_FORMAT if not numbers / std <= 0. */
-qk_status qk_norm_get(const struct qk_graph *g, qk_norm *n);
-qk_status qk_norm_set(struct qk_graph *g, qk_norm n);
+/* A model's own values are its metadata: qk_graph_get_norm (graph.h). */
 
 /* ---- augmentation ---- */
 typedef struct qk_augment {

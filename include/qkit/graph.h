@@ -129,6 +129,25 @@ typedef struct qk_node {
     void *state;        /* op-private */
 } qk_node;
 
+/* The default ONNX domain: NULL, "" or "ai.onnx" (as import accepts it). */
+int qk_domain_is_default(const char *domain);
+/* n is op_type `type` of the default ONNX domain. */
+int qk_node_is(const qk_node *n, const char *type);
+/* n is op_type `type` of `domain` (NULL or "": the default domain). */
+int qk_node_is_in(const qk_node *n, const char *domain, const char *type);
+
+/* An initializer: a value whose tensor the graph holds (PARAM or CONST). */
+static inline int qk_value_is_initializer(const qk_value *v)
+{
+    return v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST;
+}
+/* An initializer whose data is present and that no node writes: its
+ * contents can be read as constants (files checked before trusting them). */
+static inline int qk_value_is_initializer_with_data(const qk_value *v)
+{
+    return qk_value_is_initializer(v) && v->producer < 0 && v->t.data;
+}
+
 /* Execution context handed to forward/backward. */
 typedef struct qk_exec {
     struct qk_graph *g;
@@ -183,6 +202,13 @@ int qk_graph_find_node(const qk_graph *g, const char *name);
 char *qk_graph_unique_name(const qk_graph *g, const char *base);
 qk_status qk_graph_set_meta(qk_graph *g, const char *key, const char *val);
 const char *qk_graph_get_meta(const qk_graph *g, const char *key);
+/* The model's input normalization x = (pixel / 255 - mean) / std, kept as
+ * metadata "qkit.norm.mean" / "qkit.norm.std" ("%.9g" text).
+ * get: QK_OK and *mean, *std; QK_ERR_NOTFOUND when both keys are absent and
+ * QK_ERR_FORMAT when one is missing, not a number or std <= 0 (*mean and
+ * *std untouched on both). set: QK_ERR_ARG unless std > 0. */
+qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std);
+qk_status qk_graph_set_norm(qk_graph *g, float mean, float std);
 
 /* ---- attributes ---- */
 qk_status qk_node_set_int(qk_graph *g, int node, const char *name, int64_t v);

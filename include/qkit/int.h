@@ -45,10 +45,6 @@
 extern "C" {
 #endif
 
-/* ONNX TensorProto INT16 (qk_dtype has no name for it): int16 outputs of the
- * output stage and of quantized Add (TFLite 16x8 activations). */
-#define QK_INT16 ((qk_dtype)5)
-
 /* ======================= requantization primitives =======================
  * Fixed point as in gemmlowp / TFLite (docs/ALGORITHMS.md §7). */
 
@@ -112,7 +108,7 @@ typedef struct qk_requant {
 /* One value through the output stage (the reference every kernel matches). */
 int32_t qk_requant_value(qk_rq_mode mode, int32_t acc, int32_t mult, int32_t shift, float scale,
                          int32_t zp, int32_t qmin, int32_t qmax);
-/* Validate r for out_type (QK_U8, QK_I8, QK_INT16, QK_I32) and n_channels. */
+/* Validate r for out_type (QK_U8, QK_I8, QK_I16, QK_I32) and n_channels. */
 qk_status qk_requant_check(const qk_requant *r, qk_dtype out_type, int64_t n_channels);
 
 typedef enum qk_act { QK_ACT_NONE = 0, QK_ACT_RELU = 1, QK_ACT_RELU6 = 2, QK_ACT_CLIP = 3 } qk_act;
@@ -121,7 +117,7 @@ typedef enum qk_act { QK_ACT_NONE = 0, QK_ACT_RELU = 1, QK_ACT_RELU6 = 2, QK_ACT
  * RELU: lo = 0; RELU6: lo = 0, hi = 6; CLIP: [lo, hi]. */
 qk_status qk_act_bounds(qk_dtype type, float scale, int32_t zp, qk_act act, float lo, float hi,
                         int32_t *qmin, int32_t *qmax);
-/* Range of an integer type: U8 [0,255], I8 [-128,127], INT16, I32. */
+/* Range of an integer type: U8 [0,255], I8 [-128,127], I16, I32. */
 void qk_int_range(qk_dtype type, int32_t *lo, int32_t *hi);
 
 /* ============================ int8 GEMM ==================================
@@ -142,7 +138,7 @@ typedef struct qk_i8gemm_desc {
     int nb_zero;            /* 1 or N entries in b_zero (0 with b_zero NULL: zero) */
     const int32_t *b_zero;  /* in b_type's range */
     const int32_t *bias;    /* N int32 or NULL */
-    qk_dtype out_type;      /* QK_I32 (rq.mode NONE), QK_U8, QK_I8 or QK_INT16 */
+    qk_dtype out_type;      /* QK_I32 (rq.mode NONE), QK_U8, QK_I8 or QK_I16 */
     qk_requant rq;
     int kernel;             /* -1: best for qk_cpu_isa(); else an index into the kernel list */
 } qk_i8gemm_desc;
@@ -248,7 +244,7 @@ qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W
  * m_out = t/(2^left_shift * s_out), y = clamp(MBQM(MBQM(a<<ls, m1) +
  * MBQM(b<<ls, m2), m_out) + z_out). */
 typedef struct qk_qadd {
-    qk_dtype type;          /* QK_I8, QK_U8 or QK_INT16 (inputs and output) */
+    qk_dtype type;          /* QK_I8, QK_U8 or QK_I16 (inputs and output) */
     int32_t z1, z2, zo;
     int32_t m1, m2, mo;
     int e1, e2, eo;

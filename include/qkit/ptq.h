@@ -10,8 +10,8 @@
  *       qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK)
  *       return 1;
  *   qk_dataset calib = qk_dataset_view(&test, 0, 128), eval = qk_dataset_view(&test, 128, 256);
- *   qk_norm norm;
- *   qk_norm_get(g, &norm);                  // the model's own normalization
+ *   qk_norm norm = qk_norm_default();
+ *   qk_graph_get_norm(g, &norm.mean, &norm.std);   // the model's own normalization
  *   qk_ptq_config c;
  *   qk_ptq_config_default(&c);
  *   c.backend = qk_backend_find("tensorrt");
@@ -25,6 +25,8 @@
  *       st = qk_evaluate(qk_qmodel_graph(m), &eval, norm, 64, NULL, &r);
  *   if (st == QK_OK)
  *       st = qk_ptq_convert_qdq(m);         // or qk_ptq_save_qdq(m, "q.onnx")
+ *   qk_ptq_result pr;
+ *   qk_ptq_result_get(m, &pr);              // what was decided, and the time it took
  *   qk_qmodel_destroy(m);
  *   qk_dataset_free(&test);
  *   if (st != QK_OK || r.top1 < 0.5)
@@ -96,6 +98,10 @@ typedef struct qk_ptq_config {
 } qk_ptq_config;
 
 void qk_ptq_config_default(qk_ptq_config *c);
+/* QK_OK when c's profile can do the bit-widths c asks for (reduce_range:
+ * 7-bit activations unless abits is set), else QK_ERR_UNSUPPORTED naming
+ * them; checks nothing else (prepare checks again, with the rest). */
+qk_status qk_ptq_config_check(const qk_ptq_config *c);
 
 /* One quantizer placed by prepare. */
 typedef struct qk_qsite {
@@ -121,6 +127,27 @@ qk_graph *qk_qmodel_graph(qk_qmodel *m);
 int qk_qmodel_sites(const qk_qmodel *m, const qk_qsite **sites);
 /* Human-readable plan: one line per site (value, kind, scheme, observer, reason). */
 void qk_ptq_print_plan(const qk_qmodel *m, FILE *f);
+
+/* What the library decided for a prepared model: the configuration once
+ * the profile's defaults and the overrides are resolved, and the work done.
+ * Strings point into the profile or the model (valid while it lives). */
+typedef struct qk_ptq_result {
+    const char *backend;        /* profile name */
+    int wbits, abits;           /* widths of the weight / activation quantizers */
+    int first_last_bits;        /* width set for the first and last weighted layer
+                                   (the profile's rule only raises one); -1: none */
+    const char *w_observer, *a_observer;
+    int reduce_range;           /* 1: 7-bit activations asked (fbgemm) */
+    int per_channel;            /* weights quantized per output channel */
+    int bias_correct;
+    int bit_alloc;              /* QK_BITALLOC_* flags */
+    const char *bit_alloc_name; /* "none", "w", "a" or "wa" (metadata qkit.bit_alloc) */
+    int n_quantizers, n_weight_quantizers, n_act_quantizers;
+    int n_folded;               /* BatchNormalization nodes folded into layers */
+    int calibrated;
+    double seconds;             /* spent in prepare, calibrate, convert and save on m */
+} qk_ptq_result;
+void qk_ptq_result_get(const qk_qmodel *m, qk_ptq_result *r);
 
 /* Calibrate on the first n images of ds (QK_ERR_ARG if ds has fewer):
  * activation observers see the float activations, weights are quantized

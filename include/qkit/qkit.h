@@ -16,7 +16,8 @@
  *   if (qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK)   // Fashion-MNIST
  *       return 1;
  *   qk_dataset part = qk_dataset_view(&test, 0, 500);
- *   qk_norm norm;     qk_norm_get(g, &norm);            // from model metadata
+ *   qk_norm norm = qk_norm_default();                  // unless the model has its own:
+ *   qk_graph_get_norm(g, &norm.mean, &norm.std);       // from model metadata
  *   qk_eval_result r;
  *   qk_status st = qk_evaluate(g, &part, norm, 100, pool, &r);
  *   if (st == QK_OK)

@@ -13,6 +13,7 @@ typedef enum qk_dtype {
     QK_F32 = 1,
     QK_U8 = 2,
     QK_I8 = 3,
+    QK_I16 = 5, /* int16 outputs of the integer output stage and quantized Add */
     QK_I32 = 6,
     QK_I64 = 7
 } qk_dtype;
@@ -30,6 +31,9 @@ typedef struct qk_tensor {
 size_t qk_dtype_size(qk_dtype dt);      /* 0 for unknown */
 const char *qk_dtype_name(qk_dtype dt); /* "float32", "int8", ... */
 int64_t qk_tensor_numel(const qk_tensor *t);
+/* Element i of an integer tensor (uint8, int8, int16, int32, int64) as int64;
+ * 0 for float32. The caller checks i < numel and t->data != NULL. */
+int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i);
 size_t qk_tensor_bytes(const qk_tensor *t);
 
 /* Allocate zero-filled owned storage; t's previous contents are ignored. */

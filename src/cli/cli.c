@@ -288,7 +288,8 @@ void cli_json_end(cli_json *j)
 int cli_norm(const cli_args *a, const qk_graph *g, qk_norm *norm, qk_status *st)
 {
     double mean, std;
-    *st = qk_norm_get(g, norm);
+    *norm = qk_norm_default();
+    *st = qk_graph_get_norm(g, &norm->mean, &norm->std);
     if (*st != QK_OK && *st != QK_ERR_NOTFOUND)
         return 1;
     *st = QK_OK;

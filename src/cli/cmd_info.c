@@ -33,16 +33,6 @@ typedef struct qinfo {
     int32_t zp;
 } qinfo;
 
-static int32_t int_at(const qk_tensor *t, int64_t i)
-{
-    switch (t->dtype) {
-    case QK_U8: return ((const uint8_t *)t->data)[i];
-    case QK_I8: return ((const int8_t *)t->data)[i];
-    case QK_I32: return ((const int32_t *)t->data)[i];
-    default: return 0;
-    }
-}
-
 static int quantizer_of(const qk_graph *g, const qk_node *n, qinfo *q)
 {
     int is_q = strcmp(n->op_type, "QuantizeLinear") == 0, is_dq = strcmp(n->op_type, "DequantizeLinear") == 0;
@@ -50,7 +40,7 @@ static int quantizer_of(const qk_graph *g, const qk_node *n, qinfo *q)
         return 0;
     const qk_value *x = &g->values[n->in[0]], *sc = &g->values[n->in[1]];
     const qk_value *zp = n->n_in > 2 && n->in[2] >= 0 ? &g->values[n->in[2]] : NULL;
-    int init = x->kind == QK_VALUE_PARAM || x->kind == QK_VALUE_CONST;
+    int init = qk_value_is_initializer(x);
     if (is_dq && !init)
         return 0; /* the second half of an activation pair */
     memset(q, 0, sizeof *q);
@@ -67,12 +57,12 @@ static int quantizer_of(const qk_graph *g, const qk_node *n, qinfo *q)
         q->smin = s[i] < q->smin ? s[i] : q->smin;
         q->smax = s[i] > q->smax ? s[i] : q->smax;
     }
-    q->zp = zp ? int_at(&zp->t, 0) : 0;
+    q->zp = zp ? (int32_t)qk_tensor_int_at(&zp->t, 0) : 0;
     if (is_q) { /* Q -> Clip(lo, hi) -> DQ: bits from the clip range */
         int cons[4], nc = qk_graph_consumers(g, n->out[0], cons, 4);
         const qk_node *c = nc == 1 ? &g->nodes[cons[0]] : NULL;
         if (c && strcmp(c->op_type, "Clip") == 0 && c->n_in == 3 && c->in[1] >= 0 && c->in[2] >= 0) {
-            int32_t lo = int_at(&g->values[c->in[1]].t, 0), hi = int_at(&g->values[c->in[2]].t, 0);
+            int32_t lo = (int32_t)qk_tensor_int_at(&g->values[c->in[1]].t, 0), hi = (int32_t)qk_tensor_int_at(&g->values[c->in[2]].t, 0);
             int b = 1;
             while ((1 << b) < hi - lo + 1)
                 b++;
@@ -82,7 +72,7 @@ static int quantizer_of(const qk_graph *g, const qk_node *n, qinfo *q)
         int32_t lo = 0, hi = 0;
         int64_t n_el = qk_tensor_numel(&x->t);
         for (int64_t i = 0; i < n_el; i++) {
-            int32_t v = int_at(&x->t, i) - (q->channels == 1 ? q->zp : 0);
+            int32_t v = (int32_t)qk_tensor_int_at(&x->t, i) - (q->channels == 1 ? q->zp : 0);
             lo = v < lo ? v : lo;
             hi = v > hi ? v : hi;
         }

@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const cli_opt opts[] = {
     { "model", "FILE.onnx", "float model to quantize (required)", 0 },
@@ -35,13 +34,6 @@ static const cli_opt opts[] = {
     { NULL, NULL, NULL, 0 }
 };
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void on_progress(void *user, int64_t done, int64_t total)
 {
     (void)total;
@@ -66,13 +58,12 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "%s", qk_last_error());
     c.wbits = (int)wbits;
     c.abits = (int)abits;
-    if (qk_backend_qparams(c.backend, c.wbits, c.abits ? c.abits : cli_flag(a, "reduce-range") ? 7 : 0, NULL,
-                           NULL) != QK_OK)
+    c.reduce_range = cli_flag(a, "reduce-range");
+    if (qk_ptq_config_check(&c) != QK_OK)
         return cli_usage_error("ptq", "%s", qk_last_error());
     c.a_observer = cli_get(a, "observer");
     c.w_observer = cli_get(a, "w-observer");
     c.first_last_bits = (int)flb;
-    c.reduce_range = cli_flag(a, "reduce-range");
     c.per_tensor_weights = cli_flag(a, "per-tensor");
     c.bias_correct = cli_flag(a, "bias-correct");
     const char *ba = cli_get(a, "bit-alloc");
@@ -99,7 +90,6 @@ static int run(cli_args *a)
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, qr = { 0 };
     qk_norm norm;
-    double t_ptq = 0;
     qk_status st = qk_onnx_load(path, &g);
     if (st != QK_OK)
         goto fail;
@@ -126,7 +116,6 @@ static int run(cli_args *a)
         tview = qk_dataset_view(&test, 0, limit);
     if (!dry && !cli_flag(a, "no-fp32") && (st = qk_evaluate(g, &tview, norm, 256, pool, &fr)) != QK_OK)
         goto fail;
-    double t0 = now_s();
     st = qk_ptq_prepare(g, &c, &m);
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK)
@@ -146,31 +135,30 @@ static int run(cli_args *a)
         qk_ptq_print_plan(m, stderr);
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)
         goto fail;
-    t_ptq = now_s() - t0;
     if ((st = qk_evaluate(qk_qmodel_graph(m), &tview, norm, 256, pool, &qr)) != QK_OK)
         goto fail;
-    const qk_qsite *sites;
-    int ns = qk_qmodel_sites(m, &sites);
+    qk_ptq_result r; /* what the library decided (the effective configuration) and its time */
+    qk_ptq_result_get(m, &r);
     if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
         cli_json_str(&j, "model", path);
-        cli_json_str(&j, "backend", c.backend->name);
-        cli_json_int(&j, "wbits", c.wbits ? c.wbits : 8);
-        cli_json_int(&j, "abits", c.abits ? c.abits : c.reduce_range ? 7 : c.backend->abits_default);
-        cli_json_str(&j, "w_observer", c.w_observer ? c.w_observer : c.backend->w_observer);
-        cli_json_str(&j, "a_observer", c.a_observer ? c.a_observer : c.backend->a_observer);
-        cli_json_str(&j, "bit_alloc", ba ? ba : "none");
-        cli_json_bool(&j, "bias_correct", c.bias_correct);
+        cli_json_str(&j, "backend", r.backend);
+        cli_json_int(&j, "wbits", r.wbits);
+        cli_json_int(&j, "abits", r.abits);
+        cli_json_str(&j, "w_observer", r.w_observer);
+        cli_json_str(&j, "a_observer", r.a_observer);
+        cli_json_str(&j, "bit_alloc", r.bit_alloc_name);
+        cli_json_bool(&j, "bias_correct", r.bias_correct);
         cli_json_int(&j, "calib", calib);
-        cli_json_int(&j, "quantizers", ns);
+        cli_json_int(&j, "quantizers", r.n_quantizers);
         if (!cli_flag(a, "no-fp32"))
             cli_json_num(&j, "fp32_top1", fr.top1);
         cli_json_num(&j, "top1", qr.top1);
         if (!cli_flag(a, "no-fp32"))
             cli_json_num(&j, "delta", qr.top1 - fr.top1);
         cli_json_int(&j, "images", qr.images);
-        cli_json_num(&j, "ptq_seconds", t_ptq);
+        cli_json_num(&j, "ptq_seconds", r.seconds);
         cli_json_num(&j, "images_per_s", qr.images_per_s);
         if (out)
             cli_json_str(&j, "out", out);
@@ -178,10 +166,7 @@ static int run(cli_args *a)
         cli_json_end(&j);
     } else {
         printf("backend %s, W%d A%d, observers %s/%s, %lld calibration images, %d quantizers (%.2f s)\n",
-               c.backend->name, c.wbits ? c.wbits : 8,
-               c.abits ? c.abits : c.reduce_range ? 7 : c.backend->abits_default,
-               c.w_observer ? c.w_observer : c.backend->w_observer,
-               c.a_observer ? c.a_observer : c.backend->a_observer, calib, ns, t_ptq);
+               r.backend, r.wbits, r.abits, r.w_observer, r.a_observer, calib, r.n_quantizers, r.seconds);
         if (!cli_flag(a, "no-fp32"))
             printf("fp32      top-1 %.2f%%\n", 100 * fr.top1);
         printf("quantized top-1 %.2f%%", 100 * qr.top1);
@@ -212,7 +197,7 @@ const cli_cmd cli_cmd_ptq = {
     "activations of the calibration images; weights are quantized from their\n"
     "values. The written model is standard ONNX (QuantizeLinear/DequantizeLinear,\n"
     "opset 13; a Clip between them under 8 bits) with the scheme in its metadata;\n"
-    "`qkit eval` evaluates it. ptq_seconds in --json times prepare + calibration\n"
-    "(+ writing), not the evaluations.",
+    "`qkit eval` evaluates it. ptq_seconds in --json is the time the library\n"
+    "spent in prepare + calibration (+ writing), not the evaluations.",
     opts, run
 };

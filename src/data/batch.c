@@ -15,62 +15,13 @@
  * Nothing depends on earlier epochs or batches, so resuming anywhere
  * reproduces the data exactly. */
 #include "qkit/data.h"
-#include "qkit/graph.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 qk_norm qk_norm_default(void)
 {
     qk_norm n = { QK_NORM_FASHION_MEAN, QK_NORM_FASHION_STD };
     return n;
-}
-
-static qk_status parse_float(const char *s, const char *key, float *out)
-{
-    char *end;
-    double d = strtod(s, &end);
-    while (*end == ' ')
-        end++;
-    if (end == s || *end)
-        return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a number", key, s);
-    *out = (float)d;
-    return QK_OK;
-}
-
-qk_status qk_norm_get(const struct qk_graph *g, qk_norm *n)
-{
-    *n = qk_norm_default();
-    const char *m = qk_graph_get_meta(g, "qkit.norm.mean");
-    const char *s = qk_graph_get_meta(g, "qkit.norm.std");
-    if (!m && !s)
-        return QK_ERR_NOTFOUND;
-    if (!m || !s)
-        return qk_error(QK_ERR_FORMAT, "graph metadata has only one of qkit.norm.mean and qkit.norm.std");
-    qk_norm r;
-    qk_status st = parse_float(m, "qkit.norm.mean", &r.mean);
-    if (st == QK_OK)
-        st = parse_float(s, "qkit.norm.std", &r.std);
-    if (st != QK_OK)
-        return st;
-    if (!(r.std > 0.0f))
-        return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.std = %s must be > 0", s);
-    *n = r;
-    return QK_OK;
-}
-
-qk_status qk_norm_set(struct qk_graph *g, qk_norm n)
-{
-    if (!(n.std > 0.0f))
-        return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)n.std);
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.9g", (double)n.mean);
-    qk_status st = qk_graph_set_meta(g, "qkit.norm.mean", buf);
-    if (st != QK_OK)
-        return st;
-    snprintf(buf, sizeof buf, "%.9g", (double)n.std);
-    return qk_graph_set_meta(g, "qkit.norm.std", buf);
 }
 
 void qk_norm_lut(qk_norm n, float lut[256])

@@ -279,6 +279,69 @@ const char *qk_graph_get_meta(const qk_graph *g, const char *key)
     return NULL;
 }
 
+int qk_domain_is_default(const char *domain)
+{
+    return !domain || !domain[0] || strcmp(domain, "ai.onnx") == 0;
+}
+
+int qk_node_is(const qk_node *n, const char *type)
+{
+    return qk_domain_is_default(n->domain) && strcmp(n->op_type, type) == 0;
+}
+
+int qk_node_is_in(const qk_node *n, const char *domain, const char *type)
+{
+    int same = qk_domain_is_default(domain) ? qk_domain_is_default(n->domain)
+                                            : n->domain && strcmp(n->domain, domain) == 0;
+    return same && strcmp(n->op_type, type) == 0;
+}
+
+static qk_status meta_float(const char *s, const char *key, float *out)
+{
+    char *end;
+    double d = strtod(s, &end);
+    while (*end == ' ')
+        end++;
+    if (end == s || *end)
+        return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a number", key, s);
+    *out = (float)d;
+    return QK_OK;
+}
+
+qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std)
+{
+    const char *m = qk_graph_get_meta(g, "qkit.norm.mean");
+    const char *s = qk_graph_get_meta(g, "qkit.norm.std");
+    if (!m && !s)
+        return QK_ERR_NOTFOUND;
+    if (!m || !s)
+        return qk_error(QK_ERR_FORMAT, "graph metadata has only one of qkit.norm.mean and qkit.norm.std");
+    float rm, rs;
+    qk_status st = meta_float(m, "qkit.norm.mean", &rm);
+    if (st == QK_OK)
+        st = meta_float(s, "qkit.norm.std", &rs);
+    if (st != QK_OK)
+        return st;
+    if (!(rs > 0.0f))
+        return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.std = %s must be > 0", s);
+    *mean = rm;
+    *std = rs;
+    return QK_OK;
+}
+
+qk_status qk_graph_set_norm(qk_graph *g, float mean, float std)
+{
+    if (!(std > 0.0f))
+        return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)std);
+    char buf[32]; /* "%.9g" of a float: at most 16 characters */
+    snprintf(buf, sizeof buf, "%.9g", (double)mean);
+    qk_status st = qk_graph_set_meta(g, "qkit.norm.mean", buf);
+    if (st != QK_OK)
+        return st;
+    snprintf(buf, sizeof buf, "%.9g", (double)std);
+    return qk_graph_set_meta(g, "qkit.norm.std", buf);
+}
+
 /* ---- attributes ---- */
 
 static qk_attr *attr_slot(qk_graph *g, int node, const char *name, qk_status *st)

@@ -217,9 +217,9 @@ static void act_int_forward(qk_graph *g, const qk_node *n, const act_state *s)
     } else {
         const qk_value *a = qk_in(g, n, 1), *b = qk_in(g, n, 2);
         if (a)
-            lo = qk_lt_int_at(&a->t, 0);
+            lo = qk_tensor_int_at(&a->t, 0);
         if (b)
-            hi = qk_lt_int_at(&b->t, 0);
+            hi = qk_tensor_int_at(&b->t, 0);
     }
     switch (x->dtype) {
     case QK_I8: ACT_INT_CLIP(int8_t, x->data, y->data, cnt, lo, hi); break;

@@ -233,8 +233,7 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
         if (ov)
             qk_f32(&ov->t)[ch] = mom * c.rvar[ch] + (1.0f - mom) * s->bvar[ch];
     }
-    if (x->training && (mv->kind == QK_VALUE_CONST || mv->kind == QK_VALUE_PARAM) &&
-        (vv->kind == QK_VALUE_CONST || vv->kind == QK_VALUE_PARAM)) {
+    if (x->training && qk_value_is_initializer(mv) && qk_value_is_initializer(vv)) {
         int64_t M = s->N * s->S;
         float unb = M > 1 ? (float)M / (float)(M - 1) : 1.0f;
         float *rm = qk_f32(&mv->t), *rv = qk_f32(&vv->t);

@@ -138,7 +138,7 @@ static qk_status dropout_forward(qk_exec *x, qk_node *n)
     const qk_value *rv = qk_in(g, n, 1), *tv = qk_in(g, n, 2);
     qk_value *mv = qk_out(g, n, 1);
     float ratio = rv ? qk_f32(&rv->t)[0] : qk_node_float(n, "ratio", 0.5f);
-    int train = tv && qk_lt_int_at(&tv->t, 0) != 0;
+    int train = tv && qk_tensor_int_at(&tv->t, 0) != 0;
     if (train && (ratio < 0.0f || ratio > 1.0f))
         return qk_error(QK_ERR_ARG, "ratio %g is outside [0, 1]", (double)ratio);
     s->active = train && ratio > 0.0f;

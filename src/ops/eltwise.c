@@ -197,6 +197,7 @@ static void ew_fwd_task(void *c, int64_t t, int w)
             break;
         case QK_U8: EW_INT_ROW(uint8_t); break;
         case QK_I8: EW_INT_ROW(int8_t); break;
+        case QK_I16: EW_INT_ROW(int16_t); break;
         case QK_I32: EW_INT_ROW(int32_t); break;
         case QK_I64: EW_INT_ROW(int64_t); break;
         }

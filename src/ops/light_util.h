@@ -67,18 +67,6 @@ static inline int64_t qk_lt_prod(const int64_t *d, int lo, int hi)
     return p;
 }
 
-/* Read element i of an integer tensor (int64/int32/int8/uint8) as int64. */
-static inline int64_t qk_lt_int_at(const qk_tensor *t, int64_t i)
-{
-    switch (t->dtype) {
-    case QK_I64: return ((const int64_t *)t->data)[i];
-    case QK_I32: return ((const int32_t *)t->data)[i];
-    case QK_I8: return ((const int8_t *)t->data)[i];
-    case QK_U8: return ((const uint8_t *)t->data)[i];
-    default: return 0;
-    }
-}
-
 static inline int qk_lt_is_int(qk_dtype dt)
 {
     return dt == QK_I64 || dt == QK_I32 || dt == QK_I8 || dt == QK_U8;

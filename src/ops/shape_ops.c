@@ -35,7 +35,7 @@ extern const qk_op qk_op_constant, qk_op_shape, qk_op_gather, qk_op_concat, qk_o
  * Constant node (its value tensor) or a known value. NULL otherwise. */
 static const qk_tensor *known_data(const qk_graph *g, const qk_value *v)
 {
-    if ((v->kind == QK_VALUE_CONST || v->kind == QK_VALUE_PARAM) && v->t.data)
+    if (qk_value_is_initializer(v) && v->t.data)
         return &v->t;
     if (v->producer >= 0) {
         const qk_node *p = &g->nodes[v->producer];
@@ -112,7 +112,7 @@ static qk_status known_ints(const qk_graph *g, const qk_value *v, const char *wh
         return qk_error(QK_ERR_SHAPE, "%s input '%s' has %lld entries (at most %d supported)", what, v->name,
                         (long long)m, max);
     for (int64_t i = 0; i < m; i++)
-        out[i] = qk_lt_int_at(t, i);
+        out[i] = qk_tensor_int_at(t, i);
     *n = (int)m;
     return QK_OK;
 }
@@ -476,7 +476,7 @@ static qk_status gather_infer(qk_graph *g, qk_node *n)
         int64_t na = a->dims[ax], ni = qk_tensor_numel(ki), w = 0;
         for (int64_t o = 0; o < outer; o++)
             for (int64_t t = 0; t < ni; t++) {
-                int64_t q = qk_lt_int_at(ki, t);
+                int64_t q = qk_tensor_int_at(ki, t);
                 q += q < 0 ? na : 0;
                 if (q < 0 || q >= na)
                     return QK_OK; /* left unknown; forward reports the bad index */
@@ -500,14 +500,14 @@ static qk_status gather_run(qk_exec *x, qk_node *n, int grad)
     int64_t na = a->dims[ax], ni = qk_tensor_numel(idx);
     size_t es = qk_dtype_size(a->dtype);
     for (int64_t t = 0; t < ni; t++) {
-        int64_t k = qk_lt_int_at(idx, t);
+        int64_t k = qk_tensor_int_at(idx, t);
         if (k < -na || k >= na)
             return qk_error(QK_ERR_ARG, "index %lld out of range for axis %d of size %lld", (long long)k, ax,
                             (long long)na);
     }
     for (int64_t o = 0; o < outer; o++)
         for (int64_t t = 0; t < ni; t++) {
-            int64_t k = qk_lt_int_at(idx, t);
+            int64_t k = qk_tensor_int_at(idx, t);
             k += k < 0 ? na : 0;
             int64_t src = (o * na + k) * inner, dst = (o * ni + t) * inner;
             if (!grad) {

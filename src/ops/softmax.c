@@ -262,7 +262,7 @@ typedef struct sce_job {
 /* weight of position p's label (0 if ignored); *cls = label */
 static inline float sce_weight(const sce_job *j, int64_t p, int64_t *cls)
 {
-    int64_t l = qk_lt_int_at(j->labels, p);
+    int64_t l = qk_tensor_int_at(j->labels, p);
     *cls = l;
     if (j->s->has_ii && l == j->s->ignore_index)
         return 0.0f;
@@ -348,7 +348,7 @@ static qk_status sce_forward(qk_exec *ex, qk_node *n)
         return qk_error(QK_ERR_STATE, "%lld positions but buffers for %lld (graph not planned?)", (long long)np,
                         (long long)s->cap);
     for (int64_t p = 0; p < np; p++) {
-        int64_t l = qk_lt_int_at(j.labels, p);
+        int64_t l = qk_tensor_int_at(j.labels, p);
         if (s->has_ii && l == s->ignore_index)
             continue;
         if (l < 0 || l >= j.C)

@@ -9,16 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int is_init(const qk_value *v)
-{
-    return v->producer < 0 && (v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST) && v->t.data;
-}
-
-static int op_is(const qk_node *n, const char *type)
-{
-    return (!n->domain || !n->domain[0]) && strcmp(n->op_type, type) == 0;
-}
-
 /* Integer operators: a lowered model, not a QDQ one. */
 static int is_integer_op(const qk_node *n)
 {
@@ -44,17 +34,6 @@ static int sole_consumer(const qk_graph *g, int v, int *count)
             c++;
     *count = c;
     return c == 1 ? who : -1;
-}
-
-/* Integer element k of an int8/uint8/int32 tensor. */
-static int32_t int_at(const qk_tensor *t, int64_t k)
-{
-    switch (t->dtype) {
-    case QK_I8: return ((const int8_t *)t->data)[k];
-    case QK_U8: return ((const uint8_t *)t->data)[k];
-    case QK_I32: return ((const int32_t *)t->data)[k];
-    default: return 0;
-    }
 }
 
 static int is_code_type(qk_dtype dt) { return dt == QK_I8 || dt == QK_U8 || dt == QK_I32; }
@@ -147,10 +126,10 @@ static qk_status read_params(const qk_graph *g, const qk_node *n, qk_dtype code_
 {
     const qk_value *sv = n->n_in > 1 && n->in[1] >= 0 ? &g->values[n->in[1]] : NULL;
     const qk_value *zv = n->n_in > 2 && n->in[2] >= 0 ? &g->values[n->in[2]] : NULL;
-    if (!sv || !is_init(sv) || sv->t.dtype != QK_F32)
+    if (!sv || !qk_value_is_initializer_with_data(sv) || sv->t.dtype != QK_F32)
         return qk_error(QK_ERR_UNSUPPORTED, "node '%s' (%s): the scale must be a float32 initializer",
                         node_label(n), n->op_type);
-    if (zv && (!is_init(zv) || zv->t.dtype != code_type))
+    if (zv && (!qk_value_is_initializer_with_data(zv) || zv->t.dtype != code_type))
         return qk_error(QK_ERR_FORMAT, "node '%s' (%s): zero point '%s' must be a %s initializer",
                         node_label(n), n->op_type, zv->name, qk_dtype_name(code_type));
     int64_t ns = qk_tensor_numel(&sv->t);
@@ -169,7 +148,7 @@ static qk_status read_params(const qk_graph *g, const qk_node *n, qk_dtype code_
                             node_label(n), n->op_type, sv->name, (long long)c, (double)v);
         s->scale[c] = v;
         if (zv)
-            s->zp[c] = int_at(&zv->t, c);
+            s->zp[c] = qk_tensor_int_at(&zv->t, c);
     }
     s->per_channel = sv->t.ndim == 1 && (ns > 1 || s->kind != QK_DEPLOY_ACTIVATION);
     s->axis = -1;
@@ -216,10 +195,10 @@ static qk_status clip_bound(const qk_graph *g, const qk_node *clip, int i, qk_dt
         return QK_OK;
     }
     const qk_value *v = &g->values[clip->in[i]];
-    if (!is_init(v) || v->t.dtype != dt || qk_tensor_numel(&v->t) != 1)
+    if (!qk_value_is_initializer_with_data(v) || v->t.dtype != dt || qk_tensor_numel(&v->t) != 1)
         return qk_error(QK_ERR_UNSUPPORTED, "Clip '%s' between QuantizeLinear and DequantizeLinear: bound '%s' "
                         "must be a scalar %s initializer", node_label(clip), v->name, qk_dtype_name(dt));
-    *out = int_at(&v->t, 0);
+    *out = qk_tensor_int_at(&v->t, 0);
     return QK_OK;
 }
 
@@ -237,7 +216,7 @@ static void weight_bits(const qk_graph *g, const qk_tensor *codes, const qk_back
     int32_t mn = INT32_MAX, mx = INT32_MIN;
     int64_t n = qk_tensor_numel(codes);
     for (int64_t k = 0; k < n; k++) {
-        int32_t v = int_at(codes, k);
+        int32_t v = qk_tensor_int_at(codes, k);
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
     }
@@ -307,7 +286,7 @@ static qk_status scan_dq(const qk_graph *g, int di, const qk_backend *prof, qk_d
     s->node = qk_strdup(node_label(dq));
     if (!s->node)
         return qk_error(QK_ERR_NOMEM, "out of memory");
-    if (is_init(x)) {
+    if (qk_value_is_initializer_with_data(x)) {
         if (!is_code_type(x->t.dtype))
             return qk_error(QK_ERR_UNSUPPORTED, "DequantizeLinear '%s': codes '%s' are %s (int8, uint8 or int32 "
                             "expected)", node_label(dq), x->name, qk_dtype_name(x->t.dtype));
@@ -335,7 +314,7 @@ static qk_status scan_dq(const qk_graph *g, int di, const qk_backend *prof, qk_d
     }
     /* activation: x <- [Clip <-] QuantizeLinear */
     int ci = -1, qi = x->producer, cnt;
-    if (qi >= 0 && op_is(&g->nodes[qi], "Clip")) {
+    if (qi >= 0 && qk_node_is(&g->nodes[qi], "Clip")) {
         ci = qi;
         const qk_node *clip = &g->nodes[ci];
         if (sole_consumer(g, clip->out[0], &cnt) != di)
@@ -343,7 +322,7 @@ static qk_status scan_dq(const qk_graph *g, int di, const qk_backend *prof, qk_d
                             "readers (only the DequantizeLinear may read it)", node_label(clip), cnt);
         qi = clip->n_in > 0 && clip->in[0] >= 0 ? g->values[clip->in[0]].producer : -1;
     }
-    if (qi < 0 || !op_is(&g->nodes[qi], "QuantizeLinear"))
+    if (qi < 0 || !qk_node_is(&g->nodes[qi], "QuantizeLinear"))
         return qk_error(QK_ERR_UNSUPPORTED, "DequantizeLinear '%s': input '%s' is neither an initializer nor the "
                         "codes of a QuantizeLinear (produced by %s); not a QDQ model", node_label(dq), x->name,
                         x->producer >= 0 ? g->nodes[x->producer].op_type : "nothing");
@@ -415,12 +394,12 @@ static qk_status scan(const qk_graph *g, qk_deploy_info **out)
         else if (n->domain && n->domain[0])
             st = qk_error(QK_ERR_UNSUPPORTED, "node '%s' (%s) is in domain '%s': export reads standard ONNX QDQ "
                           "models only", node_label(n), n->op_type, n->domain);
-        else if (op_is(n, "DequantizeLinear"))
+        else if (qk_node_is(n, "DequantizeLinear"))
             st = scan_dq(g, i, prof, info, &cap);
     }
     /* every QuantizeLinear must belong to a site */
     for (int i = 0; i < g->n_nodes && st == QK_OK; i++) {
-        if (!op_is(&g->nodes[i], "QuantizeLinear"))
+        if (!qk_node_is(&g->nodes[i], "QuantizeLinear"))
             continue;
         int found = 0;
         for (int k = 0; k < info->n_sites && !found; k++)
@@ -483,7 +462,7 @@ static qk_status dequantize_weight(const qk_tensor *q, const qk_deploy_site *s, 
             int32_t z = s->zp[s->per_channel ? c : 0];
             int64_t base = (o * ch + c) * inner;
             for (int64_t i = 0; i < inner; i++)
-                y[base + i] = (float)(int_at(q, base + i) - z) * sc;
+                y[base + i] = (float)((int32_t)qk_tensor_int_at(q, base + i) - z) * sc;
         }
     return QK_OK;
 }

@@ -9,11 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int op_is(const qk_node *n, const char *type)
-{
-    return (!n->domain || !n->domain[0]) && strcmp(n->op_type, type) == 0;
-}
-
 static int is_graph_output(const qk_graph *g, int v)
 {
     for (int i = 0; i < g->n_outputs; i++)
@@ -210,7 +205,7 @@ static qk_status convert_layer(qk_graph *g, const qk_deploy_info *info, int ni, 
 {
     *done = 0;
     qk_node *n = &g->nodes[ni];
-    int conv = op_is(n, "Conv"), gemm = op_is(n, "Gemm"), mm = op_is(n, "MatMul");
+    int conv = qk_node_is(n, "Conv"), gemm = qk_node_is(n, "Gemm"), mm = qk_node_is(n, "MatMul");
     if ((!conv && !gemm && !mm) || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out != 1)
         return QK_OK;
     int da = g->values[n->in[0]].producer, dw = g->values[n->in[1]].producer;
@@ -238,7 +233,7 @@ static qk_status convert_layer(qk_graph *g, const qk_deploy_info *info, int ni, 
     /* output chain: [Relu ->] QuantizeLinear */
     int v = n->out[0], relu = -1;
     int r = sole_reader(g, v);
-    if (r >= 0 && op_is(&g->nodes[r], "Relu")) {
+    if (r >= 0 && qk_node_is(&g->nodes[r], "Relu")) {
         relu = r;
         v = g->nodes[r].out[0];
         r = sole_reader(g, v);
@@ -358,7 +353,7 @@ qk_status qk_deploy_to_qlinear(qk_graph *g, int *n_layers)
             changed = 0;
             for (int i = 0; i < g->n_nodes; i++) {
                 const qk_node *n = &g->nodes[i];
-                if (mark[i] || !op_is(n, "DequantizeLinear") || is_graph_output(g, n->out[0]))
+                if (mark[i] || !qk_node_is(n, "DequantizeLinear") || is_graph_output(g, n->out[0]))
                     continue;
                 int readers = 0;
                 for (int j = 0; j < g->n_nodes && !readers; j++)

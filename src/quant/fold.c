@@ -13,11 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int is_default_domain(const qk_node *n)
-{
-    return !n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
-}
-
 static int is_graph_output(const qk_graph *g, int v)
 {
     for (int i = 0; i < g->n_outputs; i++)
@@ -33,7 +28,7 @@ static int is_f32_init(const qk_graph *g, int v, int ndim, int64_t m)
     if (v < 0)
         return 0;
     const qk_value *x = &g->values[v];
-    return (x->kind == QK_VALUE_PARAM || x->kind == QK_VALUE_CONST) && x->t.dtype == QK_F32 && x->t.data &&
+    return qk_value_is_initializer(x) && x->t.dtype == QK_F32 && x->t.data &&
            (ndim < 0 || x->t.ndim == ndim) && (m < 0 || (x->t.ndim > 0 && x->t.dims[0] == m));
 }
 
@@ -57,7 +52,7 @@ typedef struct fold_site {
 static int site_of(const qk_graph *g, int p, fold_site *fs)
 {
     const qk_node *n = &g->nodes[p];
-    if (!is_default_domain(n) || n->n_out != 1 || n->out[0] < 0 || n->n_in < 2 || n->n_in > 3)
+    if (!qk_domain_is_default(n->domain) || n->n_out != 1 || n->out[0] < 0 || n->n_in < 2 || n->n_in > 3)
         return 0;
     memset(fs, 0, sizeof *fs);
     fs->w = n->in[1];
@@ -100,7 +95,7 @@ static int bn_of(const qk_graph *g, int p, const fold_site *fs, const uint8_t *r
     if (is_graph_output(g, y) || qk_graph_consumers(g, y, &c, 1) != 1)
         return -1;
     const qk_node *b = &g->nodes[c];
-    if (removed[c] || !is_default_domain(b) || strcmp(b->op_type, "BatchNormalization") != 0 || b->n_in != 5 ||
+    if (removed[c] || !qk_node_is(b, "BatchNormalization") || b->n_in != 5 ||
         b->in[0] != y || b->n_out < 1 || b->out[0] < 0)
         return -1;
     for (int i = 1; i < 5; i++)

@@ -14,15 +14,24 @@ void qk_ptq_config_default(qk_ptq_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static int op_is(const qk_node *n, const char *t) { return strcmp(n->op_type, t) == 0; }
+qk_status qk_ptq_config_check(const qk_ptq_config *c)
+{
+    int abits = c->abits ? c->abits : c->reduce_range ? 7 : 0;
+    return qk_backend_qparams(c->backend, c->wbits, abits, NULL, NULL);
+}
+
+const char *qk_ptq_bit_alloc_name(int flags)
+{
+    static const char *const names[4] = { "none", "w", "a", "wa" };
+    return names[flags & (QK_BITALLOC_W | QK_BITALLOC_A)];
+}
 
 /* Conv / Gemm / MatMul with an initializer weight. */
 static int is_layer(const qk_graph *g, const qk_node *n)
 {
-    if (!(op_is(n, "Conv") || op_is(n, "Gemm") || op_is(n, "MatMul")) || n->n_in < 2 || n->in[1] < 0)
+    if (!(qk_node_is(n, "Conv") || qk_node_is(n, "Gemm") || qk_node_is(n, "MatMul")) || n->n_in < 2 || n->in[1] < 0)
         return 0;
-    qk_value_kind k = g->values[n->in[1]].kind;
-    return k == QK_VALUE_PARAM || k == QK_VALUE_CONST;
+    return qk_value_is_initializer(&g->values[n->in[1]]);
 }
 
 /* Ops whose output lies on the input's grid (same scale and zero point). */
@@ -31,24 +40,24 @@ static int is_passthrough(const qk_node *n)
     static const char *const t[] = { "Flatten", "Reshape", "Identity", "Dropout", "Squeeze", "Unsqueeze",
                                      "MaxPool", NULL };
     for (int i = 0; t[i]; i++)
-        if (op_is(n, t[i]))
+        if (qk_node_is(n, t[i]))
             return 1;
     return 0;
 }
 
 static int is_pool(const qk_node *n)
 {
-    return op_is(n, "MaxPool") || op_is(n, "AveragePool") || op_is(n, "GlobalAveragePool");
+    return qk_node_is(n, "MaxPool") || qk_node_is(n, "AveragePool") || qk_node_is(n, "GlobalAveragePool");
 }
 
-static int is_fusable_act(const qk_node *n) { return op_is(n, "Relu") || op_is(n, "Clip"); }
+static int is_fusable_act(const qk_node *n) { return qk_node_is(n, "Relu") || qk_node_is(n, "Clip"); }
 
 /* Lower bound of a Clip (input 1 constant, or the opset-6 attribute). */
 static float clip_min(const qk_graph *g, const qk_node *n)
 {
     if (n->n_in > 1 && n->in[1] >= 0) {
         const qk_value *v = &g->values[n->in[1]];
-        if ((v->kind == QK_VALUE_CONST || v->kind == QK_VALUE_PARAM) && v->t.dtype == QK_F32 && v->t.data)
+        if (qk_value_is_initializer(v) && v->t.dtype == QK_F32 && v->t.data)
             return qk_f32(&v->t)[0];
         return -1.0f;
     }
@@ -85,22 +94,20 @@ static qk_status push_req(prep *p, int site, int node, int input)
     return QK_OK;
 }
 
-static int new_site(prep *p, int v, int is_weight, const qk_qparams *qp, const char *observer, const char *why)
+/* A new quantizer for value v; *site gets its index. */
+static qk_status new_site(prep *p, int v, int is_weight, const qk_qparams *qp, const char *observer,
+                          const char *why, int *site)
 {
     qk_qmodel *m = p->m;
     qk_qsite *s = qk_realloc(m->sites, (size_t)(m->n_sites + 1) * sizeof *s);
-    if (!s) {
-        qk_error(QK_ERR_NOMEM, "prepare: out of memory");
-        return -1;
-    }
-    m->sites = s;
+    if (s)
+        m->sites = s;
+    char *name = s ? qk_strdup(m->g->values[v].name) : NULL;
+    if (!name)
+        return qk_error(QK_ERR_NOMEM, "prepare: out of memory");
     qk_qsite *t = &s[m->n_sites];
     memset(t, 0, sizeof *t);
-    t->value = qk_strdup(m->g->values[v].name);
-    if (!t->value) {
-        qk_error(QK_ERR_NOMEM, "prepare: out of memory");
-        return -1;
-    }
+    t->value = name;
     t->is_weight = is_weight;
     t->qp = *qp;
     snprintf(t->observer, sizeof t->observer, "%s", observer);
@@ -109,7 +116,8 @@ static int new_site(prep *p, int v, int is_weight, const qk_qparams *qp, const c
     t->layer = -1;
     if (!is_weight)
         p->site_of[v] = m->n_sites;
-    return m->n_sites++;
+    *site = m->n_sites++;
+    return QK_OK;
 }
 
 static int excluded(const qk_qmodel *m, const qk_node *n)
@@ -138,8 +146,7 @@ static qk_status want_act(prep *p, int k, int input, int bits, const char *why)
 {
     qk_graph *g = p->m->g;
     int v = g->nodes[k].in[input];
-    if (v < 0 || g->values[v].kind == QK_VALUE_PARAM || g->values[v].kind == QK_VALUE_CONST ||
-        (g->values[v].t.dtype && g->values[v].t.dtype != QK_F32))
+    if (v < 0 || qk_value_is_initializer(&g->values[v]) || (g->values[v].t.dtype && g->values[v].t.dtype != QK_F32))
         return QK_OK;
     if (input == 0)
         p->reads_q[k] = 1;
@@ -148,9 +155,9 @@ static qk_status want_act(prep *p, int k, int input, int bits, const char *why)
     int s = p->site_of[v];
     if (s < 0) {
         qk_qparams a = act_qparams(p, v, bits);
-        s = new_site(p, v, 0, &a, p->m->cfg.a_observer, why);
-        if (s < 0)
-            return QK_ERR_NOMEM;
+        qk_status st = new_site(p, v, 0, &a, p->m->cfg.a_observer, why, &s);
+        if (st != QK_OK)
+            return st;
     } else if (bits > p->m->sites[s].qp.bits) {
         p->m->sites[s].qp.bits = bits; /* a first/last-layer override wins */
         snprintf(p->m->sites[s].reason, sizeof p->m->sites[s].reason, "%s", why);
@@ -160,166 +167,286 @@ static qk_status want_act(prep *p, int k, int input, int bits, const char *why)
 
 static int layer_w_axis(const qk_node *n)
 {
-    if (op_is(n, "Conv"))
+    if (qk_node_is(n, "Conv"))
         return 0;
-    if (op_is(n, "Gemm"))
+    if (qk_node_is(n, "Gemm"))
         return qk_node_int(n, "transB", 0) ? 0 : 1;
     return 1; /* MatMul [in, out] */
 }
 
-static qk_status place(prep *p)
+/* A site's reason: qk_qsite.reason holds it (longer text is cut there). */
+typedef char why_text[sizeof(((qk_qsite *)0)->reason)];
+
+/* every op output: the network inputs are quantized too */
+static qk_status place_inputs(prep *p)
 {
     qk_qmodel *m = p->m;
     qk_graph *g = m->g;
-    const qk_backend *b = p->b;
-    int abits = m->aq.bits, wbits = m->wq.bits;
-    int fl = m->cfg.first_last_bits ? m->cfg.first_last_bits : (b->first_last_8bit ? 8 : -1);
-    char why[160];
-    qk_status st;
-    if (b->cover == QK_COVER_ALL)
-        for (int i = 0; i < g->n_inputs; i++) {
-            int v = g->inputs[i];
-            if ((!g->values[v].t.dtype || g->values[v].t.dtype == QK_F32) && p->site_of[v] < 0) {
-                qk_qparams a = act_qparams(p, v, abits);
-                if (new_site(p, v, 0, &a, m->cfg.a_observer, "network input (every op output)") < 0)
-                    return QK_ERR_NOMEM;
-            }
-        }
-    for (int o = 0; o < g->n_nodes; o++) {
-        int k = g->order[o];
-        qk_node *n = &g->nodes[k];
-        int xin = excluded(m, n);
-        /* non-negativity (OpenVINO's unsigned-after-ReLU) */
-        if (n->n_out > 0 && n->out[0] >= 0) {
-            int y = n->out[0], x0 = n->n_in > 0 ? n->in[0] : -1;
-            if (op_is(n, "Relu") || (op_is(n, "Clip") && clip_min(g, n) >= 0.0f))
-                p->nonneg[y] = 1;
-            else if ((is_passthrough(n) || is_pool(n)) && x0 >= 0)
-                p->nonneg[y] = p->nonneg[x0];
-            else if (op_is(n, "Add") && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
-                p->nonneg[y] = p->nonneg[n->in[0]] && p->nonneg[n->in[1]];
-        }
-        if (!xin) {
-            if (is_layer(g, n)) {
-                int bits = abits, lw = wbits;
-                const char *tag = "";
-                if (fl > 0 && (k == p->first_layer || k == p->last_layer)) {
-                    /* the profile's rule (first_last_bits 0) only raises a width
-                       (W16A16 stays 16-bit); an explicit first_last_bits sets it */
-                    int raise = m->cfg.first_last_bits == 0;
-                    bits = raise && abits > fl ? abits : fl;
-                    lw = raise && wbits > fl ? wbits : fl;
-                    tag = k == p->first_layer ? ", first layer" : ", last layer";
-                }
-                snprintf(why, sizeof why, "input of %s '%s' (%s%s)", n->op_type, n->name, qk_cover_name(b->cover),
-                         tag);
-                if ((st = want_act(p, k, 0, bits, why)) != QK_OK)
-                    return st;
-                qk_qparams w = m->wq;
-                w.bits = lw;
-                int axis = layer_w_axis(n);
-                if (w.per_channel)
-                    w.axis = axis;
-                snprintf(why, sizeof why, "weight of %s '%s'%s%s", n->op_type, n->name,
-                         w.per_channel ? ", per channel" : ", per tensor", tag);
-                int s = new_site(p, n->in[1], 1, &w, m->cfg.w_observer, why);
-                if (s < 0)
-                    return QK_ERR_NOMEM;
-                qk_qlayer *L = qk_realloc(m->layers, (size_t)(m->n_layers + 1) * sizeof *L);
-                if (!L)
-                    return qk_error(QK_ERR_NOMEM, "prepare: out of memory");
-                m->layers = L;
-                L = &L[m->n_layers];
-                memset(L, 0, sizeof *L);
-                L->node = k;
-                L->w_site = s;
-                L->a_site = p->site_of[n->in[0]];
-                L->w_axis = axis;
-                L->n_out = g->values[n->in[1]].t.dims[axis];
-                m->sites[s].layer = m->n_layers++;
-                if ((st = push_req(p, s, k, 1)) != QK_OK)
-                    return st;
-                if (b->quant_bias && n->n_in > 2 && n->in[2] >= 0) {
-                    qk_qparams bq = { .bits = 8, .is_signed = 1, .symmetric = 1, .pot = 1 };
-                    snprintf(why, sizeof why, "bias of %s '%s' (bias quantized, power of two)", n->op_type,
-                             n->name);
-                    int sb = new_site(p, n->in[2], 1, &bq, "minmax", why);
-                    if (sb < 0)
-                        return QK_ERR_NOMEM;
-                    if ((st = push_req(p, sb, k, 2)) != QK_OK)
-                        return st;
-                }
-            } else if (op_is(n, "Add") && b->cover != QK_COVER_ALL) {
-                int fused = 0; /* TensorRT fuses one conv-fed input, the first */
-                for (int i = 0; i < n->n_in && i < 2; i++) {
-                    int v = n->in[i];
-                    if (v < 0)
-                        continue;
-                    int pr = g->values[v].producer;
-                    int conv_fed = pr >= 0 && op_is(&g->nodes[pr], "Conv");
-                    if (b->add == QK_ADD_QUANT) {
-                        snprintf(why, sizeof why, "input of Add '%s' (quantized add)", n->name);
-                    } else if (b->add == QK_ADD_TRT_FUSE && conv_fed && !fused) {
-                        fused = 1;
-                        continue;
-                    } else if (b->add == QK_ADD_TRT_FUSE) {
-                        snprintf(why, sizeof why, "input of Add '%s' %s (TensorRT fuses the %sconv-fed input into "
-                                 "the conv epilogue)", n->name, conv_fed ? "from a second conv" : "not produced by a conv",
-                                 conv_fed ? "first " : "");
-                    } else {
-                        continue;
-                    }
-                    if ((st = want_act(p, k, i, abits, why)) != QK_OK)
-                        return st;
-                }
-            } else if (is_pool(n) && b->cover == QK_COVER_ADD_POOL) {
-                snprintf(why, sizeof why, "input of %s '%s' (conv/fc + add/pool)", n->op_type, n->name);
-                if ((st = want_act(p, k, 0, abits, why)) != QK_OK)
-                    return st;
-            } else if (op_is(n, "Concat") && b->concat == QK_CONCAT_REQUANT && b->cover != QK_COVER_ALL) {
-                for (int i = 0; i < n->n_in; i++) {
-                    snprintf(why, sizeof why, "input of Concat '%s' (requantized to the output scale)", n->name);
-                    if ((st = want_act(p, k, i, abits, why)) != QK_OK)
-                        return st;
-                }
-            }
-        }
-        /* every op output */
-        if (b->cover == QK_COVER_ALL && !xin) {
-            for (int i = 0; i < n->n_in; i++) {
-                int v = n->in[i];
-                if (v >= 0 && (p->site_of[v] >= 0 || p->inherit[v])) {
-                    if (i == 0)
-                        p->reads_q[k] = 1;
-                    if (p->site_of[v] >= 0 && (st = push_req(p, p->site_of[v], k, i)) != QK_OK)
-                        return st;
-                }
-            }
-        }
-        for (int i = 0; i < n->n_out; i++) {
-            int y = n->out[i];
-            if (y < 0 || (g->values[y].t.dtype && g->values[y].t.dtype != QK_F32))
-                continue;
-            if (is_passthrough(n) && p->reads_q[k]) {
-                p->inherit[y] = 1;
-                continue;
-            }
-            if (b->cover != QK_COVER_ALL || xin || op_is(n, "Shape"))
-                continue;
-            int cons[64], nc = qk_graph_consumers(g, y, cons, 64), fused = nc > 0;
-            int is_out = 0;
-            for (int j = 0; j < g->n_outputs; j++)
-                is_out |= g->outputs[j] == y;
-            for (int j = 0; j < nc && j < 64; j++)
-                fused &= is_fusable_act(&g->nodes[cons[j]]) || op_is(&g->nodes[cons[j]], "BatchNormalization");
-            if (fused && !is_out)
-                continue;
-            snprintf(why, sizeof why, "output of %s '%s' (every op output)", n->op_type, n->name);
-            qk_qparams a = act_qparams(p, y, abits);
-            if (new_site(p, y, 0, &a, m->cfg.a_observer, why) < 0)
-                return QK_ERR_NOMEM;
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i], s;
+        if ((!g->values[v].t.dtype || g->values[v].t.dtype == QK_F32) && p->site_of[v] < 0) {
+            qk_qparams a = act_qparams(p, v, m->aq.bits);
+            qk_status st = new_site(p, v, 0, &a, m->cfg.a_observer, "network input (every op output)", &s);
+            if (st != QK_OK)
+                return st;
         }
     }
+    return QK_OK;
+}
+
+/* Which outputs are known >= 0 (OpenVINO's unsigned-after-ReLU). */
+static void mark_nonneg(prep *p, const qk_node *n)
+{
+    const qk_graph *g = p->m->g;
+    if (n->n_out < 1 || n->out[0] < 0)
+        return;
+    int y = n->out[0], x0 = n->n_in > 0 ? n->in[0] : -1;
+    if (qk_node_is(n, "Relu") || (qk_node_is(n, "Clip") && clip_min(g, n) >= 0.0f))
+        p->nonneg[y] = 1;
+    else if ((is_passthrough(n) || is_pool(n)) && x0 >= 0)
+        p->nonneg[y] = p->nonneg[x0];
+    else if (qk_node_is(n, "Add") && n->n_in == 2 && n->in[0] >= 0 && n->in[1] >= 0)
+        p->nonneg[y] = p->nonneg[n->in[0]] && p->nonneg[n->in[1]];
+}
+
+/* Record weighted layer k (weight site s) for calibration's passes. */
+static qk_status add_layer(prep *p, int k, int s, int axis)
+{
+    qk_qmodel *m = p->m;
+    const qk_node *n = &m->g->nodes[k];
+    qk_qlayer *L = qk_realloc(m->layers, (size_t)(m->n_layers + 1) * sizeof *L);
+    if (!L)
+        return qk_error(QK_ERR_NOMEM, "prepare: out of memory");
+    m->layers = L;
+    L = &L[m->n_layers];
+    memset(L, 0, sizeof *L);
+    L->node = k;
+    L->w_site = s;
+    L->a_site = p->site_of[n->in[0]];
+    L->w_axis = axis;
+    L->n_out = m->g->values[n->in[1]].t.dims[axis];
+    m->sites[s].layer = m->n_layers++;
+    return QK_OK;
+}
+
+/* A weighted layer: its input, its weight (the first/last-layer width where
+ * the profile or the caller sets one) and, for quant_bias, its bias. */
+static qk_status place_layer(prep *p, int k)
+{
+    qk_qmodel *m = p->m;
+    const qk_backend *b = p->b;
+    const qk_node *n = &m->g->nodes[k];
+    int abits = m->aq.bits, wbits = m->wq.bits, fl = m->first_last_bits;
+    int bits = abits, lw = wbits, s;
+    const char *tag = "";
+    why_text why;
+    qk_status st;
+    if (fl > 0 && (k == p->first_layer || k == p->last_layer)) {
+        /* the profile's rule (first_last_bits 0) only raises a width
+           (W16A16 stays 16-bit); an explicit first_last_bits sets it */
+        int raise = m->cfg.first_last_bits == 0;
+        bits = raise && abits > fl ? abits : fl;
+        lw = raise && wbits > fl ? wbits : fl;
+        tag = k == p->first_layer ? ", first layer" : ", last layer";
+    }
+    snprintf(why, sizeof why, "input of %s '%s' (%s%s)", n->op_type, n->name, qk_cover_name(b->cover), tag);
+    if ((st = want_act(p, k, 0, bits, why)) != QK_OK)
+        return st;
+    qk_qparams w = m->wq;
+    w.bits = lw;
+    int axis = layer_w_axis(n);
+    if (w.per_channel)
+        w.axis = axis;
+    snprintf(why, sizeof why, "weight of %s '%s'%s%s", n->op_type, n->name,
+             w.per_channel ? ", per channel" : ", per tensor", tag);
+    if ((st = new_site(p, n->in[1], 1, &w, m->cfg.w_observer, why, &s)) != QK_OK ||
+        (st = add_layer(p, k, s, axis)) != QK_OK || (st = push_req(p, s, k, 1)) != QK_OK)
+        return st;
+    if (b->quant_bias && n->n_in > 2 && n->in[2] >= 0) {
+        qk_qparams bq = { .bits = 8, .is_signed = 1, .symmetric = 1, .pot = 1 };
+        snprintf(why, sizeof why, "bias of %s '%s' (bias quantized, power of two)", n->op_type, n->name);
+        if ((st = new_site(p, n->in[2], 1, &bq, "minmax", why, &s)) != QK_OK)
+            return st;
+        return push_req(p, s, k, 2);
+    }
+    return QK_OK;
+}
+
+/* The inputs of Add (quantized add, or TensorRT's fusion rule) the profile quantizes. */
+static qk_status place_add(prep *p, int k)
+{
+    const qk_graph *g = p->m->g;
+    const qk_node *n = &g->nodes[k];
+    int fused = 0; /* TensorRT fuses one conv-fed input, the first */
+    why_text why;
+    for (int i = 0; i < n->n_in && i < 2; i++) {
+        int v = n->in[i];
+        if (v < 0)
+            continue;
+        int pr = g->values[v].producer;
+        int conv_fed = pr >= 0 && qk_node_is(&g->nodes[pr], "Conv");
+        if (p->b->add == QK_ADD_QUANT) {
+            snprintf(why, sizeof why, "input of Add '%s' (quantized add)", n->name);
+        } else if (p->b->add == QK_ADD_TRT_FUSE && conv_fed && !fused) {
+            fused = 1;
+            continue;
+        } else if (p->b->add == QK_ADD_TRT_FUSE) {
+            snprintf(why, sizeof why, "input of Add '%s' %s (TensorRT fuses the %sconv-fed input into "
+                     "the conv epilogue)", n->name, conv_fed ? "from a second conv" : "not produced by a conv",
+                     conv_fed ? "first " : "");
+        } else {
+            continue;
+        }
+        qk_status st = want_act(p, k, i, p->m->aq.bits, why);
+        if (st != QK_OK)
+            return st;
+    }
+    return QK_OK;
+}
+
+/* The inputs node k asks quantized under the profile's rules. */
+static qk_status place_node_inputs(prep *p, int k)
+{
+    const qk_backend *b = p->b;
+    const qk_node *n = &p->m->g->nodes[k];
+    int abits = p->m->aq.bits;
+    why_text why;
+    qk_status st = QK_OK;
+    if (is_layer(p->m->g, n))
+        return place_layer(p, k);
+    if (qk_node_is(n, "Add") && b->cover != QK_COVER_ALL)
+        return place_add(p, k);
+    if (is_pool(n) && b->cover == QK_COVER_ADD_POOL) {
+        snprintf(why, sizeof why, "input of %s '%s' (conv/fc + add/pool)", n->op_type, n->name);
+        return want_act(p, k, 0, abits, why);
+    }
+    if (qk_node_is(n, "Concat") && b->concat == QK_CONCAT_REQUANT && b->cover != QK_COVER_ALL)
+        for (int i = 0; i < n->n_in && st == QK_OK; i++) {
+            snprintf(why, sizeof why, "input of Concat '%s' (requantized to the output scale)", n->name);
+            st = want_act(p, k, i, abits, why);
+        }
+    return st;
+}
+
+/* every op output: node k reads the quantized form of its quantized inputs */
+static qk_status wire_quantized_inputs(prep *p, int k)
+{
+    const qk_node *n = &p->m->g->nodes[k];
+    for (int i = 0; i < n->n_in; i++) {
+        int v = n->in[i];
+        if (v >= 0 && (p->site_of[v] >= 0 || p->inherit[v])) {
+            if (i == 0)
+                p->reads_q[k] = 1;
+            if (p->site_of[v] >= 0) {
+                qk_status st = push_req(p, p->site_of[v], k, i);
+                if (st != QK_OK)
+                    return st;
+            }
+        }
+    }
+    return QK_OK;
+}
+
+/* Every node reading v is an activation or a BatchNormalization (that
+ * fuse into the producer), and there is at least one. */
+static int feeds_only_fused(const qk_graph *g, int v)
+{
+    int seen = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const qk_node *c = &g->nodes[i];
+        for (int j = 0; j < c->n_in; j++)
+            if (c->in[j] == v) {
+                if (!is_fusable_act(c) && !qk_node_is(c, "BatchNormalization"))
+                    return 0;
+                seen = 1;
+                break;
+            }
+    }
+    return seen;
+}
+
+/* Node k's outputs: on the input's grid after a passthrough op, or (every
+ * op output) a quantizer unless an activation or BN fuses into k. */
+static qk_status place_outputs(prep *p, int k, int xin)
+{
+    qk_qmodel *m = p->m;
+    const qk_graph *g = m->g;
+    const qk_node *n = &g->nodes[k];
+    why_text why;
+    for (int i = 0; i < n->n_out; i++) {
+        int y = n->out[i], s;
+        if (y < 0 || (g->values[y].t.dtype && g->values[y].t.dtype != QK_F32))
+            continue;
+        if (is_passthrough(n) && p->reads_q[k]) {
+            p->inherit[y] = 1;
+            continue;
+        }
+        if (p->b->cover != QK_COVER_ALL || xin || qk_node_is(n, "Shape"))
+            continue;
+        int is_out = 0;
+        for (int j = 0; j < g->n_outputs; j++)
+            is_out |= g->outputs[j] == y;
+        if (feeds_only_fused(g, y) && !is_out)
+            continue;
+        snprintf(why, sizeof why, "output of %s '%s' (every op output)", n->op_type, n->name);
+        qk_qparams a = act_qparams(p, y, m->aq.bits);
+        qk_status st = new_site(p, y, 0, &a, m->cfg.a_observer, why, &s);
+        if (st != QK_OK)
+            return st;
+    }
+    return QK_OK;
+}
+
+/* Decide every quantizer, in topological order (ptq.h, prepare). */
+static qk_status place(prep *p)
+{
+    qk_graph *g = p->m->g;
+    int all = p->b->cover == QK_COVER_ALL;
+    qk_status st = all ? place_inputs(p) : QK_OK;
+    for (int o = 0; o < g->n_nodes && st == QK_OK; o++) {
+        int k = g->order[o];
+        int xin = excluded(p->m, &g->nodes[k]);
+        mark_nonneg(p, &g->nodes[k]);
+        if (!xin)
+            st = place_node_inputs(p, k);
+        if (st == QK_OK && all && !xin)
+            st = wire_quantized_inputs(p, k);
+        if (st == QK_OK)
+            st = place_outputs(p, k, xin);
+    }
+    return st;
+}
+
+char *qk_ptq_site_name(const qk_graph *g, const char *value, const char *suffix)
+{
+    size_t n = strlen(value) + strlen(suffix) + 1;
+    char *base = qk_malloc(n);
+    if (!base)
+        return NULL;
+    snprintf(base, n, "%s%s", value, suffix);
+    char *s = qk_graph_unique_name(g, base);
+    qk_free(base);
+    return s;
+}
+
+/* The FakeQuant node of site s ("<value>_fakequant", domain ai.qkit);
+ * *y gets its output "<value>_dequantized". */
+static qk_status add_fakequant(qk_qmodel *m, int s, int *y)
+{
+    qk_graph *g = m->g;
+    const char *value = m->sites[s].value;
+    int v = qk_graph_find_value(g, value);
+    char *yn = qk_ptq_site_name(g, value, "_dequantized");
+    char *nn = qk_ptq_site_name(g, value, "_fakequant");
+    *y = yn ? qk_graph_add_value(g, yn, QK_VALUE_ACT) : -1;
+    int k = *y >= 0 && nn ? qk_graph_add_node(g, "FakeQuant", nn, 1, &v, 1, y) : -1;
+    char *domain = k >= 0 ? qk_strdup("ai.qkit") : NULL;
+    qk_free(yn);
+    qk_free(nn);
+    if (!domain)
+        return qk_error(QK_ERR_NOMEM, "prepare: cannot add the quantizer of '%s'", value);
+    g->nodes[k].domain = domain;
+    m->sites[s].node = k;
     return QK_OK;
 }
 
@@ -332,27 +459,8 @@ static qk_status insert(prep *p)
     if (!deq)
         return qk_error(QK_ERR_NOMEM, "prepare: out of memory");
     qk_status st = QK_OK;
-    for (int s = 0; s < m->n_sites && st == QK_OK; s++) {
-        int v = qk_graph_find_value(g, m->sites[s].value);
-        char base[600];
-        snprintf(base, sizeof base, "%s_dequantized", m->sites[s].value);
-        char *yn = qk_graph_unique_name(g, base);
-        snprintf(base, sizeof base, "%s_fakequant", m->sites[s].value);
-        char *nn = qk_graph_unique_name(g, base);
-        int y = yn ? qk_graph_add_value(g, yn, QK_VALUE_ACT) : -1;
-        int k = y >= 0 && nn ? qk_graph_add_node(g, "FakeQuant", nn, 1, &v, 1, &y) : -1;
-        qk_free(yn);
-        qk_free(nn);
-        if (k < 0) {
-            st = qk_error(QK_ERR_NOMEM, "prepare: cannot add the quantizer of '%s'", m->sites[s].value);
-            break;
-        }
-        g->nodes[k].domain = qk_strdup("ai.qkit");
-        if (!g->nodes[k].domain)
-            st = qk_error(QK_ERR_NOMEM, "prepare: out of memory");
-        m->sites[s].node = k;
-        deq[s] = y;
-    }
+    for (int s = 0; s < m->n_sites && st == QK_OK; s++)
+        st = add_fakequant(m, s, &deq[s]);
     for (int r = 0; r < p->n_reqs && st == QK_OK; r++)
         g->nodes[p->reqs[r].node].in[p->reqs[r].input] = deq[p->reqs[r].site];
     /* every op output: graph outputs read the quantized value too */
@@ -418,6 +526,7 @@ static qk_status make_runtime(qk_qmodel *m)
 
 qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
 {
+    double t0 = qk_now();
     *out = NULL;
     qk_status st = QK_OK;
     const char *what = NULL;
@@ -467,6 +576,7 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
         st = qk_error(QK_ERR_ARG, "first/last layer bits %d: supported 2..8 and 16", c->first_last_bits);
         goto fail;
     }
+    m->first_last_bits = c->first_last_bits ? c->first_last_bits : (b->first_last_8bit ? 8 : -1);
     m->cfg.w_observer = c->w_observer ? c->w_observer : b->w_observer;
     m->cfg.a_observer = c->a_observer ? c->a_observer : b->a_observer;
     if (c->bit_alloc & ~(QK_BITALLOC_W | QK_BITALLOC_A)) {
@@ -548,6 +658,7 @@ done:
     qk_free(p.reads_q);
     qk_free(p.reqs);
     if (st == QK_OK) {
+        m->seconds = qk_now() - t0;
         *out = m;
         return QK_OK;
     }
@@ -592,6 +703,28 @@ void qk_qmodel_destroy(qk_qmodel *m)
 }
 
 qk_graph *qk_qmodel_graph(qk_qmodel *m) { return m->g; }
+
+void qk_ptq_result_get(const qk_qmodel *m, qk_ptq_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->backend = m->cfg.backend->name;
+    r->wbits = m->wq.bits;
+    r->abits = m->aq.bits;
+    r->first_last_bits = m->first_last_bits;
+    r->w_observer = m->cfg.w_observer;
+    r->a_observer = m->cfg.a_observer;
+    r->reduce_range = m->cfg.reduce_range;
+    r->per_channel = m->wq.per_channel;
+    r->bias_correct = m->cfg.bias_correct;
+    r->bit_alloc = m->cfg.bit_alloc;
+    r->bit_alloc_name = qk_ptq_bit_alloc_name(m->cfg.bit_alloc);
+    r->n_quantizers = m->n_sites;
+    for (int s = 0; s < m->n_sites; s++)
+        m->sites[s].is_weight ? r->n_weight_quantizers++ : r->n_act_quantizers++;
+    r->n_folded = m->n_folded;
+    r->calibrated = m->calibrated;
+    r->seconds = m->seconds;
+}
 
 int qk_qmodel_sites(const qk_qmodel *m, const qk_qsite **sites)
 {

@@ -18,7 +18,6 @@
 #include <math.h>
 #include <string.h>
 
-static int op_is(const qk_node *n, const char *t) { return strcmp(n->op_type, t) == 0; }
 
 /* Channel index of element i for a per-channel layout. */
 static inline int64_t chan_of(int64_t i, int64_t ch, int64_t inner) { return (i / inner) % ch; }
@@ -332,7 +331,7 @@ static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
     const double *x = L->in_mean;
     int64_t Co = L->n_out;
     memset(delta, 0, (size_t)Co * sizeof *delta);
-    if (op_is(n, "Conv")) {
+    if (qk_node_is(n, "Conv")) {
         const qk_tensor *X = &g->values[n->in[0]].t;
         if (W->ndim != 4 || X->ndim != 4)
             return QK_OK; /* 2-D convolutions only */
@@ -373,7 +372,7 @@ static qk_status mean_shift(qk_qmodel *m, const qk_qlayer *L, double *delta)
         int64_t co = L->w_axis == 0 ? i / K : i % Co, k = L->w_axis == 0 ? i % K : i / Co;
         delta[co] += ((double)wq[i] - w[i]) * x[k];
     }
-    if (op_is(n, "Gemm")) {
+    if (qk_node_is(n, "Gemm")) {
         double alpha = qk_node_float(n, "alpha", 1.0f);
         for (int64_t c = 0; c < Co; c++)
             delta[c] *= alpha;
@@ -396,14 +395,14 @@ static qk_status apply_shift(qk_qmodel *m, const qk_qlayer *L, const double *del
         if (b->t.dtype != QK_F32 || qk_tensor_numel(&b->t) != Co)
             return QK_OK;
         float *p = qk_f32(&b->t);
-        double beta = op_is(n, "Gemm") ? qk_node_float(n, "beta", 1.0f) : 1.0;
+        double beta = qk_node_is(n, "Gemm") ? qk_node_float(n, "beta", 1.0f) : 1.0;
         for (int64_t c = 0; c < Co; c++)
             p[c] = (float)(p[c] - delta[c] / beta);
         return QK_OK;
     }
     int cons[4];
     int nc = qk_graph_consumers(g, n->out[0], cons, 4);
-    if (nc == 1 && op_is(&g->nodes[cons[0]], "BatchNormalization")) {
+    if (nc == 1 && qk_node_is(&g->nodes[cons[0]], "BatchNormalization")) {
         qk_value *mean = &g->values[g->nodes[cons[0]].in[3]];
         if (mean->t.dtype == QK_F32 && qk_tensor_numel(&mean->t) == Co) {
             float *p = qk_f32(&mean->t);
@@ -412,7 +411,7 @@ static qk_status apply_shift(qk_qmodel *m, const qk_qlayer *L, const double *del
         }
         return QK_OK;
     }
-    if (!op_is(n, "Conv") || n->n_in != 2)
+    if (!qk_node_is(n, "Conv") || n->n_in != 2)
         return QK_OK;
     qk_tensor t;
     qk_status st = qk_tensor_alloc(&t, QK_F32, 1, &Co);
@@ -556,7 +555,7 @@ static qk_status share_input_means(qk_qmodel *m)
     return QK_OK;
 }
 
-qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
+static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
                            qk_ptq_progress_fn progress, void *user)
 {
     qk_graph *g = m->g;
@@ -647,5 +646,14 @@ done:
         qk_graph_unplan(g);
     qk_batcher_free(&bt);
     qk_free(labels);
+    return st;
+}
+
+qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
+                           qk_ptq_progress_fn progress, void *user)
+{
+    double t0 = qk_now();
+    qk_status st = calibrate(m, ds, norm, n, pool, progress, user);
+    m->seconds += qk_now() - t0;
     return st;
 }

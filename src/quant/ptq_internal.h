@@ -71,10 +71,17 @@ struct qk_qmodel {
     int calibrated;
     int calib_begun;         /* a calibration passed its argument checks (observers may hold its data) */
     int exported;            /* the graph now holds QuantizeLinear/DequantizeLinear */
+    int first_last_bits;     /* resolved: the width of the first/last weighted layer, -1 none */
+    double seconds;          /* spent in the PTQ calls on this model (qk_ptq_result) */
     char **exclude;
     int n_exclude;
 };
 
 qk_status qk_ptq_quantize_weights(qk_qmodel *m);
+/* A name "<value><suffix>" (then "_1", "_2", ...) no value or node of g
+ * uses, allocated (qk_free); NULL when out of memory. */
+char *qk_ptq_site_name(const qk_graph *g, const char *value, const char *suffix);
+/* "none", "w", "a" or "wa" for QK_BITALLOC_* flags. */
+const char *qk_ptq_bit_alloc_name(int flags);
 
 #endif

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int add_tensor(qk_graph *g, const char *base, qk_dtype dt, int64_t n, int scalar, const void *vals)
+/* A constant "<value><suffix>" of n entries (a scalar when `scalar`); -1 when out of memory. */
+static int add_tensor(qk_graph *g, const char *value, const char *suffix, qk_dtype dt, int64_t n, int scalar,
+                      const void *vals)
 {
     qk_tensor t;
     int64_t dims[1] = { n };
@@ -22,7 +24,7 @@ static int add_tensor(qk_graph *g, const char *base, qk_dtype dt, int64_t n, int
         else
             ((uint8_t *)t.data)[i] = (uint8_t)((const int32_t *)vals)[i];
     }
-    char *name = qk_graph_unique_name(g, base);
+    char *name = qk_ptq_site_name(g, value, suffix);
     int v = name ? qk_graph_add_init(g, name, QK_VALUE_CONST, &t) : -1;
     qk_free(name);
     if (v < 0)
@@ -63,7 +65,6 @@ static qk_status weight_site(qk_qmodel *m, int s)
     const qk_qsite *t = &m->sites[s];
     int k = t->node, wv = g->nodes[k].in[0];
     qk_dtype dt = t->qp.is_signed ? QK_I8 : QK_U8;
-    char base[600];
     int64_t numel = qk_tensor_numel(&g->values[wv].t);
     qk_tensor q;
     qk_status st = qk_tensor_alloc(&q, dt, g->values[wv].t.ndim, g->values[wv].t.dims);
@@ -75,8 +76,7 @@ static qk_status weight_site(qk_qmodel *m, int s)
         else
             ((uint8_t *)q.data)[i] = (uint8_t)rt->codes[i];
     }
-    snprintf(base, sizeof base, "%s_quantized", t->value);
-    char *name = qk_graph_unique_name(g, base);
+    char *name = qk_ptq_site_name(g, t->value, "_quantized");
     int qv = name ? qk_graph_add_init(g, name, QK_VALUE_CONST, &q) : -1;
     qk_free(name);
     if (qv < 0) {
@@ -84,10 +84,8 @@ static qk_status weight_site(qk_qmodel *m, int s)
         return qk_error(QK_ERR_NOMEM, "QDQ conversion: out of memory");
     }
     int scalar = rt->axis < 0;
-    snprintf(base, sizeof base, "%s_scale", t->value);
-    int sv = add_tensor(g, base, QK_F32, rt->n_ch, scalar, rt->scale);
-    snprintf(base, sizeof base, "%s_zero_point", t->value);
-    int zv = add_tensor(g, base, dt, rt->n_ch, scalar, rt->zp);
+    int sv = add_tensor(g, t->value, "_scale", QK_F32, rt->n_ch, scalar, rt->scale);
+    int zv = add_tensor(g, t->value, "_zero_point", dt, rt->n_ch, scalar, rt->zp);
     if (sv < 0 || zv < 0)
         return qk_error(QK_ERR_NOMEM, "QDQ conversion: out of memory");
     int in[3] = { qv, sv, zv };
@@ -105,13 +103,9 @@ static qk_status act_site(qk_qmodel *m, int s)
     const qk_qsite *t = &m->sites[s];
     int k = t->node, xv = g->nodes[k].in[0], deq = g->nodes[k].out[0];
     qk_dtype dt = t->qp.is_signed ? QK_I8 : QK_U8;
-    char base[600];
-    snprintf(base, sizeof base, "%s_scale", t->value);
-    int sv = add_tensor(g, base, QK_F32, 1, 1, rt->scale);
-    snprintf(base, sizeof base, "%s_zero_point", t->value);
-    int zv = add_tensor(g, base, dt, 1, 1, rt->zp);
-    snprintf(base, sizeof base, "%s_quantized", t->value);
-    char *name = qk_graph_unique_name(g, base);
+    int sv = add_tensor(g, t->value, "_scale", QK_F32, 1, 1, rt->scale);
+    int zv = add_tensor(g, t->value, "_zero_point", dt, 1, 1, rt->zp);
+    char *name = qk_ptq_site_name(g, t->value, "_quantized");
     int qv = name ? qk_graph_add_value(g, name, QK_VALUE_ACT) : -1;
     qk_free(name);
     if (sv < 0 || zv < 0 || qv < 0)
@@ -127,24 +121,19 @@ static qk_status act_site(qk_qmodel *m, int s)
     int32_t lo = rt->qn[0], hi = rt->qp[0];
     int32_t full_lo = dt == QK_I8 ? -128 : 0, full_hi = dt == QK_I8 ? 127 : 255;
     if (lo != full_lo || hi != full_hi) {
-        snprintf(base, sizeof base, "%s_qmin", t->value);
-        int lv = add_tensor(g, base, dt, 1, 1, &lo);
-        snprintf(base, sizeof base, "%s_qmax", t->value);
-        int hv = add_tensor(g, base, dt, 1, 1, &hi);
-        snprintf(base, sizeof base, "%s_clipped", t->value);
-        name = qk_graph_unique_name(g, base);
+        int lv = add_tensor(g, t->value, "_qmin", dt, 1, 1, &lo);
+        int hv = add_tensor(g, t->value, "_qmax", dt, 1, 1, &hi);
+        name = qk_ptq_site_name(g, t->value, "_clipped");
         cv = name ? qk_graph_add_value(g, name, QK_VALUE_ACT) : -1;
         qk_free(name);
-        snprintf(base, sizeof base, "%s_clip", t->value);
-        name = qk_graph_unique_name(g, base);
+        name = qk_ptq_site_name(g, t->value, "_clip");
         int cin[3] = { qv, lv, hv };
         int ck = lv >= 0 && hv >= 0 && cv >= 0 && name ? qk_graph_add_node(g, "Clip", name, 3, cin, 1, &cv) : -1;
         qk_free(name);
         if (ck < 0)
             return qk_error(QK_ERR_NOMEM, "QDQ conversion: out of memory");
     }
-    snprintf(base, sizeof base, "%s_dequantize", t->value);
-    name = qk_graph_unique_name(g, base);
+    name = qk_ptq_site_name(g, t->value, "_dequantize");
     int din[3] = { cv, sv, zv };
     int dk = name ? qk_graph_add_node(g, "DequantizeLinear", name, 3, din, 1, &deq) : -1;
     qk_free(name);
@@ -187,10 +176,8 @@ static qk_status set_meta(qk_qmodel *m, int float_sites)
         st = qk_graph_set_meta(g, "qkit.a_observer", m->cfg.a_observer);
     if (st == QK_OK)
         st = qk_graph_set_meta(g, "qkit.arith", qk_arith_name(m->cfg.backend->arith));
-    snprintf(buf, sizeof buf, "%s%s", (m->cfg.bit_alloc & QK_BITALLOC_W) ? "w" : "",
-             (m->cfg.bit_alloc & QK_BITALLOC_A) ? "a" : "");
     if (st == QK_OK)
-        st = qk_graph_set_meta(g, "qkit.bit_alloc", buf[0] ? buf : "none");
+        st = qk_graph_set_meta(g, "qkit.bit_alloc", qk_ptq_bit_alloc_name(m->cfg.bit_alloc));
     if (st == QK_OK)
         st = qk_graph_set_meta(g, "qkit.bias_correct", m->cfg.bias_correct ? "1" : "0");
     snprintf(buf, sizeof buf, "%d", float_sites);
@@ -199,7 +186,7 @@ static qk_status set_meta(qk_qmodel *m, int float_sites)
     return st;
 }
 
-qk_status qk_ptq_convert_qdq(qk_qmodel *m)
+static qk_status convert_qdq(qk_qmodel *m)
 {
     if (m->exported)
         return QK_OK;
@@ -262,8 +249,20 @@ qk_status qk_ptq_convert_qdq(qk_qmodel *m)
     return st;
 }
 
+qk_status qk_ptq_convert_qdq(qk_qmodel *m)
+{
+    double t0 = qk_now();
+    qk_status st = convert_qdq(m);
+    m->seconds += qk_now() - t0;
+    return st;
+}
+
 qk_status qk_ptq_save_qdq(qk_qmodel *m, const char *path)
 {
-    qk_status st = qk_ptq_convert_qdq(m);
-    return st != QK_OK ? st : qk_onnx_save(m->g, path);
+    double t0 = qk_now();
+    qk_status st = convert_qdq(m);
+    if (st == QK_OK)
+        st = qk_onnx_save(m->g, path);
+    m->seconds += qk_now() - t0;
+    return st;
 }

@@ -9,6 +9,7 @@ size_t qk_dtype_size(qk_dtype dt)
     switch (dt) {
     case QK_F32: case QK_I32: return 4;
     case QK_U8: case QK_I8: return 1;
+    case QK_I16: return 2;
     case QK_I64: return 8;
     }
     return 0;
@@ -20,6 +21,7 @@ const char *qk_dtype_name(qk_dtype dt)
     case QK_F32: return "float32";
     case QK_U8: return "uint8";
     case QK_I8: return "int8";
+    case QK_I16: return "int16";
     case QK_I32: return "int32";
     case QK_I64: return "int64";
     }
@@ -32,6 +34,19 @@ int64_t qk_tensor_numel(const qk_tensor *t)
     for (int i = 0; i < t->ndim; i++)
         n *= t->dims[i] < 0 ? 0 : t->dims[i];
     return n;
+}
+
+int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case QK_U8: return ((const uint8_t *)t->data)[i];
+    case QK_I8: return ((const int8_t *)t->data)[i];
+    case QK_I16: return ((const int16_t *)t->data)[i];
+    case QK_I32: return ((const int32_t *)t->data)[i];
+    case QK_I64: return ((const int64_t *)t->data)[i];
+    case QK_F32: break;
+    }
+    return 0;
 }
 
 size_t qk_tensor_bytes(const qk_tensor *t) { return (size_t)qk_tensor_numel(t) * qk_dtype_size(t->dtype); }

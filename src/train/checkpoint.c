@@ -367,7 +367,7 @@ static qk_status load_body(const char *path, rd *r, qk_graph *g, qk_optim *o)
         st = qk_error(QK_ERR_FORMAT, "checkpoint %s: values section is truncated", path);
     for (int i = 0; st == QK_OK && i < g->n_values; i++) {
         qk_value *x = &g->values[i];
-        if ((x->kind == QK_VALUE_PARAM || x->kind == QK_VALUE_CONST) && !seen[i])
+        if (qk_value_is_initializer(x) && !seen[i])
             st = qk_error(QK_ERR_FORMAT,
                           "checkpoint %s has no value '%s' of the model "
                           "(was it written for another architecture?)",

@@ -477,7 +477,7 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     r.s.config_hash = qk_train_config_hash(cfg, train->n);
     r.s.seed = cfg->seed;
 
-    st = qk_norm_set(g, cfg->norm);
+    st = qk_graph_set_norm(g, cfg->norm.mean, cfg->norm.std);
     if (st == QK_OK)
         st = loss_attach(g, &r.at);
     if (st == QK_OK)

@@ -369,7 +369,7 @@ qk_status qk_zoo_build(const char *arch, uint64_t seed, qk_graph **out)
     if (b.st == QK_OK)
         b.st = qk_graph_set_meta(b.g, "qkit.arch", arch);
     if (b.st == QK_OK)
-        b.st = qk_norm_set(b.g, qk_norm_default());
+        b.st = qk_graph_set_norm(b.g, QK_NORM_FASHION_MEAN, QK_NORM_FASHION_STD);
     if (b.st == QK_OK)
         b.st = qk_graph_sort(b.g);
     if (b.st != QK_OK) {

@@ -7,25 +7,23 @@
 
 static int32_t load_q(qk_dtype t, const void *p, int64_t i)
 {
-    switch ((int)t) {
+    switch (t) {
     case QK_U8: return ((const uint8_t *)p)[i];
     case QK_I8: return ((const int8_t *)p)[i];
-    case (int)QK_INT16: return ((const int16_t *)p)[i];
+    case QK_I16: return ((const int16_t *)p)[i];
     default: return ((const int32_t *)p)[i];
     }
 }
 
 static void store_q(qk_dtype t, void *p, int64_t i, int32_t v)
 {
-    switch ((int)t) {
+    switch (t) {
     case QK_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
     case QK_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case (int)QK_INT16: ((int16_t *)p)[i] = (int16_t)v; break;
+    case QK_I16: ((int16_t *)p)[i] = (int16_t)v; break;
     default: ((int32_t *)p)[i] = v; break;
     }
 }
-
-static int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* ---- quantized Add ---- */
 
@@ -33,7 +31,7 @@ qk_status qk_qadd_prepare(qk_dtype type, double s1, int32_t z1, double s2, int32
                           int32_t qmin, int32_t qmax, qk_qadd *p)
 {
     int32_t lo, hi;
-    if (type != QK_U8 && type != QK_I8 && type != QK_INT16)
+    if (type != QK_U8 && type != QK_I8 && type != QK_I16)
         return qk_error(QK_ERR_ARG, "quantized Add: type %d is not uint8, int8 or int16", (int)type);
     qk_int_range(type, &lo, &hi);
     if (!(s1 > 0) || !(s2 > 0) || !(so > 0) || !isfinite(s1) || !isfinite(s2) || !isfinite(so))
@@ -48,7 +46,7 @@ qk_status qk_qadd_prepare(qk_dtype type, double s1, int32_t z1, double s2, int32
     p->zo = zo;
     p->qmin = qmin;
     p->qmax = qmax;
-    p->left_shift = type == QK_INT16 ? 15 : 20;
+    p->left_shift = type == QK_I16 ? 15 : 20;
     double t = 2.0 * (s1 > s2 ? s1 : s2);
     qk_status st;
     if ((st = qk_quantize_multiplier(s1 / t, &p->m1, &p->e1)) != QK_OK ||
@@ -81,7 +79,7 @@ void qk_qadd_run(const qk_qadd *p, int64_t n, const void *a, const void *b, void
 int32_t qk_requant_float_rna(int32_t q, float si, int32_t zi, float so, int32_t zo, int32_t qmin, int32_t qmax)
 {
     if (si == so && zi == zo)
-        return clampi(q, qmin, qmax);
+        return qk_clamp_i32(q, qmin, qmax);
     float inv = 1.0f / so;
     float scale = si * inv;
     float bias = -(float)zi * scale;
@@ -147,7 +145,7 @@ qk_status qk_i8_avgpool(qk_dtype type, const qk_pool2d *p, int32_t zero, int64_t
                         }
                     }
                 }
-                store_q(type, y, yo + oh * OW + ow, cnt ? clampi(qk_avg_round(acc, cnt), lo, hi) : zero);
+                store_q(type, y, yo + oh * OW + ow, cnt ? qk_clamp_i32(qk_avg_round(acc, cnt), lo, hi) : zero);
             }
     }
     return QK_OK;
@@ -252,6 +250,6 @@ void qk_i8_global_avgpool(qk_dtype type, int64_t N, int64_t C, int64_t HW, const
         int32_t acc = 0;
         for (int64_t i = 0; i < HW; i++)
             acc += load_q(type, x, nc * HW + i);
-        store_q(type, y, nc, clampi(qk_avg_round(acc, (int32_t)HW), lo, hi));
+        store_q(type, y, nc, qk_clamp_i32(qk_avg_round(acc, (int32_t)HW), lo, hi));
     }
 }

@@ -829,8 +829,6 @@ static void dw_nhwc_task(void *vctx, int64_t t, int worker)
     }
 }
 
-static size_t out_es(qk_dtype t) { return t == QK_INT16 ? 2 : qk_dtype_size(t); }
-
 qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t W, const void *x, int x_nhwc,
                                void *y, int y_nhwc, qk_pool *pool, void *ws, size_t ws_stride)
 {
@@ -850,7 +848,7 @@ qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t
     size_t need = qk_i8conv_ws_bytes(c, H, W);
     if (!ws || ws_stride < need || ((uintptr_t)ws & 63) || (ws_stride & 63))
         return qk_error(QK_ERR_ARG, "int8 conv: workspace of %zu bytes per worker (64-aligned) required", need);
-    conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, out_es(c->out_type), x_nhwc, y_nhwc};
+    conv_ctx r = {c, H, W, OH, OW, OH * OW, 0, x, y, ws, ws_stride, qk_dtype_size(c->out_type), x_nhwc, y_nhwc};
     if (c->depthwise && x_nhwc) {
         /* rows per task: about 8 KiB of output each (small tasks cost more
          * in hand-out than they compute), at least 4 tasks per thread */
@@ -926,10 +924,10 @@ qk_status qk_i8conv_ref(const qk_i8conv_desc *d, int64_t N, int64_t H, int64_t W
                                                  d->rq.shift ? d->rq.shift[q] : 0, d->rq.scale ? d->rq.scale[q] : 0.0f,
                                                  d->rq.zero_point, d->rq.qmin, d->rq.qmax);
                     int64_t o = ((n * d->Co + co) * OH + oh) * OW + ow;
-                    switch ((int)d->out_type) {
+                    switch (d->out_type) {
                     case QK_U8: ((uint8_t *)y)[o] = (uint8_t)v; break;
                     case QK_I8: ((int8_t *)y)[o] = (int8_t)v; break;
-                    case (int)QK_INT16: ((int16_t *)y)[o] = (int16_t)v; break;
+                    case QK_I16: ((int16_t *)y)[o] = (int16_t)v; break;
                     default: ((int32_t *)y)[o] = v; break;
                     }
                 }

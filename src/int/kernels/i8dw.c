@@ -50,10 +50,10 @@ void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
             int32_t v = qk_requant_value(p->mode, (int32_t)s, p->mult[c], p->shift[c], p->scale[c], p->zo, p->qmin,
                                          p->qmax);
             int64_t o = ow * C + c;
-            switch ((int)p->out_type) {
+            switch (p->out_type) {
             case QK_U8: ((uint8_t *)p->y)[o] = (uint8_t)v; break;
             case QK_I8: ((int8_t *)p->y)[o] = (int8_t)v; break;
-            case (int)QK_INT16: ((int16_t *)p->y)[o] = (int16_t)v; break;
+            case QK_I16: ((int16_t *)p->y)[o] = (int16_t)v; break;
             default: ((int32_t *)p->y)[o] = v; break;
             }
         }

@@ -71,10 +71,10 @@ void qk_i8_epilogue_ref(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, 
             int64_t n = n0 + j;
             int32_t t = (int32_t)((uint32_t)acc[m * ldacc + j] - (uint32_t)g->rowcoef[n] * r + (uint32_t)g->colconst[n]);
             int32_t y = qk_requant_value(g->mode, t, g->mult[n], g->shift[n], g->scale[n], g->zo, g->qmin, g->qmax);
-            switch ((int)g->out_type) {
+            switch (g->out_type) {
             case QK_U8: ((uint8_t *)out)[m * ldo + j] = (uint8_t)y; break;
             case QK_I8: ((int8_t *)out)[m * ldo + j] = (int8_t)y; break;
-            case (int)QK_INT16: ((int16_t *)out)[m * ldo + j] = (int16_t)y; break;
+            case QK_I16: ((int16_t *)out)[m * ldo + j] = (int16_t)y; break;
             default: ((int32_t *)out)[m * ldo + j] = y; break;
             }
         }
@@ -85,10 +85,10 @@ void qk_i8_requant_row_ref(const qk_i8_rowq *q, const int32_t *acc, int64_t n, v
 {
     for (int64_t i = 0; i < n; i++) {
         int32_t y = qk_requant_value(q->mode, acc[i], q->mult, q->shift, q->scale, q->zo, q->qmin, q->qmax);
-        switch ((int)q->out_type) {
+        switch (q->out_type) {
         case QK_U8: ((uint8_t *)out)[i] = (uint8_t)y; break;
         case QK_I8: ((int8_t *)out)[i] = (int8_t)y; break;
-        case (int)QK_INT16: ((int16_t *)out)[i] = (int16_t)y; break;
+        case QK_I16: ((int16_t *)out)[i] = (int16_t)y; break;
         default: ((int32_t *)out)[i] = y; break;
         }
     }
@@ -352,7 +352,7 @@ size_t qk_i8gemm_ws_bytes(const qk_i8gemm *g) { return g->ws_bytes; }
 static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp, void *C, int64_t ldc_m,
                     int64_t ldc_n)
 {
-    switch ((int)g->out_type) {
+    switch (g->out_type) {
     case QK_U8:
     case QK_I8:
         for (int64_t j = 0; j < nb; j++) {
@@ -362,7 +362,7 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
                 c[m * ldc_m] = t[m * nb];
         }
         break;
-    case (int)QK_INT16:
+    case QK_I16:
         for (int64_t j = 0; j < nb; j++) {
             const int16_t *t = (const int16_t *)tmp + j;
             int16_t *c = (int16_t *)C + j * ldc_n;
@@ -402,7 +402,7 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
     uint8_t *w = ws;
     int32_t *acc = (int32_t *)w, *rs = NULL;
     void *kws = w + g->off_kern;
-    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    size_t es = qk_dtype_size(g->out_type);
     if (ldc_n == 1 && n0 % 64 == 0 && qk_i8_small_ok(g)) {
         k->small(g, mb, A, lda, n0, n1, C, ldc_m);
         return;
@@ -429,7 +429,7 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
     uint8_t *w = ws;
     int32_t *acc = (int32_t *)w;
     void *kws = w + g->off_kern;
-    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    size_t es = qk_dtype_size(g->out_type);
     for (int64_t n = n0; n < n1; n += g->nb) {
         int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
         int64_t nbp = qk_i8_roundup(nb, k->info.nr);
@@ -459,7 +459,7 @@ static void run_task(void *vctx, int64_t t, int worker)
     int64_t m0 = im * g->mb, n0 = in * g->nb;
     int64_t mb = r->M - m0 < g->mb ? r->M - m0 : g->mb;
     int64_t n1 = n0 + g->nb < g->N ? n0 + g->nb : g->N;
-    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    size_t es = qk_dtype_size(g->out_type);
     qk_i8gemm_block(g, mb, r->A + m0 * r->lda, r->lda, n0, n1, r->C + (size_t)(m0 * r->ldc_m + n0 * r->ldc_n) * es,
                     r->ldc_m, r->ldc_n, r->ws + (size_t)worker * r->ws_stride);
 }
@@ -506,10 +506,10 @@ qk_status qk_i8gemm_ref(const qk_i8gemm_desc *d, int64_t M, const void *A, int64
                                          d->rq.shift ? d->rq.shift[q] : 0, d->rq.scale ? d->rq.scale[q] : 0.0f,
                                          d->rq.zero_point, d->rq.qmin, d->rq.qmax);
             int64_t o = m * ldc_m + n * ldc_n;
-            switch ((int)d->out_type) {
+            switch (d->out_type) {
             case QK_U8: ((uint8_t *)C)[o] = (uint8_t)y; break;
             case QK_I8: ((int8_t *)C)[o] = (int8_t)y; break;
-            case (int)QK_INT16: ((int16_t *)C)[o] = (int16_t)y; break;
+            case QK_I16: ((int16_t *)C)[o] = (int16_t)y; break;
             default: ((int32_t *)C)[o] = y; break;
             }
         }

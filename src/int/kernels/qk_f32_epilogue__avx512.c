@@ -11,7 +11,7 @@
 static inline __m512 ld16(qk_dtype t, const void *p, int64_t i, __mmask16 mk, __m512i z)
 {
     __m512i v;
-    switch ((int)t) {
+    switch (t) {
     case QK_U8: v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, (const uint8_t *)p + i)); break;
     case QK_I8: v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mk, (const int8_t *)p + i)); break;
     default: v = _mm512_maskz_loadu_epi32(mk, (const int32_t *)p + i); break;

@@ -126,7 +126,7 @@ static inline __m256i rdbpot8(__m256i x, __m256i n)
 
 static inline void store8(const qk_i8gemm *g, void *out, int64_t i, __m256i y)
 {
-    switch ((int)g->out_type) {
+    switch (g->out_type) {
     case QK_U8:
     case QK_I8: {
         __m256i s = _mm256_shuffle_epi8(y, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -135,7 +135,7 @@ static inline void store8(const qk_i8gemm *g, void *out, int64_t i, __m256i y)
         _mm_storel_epi64((__m128i *)((uint8_t *)out + i), _mm256_castsi256_si128(s));
         break;
     }
-    case (int)QK_INT16: {
+    case QK_I16: {
         __m256i s = _mm256_shuffle_epi8(y, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
                                                             0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
         s = _mm256_permute4x64_epi64(s, 0x08);
@@ -157,7 +157,7 @@ void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb
     const __m256i zo = _mm256_set1_epi32(g->zo);
     const __m256i lo = _mm256_set1_epi32(g->qmin - g->zo), hi = _mm256_set1_epi32(g->qmax - g->zo);
     const __m256 flo = _mm256_set1_ps((float)(g->qmin - g->zo)), fhi = _mm256_set1_ps((float)(g->qmax - g->zo));
-    size_t es = g->out_type == QK_INT16 ? 2 : qk_dtype_size(g->out_type);
+    size_t es = qk_dtype_size(g->out_type);
     for (int64_t m = 0; m < mb; m++) {
         __m256i r = _mm256_set1_epi32(rs ? rs[m] : 0);
         for (int64_t j = 0; j < nv; j += 8) {

@@ -219,10 +219,10 @@ void qk_i8_epilogue__avx512(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t 
                 x = _mm512_min_epi32(_mm512_max_epi32(x, lo), hi);
                 y = _mm512_add_epi32(x, zo);
             }
-            switch ((int)g->out_type) {
+            switch (g->out_type) {
             case QK_U8:
             case QK_I8: _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + m * ldo + j, mk, y); break;
-            case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + m * ldo + j, mk, y); break;
+            case QK_I16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + m * ldo + j, mk, y); break;
             default: _mm512_mask_storeu_epi32((int32_t *)out + m * ldo + j, mk, y); break;
             }
         }
@@ -252,10 +252,10 @@ void qk_i8_requant_row__avx512(const qk_i8_rowq *q, const int32_t *acc, int64_t 
             __m512i x = rdbpot16(srdhm16(_mm512_sllv_epi32(t, lsh), mult), rsh);
             y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
         }
-        switch ((int)q->out_type) {
+        switch (q->out_type) {
         case QK_U8:
         case QK_I8: _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)out + i, mk, y); break;
-        case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + i, mk, y); break;
+        case QK_I16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)out + i, mk, y); break;
         default: _mm512_mask_storeu_epi32((int32_t *)out + i, mk, y); break;
         }
     }
@@ -314,7 +314,7 @@ void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p)
     const __m512i z = _mm512_set1_epi32(p->zx), zo = _mm512_set1_epi32(p->zo), zero = _mm512_setzero_si512();
     const __m512i lo = _mm512_set1_epi32(p->qmin - p->zo), hi = _mm512_set1_epi32(p->qmax - p->zo);
     const __m512 flo = _mm512_set1_ps((float)(p->qmin - p->zo)), fhi = _mm512_set1_ps((float)(p->qmax - p->zo));
-    size_t es = p->out_type == QK_U8 || p->out_type == QK_I8 ? 1 : p->out_type == QK_INT16 ? 2 : 4;
+    size_t es = qk_dtype_size(p->out_type);
     const int64_t kk = p->kh * p->kw, np = (kk + 1) / 2;
     int64_t off[QK_I8_DW_MAXTAPS + 1];
     for (int64_t ow = 0; ow < p->OW; ow++) {
@@ -358,10 +358,10 @@ void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p)
                 x = rdbpot16(x, _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero));
                 y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lo), hi), zo);
             }
-            switch ((int)p->out_type) {
+            switch (p->out_type) {
             case QK_U8:
             case QK_I8: _mm512_mask_cvtepi32_storeu_epi8(yo + c0, mk, y); break;
-            case (int)QK_INT16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)yo + c0, mk, y); break;
+            case QK_I16: _mm512_mask_cvtepi32_storeu_epi16((int16_t *)yo + c0, mk, y); break;
             default: _mm512_mask_storeu_epi32((int32_t *)yo + c0, mk, y); break;
             }
         }

@@ -93,11 +93,6 @@ const char *qk_rq_mode_name(qk_rq_mode m)
     return "?";
 }
 
-static int32_t clamp64(int64_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : v > hi ? hi : (int32_t)v;
-}
-
 int32_t qk_requant_value(qk_rq_mode mode, int32_t acc, int32_t mult, int32_t shift, float scale,
                          int32_t zp, int32_t qmin, int32_t qmax)
 {
@@ -105,11 +100,11 @@ int32_t qk_requant_value(qk_rq_mode mode, int32_t acc, int32_t mult, int32_t shi
     case QK_RQ_NONE:
         return acc;
     case QK_RQ_GEMMLOWP:
-        return clamp64((int64_t)qk_mbqm(acc, mult, shift) + zp, qmin, qmax);
+        return qk_clamp_i32((int64_t)qk_mbqm(acc, mult, shift) + zp, qmin, qmax);
     case QK_RQ_Q31_SINGLE:
-        return clamp64((int64_t)qk_mbqm_single(acc, mult, shift) + zp, qmin, qmax);
+        return qk_clamp_i32((int64_t)qk_mbqm_single(acc, mult, shift) + zp, qmin, qmax);
     case QK_RQ_SHIFT:
-        return clamp64((int64_t)qk_shift_round(acc, shift) + zp, qmin, qmax);
+        return qk_clamp_i32((int64_t)qk_shift_round(acc, shift) + zp, qmin, qmax);
     case QK_RQ_FP32: {
         /* MLAS MlasRequantizeOutput: scale, clamp in float, round half to even. */
         float f = (float)acc * scale;
@@ -124,10 +119,10 @@ int32_t qk_requant_value(qk_rq_mode mode, int32_t acc, int32_t mult, int32_t shi
 
 void qk_int_range(qk_dtype type, int32_t *lo, int32_t *hi)
 {
-    switch ((int)type) {
+    switch (type) {
     case QK_U8: *lo = 0; *hi = 255; break;
     case QK_I8: *lo = -128; *hi = 127; break;
-    case (int)QK_INT16: *lo = -32768; *hi = 32767; break;
+    case QK_I16: *lo = -32768; *hi = 32767; break;
     default: *lo = INT32_MIN; *hi = INT32_MAX; break;
     }
 }
@@ -140,7 +135,7 @@ qk_status qk_requant_check(const qk_requant *r, qk_dtype out_type, int64_t nch)
                             qk_rq_mode_name(r->mode));
         return QK_OK;
     }
-    if (out_type != QK_U8 && out_type != QK_I8 && out_type != QK_INT16)
+    if (out_type != QK_U8 && out_type != QK_I8 && out_type != QK_I16)
         return qk_error(QK_ERR_ARG, "output type %d is not uint8, int8, int16 or int32", (int)out_type);
     if (r->mode == QK_RQ_NONE || (unsigned)r->mode > QK_RQ_SHIFT)
         return qk_error(QK_ERR_ARG, "%s output needs a requantization mode (gemmlowp, q31-single, fp32, shift)",

@@ -64,7 +64,7 @@ int qk_lw_get_v(lw *L, int v)
     if (L->map[v] >= 0)
         return L->map[v];
     const qk_value *sv = sval(L, v);
-    if (is_init(sv)) {
+    if (qk_value_is_initializer(sv)) {
         qk_tensor t = { 0 };
         if (qk_tensor_clone(&t, &sv->t) != QK_OK)
             return -1;
@@ -117,7 +117,7 @@ qk_status qk_lw_qpar_read(lw *L, int ni, qpar *p)
     if (iv < 0 || is < 0)
         return qk_error(QK_ERR_FORMAT, "%s '%s': needs x and scale", n->op_type, n->name);
     const qk_value *sv = sval(L, is), *zv = iz >= 0 ? sval(L, iz) : NULL, *xv = sval(L, iv);
-    if (!is_init(sv) || (zv && !is_init(zv)))
+    if (!qk_value_is_initializer(sv) || (zv && !qk_value_is_initializer(zv)))
         return qk_error(QK_ERR_ARG, "%s '%s': scale '%s' and zero point must be initializers", n->op_type, n->name,
                         sv->name);
     if (sv->t.dtype != QK_F32)
@@ -128,11 +128,11 @@ qk_status qk_lw_qpar_read(lw *L, int ni, qpar *p)
     p->axis = qk_node_int(n, "axis", 1);
     p->zt = zv ? &zv->t : NULL;
     int q = strcmp(n->op_type, "QuantizeLinear") == 0;
-    p->type = zv ? zv->t.dtype : (q ? QK_U8 : (is_init(xv) ? xv->t.dtype : L->qt[iv]));
-    if (!q && is_init(xv) && zv && zv->t.dtype != xv->t.dtype)
+    p->type = zv ? zv->t.dtype : (q ? QK_U8 : (qk_value_is_initializer(xv) ? xv->t.dtype : L->qt[iv]));
+    if (!q && qk_value_is_initializer(xv) && zv && zv->t.dtype != xv->t.dtype)
         return qk_error(QK_ERR_ARG, "%s '%s': zero point '%s' is %s but the codes '%s' are %s", n->op_type, n->name,
                         zv->name, qk_dtype_name(zv->t.dtype), xv->name, qk_dtype_name(xv->t.dtype));
-    if (!q && !is_init(xv) && L->qt[iv] && is_q8(L->qt[iv]) && p->type != L->qt[iv])
+    if (!q && !qk_value_is_initializer(xv) && L->qt[iv] && is_q8(L->qt[iv]) && p->type != L->qt[iv])
         return qk_error(QK_ERR_ARG, "%s '%s': zero point type %s differs from the codes' %s", n->op_type, n->name,
                         qk_dtype_name(p->type), qk_dtype_name(L->qt[iv]));
     if (p->type != QK_U8 && p->type != QK_I8 && !(p->type == QK_I32 && !q))
@@ -153,7 +153,7 @@ qk_status qk_lw_qpar_read(lw *L, int ni, qpar *p)
             return qk_error(QK_ERR_ARG, "%s '%s': arith pot needs power-of-two scales; '%s'[%d] = %.9g", n->op_type,
                             n->name, sv->name, i, (double)s);
     }
-    p->z[0] = zv ? int_at(&zv->t, 0) : 0;
+    p->z[0] = zv ? (int32_t)qk_tensor_int_at(&zv->t, 0) : 0;
     return QK_OK;
 }
 
@@ -275,7 +275,7 @@ static int const_scalar(const lw *L, int v, float *f)
     if (v < 0)
         return 0;
     const qk_value *sv = sval(L, v);
-    if (!is_init(sv) || sv->t.dtype != QK_F32 || qk_tensor_numel(&sv->t) != 1)
+    if (!qk_value_is_initializer(sv) || sv->t.dtype != QK_F32 || qk_tensor_numel(&sv->t) != 1)
         return 0;
     *f = qk_f32(&sv->t)[0];
     return 1;

@@ -17,33 +17,16 @@
 #include <stdio.h>
 #include <string.h>
 
-static int is_onnx(const qk_node *n, const char *t)
-{
-    return (!n->domain || !n->domain[0]) && strcmp(n->op_type, t) == 0;
-}
-
-static int is_init(const qk_value *v) { return v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST; }
-
-static int32_t code0(const qk_tensor *t)
-{
-    switch ((int)t->dtype) {
-    case QK_U8: return ((const uint8_t *)t->data)[0];
-    case QK_I8: return ((const int8_t *)t->data)[0];
-    case QK_I32: return ((const int32_t *)t->data)[0];
-    default: return 0;
-    }
-}
-
 /* A DequantizeLinear that can be folded into the epilogue: integer input,
  * float scale initializer (1 entry, or per channel along axis 1 of a rank
  * >= 2 input), zero point absent or one initializer entry (0 for int32). */
 static int dq_ok(const qk_graph *g, int di, int32_t *z)
 {
     const qk_node *n = &g->nodes[di];
-    if (!is_onnx(n, "DequantizeLinear") || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0)
+    if (!qk_node_is(n, "DequantizeLinear") || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0)
         return 0;
     const qk_tensor *x = &g->values[n->in[0]].t, *s = &g->values[n->in[1]].t;
-    if ((x->dtype != QK_U8 && x->dtype != QK_I8 && x->dtype != QK_I32) || !is_init(&g->values[n->in[1]]) ||
+    if ((x->dtype != QK_U8 && x->dtype != QK_I8 && x->dtype != QK_I32) || !qk_value_is_initializer(&g->values[n->in[1]]) ||
         s->dtype != QK_F32 || !s->data)
         return 0;
     int64_t ns = qk_tensor_numel(s);
@@ -52,9 +35,9 @@ static int dq_ok(const qk_graph *g, int di, int32_t *z)
     *z = 0;
     if (n->n_in > 2 && n->in[2] >= 0) {
         const qk_value *zv = &g->values[n->in[2]];
-        if (!is_init(zv) || qk_tensor_numel(&zv->t) != 1 || !zv->t.data)
+        if (!qk_value_is_initializer(zv) || qk_tensor_numel(&zv->t) != 1 || !zv->t.data)
             return 0;
-        *z = code0(&zv->t);
+        *z = (int32_t)qk_tensor_int_at(&zv->t, 0);
     }
     return x->dtype != QK_I32 || *z == 0;
 }
@@ -93,30 +76,30 @@ qk_status qk_lower_fuse(qk_graph *g)
         ncons[g->outputs[k]] += 2; /* never fused away */
     for (int qi = 0; qi < nn; qi++) {
         const qk_node *q = &g->nodes[qi];
-        if (!is_onnx(q, "QuantizeLinear") || q->n_in < 2 || q->n_out != 1 || q->in[0] < 0 || q->in[1] < 0)
+        if (!qk_node_is(q, "QuantizeLinear") || q->n_in < 2 || q->n_out != 1 || q->in[0] < 0 || q->in[1] < 0)
             continue;
         const qk_value *qs = &g->values[q->in[1]];
         const qk_tensor *qy = &g->values[q->out[0]].t;
-        if (!is_init(qs) || qs->t.dtype != QK_F32 || qk_tensor_numel(&qs->t) != 1 ||
+        if (!qk_value_is_initializer(qs) || qs->t.dtype != QK_F32 || qk_tensor_numel(&qs->t) != 1 ||
             (qy->dtype != QK_U8 && qy->dtype != QK_I8))
             continue;
         int32_t zy = 0;
         if (q->n_in > 2 && q->in[2] >= 0) {
             const qk_value *zv = &g->values[q->in[2]];
-            if (!is_init(zv) || qk_tensor_numel(&zv->t) != 1)
+            if (!qk_value_is_initializer(zv) || qk_tensor_numel(&zv->t) != 1)
                 continue;
-            zy = code0(&zv->t);
+            zy = (int32_t)qk_tensor_int_at(&zv->t, 0);
         }
         int v = q->in[0], p = prod[v], relu = -1, add = -1, dqa = -1, dqb = -1, b = -1;
         int32_t za = 0, zb = 0;
-        if (p >= 0 && !rm[p] && ncons[v] == 1 && is_onnx(&g->nodes[p], "Relu")) {
+        if (p >= 0 && !rm[p] && ncons[v] == 1 && qk_node_is(&g->nodes[p], "Relu")) {
             relu = p;
             v = g->nodes[p].in[0];
             p = v >= 0 ? prod[v] : -1;
         }
         if (p < 0 || rm[p] || ncons[v] != 1)
             continue;
-        if (is_onnx(&g->nodes[p], "Add") && g->nodes[p].n_in == 2) {
+        if (qk_node_is(&g->nodes[p], "Add") && g->nodes[p].n_in == 2) {
             const qk_node *an = &g->nodes[p];
             int x0 = an->in[0], x1 = an->in[1];
             if (x0 < 0 || x1 < 0 || x0 == x1 || !same_shape(&g->values[x0].t, &g->values[x1].t) ||

@@ -34,16 +34,11 @@ static void uf_join(int *p, int a, int b)
         p[a] = b;
 }
 
-static int is_qk(const qk_node *n, const char *t)
-{
-    return n->domain && strcmp(n->domain, QK_LOWER_DOMAIN) == 0 && strcmp(n->op_type, t) == 0;
-}
-
-static int is_eltwise(const qk_node *n) { return is_qk(n, "QkAdd") || is_qk(n, "QkRequant"); }
+static int is_eltwise(const qk_node *n) { return qk_node_is_in(n, QK_LOWER_DOMAIN, "QkAdd") || qk_node_is_in(n, QK_LOWER_DOMAIN, "QkRequant"); }
 
 /* QkEpilogue: element-wise over activations a (slot 0) and b (slot 2), with
  * per-channel scales it reads along the axis its attribute nhwc names. */
-static int epi_act_slot(const qk_node *n, int i) { return is_qk(n, "QkEpilogue") && (i == 0 || i == 2); }
+static int epi_act_slot(const qk_node *n, int i) { return qk_node_is_in(n, QK_LOWER_DOMAIN, "QkEpilogue") && (i == 0 || i == 2); }
 
 /* QkConv node n: 2-D, group 1 (the weight initializer gives C / group). */
 static int conv_group1(const qk_graph *g, const qk_node *n, int64_t *cin)
@@ -71,11 +66,11 @@ static int conv_dw1(const qk_graph *g, const qk_node *n)
 static int reads_nhwc(const qk_graph *g, const qk_node *n, int i)
 {
     int64_t cin;
-    if (is_qk(n, "QkConv"))
+    if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkConv"))
         return i == 0 && ((conv_group1(g, n, &cin) && (cin >= 8 || cin == 1)) || conv_dw1(g, n));
-    if (is_qk(n, "QkPool"))
+    if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool"))
         return i == 0 && (qk_node_int(n, "kind", 0) == 2 || qk_node_int(n, "kind", 0) == 0);
-    if (is_qk(n, "QkEpilogue"))
+    if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkEpilogue"))
         return epi_act_slot(n, i);
     return is_eltwise(n);
 }
@@ -98,19 +93,19 @@ qk_status qk_lower_layout(qk_graph *g)
         int64_t cin;
         if (n->n_out != 1 || n->out[0] < 0)
             continue;
-        if (is_qk(n, "QkConv") && conv_group1(g, n, &cin))
+        if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkConv") && conv_group1(g, n, &cin))
             ok[n->out[0]] = 1;
-        if (is_qk(n, "QkConv") && conv_dw1(g, n) && n->in[0] >= 0) {
+        if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkConv") && conv_dw1(g, n) && n->in[0] >= 0) {
             ok[n->out[0]] = 1;
             uf_join(par, n->in[0], n->out[0]);
         }
-        if (is_qk(n, "QkEpilogue")) {
+        if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkEpilogue")) {
             ok[n->out[0]] = 1;
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] >= 0 && epi_act_slot(n, k))
                     uf_join(par, n->in[k], n->out[0]);
         }
-        if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 0)
+        if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") && qk_node_int(n, "kind", 0) == 0)
             ok[n->out[0]] = 1; /* if its input is NHWC: settled below */
         if (is_eltwise(n)) {
             ok[n->out[0]] = 1;
@@ -145,7 +140,7 @@ qk_status qk_lower_layout(qk_graph *g)
         changed = 0;
         for (int i = 0; i < g->n_nodes; i++) {
             const qk_node *n = &g->nodes[i];
-            if (!is_qk(n, "QkPool") || qk_node_int(n, "kind", 0) != 0 || n->in[0] < 0 || n->out[0] < 0)
+            if (!qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") || qk_node_int(n, "kind", 0) != 0 || n->in[0] < 0 || n->out[0] < 0)
                 continue;
             if (!ok[n->in[0]] && ok[n->out[0]]) {
                 int r = uf_find(par, n->out[0]);
@@ -160,15 +155,15 @@ qk_status qk_lower_layout(qk_graph *g)
     for (int i = 0; i < g->n_nodes && st == QK_OK; i++) {
         const qk_node *n = &g->nodes[i];
         int x = n->n_in > 0 ? n->in[0] : -1, y = n->n_out > 0 ? n->out[0] : -1;
-        if (is_qk(n, "QkConv")) {
+        if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkConv")) {
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
             if (st == QK_OK)
                 st = qk_node_set_int(g, i, "y_nhwc", y >= 0 && ok[y]);
-        } else if (is_qk(n, "QkEpilogue")) {
+        } else if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkEpilogue")) {
             st = qk_node_set_int(g, i, "nhwc", y >= 0 && ok[y]);
-        } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 2) {
+        } else if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") && qk_node_int(n, "kind", 0) == 2) {
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
-        } else if (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 0) {
+        } else if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") && qk_node_int(n, "kind", 0) == 0) {
             st = qk_node_set_int(g, i, "x_nhwc", x >= 0 && ok[x]);
             if (st == QK_OK)
                 st = qk_node_set_int(g, i, "y_nhwc", y >= 0 && ok[y] && x >= 0 && ok[x]);

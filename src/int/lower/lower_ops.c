@@ -28,7 +28,7 @@ int32_t qk_lower_requant_code(qk_arith arith, int32_t q, float si, int32_t zi, f
                               int32_t qmax)
 {
     if (si == so && zi == zo)
-        return clampi(q, qmin, qmax);
+        return qk_clamp_i32(q, qmin, qmax);
     switch (arith) {
     case QK_ARITH_GEMMLOWP:
         return qk_requant_float_rna(q, si, zi, so, zo, qmin, qmax);
@@ -36,14 +36,14 @@ int32_t qk_lower_requant_code(qk_arith arith, int32_t q, float si, int32_t zi, f
         int ok1, ok2;
         int ei = qk_lower_pot_exp(si, &ok1), eo = qk_lower_pot_exp(so, &ok2);
         if (ok1 && ok2 && eo - ei >= -31 && eo - ei <= 31)
-            return clampi((int64_t)qk_shift_round(q - zi, eo - ei) + zo, qmin, qmax);
+            return qk_clamp_i32((int64_t)qk_shift_round(q - zi, eo - ei) + zo, qmin, qmax);
         break; /* checked at lowering; float as a fallback */
     }
     default:
         break;
     }
     float v = ((float)(q - zi) * si) / so;
-    return clampi((int64_t)nearbyintf(v) + zo, qmin, qmax);
+    return qk_clamp_i32((int64_t)nearbyintf(v) + zo, qmin, qmax);
 }
 
 /* ============================================================ QkConv / QkGemm */
@@ -365,7 +365,7 @@ static int32_t qadd_one(const qadd_state *s, int32_t qa, int32_t qb)
         int lo = s->fa < s->fb ? s->fa : s->fb; /* common exponent: the finer grid */
         int64_t acc = (int64_t)(qa - s->za) * ((int64_t)1 << (s->fa - lo)) +
                       (int64_t)(qb - s->zb) * ((int64_t)1 << (s->fb - lo));
-        return clampi((int64_t)qk_shift_round((int32_t)acc, s->fy - lo) + s->o.zp, s->o.qmin, s->o.qmax);
+        return qk_clamp_i32((int64_t)qk_shift_round((int32_t)acc, s->fy - lo) + s->o.zp, s->o.qmin, s->o.qmax);
     }
     default: { /* MLAS QLinearAdd: float ratios, clamp in float, round half to even */
         float v = s->ra * (float)(qa - s->za) + s->rb * (float)(qb - s->zb);

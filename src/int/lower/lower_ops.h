@@ -9,7 +9,7 @@ static inline int is_q8(qk_dtype t) { return t == QK_U8 || t == QK_I8; }
 
 static inline int32_t ld(qk_dtype t, const void *p, int64_t i)
 {
-    switch ((int)t) {
+    switch (t) {
     case QK_U8: return ((const uint8_t *)p)[i];
     case QK_I8: return ((const int8_t *)p)[i];
     default: return ((const int32_t *)p)[i];
@@ -23,8 +23,6 @@ static inline void st8(qk_dtype t, void *p, int64_t i, int32_t v)
     else
         ((int8_t *)p)[i] = (int8_t)v;
 }
-
-static inline int32_t clampi(int64_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : (int32_t)v; }
 
 /* Output-stage attributes shared by the ops. */
 typedef struct ostage {

@@ -112,7 +112,7 @@ static inline float rne_small(float v) { return (v + 12582912.0f) - 12582912.0f;
 
 static inline float ld_f(qk_dtype t, const void *p, int64_t i, int32_t z)
 {
-    switch ((int)t) {
+    switch (t) {
     case QK_U8: return (float)((int32_t)((const uint8_t *)p)[i] - z);
     case QK_I8: return (float)((int32_t)((const int8_t *)p)[i] - z);
     default: return (float)((const int32_t *)p)[i]; /* int32: z is 0 */

@@ -104,7 +104,7 @@ static qk_status qpool_infer(qk_graph *g, qk_node *n)
 static int32_t qpool_avg(const qpool_state *s, int32_t sumq, int32_t n)
 {
     if (s->sx == s->sy && s->zx == s->o.zp && s->arith != QK_ARITH_FP32) /* TFLite: codes averaged, RNA */
-        return clampi(qk_avg_round(sumq, n), s->o.qmin, s->o.qmax);
+        return qk_clamp_i32(qk_avg_round(sumq, n), s->o.qmin, s->o.qmax);
     int32_t acc = sumq - n * s->zx;
     double M = (double)s->sx / ((double)s->sy * n);
     if (s->arith == QK_ARITH_FP32) { /* MLAS: float scale, round half to even */

@@ -21,20 +21,8 @@ typedef struct lw {
 
 static inline const qk_node *snode(const lw *L, int i) { return &L->s->nodes[i]; }
 static inline const qk_value *sval(const lw *L, int v) { return &L->s->values[v]; }
-static inline int is_init(const qk_value *v) { return v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST; }
 static inline int is_q8(qk_dtype t) { return t == QK_U8 || t == QK_I8; }
 static inline int sin_(const qk_node *n, int i) { return i < n->n_in ? n->in[i] : -1; }
-
-static inline int32_t int_at(const qk_tensor *t, int64_t i)
-{
-    switch ((int)t->dtype) {
-    case QK_U8: return ((const uint8_t *)t->data)[i];
-    case QK_I8: return ((const int8_t *)t->data)[i];
-    case QK_I32: return ((const int32_t *)t->data)[i];
-    case QK_I64: return (int32_t)((const int64_t *)t->data)[i];
-    default: return 0;
-    }
-}
 
 typedef struct qpar {
     int n;               /* entries */
@@ -45,7 +33,7 @@ typedef struct qpar {
     int64_t axis;
 } qpar;
 
-static inline int32_t qpar_z(const qpar *p, int i) { return p->zt ? int_at(p->zt, p->n == 1 ? 0 : i) : 0; }
+static inline int32_t qpar_z(const qpar *p, int i) { return p->zt ? (int32_t)qk_tensor_int_at(p->zt, p->n == 1 ? 0 : i) : 0; }
 
 typedef struct chain {
     int q;          /* source Q node, -1 none */

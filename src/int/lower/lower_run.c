@@ -54,7 +54,8 @@ qk_status qk_qrun_create(const qk_graph *qdq, const qk_qrun_opts *o, qk_qrun **o
     memcpy(r->dims, g->values[g->inputs[0]].t.dims, sizeof r->dims);
     if (g->values[g->inputs[0]].dyn_batch)
         r->dims[0] = -1;
-    if (qk_norm_get(g, &r->norm) == QK_ERR_FORMAT) {
+    r->norm = qk_norm_default();
+    if (qk_graph_get_norm(g, &r->norm.mean, &r->norm.std) == QK_ERR_FORMAT) {
         st = QK_ERR_FORMAT;
         goto fail;
     }

@@ -35,16 +35,6 @@ qk_rq_mode qk_int_onnx_rounding(void) { return onnx_mode; }
 static int is_const(const qk_value *v) { return !v || v->kind == QK_VALUE_PARAM || v->kind == QK_VALUE_CONST; }
 static int is_q8(qk_dtype t) { return t == QK_U8 || t == QK_I8; }
 
-static int32_t int_at(const qk_tensor *t, int64_t i)
-{
-    switch ((int)t->dtype) {
-    case QK_U8: return ((const uint8_t *)t->data)[i];
-    case QK_I8: return ((const int8_t *)t->data)[i];
-    case QK_I32: return ((const int32_t *)t->data)[i];
-    default: return 0;
-    }
-}
-
 /* Optional zero-point/scale input: numel must be 1 or `per` (0: only 1). */
 static qk_status check_param(const qk_node *n, const qk_value *v, const char *what, qk_dtype want, int64_t per,
                              int *count)
@@ -94,7 +84,7 @@ static qk_status qparams_read(qparams *q, const qk_node *n, const qk_value *xs, 
                               qk_dtype yt)
 {
     for (int i = 0; i < q->nwz; i++)
-        q->wz[i] = int_at(&wzv->t, i);
+        q->wz[i] = (int32_t)qk_tensor_int_at(&wzv->t, i);
     memset(rq, 0, sizeof *rq);
     if (!q->qlinear) {
         rq->mode = QK_RQ_NONE;
@@ -104,7 +94,7 @@ static qk_status qparams_read(qparams *q, const qk_node *n, const qk_value *xs, 
     float sx = qk_f32(&xs->t)[0], sy = qk_f32(&ys->t)[0];
     rq->mode = q->mode;
     rq->n = q->nrq;
-    rq->zero_point = int_at(&yz->t, 0);
+    rq->zero_point = (int32_t)qk_tensor_int_at(&yz->t, 0);
     qk_int_range(yt, &rq->qmin, &rq->qmax);
     if (!(sx > 0.0f) || !(sy > 0.0f) || !isfinite(sx) || !isfinite(sy))
         return qk_error(QK_ERR_ARG, "%s '%s': input/output scales %g, %g must be finite and > 0", n->op_type,
@@ -277,7 +267,7 @@ static qk_status qconv_desc(qk_graph *g, qk_node *n, int with_data, qk_i8conv_de
         return QK_OK;
     }
     d->w = wv->t.data;
-    d->x_zero = xz ? int_at(&xz->t, 0) : 0;
+    d->x_zero = xz ? (int32_t)qk_tensor_int_at(&xz->t, 0) : 0;
     d->bias = bv ? (const int32_t *)bv->t.data : NULL;
     return qparams_read(&s->q, n, slot(g, n, s->ixs), slot(g, n, s->iwz), slot(g, n, s->iws), slot(g, n, s->iys),
                         slot(g, n, s->iyz), &d->rq, s->yt);
@@ -491,7 +481,7 @@ static qk_status qmm_desc(qk_graph *g, qk_node *n, int64_t ib, int with_data, qk
         return QK_OK;
     }
     d->B = (const uint8_t *)bv->t.data + ib * s->K * s->N;
-    d->a_zero = az ? int_at(&az->t, 0) : 0;
+    d->a_zero = az ? (int32_t)qk_tensor_int_at(&az->t, 0) : 0;
     return qparams_read(&s->q, n, slot(g, n, s->ias), slot(g, n, s->ibz), slot(g, n, s->ibs), slot(g, n, s->iys),
                         slot(g, n, s->iyz), &d->rq, s->yt);
 }
