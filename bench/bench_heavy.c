@@ -8,6 +8,7 @@
  *   build/bench/bench_heavy [threads=2] [reps=5] [model]
  * With 1 thread the times are process CPU time (steadier on a busy
  * machine); otherwise wall-clock. */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 
 #include <stdio.h>

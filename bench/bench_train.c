@@ -31,6 +31,7 @@
  *                           [--peer bench/torch_peer.py] [--data DIR]
  * Exit status 1 if a check fails (the model's row then says so and has no
  * figures), 2 on a usage error. */
+#include "qkit/registry.h"
 #include "qkit/data.h"
 #include "qkit/ops.h"
 #include "qkit/train.h"

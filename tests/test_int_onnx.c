@@ -9,6 +9,7 @@
  *     ties, so ONNX Runtime's fp32/RNE, gemmlowp, single rounding all match;
  *     the power-of-two shift mode is only checked on integer-output ops).
  * Skipped with a note when the test data are not installed. */
+#include "qkit/registry.h"
 #include "qkit/int.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"

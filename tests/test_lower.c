@@ -723,11 +723,7 @@ static void test_runner(const char *argv0)
         snprintf(p2, sizeof p2, "/tmp/qkit_test_lower_int_%d.onnx", (int)getpid());
         QT_OK(qk_onnx_save(qk_qrun_graph(r), p2));
         qk_graph *back = NULL;
-        qk_status lst = qk_onnx_load(p2, &back);
-        if (lst == QK_ERR_UNSUPPORTED && strstr(qk_last_error(), "ai.qkit")) /* until the op table lists them */
-            printf("info: ai.qkit integer ops not in src/ops/registry.c yet: lowered ONNX reload skipped\n");
-        else
-            QT_OK(lst);
+        QT_OK(qk_onnx_load(p2, &back));
         if (back) {
             float yb[60];
             QT_OK(run_graph(back, 1, x + 4 * 90, yb, NULL));

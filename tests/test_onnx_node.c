@@ -22,6 +22,7 @@
  * Output: one "onnx-node: <Op> ran N, passed P" line per supported op type
  * (a test counts for every op type in its model) and a total line. */
 #include "qt.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "onnx.pb-c.h"

@@ -8,6 +8,7 @@
  *   2. 1 thread vs 2 threads: bit-identical (determinism rule);
  *   3. gradient check: central finite differences of L = sum(R*y) in double
  *      (tests/gradcheck.h) for every input that has a gradient. */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 #include "gradcheck.h"
 #include "qt.h"

@@ -4,6 +4,7 @@
  * per-channel layouts, the clipped STE mask, NNIE log code, quality
  * budgets (SQNR), parameter validation, and the ONNX QuantizeLinear /
  * DequantizeLinear operators (ties, saturation, per axis, int32). */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 #include "qkit/quant.h"
 #include "qt.h"

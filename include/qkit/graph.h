@@ -8,7 +8,7 @@
  *   qk_graph *g; qk_graph_create(&g);
  *   int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){-1,1,28,28});
  *   ... add params and nodes ...
- *   qk_ops_bind(g);                  // ops layer: find each node's operator
+ *   qk_ops_bind(g);                  // qkit/registry.h: find each node's operator
  *   qk_graph_plan(g, 128, 0, pool);  // shapes, buffers, workspace: once
  *   memcpy(g->values[x].t.data, images, ...);
  *   qk_graph_forward(g, 128);        // no allocation inside
@@ -81,7 +81,9 @@ struct qk_exec;
  *   backward: given output grads (values[out].grad), ADD input grads into
  *             values[in].grad for every input whose grad.data != NULL
  *             (buffers are zeroed by the executor before first use).
- *   destroy:  free n->state. */
+ *   destroy:  free n->state.
+ * domain: NULL (or "") for the default ONNX domain, else e.g. "ai.qkit";
+ * a node binds to the operator of its own domain and op_type. */
 typedef struct qk_op {
     const char *type;
     qk_status (*init)(struct qk_graph *g, struct qk_node *n);
@@ -91,13 +93,23 @@ typedef struct qk_op {
     qk_status (*forward)(struct qk_exec *x, struct qk_node *n);
     qk_status (*backward)(struct qk_exec *x, struct qk_node *n);
     void (*destroy)(struct qk_node *n);
+    const char *domain;
 } qk_op;
+
+/* The operators one layer defines: a NULL-terminated list. Each layer
+ * exports its own table (ops.h: qk_float_op_table, quant.h:
+ * qk_quant_op_table, int.h: qk_int_op_table); qk_graph_bind takes the
+ * tables a caller knows, and qkit/registry.h joins all of them. */
+typedef struct qk_op_table {
+    const char *name;          /* for messages: "float", "quant", "int" */
+    const qk_op *const *ops;   /* NULL-terminated */
+} qk_op_table;
 
 typedef struct qk_node {
     char *name;
     char *op_type;
     char *domain;       /* NULL or "" = default ONNX domain */
-    const qk_op *op;    /* bound by qk_ops_bind */
+    const qk_op *op;    /* bound by qk_graph_bind */
     int n_in, n_out;
     int *in, *out;      /* value indices; -1 = absent optional input */
     int n_attr;
@@ -181,6 +193,18 @@ static inline qk_value *qk_in(qk_graph *g, const qk_node *n, int i) {
 static inline qk_value *qk_out(qk_graph *g, const qk_node *n, int i) {
     return (i < n->n_out && n->out[i] >= 0) ? &g->values[n->out[i]] : NULL;
 }
+
+/* ---- binding ----
+ * Bind every node whose op is NULL to the operator of tables[0..n_tables)
+ * with the node's domain (NULL, "" and "ai.onnx" are the default domain)
+ * and op_type, run its init (an init failure destroys what it allocated,
+ * leaves the node unbound and names the node), then sort. Errors
+ * (QK_ERR_UNSUPPORTED) name the node: an operator no table lists (the
+ * message points at `qkit info --ops`), an operator listed only in another
+ * domain, a domain no table uses. Nodes already bound are left alone. */
+qk_status qk_graph_bind(qk_graph *g, const qk_op_table *tables, int n_tables);
+/* Operator of `tables` with this domain and op_type, or NULL. */
+const qk_op *qk_op_table_find(const qk_op_table *tables, int n_tables, const char *domain, const char *op_type);
 
 /* ---- analysis ---- */
 /* Topological sort into g->order; error on cycles or values used before

@@ -1,11 +1,10 @@
 /* qkit ops layer: float operators with ONNX semantics (forward, backward,
  * shape rule), a plain reference and, where speed matters, a fast path.
  *
- * Every operator is one qk_op entry in the table of src/ops/registry.c.
- * qk_ops_bind(g) looks up each node's op_type, runs its init (attribute
- * validation) and fails with a message naming the node when an op_type is
- * unknown, so callers (ONNX import, model zoo, quant passes) build a graph
- * and then call qk_ops_bind before qk_graph_plan. */
+ * Every operator is one qk_op entry in qk_float_op_table (listed in
+ * src/ops/registry.c). qk_graph_bind(g, &qk_float_op_table, 1) binds a
+ * graph of float operators; qk_ops_bind (qkit/registry.h) binds with the
+ * operators of every layer. */
 #ifndef QKIT_OPS_H
 #define QKIT_OPS_H
 
@@ -15,12 +14,8 @@
 extern "C" {
 #endif
 
-/* Operator by ONNX op_type (default domain), or NULL. */
-const qk_op *qk_op_find(const char *op_type);
-/* NULL-terminated list of every supported op_type (for `qkit info`, docs). */
-const char *const *qk_op_names(void);
-/* Bind every node whose op is NULL and run its init. */
-qk_status qk_ops_bind(qk_graph *g);
+/* The float operators (default ONNX domain). */
+extern const qk_op_table qk_float_op_table;
 
 /* Kernel selection: 0 = fast (default), 1 = plain reference everywhere.
  * Tests compare the two; exports use what the caller sets. */

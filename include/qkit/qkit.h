@@ -28,6 +28,8 @@
  *   zoo.h    reference architectures (lenet, resnet8, mobilenetv2s)
  *   int.h    integer kernels: requantization, int8 GEMM/conv
  *   qrun.h   integer inference of a quantized QDQ model (lowering, runner)
+ *   registry.h  the operators of every layer joined: qk_ops_bind,
+ *            qk_onnx_load (read + bind)
  */
 #ifndef QKIT_QKIT_H
 #define QKIT_QKIT_H
@@ -48,5 +50,6 @@
 #include "qrun.h"
 #include "fold.h"
 #include "deploy.h"
+#include "registry.h"
 
 #endif

@@ -1,5 +1,6 @@
 /* qkit eval: top-1 accuracy of an ONNX model on an MNIST-format test set. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/qrun.h"
 #include "qkit/train.h"

@@ -1,5 +1,6 @@
 /* qkit info: layers, shapes, parameters, MACs and quantizers of an ONNX model. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 

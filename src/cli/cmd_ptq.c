@@ -1,6 +1,7 @@
 /* qkit ptq: post-training quantization of a float model for a backend
  * profile; prints FP32 vs fake-quantized accuracy, writes the QDQ model. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ptq.h"
 #include "qkit/train.h"

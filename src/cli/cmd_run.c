@@ -1,5 +1,6 @@
 /* qkit run: run any supported ONNX model on TensorProto (.pb) files. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 
 static const cli_opt opts[] = {

@@ -1,5 +1,6 @@
 /* qkit train: train a reference architecture on an MNIST-format dataset. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/train.h"

@@ -225,4 +225,5 @@ static qk_status fq_backward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_fakequant = { "FakeQuant", fq_init, fq_infer, fq_reshape, fq_forward, fq_backward, fq_destroy };
+const qk_op qk_op_fakequant = { "FakeQuant", fq_init, fq_infer, fq_reshape, fq_forward, fq_backward, fq_destroy,
+                                "ai.qkit" };

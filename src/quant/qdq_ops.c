@@ -282,6 +282,6 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy };
+const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy, NULL };
 const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, NULL, qdq_forward, NULL,
-                                       qdq_destroy };
+                                       qdq_destroy, NULL };

@@ -283,9 +283,9 @@ static qk_status qlin_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_qkconv = { .type = "QkConv", .init = qlin_init, .infer = qlin_infer, .reshape = qlin_reshape,
-                             .forward = qlin_forward, .destroy = qlin_destroy };
+                             .forward = qlin_forward, .destroy = qlin_destroy, .domain = QK_LOWER_DOMAIN };
 const qk_op qk_op_qkgemm = { .type = "QkGemm", .init = qlin_init, .infer = qlin_infer, .reshape = qlin_reshape,
-                             .forward = qlin_forward, .destroy = qlin_destroy };
+                             .forward = qlin_forward, .destroy = qlin_destroy, .domain = QK_LOWER_DOMAIN };
 
 /* ============================================================ QkAdd */
 
@@ -475,4 +475,4 @@ static qk_status qadd_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_qkadd = { .type = "QkAdd", .init = qadd_init, .infer = qadd_infer, .forward = qadd_forward,
-                            .destroy = plain_destroy };
+                            .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };

@@ -187,4 +187,4 @@ static qk_status epi_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_b
 }
 
 const qk_op qk_op_qkepilogue = { .type = "QkEpilogue", .init = epi_init, .infer = epi_infer,
-                                 .reshape = epi_reshape, .forward = epi_forward, .destroy = plain_destroy };
+                                 .reshape = epi_reshape, .forward = epi_forward, .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };
