@@ -18,6 +18,8 @@
 
 #include "tensor.h"
 
+#include <stdio.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -64,6 +66,46 @@ typedef struct qk_attr {
 struct qk_graph;
 struct qk_node;
 struct qk_exec;
+
+/* ---- plan options ----
+ * How a graph runs, chosen by the caller per graph (no process-wide
+ * switches, no environment: only the CLI reads QKIT_* variables and fills
+ * these). Zero-initialised = the defaults. Stored in the graph by
+ * qk_graph_set_options and kept across re-plans; graphs the library derives
+ * from another (the lowered integer graph of qk_qdq_lower) inherit them. */
+typedef enum qk_sgemm_kind {
+    QK_SGEMM_DEFAULT = 0,   /* the measured fastest (bench/bench_sgemm.c): dnnl */
+    QK_SGEMM_DNNL = 1,      /* oneDNN dnnl_sgemm */
+    QK_SGEMM_OPENBLAS = 2,  /* cblas_sgemm */
+    QK_SGEMM_REFERENCE = 3  /* plain loops */
+} qk_sgemm_kind;
+
+typedef struct qk_profiler qk_profiler;
+
+typedef struct qk_plan_options {
+    int reference;          /* 1: plain reference kernels everywhere (tests compare) */
+    int no_fuse;            /* 1: no plan-time operator fusion (Conv+BN, Add/BN+Relu) */
+    int sgemm;              /* qk_sgemm_kind of the float GEMMs */
+    int onnx_rounding;      /* qk_rq_mode (int.h) of the output stage of QLinearConv /
+                               QLinearMatMul; 0 = QK_RQ_FP32 (ONNX Runtime's) */
+    qk_profiler *profiler;  /* borrowed, may be NULL: times every forward/backward op */
+} qk_plan_options;
+
+/* ---- profiler ----
+ * Time per operator type (or per node name) in forward and backward,
+ * recorded by qk_graph_forward/backward of every graph whose options name
+ * it. Owned by the caller. Recording locks the profiler, so graphs may
+ * share one and run in different threads. */
+qk_status qk_profiler_create(int per_node, qk_profiler **out);
+void qk_profiler_destroy(qk_profiler *p);
+void qk_profiler_reset(qk_profiler *p);
+/* Number of rows (distinct op types or node names recorded so far). */
+int qk_profiler_rows(const qk_profiler *p);
+/* Row i: name, seconds forward and backward, forward calls. Returns 0 when
+ * i is out of range. */
+int qk_profiler_row(const qk_profiler *p, int i, const char **name, double *fwd, double *bwd, long *calls);
+/* "qkit profile: op, forward s, backward s, share" and one line per row. */
+void qk_profiler_print(const qk_profiler *p, FILE *f);
 
 /* ---- operators ----
  * An operator implements ONNX semantics for one op_type. All hooks except
@@ -142,6 +184,7 @@ typedef struct qk_graph {
     int n_meta;
     char **meta_keys, **meta_vals; /* ONNX metadata_props */
     int64_t opset;            /* default-domain opset (import/export) */
+    qk_plan_options opts;     /* qk_graph_set_options; read at plan and in forward */
     /* plan */
     int planned;
     int training;
@@ -213,6 +256,11 @@ qk_status qk_graph_sort(qk_graph *g);
 /* Number of nodes reading value v. */
 int qk_graph_consumers(const qk_graph *g, int v, int *nodes, int max);
 int64_t qk_graph_param_count(const qk_graph *g);
+
+/* ---- options ----
+ * Copy *o (NULL: the defaults) into g->opts; unplans a planned graph (the
+ * next qk_graph_plan applies them). The profiler is borrowed. */
+void qk_graph_set_options(qk_graph *g, const qk_plan_options *o);
 
 /* ---- execution ----
  * plan: requires every node bound (n->op) and inited. Sorts, infers shapes at

@@ -17,20 +17,18 @@ extern "C" {
 /* The float operators (default ONNX domain). */
 extern const qk_op_table qk_float_op_table;
 
-/* Kernel selection: 0 = fast (default), 1 = plain reference everywhere.
- * Tests compare the two; exports use what the caller sets. */
-void qk_ops_set_reference(int on);
-int qk_ops_reference(void);
-
 /* Row-major single-precision GEMM, single-threaded (callers parallelize
  * with the pool): C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
- * transa/transb: 0 = as stored, 1 = transposed. */
-void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+ * transa/transb: 0 = as stored, 1 = transposed. kind picks the library
+ * (qk_sgemm_kind, graph.h; operators pass their graph's option `sgemm`). */
+void qk_sgemm(qk_sgemm_kind kind, int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
-/* Which implementation qk_sgemm uses ("dnnl", "openblas" or "reference"). */
-const char *qk_sgemm_backend(void);
-qk_status qk_sgemm_set_backend(const char *name);
+/* The implementation kind names ("dnnl", "openblas" or "reference";
+ * QK_SGEMM_DEFAULT gives the default's name). */
+const char *qk_sgemm_name(qk_sgemm_kind kind);
+/* "dnnl" | "openblas" | "reference" -> *out; QK_ERR_ARG otherwise. */
+qk_status qk_sgemm_parse(const char *name, qk_sgemm_kind *out);
 
 /* Multiply-accumulates of one node at the current shapes (0 for ops
  * without a GEMM-like core). */

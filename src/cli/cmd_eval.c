@@ -123,7 +123,7 @@ static int run(cli_args *a)
     qk_eval_result r;
     qk_norm norm;
 
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
     int nrc = cli_norm(a, g, &norm, &st);

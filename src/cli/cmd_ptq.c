@@ -101,7 +101,7 @@ static int run(cli_args *a)
     qk_eval_result fr = { 0 }, qr = { 0 };
     qk_norm norm;
     double t_ptq = 0;
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
     int nrc = cli_norm(a, g, &norm, &st);

@@ -26,7 +26,3 @@ static const qk_op *const ops[] = {
 };
 
 const qk_op_table qk_float_op_table = { "float", ops };
-
-static int use_reference;
-void qk_ops_set_reference(int on) { use_reference = on; }
-int qk_ops_reference(void) { return use_reference; }

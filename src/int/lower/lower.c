@@ -521,6 +521,7 @@ qk_status qk_qdq_lower(const qk_graph *qdq, const qk_lower_opts *opts, qk_graph 
     if (qdq->name)
         L.g->name = qk_strdup(qdq->name);
     L.g->opset = qdq->opset;
+    L.g->opts = qdq->opts; /* the lowered graph runs as its source was told to */
     for (int i = 0; i < qdq->n_meta && st == QK_OK; i++)
         st = qk_graph_set_meta(L.g, qdq->meta_keys[i], qdq->meta_vals[i]);
     if (st == QK_OK)
