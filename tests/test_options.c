@@ -372,7 +372,7 @@ static void test_bind(void)
     for (int t = 0; t < 3; t++)
         for (int i = 0; all[t].ops[i]; i++)
             want++;
-    QT_CHECK(n == want && dup == 0, "qk_op_names: %d names (want %d), %d duplicates", n, want, dup);
+    QT_CHECK(n == want && dup == 0, "qk_op_names: %d names (want %d), %d repeated", n, want, dup);
     QT_CHECK(qk_op_find("QLinearConv") && qk_op_find("QkConv") && qk_op_find("FakeQuant") && qk_op_find("Conv") &&
              !qk_op_find("NoSuchOp"), "qk_op_find over all layers");
     QT_CHECK(qk_op_table_find(all, 3, "ai.qkit", "QkConv") && !qk_op_table_find(all, 3, NULL, "QkConv"),
