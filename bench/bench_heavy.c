@@ -8,6 +8,7 @@
  *   build/bench/bench_heavy [threads=2] [reps=5] [model]
  * With 1 thread the times are process CPU time (steadier on a busy
  * machine); otherwise wall-clock. */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 
 #include <stdio.h>
@@ -137,8 +138,8 @@ int main(int argc, char **argv)
     qk_pool *pool;
     if (qk_pool_create(threads, &pool) != QK_OK)
         return 1;
-    printf("heavy ops, batch 128, %d threads, sgemm %s, best of %d (%s time)\n", threads, qk_sgemm_backend(), reps,
-           use_cpu_time ? "CPU" : "wall");
+    printf("heavy ops, batch 128, %d threads, sgemm %s, best of %d (%s time)\n", threads,
+           qk_sgemm_name(QK_SGEMM_DEFAULT), reps, use_cpu_time ? "CPU" : "wall");
     printf("%-13s %-20s %-22s %9s %9s\n", "model", "op", "shape", "fwd ms", "bwd ms");
     const char *cur = NULL;
     double sf = 0, sb = 0;

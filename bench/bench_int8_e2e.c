@@ -23,6 +23,7 @@
  *  - peer: `node tools/ort_bench.js` (run from the repository root) when
  *    node and onnxruntime-node are installed, same threads, batch, rounds.
  * Prints a Markdown table; ratios are of figures measured in this run. */
+#include "qkit/registry.h"
 #include "qkit/data.h"
 #include "qkit/deploy.h"
 #include "qkit/onnx.h"

@@ -50,12 +50,13 @@ static double run(const char *bk, int var, const shape *s, double secs, float *A
     if (var == 0) { M = s->M; N = s->N; K = s->K; lda = K; ldb = N; }
     else if (var == 1) { M = s->M; N = s->K; K = s->N; tb = 1; lda = K; ldb = K; }
     else { M = s->K; N = s->N; K = s->M; ta = 1; lda = M; ldb = N; }
-    qk_sgemm_set_backend("reference");
+    qk_sgemm_kind kind;
+    if (qk_sgemm_parse(bk, &kind) != QK_OK)
+        return -1;
     memset(Cref, 0, (size_t)(M * N) * sizeof(float));
-    qk_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, Cref, N);
-    qk_sgemm_set_backend(bk);
+    qk_sgemm(QK_SGEMM_REFERENCE, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, Cref, N);
     memset(C, 0, (size_t)(M * N) * sizeof(float));
-    qk_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+    qk_sgemm(kind, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
     for (int64_t i = 0; i < M * N; i++)
         if (fabsf(C[i] - Cref[i]) > 1e-4f * (float)K + 1e-4f) {
             fprintf(stderr, "%s %s var %d: mismatch at %lld: %g vs %g\n", bk, s->name, var,
@@ -67,7 +68,7 @@ static double run(const char *bk, int var, const shape *s, double secs, float *A
     for (;;) {
         double t0 = qk_now();
         for (int64_t r = 0; r < reps; r++)
-            qk_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, r ? 1.0f : 0.0f, C, N);
+            qk_sgemm(kind, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, r ? 1.0f : 0.0f, C, N);
         t = qk_now() - t0;
         if (t >= secs)
             break;

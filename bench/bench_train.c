@@ -31,6 +31,7 @@
  *                           [--peer bench/torch_peer.py] [--data DIR]
  * Exit status 1 if a check fails (the model's row then says so and has no
  * figures), 2 on a usage error. */
+#include "qkit/registry.h"
 #include "qkit/data.h"
 #include "qkit/ops.h"
 #include "qkit/train.h"
@@ -436,7 +437,7 @@ int main(int argc, char **argv)
     }
     printf("training throughput, batch %d, %d threads, %d timed steps x %d rounds after %d warm-up "
            "(best round; median step in brackets); sgemm backend %s\n",
-           BATCH, o.threads, o.steps, o.repeat, o.warmup, qk_sgemm_backend());
+           BATCH, o.threads, o.steps, o.repeat, o.warmup, qk_sgemm_name(QK_SGEMM_DEFAULT));
     if (!peer)
         printf("PyTorch peer: %s\n", o.no_peer ? "off (--no-peer)" : "not available (/usr/bin/python3 cannot import torch "
                                                                      "or the script is missing)");

@@ -46,6 +46,7 @@
 #ifndef QK_TESTS_GRADCHECK_H
 #define QK_TESTS_GRADCHECK_H
 
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 
 #include <math.h>

@@ -2,6 +2,7 @@
  * CONST/PARAM inputs, value and shape checks, gradient-check recording. */
 #ifndef QK_TESTS_LIGHT_FX_H
 #define QK_TESTS_LIGHT_FX_H
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 #include "gradcheck.h"
 #include "qt.h"

@@ -3,6 +3,7 @@
  * datasets, a forward pass that returns the logits. */
 #ifndef QK_TESTS_PTQ_FX_H
 #define QK_TESTS_PTQ_FX_H
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/ptq.h"

@@ -7,6 +7,7 @@
  * backend, unwritable or non-directory DIR, truncated model, tensorrt with
  * uint8 activations, onnx-qlinear) leaves nothing behind. */
 #include "qt.h"
+#include "qkit/registry.h"
 #include "qkit/deploy.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"

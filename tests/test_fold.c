@@ -9,6 +9,7 @@
  *     weight, conv output also a graph output or read twice, Gemm beta != 1);
  *   - editing edge cases: removing a node whose output is a graph output or
  *     is still read, replace_uses with an excepted node, unused values. */
+#include "qkit/registry.h"
 #include "qkit/fold.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"

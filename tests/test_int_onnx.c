@@ -9,6 +9,7 @@
  *     ties, so ONNX Runtime's fp32/RNE, gemmlowp, single rounding all match;
  *     the power-of-two shift mode is only checked on integer-output ops).
  * Skipped with a note when the test data are not installed. */
+#include "qkit/registry.h"
 #include "qkit/int.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
@@ -62,13 +63,10 @@ static void run_variant(const char *name, const char *dir, int freeze, qk_pool *
         for (int i = 1; i < ni && i < nin; i++)
             QT_OK(qk_onnx_freeze_input(g, names[i], &in[i])); /* only input 0 is fed */
     }
-    qk_int_set_onnx_rounding(mode);
-    qk_ops_set_reference(ref);
+    qk_graph_set_options(g, &(qk_plan_options){ .reference = ref, .onnx_rounding = mode });
     int n_out = 0;
     qk_tensor *out = NULL;
     qk_status st = qk_onnx_run(g, freeze ? 1 : nin, in, pool, &n_out, &out);
-    qk_ops_set_reference(0);
-    qk_int_set_onnx_rounding(QK_RQ_FP32);
     QT_CHECK(st == QK_OK, "%s (freeze %d, ref %d, %s): %s", name, freeze, ref, qk_rq_mode_name(mode),
              qk_last_error());
     if (st == QK_OK) {

@@ -4,6 +4,7 @@
  * symbolic dims, external data, failed atomic save). Run under
  * `make SAN=1 test` for leaks. */
 #include "qt.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "onnx.pb-c.h"

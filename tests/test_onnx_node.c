@@ -22,6 +22,7 @@
  * Output: one "onnx-node: <Op> ran N, passed P" line per supported op type
  * (a test counts for every op type in its model) and a total line. */
 #include "qt.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "onnx.pb-c.h"
@@ -294,6 +295,7 @@ static int run_set(const char *model, const char *test, const char *set_dir, con
         QT_CHECK(0, "%s: load failed: %s: %s", test, qk_status_str(st), qk_last_error());
         return T_FAIL;
     }
+    qk_graph_set_options(g, &(qk_plan_options){ .reference = strcmp(mode, "reference") == 0 });
     /* input_i.pb is the i-th graph input that is not an initializer. */
     qk_tensor in[64], run_in[64], want[64];
     int n_in = 0, n_want = 0, n_run = 0, n_out = 0, frozen = 0, result = T_PASS;
@@ -397,14 +399,12 @@ static int run_test(const char *dir, const char *test, qk_pool *pool)
         result = T_FAIL;
     }
     for (int mode = 0; mode < 2 && result == T_PASS; mode++) {
-        qk_ops_set_reference(mode);
         for (int s = 0; s < n_sets && result == T_PASS; s++) {
             char set_dir[1200];
             snprintf(set_dir, sizeof set_dir, "%s/%s", sdir, sets[s]);
             result = run_set(model, test, set_dir, mode ? "reference" : "fast", mode ? NULL : pool);
         }
     }
-    qk_ops_set_reference(0);
     free_list(sets, n_sets > 0 ? n_sets : 0);
     return result;
 }

@@ -8,6 +8,7 @@
  *   2. 1 thread vs 2 threads: bit-identical (determinism rule);
  *   3. gradient check: central finite differences of L = sum(R*y) in double
  *      (tests/gradcheck.h) for every input that has a gradient. */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 #include "gradcheck.h"
 #include "qt.h"
@@ -76,7 +77,7 @@ static void snap_add(snap *s, const qk_tensor *t)
 static qk_status run_fb(qk_graph *g, int node, qk_pool *pool, int reference, int backward, snap *out)
 {
     memset(out, 0, sizeof *out);
-    qk_ops_set_reference(reference);
+    qk_graph_set_options(g, &(qk_plan_options){ .reference = reference });
     qk_status st = qk_ops_bind(g);
     int64_t batch = 1;
     qk_node *n = &g->nodes[node];
@@ -115,7 +116,6 @@ static qk_status run_fb(qk_graph *g, int node, qk_pool *pool, int reference, int
                 snap_add(out, &v->grad);
         }
     }
-    qk_ops_set_reference(0);
     return st;
 }
 
@@ -645,18 +645,19 @@ static int count_threads(void)
     return n;
 }
 
-typedef struct sg_ctx { int64_t M, N, K; const float *A, *B; float *C; } sg_ctx;
+typedef struct sg_ctx { int64_t M, N, K; const float *A, *B; float *C; qk_sgemm_kind kind; } sg_ctx;
 
 static void sg_task(void *vc, int64_t t, int worker)
 {
     (void)worker;
     sg_ctx *c = vc;
-    qk_sgemm(0, 1, c->M, c->N, c->K, 1.0f, c->A, c->K, c->B, c->K, 0.0f, c->C + t * c->M * c->N, c->N);
+    qk_sgemm(c->kind, 0, 1, c->M, c->N, c->K, 1.0f, c->A, c->K, c->B, c->K, 0.0f, c->C + t * c->M * c->N, c->N);
 }
 
 static void test_sgemm(void)
 {
     static const char *const bks[] = { "dnnl", "openblas", "reference" };
+    static const qk_sgemm_kind kinds[] = { QK_SGEMM_DNNL, QK_SGEMM_OPENBLAS, QK_SGEMM_REFERENCE };
     qk_rng r;
     qk_rng_seed(&r, 3);
     enum { CAP = 8000 };
@@ -665,10 +666,14 @@ static void test_sgemm(void)
         A[i] = qk_rng_normal(&r);
         B[i] = qk_rng_normal(&r);
     }
-    const char *def = qk_sgemm_backend();
+    const char *def = qk_sgemm_name(QK_SGEMM_DEFAULT);
     QT_CHECK(strcmp(def, "dnnl") == 0 || strcmp(def, "openblas") == 0 || strcmp(def, "reference") == 0,
              "default backend %s", def);
-    QT_CHECK(qk_sgemm_set_backend("mkl") == QK_ERR_ARG, "unknown backend accepted");
+    qk_sgemm_kind pk = QK_SGEMM_DEFAULT;
+    QT_CHECK(qk_sgemm_parse("mkl", &pk) == QK_ERR_ARG, "unknown backend accepted");
+    for (int b = 0; b < 3; b++)
+        QT_CHECK(qk_sgemm_parse(bks[b], &pk) == QK_OK && pk == kinds[b] && !strcmp(qk_sgemm_name(pk), bks[b]),
+                 "sgemm kind %s", bks[b]);
     /* M, N, K, lda/ldb/ldc padding, alpha, beta, transposes; beta = 0 must
      * ignore NaN already in C (BLAS rule). Reference: plain double loops. */
     static const int64_t shp[][3] = { { 7, 5, 3 }, { 33, 17, 40 }, { 1, 64, 9 }, { 16, 1, 31 }, { 5, 6, 0 } };
@@ -686,11 +691,10 @@ static void test_sgemm(void)
                         R[i * ldc + j] = (float)(alpha * acc + (beta != 0.0f ? beta * (float)(i - j) : 0.0));
                     }
                 for (int b = 0; b < 3; b++) {
-                    QT_OK(qk_sgemm_set_backend(bks[b]));
                     for (int64_t i = 0; i < M; i++)
                         for (int64_t j = 0; j < N; j++)
                             C[i * ldc + j] = beta != 0.0f ? (float)(i - j) : NAN;
-                    qk_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                    qk_sgemm(kinds[b], ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
                     double err = 0;
                     for (int64_t i = 0; i < M; i++)
                         for (int64_t j = 0; j < N; j++) {
@@ -702,20 +706,18 @@ static void test_sgemm(void)
                              (long long)M, (long long)N, (long long)K, err);
                 }
             }
-    QT_OK(qk_sgemm_set_backend(def));
     /* From pool workers (and the caller): no library may start threads of
      * its own. 256^3 is big enough for oneDNN to open an OpenMP team if
      * omp_set_num_threads(1) were missing. */
     int before = count_threads();
     enum { SZ = 256 };
     float *A2 = qk_calloc(SZ * SZ, 4), *B2 = qk_calloc(SZ * SZ, 4), *C2 = qk_calloc(2 * SZ * SZ, 4);
-    sg_ctx c = { SZ, SZ, SZ, A2, B2, C2 };
+    sg_ctx c = { SZ, SZ, SZ, A2, B2, C2, QK_SGEMM_DEFAULT };
     for (int b = 0; b < 2; b++) {
-        QT_OK(qk_sgemm_set_backend(bks[b]));
+        c.kind = kinds[b];
         qk_pool_run(pool2, 1, sg_task, &c);
         qk_pool_run(pool2, 2, sg_task, &c);
     }
-    QT_OK(qk_sgemm_set_backend(def));
     QT_CHECK(count_threads() == before, "threads before %d after %d sgemm calls from the pool", before,
              count_threads());
     qk_free(A2);

@@ -6,6 +6,7 @@
 #include "light_fx.h"
 #include "../src/ops/fkern.h"
 
+#include "qkit/registry.h"
 #include "qkit/cpu.h"
 
 /* ===================== activations ===================== */
@@ -291,7 +292,7 @@ static qk_status bad_infer(qk_graph *g, qk_node *n)
     g->values[n->out[0]].t.owned = 0;
     return QK_OK;
 }
-static const qk_op bad_op = { "BadSquare", NULL, bad_infer, NULL, bad_forward, bad_backward, NULL };
+static const qk_op bad_op = { "BadSquare", NULL, bad_infer, NULL, bad_forward, bad_backward, NULL, NULL };
 
 static void test_harness_fails(void)
 {

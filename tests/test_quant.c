@@ -4,6 +4,7 @@
  * per-channel layouts, the clipped STE mask, NNIE log code, quality
  * budgets (SQNR), parameter validation, and the ONNX QuantizeLinear /
  * DequantizeLinear operators (ties, saturation, per axis, int32). */
+#include "qkit/registry.h"
 #include "qkit/ops.h"
 #include "qkit/quant.h"
 #include "qt.h"
@@ -380,7 +381,7 @@ static qk_status run_node(const char *op, int nin, const int *in, int64_t axis_a
 static const qk_tensor *yout(void) { return &G->values[G->outputs[0]].t; }
 
 /* QuantizeLinear / DequantizeLinear: the vector runs (AVX-512 where usable)
- * against the portable loops (qk_ops_set_reference), bit for bit, on odd
+ * against the portable loops (the graph option reference), bit for bit, on odd
  * lengths, per-channel runs, ties, NaN, infinities and saturation. */
 static void test_qdq_vector_same(void)
 {
@@ -398,9 +399,9 @@ static void test_qdq_vector_same(void)
         uint8_t q[2][C * L];
         float d[2][C * L];
         for (int ref = 0; ref < 2; ref++) {
-            qk_ops_set_reference(ref);
             int in[3];
             qk_graph_create(&G);
+            qk_graph_set_options(G, &(qk_plan_options){ .reference = ref });
             in[0] = cval("x", QK_F32, 2, (int64_t[]){ C, L }, x);
             in[1] = cval("s", QK_F32, 1, (int64_t[]){ C }, (float[]){ 0.37f, 1.0f / 3.0f, 2.5f });
             if (u8)
@@ -411,6 +412,7 @@ static void test_qdq_vector_same(void)
             memcpy(q[ref], yout()->data, sizeof q[ref]);
             qk_graph_destroy(G);
             qk_graph_create(&G);
+            qk_graph_set_options(G, &(qk_plan_options){ .reference = ref });
             in[0] = cval("x", u8 ? QK_U8 : QK_I8, 2, (int64_t[]){ C, L }, q[ref]);
             in[1] = cval("s", QK_F32, 1, (int64_t[]){ C }, (float[]){ 0.37f, 1.0f / 3.0f, 2.5f });
             if (u8)
@@ -421,7 +423,6 @@ static void test_qdq_vector_same(void)
             memcpy(d[ref], yout()->data, sizeof d[ref]);
             qk_graph_destroy(G);
         }
-        qk_ops_set_reference(0);
         QT_CHECK(memcmp(q[0], q[1], sizeof q[0]) == 0 && memcmp(d[0], d[1], sizeof d[0]) == 0,
                  "QuantizeLinear/DequantizeLinear %s: vector runs differ from the portable loops",
                  u8 ? "uint8" : "int8");

@@ -31,6 +31,7 @@
  * bounds) and reproduce the same logits, so "lenet" etc. mean the same
  * network in qkit and in bench/torch_peer.py. (The zoo writes ReLU6 as one
  * Clip; torch exports Relu followed by Clip: same function.) */
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/zoo.h"

@@ -279,7 +279,8 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
 
 /* Plan-time fusion (BatchNormalization + Relu, src/ops/fuse.h) and the
  * portable float kernels change no bit of training: resnet8 trained for 5
- * steps fused and unfused (QKIT_FUSE=0) must agree exactly. */
+ * steps fused and unfused (plan option no_fuse, QKIT_FUSE=0 in the CLI)
+ * must agree exactly. */
 static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
 {
     qk_dataset tr = qk_dataset_view(train, 0, 300);
@@ -293,18 +294,16 @@ static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
     QT_OK(qk_zoo_build("resnet8", 3, &a));
     QT_OK(qk_zoo_build("resnet8", 3, &b));
     QT_OK(qk_train(a, &tr, NULL, &c, pool, &ra));
-    setenv("QKIT_FUSE", "0", 1);
+    qk_graph_set_options(b, &(qk_plan_options){ .no_fuse = 1 });
     QT_OK(qk_train(b, &tr, NULL, &c, pool, &rb));
-    unsetenv("QKIT_FUSE");
     QT_CHECK(same_params(a, b) && ra.train_loss == rb.train_loss,
              "BatchNormalization+Relu fusion: training bit-identical to the unfused ops (loss %.9g vs %.9g)",
              ra.train_loss, rb.train_loss);
     /* and inference (BatchNormalization+Relu, Add+Relu fused in eval plans too) */
     qk_eval_result ea, eb;
     QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &ea));
-    setenv("QKIT_FUSE", "0", 1);
+    qk_graph_set_options(a, &(qk_plan_options){ .no_fuse = 1 });
     QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &eb));
-    unsetenv("QKIT_FUSE");
     QT_CHECK(ea.images == 300 && ea.top1 == eb.top1 && ea.loss == eb.loss,
              "fusion in inference: the same outputs as unfused (top-1 %.4f vs %.4f, loss %.12g vs %.12g)", ea.top1,
              eb.top1, ea.loss, eb.loss);

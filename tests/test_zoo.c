@@ -14,6 +14,7 @@
  *           fc 650 -> 77,754
  *   mobilenetv2s: stem 176; blocks 464 + 3,440 + 5,904 + 6,688 + 9,920 +
  *           14,080 = 40,496; conv2 8,192 + bn2 256; fc 1,290 -> 50,410 */
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/zoo.h"

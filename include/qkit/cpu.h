@@ -20,6 +20,9 @@
  *           (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA=18), Linux 5.16+)
  *
  * The environment variable QKIT_ISA=ref|avx2|avx512|vnni|amx caps the level
+ * (the one environment variable the library reads: a capability cap that
+ * holds for the whole process, like the CPU itself; every other choice is a
+ * per-graph plan option, graph.h)
  * (read once, at the first call); a value above what the CPU has is ignored
  * (the detected level is used) and an unknown value is reported once with
  * qk_log(QK_LOG_WARN) and ignored. Detection is thread-safe (pthread_once). */

@@ -19,7 +19,7 @@
  *   int node = qk_graph_add_node(g, "Gemm", "fc", 2, (int[]){x, w}, 1, &y);
  *   qk_node_set_int(g, node, "transB", 1);
  *   qk_graph_add_output(g, y);
- *   qk_status st = qk_ops_bind(g);                  // ops layer: find each node's operator
+ *   qk_status st = qk_ops_bind(g);                  // qkit/registry.h: find each node's operator
  *   if (st == QK_OK)
  *       st = qk_graph_plan(g, 4, 0, NULL);          // shapes, buffers, workspace: once
  *   if (st == QK_OK) {
@@ -41,6 +41,8 @@
 #define QKIT_GRAPH_H
 
 #include "tensor.h"
+
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +91,46 @@ struct qk_graph;
 struct qk_node;
 struct qk_exec;
 
+/* ---- plan options ----
+ * How a graph runs, chosen by the caller per graph (no process-wide
+ * switches, no environment: only the CLI reads QKIT_* variables and fills
+ * these). Zero-initialised = the defaults. Stored in the graph by
+ * qk_graph_set_options and kept across re-plans; graphs the library derives
+ * from another (the lowered integer graph of qk_qdq_lower) inherit them. */
+typedef enum qk_sgemm_kind {
+    QK_SGEMM_DEFAULT = 0,   /* the measured fastest (bench/bench_sgemm.c): dnnl */
+    QK_SGEMM_DNNL = 1,      /* oneDNN dnnl_sgemm */
+    QK_SGEMM_OPENBLAS = 2,  /* cblas_sgemm */
+    QK_SGEMM_REFERENCE = 3  /* plain loops */
+} qk_sgemm_kind;
+
+typedef struct qk_profiler qk_profiler;
+
+typedef struct qk_plan_options {
+    int reference;          /* 1: plain reference kernels everywhere (tests compare) */
+    int no_fuse;            /* 1: no plan-time operator fusion (Conv+BN, Add/BN+Relu) */
+    int sgemm;              /* qk_sgemm_kind of the float GEMMs */
+    int onnx_rounding;      /* qk_rq_mode (int.h) of the output stage of QLinearConv /
+                               QLinearMatMul; 0 = QK_RQ_FP32 (ONNX Runtime's) */
+    qk_profiler *profiler;  /* borrowed, may be NULL: times every forward/backward op */
+} qk_plan_options;
+
+/* ---- profiler ----
+ * Time per operator type (or per node name) in forward and backward,
+ * recorded by qk_graph_forward/backward of every graph whose options name
+ * it. Owned by the caller. Recording locks the profiler, so graphs may
+ * share one and run in different threads. */
+qk_status qk_profiler_create(int per_node, qk_profiler **out);
+void qk_profiler_destroy(qk_profiler *p);
+void qk_profiler_reset(qk_profiler *p);
+/* Number of rows (distinct op types or node names recorded so far). */
+int qk_profiler_rows(const qk_profiler *p);
+/* Row i: name, seconds forward and backward, forward calls. Returns 0 when
+ * i is out of range. */
+int qk_profiler_row(const qk_profiler *p, int i, const char **name, double *fwd, double *bwd, long *calls);
+/* "qkit profile: op, forward s, backward s, share" and one line per row. */
+void qk_profiler_print(const qk_profiler *p, FILE *f);
+
 /* ---- operators ----
  * An operator implements ONNX semantics for one op_type. All hooks except
  * forward are optional. Hooks see the whole graph so they can read input
@@ -105,7 +147,9 @@ struct qk_exec;
  *   backward: given output grads (values[out].grad), ADD input grads into
  *             values[in].grad for every input whose grad.data != NULL
  *             (buffers are zeroed by the executor before first use).
- *   destroy:  free n->state. */
+ *   destroy:  free n->state.
+ * domain: NULL (or "") for the default ONNX domain, else e.g. "ai.qkit";
+ * a node binds to the operator of its own domain and op_type. */
 typedef struct qk_op {
     const char *type;
     qk_status (*init)(struct qk_graph *g, struct qk_node *n);
@@ -115,13 +159,23 @@ typedef struct qk_op {
     qk_status (*forward)(struct qk_exec *x, struct qk_node *n);
     qk_status (*backward)(struct qk_exec *x, struct qk_node *n);
     void (*destroy)(struct qk_node *n);
+    const char *domain;
 } qk_op;
+
+/* The operators one layer defines: a NULL-terminated list. Each layer
+ * exports its own table (ops.h: qk_float_op_table, quant.h:
+ * qk_quant_op_table, int.h: qk_int_op_table); qk_graph_bind takes the
+ * tables a caller knows, and qkit/registry.h joins all of them. */
+typedef struct qk_op_table {
+    const char *name;          /* for messages: "float", "quant", "int" */
+    const qk_op *const *ops;   /* NULL-terminated */
+} qk_op_table;
 
 typedef struct qk_node {
     char *name;
     char *op_type;
     char *domain;       /* NULL or "" = default ONNX domain */
-    const qk_op *op;    /* bound by qk_ops_bind */
+    const qk_op *op;    /* bound by qk_graph_bind */
     int n_in, n_out;
     int *in, *out;      /* value indices; -1 = absent optional input */
     int n_attr;
@@ -173,6 +227,7 @@ typedef struct qk_graph {
     int n_meta;
     char **meta_keys, **meta_vals; /* ONNX metadata_props */
     int64_t opset;            /* default-domain opset (import/export) */
+    qk_plan_options opts;     /* qk_graph_set_options; read at plan and in forward */
     /* plan */
     int planned;
     int training;
@@ -232,6 +287,18 @@ static inline qk_value *qk_out(qk_graph *g, const qk_node *n, int i) {
     return (i < n->n_out && n->out[i] >= 0) ? &g->values[n->out[i]] : NULL;
 }
 
+/* ---- binding ----
+ * Bind every node whose op is NULL to the operator of tables[0..n_tables)
+ * with the node's domain (NULL, "" and "ai.onnx" are the default domain)
+ * and op_type, run its init (an init failure destroys what it allocated,
+ * leaves the node unbound and names the node), then sort. Errors
+ * (QK_ERR_UNSUPPORTED) name the node: an operator no table lists (the
+ * message points at `qkit info --ops`), an operator listed only in another
+ * domain, a domain no table uses. Nodes already bound are left alone. */
+qk_status qk_graph_bind(qk_graph *g, const qk_op_table *tables, int n_tables);
+/* Operator of `tables` with this domain and op_type, or NULL. */
+const qk_op *qk_op_table_find(const qk_op_table *tables, int n_tables, const char *domain, const char *op_type);
+
 /* ---- analysis ---- */
 /* Topological sort into g->order; error on cycles or values used before
  * definition (names the node and value). */
@@ -239,6 +306,11 @@ qk_status qk_graph_sort(qk_graph *g);
 /* Number of nodes reading value v. */
 int qk_graph_consumers(const qk_graph *g, int v, int *nodes, int max);
 int64_t qk_graph_param_count(const qk_graph *g);
+
+/* ---- options ----
+ * Copy *o (NULL: the defaults) into g->opts; unplans a planned graph (the
+ * next qk_graph_plan applies them). The profiler is borrowed. */
+void qk_graph_set_options(qk_graph *g, const qk_plan_options *o);
 
 /* ---- execution ----
  * plan: requires every node bound (n->op) and inited. Sorts, infers shapes at

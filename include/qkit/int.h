@@ -283,15 +283,19 @@ void qk_i8_global_avgpool(qk_dtype type, int64_t N, int64_t C, int64_t HW, const
 
 /* ============================ ONNX operators ============================
  * QLinearConv, QLinearMatMul (requant QK_RQ_FP32, as ONNX Runtime), and
- * ConvInteger, MatMulInteger (int32 out): forward only, in the table of
- * src/ops/registry.c. Weights and quantization parameters that are
- * initializers are packed once at plan; graph inputs are re-packed each run. */
+ * ConvInteger, MatMulInteger (int32 out): forward only. Weights and
+ * quantization parameters that are initializers are packed once at plan;
+ * graph inputs are re-packed each run. qk_int_op_table lists them and the
+ * lowered integer operators of domain "ai.qkit" (QkConv, QkGemm, QkAdd,
+ * QkPool, QkConcat, QkRequant, QkEpilogue; qrun.h); qk_lower_bind (qrun.h)
+ * binds with the float, quant and integer tables. */
 extern const qk_op qk_op_qlinearconv, qk_op_qlinearmatmul, qk_op_convinteger, qk_op_matmulinteger;
+extern const qk_op_table qk_int_op_table;
 
-/* Rounding mode the ONNX integer ops use for their output stage
- * (QK_RQ_FP32 default; tests and exports may switch to QK_RQ_GEMMLOWP etc.). */
-void qk_int_set_onnx_rounding(qk_rq_mode m);
-qk_rq_mode qk_int_onnx_rounding(void);
+/* Rounding mode the ONNX integer ops of graph g use for their output stage
+ * (a node attribute qkit_rounding overrides it): g's option onnx_rounding
+ * (qk_plan_options), QK_RQ_FP32 when 0. Read at plan. */
+qk_rq_mode qk_int_onnx_rounding(const qk_graph *g);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,10 @@
  * (code generated at build time from the system's onnx.proto), and a helper
  * that runs a loaded model on given input tensors.
  *
+ * qk_onnx_read gives an unbound graph (the onnx layer knows no operator);
+ * qk_onnx_load (qkit/registry.h) reads and binds with every operator qkit
+ * has, which is what most callers want.
+ *
  * Example (`make test` runs it):
  *
  *   qk_graph *g;
@@ -40,15 +44,16 @@
 extern "C" {
 #endif
 
-/* Lowest / highest default-domain opset qk_onnx_load accepts. A model with
+/* Lowest / highest default-domain opset qk_onnx_read accepts. A model with
  * an older opset (>= 1) is also accepted when every one of its operators
  * has the same definition at that opset as at opset 11 (for example
  * GlobalAveragePool-1, HardSigmoid-6, QLinearConv-10). */
 #define QK_ONNX_OPSET_MIN 11
 #define QK_ONNX_OPSET_MAX 17
 
-/* Load an ONNX ModelProto into a new graph (bound by qk_ops_bind, not
- * planned). Mapping:
+/* Read an ONNX ModelProto into a new graph, not bound (bind it with
+ * qk_graph_bind and the operator tables of the layers the caller knows, or
+ * use qk_onnx_load of qkit/registry.h) and not planned. Mapping:
  *   - graph inputs that are not initializers -> qk_graph_add_input; a
  *     symbolic or missing dim 0 becomes -1 (dynamic batch); any other
  *     symbolic dim is an error naming the input;
@@ -67,13 +72,15 @@ extern "C" {
  *     name; g->opset = the model's default-domain opset.
  * Errors: QK_ERR_IO (missing/unreadable file), QK_ERR_FORMAT (not a
  * protobuf ModelProto, value used but never defined, duplicate names, bad
- * tensor sizes), QK_ERR_UNSUPPORTED (opset, operator, domain, data type,
- * external data, attribute type, non-tensor inputs), QK_ERR_NOMEM. */
-qk_status qk_onnx_load(const char *path, qk_graph **out);
+ * tensor sizes), QK_ERR_UNSUPPORTED (opset, operator domain other than the
+ * default and "ai.qkit", data type, external data, attribute type,
+ * non-tensor inputs), QK_ERR_NOMEM. An operator qkit lacks is reported by
+ * the binding (qk_graph_bind), not here. */
+qk_status qk_onnx_read(const char *path, qk_graph **out);
 
 /* The same from a serialized ModelProto in memory; `label` names the
  * source in messages (e.g. the file name). */
-qk_status qk_onnx_load_buffer(const void *data, size_t len, const char *label, qk_graph **out);
+qk_status qk_onnx_read_buffer(const void *data, size_t len, const char *label, qk_graph **out);
 
 /* Write g as an ONNX model: ir_version 8, default-domain opset g->opset (13
  * if unset), producer "qkit"; every PARAM/CONST value as an initializer

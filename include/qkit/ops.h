@@ -1,11 +1,10 @@
 /* qkit ops layer: float operators with ONNX semantics (forward, backward,
  * shape rule), a plain reference and, where speed matters, a fast path.
  *
- * Every operator is one qk_op entry in the table of src/ops/registry.c.
- * qk_ops_bind(g) looks up each node's op_type, runs its init (attribute
- * validation) and fails with a message naming the node when an op_type is
- * unknown, so callers (ONNX import, model zoo, quant passes) build a graph
- * and then call qk_ops_bind before qk_graph_plan. */
+ * Every operator is one qk_op entry in qk_float_op_table (listed in
+ * src/ops/registry.c). qk_graph_bind(g, &qk_float_op_table, 1) binds a
+ * graph of float operators; qk_ops_bind (qkit/registry.h) binds with the
+ * operators of every layer. */
 #ifndef QKIT_OPS_H
 #define QKIT_OPS_H
 
@@ -15,27 +14,21 @@
 extern "C" {
 #endif
 
-/* Operator by ONNX op_type (default domain), or NULL. */
-const qk_op *qk_op_find(const char *op_type);
-/* NULL-terminated list of every supported op_type (for `qkit info`, docs). */
-const char *const *qk_op_names(void);
-/* Bind every node whose op is NULL and run its init. */
-qk_status qk_ops_bind(qk_graph *g);
-
-/* Kernel selection: 0 = fast (default), 1 = plain reference everywhere.
- * Tests compare the two; exports use what the caller sets. */
-void qk_ops_set_reference(int on);
-int qk_ops_reference(void);
+/* The float operators (default ONNX domain). */
+extern const qk_op_table qk_float_op_table;
 
 /* Row-major single-precision GEMM, single-threaded (callers parallelize
  * with the pool): C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
- * transa/transb: 0 = as stored, 1 = transposed. */
-void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+ * transa/transb: 0 = as stored, 1 = transposed. kind picks the library
+ * (qk_sgemm_kind, graph.h; operators pass their graph's option `sgemm`). */
+void qk_sgemm(qk_sgemm_kind kind, int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
-/* Which implementation qk_sgemm uses ("dnnl", "openblas" or "reference"). */
-const char *qk_sgemm_backend(void);
-qk_status qk_sgemm_set_backend(const char *name);
+/* The implementation kind names ("dnnl", "openblas" or "reference";
+ * QK_SGEMM_DEFAULT gives the default's name). */
+const char *qk_sgemm_name(qk_sgemm_kind kind);
+/* "dnnl" | "openblas" | "reference" -> *out; QK_ERR_ARG otherwise. */
+qk_status qk_sgemm_parse(const char *name, qk_sgemm_kind *out);
 
 /* Multiply-accumulates of one node at the current shapes (0 for ops
  * without a GEMM-like core). */

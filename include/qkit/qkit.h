@@ -45,6 +45,7 @@
  *   deploy.h   per-backend deploy files from a QDQ model
  *   int.h      integer kernels: requantization, int8 GEMM/conv, add, pooling
  *   qrun.h     integer inference of a QDQ model (lowering, runner)
+ *   registry.h the operators of every layer joined: qk_ops_bind, qk_onnx_load
  *   qkit.h     this umbrella: includes all of the above
  * Each header that opens with an "Example" has it compiled and run by
  * `make test` (tools/header_examples.sh), so the examples match the API.
@@ -68,5 +69,6 @@
 #include "qrun.h"
 #include "fold.h"
 #include "deploy.h"
+#include "registry.h"
 
 #endif

@@ -123,8 +123,10 @@ typedef struct qk_lower_stats {
  *  QK_ERR_NOMEM */
 qk_status qk_qdq_lower(const qk_graph *qdq, const qk_lower_opts *opts, qk_graph **out, qk_lower_stats *stats);
 
-/* Bind a lowered graph (e.g. one loaded back from ONNX): the ai.qkit nodes
- * to the integer operators above, the rest through qk_ops_bind. */
+/* Bind a lowered graph (e.g. one loaded back from ONNX) with the float,
+ * quant and integer operator tables (qk_graph_bind): the ai.qkit Qk* nodes
+ * to the integer operators above, the rest to theirs. The lowered graph of
+ * qk_qdq_lower inherits the QDQ graph's plan options (qk_graph_set_options). */
 qk_status qk_lower_bind(qk_graph *g);
 
 /* Epilogue fusion for execution (lower_fuse.c): on a bound graph from
@@ -188,7 +190,7 @@ qk_status qk_qrun_forward(qk_qrun *r, int64_t n, int64_t c, int64_t h, int64_t w
  * output of the QDQ graph found as codes in the lowered graph) the
  * agreement of the codes: SQNR = 10 log10(sum f^2 / sum (f - r)^2) over the
  * dequantized values (+inf when identical) and the largest |q_f - q_r| in
- * LSBs. Both graphs are bound and planned here (fake: qk_ops_bind). */
+ * LSBs. Both graphs are bound (qk_lower_bind) and planned here. */
 typedef struct qk_site_agree {
     char name[128];
     double sqnr_db;     /* +inf when every code agrees */

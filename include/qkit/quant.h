@@ -36,11 +36,19 @@
 #ifndef QKIT_QUANT_H
 #define QKIT_QUANT_H
 
+#include "graph.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ============================ operators ==================================
+ * The quant layer's operators: QuantizeLinear, DequantizeLinear (default
+ * domain) and FakeQuant (domain "ai.qkit"). qk_quant_bind binds a graph
+ * with the float and these operators (qk_graph_bind). */
+extern const qk_op_table qk_quant_op_table;
+qk_status qk_quant_bind(qk_graph *g);
 
 /* ============================ parameters ================================= */
 

@@ -147,6 +147,8 @@ static void detect(void)
     detect_x86(f);
 #endif
     f->level = f->detected;
+    /* The library's one environment reader (cpu.h, README): a process-wide
+     * capability cap, like the CPU itself. */
     const char *env = getenv("QKIT_ISA");
     if (env && *env) {
         qk_isa cap;

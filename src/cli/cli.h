@@ -77,6 +77,16 @@ void cli_json_arr_end(cli_json *j);
 void cli_json_end(cli_json *j);
 void cli_json_escape(FILE *f, const char *s);
 
+/* The environment (cli_env.c, the only reader of QKIT_FUSE, QKIT_SGEMM,
+ * QKIT_PROFILE): init reads it once (main), apply sets the plan options it
+ * asks for on a graph the CLI loaded or built, finish prints the profile
+ * (QKIT_PROFILE) on stderr and frees it. cli_load_model = qk_onnx_load +
+ * cli_env_apply. */
+qk_status cli_env_init(void);
+void cli_env_apply(struct qk_graph *g);
+qk_status cli_load_model(const char *path, struct qk_graph **out);
+void cli_env_finish(void);
+
 /* Options every command shares. */
 #define CLI_COMMON_OPTS \
     { "threads", "N", "worker threads (default: all cores)", 0 }, \

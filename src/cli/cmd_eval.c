@@ -1,5 +1,6 @@
 /* qkit eval: top-1 accuracy of an ONNX model on an MNIST-format test set. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/qrun.h"
 #include "qkit/train.h"
@@ -122,7 +123,7 @@ static int run(cli_args *a)
     qk_eval_result r;
     qk_norm norm;
 
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
     int nrc = cli_norm(a, g, &norm, &st);

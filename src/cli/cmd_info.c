@@ -1,5 +1,6 @@
 /* qkit info: layers, shapes, parameters, MACs and quantizers of an ONNX model. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 
@@ -110,7 +111,7 @@ static int run(cli_args *a)
     if (!path)
         return cli_usage_error("info", "--model FILE.onnx (or --ops) is required");
     qk_graph *g = NULL;
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st == QK_OK)
         st = qk_graph_plan(g, 1, 0, NULL); /* shapes at batch 1 */
     if (st != QK_OK) {

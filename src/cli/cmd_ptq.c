@@ -1,6 +1,7 @@
 /* qkit ptq: post-training quantization of a float model for a backend
  * profile; prints FP32 vs fake-quantized accuracy, writes the QDQ model. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ptq.h"
 #include "qkit/train.h"
@@ -90,7 +91,7 @@ static int run(cli_args *a)
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, qr = { 0 };
     qk_norm norm;
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
     int nrc = cli_norm(a, g, &norm, &st);

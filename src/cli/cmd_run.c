@@ -1,5 +1,6 @@
 /* qkit run: run any supported ONNX model on TensorProto (.pb) files. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 
 static const cli_opt opts[] = {
@@ -26,7 +27,7 @@ static int run(cli_args *a)
     qk_graph *g = NULL;
     qk_tensor *y = NULL;
     int n_out = 0;
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = cli_load_model(path, &g);
     if (st == QK_OK && n_outp > g->n_outputs) {
         st = qk_error(QK_ERR_ARG, "%d --output files given but the model has %d outputs", n_outp, g->n_outputs);
     }

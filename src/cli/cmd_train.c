@@ -1,5 +1,6 @@
 /* qkit train: train a reference architecture on an MNIST-format dataset. */
 #include "cli.h"
+#include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/train.h"
@@ -111,6 +112,7 @@ static int run(cli_args *a)
     qk_status st = qk_zoo_build(arch, cfg.seed, &g);
     if (st == QK_OK)
         st = qk_ops_bind(g);
+    cli_env_apply(g);
     if (st == QK_OK)
         st = qk_dataset_load_dir(cli_get(a, "data"), "train", &train);
     if (st == QK_OK)

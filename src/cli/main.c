@@ -44,7 +44,12 @@ int main(int argc, char **argv)
             return rc;
         if (cli_flag(&a, "verbose"))
             qk_log_set_level(QK_LOG_DEBUG);
-        return commands[i]->run(&a);
+        qk_status st = cli_env_init();
+        if (st != QK_OK)
+            return cli_fail(commands[i]->name, st);
+        rc = commands[i]->run(&a);
+        cli_env_finish();
+        return rc;
     }
     fprintf(stderr, "qkit: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

@@ -2,60 +2,18 @@
  * qk_graph_plan; qk_graph_forward / qk_graph_backward never allocate. */
 #include "qkit/graph.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* QKIT_PROFILE=1: time spent per operator type in forward and backward,
- * printed to stderr at exit; QKIT_PROFILE=node: per node name. A
- * development aid: the table is process-wide and not locked, so profile one
- * executing graph at a time. */
-#define PROF_MAX 64
-static struct prof_row {
-    char type[48];
-    double fwd, bwd;
-    long calls;
-} prof[PROF_MAX];
-static int prof_n, prof_on = -1;
+/* profile.c: add dt seconds to node n's row (locks the profiler). */
+void qk_profiler_add(qk_profiler *p, const qk_node *n, double dt, int backward);
 
-static void prof_print(void)
+void qk_graph_set_options(qk_graph *g, const qk_plan_options *o)
 {
-    double tot = 0;
-    for (int i = 0; i < prof_n; i++)
-        tot += prof[i].fwd + prof[i].bwd;
-    fprintf(stderr, "qkit profile (QKIT_PROFILE): op, forward s, backward s, share\n");
-    for (int i = 0; i < prof_n; i++)
-        fprintf(stderr, "  %-22s %9.4f %9.4f %5.1f%%\n", prof[i].type, prof[i].fwd, prof[i].bwd,
-                tot > 0 ? 100.0 * (prof[i].fwd + prof[i].bwd) / tot : 0.0);
-}
-
-static int prof_enabled(void)
-{
-    if (prof_on < 0) {
-        const char *e = getenv("QKIT_PROFILE");
-        prof_on = !e || !*e || !strcmp(e, "0") ? 0 : !strcmp(e, "node") ? 2 : 1;
-        if (prof_on)
-            atexit(prof_print);
-    }
-    return prof_on;
-}
-
-static void prof_add(const char *type, double dt, int bwd)
-{
-    int i = 0;
-    while (i < prof_n && strncmp(prof[i].type, type, sizeof prof[i].type - 1))
-        i++;
-    if (i == prof_n) {
-        if (prof_n == PROF_MAX)
-            return;
-        snprintf(prof[prof_n++].type, sizeof prof[0].type, "%s", type);
-    }
-    if (bwd)
-        prof[i].bwd += dt;
-    else {
-        prof[i].fwd += dt;
-        prof[i].calls++;
-    }
+    qk_graph_unplan(g);
+    if (o)
+        g->opts = *o;
+    else
+        memset(&g->opts, 0, sizeof g->opts);
 }
 
 void qk_graph_unplan(qk_graph *g)
@@ -242,13 +200,13 @@ qk_status qk_graph_forward(qk_graph *g)
 {
     if (!g->planned)
         return qk_error(QK_ERR_STATE, "forward: graph is not planned");
-    const int timed = prof_enabled();
+    qk_profiler *prof = g->opts.profiler;
     for (int k = 0; k < g->n_nodes; k++) {
         qk_node *n = &g->nodes[g->order[k]];
-        double t0 = timed ? qk_now() : 0;
+        double t0 = prof ? qk_now() : 0;
         qk_status st = n->op->forward(&g->exec, n);
-        if (timed)
-            prof_add(timed == 2 ? n->name : n->op->type, qk_now() - t0, 0);
+        if (prof)
+            qk_profiler_add(prof, n, qk_now() - t0, 0);
         if (st != QK_OK)
             return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
     }
@@ -287,7 +245,7 @@ qk_status qk_graph_backward(qk_graph *g, int loss)
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].kind == QK_VALUE_PARAM)
             zero_grad(&g->values[i]);
-    const int timed = prof_enabled();
+    qk_profiler *prof = g->opts.profiler;
     qk_value *lv = &g->values[loss];
     zero_grad(lv);
     qk_f32(&lv->grad)[0] = 1.0f;
@@ -320,10 +278,10 @@ qk_status qk_graph_backward(qk_graph *g, int loss)
             else
                 zero_grad(v);
         }
-        double t0 = timed ? qk_now() : 0;
+        double t0 = prof ? qk_now() : 0;
         qk_status st = n->op->backward(&g->exec, n);
-        if (timed)
-            prof_add(timed == 2 ? n->name : n->op->type, qk_now() - t0, 1);
+        if (prof)
+            qk_profiler_add(prof, n, qk_now() - t0, 1);
         for (int j = 0; j < n->n_in; j++)
             if (n->in[j] >= 0 && g->values[n->in[j]].grad_zeroed == 2)
                 zero_grad(&g->values[n->in[j]]); /* the op did not write it */

@@ -1,8 +1,7 @@
-/* ONNX ModelProto -> qk_graph (see qk_onnx_load in include/qkit/onnx.h for
+/* ONNX ModelProto -> qk_graph (see qk_onnx_read in include/qkit/onnx.h for
  * the mapping). Every error names the file and the node, value or field at
  * fault; on error the partly built graph is destroyed. */
 #include "onnx_internal.h"
-#include "qkit/ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -101,9 +100,6 @@ static qk_status check_opset_and_ops(importer *im, const Onnx__ModelProto *m, in
         if (!is_default_domain(np->domain) && strcmp(np->domain, "ai.qkit") != 0)
             return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): operator domain '%s' is not supported",
                         nl, np->op_type, np->domain);
-        if (!qk_op_find(np->op_type))
-            return ferr(im, QK_ERR_UNSUPPORTED, "node '%s': operator '%s' is not supported by qkit "
-                        "(run `qkit info --ops` for the list)", nl, np->op_type);
     }
     if (*opset < QK_ONNX_OPSET_MIN)
         for (size_t i = 0; i < gp->n_node; i++) {
@@ -525,11 +521,6 @@ static qk_status build(importer *im, const Onnx__ModelProto *m, qk_graph **out)
         st = add_nodes(im);
     if (st == QK_OK)
         st = add_outputs(im);
-    if (st == QK_OK) {
-        st = qk_ops_bind(g);
-        if (st != QK_OK)
-            st = qk_error_context(st, "file '%s'", im->file);
-    }
     if (st != QK_OK) {
         qk_graph_destroy(g);
         im->g = NULL;
@@ -539,7 +530,7 @@ static qk_status build(importer *im, const Onnx__ModelProto *m, qk_graph **out)
     return QK_OK;
 }
 
-qk_status qk_onnx_load_buffer(const void *data, size_t len, const char *label, qk_graph **out)
+qk_status qk_onnx_read_buffer(const void *data, size_t len, const char *label, qk_graph **out)
 {
     *out = NULL;
     importer im = {label ? label : "<memory>", NULL, NULL};
@@ -551,7 +542,7 @@ qk_status qk_onnx_load_buffer(const void *data, size_t len, const char *label, q
     return st;
 }
 
-qk_status qk_onnx_load(const char *path, qk_graph **out)
+qk_status qk_onnx_read(const char *path, qk_graph **out)
 {
     *out = NULL;
     uint8_t *buf;
@@ -559,7 +550,7 @@ qk_status qk_onnx_load(const char *path, qk_graph **out)
     qk_status st = qk_onnx_read_file(path, &buf, &len);
     if (st != QK_OK)
         return st;
-    st = qk_onnx_load_buffer(buf, len, path, out);
+    st = qk_onnx_read_buffer(buf, len, path, out);
     qk_free(buf);
     return st;
 }

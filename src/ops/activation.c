@@ -322,9 +322,9 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
 }
 
 #define ACT_OP(NAME, TYPE, INIT) \
-    const qk_op NAME = { TYPE, INIT, act_infer, NULL, act_forward, act_backward, act_destroy }
+    const qk_op NAME = { TYPE, INIT, act_infer, NULL, act_forward, act_backward, act_destroy, NULL }
 
-const qk_op qk_op_relu = { "Relu", relu_init, act_infer, relu_reshape, act_forward, act_backward, act_destroy };
+const qk_op qk_op_relu = { "Relu", relu_init, act_infer, relu_reshape, act_forward, act_backward, act_destroy, NULL };
 ACT_OP(qk_op_clip, "Clip", clip_init);
 ACT_OP(qk_op_hardsigmoid, "HardSigmoid", hsig_init);
 ACT_OP(qk_op_hardswish, "HardSwish", hswish_init);

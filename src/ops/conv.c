@@ -3,7 +3,7 @@
  *
  *   X [N, C, in...]   W [M, C/group, k...]   B [M] (optional)   Y [N, M, out...]
  *
- * Paths (chosen in infer from the shapes; qk_ops_reference() forces REF):
+ * Paths (chosen in infer from the shapes; the graph option `reference` forces REF):
  *   REF     conv_ref.c direct loops, any rank (3-D convs always take it);
  *   DW      2-D depthwise (group == C == M): conv_dw.c kernels on stacks of
  *           planes of one channel (several samples share the weights);
@@ -653,7 +653,8 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
         for (int64_t k = 0; k < nb; k++) {
             float *dx = c->dX + (b0 + k) * C * isz;
             if (s->fs != 1) {
-                qk_sgemm(1, 0, K, osz, M, 1.0f, c->W, K, c->dY + (b0 + k) * M * osz, osz, 0.0f, ys, osz);
+                qk_sgemm(c->x->g->opts.sgemm, 1, 0, K, osz, M, 1.0f, c->W, K, c->dY + (b0 + k) * M * osz, osz,
+                         0.0f, ys, osz);
                 if (c->write_dx)
                     memset(dx, 0, (size_t)(C * isz) * sizeof(float));
                 col2im(w, C, ys, osz, dx);
@@ -703,7 +704,8 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
         for (int64_t k = 0; k < nb; k++)
             im2col(w, s->cg, c->X + ((n0 + k) * s->C + g * s->cg) * isz, col + k * osz, ld);
         float *dst = nb == 1 ? c->Y + (n0 * s->M + g * s->mg) * osz : yb;
-        qk_sgemm(0, 0, s->mg, ld, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, col, ld, 0.0f, dst, ld);
+        qk_sgemm(c->x->g->opts.sgemm, 0, 0, s->mg, ld, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, col, ld, 0.0f,
+                 dst, ld);
         for (int64_t k = 0; k < nb; k++)
             for (int64_t m = 0; m < s->mg; m++) {
                 float *y = c->Y + ((n0 + k) * s->M + g * s->mg + m) * osz;
@@ -720,7 +722,8 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     int64_t n = t / s->group, g = t % s->group;
     const float *xg = c->X + (n * s->C + g * s->cg) * isz;
     float *yg = c->Y + (n * s->M + g * s->mg) * osz;
-    qk_sgemm(0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, xg, osz, 0.0f, yg, osz);
+    qk_sgemm(c->x->g->opts.sgemm, 0, 0, s->mg, osz, s->K, 1.0f, c->W + g * s->mg * s->K, s->K, xg, osz, 0.0f,
+             yg, osz);
     if (c->B)
         for (int64_t m = 0; m < s->mg; m++)
             qk_vaddc(yg + m * osz, c->B[g * s->mg + m], osz);
@@ -734,7 +737,7 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
     const qk_value *bv = qk_in(g, n, 2);
     conv_ctx c = { .x = x, .s = s, .X = qk_f32(&qk_in(g, n, 0)->t), .W = qk_f32(&qk_in(g, n, 1)->t),
                    .B = bv ? qk_f32(&bv->t) : NULL, .Y = qk_f32(&qk_out(g, n, 0)->t) };
-    if (s->path == CONV_REF || qk_ops_reference()) {
+    if (s->path == CONV_REF || x->g->opts.reference) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
         for (int64_t i = 0; i < s->N; i++)
             conv_moments(s, c.Y, i, 0, s->M);
@@ -808,10 +811,11 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
             } else {
                 src = c->X + (b0 * s->C + g * s->cg) * isz;
             }
-            qk_sgemm(0, 1, mg, K, ld, 1.0f, dys, ld, src, ld, b0 == n0 ? 0.0f : 1.0f, pw + g * mg * K, K);
+            qk_sgemm(c->x->g->opts.sgemm, 0, 1, mg, K, ld, 1.0f, dys, ld, src, ld, b0 == n0 ? 0.0f : 1.0f,
+                     pw + g * mg * K, K);
         }
         if (c->dX && im2) {
-            qk_sgemm(1, 0, K, ld, mg, 1.0f, Wg, K, dys, ld, 0.0f, dcol, ld);
+            qk_sgemm(c->x->g->opts.sgemm, 1, 0, K, ld, mg, 1.0f, Wg, K, dys, ld, 0.0f, dcol, ld);
             for (int64_t k = 0; k < nb; k++) {
                 float *dxg = c->dX + ((b0 + k) * s->C + g * s->cg) * isz;
                 if (c->write_dx)
@@ -829,7 +833,7 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
                 pb[g * mg + m] = beta == 0.0f ? acc : pb[g * mg + m] + acc;
             }
         if (c->dX && s->path == CONV_1X1)
-            qk_sgemm(1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, c->write_dx ? 0.0f : 1.0f,
+            qk_sgemm(c->x->g->opts.sgemm, 1, 0, K, osz, mg, 1.0f, Wg, K, dyg, osz, c->write_dx ? 0.0f : 1.0f,
                      c->dX + (n * s->C + g * s->cg) * isz, osz);
     }
 }
@@ -871,7 +875,7 @@ static qk_status conv_backward(qk_exec *x, qk_node *n)
      * yet: grad_zeroed == 2 (see exec.c); every path below then writes all
      * of it */
     c.write_dx = c.dX && xv->grad_zeroed == 2;
-    if (s->path == CONV_REF || qk_ops_reference()) {
+    if (s->path == CONV_REF || x->g->opts.reference) {
         if (c.write_dx) {
             memset(c.dX, 0, (size_t)qk_tensor_numel(&xv->grad) * sizeof(float));
             xv->grad_zeroed = 1;

@@ -83,15 +83,10 @@ void qk_cflat_dw_ref(const float *dy, int64_t ldd, int64_t M, const float *x, in
             }
 }
 
+/* base/cpu.c detects once and caches; no second cache here. */
 static int use_avx512(void)
 {
-    static int vec = -1;
-    int v = __atomic_load_n(&vec, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = qk_cpu_isa() >= QK_ISA_AVX512;
-        __atomic_store_n(&vec, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    return qk_cpu_isa() >= QK_ISA_AVX512;
 }
 
 void qk_cflat_dw(const float *dy, int64_t ldd, int64_t M, const float *x, int64_t ldx, int64_t C, int64_t K,

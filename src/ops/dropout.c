@@ -163,4 +163,4 @@ static qk_status dropout_backward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_dropout = { "Dropout", dropout_init, dropout_infer, dropout_reshape, dropout_forward,
-                              dropout_backward, dropout_destroy };
+                              dropout_backward, dropout_destroy, NULL };

@@ -529,7 +529,7 @@ static qk_status sub_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x,
 static qk_status mul_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_MUL); }
 static qk_status div_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_DIV); }
 
-const qk_op qk_op_add = { "Add", ew_init, ew_infer, add_reshape, add_forward, add_backward, add_destroy };
-const qk_op qk_op_sub = { "Sub", ew_init, ew_infer, NULL, sub_forward, sub_backward, NULL };
-const qk_op qk_op_mul = { "Mul", ew_init, ew_infer, NULL, mul_forward, mul_backward, NULL };
-const qk_op qk_op_div = { "Div", ew_init, ew_infer, NULL, div_forward, div_backward, NULL };
+const qk_op qk_op_add = { "Add", ew_init, ew_infer, add_reshape, add_forward, add_backward, add_destroy, NULL };
+const qk_op qk_op_sub = { "Sub", ew_init, ew_infer, NULL, sub_forward, sub_backward, NULL, NULL };
+const qk_op qk_op_mul = { "Mul", ew_init, ew_infer, NULL, mul_forward, mul_backward, NULL, NULL };
+const qk_op qk_op_div = { "Div", ew_init, ew_infer, NULL, div_forward, div_backward, NULL, NULL };

@@ -3,18 +3,11 @@
 
 #include "fkern.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 static int is_default_op(const qk_node *n, const char *type)
 {
     return !strcmp(n->op_type, type) && !(n->domain && *n->domain);
-}
-
-static int fuse_off(void)
-{
-    const char *env = getenv("QKIT_FUSE");
-    return env && !strcmp(env, "0");
 }
 
 static int is_graph_output(const qk_graph *g, int v)
@@ -46,7 +39,7 @@ void qk_row_moments(const float *x, int64_t n, double out[3])
 
 int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
 {
-    if (fuse_off() || !training || !is_default_op(c, "Conv") || c->n_out != 1 || c->out[0] < 0 ||
+    if (g->opts.no_fuse || !training || !is_default_op(c, "Conv") || c->n_out != 1 || c->out[0] < 0 ||
         is_graph_output(g, c->out[0]) || g->values[c->out[0]].t.dtype != QK_F32)
         return -1;
     int b;
@@ -64,7 +57,7 @@ int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
 int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
 {
     (void)training; /* the same in training and inference plans */
-    if (fuse_off() || p->n_out < 1 || p->out[0] < 0)
+    if (g->opts.no_fuse || p->n_out < 1 || p->out[0] < 0)
         return -1;
     for (int k = 1; k < p->n_out; k++)
         if (p->out[k] >= 0)

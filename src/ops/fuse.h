@@ -8,7 +8,7 @@
  * folded in), and the Relu does nothing. The producer's own output is then
  * never written.
  * Both ops ask qk_relu_fused at reshape, so they agree; it returns the
- * Relu's node index, or -1. QKIT_FUSE=0 in the environment turns off every
+ * Relu's node index, or -1. The graph option no_fuse (qk_plan_options) turns off every
  * fusion below. */
 #ifndef QKIT_OPS_FUSE_H
 #define QKIT_OPS_FUSE_H

@@ -4,9 +4,10 @@
  *
  * Backends: "dnnl" (oneDNN dnnl_sgemm, row-major API), "openblas"
  * (cblas_sgemm) and "reference" (plain loops, the specification). The
- * default is the one measured fastest on our conv shapes (bench/bench_sgemm.c);
- * QKIT_SGEMM=dnnl|openblas|reference overrides it, and qk_sgemm_set_backend
- * switches at run time (not while another thread is inside qk_sgemm).
+ * caller names one (qk_sgemm_kind; operators pass their graph's option
+ * `sgemm`); QK_SGEMM_DEFAULT is the one measured fastest on our conv
+ * shapes (bench/bench_sgemm.c). No process-wide choice: the CLI maps
+ * QKIT_SGEMM=dnnl|openblas|reference to the option.
  *
  * qk_sgemm is single-threaded: callers parallelize with qk_pool. Neither
  * library may start its own thread team: OpenBLAS gets
@@ -23,60 +24,45 @@
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
-enum { BK_DNNL = 0, BK_OPENBLAS = 1, BK_REFERENCE = 2 };
-static const char *const bk_names[] = { "dnnl", "openblas", "reference" };
+static const char *const bk_names[] = { "dnnl", "dnnl", "openblas", "reference" };
 
 /* Default measured by bench/bench_sgemm.c on the conv shapes (see the
  * report in that file's header). */
-#define BK_DEFAULT BK_DNNL
+#define BK_DEFAULT QK_SGEMM_DNNL
 
-static int backend = BK_DEFAULT;
+/* One-time setup of the libraries (no choice is stored here). */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 typedef void (*omp_set_fn)(int);
 static omp_set_fn omp_set;
 static _Thread_local int thread_ready;
 
-static int bk_parse(const char *s)
-{
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, bk_names[i]) == 0)
-            return i;
-    return -1;
-}
-
 static void sgemm_init(void)
 {
     openblas_set_num_threads(1);
     omp_set = (omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    const char *env = getenv("QKIT_SGEMM");
-    if (env && env[0]) {
-        int b = bk_parse(env);
-        if (b >= 0)
-            backend = b;
-        else
-            qk_log(QK_LOG_WARN, "QKIT_SGEMM=%s is not one of dnnl, openblas, reference; using %s",
-                   env, bk_names[backend]);
-    }
 }
 
-const char *qk_sgemm_backend(void)
+static qk_sgemm_kind resolve(qk_sgemm_kind k)
 {
-    pthread_once(&init_once, sgemm_init);
-    return bk_names[backend];
+    return k > QK_SGEMM_DEFAULT && k <= QK_SGEMM_REFERENCE ? k : BK_DEFAULT;
 }
 
-qk_status qk_sgemm_set_backend(const char *name)
+const char *qk_sgemm_name(qk_sgemm_kind kind)
 {
-    pthread_once(&init_once, sgemm_init);
-    int b = name ? bk_parse(name) : -1;
-    if (b < 0)
-        return qk_error(QK_ERR_ARG, "sgemm backend '%s' is not one of dnnl, openblas, reference",
-                        name ? name : "(null)");
-    backend = b;
-    return QK_OK;
+    return bk_names[resolve(kind)];
+}
+
+qk_status qk_sgemm_parse(const char *name, qk_sgemm_kind *out)
+{
+    for (int i = QK_SGEMM_DNNL; name && i <= QK_SGEMM_REFERENCE; i++)
+        if (strcmp(name, bk_names[i]) == 0) {
+            *out = (qk_sgemm_kind)i;
+            return QK_OK;
+        }
+    return qk_error(QK_ERR_ARG, "sgemm backend '%s' is not one of dnnl, openblas, reference",
+                    name ? name : "(null)");
 }
 
 /* Plain loops. Loop order keeps the innermost loop contiguous in C and B
@@ -112,7 +98,7 @@ static void sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
     }
 }
 
-void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
+void qk_sgemm(qk_sgemm_kind kind, int transa, int transb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc)
 {
@@ -128,13 +114,13 @@ void qk_sgemm(int transa, int transb, int64_t M, int64_t N, int64_t K, float alp
         sgemm_ref(transa, transb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    switch (backend) {
-    case BK_DNNL:
+    switch (resolve(kind)) {
+    case QK_SGEMM_DNNL:
         if (dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
                        beta, C, ldc) == dnnl_success)
             return;
         break; /* argument error: fall back to the reference */
-    case BK_OPENBLAS:
+    case QK_SGEMM_OPENBLAS:
         if (M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
             ldb <= INT32_MAX && ldc <= INT32_MAX) {
             cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,

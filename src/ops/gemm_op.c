@@ -12,7 +12,7 @@
  * so the split depends on the shape only); each tile is one qk_sgemm over
  * the full depth, run by one pool task: bit-identical for any thread count.
  * Gradients that sum over broadcast batch entries (MatMul) are accumulated
- * per tile in increasing batch order. qk_ops_reference() makes every
+ * per tile in increasing batch order. the graph option `reference` makes every
  * product use plain loops (qk_sgemm's reference backend is not switched;
  * a local loop is used instead). */
 #include "qkit/ops.h"
@@ -50,8 +50,15 @@ static inline int64_t tiles_of(int64_t M, int64_t N)
     return ((M + TILE_M - 1) / TILE_M) * ((N + TILE_N - 1) / TILE_N);
 }
 
+/* -1: plain loops (the graph option `reference`), else the qk_sgemm_kind
+ * of the graph option `sgemm`. */
+static int gemm_kern(const qk_exec *x)
+{
+    return x->g->opts.reference ? -1 : x->g->opts.sgemm;
+}
+
 /* Tile t of job j: rows [r0, r1) x cols [c0, c1) of C. */
-static void gjob_tile(const gjob *j, int64_t t, int ref)
+static void gjob_tile(const gjob *j, int64_t t, int kern)
 {
     int64_t nt = (j->N + TILE_N - 1) / TILE_N;
     int64_t r0 = (t / nt) * TILE_M, c0 = (t % nt) * TILE_N;
@@ -59,10 +66,10 @@ static void gjob_tile(const gjob *j, int64_t t, int ref)
     const float *a = j->ta ? j->A + r0 : j->A + r0 * j->lda;
     const float *b = j->tb ? j->B + c0 * j->ldb : j->B + c0;
     float *c = j->C + r0 * j->ldc + c0;
-    if (ref)
+    if (kern < 0)
         gemm_ref(j->ta, j->tb, m, n, j->K, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
     else
-        qk_sgemm(j->ta, j->tb, m, n, j->K, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+        qk_sgemm((qk_sgemm_kind)kern, j->ta, j->tb, m, n, j->K, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
 }
 
 /* ------------------------------------------------------------------ Gemm */
@@ -142,7 +149,7 @@ typedef struct gemm_ctx {
     const gemm_state *s;
     gjob j;
     const float *C; /* forward bias, or NULL */
-    int ref;
+    int kern; /* gemm_kern */
 } gemm_ctx;
 
 static void gemm_fwd_task(void *vc, int64_t t, int worker)
@@ -160,7 +167,7 @@ static void gemm_fwd_task(void *vc, int64_t t, int worker)
                 j.C[r * j.ldc + q] = s->beta * c->C[r * s->csm + q * s->csn];
         j.beta = 1.0f;
     }
-    gjob_tile(&j, t, c->ref);
+    gjob_tile(&j, t, c->kern);
 }
 
 static qk_status gemm_forward(qk_exec *x, qk_node *n)
@@ -169,7 +176,7 @@ static qk_status gemm_forward(qk_exec *x, qk_node *n)
     const gemm_state *s = n->state;
     const qk_value *cv = qk_in(g, n, 2);
     const qk_tensor *a = &qk_in(g, n, 0)->t, *b = &qk_in(g, n, 1)->t;
-    gemm_ctx c = { .s = s, .ref = qk_ops_reference() };
+    gemm_ctx c = { .s = s, .kern = gemm_kern(x) };
     c.j = (gjob){ s->ta, s->tb, s->M, s->N, s->K, s->alpha, 0.0f, qk_f32(a), qk_f32(b),
                   qk_f32(&qk_out(g, n, 0)->t), a->dims[1], b->dims[1], s->N };
     c.C = cv && s->beta != 0.0f ? qk_f32(&cv->t) : NULL;
@@ -181,7 +188,7 @@ static void gjob_task(void *vc, int64_t t, int worker)
 {
     (void)worker;
     const gemm_ctx *c = vc;
-    gjob_tile(&c->j, t, c->ref);
+    gjob_tile(&c->j, t, c->kern);
 }
 
 static qk_status gemm_backward(qk_exec *x, qk_node *n)
@@ -191,7 +198,7 @@ static qk_status gemm_backward(qk_exec *x, qk_node *n)
     qk_value *av = qk_in(g, n, 0), *bv = qk_in(g, n, 1), *cv = qk_in(g, n, 2);
     const float *A = qk_f32(&av->t), *B = qk_f32(&bv->t), *dY = qk_f32(&qk_out(g, n, 0)->grad);
     const int64_t M = s->M, N = s->N, K = s->K, lda = av->t.dims[1], ldb = bv->t.dims[1];
-    gemm_ctx c = { .s = s, .ref = qk_ops_reference() };
+    gemm_ctx c = { .s = s, .kern = gemm_kern(x) };
     if (av->grad.data) {
         /* d op(A) = alpha * dY * op(B)^T, stored transposed when transA. */
         if (!s->ta)
@@ -318,7 +325,7 @@ typedef struct mm_ctx {
     const float *A, *B, *dY;
     float *Y, *dA, *dB;
     int64_t tiles;
-    int ref;
+    int kern; /* gemm_kern */
 } mm_ctx;
 
 static void mm_fwd_task(void *vc, int64_t t, int worker)
@@ -330,7 +337,7 @@ static void mm_fwd_task(void *vc, int64_t t, int worker)
     mm_index(s, b, &ia, &ib);
     gjob j = { 0, 0, s->M, s->N, s->K, 1.0f, 0.0f, c->A + ia * s->M * s->K, c->B + ib * s->K * s->N,
                c->Y + b * s->M * s->N, s->K, s->N, s->N };
-    gjob_tile(&j, t % c->tiles, c->ref);
+    gjob_tile(&j, t % c->tiles, c->kern);
 }
 
 static qk_status matmul_forward(qk_exec *x, qk_node *n)
@@ -338,7 +345,7 @@ static qk_status matmul_forward(qk_exec *x, qk_node *n)
     qk_graph *g = x->g;
     const matmul_state *s = n->state;
     mm_ctx c = { .s = s, .A = qk_f32(&qk_in(g, n, 0)->t), .B = qk_f32(&qk_in(g, n, 1)->t),
-                 .Y = qk_f32(&qk_out(g, n, 0)->t), .tiles = tiles_of(s->M, s->N), .ref = qk_ops_reference() };
+                 .Y = qk_f32(&qk_out(g, n, 0)->t), .tiles = tiles_of(s->M, s->N), .kern = gemm_kern(x) };
     qk_pool_run(x->pool, s->nbatch * c.tiles, mm_fwd_task, &c);
     return QK_OK;
 }
@@ -357,7 +364,7 @@ static void mm_da_task(void *vc, int64_t t, int worker)
             continue;
         gjob j = { 0, 1, s->M, s->K, s->N, 1.0f, 1.0f, c->dY + b * s->M * s->N, c->B + bb * s->K * s->N,
                    c->dA + ia * s->M * s->K, s->N, s->N, s->K };
-        gjob_tile(&j, t % tiles, c->ref);
+        gjob_tile(&j, t % tiles, c->kern);
     }
 }
 
@@ -375,7 +382,7 @@ static void mm_db_task(void *vc, int64_t t, int worker)
             continue;
         gjob j = { 1, 0, s->K, s->N, s->M, 1.0f, 1.0f, c->A + a * s->M * s->K, c->dY + b * s->M * s->N,
                    c->dB + ib * s->K * s->N, s->K, s->N, s->N };
-        gjob_tile(&j, t % tiles, c->ref);
+        gjob_tile(&j, t % tiles, c->kern);
     }
 }
 
@@ -385,7 +392,7 @@ static qk_status matmul_backward(qk_exec *x, qk_node *n)
     const matmul_state *s = n->state;
     qk_value *av = qk_in(g, n, 0), *bv = qk_in(g, n, 1);
     mm_ctx c = { .s = s, .A = qk_f32(&av->t), .B = qk_f32(&bv->t), .dY = qk_f32(&qk_out(g, n, 0)->grad),
-                 .dA = av->grad.data, .dB = bv->grad.data, .ref = qk_ops_reference() };
+                 .dA = av->grad.data, .dB = bv->grad.data, .kern = gemm_kern(x) };
     if (c.dA)
         qk_pool_run(x->pool, s->a_mats * tiles_of(s->M, s->K), mm_da_task, &c);
     if (c.dB)

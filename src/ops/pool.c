@@ -335,7 +335,7 @@ static qk_status pool_forward(qk_exec *x, qk_node *n)
     pool_state *s = n->state;
     qk_value *iv = n->n_out > 1 ? qk_out(g, n, 1) : NULL;
     pool_ctx c = { .s = s, .X = qk_in(g, n, 0)->t.data, .Y = qk_out(g, n, 0)->t.data,
-                   .ind = iv ? iv->t.data : NULL, .ref = qk_ops_reference() };
+                   .ind = iv ? iv->t.data : NULL, .ref = x->g->opts.reference };
     int64_t osz = qk_win_out_size(&s->w);
     if (s->argmax && s->N * s->C * osz > s->argmax_cap)
         return qk_error(QK_ERR_STATE, "MaxPool: batch larger than planned");

@@ -1,7 +1,6 @@
-/* Operator table and binding. Each operator file defines one `const qk_op`. */
+/* The float operator table of the ops layer (ops.h). Each operator file
+ * defines one `const qk_op`; this file lists them. */
 #include "qkit/ops.h"
-
-#include <string.h>
 
 extern const qk_op qk_op_conv;
 extern const qk_op qk_op_gemm, qk_op_matmul; /* gemm_op.c */
@@ -12,11 +11,6 @@ extern const qk_op qk_op_add, qk_op_sub, qk_op_mul, qk_op_div; /* eltwise.c */
 extern const qk_op qk_op_identity, qk_op_dropout, qk_op_flatten, qk_op_reshape, qk_op_squeeze, qk_op_unsqueeze,
     qk_op_concat, qk_op_gather, qk_op_shape, qk_op_constant; /* shape_ops.c */
 extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
-extern const qk_op qk_op_qlinearconv, qk_op_convinteger, qk_op_qlinearmatmul, qk_op_matmulinteger; /* int/ops_qlinear.c */
-extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_ops.c */
-extern const qk_op qk_op_fakequant; /* quant/fakequant_op.c, domain ai.qkit */
-extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat,
-    qk_op_qkrequant, qk_op_qkepilogue; /* int/lower_ops*.c, domain ai.qkit */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -28,62 +22,7 @@ static const qk_op *const ops[] = {
     &qk_op_identity, &qk_op_dropout, &qk_op_flatten, &qk_op_reshape, &qk_op_squeeze, &qk_op_unsqueeze,
     &qk_op_concat, &qk_op_gather, &qk_op_shape, &qk_op_constant,
     &qk_op_softmax, &qk_op_logsoftmax, &qk_op_sce,
-    &qk_op_qlinearconv, &qk_op_convinteger, &qk_op_qlinearmatmul, &qk_op_matmulinteger,
-    &qk_op_quantizelinear, &qk_op_dequantizelinear,
-    &qk_op_fakequant,
-    &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool, &qk_op_qkconcat, &qk_op_qkrequant, &qk_op_qkepilogue,
     NULL
 };
 
-static int use_reference;
-void qk_ops_set_reference(int on) { use_reference = on; }
-int qk_ops_reference(void) { return use_reference; }
-
-const qk_op *qk_op_find(const char *type)
-{
-    for (int i = 0; ops[i]; i++)
-        if (strcmp(ops[i]->type, type) == 0)
-            return ops[i];
-    return NULL;
-}
-
-const char *const *qk_op_names(void)
-{
-    static const char *names[sizeof ops / sizeof ops[0]];
-    for (size_t i = 0; ops[i]; i++)
-        names[i] = ops[i]->type;
-    return names;
-}
-
-qk_status qk_ops_bind(qk_graph *g)
-{
-    for (int i = 0; i < g->n_nodes; i++) {
-        qk_node *n = &g->nodes[i];
-        if (n->op)
-            continue;
-        int qkit_domain = n->domain && strcmp(n->domain, "ai.qkit") == 0;
-        if (qkit_domain != (strcmp(n->op_type, "FakeQuant") == 0 || strncmp(n->op_type, "Qk", 2) == 0))
-            return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator '%s' in domain '%s' is not supported", n->name,
-                            n->op_type, n->domain ? n->domain : "");
-        if (!qkit_domain && n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
-            return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator domain '%s' is not supported",
-                            n->name, n->domain);
-        const qk_op *op = qk_op_find(n->op_type);
-        if (!op)
-            return qk_error(QK_ERR_UNSUPPORTED,
-                            "node '%s': operator '%s' is not supported by qkit (run `qkit info --ops` for the list)",
-                            n->name, n->op_type);
-        n->op = op;
-        if (op->init) {
-            qk_status st = op->init(g, n);
-            if (st != QK_OK) {
-                if (op->destroy) /* free what init allocated before failing */
-                    op->destroy(n);
-                n->state = NULL;
-                n->op = NULL;
-                return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
-            }
-        }
-    }
-    return qk_graph_sort(g);
-}
+const qk_op_table qk_float_op_table = { "float", ops };

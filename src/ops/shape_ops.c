@@ -631,17 +631,17 @@ static qk_status constant_forward(qk_exec *x, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, copy_forward, copy_backward, NULL };
-const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL };
-const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL };
+const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, copy_forward, copy_backward, NULL, NULL };
+const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL, NULL };
+const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL, NULL };
 const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward,
-                              kv_destroy };
+                              kv_destroy, NULL };
 const qk_op qk_op_unsqueeze = { "Unsqueeze", unsqueeze_init, unsqueeze_infer, NULL, copy_forward, copy_backward,
-                                kv_destroy };
+                                kv_destroy, NULL };
 const qk_op qk_op_concat = { "Concat", concat_init, concat_infer, NULL, concat_forward, concat_backward,
-                             kv_destroy };
+                             kv_destroy, NULL };
 const qk_op qk_op_gather = { "Gather", gather_init, gather_infer, NULL, gather_forward, gather_backward,
-                             kv_destroy };
-const qk_op qk_op_shape = { "Shape", shape_init, shape_infer, NULL, shape_forward, NULL, kv_destroy };
+                             kv_destroy, NULL };
+const qk_op qk_op_shape = { "Shape", shape_init, shape_infer, NULL, shape_forward, NULL, kv_destroy, NULL };
 const qk_op qk_op_constant = { "Constant", constant_init, constant_infer, NULL, constant_forward, NULL,
-                               constant_destroy };
+                               constant_destroy, NULL };

@@ -395,8 +395,8 @@ static qk_status sce_backward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_softmax = { "Softmax", sm_init, sm_infer, NULL, softmax_forward, softmax_backward, NULL };
+const qk_op qk_op_softmax = { "Softmax", sm_init, sm_infer, NULL, softmax_forward, softmax_backward, NULL, NULL };
 const qk_op qk_op_logsoftmax = { "LogSoftmax", sm_init, sm_infer, NULL, logsoftmax_forward, logsoftmax_backward,
-                                 NULL };
+                                 NULL, NULL };
 const qk_op qk_op_sce = { "SoftmaxCrossEntropyLoss", sce_init, sce_infer, sce_reshape, sce_forward, sce_backward,
-                          sce_destroy };
+                          sce_destroy, NULL };

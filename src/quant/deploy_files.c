@@ -399,7 +399,7 @@ static qk_status resolve_backend(const qk_graph *g, const char *name, const qk_b
  * (a failure only means the file declares fewer shapes). */
 static void infer_shapes(qk_graph *g)
 {
-    if (qk_ops_bind(g) == QK_OK && qk_graph_plan(g, 1, 0, NULL) == QK_OK)
+    if (qk_quant_bind(g) == QK_OK && qk_graph_plan(g, 1, 0, NULL) == QK_OK)
         qk_graph_unplan(g);
     qk_clear_error();
 }
@@ -500,7 +500,11 @@ qk_status qk_deploy_export(const char *model_path, const char *backend, const ch
     if (backend && !qk_backend_find(backend))
         return QK_ERR_NOTFOUND;
     qk_graph *g = NULL;
-    qk_status st = qk_onnx_load(model_path, &g);
+    qk_status st = qk_onnx_read(model_path, &g);
+    if (st == QK_OK && (st = qk_quant_bind(g)) != QK_OK) {
+        st = qk_error_context(st, "file '%s'", model_path);
+        qk_graph_destroy(g);
+    }
     if (st != QK_OK)
         return qk_error_context(st, "export");
     st = export_impl(g, model_path, backend, dir, res);

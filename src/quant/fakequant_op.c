@@ -4,6 +4,7 @@
  * clipped straight-through estimator (mask of the last QUANT forward; plain
  * STE otherwise). Only qkit's prepare creates these nodes; a model file that
  * contains one cannot run (there is no quantizer behind it). */
+#include "observer_internal.h"
 #include "ptq_internal.h"
 #include "qkit/ops.h"
 
@@ -171,7 +172,7 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
             qk_quantizer_set_calibrating(rt->q, 1);
             st = qk_quantizer_run(rt->q, x, y, NULL);
         } else {
-            st = qk_observer_update_pool(qk_quantizer_observer(rt->q), x, ex->pool);
+            st = qk_obs_update(qk_quantizer_observer(rt->q), x, ex->pool, ex->g->opts.reference);
         }
         fq_copy(ex->pool, qk_f32(y), qk_f32(x), numel);
         return st;
@@ -225,4 +226,5 @@ static qk_status fq_backward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_fakequant = { "FakeQuant", fq_init, fq_infer, fq_reshape, fq_forward, fq_backward, fq_destroy };
+const qk_op qk_op_fakequant = { "FakeQuant", fq_init, fq_infer, fq_reshape, fq_forward, fq_backward, fq_destroy,
+                                "ai.qkit" };

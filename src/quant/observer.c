@@ -488,6 +488,11 @@ qk_status qk_observer_update(qk_observer *o, const qk_tensor *x) { return qk_obs
 
 qk_status qk_observer_update_pool(qk_observer *o, const qk_tensor *x, qk_pool *pool)
 {
+    return qk_obs_update(o, x, pool, 0);
+}
+
+qk_status qk_obs_update(qk_observer *o, const qk_tensor *x, qk_pool *pool, int reference)
+{
     if (x->dtype != QK_F32)
         return qk_error(QK_ERR_ARG, "observer '%s': input must be float32, got %s", o->kind->name,
                         qk_dtype_name(x->dtype));
@@ -506,8 +511,10 @@ qk_status qk_observer_update_pool(qk_observer *o, const qk_tensor *x, qk_pool *p
                         o->kind->name, (long long)l.ch, o->qp.axis, (long long)o->nch);
     }
     o->pool = pool;
+    o->reference = reference;
     st = o->kind->update(o, qk_f32(x), &l);
     o->pool = NULL;
+    o->reference = 0;
     if (st != QK_OK)
         return st;
     o->nbatch++;

@@ -35,9 +35,14 @@ struct qk_observer {
     double *ring;            /* mavg-absmax window: opt.window * nch batch maxima */
     int64_t *fcount;         /* pot-mse: per-batch f votes, index f + QK_POT_F_OFF */
     qk_pool *pool;           /* borrowed for one update (qk_observer_update_pool); NULL: serial */
+    int reference;           /* for one update: portable loops only (the graph option) */
     void *scan;              /* scratch of the pooled scans (observer_scan.c) */
     size_t scan_bytes;
 };
+
+/* qk_observer_update_pool with the scans' kernel choice: reference = 1
+ * runs the portable loops (FakeQuant passes its graph's option). */
+qk_status qk_obs_update(qk_observer *o, const qk_tensor *x, qk_pool *pool, int reference);
 
 /* Per-channel batch statistics into o->w: w[0] min, w[1] max, w[2] mean,
  * w[3] sum (x-mean)^2 and w[4] sum |x-mean| (only when second_pass),

@@ -42,7 +42,7 @@ void qk_obs_absbins(const float *x, int64_t n, double k, int nb, uint32_t *cnt)
     }
 }
 
-static int use_avx512(void) { return !qk_ops_reference() && qk_cpu_isa_usable(QK_ISA_AVX512); }
+static int use_avx512(const qk_observer *o) { return !o->reference && qk_cpu_isa_usable(QK_ISA_AVX512); }
 
 typedef struct scan_job {
     const float *x;
@@ -124,7 +124,7 @@ qk_status qk_obs_scan_minmax(qk_observer *o, const float *x, int64_t n, qk_pool 
     qk_status st = scratch(o, nw, (size_t)nw * (2 * sizeof(float) + sizeof(int)));
     if (st != QK_OK)
         return st;
-    scan_job j = { x, n, 0, 0, use_avx512(), o->scan, (float *)o->scan + nw, (int *)((float *)o->scan + 2 * nw),
+    scan_job j = { x, n, 0, 0, use_avx512(o), o->scan, (float *)o->scan + nw, (int *)((float *)o->scan + 2 * nw),
                    NULL };
     for (int w = 0; w < nw; w++) {
         j.mn[w] = INFINITY;
@@ -155,7 +155,7 @@ qk_status qk_obs_scan_hist(qk_observer *o, const float *x, int64_t n, double k, 
     qk_status st = scratch(o, nw, (size_t)nw * per * sizeof(uint32_t));
     if (st != QK_OK)
         return st;
-    scan_job j = { x, n, k, nb, use_avx512(), NULL, NULL, NULL, o->scan };
+    scan_job j = { x, n, k, nb, use_avx512(o), NULL, NULL, NULL, o->scan };
     memset(j.cnt, 0, (size_t)nw * per * sizeof(uint32_t));
     /* a worker's counts stay below 2^32: at most 2^31 elements a run */
     for (int64_t lo = 0; lo < n; lo += (int64_t)1 << 31) {

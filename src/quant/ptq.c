@@ -648,7 +648,7 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
         goto done;
     if ((st = insert(&p)) != QK_OK)
         goto done;
-    if ((st = qk_ops_bind(g)) != QK_OK)
+    if ((st = qk_quant_bind(g)) != QK_OK)
         goto done;
     st = make_runtime(m);
 done:

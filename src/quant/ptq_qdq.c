@@ -243,7 +243,7 @@ static qk_status convert_qdq(qk_qmodel *m)
         st = set_meta(m, float_sites);
     }
     if (st == QK_OK)
-        st = qk_ops_bind(g);
+        st = qk_quant_bind(g);
     if (st == QK_OK)
         m->exported = 1;
     return st;

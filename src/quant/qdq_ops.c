@@ -268,7 +268,7 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
         zp[c] = z;
     }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
-                  qk_tensor_numel(&xv->t), !qk_ops_reference() && qk_cpu_isa_usable(QK_ISA_AVX512) };
+                  qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512) };
     int64_t ntask = (j.n + QDQ_GRAIN - 1) / QDQ_GRAIN;
     qk_task_fn fn = st->quantize ? q_task : dq_task;
     if (ntask == 1 || !ex->pool) {
@@ -282,6 +282,6 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy };
+const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy, NULL };
 const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, NULL, qdq_forward, NULL,
-                                       qdq_destroy };
+                                       qdq_destroy, NULL };

@@ -182,7 +182,7 @@ qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int
         return st;
     if (batch > ds->n)
         batch = (int)ds->n;
-    st = qk_ops_bind(g);
+    st = qk_graph_bind(g, &qk_float_op_table, 1);
     if (st != QK_OK)
         return st;
     if (!(g->planned && !g->training && g->max_batch >= batch && g->exec.pool == pool)) {
@@ -481,7 +481,7 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     if (st == QK_OK)
         st = loss_attach(g, &r.at);
     if (st == QK_OK)
-        st = qk_ops_bind(g);
+        st = qk_graph_bind(g, &qk_float_op_table, 1);
     if (st == QK_OK)
         st = qk_graph_plan(g, cfg->batch, 1, pool);
     if (st == QK_OK)

@@ -521,6 +521,7 @@ qk_status qk_qdq_lower(const qk_graph *qdq, const qk_lower_opts *opts, qk_graph 
     if (qdq->name)
         L.g->name = qk_strdup(qdq->name);
     L.g->opset = qdq->opset;
+    L.g->opts = qdq->opts; /* the lowered graph runs as its source was told to */
     for (int i = 0; i < qdq->n_meta && st == QK_OK; i++)
         st = qk_graph_set_meta(L.g, qdq->meta_keys[i], qdq->meta_vals[i]);
     if (st == QK_OK)
@@ -562,32 +563,4 @@ done:
     qk_free(L.qt);
     qk_free(L.done);
     return st;
-}
-
-qk_status qk_lower_bind(qk_graph *g)
-{
-    static const qk_op *const ops[] = { &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool,
-                                        &qk_op_qkconcat, &qk_op_qkrequant, &qk_op_qkepilogue, NULL };
-    for (int i = 0; i < g->n_nodes; i++) {
-        qk_node *n = &g->nodes[i];
-        if (n->op || !n->domain || strcmp(n->domain, QK_LOWER_DOMAIN) != 0)
-            continue;
-        const qk_op *op = NULL;
-        for (int k = 0; ops[k] && !op; k++)
-            if (strcmp(ops[k]->type, n->op_type) == 0)
-                op = ops[k];
-        if (!op)
-            return qk_error(QK_ERR_UNSUPPORTED, "node '%s': operator %s.%s is not an integer operator of qkit",
-                            n->name, n->domain, n->op_type);
-        n->op = op;
-        qk_status st = op->init ? op->init(g, n) : QK_OK;
-        if (st != QK_OK) {
-            if (op->destroy)
-                op->destroy(n);
-            n->state = NULL;
-            n->op = NULL;
-            return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
-        }
-    }
-    return qk_ops_bind(g);
 }

@@ -199,7 +199,7 @@ static qk_status qlin_conv_desc(qk_graph *g, qk_node *n, qk_i8conv_desc *d)
     d->pad_t = s->w.pb[1], d->pad_l = s->w.pb[2], d->pad_b = s->w.pe[1], d->pad_r = s->w.pe[2];
     d->w = qk_in(g, n, 1)->t.data;
     d->x_zero = s->xz;
-    d->kernel = qk_ops_reference() ? 0 : -1;
+    d->kernel = g->opts.reference ? 0 : -1;
     return qlin_rq(g, n, &d->rq, &d->nw_zero, &d->w_zero, &d->bias);
 }
 
@@ -216,7 +216,7 @@ static qk_status qlin_gemm_desc(qk_graph *g, qk_node *n, qk_i8gemm_desc *d)
     d->ldb = s->trans_b ? s->K : s->M;
     d->a_zero = s->xz;
     d->out_type = s->o.out;
-    d->kernel = qk_ops_reference() ? 0 : -1;
+    d->kernel = g->opts.reference ? 0 : -1;
     return qlin_rq(g, n, &d->rq, &d->nb_zero, &d->b_zero, &d->bias);
 }
 
@@ -261,7 +261,7 @@ static qk_status qlin_forward(qk_exec *x, qk_node *n)
     qk_status st;
     if (s->gemm) {
         int64_t rows = qk_tensor_numel(xt) / s->K;
-        if (qk_ops_reference()) {
+        if (g->opts.reference) {
             qk_i8gemm_desc d;
             st = qlin_gemm_desc(g, n, &d);
             if (st == QK_OK)
@@ -269,7 +269,7 @@ static qk_status qlin_forward(qk_exec *x, qk_node *n)
         } else {
             st = qk_i8gemm_run(s->gm, rows, xt->data, s->K, yt->data, s->M, 1, x->pool, x->ws, x->ws_stride);
         }
-    } else if (qk_ops_reference() && !s->x_nhwc && !s->y_nhwc) {
+    } else if (g->opts.reference && !s->x_nhwc && !s->y_nhwc) {
         qk_i8conv_desc d;
         st = qlin_conv_desc(g, n, &d);
         if (st == QK_OK)
@@ -283,9 +283,9 @@ static qk_status qlin_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_qkconv = { .type = "QkConv", .init = qlin_init, .infer = qlin_infer, .reshape = qlin_reshape,
-                             .forward = qlin_forward, .destroy = qlin_destroy };
+                             .forward = qlin_forward, .destroy = qlin_destroy, .domain = QK_LOWER_DOMAIN };
 const qk_op qk_op_qkgemm = { .type = "QkGemm", .init = qlin_init, .infer = qlin_infer, .reshape = qlin_reshape,
-                             .forward = qlin_forward, .destroy = qlin_destroy };
+                             .forward = qlin_forward, .destroy = qlin_destroy, .domain = QK_LOWER_DOMAIN };
 
 /* ============================================================ QkAdd */
 
@@ -469,10 +469,10 @@ static qk_status qadd_forward(qk_exec *x, qk_node *n)
     const qk_tensor *a = &qk_in(x->g, n, 0)->t, *b = &qk_in(x->g, n, 1)->t;
     qk_tensor *y = &qk_out(x->g, n, 0)->t;
     qadd_job j = { s, a->data, b->data, y->data, a->dtype, b->dtype, qk_tensor_numel(a),
-                   !qk_ops_reference() && qk_cpu_isa_usable(QK_ISA_AVX512) };
+                   !x->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512) };
     qk_pool_run(x->pool, (j.n + EW_GRAIN - 1) / EW_GRAIN, qadd_task, &j);
     return QK_OK;
 }
 
 const qk_op qk_op_qkadd = { .type = "QkAdd", .init = qadd_init, .infer = qadd_infer, .forward = qadd_forward,
-                            .destroy = plain_destroy };
+                            .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };

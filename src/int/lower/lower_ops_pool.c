@@ -273,7 +273,7 @@ static qk_status qpool_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_qkpool = { .type = "QkPool", .init = qpool_init, .infer = qpool_infer, .forward = qpool_forward,
-                             .destroy = plain_destroy };
+                             .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };
 
 /* ============================================================ QkConcat / QkRequant */
 
@@ -383,6 +383,6 @@ static qk_status qcat_forward(qk_exec *x, qk_node *n)
 }
 
 const qk_op qk_op_qkconcat = { .type = "QkConcat", .init = qcat_init, .infer = qcat_infer, .forward = qcat_forward,
-                               .destroy = plain_destroy };
+                               .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };
 const qk_op qk_op_qkrequant = { .type = "QkRequant", .init = qcat_init, .infer = qcat_infer,
-                                .forward = qcat_forward, .destroy = plain_destroy };
+                                .forward = qcat_forward, .destroy = plain_destroy, .domain = QK_LOWER_DOMAIN };

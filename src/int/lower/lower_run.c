@@ -81,7 +81,11 @@ qk_status qk_qrun_load(const char *path, const qk_qrun_opts *o, qk_qrun **out)
 {
     *out = NULL;
     qk_graph *g;
-    qk_status st = qk_onnx_load(path, &g);
+    qk_status st = qk_onnx_read(path, &g);
+    if (st == QK_OK && (st = qk_lower_bind(g)) != QK_OK) {
+        qk_graph_destroy(g);
+        return qk_error_context(st, "file '%s'", path);
+    }
     if (st != QK_OK)
         return st;
     st = qk_qrun_create(g, o, out);
@@ -159,7 +163,7 @@ qk_status qk_qdq_compare(qk_graph *fake, qk_graph *real, const qk_dataset *ds, q
         return qk_error(QK_ERR_ARG, "compare: need batch >= 1 and a non-empty dataset");
     if (batch > ds->n)
         batch = (int)ds->n;
-    qk_status st = qk_ops_bind(fake);
+    qk_status st = qk_lower_bind(fake);
     if (st == QK_OK)
         st = qk_lower_bind(real);
     if (st != QK_OK)

@@ -11,14 +11,14 @@
  *
  * Requantization follows ONNX Runtime (MLAS): scale = x_scale * w_scale /
  * y_scale in float32, y = clamp(RNE((float)acc * scale) + y_zp) with
- * QK_RQ_FP32; qk_int_set_onnx_rounding selects a fixed-point scheme instead
+ * QK_RQ_FP32; the graph option onnx_rounding selects a fixed-point scheme instead
  * (multiplier from the same scales in double). The ONNX node tests'
  * expected outputs are matched bit-exactly by every mode (no value lies
  * near a rounding tie), see tests/test_int_requant.c.
  *
  * Weights and quantization parameters that are initializers are packed at
  * plan (reshape); when any is a graph input they are re-packed in forward
- * (no allocation). qk_ops_reference() runs the plain reference instead. */
+ * (no allocation). g->opts.reference runs the plain reference instead. */
 #include "../kernels/i8gemm.h"
 #include "qkit/ops.h"
 #include "../../ops/window.h"
@@ -26,9 +26,11 @@
 #include <math.h>
 #include <string.h>
 
-static qk_rq_mode onnx_mode = QK_RQ_FP32;
-void qk_int_set_onnx_rounding(qk_rq_mode m) { onnx_mode = m == QK_RQ_NONE ? QK_RQ_FP32 : m; }
-qk_rq_mode qk_int_onnx_rounding(void) { return onnx_mode; }
+qk_rq_mode qk_int_onnx_rounding(const qk_graph *g)
+{
+    qk_rq_mode m = (qk_rq_mode)g->opts.onnx_rounding;
+    return m == QK_RQ_NONE ? QK_RQ_FP32 : m;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -253,7 +255,7 @@ static qk_status qconv_desc(qk_graph *g, qk_node *n, int with_data, qk_i8conv_de
     d->kh = s->w.k[1], d->kw = s->w.k[2];
     d->stride_h = s->w.s[1], d->stride_w = s->w.s[2], d->dil_h = s->w.d[1], d->dil_w = s->w.d[2];
     d->pad_t = s->w.pb[1], d->pad_l = s->w.pb[2], d->pad_b = s->w.pe[1], d->pad_r = s->w.pe[2];
-    d->kernel = qk_ops_reference() ? 0 : -1;
+    d->kernel = g->opts.reference ? 0 : -1;
     d->nw_zero = s->q.nwz;
     d->w_zero = s->q.nwz ? s->q.wz : NULL;
     if (!with_data) { /* placeholders with the right counts */
@@ -285,7 +287,7 @@ static qk_status qconv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws
     qk_status st = qparams_alloc(&s->q, s->M);
     if (st != QK_OK)
         return st;
-    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", onnx_mode);
+    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", qk_int_onnx_rounding(g));
     s->dynamic = 0;
     for (int i = 0; i < n->n_in; i++)
         if (i != s->ix && !is_const(qk_in(g, n, i)))
@@ -307,7 +309,7 @@ static qk_status qconv_forward(qk_exec *x, qk_node *n)
     qk_tensor *yt = &qk_out(g, n, 0)->t;
     qk_i8conv_desc d;
     qk_status st;
-    if (qk_ops_reference()) {
+    if (g->opts.reference) {
         if ((st = qconv_desc(g, n, 1, &d)) != QK_OK)
             return st;
         st = qk_i8conv_ref(&d, xt->dims[0], s->H, s->W, xt->data, yt->data);
@@ -467,7 +469,7 @@ static qk_status qmm_desc(qk_graph *g, qk_node *n, int64_t ib, int with_data, qk
     d->N = s->N;
     d->ldb = s->N;
     d->out_type = s->yt;
-    d->kernel = qk_ops_reference() ? 0 : -1;
+    d->kernel = g->opts.reference ? 0 : -1;
     d->nb_zero = s->q.nwz;
     d->b_zero = s->q.nwz ? s->q.wz : NULL;
     if (!with_data) {
@@ -497,7 +499,7 @@ static qk_status qmm_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_b
     qk_status st = qparams_alloc(&s->q, s->N);
     if (st != QK_OK)
         return st;
-    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", onnx_mode);
+    s->q.mode = (qk_rq_mode)qk_node_int(n, "qkit_rounding", qk_int_onnx_rounding(g));
     s->dynamic = 0;
     for (int i = 0; i < n->n_in; i++)
         if (i != s->ia && !is_const(qk_in(g, n, i)))
@@ -542,7 +544,7 @@ static qk_status qmm_forward(qk_exec *x, qk_node *n)
     const qk_tensor *at = &qk_in(g, n, s->ia)->t;
     qk_tensor *yt = &qk_out(g, n, 0)->t;
     size_t ye = s->yt == QK_I32 ? 4 : 1;
-    int ref = qk_ops_reference();
+    int ref = g->opts.reference;
     qk_status st = QK_OK;
     qk_i8gemm_desc d;
     if (!ref && s->dynamic)

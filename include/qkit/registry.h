@@ -1,0 +1,41 @@
+/* qkit top layer: every operator of every layer in one place.
+ *
+ * Each layer exports the table of its own operators (ops.h
+ * qk_float_op_table, quant.h qk_quant_op_table, int.h qk_int_op_table);
+ * this layer, above all of them, joins the three. Adding an operator
+ * touches only its own layer's list.
+ *
+ *   qk_graph *g;
+ *   if (qk_onnx_load("model.onnx", &g) != QK_OK)   // read + qk_ops_bind
+ *       fprintf(stderr, "%s\n", qk_last_error());
+ */
+#ifndef QKIT_REGISTRY_H
+#define QKIT_REGISTRY_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bind every node whose op is NULL with the operators of all layers and
+ * run its init (qk_graph_bind: errors name the node and operator). */
+qk_status qk_ops_bind(qk_graph *g);
+/* Operator by op_type (any domain), or NULL. */
+const qk_op *qk_op_find(const char *op_type);
+/* NULL-terminated list of every supported op_type (for `qkit info`, docs). */
+const char *const *qk_op_names(void);
+
+/* Read an ONNX model (qk_onnx_read / qk_onnx_read_buffer, onnx.h) and bind
+ * it with qk_ops_bind; bound, not planned. Errors: those of the reader, and
+ * QK_ERR_UNSUPPORTED naming the file, node and operator for an operator
+ * qkit lacks. */
+qk_status qk_onnx_load(const char *path, qk_graph **out);
+/* The same from a serialized ModelProto in memory; `label` names the
+ * source in messages (e.g. the file name). */
+qk_status qk_onnx_load_buffer(const void *data, size_t len, const char *label, qk_graph **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
