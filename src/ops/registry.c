@@ -15,6 +15,7 @@ extern const qk_op qk_op_softmax, qk_op_logsoftmax, qk_op_sce; /* softmax.c */
 extern const qk_op qk_op_qlinearconv, qk_op_convinteger, qk_op_qlinearmatmul, qk_op_matmulinteger; /* int/ops_qlinear.c */
 extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_ops.c */
 extern const qk_op qk_op_fakequant; /* quant/fakequant_op.c, domain ai.qkit */
+extern const qk_op qk_op_learnquant; /* quant/qat_op.c, domain ai.qkit (QAT) */
 extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat,
     qk_op_qkrequant, qk_op_qkepilogue; /* int/lower_ops*.c, domain ai.qkit */
 
@@ -31,6 +32,7 @@ static const qk_op *const ops[] = {
     &qk_op_qlinearconv, &qk_op_convinteger, &qk_op_qlinearmatmul, &qk_op_matmulinteger,
     &qk_op_quantizelinear, &qk_op_dequantizelinear,
     &qk_op_fakequant,
+    &qk_op_learnquant,
     &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool, &qk_op_qkconcat, &qk_op_qkrequant, &qk_op_qkepilogue,
     NULL
 };
