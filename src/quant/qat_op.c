@@ -475,7 +475,13 @@ static void bwd_task(void *ctx, int64_t t, int w)
             qk_qat_dsq((double)u, QK_QAT_DSQ_ALPHA, NULL, &slope);
             dt = (float)(g * slope);
         }
-        /* d y / d s as LSQ: (q - z) - u inside, q - z when clamped */
+        /* LSQ / TQT (the papers' estimator): inside means qn < u + z < qp on
+           the unrounded value; d y / d s = R(u) - u inside, q - z outside */
+        if (a->algo == QK_QAT_LSQ || a->algo == QK_QAT_LSQ_PLUS || a->algo == QK_QAT_TQT) {
+            float uz = u + (float)c->z;
+            in = uz > (float)a->qn && uz < (float)a->qp;
+            dt = in ? g : 0.0f;
+        }
         double dyds = (double)(q - (float)c->z) - (in ? (double)u : 0.0);
         float dx = dt;
         switch (a->algo) {
