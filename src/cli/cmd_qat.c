@@ -16,7 +16,7 @@ static const cli_opt opts[] = {
     { "wbits", "N", "weight bits (default: the profile's, 8)", 0 },
     { "abits", "N", "activation bits (default: the profile's, 8)", 0 },
     { "epochs", "N", "epochs (default 4)", 0 },
-    { "lr", "X", "base learning rate (default 0.01, cosine to 0; SGD nesterov momentum 0.9)", 0 },
+    { "lr", "X", "base learning rate (default 0.003, cosine to 0; SGD nesterov momentum 0.9)", 0 },
     { "q-lr", "X", "learning rate of the quantizer parameters (default: --lr)", 0 },
     { "q-wd", "X", "weight decay of the quantizer parameters (default: 1e-4 for pact clips, else 0)", 0 },
     { "wd", "X", "weight decay of the model weights (default 5e-4)", 0 },
@@ -24,6 +24,7 @@ static const cli_opt opts[] = {
     { "calib", "N", "calibration images for the PTQ start (default 512)", 0 },
     { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
     { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
+    { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
@@ -100,6 +101,7 @@ static int run(cli_args *a)
     c.q_lr = (float)qlr;
     c.q_wd = cli_get(a, "q-wd") ? (float)qwd : -1.0f;
     c.calib = calib;
+    c.paper_init = cli_flag(a, "paper-init");
     int dry = cli_flag(a, "dry-run"), json = cli_flag(a, "json"), ok, rc = 1;
     const char *out = cli_get(a, "out");
     qk_pool *pool = cli_pool(a, "qat", &ok);
@@ -220,7 +222,7 @@ const cli_cmd cli_cmd_qat = {
     "Prepares and calibrates the float model exactly as `qkit ptq` (same\n"
     "placement, BN folded where the profile folds it; --dry-run shows it), puts a\n"
     "learnable quantizer at every site initialised from that calibration, trains\n"
-    "with SGD nesterov + cosine (lr 0.01, 4 epochs by default; quantizer\n"
+    "with SGD nesterov + cosine (lr 0.003, 4 epochs by default; quantizer\n"
     "parameters in their own group: --q-lr, --q-wd), then writes the same QDQ file\n"
     "as `qkit ptq --out` with the learned scales (qkit eval / export take it).\n"
     "A non-finite loss, gradient or quantizer parameter rolls back to the last\n"

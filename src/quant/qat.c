@@ -30,7 +30,7 @@ void qk_qat_config_default(qk_qat_config *c)
     c->w_algo = -1;
     c->calib = 512;
     qk_train_config_default(&c->train);
-    c->train.lr = 0.01f;
+    c->train.lr = 0.003f;
     c->train.epochs = 4;
     c->q_wd = -1.0f;
     c->max_retries = 3;
@@ -318,8 +318,10 @@ static qk_status install_site(qk_qat *q, int s)
             double mabs, mean, sd, amax;
             weight_stats(qk_f32(X), outer, C, inner, c, &mabs, &mean, &sd, &amax);
             if (a == QK_QAT_LSQ) {
-                double sv = init_lsqp ? fmax(fabs(mean - 3 * sd), fabs(mean + 3 * sd)) / (double)(1 << (qp->bits - 1))
-                                      : 2 * mabs / sqrt(Qp);
+                double sv = rt->scale && rt->n_ch == C ? rt->scale[c] : 2 * mabs / sqrt(Qp); /* calibration */
+                if (q->c.paper_init)
+                    sv = init_lsqp ? fmax(fabs(mean - 3 * sd), fabs(mean + 3 * sd)) / (double)(1 << (qp->bits - 1))
+                                   : 2 * mabs / sqrt(Qp);
                 P[c] = (float)(sv > 0 ? sv : 1e-4);
                 S[c] = (float)z;
             } else if (a == QK_QAT_TQT) {

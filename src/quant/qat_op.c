@@ -445,7 +445,7 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
         run_tasks(ex->pool, (numel + LQ_GRAIN - 1) / LQ_GRAIN, fwd_task, j);
     }
     qk_free(j);
-    return st == QK_OK ? QK_OK : qk_error_context(st, "QkLearnQuant '%s'", n->name);
+    return st;
 }
 
 /* One element's backward: returns dL/dT-side values through out params. */
