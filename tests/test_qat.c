@@ -9,7 +9,6 @@
 #include "qkit/qat.h"
 #include "qkit/train.h"
 #include "../src/quant/qat_internal.h"
-#include "cli_fx.h"
 #include "qt.h"
 
 #include <math.h>

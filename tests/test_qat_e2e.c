@@ -220,7 +220,7 @@ static void test_cli(void)
     rc = q("qat --model models/lenet.onnx --backend tensorrt --algo lsq --epochs 1 --epoch-steps 8 --batch 64 "
            "--calib 128 --limit 500 --threads 2 --json --out %s", o);
     QT_CHECK(rc == 0 && has("\"ptq_top1\"") && has("\"images_per_s\"") && exists(o), "qat tensorrt: %s", out);
-    rc = q("eval --model %s --compare --limit 500 --threads 2 --json", o);
+    rc = q("eval --model %s --compare --limit 2000 --threads 2 --json", o);
     const char *gp = strstr(out, "\"gap\": ");
     double gap = gp ? atof(gp + 7) : 1;
     QT_CHECK(rc == 0 && fabs(gap) <= 0.001, "eval --compare gap %g: %s", gap, out);
