@@ -42,6 +42,7 @@
  *   backend.h  hardware backend profiles (data)
  *   fold.h     BatchNormalization folding into Conv / Gemm
  *   ptq.h      prepare, post-training calibration, the QDQ model file
+ *   qat.h      quantization-aware training: learnable quantizers, the QAT run
  *   deploy.h   per-backend deploy files from a QDQ model
  *   int.h      integer kernels: requantization, int8 GEMM/conv, add, pooling
  *   qrun.h     integer inference of a QDQ model (lowering, runner)
@@ -65,6 +66,7 @@
 #include "quant.h"
 #include "backend.h"
 #include "ptq.h"
+#include "qat.h"
 #include "int.h"
 #include "qrun.h"
 #include "fold.h"

@@ -4,8 +4,9 @@
 
 extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* qdq_ops.c */
 extern const qk_op qk_op_fakequant; /* fakequant_op.c, domain ai.qkit */
+extern const qk_op qk_op_learnquant; /* qat_op.c, domain ai.qkit (QAT) */
 
-static const qk_op *const ops[] = { &qk_op_quantizelinear, &qk_op_dequantizelinear, &qk_op_fakequant, NULL };
+static const qk_op *const ops[] = { &qk_op_quantizelinear, &qk_op_dequantizelinear, &qk_op_fakequant, &qk_op_learnquant, NULL };
 
 const qk_op_table qk_quant_op_table = { "quant", ops };
 

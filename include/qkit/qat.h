@@ -1,0 +1,137 @@
+/* qkit quant layer, part 4: quantization-aware training (QAT). A float model
+ * is prepared and calibrated exactly as `qkit ptq` does (same backend
+ * profile, same placement, BN folded where the profile folds it), each
+ * quantization site then becomes a learnable quantizer operator
+ * (QkLearnQuant, domain ai.qkit, forward and backward through the graph's
+ * autodiff) initialised from the calibration, the model is trained with
+ * qkit's trainer, and the learned scales / zero points go back into the
+ * sites so the same QDQ file as `qkit ptq --out` is written (qkit eval,
+ * eval --real / --compare and export take it unchanged).
+ *
+ *   qk_graph *g; qk_onnx_load("lenet.onnx", &g);
+ *   qk_qat_config c; qk_qat_config_default(&c);
+ *   c.ptq.backend = qk_backend_find("academic");
+ *   c.ptq.wbits = c.ptq.abits = 4;
+ *   c.algo = QK_QAT_LSQ;                       // c.w_algo: another one for weights
+ *   c.train.epochs = 4;                        // trainer recipe: SGD nesterov, cosine
+ *   qk_qat *q;
+ *   qk_qat_prepare(g, &c, &q);                 // takes g; refuses undeployable algorithms
+ *   qk_qat_calibrate(q, &train, norm, pool);   // PTQ start: evaluate qk_qat_graph(q) now
+ *   qk_qat_result r;
+ *   qk_qat_train(q, &train, &test, pool, &r);  // learnable quantizers, divergence guard
+ *   qk_qat_save_qdq(q, "lenet_w4a4.onnx");     // learned qparams -> QDQ file
+ *   qk_qat_destroy(q);
+ *
+ * Algorithms (formulas: docs/ALGORITHMS.md section 4): ste (fixed range:
+ * weights min/max, activations an EMA min/max observer updated in training
+ * forward; clipped STE), pact (learned clip alpha; L2 on alpha = its weight
+ * decay; sites with negative values get a learned lower bound too: asymmetric
+ * PACT on affine profiles, pact-sym on symmetric ones), pact-sym, pact-asym,
+ * dorefa (weights tanh(w)/max|tanh(w)| on the profile's grid over [-1, 1];
+ * activations clip [0, 1]), wrpn (fixed [-1, 1] / [0, 1]), lsq (learned
+ * scale, gradient scale 1/sqrt(N Qp); paper_init: weights initialised
+ * 2 mean|w|/sqrt(Qp)), lsq+ (lsq plus a learned zero point on activations;
+ * paper_init: weights max(|mu-3sigma|, |mu+3sigma|)/2^(b-1)), dsq (ste forward, tanh soft
+ * staircase backward, alpha 0.4), tqt (learned log2 threshold, power-of-two
+ * scale). Activation methods (pact*) train weights with lsq unless w_algo
+ * says otherwise. Clip-to-[0, 1] activation methods (dorefa, wrpn) keep
+ * sites with negative values (e.g. the normalised network input) at ste.
+ *
+ * Refused with QK_ERR_UNSUPPORTED and the reason: a profile without a linear
+ * integer grid (nnie), widths outside 2..8 or the profile's range, hooks,
+ * bit allocation; lsq / lsq+ on power-of-two profiles (their scales are
+ * learned floats); tqt on float-scale profiles other than academic; lsq+ on
+ * profiles with symmetric activations (zero point fixed at 0).
+ *
+ * Divergence guard: a non-finite loss, gradient or learned parameter stops
+ * training before the parameters are used again; the run rolls back to the
+ * last good state (the last checkpoint this run wrote or resumed from, else
+ * the state before training), halves the learning rate of every parameter
+ * and goes on (logged as a warning); after max_retries rollbacks it fails
+ * with QK_ERR_NUMERIC. A model is never written from non-finite values. */
+#ifndef QKIT_QAT_H
+#define QKIT_QAT_H
+
+#include "ptq.h"
+#include "train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Frozen values. */
+typedef enum qk_qat_algo {
+    QK_QAT_STE = 0,
+    QK_QAT_PACT = 1,
+    QK_QAT_PACT_SYM = 2,
+    QK_QAT_PACT_ASYM = 3,
+    QK_QAT_DOREFA = 4,
+    QK_QAT_WRPN = 5,
+    QK_QAT_LSQ = 6,
+    QK_QAT_LSQ_PLUS = 7,
+    QK_QAT_DSQ = 8,
+    QK_QAT_TQT = 9,
+    QK_QAT_COUNT = 10
+} qk_qat_algo;
+
+/* "ste", "pact", "pact-sym", "pact-asym", "dorefa", "wrpn", "lsq", "lsq+", "dsq", "tqt". */
+const char *qk_qat_algo_name(qk_qat_algo a);
+/* QK_ERR_NOTFOUND listing the valid names. */
+qk_status qk_qat_algo_parse(const char *s, qk_qat_algo *out);
+
+typedef struct qk_qat_config {
+    qk_ptq_config ptq;      /* backend (required), wbits, abits, observers, first_last_bits,
+                               per_tensor_weights, exclude (as qkit ptq) */
+    qk_qat_algo algo;       /* activation algorithm (and weights unless w_algo >= 0) */
+    int w_algo;             /* -1: algo (lsq for the activation-only pact methods) */
+    int64_t calib;          /* calibration images (default 512) */
+    qk_train_config train;  /* the trainer recipe; defaults: lr 0.003 (measured best of 0.01/0.003 on
+                               lenet and resnet8 W4A4 lsq), 4 epochs; else the float recipe */
+    float q_lr;             /* quantizer parameters' lr; <= 0: train.lr */
+    float q_wd;             /* their weight decay; < 0: 1e-4 for pact alphas, else 0 */
+    int max_retries;        /* divergence guard rollbacks before failing (default 3) */
+    int paper_init;         /* 1: weight scales from the papers' rules (lsq 2 mean|w|/sqrt(Qp), lsq+
+                               max(|mu-3sigma|, |mu+3sigma|)/2^(b-1)); 0 (default): from the
+                               calibration, so training starts at the PTQ model */
+} qk_qat_config;
+
+void qk_qat_config_default(qk_qat_config *c);
+
+typedef struct qk_qat qk_qat;
+
+/* Takes ownership of g (destroyed on error too). Checks the algorithms
+ * against the profile (see the top), then qk_ptq_prepare. */
+qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out);
+void qk_qat_destroy(qk_qat *q);
+qk_graph *qk_qat_graph(qk_qat *q);
+qk_qmodel *qk_qat_qmodel(qk_qat *q);
+/* The PTQ plan, then the algorithm of every site. */
+void qk_qat_print_plan(const qk_qat *q, FILE *f);
+/* PTQ calibration on the first c->calib training images (the profile's
+ * observers); afterwards qk_qat_graph evaluates the PTQ starting point. */
+qk_status qk_qat_calibrate(qk_qat *q, const qk_dataset *train, qk_norm norm, qk_pool *pool);
+
+typedef struct qk_qat_result {
+    qk_train_result train;  /* of the last (successful) trainer call */
+    int rollbacks;          /* divergence guard rollbacks */
+    float lr_scale;         /* learning-rate factor in effect at the end (0.5^rollbacks) */
+} qk_qat_result;
+
+/* Replace every site by its learnable quantizer (first call), then train
+ * with c->train (cfg.norm is taken from the calibration call). Checkpoints
+ * (c->train.checkpoint) hold the learned quantities and the EMA ranges;
+ * c->train.resume continues bit-identically. Afterwards the graph holds the
+ * learnable quantizers; qk_qat_finish turns them into the deployed form. */
+qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *test, qk_pool *pool,
+                       qk_qat_result *r);
+/* Learned scales / zero points into the FakeQuant sites, weights re-quantized
+ * with them (idempotent). The graph then evaluates exactly what the QDQ file
+ * computes. QK_ERR_NUMERIC if a weight or learned value is not finite. */
+qk_status qk_qat_finish(qk_qat *q);
+/* qk_qat_finish, then the QDQ file of qk_ptq_save_qdq (atomic). */
+qk_status qk_qat_save_qdq(qk_qat *q, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,233 @@
+/* qkit qat: quantization-aware training of a float model for a backend
+ * profile; prints FP32, PTQ-start and QAT accuracy, writes the QDQ model. */
+#include "cli.h"
+#include "qkit/onnx.h"
+#include "qkit/qat.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const cli_opt opts[] = {
+    { "model", "FILE.onnx", "float model to train (required)", 0 },
+    { "backend", "NAME", "backend profile (required; `qkit backends` lists them)", 0 },
+    { "algo", "NAME", "ste, pact, pact-sym, pact-asym, dorefa, wrpn, lsq, lsq+, dsq or tqt (default lsq)", 0 },
+    { "w-algo", "NAME", "weight algorithm (default: --algo; lsq for the pact methods)", 0 },
+    { "wbits", "N", "weight bits (default: the profile's, 8)", 0 },
+    { "abits", "N", "activation bits (default: the profile's, 8)", 0 },
+    { "epochs", "N", "epochs (default 4)", 0 },
+    { "lr", "X", "base learning rate (default 0.003, cosine to 0; SGD nesterov momentum 0.9)", 0 },
+    { "q-lr", "X", "learning rate of the quantizer parameters (default: --lr)", 0 },
+    { "q-wd", "X", "weight decay of the quantizer parameters (default: 1e-4 for pact clips, else 0)", 0 },
+    { "wd", "X", "weight decay of the model weights (default 5e-4)", 0 },
+    { "batch", "N", "batch size (default 128)", 0 },
+    { "calib", "N", "calibration images for the PTQ start (default 512)", 0 },
+    { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
+    { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
+    { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
+    { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
+    { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
+    { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
+    { "limit", "N", "evaluate only the first N test images", 0 },
+    { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, as qkit ptq --out)", 0 },
+    { "checkpoint", "FILE", "checkpoint written (atomically) after every epoch", 0 },
+    { "resume", "FILE", "continue exactly from a checkpoint of the same command", 0 },
+    { "dry-run", NULL, "print where every quantizer goes and which algorithm, then stop", 0 },
+    { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
+    { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
+    CLI_COMMON_OPTS,
+    { NULL, NULL, NULL, 0 }
+};
+
+static int on_epoch(void *user, const qk_epoch_stats *s)
+{
+    const cli_args *a = user;
+    if (!cli_flag(a, "json") && (isatty(STDOUT_FILENO) || cli_flag(a, "verbose"))) {
+        printf("epoch %d/%d  loss %.4f  train %.2f%%  test %.2f%%  lr %.5f  %.0f img/s  %.1fs\n", s->epoch,
+               s->epochs, s->train_loss, 100 * s->train_top1, 100 * s->test_top1, s->lr, s->images_per_s,
+               s->seconds);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static int run(cli_args *a)
+{
+    const char *path = cli_get(a, "model"), *bname = cli_get(a, "backend");
+    if (!path)
+        return cli_usage_error("qat", "--model FILE.onnx is required");
+    if (!bname)
+        return cli_usage_error("qat", "--backend NAME is required (see `qkit backends`)");
+    qk_qat_config c;
+    qk_qat_config_default(&c);
+    if (!(c.ptq.backend = qk_backend_find(bname)))
+        return cli_usage_error("qat", "%s", qk_last_error());
+    const char *an = cli_get(a, "algo"), *wn = cli_get(a, "w-algo");
+    if (an && qk_qat_algo_parse(an, &c.algo) != QK_OK)
+        return cli_usage_error("qat", "%s", qk_last_error());
+    if (wn) {
+        qk_qat_algo w;
+        if (qk_qat_algo_parse(wn, &w) != QK_OK)
+            return cli_usage_error("qat", "--w-algo: %s", qk_last_error());
+        c.w_algo = (int)w;
+    }
+    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit;
+    double lr, qlr, qwd, wd;
+    if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
+        cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
+        cli_int(a, "calib", c.calib, 1, 1LL << 30, &calib) || cli_int(a, "epoch-steps", 0, 0, 1LL << 40, &esteps) ||
+        cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
+        cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 0, 1LL << 40, &limit) ||
+        cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
+        cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd))
+        return 2;
+    c.ptq.wbits = (int)wbits;
+    c.ptq.abits = (int)abits;
+    c.ptq.first_last_bits = (int)flb;
+    c.ptq.per_tensor_weights = cli_flag(a, "per-tensor");
+    if (qk_backend_qparams(c.ptq.backend, c.ptq.wbits, c.ptq.abits, NULL, NULL) != QK_OK)
+        return cli_usage_error("qat", "%s", qk_last_error());
+    c.train.epochs = (int)epochs;
+    c.train.batch = (int)batch;
+    c.train.epoch_steps = esteps;
+    c.train.seed = (uint64_t)seed;
+    c.train.lr = (float)lr;
+    c.train.optim.weight_decay = (float)wd;
+    c.train.checkpoint = cli_get(a, "checkpoint");
+    c.train.resume = cli_get(a, "resume");
+    c.train.progress = cli_progress_enabled(a);
+    c.train.on_epoch = on_epoch;
+    c.train.user = a;
+    c.q_lr = (float)qlr;
+    c.q_wd = cli_get(a, "q-wd") ? (float)qwd : -1.0f;
+    c.calib = calib;
+    c.paper_init = cli_flag(a, "paper-init");
+    int dry = cli_flag(a, "dry-run"), json = cli_flag(a, "json"), ok, rc = 1;
+    const char *out = cli_get(a, "out");
+    qk_pool *pool = cli_pool(a, "qat", &ok);
+    if (!ok)
+        return 2;
+    qk_graph *g = NULL;
+    qk_qat *q = NULL;
+    qk_dataset train = { 0 }, test = { 0 };
+    qk_eval_result fr = { 0 }, pr = { 0 }, qr = { 0 };
+    qk_qat_result res;
+    qk_norm norm;
+    double t0 = qk_now();
+    qk_status st = cli_load_model(path, &g);
+    if (st != QK_OK)
+        goto fail;
+    int nrc = cli_norm(a, g, &norm, &st);
+    if (nrc == 1)
+        goto fail;
+    if (nrc == 2) {
+        rc = 2;
+        goto done;
+    }
+    st = qk_qat_prepare(g, &c, &q);
+    g = NULL; /* owned by q (or destroyed) */
+    if (st != QK_OK) {
+        /* undeployable or badly configured: a usage error, nothing written */
+        rc = st == QK_ERR_UNSUPPORTED || st == QK_ERR_ARG ? 2 : 1;
+        fprintf(stderr, "qkit qat: %s\n", qk_last_error());
+        goto done;
+    }
+    if (dry) {
+        qk_qat_print_plan(q, stdout);
+        rc = 0;
+        goto done;
+    }
+    if ((st = qk_dataset_load_dir(cli_get(a, "data"), "train", &train)) != QK_OK ||
+        (st = qk_dataset_load_dir(cli_get(a, "data"), "t10k", &test)) != QK_OK)
+        goto fail;
+    qk_dataset tview = test;
+    if (limit > 0 && limit < test.n)
+        tview = qk_dataset_view(&test, 0, limit);
+    /* FP32 reference: the float model as loaded */
+    qk_graph *fg = NULL;
+    if ((st = cli_load_model(path, &fg)) == QK_OK)
+        st = qk_evaluate(fg, &tview, norm, 256, pool, &fr);
+    qk_graph_destroy(fg);
+    if (st != QK_OK)
+        goto fail;
+    if ((st = qk_qat_calibrate(q, &train, norm, pool)) != QK_OK ||
+        (st = qk_evaluate(qk_qat_graph(q), &tview, norm, 256, pool, &pr)) != QK_OK)
+        goto fail;
+    if (!json)
+        printf("fp32 top-1 %.2f%%, PTQ start (%s W%s A%s) top-1 %.2f%%\n", 100 * fr.top1, bname,
+               wbits ? cli_get(a, "wbits") : "8", abits ? cli_get(a, "abits") : "8", 100 * pr.top1);
+    fflush(stdout);
+    if ((st = qk_qat_train(q, &train, &tview, pool, &res)) != QK_OK)
+        goto fail;
+    if ((st = qk_qat_finish(q)) != QK_OK || (st = qk_evaluate(qk_qat_graph(q), &tview, norm, 256, pool, &qr)) != QK_OK)
+        goto fail;
+    if (cli_flag(a, "verbose"))
+        qk_qat_print_plan(q, stderr);
+    if (out && (st = qk_qat_save_qdq(q, out)) != QK_OK)
+        goto fail;
+    double secs = qk_now() - t0;
+    const char *wa = wn ? wn : (c.algo == QK_QAT_PACT || c.algo == QK_QAT_PACT_SYM || c.algo == QK_QAT_PACT_ASYM)
+                                   ? "(default)" : qk_qat_algo_name(c.algo);
+    if (json) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "model", path);
+        cli_json_str(&j, "backend", bname);
+        cli_json_str(&j, "algo", qk_qat_algo_name(c.algo));
+        cli_json_str(&j, "w_algo", wa);
+        cli_json_int(&j, "wbits", wbits ? wbits : 8);
+        cli_json_int(&j, "abits", abits ? abits : c.ptq.backend->abits_default);
+        cli_json_int(&j, "epochs", res.train.epochs_done);
+        cli_json_int(&j, "steps", res.train.steps);
+        cli_json_num(&j, "lr", lr);
+        cli_json_num(&j, "fp32_top1", fr.top1);
+        cli_json_num(&j, "ptq_top1", pr.top1);
+        cli_json_num(&j, "top1", qr.top1);
+        cli_json_num(&j, "delta", qr.top1 - fr.top1);
+        cli_json_int(&j, "images", qr.images);
+        cli_json_num(&j, "images_per_s", res.train.images_per_s);
+        cli_json_num(&j, "train_seconds", res.train.seconds);
+        cli_json_num(&j, "seconds", secs);
+        cli_json_int(&j, "rollbacks", res.rollbacks);
+        if (out)
+            cli_json_str(&j, "out", out);
+        cli_json_int(&j, "threads", qk_pool_threads(pool));
+        cli_json_end(&j);
+    } else {
+        printf("QAT %s (weights %s), %d epochs, %lld steps, %.0f images/s training", qk_qat_algo_name(c.algo), wa,
+               res.train.epochs_done, (long long)res.train.steps, res.train.images_per_s);
+        if (res.rollbacks)
+            printf(", %d divergence rollbacks (lr x%g)", res.rollbacks, (double)res.lr_scale);
+        printf("\nquantized top-1 %.2f%% (%+.2f points vs fp32, %+.2f vs PTQ) on %lld images, %.1f s\n",
+               100 * qr.top1, 100 * (qr.top1 - fr.top1), 100 * (qr.top1 - pr.top1), (long long)qr.images, secs);
+        if (out)
+            printf("wrote %s\n", out);
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_fail("qat", st);
+done:
+    qk_graph_destroy(g);
+    qk_qat_destroy(q);
+    qk_dataset_free(&train);
+    qk_dataset_free(&test);
+    qk_pool_destroy(pool);
+    return rc;
+}
+
+const cli_cmd cli_cmd_qat = {
+    "qat", "quantization-aware training for a backend profile (PACT, LSQ/LSQ+, DoReFa, WRPN, DSQ, TQT): QDQ model",
+    "--model FILE.onnx --backend NAME --algo NAME [options]",
+    "Prepares and calibrates the float model exactly as `qkit ptq` (same\n"
+    "placement, BN folded where the profile folds it; --dry-run shows it), puts a\n"
+    "learnable quantizer at every site initialised from that calibration, trains\n"
+    "with SGD nesterov + cosine (lr 0.003, 4 epochs by default; quantizer\n"
+    "parameters in their own group: --q-lr, --q-wd), then writes the same QDQ file\n"
+    "as `qkit ptq --out` with the learned scales (qkit eval / export take it).\n"
+    "A non-finite loss, gradient or quantizer parameter rolls back to the last\n"
+    "checkpoint (or the start), halves the learning rates and goes on; after 3\n"
+    "rollbacks it fails. Undeployable algorithm/profile pairs and bad bit-widths\n"
+    "exit 2 with the reason, writing nothing.",
+    opts, run
+};

@@ -1,0 +1,207 @@
+/* QAT training (qat.h): the quantizer parameter group, the divergence guard
+ * (rollback to the last good state, half the learning rate, at most
+ * max_retries times) and the checkpoint signature checks around qk_train. */
+#include "qat_internal.h"
+#include "qkit/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct guard {
+    qk_graph *g;
+    const qk_qat_config *c;
+    float lr_scale;
+    int wrote_ckpt;
+    char scale_str[32];
+} guard;
+
+static int is_qparam(const qk_value *v)
+{
+    size_t n = strlen(v->name), k = strlen("_qat_param");
+    return v->kind == QK_VALUE_PARAM && n > k && strcmp(v->name + n - k, "_qat_param") == 0;
+}
+
+static void param_opts(void *user, const qk_graph *g, int value, qk_param_opts *o)
+{
+    guard *gd = user;
+    const qk_qat_config *c = gd->c;
+    const qk_value *v = &g->values[value];
+    o->lr_mult = gd->lr_scale;
+    if (is_qparam(v)) {
+        float qlr = c->q_lr > 0 ? c->q_lr : c->train.lr;
+        o->lr_mult = qlr / c->train.lr * gd->lr_scale;
+        o->weight_decay = c->q_wd >= 0 ? c->q_wd
+                          : (c->algo == QK_QAT_PACT || c->algo == QK_QAT_PACT_SYM || c->algo == QK_QAT_PACT_ASYM)
+                              ? 1e-4f : 0.0f;
+    }
+}
+
+static int all_finite(const float *p, int64_t n)
+{
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++)
+        acc += p[i] * 0.0f; /* NaN or Inf make it NaN */
+    return acc == 0.0f;
+}
+
+/* After every optimizer step: the gradients just applied and the learned
+ * quantizer values must be finite; the lr scale goes into the metadata so
+ * checkpoints carry it. */
+static qk_status on_step(void *user, qk_graph *g, int64_t step, float loss)
+{
+    guard *gd = user;
+    (void)loss;
+    for (int i = 0; i < g->n_values; i++) {
+        const qk_value *v = &g->values[i];
+        if (v->kind != QK_VALUE_PARAM)
+            continue;
+        if (v->grad.data && !all_finite(qk_f32(&v->grad), qk_tensor_numel(&v->grad)))
+            return qk_error(QK_ERR_NUMERIC, "the gradient of '%s' is not finite at step %lld", v->name,
+                            (long long)step);
+        if (is_qparam(v) && !all_finite(qk_f32(&v->t), qk_tensor_numel(&v->t)))
+            return qk_error(QK_ERR_NUMERIC, "quantizer parameter '%s' is not finite at step %lld", v->name,
+                            (long long)step);
+    }
+    const char *cur = qk_graph_get_meta(g, "qkit.qat.lr_scale");
+    if (!cur || strcmp(cur, gd->scale_str) != 0)
+        return qk_graph_set_meta(g, "qkit.qat.lr_scale", gd->scale_str);
+    return QK_OK;
+}
+
+static int on_epoch(void *user, const qk_epoch_stats *s)
+{
+    guard *gd = user;
+    gd->wrote_ckpt |= gd->c->train.checkpoint != NULL;
+    return gd->c->train.on_epoch ? gd->c->train.on_epoch(gd->c->train.user, s) : 0;
+}
+
+/* Copies of every PARAM / CONST value (the state before training). */
+typedef struct snapshot {
+    int n;
+    int *idx;
+    float **data;
+} snapshot;
+
+static void snap_free(snapshot *s)
+{
+    for (int i = 0; i < s->n; i++)
+        qk_free(s->data[i]);
+    qk_free(s->idx);
+    qk_free(s->data);
+    memset(s, 0, sizeof *s);
+}
+
+static qk_status snap_take(snapshot *s, const qk_graph *g)
+{
+    memset(s, 0, sizeof *s);
+    s->idx = qk_calloc((size_t)g->n_values + 1, sizeof *s->idx);
+    s->data = qk_calloc((size_t)g->n_values + 1, sizeof *s->data);
+    if (!s->idx || !s->data)
+        return qk_error(QK_ERR_NOMEM, "QAT: out of memory");
+    for (int i = 0; i < g->n_values; i++) {
+        const qk_value *v = &g->values[i];
+        if ((v->kind != QK_VALUE_PARAM && v->kind != QK_VALUE_CONST) || !v->t.data)
+            continue;
+        size_t b = qk_tensor_bytes(&v->t);
+        void *d = qk_malloc(b ? b : 1);
+        if (!d)
+            return qk_error(QK_ERR_NOMEM, "QAT: out of memory");
+        memcpy(d, v->t.data, b);
+        s->idx[s->n] = i;
+        s->data[s->n++] = d;
+    }
+    return QK_OK;
+}
+
+static void snap_restore(const snapshot *s, qk_graph *g)
+{
+    for (int i = 0; i < s->n; i++) {
+        qk_value *v = &g->values[s->idx[i]];
+        memcpy(v->t.data, s->data[i], qk_tensor_bytes(&v->t));
+    }
+}
+
+/* --resume: the checkpoint must come from the same QAT setup; returns its lr scale. */
+static qk_status check_resume(qk_qat *q, const char *path, float *scale)
+{
+    qk_graph *g = qk_qat_graph(q);
+    char want[256];
+    qk_qat_signature_(q, want, sizeof want);
+    qk_status st = qk_checkpoint_load_params(path, g);
+    if (st != QK_OK)
+        return qk_error_context(st, "--resume %s (a checkpoint of the same qkit qat setup is needed)", path);
+    const char *sig = qk_graph_get_meta(g, "qkit.qat.signature");
+    if (!sig || strcmp(sig, want) != 0)
+        return qk_error(QK_ERR_ARG, "--resume %s: the checkpoint was written by QAT setup '%s', this run is '%s'",
+                        path, sig ? sig : "(not a QAT checkpoint)", want);
+    const char *sc = qk_graph_get_meta(g, "qkit.qat.lr_scale");
+    float v = sc ? strtof(sc, NULL) : 1.0f;
+    *scale = v > 0 && v <= 1 ? v : 1.0f;
+    return QK_OK;
+}
+
+qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *test, qk_pool *pool,
+                       qk_qat_result *r)
+{
+    memset(r, 0, sizeof *r);
+    const qk_qat_config *c = qk_qat_config_(q);
+    qk_status st = qk_qat_install_(q);
+    if (st != QK_OK)
+        return st;
+    qk_graph *g = qk_qat_graph(q);
+    char sig[256];
+    qk_qat_signature_(q, sig, sizeof sig);
+    guard gd = { .g = g, .c = c, .lr_scale = 1.0f };
+    if (c->train.resume && (st = check_resume(q, c->train.resume, &gd.lr_scale)) != QK_OK)
+        return st;
+    if ((st = qk_graph_set_meta(g, "qkit.qat.signature", sig)) != QK_OK)
+        return st;
+    snapshot snap;
+    if ((st = snap_take(&snap, g)) != QK_OK) {
+        snap_free(&snap);
+        return st;
+    }
+    qk_train_config tc = c->train;
+    tc.norm = qk_qat_norm_(q);
+    tc.user = &gd;
+    tc.param_opts = param_opts;
+    tc.on_step = on_step;
+    tc.on_epoch = on_epoch;
+    for (int tries = 0;; tries++) {
+        snprintf(gd.scale_str, sizeof gd.scale_str, "%.9g", (double)gd.lr_scale);
+        if ((st = qk_graph_set_meta(g, "qkit.qat.lr_scale", gd.scale_str)) != QK_OK)
+            break;
+        st = qk_train(g, train, test, &tc, pool, &r->train);
+        if (st != QK_ERR_NUMERIC)
+            break;
+        if (tries >= c->max_retries) {
+            st = qk_error(QK_ERR_NUMERIC, "training diverged %d times (last: %s); the learning rate was halved each "
+                          "time down to x%g; try a lower --lr / --q-lr", tries + 1, qk_last_error(),
+                          (double)gd.lr_scale);
+            break;
+        }
+        char why[512];
+        snprintf(why, sizeof why, "%s", qk_last_error());
+        const char *from;
+        if (gd.wrote_ckpt) {
+            tc.resume = c->train.checkpoint;
+            from = c->train.checkpoint;
+        } else if (c->train.resume) {
+            tc.resume = c->train.resume;
+            from = c->train.resume;
+        } else {
+            snap_restore(&snap, g);
+            tc.resume = NULL;
+            from = "the start of training";
+        }
+        gd.lr_scale *= 0.5f;
+        r->rollbacks++;
+        qk_log(QK_LOG_WARN, "divergence guard: %s; rolled back to %s, learning rates x%g (rollback %d of %d)", why,
+               from, (double)gd.lr_scale, r->rollbacks, c->max_retries);
+    }
+    r->lr_scale = gd.lr_scale;
+    snap_free(&snap);
+    return st;
+}
