@@ -13,7 +13,6 @@
  * directly instead of scattering into planes); depthwise convolutions with
  * multiplier 1 run NHWC in and out with channels as the vector dimension. */
 #include "i8gemm.h"
-#include "../lower/lower_internal.h"
 
 #include <emmintrin.h>
 #include <string.h>
