@@ -2,9 +2,10 @@
 # `make test` builds and runs every tests/test_*.c and the worked example of
 # every public header; `make SAN=1 test` does the
 # same under AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/).
-# Kernels for an instruction set live in files named *__avx2.c, *__avx512.c,
-# *__vnni.c, *__amx.c and get only that file's ISA flags; dispatch picks
-# them at run time from CPU features, so the binary runs on any x86-64.
+# Kernels for an instruction set live in files named *__sse2.c, *__avx2.c,
+# *__avx512.c, *__vnni.c, *__amx.c and get only that file's ISA flags (SSE2
+# is the x86-64 baseline: none); dispatch picks them at run time from CPU
+# features, so the binary runs on any x86-64.
 
 CC ?= gcc
 PREFIX ?= /usr/local
@@ -25,6 +26,7 @@ CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread -ffp-contract=off
 LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lz -lm -lpthread
 LDFLAGS += $(LDSAN) -pthread
 
+ISA_sse2   :=
 ISA_avx2   := -mavx2 -mfma -mf16c
 ISA_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_vnni   := $(ISA_avx512) -mavx512vnni
@@ -64,7 +66,7 @@ $(B)/obj/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
 
-isa_flags = $(if $(findstring __amx,$1),$(ISA_amx),$(if $(findstring __vnni,$1),$(ISA_vnni),$(if $(findstring __avx512,$1),$(ISA_avx512),$(if $(findstring __avx2,$1),$(ISA_avx2),))))
+isa_flags = $(if $(findstring __amx,$1),$(ISA_amx),$(if $(findstring __vnni,$1),$(ISA_vnni),$(if $(findstring __avx512,$1),$(ISA_avx512),$(if $(findstring __avx2,$1),$(ISA_avx2),$(if $(findstring __sse2,$1),$(ISA_sse2),)))))
 
 $(B)/obj/%.o: %.c $(HDRS) $(B)/gen/onnx.pb-c.h
 	@mkdir -p $(dir $@)

@@ -33,7 +33,7 @@
 #include "qkit/cpu.h"
 #include "fkern.h"
 #include "fvec.h"
-#include "window.h"
+#include "conv_kern.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* Depthwise 2-D convolution kernels over a stack of planes of ONE channel
  * (several samples share the channel's weights); conv.c drives them over
- * the pool. Contract in window.h.
+ * the pool. Contract in conv_kern.h.
  *
  * Phase-plane method (equal strides s in H and W; s = 1 is the common case).
  * Let xpad_k be plane k zero-padded to PH x PW = s QH x s QW, large enough
@@ -20,7 +20,7 @@
  * and dph is scattered back to dX. Unequal strides (or more than DW_MAXT
  * taps) use direct loops. */
 #include "fvec.h"
-#include "window.h"
+#include "conv_kern.h"
 
 #include <string.h>
 

@@ -1,10 +1,10 @@
 /* Reference convolution: the specification the fast paths in conv.c are
  * tested against. Direct loops over 3 spatial dims (1-D/2-D are 3-D with
- * leading unit dims, see window.h); any group; serial; sums in float in
+ * leading unit dims, see src/graph/window.h); any group; serial; sums in float in
  * the natural loop order. ONNX Conv semantics:
  *   y[n, m, o] = b[m] + sum_{c in group(m), k} w[m, c, k] * x[n, g*Cg + c, o*s - pb + k*d]
  * with out-of-range input positions reading 0. */
-#include "window.h"
+#include "conv_kern.h"
 
 void qk_conv_ref_forward(const qk_window *w, int64_t N, int64_t C, int64_t M, int64_t group,
                          const float *x, const float *wt, const float *b, float *y)

@@ -1,5 +1,5 @@
 /* MaxPool, AveragePool, GlobalAveragePool (ONNX opset 1-13 semantics),
- * forward and backward, 1-D to 3-D (window geometry in window.h).
+ * forward and backward, 1-D to 3-D (window geometry in src/graph/window.h).
  *
  * MaxPool:  X [N, C, in...] (float32; uint8 forward only) -> Y [N, C, out...]
  *           [, Indices int64: flat index into X; storage_order 0 row-major,
@@ -20,7 +20,7 @@
  * has a fast 2-D kernel. */
 #include "qkit/ops.h"
 #include "fvec.h"
-#include "window.h"
+#include "../graph/window.h"
 
 #include <math.h>
 #include <string.h>

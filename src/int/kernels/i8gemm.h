@@ -78,7 +78,7 @@ static inline int qk_i8_small_ok(const qk_i8gemm *g)
            (g->out_type == QK_U8 || g->out_type == QK_I8) && (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP);
 }
 
-/* A block of R output rows of an implicit-im2col convolution (i8conv.c):
+/* A block of R output rows of an implicit-im2col convolution (i8conv_implicit.c):
  * acc rows r*rowlen + [0, valid) are output pixels, the rest (pad columns)
  * are computed and dropped; columns [n0, n1); output row r's pixels go to
  * C + r*valid*ldc_m (ldc_n as in qk_i8gemm_block). rs: the rows' sums

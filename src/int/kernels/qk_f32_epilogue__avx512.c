@@ -1,10 +1,10 @@
-/* QkEpilogue (lower_ops.h, qk_epi_range_ref) with AVX-512: 16 elements per
+/* QkEpilogue (eltwise8.h; qk_epi_range_ref) with AVX-512: 16 elements per
  * step, the same IEEE float operations as the reference in the same order
  * (convert, multiply, add, relu as x < 0 ? 0 : x, divide, clamp, NaN -> 0,
  * round half to even by vcvtps2dq in the default rounding mode: equal to
  * the reference's rne_small on the clamped range), so bit-identical. Called
  * only when qk_cpu_isa_usable(QK_ISA_AVX512). */
-#include "../lower/lower_ops.h"
+#include "eltwise8.h"
 
 #include <immintrin.h>
 

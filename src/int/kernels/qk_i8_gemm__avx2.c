@@ -15,35 +15,8 @@
 #define MR 6
 #define NR 16
 
-/* A is packed per group of MR rows as [Kp/2][MR] int32 (a pair of int16:
- * k even in the low half), rows past mb zero. */
-size_t qk_i8_gemm_ws__avx2(const qk_i8gemm *g) { return (size_t)qk_i8_roundup(g->mb, MR) * (size_t)g->Kp * 2; }
-
-const void *qk_i8_gemm_prepare__avx2(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, void *kws,
-                                     int64_t *ldap)
-{
-    int64_t K = g->K, K2 = g->Kp / 2;
-    int sgn = g->a_type == QK_I8;
-    int32_t *dst = kws;
-    for (int64_t m0 = 0; m0 < mb; m0 += MR) {
-        int32_t *d = dst + (m0 / MR) * K2 * MR;
-        for (int r = 0; r < MR; r++) {
-            const uint8_t *a = (const uint8_t *)A + (m0 + r) * lda;
-            for (int64_t kk = 0; kk < K2; kk++) {
-                int32_t lo = 0, hi = 0;
-                if (m0 + r < mb) {
-                    if (2 * kk < K)
-                        lo = sgn ? (int8_t)a[2 * kk] : a[2 * kk];
-                    if (2 * kk + 1 < K)
-                        hi = sgn ? (int8_t)a[2 * kk + 1] : a[2 * kk + 1];
-                }
-                d[kk * MR + r] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
-            }
-        }
-    }
-    *ldap = K2 * MR;
-    return kws;
-}
+#define PACK_SUFFIX avx2
+#include "i8gemm_pack_i16_body.h"
 
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define DECL(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = _mm256_setzero_si256();

@@ -4,7 +4,7 @@
  * sum: no fused multiply-add), clamped to [lo, hi], rounded half to even by
  * adding and subtracting 1.5 * 2^23, plus zp -- so the codes are identical.
  * Called only when qk_cpu_isa_usable(QK_ISA_AVX512). */
-#include "../lower/lower_ops.h"
+#include "eltwise8.h"
 
 #include "q31__avx512.h"
 

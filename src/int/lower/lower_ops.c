@@ -7,7 +7,7 @@
  * codes when the runner's layout pass says so (attributes x_nhwc, y_nhwc). */
 #include "lower_ops.h"
 #include "qkit/ops.h"
-#include "../../ops/window.h"
+#include "../../graph/window.h"
 
 #include <math.h>
 #include <string.h>

@@ -4,6 +4,7 @@
 #define QK_INT_LOWER_OPS_H
 
 #include "lower_internal.h"
+#include "../kernels/eltwise8.h"
 
 static inline int is_q8(qk_dtype t) { return t == QK_U8 || t == QK_I8; }
 
@@ -62,27 +63,8 @@ static inline void plain_destroy(qk_node *n)
     n->state = NULL;
 }
 
-/* QkEpilogue over elements [lo, hi) (lower_ops_epi.c): the reference and
- * an AVX-512 variant (qk_f32_epilogue__avx512.c), bit-identical. */
-typedef struct qk_epi_run {
-    qk_dtype at, bt, out;       /* a: U8 / I8 / I32; b: F32 or integer; out U8 / I8 */
-    const void *a, *b;          /* b NULL: no Add */
-    int b_int, relu;
-    int32_t za, zb, zy;
-    float ys;
-    const float *sa, *sb;       /* nsa / nsb entries: 1 or C */
-    int64_t nsa, nsb, C, run;   /* run: consecutive elements of one channel (1 for NHWC) */
-    void *y;
-} qk_epi_run;
+/* The portable QkEpilogue over elements [lo, hi) (lower_ops_epi.c;
+ * qk_epi_run and its AVX-512 twin in ../kernels/eltwise8.h). */
 void qk_epi_range_ref(const qk_epi_run *e, int64_t lo, int64_t hi);
-void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
-
- /* QkAdd FP32 arithmetic on 8-bit codes, elements [i0, i1) (u*: 1 uint8, 0
- * int8); the same codes as the portable loop in lower_ops.c */
-void qk_qadd8__avx512(const void *a, int ua, const void *b, int ub, void *y, int uy, int64_t i0, int64_t i1, float ra,
-                      int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp);
-/* The same in gemmlowp arithmetic: qk_qadd_value's codes (multipliers >= 0) */
-void qk_qadd8_gemmlowp__avx512(const qk_qadd *p, const void *a, int ua, const void *b, int ub, void *y, int64_t i0,
-                               int64_t i1);
 
 #endif

@@ -4,7 +4,7 @@
  * 1 and N threads give the same codes. */
 #include "lower_ops.h"
 #include "qkit/ops.h"
-#include "../../ops/window.h"
+#include "../../graph/window.h"
 
 #include <math.h>
 #include <emmintrin.h>

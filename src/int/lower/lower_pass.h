@@ -1,5 +1,8 @@
-/* Private to src/int/lower.c and lower_match.c: the state of one lowering
- * pass (qk_qdq_lower) and the helpers the pattern matchers share. */
+/* Private to src/int/lower/lower.c, lower_match.c and lower_emit.c: the
+ * state of one lowering pass (qk_qdq_lower) and the helpers the pattern
+ * matchers share. Calls go one way: lower.c (driver) -> lower_match.c
+ * (patterns) -> lower_emit.c (emit helpers), the driver also calling the
+ * emit helpers directly. */
 #ifndef QK_INT_LOWER_PASS_H
 #define QK_INT_LOWER_PASS_H
 
@@ -46,7 +49,7 @@ typedef struct chain {
 #define TRY(x) do { qk_status st_ = (x); if (st_ != QK_OK) return st_; } while (0)
 #define NOMEM(n) qk_error(QK_ERR_NOMEM, "lower: node '%s': out of memory", (n)->name)
 
-/* lower.c: names, values, parameters, copies, output chains */
+/* lower_emit.c: names, values, parameters, copies, output chains */
 char *qk_lw_uniq(lw *L, const char *base);
 int qk_lw_new_act(lw *L, const char *base, int fresh);
 int qk_lw_new_init(lw *L, const char *base, qk_dtype dt, int ndim, const int64_t *dims, const void *data);

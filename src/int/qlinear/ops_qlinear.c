@@ -21,7 +21,7 @@
  * (no allocation). g->opts.reference runs the plain reference instead. */
 #include "../kernels/i8gemm.h"
 #include "qkit/ops.h"
-#include "../../ops/window.h"
+#include "../../graph/window.h"
 
 #include <math.h>
 #include <string.h>

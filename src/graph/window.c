@@ -1,4 +1,4 @@
-/* Sliding-window geometry (see window.h). */
+/* Sliding-window geometry (see window.h): attribute parsing and output size. */
 #include "window.h"
 
 #include <string.h>

@@ -1,13 +1,14 @@
 /* Sliding-window geometry shared by Conv, MaxPool and AveragePool (ONNX
- * kernel_shape / strides / pads / dilations / auto_pad / ceil_mode), and the
- * plain N-d reference kernels (conv_ref.c, pool.c).
+ * kernel_shape / strides / pads / dilations / auto_pad / ceil_mode).
+ * Internal to the library, shared by the float operators (src/ops) and the
+ * integer ones (src/int); not a public header.
  *
  * A qk_window always has 3 spatial dims; a 1-D or 2-D window is stored
  * right-aligned with leading unit dims (in = out = k = s = d = 1, pads 0),
  * which leaves the NC[D]HW memory layout unchanged. So a 1-D conv is a 2-D
  * conv with H = 1, and every reference loop nest is 3-deep. */
-#ifndef QKIT_OPS_WINDOW_H
-#define QKIT_OPS_WINDOW_H
+#ifndef QK_GRAPH_WINDOW_H
+#define QK_GRAPH_WINDOW_H
 
 #include "qkit/graph.h"
 
@@ -47,25 +48,5 @@ qk_status qk_win_resolve(const qk_win_attrs *a, const char *op, int nsp, const i
 static inline int64_t qk_win_in_size(const qk_window *w) { return w->in[0] * w->in[1] * w->in[2]; }
 static inline int64_t qk_win_out_size(const qk_window *w) { return w->out[0] * w->out[1] * w->out[2]; }
 static inline int64_t qk_win_k_size(const qk_window *w) { return w->k[0] * w->k[1] * w->k[2]; }
-
-/* ---- reference convolution (conv_ref.c): N-d, any group; serial ----
- * x [N, C, in...], wt [M, C/group, k...], b [M] or NULL, y [N, M, out...]. */
-void qk_conv_ref_forward(const qk_window *w, int64_t N, int64_t C, int64_t M, int64_t group,
-                         const float *x, const float *wt, const float *b, float *y);
-/* ADDS dX (if dx), dW (if dw), dB (if db) for output gradient dy. */
-void qk_conv_ref_backward(const qk_window *w, int64_t N, int64_t C, int64_t M, int64_t group,
-                          const float *x, const float *wt, const float *dy, float *dx, float *dw,
-                          float *db);
-
-/* ---- depthwise 2-D (conv_dw.c): np planes of one channel (e.g. several
- * samples): plane k is x + k*xs [H, W] -> y + k*ys [OH, OW]; weights
- * wk [kh, kw], bias b. scratch: qk_dw_scratch_floats(w, np, training). ---- */
-size_t qk_dw_scratch_floats(const qk_window *w, int64_t np, int training);
-void qk_dw_fwd(const qk_window *w, int64_t np, const float *x, int64_t xs, const float *wk, float b, float *y,
-               int64_t ys, float *scratch);
-/* dx (if non-NULL) += d/dx; dwk[kh*kw] and *db (if non-NULL) are set (init)
- * or added to, summed over the np planes. */
-void qk_dw_bwd(const qk_window *w, int64_t np, const float *x, int64_t xs, const float *wk, const float *dy,
-               int64_t ys, float *dx, float *dwk, float *db, int init, float *scratch);
 
 #endif

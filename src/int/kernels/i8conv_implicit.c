@@ -1,0 +1,88 @@
+/* int8 convolution (i8conv.h), implicit im2col (AMX compute_koff): the
+ * GEMM reads its A rows in place from zero-point padded NHWC input rows. */
+#include "i8conv.h"
+
+#include <string.h>
+
+/* Implicit im2col: one task per (image, block of R output rows). The
+ * input rows the block reads are copied once, zero-point padded, as NHWC
+ * rows of Wp pixels; output pixel (oh, ow) of the block is flat row
+ * (oh - oh0)*Wp + ow, and kernel row a's kw*Cg bytes of its im2col row are
+ * the contiguous bytes at ((oh - oh0 + a)*Wp + ow)*Cg: the AMX tiles load
+ * them in place (rows Cg bytes apart), the weights past kw*Cg being zero. */
+void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
+{
+    conv_ctx *r = vctx;
+    const qk_i8conv *c = r->c;
+    int64_t Wp, R = imp_rows(c, r->W, &Wp);
+    int64_t n = t / r->nblk, oh0 = (t % r->nblk) * R, Rb = r->OH - oh0 < R ? r->OH - oh0 : R;
+    const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, nck = c->KS / 64;
+    size_t bb = qk_i8conv_imp_buf_bytes(c, W);
+    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb + qk_i8conv_imp_pre_bytes(c, W);
+    const int zx = (uint8_t)c->x_zero;
+    for (int64_t j = 0; j < rows; j++) {
+        int64_t ih = oh0 + j - c->pt;
+        uint8_t *d = P + j * Wp * Cg;
+        if (ih < 0 || ih >= H) {
+            memset(d, zx, (size_t)(Wp * Cg));
+            continue;
+        }
+        memset(d, zx, (size_t)(c->pl * Cg));
+        if (r->x_nhwc)
+            memcpy(d + c->pl * Cg, r->x + (size_t)((n * H + ih) * W * Cg), (size_t)(W * Cg));
+        else
+            qk_i8conv_to_nhwc(r, n, 0, ih * W, W, d + c->pl * Cg);
+        memset(d + (c->pl + W) * Cg, zx, (size_t)(c->pr * Cg));
+    }
+    memset(P + rows * Wp * Cg, zx, bb - (size_t)(rows * Wp * Cg));
+    int64_t koff[QK_I8_IMP_MAXCHUNK];
+    for (int64_t a = 0; a < c->kh; a++)
+        for (int64_t q = 0; q < nck; q++)
+            koff[a * nck + q] = a * Wp * Cg + q * 64;
+    uint8_t *y;
+    int64_t ldm, ldn;
+    if (r->y_nhwc) {
+        y = r->y + (size_t)((n * r->P + oh0 * r->OW) * c->Co) * r->es;
+        ldm = c->Co, ldn = 1;
+    } else {
+        y = r->y + (size_t)(n * c->Co * r->P + oh0 * r->OW) * r->es;
+        ldm = 1, ldn = r->P;
+    }
+    int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
+    if (c->gimp->need_rowsum) {
+        /* row f's sum: over the kh runs of KS bytes the tiles read; with
+         * KS a multiple of Cg those runs are whole pixels: prefix sums of
+         * per-pixel sums (SSE2 byte sums, qk_i8_pixel_prefix__sse2), else of
+         * the bytes */
+        uint32_t *pre = (uint32_t *)(P + bb);
+        const int sg = c->x_type == QK_I8;
+        if (c->KS % Cg == 0 && Cg % 16 == 0) {
+            const int64_t npx = (int64_t)(bb / (size_t)Cg), run = c->KS / Cg;
+            qk_i8_pixel_prefix__sse2(P, npx, Cg, sg, pre);
+            for (int64_t f = 0; f < Rb * Wp; f++) {
+                uint32_t sum = 0;
+                for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++)
+                    sum += pre[f + a * Wp + run] - pre[f + a * Wp];
+                rsb[f] = (int32_t)sum;
+            }
+        } else {
+            pre[0] = 0;
+            if (sg)
+                for (size_t i = 0; i < bb; i++)
+                    pre[i + 1] = pre[i] + (uint32_t)(int32_t)(int8_t)P[i];
+            else
+                for (size_t i = 0; i < bb; i++)
+                    pre[i + 1] = pre[i] + P[i];
+            for (int64_t f = 0; f < Rb * Wp; f++) {
+                uint32_t sum = 0;
+                for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++) {
+                    int64_t o = (f + a * Wp) * Cg;
+                    sum += pre[o + c->KS] - pre[o];
+                }
+                rsb[f] = (int32_t)sum;
+            }
+        }
+        rs = rsb;
+    }
+    qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, rs, 0, c->Co, y, ldm, ldn, gws);
+}
