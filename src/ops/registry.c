@@ -17,6 +17,12 @@ extern const qk_op qk_op_quantizelinear, qk_op_dequantizelinear; /* quant/qdq_op
 extern const qk_op qk_op_fakequant; /* quant/fakequant_op.c, domain ai.qkit */
 extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_qkconcat,
     qk_op_qkrequant, qk_op_qkepilogue; /* int/lower_ops*.c, domain ai.qkit */
+/* ---- begin: operators for exported image classifiers (ops12) ---- */
+extern const qk_op qk_op_transpose, qk_op_slice, qk_op_split, qk_op_expand, qk_op_tile; /* layout.c */
+extern const qk_op qk_op_cast, qk_op_castlike, qk_op_constantofshape, qk_op_range; /* tensor_gen.c */
+extern const qk_op qk_op_equal, qk_op_less, qk_op_greater, qk_op_lessorequal, qk_op_greaterorequal, qk_op_and,
+    qk_op_or, qk_op_xor, qk_op_not, qk_op_where; /* compare.c */
+/* ---- end: operators for exported image classifiers (ops12) ---- */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -32,6 +38,12 @@ static const qk_op *const ops[] = {
     &qk_op_quantizelinear, &qk_op_dequantizelinear,
     &qk_op_fakequant,
     &qk_op_qkconv, &qk_op_qkgemm, &qk_op_qkadd, &qk_op_qkpool, &qk_op_qkconcat, &qk_op_qkrequant, &qk_op_qkepilogue,
+    /* ---- begin: operators for exported image classifiers (ops12) ---- */
+    &qk_op_transpose, &qk_op_slice, &qk_op_split, &qk_op_expand, &qk_op_tile,
+    &qk_op_cast, &qk_op_castlike, &qk_op_constantofshape, &qk_op_range,
+    &qk_op_equal, &qk_op_less, &qk_op_greater, &qk_op_lessorequal, &qk_op_greaterorequal, &qk_op_and,
+    &qk_op_or, &qk_op_xor, &qk_op_not, &qk_op_where,
+    /* ---- end: operators for exported image classifiers (ops12) ---- */
     NULL
 };
 
