@@ -22,6 +22,12 @@ extern const qk_op qk_op_transpose, qk_op_slice, qk_op_split, qk_op_expand, qk_o
 extern const qk_op qk_op_cast, qk_op_castlike, qk_op_constantofshape, qk_op_range; /* tensor_gen.c */
 extern const qk_op qk_op_equal, qk_op_less, qk_op_greater, qk_op_lessorequal, qk_op_greaterorequal, qk_op_and,
     qk_op_or, qk_op_xor, qk_op_not, qk_op_where; /* compare.c */
+extern const qk_op qk_op_sqrt, qk_op_exp, qk_op_log, qk_op_neg, qk_op_abs, qk_op_reciprocal, qk_op_erf, qk_op_gelu,
+    qk_op_softplus, qk_op_softsign, qk_op_mish, qk_op_tanh, qk_op_sin, qk_op_cos, qk_op_floor, qk_op_ceil,
+    qk_op_round, qk_op_sign, qk_op_elu, qk_op_selu, qk_op_celu, qk_op_leakyrelu, qk_op_thresholdedrelu,
+    qk_op_pow; /* unary.c */
+extern const qk_op qk_op_reducemean, qk_op_reducesum, qk_op_reducemax, qk_op_reducemin, qk_op_reduceprod,
+    qk_op_reducel1, qk_op_reducel2, qk_op_reducesumsquare, qk_op_reducelogsum, qk_op_reducelogsumexp; /* reduce.c */
 /* ---- end: operators for exported image classifiers (ops12) ---- */
 
 static const qk_op *const ops[] = {
@@ -43,6 +49,12 @@ static const qk_op *const ops[] = {
     &qk_op_cast, &qk_op_castlike, &qk_op_constantofshape, &qk_op_range,
     &qk_op_equal, &qk_op_less, &qk_op_greater, &qk_op_lessorequal, &qk_op_greaterorequal, &qk_op_and,
     &qk_op_or, &qk_op_xor, &qk_op_not, &qk_op_where,
+    &qk_op_sqrt, &qk_op_exp, &qk_op_log, &qk_op_neg, &qk_op_abs, &qk_op_reciprocal, &qk_op_erf, &qk_op_gelu,
+    &qk_op_softplus, &qk_op_softsign, &qk_op_mish, &qk_op_tanh, &qk_op_sin, &qk_op_cos, &qk_op_floor, &qk_op_ceil,
+    &qk_op_round, &qk_op_sign, &qk_op_elu, &qk_op_selu, &qk_op_celu, &qk_op_leakyrelu, &qk_op_thresholdedrelu,
+    &qk_op_pow,
+    &qk_op_reducemean, &qk_op_reducesum, &qk_op_reducemax, &qk_op_reducemin, &qk_op_reduceprod,
+    &qk_op_reducel1, &qk_op_reducel2, &qk_op_reducesumsquare, &qk_op_reducelogsum, &qk_op_reducelogsumexp,
     /* ---- end: operators for exported image classifiers (ops12) ---- */
     NULL
 };
