@@ -30,6 +30,7 @@ extern const qk_op qk_op_reducemean, qk_op_reducesum, qk_op_reducemax, qk_op_red
     qk_op_reducel1, qk_op_reducel2, qk_op_reducesumsquare, qk_op_reducelogsum, qk_op_reducelogsumexp; /* reduce.c */
 extern const qk_op qk_op_pad; /* pad.c */
 extern const qk_op qk_op_layernormalization, qk_op_instancenormalization; /* norm.c */
+extern const qk_op qk_op_resize, qk_op_upsample; /* resize.c */
 /* ---- end: operators for exported image classifiers (ops12) ---- */
 
 static const qk_op *const ops[] = {
@@ -58,6 +59,7 @@ static const qk_op *const ops[] = {
     &qk_op_reducemean, &qk_op_reducesum, &qk_op_reducemax, &qk_op_reducemin, &qk_op_reduceprod,
     &qk_op_reducel1, &qk_op_reducel2, &qk_op_reducesumsquare, &qk_op_reducelogsum, &qk_op_reducelogsumexp,
     &qk_op_pad, &qk_op_layernormalization, &qk_op_instancenormalization,
+    &qk_op_resize, &qk_op_upsample,
     /* ---- end: operators for exported image classifiers (ops12) ---- */
     NULL
 };
