@@ -31,6 +31,7 @@ extern const qk_op qk_op_reducemean, qk_op_reducesum, qk_op_reducemax, qk_op_red
 extern const qk_op qk_op_pad; /* pad.c */
 extern const qk_op qk_op_layernormalization, qk_op_instancenormalization; /* norm.c */
 extern const qk_op qk_op_resize, qk_op_upsample; /* resize.c */
+extern const qk_op qk_op_convtranspose; /* conv_transpose.c */
 /* ---- end: operators for exported image classifiers (ops12) ---- */
 
 static const qk_op *const ops[] = {
@@ -60,6 +61,7 @@ static const qk_op *const ops[] = {
     &qk_op_reducel1, &qk_op_reducel2, &qk_op_reducesumsquare, &qk_op_reducelogsum, &qk_op_reducelogsumexp,
     &qk_op_pad, &qk_op_layernormalization, &qk_op_instancenormalization,
     &qk_op_resize, &qk_op_upsample,
+    &qk_op_convtranspose,
     /* ---- end: operators for exported image classifiers (ops12) ---- */
     NULL
 };
