@@ -5,6 +5,7 @@
  * Reshape chain at plan time. The ONNX node tests (test_onnx_node) check
  * the forward semantics in depth. */
 #include "light_fx.h"
+#include "qkit/onnx.h"
 
 static qk_rng rng;
 
@@ -207,14 +208,60 @@ static void test_known_chain(void)
     qk_graph_destroy(g);
 }
 
+/* Small PyTorch exports (tools/make_export_fixtures.py): Pad (pads computed
+ * by a ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast chain), Resize,
+ * ConvTranspose, LayerNorm (decomposed at opset 14, LayerNormalization at
+ * 17), Gelu through Erf, ReduceMean, Sqrt/Abs. Outputs within 1e-4 of
+ * PyTorch's (relative to the largest logit), at batch 1 and batch 3 (the
+ * fixed-batch opset-14 export is re-planned). */
+static void test_torch_exports(void)
+{
+    static const char *models[] = { "tiny_op14", "tiny_op17", "tiny_op11" };
+    static const char *batches[] = { "b1", "b3" };
+    for (int m = 0; m < 3; m++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/export/%s.onnx", models[m]);
+        qk_graph *g = NULL;
+        QT_OK(qk_onnx_load(path, &g));
+        if (!g)
+            continue;
+        for (int b = 0; b < 2; b++) {
+            qk_tensor x, want;
+            snprintf(path, sizeof path, "tests/data/export/input_%s.pb", batches[b]);
+            QT_OK(qk_onnx_load_tensor(path, &x, NULL));
+            snprintf(path, sizeof path, "tests/data/export/output_%s.pb", batches[b]);
+            QT_OK(qk_onnx_load_tensor(path, &want, NULL));
+            int n_out = 0;
+            qk_tensor *out = NULL;
+            qk_status st = qk_onnx_run(g, 1, &x, pool1, &n_out, &out);
+            QT_CHECK(st == QK_OK && n_out == 1, "%s %s: run: %s", models[m], batches[b], qk_last_error());
+            if (st == QK_OK && n_out == 1) {
+                double err = 0, mx = 0;
+                int same = qk_shape_equal(&out[0], &want) && out[0].ndim == want.ndim;
+                for (int64_t i = 0; same && i < qk_tensor_numel(&want); i++) {
+                    double d = fabs((double)qk_f32(&out[0])[i] - qk_f32(&want)[i]);
+                    err = d > err ? d : err;
+                    mx = fabs(qk_f32(&want)[i]) > mx ? fabs(qk_f32(&want)[i]) : mx;
+                }
+                QT_CHECK(same && err <= 1e-4 * mx, "%s %s: max error %.3g (largest logit %.3g)", models[m],
+                         batches[b], err, mx);
+            }
+            qk_onnx_free_tensors(out, n_out);
+            qk_tensor_free(&x);
+            qk_tensor_free(&want);
+        }
+        qk_graph_destroy(g);
+    }
+}
+
 int main(void)
 {
     qk_rng_seed(&rng, 12);
-    (void)pool1;
     test_layout_grad();
     test_reduce_grad();
     test_unary_grad();
     test_norm_resize_grad();
     test_known_chain();
+    test_torch_exports();
     return qt_finish("test_ops_export");
 }

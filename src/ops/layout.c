@@ -16,7 +16,8 @@
  * cut into rows of the last dim and spread over the pool. Backward adds dy
  * through the same map: in parallel where the map is one-to-one (Transpose,
  * Slice, Split), serially where inputs are reused (Expand, Tile).
- * Slice also computes a known value (Shape -> Slice chains). */
+ * Transpose and Slice also compute known values (the pads chains PyTorch
+ * exports for F.pad, Shape -> Slice). */
 #include "known.h"
 
 typedef struct lmap {
@@ -190,6 +191,19 @@ static qk_status lay_backward(qk_exec *x, qk_node *n)
     return QK_OK;
 }
 
+/* Known value of output y (Transpose, Slice) from a known input 0. */
+static void known_out(qk_graph *g, qk_node *n, const qk_tensor *y)
+{
+    lay_state *s = n->state;
+    s->kv.known = 0;
+    const qk_tensor *ka = qk_known(g, qk_in(g, n, 0));
+    void *buf = ka && ka->dtype == y->dtype && qk_tensor_numel(y) > 0 ? qk_kv_begin(n, y) : NULL;
+    if (buf) {
+        lmap_forward(NULL, s->m, ka, buf);
+        qk_kv_done(n);
+    }
+}
+
 /* ---- Transpose ---- */
 static qk_status transpose_init(qk_graph *g, qk_node *n) { (void)g; return lay_init(n, 1, 1, 0); }
 
@@ -221,7 +235,9 @@ static qk_status transpose_infer(qk_graph *g, qk_node *n)
     }
     m->nd = np;
     lmap_finish(m);
-    qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, np, d);
+    qk_tensor *y = &qk_out(g, n, 0)->t;
+    qk_tensor_set_shape(y, a->dtype, np, d);
+    known_out(g, n, y);
     return QK_OK;
 }
 
@@ -330,13 +346,7 @@ static qk_status slice_infer(qk_graph *g, qk_node *n)
         return st;
     qk_tensor *y = &qk_out(g, n, 0)->t;
     qk_tensor_set_shape(y, a->dtype, a->ndim, d);
-    s->kv.known = 0;
-    const qk_tensor *ka = qk_known(g, qk_in(g, n, 0));
-    void *buf = ka && qk_tensor_numel(y) > 0 ? qk_kv_begin(n, y) : NULL;
-    if (buf) {
-        lmap_forward(NULL, s->m, ka, buf);
-        qk_kv_done(n);
-    }
+    known_out(g, n, y);
     return QK_OK;
 }
 

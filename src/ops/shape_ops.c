@@ -139,7 +139,7 @@ static qk_status reshape_init(qk_graph *g, qk_node *n)
     qk_status st = need_io(n, 2, 2, 1, 1);
     if (st == QK_OK && n->in[1] < 0)
         return qk_error(QK_ERR_FORMAT, "the shape input is required");
-    return st;
+    return kv_init(n, st);
 }
 
 /* ONNX Reshape (opset 14): 0 copies the input dim at that index (unless
@@ -195,6 +195,7 @@ static qk_status reshape_infer(qk_graph *g, qk_node *n)
                         (long long)known);
     }
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, ns, s);
+    kv_copy(g, n);
     return QK_OK;
 }
 
@@ -582,7 +583,8 @@ static qk_status constant_forward(qk_exec *x, qk_node *n)
 
 const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, copy_forward, copy_backward, NULL };
 const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL };
-const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL };
+const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward,
+                              kv_destroy };
 const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward,
                               kv_destroy };
 const qk_op qk_op_unsqueeze = { "Unsqueeze", unsqueeze_init, unsqueeze_infer, NULL, copy_forward, copy_backward,
