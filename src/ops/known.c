@@ -3,7 +3,8 @@
 
 extern const qk_op qk_op_constant, qk_op_shape, qk_op_gather, qk_op_concat, qk_op_squeeze, qk_op_unsqueeze;
 extern const qk_op qk_op_cast, qk_op_slice, qk_op_range, qk_op_constantofshape, qk_op_equal, qk_op_where,
-    qk_op_less, qk_op_greater, qk_op_castlike, qk_op_reshape, qk_op_transpose;
+    qk_op_less, qk_op_greater, qk_op_castlike, qk_op_reshape, qk_op_transpose,
+    qk_op_add, qk_op_sub, qk_op_mul, qk_op_div;
 
 /* Operators whose state starts with a qk_kv_state. */
 static int kv_producer(const qk_op *op)
@@ -12,6 +13,7 @@ static int kv_producer(const qk_op *op)
         &qk_op_shape, &qk_op_gather, &qk_op_concat, &qk_op_squeeze, &qk_op_unsqueeze, &qk_op_cast,
         &qk_op_slice, &qk_op_range, &qk_op_constantofshape, &qk_op_equal, &qk_op_where, &qk_op_less,
         &qk_op_greater, &qk_op_castlike, &qk_op_reshape, &qk_op_transpose,
+        &qk_op_add, &qk_op_sub, &qk_op_mul, &qk_op_div,
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         if (op == list[i])
