@@ -222,23 +222,7 @@ static int compare(const qk_tensor *got, const qk_tensor *want, char *msg, size_
 
 enum { T_PASS, T_FAIL, T_VARIANT };
 
-static int n_frozen, n_property;
-
-/* Inputs that decide an output shape: qkit plans static shapes, so these
- * must be constants; the node tests feed them as graph inputs, and the
- * runner freezes them (qk_onnx_freeze_input) to the test data. */
-static int shape_slot(const char *op, int i)
-{
-    static const struct { const char *op; int lo, hi; } slots[] = {
-        {"Reshape", 1, 1}, {"Squeeze", 1, 1}, {"Unsqueeze", 1, 1}, {"Expand", 1, 1}, {"Tile", 1, 1},
-        {"Slice", 1, 4}, {"Pad", 1, 3}, {"Resize", 1, 3}, {"Upsample", 1, 1}, {"ConstantOfShape", 0, 0},
-        {"Split", 1, 1}, {"TopK", 1, 1}, {"OneHot", 1, 1}, {"Range", 0, 2},
-    };
-    for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++)
-        if (strcmp(slots[k].op, op) == 0)
-            return i >= slots[k].lo && i <= slots[k].hi;
-    return 0;
-}
+static int n_property;
 
 /* A training-mode Dropout with ratio > 0 draws its mask from numpy's RNG,
  * which qkit cannot reproduce; check the defining property instead: every
@@ -281,7 +265,7 @@ static int dropout_property(const qk_graph *g0, int n_in, const qk_tensor *in, i
     return 1;
 }
 
-/* Load the model, freeze shape inputs, run one data set in one mode. */
+/* Load the model and run one data set in one mode. */
 static int run_set(const char *model, const char *test, const char *set_dir, const char *mode, qk_pool *pool)
 {
     char path[1280];
@@ -298,7 +282,7 @@ static int run_set(const char *model, const char *test, const char *set_dir, con
     qk_graph_set_options(g, &(qk_plan_options){ .reference = strcmp(mode, "reference") == 0 });
     /* input_i.pb is the i-th graph input that is not an initializer. */
     qk_tensor in[64], run_in[64], want[64];
-    int n_in = 0, n_want = 0, n_run = 0, n_out = 0, frozen = 0, result = T_PASS;
+    int n_in = 0, n_want = 0, n_run = 0, n_out = 0, result = T_PASS;
     qk_tensor *outs = NULL;
     memset(in, 0, sizeof in);
     memset(want, 0, sizeof want);
@@ -319,27 +303,10 @@ static int run_set(const char *model, const char *test, const char *set_dir, con
         result = T_FAIL;
         goto done;
     }
-    /* Freeze shape inputs (names first: freezing edits g->inputs). */
-    char *names[64];
+    /* Shape inputs (Reshape shape, Slice starts, Resize scales, ...) are fed
+     * as data like any input: qk_onnx_run reads small inputs while it plans. */
     for (int i = 0; i < n_in; i++)
-        names[i] = g->values[g->inputs[i]].name;
-    for (int i = 0; i < n_in; i++) {
-        int v = qk_graph_find_value(g, names[i]), shape = 0;
-        for (int k = 0; k < g->n_nodes; k++)
-            for (int j = 0; j < g->nodes[k].n_in; j++)
-                shape |= g->nodes[k].in[j] == v && shape_slot(g->nodes[k].op_type, j);
-        if (!shape) {
-            run_in[n_run++] = in[i];
-            continue;
-        }
-        st = qk_onnx_freeze_input(g, names[i], &in[i]);
-        if (st != QK_OK) {
-            QT_CHECK(0, "%s: freezing input '%s': %s", test, names[i], qk_last_error());
-            result = T_FAIL;
-            goto done;
-        }
-        frozen = 1;
-    }
+        run_in[n_run++] = in[i];
     st = qk_onnx_run(g, n_run, run_in, pool, &n_out, &outs);
     if (st == QK_ERR_UNSUPPORTED) {
         printf("onnx-node: unsupported variant %s (%s): %s\n", test, mode, qk_last_error());
@@ -370,7 +337,6 @@ static int run_set(const char *model, const char *test, const char *set_dir, con
     if (result == T_PASS) {
         qt_pass++;
         if (mode[0] == 'f') {
-            n_frozen += frozen;
             n_property += prop > 0;
             if (prop > 0)
                 printf("onnx-node: note: %s checked by property (random dropout mask)\n", test);
@@ -474,9 +440,6 @@ int main(void)
     printf("onnx-node: total ran %d, passed %d, failed %d, unsupported variant %d; "
            "skipped %d tests using %d operators qkit does not support\n",
            ran, passed, ran - passed, variants, skipped, n_unsup);
-    if (n_frozen)
-        printf("onnx-node: note: %d tests ran with their shape inputs (Reshape shape, Squeeze/Unsqueeze "
-               "axes, ...) frozen to the test data as constants (qkit plans static shapes)\n", n_frozen);
     printf("onnx-node-skipped (not supported, tests):%s\n", line);
     QT_CHECK(ran + variants > 0, "no node test of a supported operator was found in %s", dir);
     free(counts);

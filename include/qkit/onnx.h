@@ -44,12 +44,17 @@
 extern "C" {
 #endif
 
-/* Lowest / highest default-domain opset qk_onnx_read accepts. A model with
- * an older opset (>= 1) is also accepted when every one of its operators
- * has the same definition at that opset as at opset 11 (for example
- * GlobalAveragePool-1, HardSigmoid-6, QLinearConv-10). */
-#define QK_ONNX_OPSET_MIN 11
-#define QK_ONNX_OPSET_MAX 17
+/* Lowest / highest default-domain opset qk_onnx_read accepts. Operators
+ * read the forms of every opset in that range (attributes that became
+ * inputs: Pad pads, Slice starts/ends, Split split, Squeeze/Unsqueeze and
+ * Reduce* axes, Clip min/max, Upsample/Resize scales; Softmax's axis
+ * semantics before 13; the Resize-10 coordinates) and refuse attribute
+ * values they do not implement (QK_ERR_UNSUPPORTED naming the node). A
+ * model with an older opset (>= 1) is also accepted when every one of its
+ * operators has the same definition at that opset as at opset 11 (for
+ * example GlobalAveragePool-1, HardSigmoid-6). */
+#define QK_ONNX_OPSET_MIN 7
+#define QK_ONNX_OPSET_MAX 21
 
 /* Read an ONNX ModelProto into a new graph, not bound (bind it with
  * qk_graph_bind and the operator tables of the layers the caller knows, or

@@ -74,9 +74,34 @@ static int op_since(const char *op)
     return 11;
 }
 
+/* Opset 21 QuantizeLinear/DequantizeLinear attributes qkit does not
+ * implement: block quantization (block_size != 0) and an output_dtype that
+ * is not uint8/int8 (qkit takes the type from the zero point). */
+static qk_status check_opset21_attrs(const importer *im, const Onnx__NodeProto *np, const char *nl)
+{
+    if (strcmp(np->op_type, "QuantizeLinear") != 0 && strcmp(np->op_type, "DequantizeLinear") != 0)
+        return QK_OK;
+    for (size_t k = 0; k < np->n_attribute; k++) {
+        const Onnx__AttributeProto *a = np->attribute[k];
+        if (!a->name)
+            continue;
+        if (strcmp(a->name, "block_size") == 0 && a->i != 0)
+            return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): block quantization (block_size %lld) is not "
+                        "supported", nl, np->op_type, (long long)a->i);
+        if (strcmp(a->name, "output_dtype") == 0 && a->i != 0 && a->i != 2 && a->i != 3)
+            return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): output_dtype %s is not supported (uint8 and "
+                        "int8 are)", nl, np->op_type, qk_onnx_dtype_name((int)a->i));
+        if (strcmp(a->name, "output_dtype") == 0 && a->i != 0 && np->n_input < 3)
+            return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): output_dtype without a zero point is not "
+                        "supported", nl, np->op_type);
+    }
+    return QK_OK;
+}
+
 static qk_status check_opset_and_ops(importer *im, const Onnx__ModelProto *m, int64_t *opset)
 {
     const Onnx__GraphProto *gp = m->graph;
+    qk_status st;
     int found = 0;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = m->opset_import[i];
@@ -100,6 +125,9 @@ static qk_status check_opset_and_ops(importer *im, const Onnx__ModelProto *m, in
         if (!is_default_domain(np->domain) && strcmp(np->domain, "ai.qkit") != 0)
             return ferr(im, QK_ERR_UNSUPPORTED, "node '%s' (%s): operator domain '%s' is not supported",
                         nl, np->op_type, np->domain);
+        st = check_opset21_attrs(im, np, nl);
+        if (st != QK_OK)
+            return st;
     }
     if (*opset < QK_ONNX_OPSET_MIN)
         for (size_t i = 0; i < gp->n_node; i++) {
@@ -133,6 +161,10 @@ static int const_slot(const char *op, size_t i)
         return i >= 1;
     if (strcmp(op, "SoftmaxCrossEntropyLoss") == 0)
         return i == 2;
+    if (strcmp(op, "Pow") == 0 || strcmp(op, "Split") == 0)
+        return i == 1; /* exponent, split sizes */
+    if (strcmp(op, "Range") == 0 || strcmp(op, "ConstantOfShape") == 0)
+        return 1;
     /* Shape-like inputs (int64 in valid models, CONST anyway). */
     if (strcmp(op, "Reshape") == 0 || strcmp(op, "Squeeze") == 0 || strcmp(op, "Unsqueeze") == 0 ||
         strcmp(op, "Expand") == 0 || strcmp(op, "Tile") == 0 || strcmp(op, "Slice") == 0)

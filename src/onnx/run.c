@@ -111,19 +111,126 @@ static qk_status check_inputs(const qk_graph *g, int n_in, const qk_tensor *inpu
     return QK_OK;
 }
 
+/* Inputs small enough to be read as known values at plan time (the
+ * QK_KV_MAX of src/ops/known.h). */
+#define RUN_SMALL_INPUT 64
+
+static int is_small(const qk_tensor *t) { return qk_tensor_numel(t) <= RUN_SMALL_INPUT; }
+
+/* Whether a small input's data differs from what the current plan saw
+ * (its buffer still holds the previous run's data): shapes may depend on it. */
+static int small_inputs_changed(const qk_graph *g, const qk_tensor *inputs)
+{
+    if (!g->planned)
+        return 1;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const qk_value *v = &g->values[g->inputs[i]];
+        if (!is_small(&inputs[i]))
+            continue;
+        size_t bytes = qk_tensor_bytes(&inputs[i]);
+        if (bytes != qk_tensor_bytes(&v->t) || (bytes && memcmp(v->t.data, inputs[i].data, bytes) != 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* After an input became dynamic (adopt_batch): Reshape targets that PyTorch
+ * folded to the exported batch ([1, C, ...] where the Reshape's input and
+ * output both have dim 0 = 1) get 0 ("copy the input's dim 0") instead of
+ * 1, which is the same shape at batch 1 and follows any other batch. The
+ * new target is a new CONST value (the old one may be shared). Best effort:
+ * nothing changes when shapes cannot be inferred at batch 1. */
+static void rebatch_shapes(qk_graph *g)
+{
+    if (qk_graph_infer(g) != QK_OK) {
+        qk_clear_error();
+        return;
+    }
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[k];
+        if (strcmp(n->op_type, "Reshape") != 0 || n->n_in < 2 || n->in[1] < 0 || n->in[0] < 0 ||
+            qk_node_int(n, "allowzero", 0) != 0)
+            continue;
+        const qk_value *sv = &g->values[n->in[1]];
+        const qk_tensor *x = &g->values[n->in[0]].t, *y = &g->values[n->out[0]].t;
+        if (sv->kind != QK_VALUE_CONST || sv->t.dtype != QK_I64 || sv->t.ndim != 1 || sv->t.dims[0] < 1 ||
+            ((const int64_t *)sv->t.data)[0] != 1 || x->ndim < 1 || x->dims[0] != 1 || y->ndim < 1 ||
+            y->dims[0] != 1)
+            continue;
+        qk_tensor t;
+        if (qk_tensor_clone(&t, &sv->t) != QK_OK)
+            break;
+        ((int64_t *)t.data)[0] = 0;
+        char base[200];
+        snprintf(base, sizeof base, "%s_rebatched", sv->name);
+        char *nm = qk_graph_unique_name(g, base);
+        int id = nm ? qk_graph_add_init(g, nm, QK_VALUE_CONST, &t) : -1;
+        qk_free(nm);
+        if (id < 0) {
+            qk_tensor_free(&t);
+            qk_clear_error();
+            break;
+        }
+        g->nodes[k].in[1] = id; /* g->nodes may not move: adding a value does not touch nodes */
+    }
+}
+
+/* A model exported with a fixed batch (dim 0 of a float input of rank >= 2
+ * declared 1) run on another batch: that input's dim 0 becomes dynamic and
+ * qkit re-plans, saying so once per input. Shapes inside the model that
+ * were folded to batch 1 may still refuse the new batch (the error names
+ * the node). */
+static void adopt_batch(qk_graph *g, int n_in, const qk_tensor *inputs)
+{
+    for (int i = 0; i < n_in && i < g->n_inputs; i++) {
+        qk_value *v = &g->values[g->inputs[i]];
+        const qk_tensor *t = &inputs[i];
+        if (v->dyn_batch || v->t.dtype != QK_F32 || v->t.ndim < 2 || t->ndim != v->t.ndim ||
+            v->t.dims[0] != 1 || t->dims[0] == 1 || t->dims[0] < 1 || t->dtype != v->t.dtype)
+            continue;
+        int same = 1;
+        for (int d = 1; d < t->ndim; d++)
+            same &= t->dims[d] == v->t.dims[d];
+        if (!same)
+            continue;
+        qk_log(QK_LOG_WARN, "input '%s' was exported with a fixed batch of 1; re-planning the model for "
+               "batch %lld", v->name, (long long)t->dims[0]);
+        qk_graph_unplan(g);
+        v->dyn_batch = 1;
+        rebatch_shapes(g);
+    }
+}
+
 qk_status qk_onnx_run(qk_graph *g, int n_in, const qk_tensor *inputs, qk_pool *pool,
                       int *n_out, qk_tensor **outputs)
 {
     *n_out = 0;
     *outputs = NULL;
     int64_t batch;
+    adopt_batch(g, n_in, inputs);
     qk_status st = check_inputs(g, n_in, inputs, &batch);
     if (st != QK_OK)
         return st;
-    if (!g->planned || g->training || g->max_batch < batch || g->exec.pool != pool)
+    int replan = !g->planned || g->training || g->max_batch < batch || g->exec.pool != pool ||
+                 small_inputs_changed(g, inputs);
+    if (replan) {
+        /* Small inputs are known while shapes are planned (known.h): point
+         * them at the caller's data until plan gives them their buffers. */
+        qk_graph_unplan(g);
+        for (int i = 0; i < n_in; i++) {
+            qk_value *v = &g->values[g->inputs[i]];
+            if (is_small(&inputs[i])) {
+                v->t.data = inputs[i].data;
+                v->t.owned = 0;
+            }
+        }
         st = qk_graph_plan(g, batch, 0, pool);
-    else
+        if (st != QK_OK)
+            for (int i = 0; i < n_in; i++)
+                g->values[g->inputs[i]].t.data = NULL;
+    } else {
         st = qk_graph_set_batch(g, batch);
+    }
     if (st != QK_OK)
         return st;
     for (int i = 0; i < n_in; i++) {

@@ -14,7 +14,12 @@
  * dims merged where every operand stays linear), so equal shapes (residual
  * Add of two [N,C,H,W] tensors) become one contiguous vectorizable loop.
  * Work is cut into pieces of at most QK_LT_GRAIN elements (problem size
- * only) and spread over the pool. */
+ * only) and spread over the pool.
+ * Known values (known.h): an int64 output of at most QK_KV_MAX elements
+ * whose inputs are known is also computed at infer time (the shape
+ * arithmetic PyTorch exports, e.g. Shape -> Gather -> Add -> Div -> Mul ->
+ * Slice for torch.chunk); the state of all four ops starts with a
+ * qk_kv_state. */
 /* gcc -O2 vectorizes only loops with no epilogue ("very cheap" model);
  * these memory-bound loops need the cheap model (clang vectorizes at -O2). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -23,7 +28,8 @@
 #include "fkern.h"
 #include "fuse.h"
 #include "fvec.h"
-#include "light_util.h"
+#include "bcast.h"
+#include "known.h"
 
 enum { EW_ADD, EW_SUB, EW_MUL, EW_DIV };
 
@@ -216,12 +222,43 @@ static void ew_run(qk_pool *pool, ew_job *j)
 }
 
 /* ---- init / infer ---- */
+/* State of the four ops (Add uses all of it). */
+typedef struct add_state {
+    qk_kv_state kv; /* first member (known.h) */
+    int flat;       /* float, both inputs of the output's shape, not the same value */
+    int relu_out;   /* fused Relu's output value, or -1 */
+} add_state;
+
 static qk_status ew_init(qk_graph *g, qk_node *n)
 {
     (void)g;
     if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out != 1)
         return qk_error(QK_ERR_FORMAT, "needs 2 inputs and 1 output (has %d and %d)", n->n_in, n->n_out);
+    if (!(n->state = qk_calloc(1, sizeof(add_state))))
+        return qk_error(QK_ERR_NOMEM, "out of memory");
     return QK_OK;
+}
+
+static int ew_kind(const qk_node *n);
+
+/* Known int64 value of the output when both inputs are known. */
+static void ew_known(qk_graph *g, qk_node *n, const qk_tensor *y)
+{
+    add_state *s = n->state;
+    s->kv.known = 0;
+    const qk_tensor *in[2] = { qk_known(g, qk_in(g, n, 0)), qk_known(g, qk_in(g, n, 1)) };
+    if (y->dtype != QK_I64 || !in[0] || !in[1] || in[0]->dtype != QK_I64 || in[1]->dtype != QK_I64 ||
+        !qk_kv_begin(n, y))
+        return;
+    qk_bcast b;
+    qk_bcast_init(&b, y->ndim, y->dims, 2, in);
+    int64_t off[QK_BC_MAX];
+    for (int64_t e = 0; e < b.numel; e++) {
+        qk_bcast_off(&b, e, off);
+        s->kv.buf.i[e] = ew_int_op(ew_kind(n), ((const int64_t *)in[0]->data)[off[0]],
+                                   ((const int64_t *)in[1]->data)[off[1]]);
+    }
+    qk_kv_done(n);
 }
 
 static qk_status ew_infer(qk_graph *g, qk_node *n)
@@ -245,6 +282,7 @@ static qk_status ew_infer(qk_graph *g, qk_node *n)
         d[i] = da == 1 ? db : da;
     }
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, nd, d);
+    ew_known(g, n, &qk_out(g, n, 0)->t);
     return QK_OK;
 }
 
@@ -429,10 +467,6 @@ static qk_status ew_backward_op(qk_exec *ex, qk_node *n, int op)
 /* ---- Add of two float tensors of the output's shape (residual
  * connections): one flat pass, fresh gradients written instead of cleared
  * and added, and the following Relu fused when fuse.h says so ---- */
-typedef struct add_state {
-    int flat;     /* float, both inputs of the output's shape, not the same value */
-    int relu_out; /* fused Relu's output value, or -1 */
-} add_state;
 
 static qk_status add_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
@@ -530,6 +564,11 @@ static qk_status mul_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x,
 static qk_status div_backward(qk_exec *x, qk_node *n) { return ew_backward_op(x, n, EW_DIV); }
 
 const qk_op qk_op_add = { "Add", ew_init, ew_infer, add_reshape, add_forward, add_backward, add_destroy, NULL };
-const qk_op qk_op_sub = { "Sub", ew_init, ew_infer, NULL, sub_forward, sub_backward, NULL, NULL };
-const qk_op qk_op_mul = { "Mul", ew_init, ew_infer, NULL, mul_forward, mul_backward, NULL, NULL };
-const qk_op qk_op_div = { "Div", ew_init, ew_infer, NULL, div_forward, div_backward, NULL, NULL };
+const qk_op qk_op_sub = { "Sub", ew_init, ew_infer, NULL, sub_forward, sub_backward, add_destroy, NULL };
+const qk_op qk_op_mul = { "Mul", ew_init, ew_infer, NULL, mul_forward, mul_backward, add_destroy, NULL };
+const qk_op qk_op_div = { "Div", ew_init, ew_infer, NULL, div_forward, div_backward, add_destroy, NULL };
+
+static int ew_kind(const qk_node *n)
+{
+    return n->op == &qk_op_add ? EW_ADD : n->op == &qk_op_sub ? EW_SUB : n->op == &qk_op_mul ? EW_MUL : EW_DIV;
+}

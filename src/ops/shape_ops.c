@@ -3,10 +3,10 @@
  *
  * Forward copies (any dtype); backward (float32) adds dy into dx with the
  * same layout mapping. Shape-carrying inputs (Reshape `shape`, Squeeze /
- * Unsqueeze `axes`) must be known when shapes are inferred: an initializer
- * (CONST/PARAM value), the output of a Constant node, or a small int64
- * tensor that Shape / Gather / Concat / Squeeze / Unsqueeze compute from
- * known inputs at infer time ("known values", at most 8 elements). So the
+ * Unsqueeze `axes`) must be known when shapes are inferred (known.h: an
+ * initializer, a Constant, a small graph input fed as data, or a small
+ * int64 tensor that Shape / Gather / Concat / Squeeze / Unsqueeze / ...
+ * compute from known inputs at infer time). So the
  * chain PyTorch exports for x.view(x.size(0), -1) with a dynamic batch
  * (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) follows every batch
  * change (qk_graph_set_batch re-runs infer in order).
@@ -16,38 +16,14 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("vect-cost-model=cheap")
 #endif
-#include "light_util.h"
+#include "known.h"
 
 /* ---- helpers ---- */
-
-/* Known value of a Shape/Gather/Concat/Squeeze/Unsqueeze output: set by
- * infer when the output is int64 with at most QK_MAX_DIMS elements and all
- * its data inputs are known. */
-typedef struct kv_state {
-    int known;
-    qk_tensor t; /* shape of the output, data = buf */
-    int64_t buf[QK_MAX_DIMS];
-} kv_state;
-
-extern const qk_op qk_op_constant, qk_op_shape, qk_op_gather, qk_op_concat, qk_op_squeeze, qk_op_unsqueeze;
-
-/* Data of value v if known at infer time: an initializer, the output of a
- * Constant node (its value tensor) or a known value. NULL otherwise. */
-static const qk_tensor *known_data(const qk_graph *g, const qk_value *v)
-{
-    if (qk_value_is_initializer(v) && v->t.data)
-        return &v->t;
-    if (v->producer >= 0) {
-        const qk_node *p = &g->nodes[v->producer];
-        if (p->op == &qk_op_constant && p->state)
-            return p->state;
-        if ((p->op == &qk_op_shape || p->op == &qk_op_gather || p->op == &qk_op_concat ||
-             p->op == &qk_op_squeeze || p->op == &qk_op_unsqueeze) &&
-            p->state && ((const kv_state *)p->state)->known && p->out[0] == (int)(v - g->values))
-            return &((const kv_state *)p->state)->t;
-    }
-    return NULL;
-}
+/* Known values (known.h): Shape/Gather/Concat/Squeeze/Unsqueeze keep a
+ * qk_kv_state as their state and fill it at infer time when the output is
+ * a small int64 tensor and all its data inputs are known. */
+typedef qk_kv_state kv_state;
+#define known_data qk_known
 
 static qk_status kv_init(qk_node *n, qk_status st)
 {
@@ -63,18 +39,10 @@ static void kv_destroy(qk_node *n)
     n->state = NULL;
 }
 
-/* Start a known value for output y: returns the buffer, or NULL (and marks
- * the value unknown) when y is not a small int64 tensor. */
+/* Start an int64 known value for output y (NULL: y is not one). */
 static int64_t *kv_begin(qk_node *n, const qk_tensor *y)
 {
-    kv_state *s = n->state;
-    s->known = 0;
-    if (y->dtype != QK_I64 || qk_tensor_numel(y) > QK_MAX_DIMS)
-        return NULL;
-    qk_tensor_set_shape(&s->t, QK_I64, y->ndim, y->dims);
-    s->t.data = s->buf;
-    s->t.owned = 0;
-    return s->buf;
+    return y->dtype == QK_I64 ? qk_kv_begin(n, y) : NULL;
 }
 
 /* Input i of n as a known int64 tensor, or NULL. */
@@ -96,26 +64,7 @@ static void kv_copy(const qk_graph *g, qk_node *n)
     }
 }
 
-/* Integer vector from a known 1-D (or scalar) int64/int32 value. */
-static qk_status known_ints(const qk_graph *g, const qk_value *v, const char *what, int64_t *out, int max, int *n)
-{
-    const qk_tensor *t = known_data(g, v);
-    if (!t)
-        return qk_error(QK_ERR_UNSUPPORTED, "%s input '%s' must be a constant (initializer or Constant node)",
-                        what, v->name);
-    if (t->dtype != QK_I64 && t->dtype != QK_I32)
-        return qk_error(QK_ERR_FORMAT, "%s input '%s' must be int64, got %s", what, v->name, qk_dtype_name(t->dtype));
-    if (t->ndim > 1)
-        return qk_error(QK_ERR_SHAPE, "%s input '%s' must be 1-D, got rank %d", what, v->name, t->ndim);
-    int64_t m = qk_tensor_numel(t);
-    if (m > max)
-        return qk_error(QK_ERR_SHAPE, "%s input '%s' has %lld entries (at most %d supported)", what, v->name,
-                        (long long)m, max);
-    for (int64_t i = 0; i < m; i++)
-        out[i] = qk_tensor_int_at(t, i);
-    *n = (int)m;
-    return QK_OK;
-}
+#define known_ints qk_known_ints
 
 typedef struct cp_job {
     uint8_t *dst;
@@ -190,7 +139,7 @@ static qk_status reshape_init(qk_graph *g, qk_node *n)
     qk_status st = need_io(n, 2, 2, 1, 1);
     if (st == QK_OK && n->in[1] < 0)
         return qk_error(QK_ERR_FORMAT, "the shape input is required");
-    return st;
+    return kv_init(n, st);
 }
 
 /* ONNX Reshape (opset 14): 0 copies the input dim at that index (unless
@@ -246,6 +195,7 @@ static qk_status reshape_infer(qk_graph *g, qk_node *n)
                         (long long)known);
     }
     qk_tensor_set_shape(&qk_out(g, n, 0)->t, a->dtype, ns, s);
+    kv_copy(g, n);
     return QK_OK;
 }
 
@@ -633,7 +583,8 @@ static qk_status constant_forward(qk_exec *x, qk_node *n)
 
 const qk_op qk_op_identity = { "Identity", identity_init, identity_infer, NULL, copy_forward, copy_backward, NULL, NULL };
 const qk_op qk_op_flatten = { "Flatten", flatten_init, flatten_infer, NULL, copy_forward, copy_backward, NULL, NULL };
-const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward, NULL, NULL };
+const qk_op qk_op_reshape = { "Reshape", reshape_init, reshape_infer, NULL, copy_forward, copy_backward,
+                              kv_destroy, NULL };
 const qk_op qk_op_squeeze = { "Squeeze", squeeze_init, squeeze_infer, NULL, copy_forward, copy_backward,
                               kv_destroy, NULL };
 const qk_op qk_op_unsqueeze = { "Unsqueeze", unsqueeze_init, unsqueeze_infer, NULL, copy_forward, copy_backward,
