@@ -122,7 +122,7 @@ static qk_status sm_infer(qk_graph *g, qk_node *n)
     return QK_OK;
 }
 
-static qk_status sm_run(qk_exec *ex, qk_node *n, int log, int grad)
+static qk_status softmax_run(qk_exec *ex, qk_node *n, int log, int grad)
 {
     qk_graph *g = ex->g;
     qk_value *xv = qk_in(g, n, 0), *yv = qk_out(g, n, 0);
@@ -145,10 +145,10 @@ static qk_status sm_run(qk_exec *ex, qk_node *n, int log, int grad)
     return QK_OK;
 }
 
-static qk_status softmax_forward(qk_exec *x, qk_node *n) { return sm_run(x, n, 0, 0); }
-static qk_status softmax_backward(qk_exec *x, qk_node *n) { return sm_run(x, n, 0, 1); }
-static qk_status logsoftmax_forward(qk_exec *x, qk_node *n) { return sm_run(x, n, 1, 0); }
-static qk_status logsoftmax_backward(qk_exec *x, qk_node *n) { return sm_run(x, n, 1, 1); }
+static qk_status softmax_forward(qk_exec *x, qk_node *n) { return softmax_run(x, n, 0, 0); }
+static qk_status softmax_backward(qk_exec *x, qk_node *n) { return softmax_run(x, n, 0, 1); }
+static qk_status logsoftmax_forward(qk_exec *x, qk_node *n) { return softmax_run(x, n, 1, 0); }
+static qk_status logsoftmax_backward(qk_exec *x, qk_node *n) { return softmax_run(x, n, 1, 1); }
 
 /* ===================== SoftmaxCrossEntropyLoss ===================== */
 enum { RED_MEAN, RED_SUM, RED_NONE };
