@@ -40,6 +40,8 @@ for h in include/qkit/*.h; do
   [ "$n" = qkit.h ] || grep -q "^#include \"$n\"" include/qkit/qkit.h || miss="$miss $n(include)"
 done
 if [ -z "$miss" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); bad+=("qkit.h"); echo "qkit.h misses:$miss"; fi
+# The layering of docs/ARCHITECTURE.md holds on every include of src/.
+if bash tools/check_layers.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); bad+=("layers"); fi
 [ ${#bad[@]} -gt 0 ] && echo "failing: ${bad[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
