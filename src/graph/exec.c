@@ -153,6 +153,7 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
         } else if (v->requires_grad) {
             st = qk_tensor_alloc(&v->grad, QK_F32, v->t.ndim, v->t.dims);
             if (st != QK_OK) {
+                g->planned = 1; /* so that unplan frees the arena and the grads made so far */
                 qk_graph_unplan(g);
                 return st;
             }
