@@ -335,7 +335,7 @@ qk_status qk_bench_report_write(const qk_bench_results *r, const qk_bench_metric
     names models = { .n = 0 }, algos = { .n = 0 }, backs = { .n = 0 };
     bits bw = { .n = 0 };
     int n_ok = 0, n_skip = 0, n_err = 0;
-    const char *cpu = "", *ver = "", *commit = "";
+    const char *cpu = "unknown", *ver = "?", *commit = "unknown";
     for (int i = 0; i < r->n; i++) {
         const qk_bench_row *x = &r->rows[i];
         names_add(&models, x->model);
