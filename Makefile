@@ -23,7 +23,7 @@ endif
 
 CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
 CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread -ffp-contract=off
-LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lz -lm -lpthread
+LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lyaml -lz -lm -lpthread
 LDFLAGS += $(LDSAN) -pthread
 
 ISA_sse2   :=
@@ -49,6 +49,15 @@ HDRS := $(wildcard include/qkit/*.h) $(wildcard src/*/*.h src/*/*/*.h)
 # runs it (tools/header_examples.sh).
 HDREX_HDR := $(shell grep -l '^ \* (end of example)' include/qkit/*.h)
 HDREX_BIN := $(patsubst include/qkit/%.h,$(B)/hdrex/%,$(HDREX_HDR))
+
+# The commit qkit bench records (src/bench/bench_version.c): $(B)/commit is
+# rewritten only when HEAD moves, and that file is rebuilt then.
+QKIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+$(shell mkdir -p $(B); [ "$$(cat $(B)/commit 2>/dev/null)" = "$(QKIT_COMMIT)" ] || echo "$(QKIT_COMMIT)" > $(B)/commit)
+$(B)/obj/src/bench/bench_version.o: $(B)/commit
+$(B)/obj/src/bench/bench_version.o: CPPFLAGS += -DQKIT_COMMIT='"$(QKIT_COMMIT)"'
+# The report test decodes chromium's screenshot with libpng.
+$(B)/tests/test_bench_report: LDLIBS += -lpng
 
 .PHONY: all lib test tests bench examples install clean
 all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit

@@ -8,9 +8,9 @@
 set -u
 cd "$(dirname "$0")/.."
 
-# Bottom up; int's sub-layers in their own order. bench sits above int and
-# below the top (src/qkit) if it exists.
-ORDER=(base tensor graph ops onnx data train zoo quant int/kernels int/qlinear int/lower bench qkit cli)
+# Bottom up; int's sub-layers in their own order; bench (the benchmark
+# matrix) runs whole models, so it sits above the top of the library.
+ORDER=(base tensor graph ops onnx data train zoo quant int/kernels int/qlinear int/lower qkit bench cli)
 declare -A RANK
 for i in "${!ORDER[@]}"; do RANK[${ORDER[$i]}]=$i; done
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qkit needs, only those that are missing.
 #   tools/deps.sh          build + run dependencies
-#   tools/deps.sh --test   + the ONNX conformance data used by the tests
+#   tools/deps.sh --test   + the ONNX conformance data used by the tests, headless chromium
+#                          and libpng for the qkit bench report test
 #   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx) and
 #                          node/npm for the ONNX Runtime checks (tools/ort_*.js, `npm ci`)
 set -euo pipefail
 pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-      libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist)
+      libopenblas-dev libdnnl-dev libyaml-dev zlib1g-dev dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
-    --test) pkgs+=(libonnx-testdata clang) ;;
+    --test) pkgs+=(libonnx-testdata clang chromium libpng-dev) ;;
     --bench)
       pkgs+=(python3-torch python3-onnx python3-numpy)
       # Debian's nodejs/npm conflict with a node installed another way (e.g.

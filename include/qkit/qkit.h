@@ -47,6 +47,7 @@
  *   int.h      integer kernels: requantization, int8 GEMM/conv, add, pooling
  *   qrun.h     integer inference of a QDQ model (lowering, runner)
  *   registry.h the operators of every layer joined: qk_ops_bind, qk_onnx_load
+ *   bench.h    the benchmark matrix: config, runner, results, MQBench metrics, report
  *   qkit.h     this umbrella: includes all of the above
  * Each header that opens with an "Example" has it compiled and run by
  * `make test` (tools/header_examples.sh), so the examples match the API.
@@ -72,5 +73,6 @@
 #include "fold.h"
 #include "deploy.h"
 #include "registry.h"
+#include "bench.h"
 
 #endif
