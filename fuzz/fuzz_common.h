@@ -97,4 +97,51 @@ static inline float fz_float(fz_in *in)
     return f;
 }
 
+/* Plan limits of the harnesses: memory (qk_plan_options.max_bytes) and a
+ * nominal amount of work (below) above which a planned model is not run.
+ * Such models are valid, only slow; the limits keep every input within the
+ * fuzzer's timeout. */
+#define FZ_MAX_BYTES ((size_t)8 << 20)
+#define FZ_MAX_WORK 20000000.0
+
+static inline void fz_limit(qk_graph *g)
+{
+    qk_plan_options o = g->opts;
+    o.max_bytes = FZ_MAX_BYTES;
+    qk_graph_set_options(g, &o);
+}
+
+/* Rough operation count of one forward of a planned graph: per node, the
+ * elements of its inputs and outputs, times the window (kernel_shape or the
+ * weight's receptive field) or the reduction length of a matrix product. */
+static inline double fz_work(const qk_graph *g)
+{
+    double w = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        double io = 0, win = 1;
+        for (int j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0)
+                io += (double)qk_tensor_numel(&g->values[n->in[j]].t);
+        double out = 0;
+        for (int j = 0; j < n->n_out; j++)
+            if (n->out[j] >= 0)
+                out += (double)qk_tensor_numel(&g->values[n->out[j]].t);
+        const qk_attr *ks = qk_node_attr(n, "kernel_shape");
+        if (ks && ks->type == QK_ATTR_INTS)
+            for (int i = 0; i < ks->n; i++)
+                win *= ks->ints[i] > 0 ? (double)ks->ints[i] : 1;
+        if (n->n_in > 1 && n->in[1] >= 0) { /* weights: Conv*, Gemm, MatMul */
+            const qk_tensor *t = &g->values[n->in[1]].t;
+            double r = 1;
+            for (int i = 0; i < t->ndim; i++)
+                r *= t->dims[i] > 0 ? (double)t->dims[i] : 1;
+            if (r > win)
+                win = r;
+        }
+        w += io + out * win;
+    }
+    return w;
+}
+
 #endif

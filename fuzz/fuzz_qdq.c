@@ -241,7 +241,8 @@ static qk_graph *build(fz_in *in, int64_t *N)
 /* plan at batch N, fill the input from the rest of the fuzz input, run */
 static void run(qk_graph *g, int64_t N, fz_in *in)
 {
-    if (qk_graph_plan(g, N, 0, NULL) != QK_OK)
+    fz_limit(g);
+    if (qk_graph_plan(g, N, 0, NULL) != QK_OK || fz_work(g) > FZ_MAX_WORK)
         return;
     qk_tensor *x = &g->values[g->inputs[0]].t;
     float *xf = x->data;

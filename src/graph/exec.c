@@ -3,6 +3,7 @@
 #include "qkit/graph.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* profile.c: add dt seconds to node n's row (locks the profiler). */
 void qk_profiler_add(qk_profiler *p, const qk_node *n, double dt, int backward);
@@ -77,6 +78,58 @@ static void set_input_batch(qk_graph *g, int64_t batch)
     }
 }
 
+/* Bytes of the plan's arena into *arena, after checking (without overflow)
+ * that every value's size is representable and that arena + gradients of
+ * parameters + per-worker workspace stay within g->opts.max_bytes (default:
+ * physical memory). Errors name the value / the amounts. */
+static qk_status plan_bytes(const qk_graph *g, int64_t max_batch, size_t ws, const qk_pool *pool, size_t *arena)
+{
+    const uint64_t big = (uint64_t)1 << 62;
+    uint64_t total = 0, extra = 0;
+    int largest = -1;
+    uint64_t largest_b = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        const qk_value *v = &g->values[i];
+        int act = v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT;
+        if (!act && !v->requires_grad)
+            continue;
+        size_t b, gb = 0;
+        if (!qk_shape_bytes(v->t.dtype, v->t.ndim, v->t.dims, &b) ||
+            (v->requires_grad && !qk_shape_bytes(QK_F32, v->t.ndim, v->t.dims, &gb)) || b > big || gb > big) {
+            char sb[128];
+            return qk_error(QK_ERR_SHAPE, "plan: value '%s' has shape %s, whose size overflows (batch %lld)",
+                            v->name, qk_shape_str(&v->t, sb, sizeof sb), (long long)max_batch);
+        }
+        uint64_t add = act ? ((uint64_t)b + 63) / 64 * 64 + ((uint64_t)gb + 63) / 64 * 64 : gb;
+        if (act)
+            total += add;
+        else
+            extra += add;
+        if (add > largest_b)
+            largest_b = add, largest = i;
+        if (total > big || extra > big)
+            break;
+    }
+    int nw = qk_pool_threads(pool);
+    uint64_t need = total + extra + ((uint64_t)ws + 63) / 64 * 64 * (uint64_t)(nw > 0 ? nw : 1);
+    uint64_t limit = g->opts.max_bytes;
+    if (!limit) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        limit = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : big;
+    }
+    if (total > big || extra > big || need > limit) {
+        char sb[128];
+        const qk_value *lv = largest >= 0 ? &g->values[largest] : NULL;
+        return qk_error(QK_ERR_NOMEM, "plan: needs %llu MiB or more at batch %lld (largest value '%s' %s), over the "
+                        "limit of %llu MiB%s", (unsigned long long)(need >> 20), (long long)max_batch,
+                        lv ? lv->name : "?", lv ? qk_shape_str(&lv->t, sb, sizeof sb) : "",
+                        (unsigned long long)(limit >> 20),
+                        g->opts.max_bytes ? " (plan option max_bytes)" : " (physical memory)");
+    }
+    *arena = (size_t)total;
+    return QK_OK;
+}
+
 qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *pool)
 {
     qk_graph_unplan(g);
@@ -126,14 +179,9 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
 
     /* One arena for activations, inputs and activation gradients. */
     size_t total = 0;
-    for (int i = 0; i < g->n_values; i++) {
-        qk_value *v = &g->values[i];
-        if (v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT) {
-            total += (qk_tensor_bytes(&v->t) + 63) & ~(size_t)63;
-            if (v->requires_grad)
-                total += (qk_tensor_numel(&v->t) * sizeof(float) + 63) & ~(size_t)63;
-        }
-    }
+    st = plan_bytes(g, max_batch, ws, pool, &total);
+    if (st != QK_OK)
+        return st;
     g->arena = qk_aligned_alloc_pool(total ? total : 64, pool);
     if (!g->arena)
         return qk_error(QK_ERR_NOMEM, "plan: cannot allocate %zu bytes of activations (batch %lld)",
