@@ -82,8 +82,7 @@ qk_status qk_idx_read(const char *path, int ndim, int64_t *dims, uint8_t **data)
     for (int i = 0; i < ndim; i++) {
         const uint8_t *p = hdr + 4 + 4 * i;
         dims[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        total *= dims[i];
-        if (total > ((int64_t)1 << 36)) {
+        if (__builtin_mul_overflow(total, dims[i], &total) || total > ((int64_t)1 << 36)) {
             st = qk_error(QK_ERR_FORMAT, "%s: IDX dimensions are implausibly large", path);
             goto done;
         }

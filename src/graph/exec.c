@@ -78,6 +78,35 @@ static void set_input_batch(qk_graph *g, int64_t batch)
     }
 }
 
+/* The plan's memory limit: opts.max_bytes, else physical memory. */
+static uint64_t plan_limit(const qk_graph *g)
+{
+    if (g->opts.max_bytes)
+        return g->opts.max_bytes;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : (uint64_t)1 << 62;
+}
+
+qk_status qk_graph_check_bytes(const qk_graph *g, const char *what, qk_dtype dt, int ndim, const int64_t *dims)
+{
+    size_t b;
+    qk_tensor sh = { 0 };
+    char sb[128];
+    if (ndim < 0 || ndim > QK_MAX_DIMS)
+        return qk_error(QK_ERR_SHAPE, "%s: rank %d out of range", what, ndim);
+    qk_tensor_set_shape(&sh, dt, ndim, dims);
+    if (!qk_shape_bytes(dt, ndim, dims, &b))
+        return qk_error(QK_ERR_SHAPE, "%s: shape %s is too large (its size overflows)", what,
+                        qk_shape_str(&sh, sb, sizeof sb));
+    uint64_t limit = plan_limit(g);
+    if (b > limit)
+        return qk_error(QK_ERR_NOMEM, "%s: shape %s needs %llu MiB, over the limit of %llu MiB%s", what,
+                        qk_shape_str(&sh, sb, sizeof sb), (unsigned long long)(b >> 20),
+                        (unsigned long long)(limit >> 20),
+                        g->opts.max_bytes ? " (plan option max_bytes)" : " (physical memory)");
+    return QK_OK;
+}
+
 /* Bytes of the plan's arena into *arena, after checking (without overflow)
  * that every value's size is representable and that arena + gradients of
  * parameters + per-worker workspace stay within g->opts.max_bytes (default:
@@ -112,11 +141,7 @@ static qk_status plan_bytes(const qk_graph *g, int64_t max_batch, size_t ws, con
     }
     int nw = qk_pool_threads(pool);
     uint64_t need = total + extra + ((uint64_t)ws + 63) / 64 * 64 * (uint64_t)(nw > 0 ? nw : 1);
-    uint64_t limit = g->opts.max_bytes;
-    if (!limit) {
-        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-        limit = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : big;
-    }
+    uint64_t limit = plan_limit(g);
     if (total > big || extra > big || need > limit) {
         char sb[128];
         const qk_value *lv = largest >= 0 ? &g->values[largest] : NULL;

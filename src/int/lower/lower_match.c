@@ -142,6 +142,11 @@ static qk_status weighted_params(lw *L, wlayer *wl)
         float sy = c->p.s[0];
         double M = (double)sx * (double)sw / (double)sy;
         wl->scale[i] = sx * sw / sy; /* float32, ONNX Runtime's order */
+        if (!isfinite(wl->scale[i]) || wl->scale[i] == 0.0f) {
+            st = qk_error(QK_ERR_ARG, "lower: %s '%s': requantization scale s_x * s_w / s_y = %g * %g / %g is not a "
+                          "finite nonzero float", n->op_type, n->name, (double)sx, (double)sw, (double)sy);
+            break;
+        }
         if (wl->mode == QK_RQ_GEMMLOWP) {
             int e;
             st = qk_quantize_multiplier(M, &wl->mult[i], &e);
