@@ -102,7 +102,7 @@ static inline float fz_float(fz_in *in)
  * Such models are valid, only slow; the limits keep every input within the
  * fuzzer's timeout. */
 #define FZ_MAX_BYTES ((size_t)8 << 20)
-#define FZ_MAX_WORK 20000000.0
+#define FZ_MAX_WORK 4000000.0
 
 static inline void fz_limit(qk_graph *g)
 {
