@@ -49,10 +49,40 @@ static void sync_grad_shapes(qk_graph *g)
     }
 }
 
+static uint64_t plan_limit(const qk_graph *g);
+
+/* Value v's shape, empty dims counted as 1, within the plan limit: what
+ * operators derive from a shape (window geometry, workspace) then fits in
+ * int64. */
+static qk_status check_value(const qk_graph *g, int v)
+{
+    const qk_value *x = &g->values[v];
+    int64_t nz[QK_MAX_DIMS];
+    size_t b;
+    if (x->t.ndim < 0 || x->t.ndim > QK_MAX_DIMS)
+        return qk_error(QK_ERR_SHAPE, "value '%s' has rank %d", x->name, x->t.ndim);
+    for (int d = 0; d < x->t.ndim; d++)
+        nz[d] = x->t.dims[d] > 0 ? x->t.dims[d] : 1;
+    char sb[128];
+    if (!qk_shape_bytes(x->t.dtype ? x->t.dtype : QK_F32, x->t.ndim, nz, &b))
+        return qk_error(QK_ERR_SHAPE, "value '%s' has shape %s, whose size overflows", x->name,
+                        qk_shape_str(&x->t, sb, sizeof sb));
+    if (b > plan_limit(g)) {
+        return qk_error(QK_ERR_NOMEM, "value '%s' has shape %s, too large for the plan's memory limit of %llu MiB",
+                        x->name, qk_shape_str(&x->t, sb, sizeof sb), (unsigned long long)(plan_limit(g) >> 20));
+    }
+    return QK_OK;
+}
+
 qk_status qk_graph_infer(qk_graph *g)
 {
     if (!g->order) {
         qk_status st = qk_graph_sort(g);
+        if (st != QK_OK)
+            return st;
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        qk_status st = check_value(g, g->inputs[i]);
         if (st != QK_OK)
             return st;
     }
@@ -63,6 +93,9 @@ qk_status qk_graph_infer(qk_graph *g)
         if (!n->op->infer)
             continue;
         qk_status st = n->op->infer(g, n);
+        for (int j = 0; j < n->n_out && st == QK_OK; j++)
+            if (n->out[j] >= 0)
+                st = check_value(g, n->out[j]);
         if (st != QK_OK)
             return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
     }
@@ -122,8 +155,12 @@ static qk_status plan_bytes(const qk_graph *g, int64_t max_batch, size_t ws, con
         int act = v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT;
         if (!act && !v->requires_grad)
             continue;
-        size_t b, gb = 0;
+        size_t b, gb = 0, nb;
+        int64_t nz[QK_MAX_DIMS]; /* the shape with empty dims as 1: bounds what operators derive from it */
+        for (int d = 0; d < v->t.ndim && d < QK_MAX_DIMS; d++)
+            nz[d] = v->t.dims[d] > 0 ? v->t.dims[d] : 1;
         if (!qk_shape_bytes(v->t.dtype, v->t.ndim, v->t.dims, &b) ||
+            !qk_shape_bytes(v->t.dtype ? v->t.dtype : QK_F32, v->t.ndim, nz, &nb) || nb > plan_limit(g) ||
             (v->requires_grad && !qk_shape_bytes(QK_F32, v->t.ndim, v->t.dims, &gb)) || b > big || gb > big) {
             char sb[128];
             return qk_error(QK_ERR_SHAPE, "plan: value '%s' has shape %s, whose size overflows (batch %lld)",
@@ -188,6 +225,13 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
         }
     }
 
+    /* Every value's size against the limit before operators size their
+     * workspace from the shapes (again below with the workspace). */
+    size_t total = 0;
+    st = plan_bytes(g, max_batch, 0, pool, &total);
+    if (st != QK_OK)
+        return st;
+
     /* Node buffers and workspace. */
     size_t ws = 0;
     for (int k = 0; k < g->n_nodes; k++) {
@@ -203,7 +247,6 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
     }
 
     /* One arena for activations, inputs and activation gradients. */
-    size_t total = 0;
     st = plan_bytes(g, max_batch, ws, pool, &total);
     if (st != QK_OK)
         return st;

@@ -5,7 +5,7 @@
 
 /* Largest kernel size, stride, dilation or pad accepted (keeps every
  * product and sum below in int64). */
-#define QK_WIN_MAX ((int64_t)1 << 30)
+#define QK_WIN_MAX ((int64_t)1 << 24)
 
 static qk_status get_ints(const qk_node *n, const char *op, const char *name, int max, int64_t *out,
                           int *count, int64_t minval)
