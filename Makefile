@@ -11,7 +11,15 @@ CC ?= gcc
 PREFIX ?= /usr/local
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+  # `make fuzz`: clang, the library instrumented for libFuzzer + ASan + UBSan
+  # (in build-fuzz/), harnesses fuzz/fuzz_*.c linked with -fsanitize=fuzzer.
+  CC := clang
+  B := build-fuzz
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+         -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),1)
   B := build-san
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDSAN := -fsanitize=address,undefined
@@ -59,7 +67,10 @@ $(B)/obj/src/bench/bench_version.o: CPPFLAGS += -DQKIT_COMMIT='"$(QKIT_COMMIT)"'
 # The report test decodes chromium's screenshot with libpng.
 $(B)/tests/test_bench_report: LDLIBS += -lpng
 
-.PHONY: all lib test tests bench examples install clean
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all lib test tests bench examples install clean fuzz
 all: $(B)/libqkit.a $(B)/libqkit.so $(B)/qkit
 
 # One rule makes both generated files (a two-target rule would run twice
@@ -111,6 +122,18 @@ $(B)/hdrex/%: $(B)/hdrex/%.c $(B)/libqkit.a $(HDRS)
 
 .PRECIOUS: $(B)/hdrex/%.c
 
+# libFuzzer harnesses (clang only; run them with tools/fuzz.sh).
+ifeq ($(FUZZ),1)
+fuzz: $(FUZZ_BIN)
+else
+fuzz:
+	$(MAKE) FUZZ=1 fuzz
+endif
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(B)/libqkit.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/train $(CFLAGS) -fsanitize=fuzzer $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
+
 tests: all $(TEST_BIN) $(EX_BIN) $(HDREX_BIN)
 examples: $(EX_BIN)
 bench: all $(BENCH_BIN)
@@ -127,4 +150,4 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/qkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qkit.pc
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, build, run the test
-# suite, then run it again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# suite, then run it again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then a 30 s libFuzzer smoke of every harness in fuzz/ (tools/fuzz.sh; needs
+# clang, which --test installs). QKIT_SKIP_SAN=1 / QKIT_SKIP_FUZZ=1 skip those
+# two stages for quick local runs; CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh --test
@@ -11,4 +14,12 @@ if [ "${QKIT_SKIP_SAN:-0}" != 1 ]; then
   echo "== again under ASan + UBSan =="
   make -j"$jobs" SAN=1 tests
   ASAN_OPTIONS=detect_leaks=1 make SAN=1 test
+fi
+if [ "${QKIT_SKIP_FUZZ:-0}" != 1 ]; then
+  if command -v clang >/dev/null; then
+    echo "== fuzz smoke (tools/fuzz.sh 30) =="
+    bash tools/fuzz.sh 30
+  else
+    echo "== fuzz smoke skipped: clang not installed ==" >&2
+  fi
 fi

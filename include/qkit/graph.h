@@ -113,6 +113,9 @@ typedef struct qk_plan_options {
     int onnx_rounding;      /* qk_rq_mode (int.h) of the output stage of QLinearConv /
                                QLinearMatMul; 0 = QK_RQ_FP32 (ONNX Runtime's) */
     qk_profiler *profiler;  /* borrowed, may be NULL: times every forward/backward op */
+    size_t max_bytes;       /* most bytes a plan may allocate (activations, gradients,
+                               workspace); 0 = the machine's physical memory. More is
+                               refused with QK_ERR_NOMEM before anything is allocated */
 } qk_plan_options;
 
 /* ---- profiler ----
@@ -316,7 +319,15 @@ void qk_graph_set_options(qk_graph *g, const qk_plan_options *o);
  * plan: requires every node bound (n->op) and inited. Sorts, infers shapes at
  * max_batch, marks requires_grad (training), allocates activation buffers,
  * gradient buffers (training) and per-worker workspace. Replanning frees the
- * previous plan. The pool is borrowed (must outlive the plan). */
+ * previous plan. The pool is borrowed (must outlive the plan).
+ * Errors: those of binding and shape inference; QK_ERR_SHAPE naming the value
+ * when a shape's size overflows; QK_ERR_NOMEM when the plan needs more than
+ * opts.max_bytes (checked before allocating) or an allocation fails. */
+/* For operators that allocate at plan time in proportion to a shape (tables,
+ * folded constants): QK_ERR_SHAPE when the size of dims[ndim] of dt
+ * overflows, QK_ERR_NOMEM when it exceeds the plan's limit (opts.max_bytes,
+ * default physical memory); `what` starts the message. */
+qk_status qk_graph_check_bytes(const qk_graph *g, const char *what, qk_dtype dt, int ndim, const int64_t *dims);
 qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *pool);
 void qk_graph_unplan(qk_graph *g);
 /* Set the batch (1..max_batch) for the next forward: re-infers shapes. */

@@ -110,6 +110,7 @@ typedef struct qk_lower_stats {
  * with the same inputs and outputs (float32 in, float32 logits out).
  * Errors (the message names the node and the bad value):
  *  QK_ERR_ARG         a scale that is zero, negative, NaN or infinite; a
+ *                     bias value that is NaN or infinite; a
  *                     zero point of another type than the codes or outside
  *                     the codes' range (a Clip on codes narrower than it);
  *                     a per-channel scale/zero point whose length is not the

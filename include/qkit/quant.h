@@ -180,7 +180,9 @@ qk_status qk_nnie_fake_quant(float data_max, int64_t n, const float *x, float *y
  *                (95 per tensor, 80 per channel), keep the least mean |FQ(x)-x|^p
  *                (first on ties); across batches min of mins / max of maxes
  *   kl           TensorRT entropy calibration (section 2.6, qk_kl_threshold) on a
- *                `bins`-bin histogram of |x| over all batches; per tensor only
+ *                `bins`-bin histogram of |x| over all batches; per tensor only;
+ *                a never-negative tensor searches with 2^bits levels unless
+ *                kl_levels is set
  *   aciq-laplace, aciq-gauss  ACIQ: alpha = alpha*(bits) b (Laplace, b = mean|x-mu|)
  *                or sigma (Gauss, unbiased std); range [lo, lo + 2 alpha], lo =
  *                max(min, mu - alpha); one-sided tensors (min >= 0, or forced):

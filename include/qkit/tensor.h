@@ -35,8 +35,13 @@ int64_t qk_tensor_numel(const qk_tensor *t);
  * 0 for float32. The caller checks i < numel and t->data != NULL. */
 int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i);
 size_t qk_tensor_bytes(const qk_tensor *t);
+/* Bytes of a tensor of dtype dt and shape dims[ndim] into *bytes, computed
+ * without overflow: 0 when the product of the dimensions (negative ones
+ * count as 0) times the element size does not fit in int64 (*bytes = 0). */
+int qk_shape_bytes(qk_dtype dt, int ndim, const int64_t *dims, size_t *bytes);
 
-/* Allocate zero-filled owned storage; t's previous contents are ignored. */
+/* Allocate zero-filled owned storage; t's previous contents are ignored.
+ * A shape whose size overflows int64 bytes is QK_ERR_SHAPE (nothing allocated). */
 qk_status qk_tensor_alloc(qk_tensor *t, qk_dtype dt, int ndim, const int64_t *dims);
 void qk_tensor_free(qk_tensor *t);               /* safe on zeroed/unowned */
 qk_status qk_tensor_clone(qk_tensor *dst, const qk_tensor *src); /* deep copy */

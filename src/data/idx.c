@@ -82,21 +82,38 @@ qk_status qk_idx_read(const char *path, int ndim, int64_t *dims, uint8_t **data)
     for (int i = 0; i < ndim; i++) {
         const uint8_t *p = hdr + 4 + 4 * i;
         dims[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        total *= dims[i];
-        if (total > ((int64_t)1 << 36)) {
+        if (__builtin_mul_overflow(total, dims[i], &total) || total > ((int64_t)1 << 36)) {
             st = qk_error(QK_ERR_FORMAT, "%s: IDX dimensions are implausibly large", path);
             goto done;
         }
     }
-    *data = qk_malloc((size_t)(total ? total : 1));
+    /* The buffer grows as data arrives (from 1 MiB, doubling), so a header
+     * announcing more than the file holds costs no more memory than the
+     * file's (decompressed) contents. */
+    int64_t cap = total < ((int64_t)1 << 20) ? total : ((int64_t)1 << 20);
+    *data = qk_malloc((size_t)(cap ? cap : 1));
     if (!*data) {
-        st = qk_error(QK_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)total);
+        st = qk_error(QK_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)cap);
         goto done;
     }
-    got = gz_read_all(f, path, *data, total);
-    if (got < 0) {
-        st = QK_ERR_IO;
-        goto done;
+    got = 0;
+    for (;;) {
+        int64_t r = gz_read_all(f, path, *data + got, cap - got);
+        if (r < 0) {
+            st = QK_ERR_IO;
+            goto done;
+        }
+        got += r;
+        if (got < cap || cap == total)
+            break;
+        int64_t ncap = cap * 2 < total ? cap * 2 : total;
+        uint8_t *nb = qk_realloc(*data, (size_t)ncap);
+        if (!nb) {
+            st = qk_error(QK_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)ncap);
+            goto done;
+        }
+        *data = nb;
+        cap = ncap;
     }
     if (got < total) {
         st = qk_error(QK_ERR_IO, "%s: truncated: expected %lld bytes (%lld header + %lld data), %lld present",

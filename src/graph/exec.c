@@ -3,6 +3,7 @@
 #include "qkit/graph.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* profile.c: add dt seconds to node n's row (locks the profiler). */
 void qk_profiler_add(qk_profiler *p, const qk_node *n, double dt, int backward);
@@ -48,10 +49,40 @@ static void sync_grad_shapes(qk_graph *g)
     }
 }
 
+static uint64_t plan_limit(const qk_graph *g);
+
+/* Value v's shape, empty dims counted as 1, within the plan limit: what
+ * operators derive from a shape (window geometry, workspace) then fits in
+ * int64. */
+static qk_status check_value(const qk_graph *g, int v)
+{
+    const qk_value *x = &g->values[v];
+    int64_t nz[QK_MAX_DIMS];
+    size_t b;
+    if (x->t.ndim < 0 || x->t.ndim > QK_MAX_DIMS)
+        return qk_error(QK_ERR_SHAPE, "value '%s' has rank %d", x->name, x->t.ndim);
+    for (int d = 0; d < x->t.ndim; d++)
+        nz[d] = x->t.dims[d] > 0 ? x->t.dims[d] : 1;
+    char sb[128];
+    if (!qk_shape_bytes(x->t.dtype ? x->t.dtype : QK_F32, x->t.ndim, nz, &b))
+        return qk_error(QK_ERR_SHAPE, "value '%s' has shape %s, whose size overflows", x->name,
+                        qk_shape_str(&x->t, sb, sizeof sb));
+    if (b > plan_limit(g)) {
+        return qk_error(QK_ERR_NOMEM, "value '%s' has shape %s, too large for the plan's memory limit of %llu MiB",
+                        x->name, qk_shape_str(&x->t, sb, sizeof sb), (unsigned long long)(plan_limit(g) >> 20));
+    }
+    return QK_OK;
+}
+
 qk_status qk_graph_infer(qk_graph *g)
 {
     if (!g->order) {
         qk_status st = qk_graph_sort(g);
+        if (st != QK_OK)
+            return st;
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        qk_status st = check_value(g, g->inputs[i]);
         if (st != QK_OK)
             return st;
     }
@@ -62,6 +93,9 @@ qk_status qk_graph_infer(qk_graph *g)
         if (!n->op->infer)
             continue;
         qk_status st = n->op->infer(g, n);
+        for (int j = 0; j < n->n_out && st == QK_OK; j++)
+            if (n->out[j] >= 0)
+                st = check_value(g, n->out[j]);
         if (st != QK_OK)
             return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
     }
@@ -75,6 +109,87 @@ static void set_input_batch(qk_graph *g, int64_t batch)
         if (v->dyn_batch)
             v->t.dims[0] = batch;
     }
+}
+
+/* The plan's memory limit: opts.max_bytes, else physical memory. */
+static uint64_t plan_limit(const qk_graph *g)
+{
+    if (g->opts.max_bytes)
+        return g->opts.max_bytes;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : (uint64_t)1 << 62;
+}
+
+qk_status qk_graph_check_bytes(const qk_graph *g, const char *what, qk_dtype dt, int ndim, const int64_t *dims)
+{
+    size_t b;
+    qk_tensor sh = { 0 };
+    char sb[128];
+    if (ndim < 0 || ndim > QK_MAX_DIMS)
+        return qk_error(QK_ERR_SHAPE, "%s: rank %d out of range", what, ndim);
+    qk_tensor_set_shape(&sh, dt, ndim, dims);
+    if (!qk_shape_bytes(dt, ndim, dims, &b))
+        return qk_error(QK_ERR_SHAPE, "%s: shape %s is too large (its size overflows)", what,
+                        qk_shape_str(&sh, sb, sizeof sb));
+    uint64_t limit = plan_limit(g);
+    if (b > limit)
+        return qk_error(QK_ERR_NOMEM, "%s: shape %s needs %llu MiB, over the limit of %llu MiB%s", what,
+                        qk_shape_str(&sh, sb, sizeof sb), (unsigned long long)(b >> 20),
+                        (unsigned long long)(limit >> 20),
+                        g->opts.max_bytes ? " (plan option max_bytes)" : " (physical memory)");
+    return QK_OK;
+}
+
+/* Bytes of the plan's arena into *arena, after checking (without overflow)
+ * that every value's size is representable and that arena + gradients of
+ * parameters + per-worker workspace stay within g->opts.max_bytes (default:
+ * physical memory). Errors name the value / the amounts. */
+static qk_status plan_bytes(const qk_graph *g, int64_t max_batch, size_t ws, const qk_pool *pool, size_t *arena)
+{
+    const uint64_t big = (uint64_t)1 << 62;
+    uint64_t total = 0, extra = 0;
+    int largest = -1;
+    uint64_t largest_b = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        const qk_value *v = &g->values[i];
+        int act = v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT;
+        if (!act && !v->requires_grad)
+            continue;
+        size_t b, gb = 0, nb;
+        int64_t nz[QK_MAX_DIMS]; /* the shape with empty dims as 1: bounds what operators derive from it */
+        for (int d = 0; d < v->t.ndim && d < QK_MAX_DIMS; d++)
+            nz[d] = v->t.dims[d] > 0 ? v->t.dims[d] : 1;
+        if (!qk_shape_bytes(v->t.dtype, v->t.ndim, v->t.dims, &b) ||
+            !qk_shape_bytes(v->t.dtype ? v->t.dtype : QK_F32, v->t.ndim, nz, &nb) || nb > plan_limit(g) ||
+            (v->requires_grad && !qk_shape_bytes(QK_F32, v->t.ndim, v->t.dims, &gb)) || b > big || gb > big) {
+            char sb[128];
+            return qk_error(QK_ERR_SHAPE, "plan: value '%s' has shape %s, whose size overflows (batch %lld)",
+                            v->name, qk_shape_str(&v->t, sb, sizeof sb), (long long)max_batch);
+        }
+        uint64_t add = act ? ((uint64_t)b + 63) / 64 * 64 + ((uint64_t)gb + 63) / 64 * 64 : gb;
+        if (act)
+            total += add;
+        else
+            extra += add;
+        if (add > largest_b)
+            largest_b = add, largest = i;
+        if (total > big || extra > big)
+            break;
+    }
+    int nw = qk_pool_threads(pool);
+    uint64_t need = total + extra + ((uint64_t)ws + 63) / 64 * 64 * (uint64_t)(nw > 0 ? nw : 1);
+    uint64_t limit = plan_limit(g);
+    if (total > big || extra > big || need > limit) {
+        char sb[128];
+        const qk_value *lv = largest >= 0 ? &g->values[largest] : NULL;
+        return qk_error(QK_ERR_NOMEM, "plan: needs %llu MiB or more at batch %lld (largest value '%s' %s), over the "
+                        "limit of %llu MiB%s", (unsigned long long)(need >> 20), (long long)max_batch,
+                        lv ? lv->name : "?", lv ? qk_shape_str(&lv->t, sb, sizeof sb) : "",
+                        (unsigned long long)(limit >> 20),
+                        g->opts.max_bytes ? " (plan option max_bytes)" : " (physical memory)");
+    }
+    *arena = (size_t)total;
+    return QK_OK;
 }
 
 qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *pool)
@@ -110,6 +225,13 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
         }
     }
 
+    /* Every value's size against the limit before operators size their
+     * workspace from the shapes (again below with the workspace). */
+    size_t total = 0;
+    st = plan_bytes(g, max_batch, 0, pool, &total);
+    if (st != QK_OK)
+        return st;
+
     /* Node buffers and workspace. */
     size_t ws = 0;
     for (int k = 0; k < g->n_nodes; k++) {
@@ -125,15 +247,9 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
     }
 
     /* One arena for activations, inputs and activation gradients. */
-    size_t total = 0;
-    for (int i = 0; i < g->n_values; i++) {
-        qk_value *v = &g->values[i];
-        if (v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT) {
-            total += (qk_tensor_bytes(&v->t) + 63) & ~(size_t)63;
-            if (v->requires_grad)
-                total += (qk_tensor_numel(&v->t) * sizeof(float) + 63) & ~(size_t)63;
-        }
-    }
+    st = plan_bytes(g, max_batch, ws, pool, &total);
+    if (st != QK_OK)
+        return st;
     g->arena = qk_aligned_alloc_pool(total ? total : 64, pool);
     if (!g->arena)
         return qk_error(QK_ERR_NOMEM, "plan: cannot allocate %zu bytes of activations (batch %lld)",

@@ -3,6 +3,10 @@
 
 #include <string.h>
 
+/* Largest kernel size, stride, dilation or pad accepted (keeps every
+ * product and sum below in int64). */
+#define QK_WIN_MAX ((int64_t)1 << 24)
+
 static qk_status get_ints(const qk_node *n, const char *op, const char *name, int max, int64_t *out,
                           int *count, int64_t minval)
 {
@@ -16,9 +20,9 @@ static qk_status get_ints(const qk_node *n, const char *op, const char *name, in
         return qk_error(QK_ERR_UNSUPPORTED, "%s: attribute %s has %d entries (at most %d supported: 1-D to 3-D)",
                         op, name, at->n, max);
     for (int i = 0; i < at->n; i++) {
-        if (at->ints[i] < minval)
-            return qk_error(QK_ERR_ARG, "%s: attribute %s[%d] = %lld must be >= %lld", op, name, i,
-                            (long long)at->ints[i], (long long)minval);
+        if (at->ints[i] < minval || at->ints[i] > QK_WIN_MAX)
+            return qk_error(QK_ERR_ARG, "%s: attribute %s[%d] = %lld must be in %lld..%lld", op, name, i,
+                            (long long)at->ints[i], (long long)minval, (long long)QK_WIN_MAX);
         out[i] = at->ints[i];
     }
     *count = at->n;
@@ -76,8 +80,10 @@ qk_status qk_win_resolve(const qk_win_attrs *a, const char *op, int nsp, const i
     for (int i = 0; i < nsp; i++) {
         int j = off + i;
         int64_t k = kernel[i], s = a->ns ? a->s[i] : 1, d = a->nd ? a->d[i] : 1, x = in[i];
-        if (k < 1)
+        if (k < 1 || k > QK_WIN_MAX)
             return qk_error(QK_ERR_SHAPE, "%s: kernel size %lld in spatial dim %d", op, (long long)k, i);
+        if (x < 0 || x > ((int64_t)1 << 61))
+            return qk_error(QK_ERR_SHAPE, "%s: input size %lld in spatial dim %d", op, (long long)x, i);
         int64_t ek = (k - 1) * d + 1, o, pb = 0, pe = 0;
         switch (a->auto_pad) {
         case QK_PAD_VALID:

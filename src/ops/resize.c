@@ -262,8 +262,13 @@ static qk_status rz_infer(qk_graph *g, qk_node *n)
             if (!(sc[i] > 0))
                 return qk_error(QK_ERR_ARG, "scale %g must be positive", sc[i]);
             scale[a] = sc[i];
-            d[a] = (int64_t)floor(x->dims[a] * (double)sc[i]);
+            double dd = floor(x->dims[a] * (double)sc[i]);
+            if (!(dd < (double)((int64_t)1 << 53)))
+                return qk_error(QK_ERR_SHAPE, "scale %g makes axis %d absurdly large", sc[i], a);
+            d[a] = (int64_t)dd;
         } else {
+            if (sz[i] < 0)
+                return qk_error(QK_ERR_ARG, "size %lld must be >= 0", (long long)sz[i]);
             d[a] = sz[i];
             scale[a] = x->dims[a] ? (double)sz[i] / (double)x->dims[a] : 1;
         }
@@ -272,6 +277,9 @@ static qk_status rz_infer(qk_graph *g, qk_node *n)
             r1[a] = roi[i + k];
         }
     }
+    qk_status cst = qk_graph_check_bytes(g, "output", QK_F32, r, d);
+    if (cst != QK_OK)
+        return cst;
     rz_free_axes(s);
     s->nd = r;
     for (int i = 0; i < r && st == QK_OK; i++) {

@@ -51,6 +51,23 @@ int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i)
 
 size_t qk_tensor_bytes(const qk_tensor *t) { return (size_t)qk_tensor_numel(t) * qk_dtype_size(t->dtype); }
 
+int qk_shape_bytes(qk_dtype dt, int ndim, const int64_t *dims, size_t *bytes)
+{
+    int64_t n = (int64_t)qk_dtype_size(dt);
+    *bytes = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] <= 0) {
+            n = 0; /* an empty tensor, whatever the other dimensions */
+            break;
+        }
+    }
+    for (int i = 0; n && i < ndim; i++)
+        if (__builtin_mul_overflow(n, dims[i], &n))
+            return 0;
+    *bytes = (size_t)n;
+    return 1;
+}
+
 void qk_tensor_set_shape(qk_tensor *t, qk_dtype dt, int ndim, const int64_t *dims)
 {
     t->dtype = dt;
@@ -69,8 +86,15 @@ qk_status qk_tensor_alloc(qk_tensor *t, qk_dtype dt, int ndim, const int64_t *di
     for (int i = 0; i < ndim; i++)
         if (dims[i] < 0)
             return qk_error(QK_ERR_SHAPE, "negative dimension %lld", (long long)dims[i]);
+    size_t bytes;
+    if (!qk_shape_bytes(dt, ndim, dims, &bytes)) {
+        qk_tensor sh = { 0 };
+        char sb[128];
+        qk_tensor_set_shape(&sh, dt, ndim, dims);
+        return qk_error(QK_ERR_SHAPE, "tensor shape %s is too large (its size overflows)",
+                        qk_shape_str(&sh, sb, sizeof sb));
+    }
     qk_tensor_set_shape(t, dt, ndim, dims);
-    size_t bytes = qk_tensor_bytes(t);
     t->data = qk_aligned_alloc(bytes);
     if (!t->data)
         return qk_error(QK_ERR_NOMEM, "cannot allocate %zu bytes for a tensor", bytes);

@@ -85,7 +85,9 @@ int32_t qk_requant_float_rna(int32_t q, float si, int32_t zi, float so, int32_t 
     float bias = -(float)zi * scale;
     float v = (float)q * scale;
     v = v + bias;                         /* two roundings, as TFLite (no fused multiply-add) */
-    int64_t r = (int64_t)roundf(v) + zo;
+    double r = (double)roundf(v) + zo; /* saturates below, also for +-inf (NaN: the zero point) */
+    if (r != r)
+        r = zo;
     return r < qmin ? qmin : r > qmax ? qmax : (int32_t)r;
 }
 

@@ -100,6 +100,10 @@ static qk_status weighted_read(lw *L, int ni, int kind, wlayer *wl, int *lowerab
             return qk_error(QK_ERR_ARG, "lower: %s '%s': bias '%s' must be a float32 initializer of %lld values",
                             n->op_type, n->name, bv->name, (long long)Co);
         wl->bias_f = qk_f32(&bv->t);
+        for (int64_t ch = 0; ch < Co; ch++)
+            if (!isfinite(wl->bias_f[ch]))
+                return qk_error(QK_ERR_ARG, "lower: %s '%s': bias '%s' value %lld is %g (not finite)", n->op_type,
+                                n->name, bv->name, (long long)ch, (double)wl->bias_f[ch]);
     }
     TRY(qk_lw_find_chain(L, n->out[0], 1, &wl->c));
     *lowerable = 1;
@@ -138,6 +142,11 @@ static qk_status weighted_params(lw *L, wlayer *wl)
         float sy = c->p.s[0];
         double M = (double)sx * (double)sw / (double)sy;
         wl->scale[i] = sx * sw / sy; /* float32, ONNX Runtime's order */
+        if (!isfinite(wl->scale[i]) || wl->scale[i] == 0.0f) {
+            st = qk_error(QK_ERR_ARG, "lower: %s '%s': requantization scale s_x * s_w / s_y = %g * %g / %g is not a "
+                          "finite nonzero float", n->op_type, n->name, (double)sx, (double)sw, (double)sy);
+            break;
+        }
         if (wl->mode == QK_RQ_GEMMLOWP) {
             int e;
             st = qk_quantize_multiplier(M, &wl->mult[i], &e);

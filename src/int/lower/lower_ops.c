@@ -43,7 +43,8 @@ int32_t qk_lower_requant_code(qk_arith arith, int32_t q, float si, int32_t zi, f
         break;
     }
     float v = ((float)(q - zi) * si) / so;
-    return qk_clamp_i32((int64_t)nearbyintf(v) + zo, qmin, qmax);
+    double r = (double)nearbyintf(v) + zo; /* saturated below, +-inf included */
+    return r != r ? qk_clamp_i32(zo, qmin, qmax) : r < qmin ? qmin : r > qmax ? qmax : (int32_t)r;
 }
 
 /* ============================================================ QkConv / QkGemm */

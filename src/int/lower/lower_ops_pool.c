@@ -48,9 +48,9 @@ static qk_status qpool_init(qk_graph *g, qk_node *n)
         return st;
     if (s->kind < POOL_MAX || s->kind > POOL_GAP || !is_q8(s->o.out))
         return qk_error(QK_ERR_ARG, "QkPool '%s': bad kind %d or out_type", n->name, s->kind);
-    if (!(s->sx > 0) || !(s->sy > 0) || !isfinite(s->sx) || !isfinite(s->sy))
-        return qk_error(QK_ERR_ARG, "QkPool '%s': scales (%g, %g) must be finite and > 0", n->name, (double)s->sx,
-                        (double)s->sy);
+    if (!(s->sx > 0) || !(s->sy > 0) || !isfinite(s->sx) || !isfinite(s->sy) || !isfinite(s->sx / s->sy))
+        return qk_error(QK_ERR_ARG, "QkPool '%s': scales (%g, %g) must be finite and > 0, with a finite ratio",
+                        n->name, (double)s->sx, (double)s->sy);
     if (s->kind != POOL_GAP && (st = qk_win_parse(n, "QkPool", &s->a)) != QK_OK)
         return st;
     if (s->kind == POOL_AVG && s->a.ceil_mode && s->count_include_pad)
