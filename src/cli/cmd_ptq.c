@@ -4,6 +4,7 @@
 #include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ptq.h"
+#include "qkit/analyze.h"
 #include "qkit/train.h"
 
 #include <stdlib.h>
@@ -25,6 +26,8 @@ static const cli_opt opts[] = {
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
     { "exclude", "NODE", "keep this node in float", 1 },
     { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, opset 13)", 0 },
+    { "analyze", "FILE", "layer-by-layer analysis on the first test images (--limit, else 500): ranking "
+      "printed on stderr, FILE written (.json: JSON, else HTML)", 0 },
     { "dry-run", NULL, "print where every quantizer goes and why, then stop", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
     { "limit", "N", "evaluate only the first N test images", 0 },
@@ -39,6 +42,31 @@ static void on_progress(void *user, int64_t done, int64_t total)
 {
     (void)total;
     qk_progress_update(user, done, NULL);
+}
+
+/* --analyze FILE: the layer analysis before the model is converted to QDQ. */
+static int analyze_report(cli_args *a, qk_qmodel *m, const qk_dataset *test, qk_norm norm, long long limit,
+                          qk_pool *pool, qk_status *st)
+{
+    const char *path = cli_get(a, "analyze");
+    qk_analysis *an = NULL;
+    int64_t n = limit > 0 && limit < test->n ? limit : test->n < 500 ? test->n : 500;
+    if ((*st = qk_ptq_analyze_dataset(m, test, norm, n, pool, &an)) != QK_OK)
+        return 1;
+    cli_analysis_print(an, 10, stderr);
+    size_t L = strlen(path);
+    int rc = 0;
+    if (L > 5 && strcmp(path + L - 5, ".json") == 0) {
+        FILE *f = fopen(path, "w");
+        *st = f ? qk_analysis_write_json(an, f) : qk_error(QK_ERR_IO, "--analyze: cannot write %s", path);
+        if (f && fclose(f) != 0 && *st == QK_OK)
+            *st = qk_error(QK_ERR_IO, "--analyze: writing %s failed", path);
+        rc = *st != QK_OK;
+    } else if (cli_analysis_write_html(an, path, cli_get(a, "model"))) {
+        rc = 2;
+    }
+    qk_analysis_destroy(an);
+    return rc;
 }
 
 static int run(cli_args *a)
@@ -134,6 +162,8 @@ static int run(cli_args *a)
         goto fail;
     if (cli_flag(a, "verbose"))
         qk_ptq_print_plan(m, stderr);
+    if (cli_get(a, "analyze") && (rc = analyze_report(a, m, &tview, norm, limit, pool, &st)) != 0)
+        goto done_or_fail;
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)
         goto fail;
     if ((st = qk_evaluate(qk_qmodel_graph(m), &tview, norm, 256, pool, &qr)) != QK_OK)
@@ -179,6 +209,9 @@ static int run(cli_args *a)
     }
     rc = 0;
     goto done;
+done_or_fail:
+    if (rc == 2)
+        goto done;
 fail:
     cli_fail("ptq", st);
 done:
