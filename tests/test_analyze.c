@@ -125,11 +125,56 @@ static void test_self(void)
     qk_dataset_free(&ds);
 }
 
+static void test_mixed_precision(void)
+{
+    qk_dataset ds = gauss_ds(64);
+    qk_qmodel *m = calibrated(8, &ds);
+    int64_t dims[2] = { 64, 784 };
+    qk_tensor x;
+    QT_OK(qk_tensor_alloc(&x, QK_F32, 2, dims));
+    qk_batcher b;
+    QT_OK(qk_batcher_init(&b, &ds, 64, 0, 0, gnorm, NULL));
+    qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+    qk_batcher_free(&b);
+    qk_mp_config c = { .avg_bits = 1.5 };
+    qk_mp_result r;
+    QT_CHECK(qk_ptq_mp_check(m, &c) == QK_ERR_ARG && strstr(qk_last_error(), "--mp-budget"), "below 2 bits: %s",
+             qk_last_error());
+    c.avg_bits = 4.5;
+    QT_OK(qk_ptq_mixed_precision(m, &x, &c, pool, &r));
+    QT_CHECK(r.n_layers == 1 && r.layers[0].bits == 4 && r.avg_bits == 4, "one layer at 4.5 -> 4 bits: %d",
+             r.n_layers ? r.layers[0].bits : -1);
+    /* sensitivity falls with the width: 2 bits is far worse than 8 */
+    QT_CHECK(r.n_widths == 7 && r.layers[0].sqnr[0] + 20 < r.layers[0].sqnr[6], "SQNR 2 bits %.1f, 8 bits %.1f",
+             r.layers[0].sqnr[0], r.layers[0].sqnr[6]);
+    qk_mp_result_free(&r);
+    qk_analysis *a = NULL;
+    QT_OK(qk_ptq_analyze(m, &x, NULL, pool, &a));
+    QT_CHECK(a && a->sites[1].bits == 4 && a->top1_float == -1, "analysis sees 4-bit W: %d", a ? a->sites[1].bits : 0);
+    qk_analysis_destroy(a);
+    QT_CHECK(strcmp(qk_graph_get_meta(qk_qmodel_graph(m), "qkit.mp_bits"), "4") == 0, "metadata");
+    c = (qk_mp_config){ .max_bytes = 784 * 16 * 3 / 8 };
+    QT_OK(qk_ptq_mixed_precision(m, &x, &c, pool, &r));
+    QT_CHECK(r.layers[0].bits == 3 && r.bytes == 784 * 16 * 3 / 8, "bytes budget: %d bits", r.layers[0].bits);
+    qk_mp_result_free(&r);
+    qk_qmodel_destroy(m);
+    /* a profile with 8-bit weights only */
+    qk_ptq_config tc = cfg_for("tensorrt");
+    QT_OK(qk_ptq_prepare(gemm_graph(), &tc, &m));
+    c.avg_bits = 4;
+    QT_CHECK(qk_ptq_mp_check(m, &c) == QK_ERR_UNSUPPORTED && strstr(qk_last_error(), "--mp-budget"), "tensorrt: %s",
+             qk_last_error());
+    qk_qmodel_destroy(m);
+    qk_tensor_free(&x);
+    qk_dataset_free(&ds);
+}
+
 int main(void)
 {
     fx_begin("qkit_analyze");
     RUN(test_gaussian_8bit);
     RUN(test_self);
+    RUN(test_mixed_precision);
     fx_end();
     return qt_finish("test_analyze");
 }

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const cli_opt opts[] = {
     { "model", "FILE.onnx", "float model to quantize (required)", 0 },
@@ -28,6 +29,9 @@ static const cli_opt opts[] = {
     { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, opset 13)", 0 },
     { "analyze", "FILE", "layer-by-layer analysis on the first test images (--limit, else 500): ranking "
       "printed on stderr, FILE written (.json: JSON, else HTML)", 0 },
+    { "mp-budget", "BITS|SIZE", "mixed precision: per-layer weight widths under a budget, the mean weight "
+      "width (4) or the weight-code size (60KB, 61440B; KB = 1024 B); activations at --abits", 0 },
+    { "mp-images", "N", "calibration images for the mixed-precision sensitivity (default 128)", 0 },
     { "dry-run", NULL, "print where every quantizer goes and why, then stop", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
     { "limit", "N", "evaluate only the first N test images", 0 },
@@ -42,6 +46,60 @@ static void on_progress(void *user, int64_t done, int64_t total)
 {
     (void)total;
     qk_progress_update(user, done, NULL);
+}
+
+/* --mp-budget: "4" (mean bits) or "60KB" / "61440B" / "0.5MB" (bytes). 0 on success. */
+static int parse_budget(const char *v, qk_mp_config *mc)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || !(x > 0))
+        return 1;
+    if (*end == 0) {
+        mc->avg_bits = x;
+        return 0;
+    }
+    double mul = strcasecmp(end, "B") == 0 ? 1 : strcasecmp(end, "KB") == 0 || strcasecmp(end, "KiB") == 0 ? 1024
+               : strcasecmp(end, "MB") == 0 || strcasecmp(end, "MiB") == 0 ? 1048576 : 0;
+    if (mul == 0 || x * mul < 1)
+        return 1;
+    mc->max_bytes = (int64_t)(x * mul);
+    return 0;
+}
+
+/* Mixed precision on the first n calibration images; prints the assignment. */
+static qk_status run_mp(qk_qmodel *m, const qk_dataset *train, qk_norm norm, int64_t n, const qk_mp_config *mc,
+                        qk_pool *pool, int json)
+{
+    n = n < train->n ? n : train->n;
+    qk_dataset view = qk_dataset_view(train, 0, n);
+    int64_t dims[4] = { n, 1, train->h, train->w };
+    qk_tensor x;
+    qk_batcher b;
+    qk_mp_result r;
+    qk_status st = qk_tensor_alloc(&x, QK_F32, 4, dims);
+    if (st != QK_OK)
+        return st;
+    if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
+        qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+        qk_batcher_free(&b);
+        st = qk_ptq_mixed_precision(m, &x, mc, pool, &r);
+    }
+    qk_tensor_free(&x);
+    if (st != QK_OK)
+        return st;
+    FILE *f = json ? stderr : stdout;
+    fprintf(f, "mixed precision: mean weight width %.3f bits, %lld bytes of weight codes; sensitivity = output "
+            "SQNR with only that layer quantized (%lld images)\n", r.avg_bits, (long long)r.bytes, (long long)n);
+    for (int l = 0; l < r.n_layers; l++) {
+        const qk_mp_layer *L = &r.layers[l];
+        fprintf(f, "  %-34s %8lld params  %2d bits ", L->weight, (long long)L->params, L->bits);
+        for (int k = 0; k < r.n_widths; k++)
+            fprintf(f, " %d:%.1f", r.widths[k], L->sqnr[k]);
+        fprintf(f, " dB\n");
+    }
+    qk_mp_result_free(&r);
+    return QK_OK;
 }
 
 /* --analyze FILE: the layer analysis before the model is converted to QDQ. */
@@ -106,6 +164,14 @@ static int run(cli_args *a)
         else
             return cli_usage_error("ptq", "--bit-alloc '%s': use w, a or wa", ba);
     }
+    qk_mp_config mc = { 0 };
+    const char *mpb = cli_get(a, "mp-budget");
+    long long mp_images;
+    if (cli_int(a, "mp-images", 128, 1, 1LL << 30, &mp_images))
+        return 2;
+    if (mpb && parse_budget(mpb, &mc))
+        return cli_usage_error("ptq", "--mp-budget '%s': give the mean weight width (4, 4.5) or a size (60KB, "
+                               "61440B)", mpb);
     const char **ex;
     c.n_exclude = cli_multi(a, "exclude", &ex);
     c.exclude = ex;
@@ -149,6 +215,11 @@ static int run(cli_args *a)
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK)
         goto fail;
+    if (mpb && qk_ptq_mp_check(m, &mc) != QK_OK) {
+        fprintf(stderr, "qkit ptq: %s\n", qk_last_error());
+        rc = 2;
+        goto done;
+    }
     if (dry) {
         qk_ptq_print_plan(m, stdout);
         rc = 0;
@@ -162,6 +233,14 @@ static int run(cli_args *a)
         goto fail;
     if (cli_flag(a, "verbose"))
         qk_ptq_print_plan(m, stderr);
+    if (mpb && (st = run_mp(m, &train, norm, mp_images, &mc, pool, json)) != QK_OK) {
+        if (st == QK_ERR_ARG || st == QK_ERR_UNSUPPORTED) {
+            fprintf(stderr, "qkit ptq: %s\n", qk_last_error());
+            rc = 2;
+            goto done;
+        }
+        goto fail;
+    }
     if (cli_get(a, "analyze") && (rc = analyze_report(a, m, &tview, norm, limit, pool, &st)) != 0)
         goto done_or_fail;
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)
