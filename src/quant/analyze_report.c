@@ -90,12 +90,14 @@ static void html_esc(FILE *f, const char *s)
     }
 }
 
-static void cell_db(FILE *f, double v)
+/* color: mark < 20 dB red and < 30 dB yellow (alone figures; the
+ * accumulated ones are low everywhere in a deep network and stay plain) */
+static void cell_db(FILE *f, double v, int color)
 {
     if (isinf(v) && v > 0)
         fprintf(f, "<td>&infin;</td>");
     else
-        fprintf(f, "<td class=\"%s\">%.1f</td>", v < 20 ? "bad" : v < 30 ? "warn" : "", v);
+        fprintf(f, "<td class=\"%s\">%.1f</td>", !color ? "" : v < 20 ? "bad" : v < 30 ? "warn" : "", v);
 }
 
 static double clamp_db(double v) { return !isfinite(v) ? (v > 0 ? 80 : 0) : v < 0 ? 0 : v > 80 ? 80 : v; }
@@ -181,7 +183,7 @@ qk_status qk_analysis_write_html(const qk_analysis *a, const char *title, FILE *
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
     html_esc(f, title ? title : "qkit analysis");
     fprintf(f, "</title>\n<style>body{font-family:sans-serif;margin:20px;max-width:1150px;color:#222}"
-            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;white-space:nowrap;"
+            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}td{white-space:nowrap}"
             "text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}th{background:#eee}"
             ".bad{background:#f5b7b1}.warn{background:#fcf3cf}.grid{display:flex;flex-wrap:wrap;gap:8px}"
             "p.note{font-size:13px;color:#555}</style></head><body>\n<h1>");
@@ -202,16 +204,16 @@ qk_status qk_analysis_write_html(const qk_analysis *a, const char *title, FILE *
     fprintf(f, "<p class=\"note\">accumulated: the quantized network against the float one (errors of all earlier "
             "layers included); alone: only that site quantized. A weight site is measured at its layer's output.</p>"
             "\n<h2>Ranking: the sites that hurt most</h2>\n<table><tr><th>#</th><th>site</th><th>kind</th>"
-            "<th>bits</th><th>output SQNR alone (dB)</th><th>SQNR alone (dB)</th><th>SQNR accumulated (dB)</th>"
-            "<th>cos accumulated</th><th>clipped %%</th><th>clip range</th></tr>\n");
+            "<th>bits</th><th>output SQNR, alone (dB)</th><th>SQNR alone (dB)</th><th>SQNR accum. (dB)</th>"
+            "<th>cos accum.</th><th>clipped %%</th><th>clip range</th></tr>\n");
     for (int i = 0; i < a->n_rank; i++) {
         const qk_analyze_site *S = &a->sites[a->rank[i]];
         fprintf(f, "<tr><td>%d</td><td>", i + 1);
         html_esc(f, S->value);
         fprintf(f, "</td><td>%s</td><td>%d</td>", S->is_weight ? "weight" : "act", S->bits);
-        cell_db(f, S->out_sqnr_alone);
-        cell_db(f, S->sqnr_alone);
-        cell_db(f, S->sqnr_acc);
+        cell_db(f, S->out_sqnr_alone, 1);
+        cell_db(f, S->sqnr_alone, 1);
+        cell_db(f, S->sqnr_acc, 0);
         fprintf(f, "<td>%.5f</td><td>%.3f</td><td>[%.3g, %.3g]</td></tr>\n", S->cos_acc, 100 * S->clipped, S->lo,
                 S->hi);
     }
