@@ -262,6 +262,27 @@ static void test_kl(void)
     QT_CHECK(mx > 0.3f * amax && mx < amax && mn == -mx, "KL T = %g of max %g", (double)mx, (double)amax);
     qk_observer_destroy(o);
 
+    /* a non-negative tensor (|Laplace|, as after ReLU) with the default
+     * levels searches with 2^bits = 256 target bins: the same threshold as
+     * kl_levels = 256 given explicitly, not the one of 128 */
+    for (int i = 0; i < N; i++)
+        y[i] = fabsf(x[i]);
+    qk_observer_opts o128 = { .kl_levels = 128 }, o256 = { .kl_levels = 256 };
+    qk_observer *d = mk("kl", QK_QPARAMS_INT8_SYM, NULL), *e = mk("kl", QK_QPARAMS_INT8_SYM, &o128),
+                *f = mk("kl", QK_QPARAMS_INT8_SYM, &o256);
+    feed(d, y, N);
+    feed(e, y, N);
+    feed(f, y, N);
+    float dmn, dmx, emn, emx, fmn, fmx;
+    range1(d, &dmn, &dmx);
+    range1(e, &emn, &emx);
+    range1(f, &fmn, &fmx);
+    QT_CHECK(dmx == fmx && dmx != emx && dmn == 0, "KL non-negative: default T %g, 256 levels %g, 128 levels %g",
+             (double)dmx, (double)fmx, (double)emx);
+    qk_observer_destroy(d);
+    qk_observer_destroy(e);
+    qk_observer_destroy(f);
+
     /* growth: batches with max 1 then exactly 2 bin like one batch of max 2 */
     for (int i = 0; i < N; i++) {
         y[i] = (float)(i % 1000) / 999.0f * (i < N / 2 ? 1.0f : 2.0f);

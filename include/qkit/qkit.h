@@ -42,6 +42,7 @@
  *   backend.h  hardware backend profiles (data)
  *   fold.h     BatchNormalization folding into Conv / Gemm
  *   ptq.h      prepare, post-training calibration, the QDQ model file
+ *   analyze.h  layer-by-layer analysis (which layer hurts), mixed precision
  *   qat.h      quantization-aware training: learnable quantizers, the QAT run
  *   deploy.h   per-backend deploy files from a QDQ model
  *   int.h      integer kernels: requantization, int8 GEMM/conv, add, pooling
@@ -67,6 +68,7 @@
 #include "quant.h"
 #include "backend.h"
 #include "ptq.h"
+#include "analyze.h"
 #include "qat.h"
 #include "int.h"
 #include "qrun.h"

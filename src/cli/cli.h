@@ -94,4 +94,10 @@ void cli_env_finish(void);
     { "verbose", NULL, "log more detail on stderr", 0 }, \
     { "help", NULL, "show this help", 0 }
 
+/* Layer analysis output shared by `qkit analyze` and `qkit ptq --analyze`
+ * (cmd_analyze.c): the ranking as text; the HTML page to a file (1 on error). */
+struct qk_analysis;
+void cli_analysis_print(const struct qk_analysis *an, int top, FILE *f);
+int cli_analysis_write_html(const struct qk_analysis *an, const char *path, const char *title);
+
 #endif

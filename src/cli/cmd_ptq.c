@@ -4,10 +4,12 @@
 #include "qkit/registry.h"
 #include "qkit/onnx.h"
 #include "qkit/ptq.h"
+#include "qkit/analyze.h"
 #include "qkit/train.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const cli_opt opts[] = {
     { "model", "FILE.onnx", "float model to quantize (required)", 0 },
@@ -25,6 +27,11 @@ static const cli_opt opts[] = {
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
     { "exclude", "NODE", "keep this node in float", 1 },
     { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, opset 13)", 0 },
+    { "analyze", "FILE", "layer-by-layer analysis on the first test images (--limit, else 500): ranking "
+      "printed on stderr, FILE written (.json: JSON, else HTML)", 0 },
+    { "mp-budget", "BITS|SIZE", "mixed precision: per-layer weight widths under a budget, the mean weight "
+      "width (4) or the weight-code size (60KB, 61440B; KB = 1024 B); activations at --abits", 0 },
+    { "mp-images", "N", "calibration images for the mixed-precision sensitivity (default 128)", 0 },
     { "dry-run", NULL, "print where every quantizer goes and why, then stop", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
     { "limit", "N", "evaluate only the first N test images", 0 },
@@ -39,6 +46,85 @@ static void on_progress(void *user, int64_t done, int64_t total)
 {
     (void)total;
     qk_progress_update(user, done, NULL);
+}
+
+/* --mp-budget: "4" (mean bits) or "60KB" / "61440B" / "0.5MB" (bytes). 0 on success. */
+static int parse_budget(const char *v, qk_mp_config *mc)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || !(x > 0))
+        return 1;
+    if (*end == 0) {
+        mc->avg_bits = x;
+        return 0;
+    }
+    double mul = strcasecmp(end, "B") == 0 ? 1 : strcasecmp(end, "KB") == 0 || strcasecmp(end, "KiB") == 0 ? 1024
+               : strcasecmp(end, "MB") == 0 || strcasecmp(end, "MiB") == 0 ? 1048576 : 0;
+    if (mul == 0 || x * mul < 1)
+        return 1;
+    mc->max_bytes = (int64_t)(x * mul);
+    return 0;
+}
+
+/* Mixed precision on the first n calibration images; prints the assignment. */
+static qk_status run_mp(qk_qmodel *m, const qk_dataset *train, qk_norm norm, int64_t n, const qk_mp_config *mc,
+                        qk_pool *pool, int json)
+{
+    n = n < train->n ? n : train->n;
+    qk_dataset view = qk_dataset_view(train, 0, n);
+    int64_t dims[4] = { n, 1, train->h, train->w };
+    qk_tensor x;
+    qk_batcher b;
+    qk_mp_result r;
+    qk_status st = qk_tensor_alloc(&x, QK_F32, 4, dims);
+    if (st != QK_OK)
+        return st;
+    if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
+        qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+        qk_batcher_free(&b);
+        st = qk_ptq_mixed_precision(m, &x, mc, pool, &r);
+    }
+    qk_tensor_free(&x);
+    if (st != QK_OK)
+        return st;
+    FILE *f = json ? stderr : stdout;
+    fprintf(f, "mixed precision: mean weight width %.3f bits, %lld bytes of weight codes; sensitivity = output "
+            "SQNR with only that layer quantized (%lld images)\n", r.avg_bits, (long long)r.bytes, (long long)n);
+    for (int l = 0; l < r.n_layers; l++) {
+        const qk_mp_layer *L = &r.layers[l];
+        fprintf(f, "  %-34s %8lld params  %2d bits ", L->weight, (long long)L->params, L->bits);
+        for (int k = 0; k < r.n_widths; k++)
+            fprintf(f, " %d:%.1f", r.widths[k], L->sqnr[k]);
+        fprintf(f, " dB\n");
+    }
+    qk_mp_result_free(&r);
+    return QK_OK;
+}
+
+/* --analyze FILE: the layer analysis before the model is converted to QDQ. */
+static int analyze_report(cli_args *a, qk_qmodel *m, const qk_dataset *test, qk_norm norm, long long limit,
+                          qk_pool *pool, qk_status *st)
+{
+    const char *path = cli_get(a, "analyze");
+    qk_analysis *an = NULL;
+    int64_t n = limit > 0 && limit < test->n ? limit : test->n < 500 ? test->n : 500;
+    if ((*st = qk_ptq_analyze_dataset(m, test, norm, n, pool, &an)) != QK_OK)
+        return 1;
+    cli_analysis_print(an, 10, stderr);
+    size_t L = strlen(path);
+    int rc = 0;
+    if (L > 5 && strcmp(path + L - 5, ".json") == 0) {
+        FILE *f = fopen(path, "w");
+        *st = f ? qk_analysis_write_json(an, f) : qk_error(QK_ERR_IO, "--analyze: cannot write %s", path);
+        if (f && fclose(f) != 0 && *st == QK_OK)
+            *st = qk_error(QK_ERR_IO, "--analyze: writing %s failed", path);
+        rc = *st != QK_OK;
+    } else if (cli_analysis_write_html(an, path, cli_get(a, "model"))) {
+        rc = 2;
+    }
+    qk_analysis_destroy(an);
+    return rc;
 }
 
 static int run(cli_args *a)
@@ -78,6 +164,14 @@ static int run(cli_args *a)
         else
             return cli_usage_error("ptq", "--bit-alloc '%s': use w, a or wa", ba);
     }
+    qk_mp_config mc = { 0 };
+    const char *mpb = cli_get(a, "mp-budget");
+    long long mp_images;
+    if (cli_int(a, "mp-images", 128, 1, 1LL << 30, &mp_images))
+        return 2;
+    if (mpb && parse_budget(mpb, &mc))
+        return cli_usage_error("ptq", "--mp-budget '%s': give the mean weight width (4, 4.5) or a size (60KB, "
+                               "61440B)", mpb);
     const char **ex;
     c.n_exclude = cli_multi(a, "exclude", &ex);
     c.exclude = ex;
@@ -121,6 +215,11 @@ static int run(cli_args *a)
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK)
         goto fail;
+    if (mpb && qk_ptq_mp_check(m, &mc) != QK_OK) {
+        fprintf(stderr, "qkit ptq: %s\n", qk_last_error());
+        rc = 2;
+        goto done;
+    }
     if (dry) {
         qk_ptq_print_plan(m, stdout);
         rc = 0;
@@ -134,6 +233,16 @@ static int run(cli_args *a)
         goto fail;
     if (cli_flag(a, "verbose"))
         qk_ptq_print_plan(m, stderr);
+    if (mpb && (st = run_mp(m, &train, norm, mp_images, &mc, pool, json)) != QK_OK) {
+        if (st == QK_ERR_ARG || st == QK_ERR_UNSUPPORTED) {
+            fprintf(stderr, "qkit ptq: %s\n", qk_last_error());
+            rc = 2;
+            goto done;
+        }
+        goto fail;
+    }
+    if (cli_get(a, "analyze") && (rc = analyze_report(a, m, &tview, norm, limit, pool, &st)) != 0)
+        goto done_or_fail;
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)
         goto fail;
     if ((st = qk_evaluate(qk_qmodel_graph(m), &tview, norm, 256, pool, &qr)) != QK_OK)
@@ -179,6 +288,9 @@ static int run(cli_args *a)
     }
     rc = 0;
     goto done;
+done_or_fail:
+    if (rc == 2)
+        goto done;
 fail:
     cli_fail("ptq", st);
 done:

@@ -6,10 +6,10 @@
 
 extern const cli_cmd cli_cmd_train, cli_cmd_eval, cli_cmd_info, cli_cmd_run;
 extern const cli_cmd cli_cmd_export, cli_cmd_ptq, cli_cmd_backends;
-extern const cli_cmd cli_cmd_qat, cli_cmd_bench;
+extern const cli_cmd cli_cmd_qat, cli_cmd_bench, cli_cmd_analyze;
 
 static const cli_cmd *const commands[] = {
-    &cli_cmd_train, &cli_cmd_eval, &cli_cmd_info, &cli_cmd_run, &cli_cmd_ptq, &cli_cmd_qat, &cli_cmd_backends, &cli_cmd_export, &cli_cmd_bench, NULL
+    &cli_cmd_train, &cli_cmd_eval, &cli_cmd_info, &cli_cmd_run, &cli_cmd_ptq, &cli_cmd_qat, &cli_cmd_analyze, &cli_cmd_backends, &cli_cmd_export, &cli_cmd_bench, NULL
 };
 
 static void usage(FILE *f)

@@ -373,6 +373,7 @@ static qk_status resolve_opts(qk_observer *o, const qk_observer_opts *in)
         return qk_error(QK_ERR_ARG, "observer '%s': aciq_sided %d must be 0 (auto), 1 (one-sided) or 2 (two-sided)",
                         nm, d.aciq_sided);
     o->opt = d;
+    o->kl_levels_auto = !(in && in->kl_levels);
     return QK_OK;
 }
 

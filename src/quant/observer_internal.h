@@ -23,6 +23,7 @@ struct qk_observer {
     const qk_obs_kind *kind;
     qk_qparams qp;
     qk_observer_opts opt;  /* defaults resolved */
+    int kl_levels_auto;    /* opt.kl_levels took the default (kl: 2^bits for non-negative tensors) */
     int32_t qn, qmax;      /* code range */
     double aciq_mult[2];   /* aciq: alpha*(bits) two-sided, one-sided */
     int64_t nch;           /* channels, 0 before the first update */

@@ -657,3 +657,24 @@ qk_status qk_ptq_calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     m->seconds += qk_now() - t0;
     return st;
 }
+
+/* One weight site at a new width (mixed precision): the site's quantizer
+ * is rebuilt with qp.bits = bits and the weight quantized again (no bias
+ * correction). */
+qk_status qk_ptq_requantize_weight(qk_qmodel *m, int s, int bits)
+{
+    qk_qsite *t = &m->sites[s];
+    qk_fq_rt *rt = &m->rt[s];
+    qk_qparams qp = t->qp;
+    qp.bits = bits;
+    qk_quantizer_desc d = { .qp = qp, .observer = t->observer, .opts = &m->cfg.w_opts, .is_weight = 1,
+                            .name = t->value, .hooks = m->cfg.hooks };
+    qk_quantizer *q;
+    qk_status st = qk_quantizer_create(&d, &q);
+    if (st != QK_OK)
+        return qk_error_context(st, "%s", t->reason);
+    qk_quantizer_destroy(rt->q);
+    rt->q = q;
+    t->qp = qp;
+    return quantize_weight(m, s);
+}
