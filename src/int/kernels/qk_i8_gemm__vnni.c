@@ -86,26 +86,29 @@ static inline int32_t ld32(const uint8_t *p)
     _mm512_storeu_si512(c + r * ldc + 16, c##r##1);
 #define STORE1(r) _mm512_storeu_si512(c + r * ldc, c##r##0);
 #define STEP2(r, DP)                                                                                 \
-    av = _mm512_set1_epi32(ld32(q + r * xs));                                                        \
+    av = _mm512_set1_epi32(ld32(q + r * RS));                                                        \
     c##r##0 = DP(c##r##0, av, b0);                                                                   \
     c##r##1 = DP(c##r##1, av, b1);
 #define STEP1(r, DP)                                                                                 \
-    av = _mm512_set1_epi32(ld32(q + r * xs));                                                        \
+    av = _mm512_set1_epi32(ld32(q + r * RS));                                                        \
     c##r##0 = DP(c##r##0, av, b0);
 #define STEP2_U(r) STEP2(r, DP_U)
 #define STEP2_S(r) STEP2(r, DP_S)
 #define STEP1_U(r) STEP1(r, DP_U)
 #define STEP1_S(r) STEP1(r, DP_S)
-#define OFF_LIN(kk) ((kk) * ks)
+#define OFF_LIN(kk) (4 * (kk))
+#define OFF_PK(kk) (4 * MR * (kk))
 #define OFF_TAB(kk) (koff[kk])
 #define LOADB2 __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 64);
 #define LOADB1 __m512i b0 = _mm512_loadu_si512(bp);
-/* A full MR-row tile: acc rows r at c + r*ldc, NV*16 columns. */
+/* A full MR-row tile: acc rows r at c + r*ldc, NV*16 columns; A row r at
+ * x + r*RS (RS: xs, or 4 for the packed layout, a constant there so that
+ * every broadcast addresses one register plus a displacement). */
 #define TILE_FN(name, NV, S, OFF)                                                                    \
-    static void name(int64_t K4, const int64_t *koff, const uint8_t *x, int64_t xs, int64_t ks,         \
-                     const uint8_t *bp, int32_t *c, int64_t ldc)                                     \
+    static void name(int64_t K4, const int64_t *koff, const uint8_t *x, int64_t xs, const uint8_t *bp,  \
+                     int32_t *c, int64_t ldc)                                                        \
     {                                                                                                \
-        (void)koff, (void)ks;                                                                        \
+        (void)koff, (void)xs;                                                                        \
         ROWS(DECL##NV)                                                                               \
         for (int64_t kk = 0; kk < K4; kk++, bp += 4 * NR) {                                          \
             const uint8_t *q = x + OFF(kk);                                                          \
@@ -115,6 +118,7 @@ static inline int32_t ld32(const uint8_t *p)
         }                                                                                            \
         ROWS(STORE##NV)                                                                              \
     }
+#define RS xs
 TILE_FN(t2u_lin, 2, U, OFF_LIN)
 TILE_FN(t2s_lin, 2, S, OFF_LIN)
 TILE_FN(t1u_lin, 1, U, OFF_LIN)
@@ -123,12 +127,20 @@ TILE_FN(t2u_tab, 2, U, OFF_TAB)
 TILE_FN(t2s_tab, 2, S, OFF_TAB)
 TILE_FN(t1u_tab, 1, U, OFF_TAB)
 TILE_FN(t1s_tab, 1, S, OFF_TAB)
+#undef RS
+#define RS 4
+TILE_FN(t2u_pk, 2, U, OFF_PK)
+TILE_FN(t2s_pk, 2, S, OFF_PK)
+TILE_FN(t1u_pk, 1, U, OFF_PK)
+TILE_FN(t1s_pk, 1, S, OFF_PK)
+#undef RS
 
-typedef void (*tile_fn)(int64_t, const int64_t *, const uint8_t *, int64_t, int64_t, const uint8_t *, int32_t *,
-                        int64_t);
-/* [koff != NULL][signed A][two vectors] */
-static const tile_fn tiles[2][2][2] = {{{t1u_lin, t2u_lin}, {t1s_lin, t2s_lin}},
-                                       {{t1u_tab, t2u_tab}, {t1s_tab, t2s_tab}}};
+typedef void (*tile_fn)(int64_t, const int64_t *, const uint8_t *, int64_t, const uint8_t *, int32_t *, int64_t);
+enum { T_LIN, T_TAB, T_PK };
+/* [T_*][signed A][two vectors] */
+static const tile_fn tiles[3][2][2] = {{{t1u_lin, t2u_lin}, {t1s_lin, t2s_lin}},
+                                       {{t1u_tab, t2u_tab}, {t1s_tab, t2s_tab}},
+                                       {{t1u_pk, t2u_pk}, {t1s_pk, t2s_pk}}};
 
 /* Rows [0, mb) of A (row m at x + m*xs, dword kk at + 4*kk or + koff[kk];
  * or packed: group of MR rows g at x + g*xs) times columns [n0, n0 + nbp)
@@ -138,7 +150,8 @@ static void run_tiles(const qk_i8gemm *g, int64_t mb, const uint8_t *x, int64_t 
 {
     const int64_t K4 = g->Kp / 4, full = pk ? qk_i8_roundup(mb, MR) : mb / MR * MR;
     const int sgn = g->a_type == QK_I8;
-    const int64_t rs = pk ? 4 : xs, ks = pk ? 4 * MR : 4, gs = pk ? xs : MR * xs; /* row, dword, group steps */
+    const int64_t gs = pk ? xs : MR * xs; /* step between groups of MR rows */
+    const int kind = pk ? T_PK : koff ? T_TAB : T_LIN;
     int32_t tail[MR * NR];
     if (full < mb) { /* the last rows, gathered: [MR][Kp], rows past mb zero */
         memset(kws, 0, (size_t)(MR * g->Kp));
@@ -157,15 +170,15 @@ static void run_tiles(const qk_i8gemm *g, int64_t mb, const uint8_t *x, int64_t 
         for (int64_t m = 0; m < full; m += MR) {
             int64_t mr = mb - m < MR ? mb - m : MR;
             if (mr == MR) {
-                tiles[koff != NULL][sgn][two](K4, koff, x + (m / MR) * gs, rs, ks, bp, acc + m * ldacc + j, ldacc);
+                tiles[kind][sgn][two](K4, koff, x + (m / MR) * gs, xs, bp, acc + m * ldacc + j, ldacc);
                 continue;
             }
-            tiles[0][sgn][two](K4, NULL, x + (m / MR) * gs, rs, ks, bp, tail, NR); /* packed, zero rows past mb */
+            tiles[T_PK][sgn][two](K4, NULL, x + (m / MR) * gs, 4, bp, tail, NR); /* zero rows past mb */
             for (int64_t r = 0; r < mr; r++)
                 memcpy(acc + (m + r) * ldacc + j, tail + r * NR, (size_t)w * 4);
         }
         if (full < mb) {
-            tiles[0][sgn][two](K4, NULL, kws, g->Kp, 4, bp, tail, NR);
+            tiles[T_LIN][sgn][two](K4, NULL, kws, g->Kp, bp, tail, NR);
             for (int64_t m = full; m < mb; m++)
                 memcpy(acc + m * ldacc + j, tail + (m - full) * NR, (size_t)w * 4);
         }
