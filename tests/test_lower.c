@@ -389,10 +389,10 @@ static void test_gemm(const char *arith, qk_rq_mode mode)
     qk_graph_destroy(g);
 }
 
-/* TensorRT's placement: Q/DQ -> Conv -> Relu -> MaxPool (pads, ceil) -> Q/DQ -> Gemm. The runner's
+/* TensorRT's placement: Q/DQ -> Conv -> Relu -> MaxPool (pads, ceil) [-> Flatten] -> Q/DQ -> Gemm. The runner's
  * passes move the MaxPool behind the QuantizeLinear (a QkPool on the codes: quantization is
  * monotone) and fuse DQ -> Relu -> Q into one QkEpilogue; the logits stay bit-identical. */
-static void test_trt_maxpool(qk_dtype at, qk_pool *pool2)
+static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
 {
     enum { N = 2, C = 3, CO = 5, H = 7, W = 7, PO = 4 };
     qk_graph *g;
@@ -416,8 +416,14 @@ static void test_trt_maxpool(qk_dtype at, qk_pool *pool2)
     qk_node_set_ints(g, g->n_nodes - 1, "strides", 2, (int64_t[]){ 2, 2 });
     qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ 1, 0, 0, 1 });
     qk_node_set_int(g, g->n_nodes - 1, "ceil_mode", 1);
-    int md = qdq(g, mp, "mp_out", 0.03f, at == QK_U8 ? 0 : -128, at);
-    int fl = node(g, "Flatten", "flat", 1, &md, "flat_out");
+    int fl;
+    if (flat_first) { /* MaxPool -> Flatten -> Q/DQ (lenet's second pool) */
+        int f = node(g, "Flatten", "flat", 1, &mp, "flat_out");
+        fl = qdq(g, f, "flat_out", 0.03f, at == QK_U8 ? 0 : -128, at);
+    } else {
+        int md = qdq(g, mp, "mp_out", 0.03f, at == QK_U8 ? 0 : -128, at);
+        fl = node(g, "Flatten", "flat", 1, &md, "flat_out");
+    }
     enum { K = CO * PO * PO };
     static int32_t fc[3 * K];
     float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
@@ -433,7 +439,8 @@ static void test_trt_maxpool(qk_dtype at, qk_pool *pool2)
     float xin[N * C * H * W], yp[N * 3], yq[N * 3];
     for (int i = 0; i < N * C * H * W; i++)
         xin[i] = frand(-1.5f, 2.5f);
-    const char *what = at == QK_U8 ? "trt maxpool uint8" : "trt maxpool int8";
+    char what[64];
+    snprintf(what, sizeof what, "trt maxpool %s%s", qk_dtype_name(at), flat_first ? " (flatten first)" : "");
     qk_graph *rp, *rf;
     QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
     QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
@@ -927,8 +934,10 @@ int main(int argc, char **argv)
     test_residual("pot", QK_I8, 0, NULL);
     test_residual("fp32", QK_I8, 1, pool2); /* TensorRT style */
     test_residual("fp32", QK_U8, 1, pool2);
-    test_trt_maxpool(QK_U8, pool2);
-    test_trt_maxpool(QK_I8, pool2);
+    for (int ff = 0; ff < 2; ff++) {
+        test_trt_maxpool(QK_U8, ff, pool2);
+        test_trt_maxpool(QK_I8, ff, pool2);
+    }
     test_concat();
     test_errors();
     test_runner(argv[0]);

@@ -19,7 +19,10 @@
  * Exact: quantization is monotone non-decreasing (scale > 0, round half to
  * even, saturation), so the maximum of the codes is the code of the
  * maximum, and padding is ignored by both; the epilogue fusion below then
- * takes the QuantizeLinear. */
+ * takes the QuantizeLinear. A Flatten between the MaxPool and the
+ * QuantizeLinear moves with the pool (a copy of the same elements in the
+ * same order, for any element type):
+ *   x -> MaxPool -> Flatten -> Q -> y   becomes   x -> Q -> QkPool -> Flatten -> y */
 #include "lower_internal.h"
 
 #include <stdio.h>
@@ -100,21 +103,30 @@ static qk_status pool_after_quant(qk_graph *g)
         qk_dtype ty;
         if (!q_scalar(g, &g->nodes[qi], &ys, &zy, &ty))
             continue;
-        int p = g->values[g->nodes[qi].in[0]].producer;
+        int p = g->values[g->nodes[qi].in[0]].producer, fl = -1;
+        if (p >= 0 && p < nn && !rm[p] && qk_node_is(&g->nodes[p], "Flatten") && g->nodes[p].n_in == 1 &&
+            g->nodes[p].n_out == 1 && ncons[g->nodes[p].out[0]] == 1) { /* MaxPool -> Flatten -> Q */
+            fl = p;
+            p = g->nodes[fl].in[0] >= 0 ? g->values[g->nodes[fl].in[0]].producer : -1;
+        }
         if (p < 0 || p >= nn || rm[p] || !qk_node_is(&g->nodes[p], "MaxPool") || g->nodes[p].n_in != 1 ||
             g->nodes[p].in[0] < 0 || (g->nodes[p].n_out > 1 && g->nodes[p].out[1] >= 0) ||
             ncons[g->nodes[p].out[0]] != 1 || g->values[g->nodes[p].in[0]].t.dtype != QK_F32)
             continue;
-        char *tn = qk_graph_unique_name(g, g->values[g->nodes[qi].out[0]].name);
-        int t = tn ? qk_graph_add_value(g, tn, QK_VALUE_ACT) : -1;
-        qk_free(tn);
-        if (t < 0) {
-            st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
-            goto done;
+        int t = -1, t2 = -1;
+        for (int k = 0; k < (fl >= 0 ? 2 : 1); k++) {
+            char *tn = qk_graph_unique_name(g, g->values[g->nodes[qi].out[0]].name);
+            int v = tn ? qk_graph_add_value(g, tn, QK_VALUE_ACT) : -1;
+            qk_free(tn);
+            if (v < 0) {
+                st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+                goto done;
+            }
+            *(k ? &t2 : &t) = v;
         }
-        int x = g->nodes[p].in[0], y = g->nodes[qi].out[0];
-        g->values[y].producer = -1;
-        int nd = qk_graph_add_node(g, "QkPool", g->nodes[p].name, 1, &t, 1, &y);
+        int x = g->nodes[p].in[0], y = g->nodes[qi].out[0], py = fl >= 0 ? t2 : y;
+        g->values[py].producer = -1;
+        int nd = qk_graph_add_node(g, "QkPool", g->nodes[p].name, 1, &t, 1, &py);
         if (nd < 0) {
             st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
             goto done;
@@ -146,6 +158,11 @@ static qk_status pool_after_quant(qk_graph *g)
         q->in[0] = x;
         q->out[0] = t;
         g->values[t].producer = qi;
+        if (fl >= 0) { /* the Flatten moves behind the pool, onto the codes */
+            g->nodes[fl].in[0] = t2;
+            g->nodes[fl].out[0] = y;
+            g->values[y].producer = fl;
+        }
         rm[p] = 1;
         moved = 1;
     }
