@@ -737,7 +737,7 @@ def main(argv=None):
     for name in ("bench-int8", "bench-infer"):
         q = sub.add_parser(name)
         q.add_argument("--arch", required=True, choices=ARCHS)
-        q.add_argument("--onnx", help="take the weights of a qkit model (else a seeded random init)")
+        q.add_argument("--onnx", help="take the weights of a qkit model (else the default init, reproducible)")
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--batch", type=int, default=256)
         q.add_argument("--repeat", type=int, default=3)
