@@ -17,6 +17,8 @@
  *   QKIT_ISA caps the level dispatch uses (kernels are forced by index here). */
 #include "qkit/int.h"
 
+#include "bench_machine.h"
+
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -145,6 +147,7 @@ int main(int argc, char **argv)
         secs_per_case = atof(argv[1]);
     char cpu[256];
     printf("# int8 GEMM benchmark\n%s\n", qk_cpu_describe(cpu, sizeof cpu));
+    bm_machine_print(stdout);
     double peak = 0;
     if (qk_cpu_isa_usable(QK_ISA_VNNI)) {
         peak = vnni_peak();
@@ -281,6 +284,10 @@ int main(int argc, char **argv)
         {"resnet 16->32 3x3 s2 @28", 16, 32, 1, 28, 3, 2, 1, 0},
         {"mbv2 1x1 24->96 @14", 24, 96, 1, 14, 1, 1, 0, 0},
         {"mbv2 dw 96 3x3 @14", 96, 96, 96, 14, 3, 1, 1, 0},
+        {"resnet 16 3x3 @28 NHWC", 16, 16, 1, 28, 3, 1, 1, 1},
+        {"resnet 32 3x3 @14 NHWC", 32, 32, 1, 14, 3, 1, 1, 1},
+        {"resnet 64 3x3 @7 NHWC", 64, 64, 1, 7, 3, 1, 1, 1},
+        {"resnet 16->32 3x3 s2 @28 NHWC", 16, 32, 1, 28, 3, 2, 1, 1},
         {"mbv2 1x1 16->64 @28 NHWC", 16, 64, 1, 28, 1, 1, 0, 1},
         {"mbv2 1x1 24->96 @14 NHWC", 24, 96, 1, 14, 1, 1, 0, 1},
         {"mbv2 dw 16 3x3 @28 NHWC", 16, 16, 16, 28, 3, 1, 1, 1},

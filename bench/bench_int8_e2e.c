@@ -3,7 +3,7 @@
  * Runtime on the exported onnx-qlinear model (QLinearConv/QLinearMatMul).
  *
  *   build/bench/bench_int8_e2e [--models DIR] [--profiles a,b] [--repeat R]
- *                              [--seconds S] [--max-batch B] [--no-peer]
+ *                              [--seconds S] [--max-batch B] [--no-peer] [--no-torch]
  *
  * Per model (DIR/{lenet,resnet8,mobilenetv2s}.onnx, those present) and
  * profile (tensorrt, fbgemm, onnx-qlinear at W8A8): PTQ with the profile's
@@ -21,8 +21,15 @@
  *  - float: the float model's qk_graph_forward at batch 256 and 1, same
  *    rounds (planned at 256 / 1);
  *  - peer: `node tools/ort_bench.js` (run from the repository root) when
- *    node and onnxruntime-node are installed, same threads, batch, rounds.
- * Prints a Markdown table; ratios are of figures measured in this run. */
+ *    node and onnxruntime-node are installed, same threads, batch, rounds;
+ *  - second peer: PyTorch 1.13's own int8 (`bench/torch_peer.py bench-int8`:
+ *    FX PTQ with the fbgemm qconfig on the model's weights, the onednn and
+ *    fbgemm engines where built, NCHW and channels_last input, the fastest
+ *    configuration) when /usr/bin/python3 imports torch; per model and
+ *    threads (its quantization is its own, not the profile's).
+ * The header names the CPU, the ISA level used and the measured peaks
+ * (bench_machine.h). Prints a Markdown table; ratios are of figures
+ * measured in this run. */
 #include "qkit/registry.h"
 #include "qkit/data.h"
 #include "qkit/deploy.h"
@@ -31,6 +38,8 @@
 #include "qkit/ptq.h"
 #include "qkit/qrun.h"
 #include "qkit/train.h"
+
+#include "bench_machine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +50,7 @@
 #define BATCH 256
 #define CHECK_N 512
 
-static int repeat = 5, max_batch = 64, peer = 1;
+static int repeat = 5, max_batch = 64, peer = 1, tpeer = 1;
 static double seconds = 0.3;
 
 static int cmp_d(const void *a, const void *b)
@@ -127,10 +136,41 @@ static int ort_run(const char *model, int threads, const char *check, double *ip
     return pclose(p) != 0 || !ok;
 }
 
+static int have_torch(void)
+{
+    return tpeer && system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 &&
+           access("bench/torch_peer.py", R_OK) == 0;
+}
+
+/* PyTorch int8 images/s of arch (weights from path) at threads; cfg gets
+ * "engine/layout"; 0 on success. */
+static int torch_run(const char *arch, const char *path, int threads, double *ips, char *cfg, size_t ncfg)
+{
+    char cmd[2048], line[8192];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 bench/torch_peer.py bench-int8 --arch %s --onnx '%s' --threads %d --batch %d "
+             "--repeat %d --seconds %g --json 2>/dev/null",
+             arch, path, threads, BATCH, repeat, seconds);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 1;
+    int ok = 0;
+    while (fgets(line, sizeof line, p)) {
+        char *a = strstr(line, "\"images_per_s\":"), *e = strstr(line, "\"engine\": \""),
+             *l = strstr(line, "\"layout\": \"");
+        if (a && e && l) {
+            ok = sscanf(a + 15, "%lf", ips) == 1;
+            snprintf(cfg, ncfg, "%.*s/%.*s", (int)strcspn(e + 11, "\""), e + 11, (int)strcspn(l + 11, "\""), l + 11);
+        }
+    }
+    return pclose(p) != 0 || !ok;
+}
+
 typedef struct row {
     const char *model, *profile;
     int threads;
-    double f_ips, f_ms, q_ips, q_ms, o_ips, o_ms;
+    double f_ips, f_ms, q_ips, q_ms, o_ips, o_ms, t_ips;
+    char t_cfg[32];
     double agree_fake, agree_ort;
     int same_threads, same_plain;
 } row;
@@ -178,10 +218,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
             max_batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer"))
-            peer = 0;
+            peer = tpeer = 0;
+        else if (!strcmp(argv[i], "--no-torch"))
+            tpeer = 0;
         else {
             fprintf(stderr, "usage: bench_int8_e2e [--models DIR] [--profiles a,b] [--repeat R] [--seconds S] "
-                            "[--max-batch B] [--no-peer]\n");
+                            "[--max-batch B] [--no-peer] [--no-torch]\n");
             return 2;
         }
     }
@@ -190,7 +232,8 @@ int main(int argc, char **argv)
         return 2;
     }
     qk_log_set_level(QK_LOG_WARN);
-    int use_peer = have_peer();
+    int use_peer = have_peer(), use_torch = have_torch();
+    bm_machine_print(stdout);
     qk_dataset test = { 0 }, train = { 0 };
     if (qk_dataset_load_dir(NULL, "t10k", &test) != QK_OK || qk_dataset_load_dir(NULL, "train", &train) != QK_OK)
         fail("dataset");
@@ -204,8 +247,9 @@ int main(int argc, char **argv)
     int32_t *fake_pred = malloc((size_t)CHECK_N * sizeof(int32_t));
     if (!x || !ya || !yb || !lab || !fake_pred)
         return 1;
-    printf("bench_int8_e2e: %d rounds of >= %.2f s, median; int8 engine max_batch %d; peer %s\n", repeat, seconds,
-           max_batch, use_peer ? "ONNX Runtime (onnxruntime-node)" : "none");
+    printf("bench_int8_e2e: %d rounds of >= %.2f s, median; int8 engine max_batch %d; peers %s, %s\n", repeat,
+           seconds, max_batch, use_peer ? "ONNX Runtime (onnxruntime-node)" : "no ORT",
+           use_torch ? "PyTorch int8 (torch_peer.py bench-int8)" : "no PyTorch");
     for (int mi = 0; mi < 3; mi++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s.onnx", dir, models[mi]);
@@ -240,6 +284,11 @@ int main(int argc, char **argv)
                 fail("plan");
             f_ms[t] = 1e3 * time_calls(float_call, &c);
         }
+        double t_ips[3] = { -1, -1, -1 };
+        char t_cfg[3][32] = { "", "", "" };
+        for (int t = 1; t <= 2 && use_torch; t++)
+            if (torch_run(models[mi], path, t, &t_ips[t], t_cfg[t], sizeof t_cfg[t]) != 0)
+                t_ips[t] = -1;
         for (const char *pp = profiles_arg; *pp;) {
             char prof[64];
             size_t len = strcspn(pp, ",");
@@ -313,10 +362,12 @@ int main(int argc, char **argv)
                 c.n = 1;
                 w->q_ms = 1e3 * time_calls(q_call, &c);
                 w->o_ips = w->o_ms = w->agree_ort = -1;
+                w->t_ips = t_ips[t];
+                snprintf(w->t_cfg, sizeof w->t_cfg, "%s", t_cfg[t]);
                 if (have_export && ort_run(epath, t, ppath, &w->o_ips, &w->o_ms, &w->agree_ort) != 0)
                     w->o_ips = w->o_ms = -1;
-                fprintf(stderr, "  %s %s t%d: float %.0f/s, int8 %.0f/s, ort %.0f/s\n", models[mi], prof, t,
-                        w->f_ips, w->q_ips, w->o_ips);
+                fprintf(stderr, "  %s %s t%d: float %.0f/s, int8 %.0f/s, ort %.0f/s, torch %.0f/s\n", models[mi],
+                        prof, t, w->f_ips, w->q_ips, w->o_ips, w->t_ips);
             }
             qk_qrun_destroy(qr[1]);
             qk_qrun_destroy(qr[2]);
@@ -326,8 +377,9 @@ int main(int argc, char **argv)
         qk_graph_destroy(fg);
     }
     printf("\n| model | profile | threads | float img/s | int8 img/s | int8/float | ORT int8 img/s | int8/ORT "
-           "| float b1 ms | int8 b1 ms | ORT b1 ms | agree fake | agree ORT | 1T==2T | ==plain |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "| PyTorch int8 img/s | int8/PyTorch | float b1 ms | int8 b1 ms | ORT b1 ms | agree fake | agree ORT "
+           "| 1T==2T | ==plain |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < nrows; i++) {
         const row *w = &rows[i];
         char o1[32] = "-", o2[32] = "-", o3[32] = "-", o4[32] = "-";
@@ -338,9 +390,14 @@ int main(int argc, char **argv)
         }
         if (w->agree_ort >= 0)
             snprintf(o4, sizeof o4, "%.1f%%", 100 * w->agree_ort);
-        printf("| %s | %s | %d | %.0f | %.0f | %.2fx | %s | %s | %.3f | %.3f | %s | %.1f%% | %s | %s | %s |\n",
-               w->model, w->profile, w->threads, w->f_ips, w->q_ips, w->q_ips / w->f_ips, o1, o2, w->f_ms, w->q_ms, o3,
-               100 * w->agree_fake, o4, w->same_threads ? "yes" : "NO", w->same_plain ? "yes" : "NO");
+        char t1[64] = "-", t2[32] = "-";
+        if (w->t_ips > 0) {
+            snprintf(t1, sizeof t1, "%.0f (%s)", w->t_ips, w->t_cfg);
+            snprintf(t2, sizeof t2, "%.2fx", w->q_ips / w->t_ips);
+        }
+        printf("| %s | %s | %d | %.0f | %.0f | %.2fx | %s | %s | %s | %s | %.3f | %.3f | %s | %.1f%% | %s | %s | %s |\n",
+               w->model, w->profile, w->threads, w->f_ips, w->q_ips, w->q_ips / w->f_ips, o1, o2, t1, t2, w->f_ms,
+               w->q_ms, o3, 100 * w->agree_fake, o4, w->same_threads ? "yes" : "NO", w->same_plain ? "yes" : "NO");
     }
     qk_pool_destroy(pools[1]);
     qk_pool_destroy(pools[2]);

@@ -26,13 +26,25 @@
  * round's images/s (least disturbed on a shared machine), with the median
  * step of that round beside it.
  *
+ * The peer runs in both memory formats (NCHW and channels_last, the one
+ * PyTorch users pick for speed on CPUs) and the faster is compared.
+ *
+ * --infer: float inference instead, at batch 256: the shipped models
+ * (--models DIR, default models/M.onnx) planned for inference on T threads,
+ * images/s of qk_graph_forward on 256 normalized training images, the
+ * median of R rounds of >= 0.3 s each; the peer (torch_peer.py
+ * bench-infer, eval mode, inference_mode, the same weights) in NCHW and
+ * channels_last, the faster compared.
+ *
  *   build/bench/bench_train [--arch NAME] [--threads T=2] [--steps N=50, >= 16]
  *                           [--warmup W=5] [--repeat R=3] [--no-peer]
  *                           [--peer bench/torch_peer.py] [--data DIR]
+ *                           [--infer [--models DIR]]
  * Exit status 1 if a check fails (the model's row then says so and has no
  * figures), 2 on a usage error. */
 #include "qkit/registry.h"
 #include "qkit/data.h"
+#include "qkit/onnx.h"
 #include "qkit/ops.h"
 #include "qkit/train.h"
 #include "qkit/zoo.h"
@@ -42,13 +54,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_machine.h"
+
 #define BATCH 128
+#define IBATCH 256
 #define LR 0.05f
 #define CHECK_STEPS 3
 
 typedef struct opts {
-    const char *arch, *peer, *data;
-    int threads, steps, warmup, repeat, no_peer;
+    const char *arch, *peer, *data, *models;
+    int threads, steps, warmup, repeat, no_peer, infer;
 } opts;
 
 typedef struct model {
@@ -329,16 +344,18 @@ static double json_num(const char *s, const char *key)
 typedef struct peer_figures {
     double ips, ips_median, load;
     char rounds[256];
+    const char *layout;
 } peer_figures;
 
-static int peer_run(const opts *o, const char *arch, peer_figures *pf)
+static int peer_run1(const opts *o, const char *arch, int channels_last, peer_figures *pf)
 {
     char cmd[1024], line[8192];
     memset(pf, 0, sizeof *pf);
     pf->ips = -1;
+    pf->layout = channels_last ? "NHWC" : "NCHW";
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 %s bench-train --arch %s --threads %d --steps %d --warmup %d --repeat %d --json",
-             o->peer, arch, o->threads, o->steps, o->warmup, o->repeat);
+             "/usr/bin/python3 %s bench-train --arch %s --threads %d --steps %d --warmup %d --repeat %d --json%s",
+             o->peer, arch, o->threads, o->steps, o->warmup, o->repeat, channels_last ? " --channels-last" : "");
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
@@ -362,10 +379,92 @@ static int peer_run(const opts *o, const char *arch, peer_figures *pf)
     return pf->ips > 0 && rc == 0 ? 0 : -1;
 }
 
+/* Both layouts; pf gets the faster, other the NCHW/NHWC figures. */
+static int peer_run(const opts *o, const char *arch, peer_figures *pf, char *other, size_t n)
+{
+    peer_figures a, b;
+    int ra = peer_run1(o, arch, 0, &a), rb = peer_run1(o, arch, 1, &b);
+    snprintf(other, n, "NCHW %.1f, channels_last %.1f", a.ips, b.ips);
+    if (ra && rb)
+        return -1;
+    *pf = (rb || (!ra && a.ips >= b.ips)) ? a : b;
+    return 0;
+}
+
+/* ---- float inference (--infer) ---- */
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int infer_model(const opts *o, const char *arch, const qk_dataset *train, qk_pool *pool)
+{
+    char path[512], cmd[1024], line[8192];
+    snprintf(path, sizeof path, "%s/%s.onnx", o->models, arch);
+    qk_graph *g = NULL;
+    qk_norm norm = qk_norm_default();
+    qk_batcher bt;
+    float *x = malloc((size_t)IBATCH * 784 * sizeof(float));
+    int64_t *lab = malloc((size_t)IBATCH * sizeof(int64_t));
+    qk_status st = x && lab ? qk_onnx_load(path, &g) : QK_ERR_NOMEM;
+    if (st == QK_OK && qk_graph_get_norm(g, &norm.mean, &norm.std) == QK_ERR_FORMAT)
+        st = QK_ERR_FORMAT;
+    if (st == QK_OK && (st = qk_batcher_init(&bt, train, IBATCH, 0, 0, norm, NULL)) == QK_OK) {
+        qk_batcher_epoch(&bt, 0);
+        qk_batcher_get(&bt, 0, x, lab);
+        qk_batcher_free(&bt);
+    }
+    if (st == QK_OK && (st = qk_ops_bind(g)) == QK_OK)
+        st = qk_graph_plan(g, IBATCH, 0, pool);
+    double per[16];
+    for (int r = 0; r < o->repeat && st == QK_OK; r++) {
+        int64_t runs = 0;
+        double t0 = qk_now(), dt;
+        do {
+            memcpy(g->values[g->inputs[0]].t.data, x, (size_t)IBATCH * 784 * sizeof(float));
+            st = qk_graph_forward(g);
+            runs++;
+            dt = qk_now() - t0;
+        } while (st == QK_OK && dt < 0.3);
+        per[r] = dt / (double)runs;
+    }
+    qk_graph_destroy(g);
+    free(x), free(lab);
+    if (st != QK_OK)
+        return fail_status(arch, "inference", st);
+    qsort(per, (size_t)o->repeat, sizeof *per, cmp_d);
+    double ips = IBATCH / per[o->repeat / 2], pips = -1;
+    char cfg[160] = "";
+    if (!o->no_peer) {
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 %s bench-infer --arch %s --onnx '%s' --threads %d --batch %d --repeat %d --json",
+                 o->peer, arch, path, o->threads, IBATCH, o->repeat);
+        FILE *p = popen(cmd, "r");
+        while (p && fgets(line, sizeof line, p))
+            if (strstr(line, "\"images_per_s\"")) {
+                pips = json_num(line, "images_per_s");
+                const char *c = strstr(line, "\"configs\""), *l = strstr(line, "\"layout\": \"");
+                const char *a = c ? strstr(c, "\"NCHW\", ") : NULL, *b = c ? strstr(c, "\"NHWC\", ") : NULL;
+                snprintf(cfg, sizeof cfg, "%.4s; NCHW %.0f, channels_last %.0f; load %.2f", l ? l + 11 : "?",
+                         a ? json_num(a, "images_per_s") : -1, b ? json_num(b, "images_per_s") : -1,
+                         json_num(line, "loadavg_1min_before"));
+            }
+        if (p && pclose(p) != 0)
+            pips = -1;
+    }
+    if (pips > 0)
+        printf("| %s | %.0f | %.0f (%s) | %.2f |\n", arch, ips, pips, cfg, ips / pips);
+    else
+        printf("| %s | %.0f | - | - |\n", arch, ips);
+    fflush(stdout);
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_train [--arch NAME] [--threads T=2] [--steps N=50] [--warmup W=5] "
-                    "[--repeat R=3] [--no-peer] [--peer bench/torch_peer.py] [--data DIR]\n");
+                    "[--repeat R=3] [--no-peer] [--peer bench/torch_peer.py] [--data DIR] [--infer [--models DIR]]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *v)
@@ -380,7 +479,7 @@ static int parse_int(const char *s, int lo, int hi, int *v)
 
 int main(int argc, char **argv)
 {
-    opts o = { NULL, "bench/torch_peer.py", NULL, 2, 50, 5, 3, 0 };
+    opts o = { NULL, "bench/torch_peer.py", NULL, "models", 2, 50, 5, 3, 0, 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -400,6 +499,10 @@ int main(int argc, char **argv)
             bad = parse_int(v, 1, 16, &o.repeat), i++;
         else if (!strcmp(a, "--no-peer"))
             o.no_peer = 1;
+        else if (!strcmp(a, "--infer"))
+            o.infer = 1;
+        else if (!strcmp(a, "--models") && v)
+            o.models = argv[++i];
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage();
             return 0;
@@ -435,13 +538,28 @@ int main(int argc, char **argv)
         qk_pool_destroy(pool);
         return 1;
     }
+    bm_machine_print(stdout);
+    if (o.infer) {
+        printf("float inference, batch %d, %d threads, median of %d rounds of >= 0.3 s; sgemm backend %s\n\n",
+               IBATCH, o.threads, o.repeat, qk_sgemm_name(QK_SGEMM_DEFAULT));
+        printf("| model | qkit images/s | PyTorch images/s (faster layout; both; load) | qkit / PyTorch |\n");
+        printf("|---|---|---|---|\n");
+        int fails = 0;
+        o.no_peer = !peer;
+        for (int k = 0; names[k]; k++)
+            if (!o.arch || !strcmp(o.arch, names[k]))
+                fails += infer_model(&o, names[k], &train, pool) != 0;
+        qk_dataset_free(&train);
+        qk_pool_destroy(pool);
+        return fails ? 1 : 0;
+    }
     printf("training throughput, batch %d, %d threads, %d timed steps x %d rounds after %d warm-up "
            "(best round; median step in brackets); sgemm backend %s\n",
            BATCH, o.threads, o.steps, o.repeat, o.warmup, qk_sgemm_name(QK_SGEMM_DEFAULT));
     if (!peer)
         printf("PyTorch peer: %s\n", o.no_peer ? "off (--no-peer)" : "not available (/usr/bin/python3 cannot import torch "
                                                                      "or the script is missing)");
-    printf("\n| model | loss first/last quarter | qkit images/s | PyTorch images/s | qkit / PyTorch |\n");
+    printf("\n| model | loss first/last quarter | qkit images/s | PyTorch images/s (faster layout) | qkit / PyTorch |\n");
     printf("|---|---|---|---|---|\n");
     fflush(stdout);
     int fails = 0, nm = 0;
@@ -455,11 +573,11 @@ int main(int argc, char **argv)
             fails++;
             continue;
         }
-        peer_figures pf = { -1, -1, -1, "" };
-        char ptxt[64] = "-", rtxt[64] = "-";
+        peer_figures pf = { -1, -1, -1, "", "" };
+        char ptxt[96] = "-", rtxt[64] = "-", both[96] = "";
         if (peer) {
-            if (peer_run(&o, names[k], &pf) == 0) {
-                snprintf(ptxt, sizeof ptxt, "%.1f (%.1f)", pf.ips, pf.ips_median);
+            if (peer_run(&o, names[k], &pf, both, sizeof both) == 0) {
+                snprintf(ptxt, sizeof ptxt, "%.1f (%.1f) %s", pf.ips, pf.ips_median, pf.layout);
                 snprintf(rtxt, sizeof rtxt, "%.2f (%.2f)", f.ips / pf.ips, f.ips_median / pf.ips_median);
             } else {
                 snprintf(ptxt, sizeof ptxt, "peer failed");
@@ -473,7 +591,8 @@ int main(int argc, char **argv)
             len += snprintf(notes[nm] + len, sizeof notes[nm] - (size_t)len, " %.1f", f.rounds[r]);
         if (pf.ips > 0 && len < (int)sizeof notes[nm])
             snprintf(notes[nm] + len, sizeof notes[nm] - (size_t)len,
-                     "; PyTorch rounds%s (1-min load average before: %.2f)", pf.rounds, pf.load);
+                     "; PyTorch (%s) rounds%s (1-min load average before: %.2f); %s", pf.layout, pf.rounds, pf.load,
+                     both);
         nm++;
     }
     printf("\n");

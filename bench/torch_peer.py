@@ -16,6 +16,10 @@ Subcommands
   export      --arch A [--weights model.pt] --out model.onnx [--fold-bn]
   ptq         --arch A (--weights model.pt | --onnx model.onnx) [--calib 512]
               [--calib-batch 64] [--threads 2] [--engine auto] [--repeat R] [--json]
+  bench-int8  --arch A [--onnx model.onnx] [--threads 2] [--batch 256] [--repeat 3]
+              [--seconds 0.3] [--engine auto] [--json]
+  bench-infer --arch A [--onnx model.onnx] [--threads 2] [--batch 256] [--repeat 3]
+              [--seconds 0.3] [--json]
   ops         print the ONNX op_type set torch.onnx.export emits per arch
   summary     print module layout and parameter counts
 
@@ -575,6 +579,89 @@ def cmd_ptq(a):
               f"{100 * float_acc:.2f}% -> int8 {100 * q_acc:.2f}%")
 
 
+def time_median(fn, repeat, seconds):
+    """Median over `repeat` rounds of seconds per call, each round calling fn
+    for at least `seconds` (as qkit's bench_int8_e2e)."""
+    fn()
+    per = []
+    for _ in range(repeat):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= seconds:
+                break
+        per.append(dt / n)
+    return float(np.median(per))
+
+
+def peer_model(a):
+    torch.manual_seed(1)
+    return load_onnx_weights(a.arch, a.onnx) if a.onnx else make_model(a.arch).eval()
+
+
+def cmd_bench_int8(a):
+    """int8 inference throughput of PyTorch's own PTQ (FX, prepare_fx /
+    convert_fx with the fbgemm default qconfig: HistogramObserver with
+    reduce_range, per-channel symmetric weights; 256 calibration images) at
+    batch --batch, float input to float logits; each engine of --engine
+    (auto: onednn and fbgemm, those in this build) in NCHW and channels_last
+    input; the fastest configuration is reported with every figure."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.set_num_threads(a.threads)
+    supported = torch.backends.quantized.supported_engines
+    engines = [e for e in ("onednn", "fbgemm") if e in supported] if a.engine == "auto" else [a.engine]
+    if not engines or any(e not in supported for e in engines):
+        raise SystemExit(f"engines {engines}: this torch build has {', '.join(supported)}")
+    xtr, _ = load_split("train")
+    calib = normalize(xtr[:256])
+    x = normalize(xtr[:a.batch])
+    load0 = os.getloadavg()[0]
+    configs = []
+    for eng in engines:
+        torch.backends.quantized.engine = eng
+        m = prepare_fx(peer_model(a), get_default_qconfig_mapping("fbgemm"), (calib[:1],))
+        with torch.no_grad():
+            for i in range(0, 256, 64):
+                m(calib[i:i + 64])
+        qm = convert_fx(m).eval()
+        for layout, mf in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)):
+            xb = x.contiguous(memory_format=mf)
+            with torch.inference_mode():
+                t = time_median(lambda: qm(xb), a.repeat, a.seconds)
+            configs.append({"engine": eng, "layout": layout, "images_per_s": a.batch / t})
+    best = max(configs, key=lambda c: c["images_per_s"])
+    res = {"arch": a.arch, "threads": a.threads, "batch": a.batch, "repeat": a.repeat, "qconfig": "fbgemm",
+           "engine": best["engine"], "layout": best["layout"], "images_per_s": best["images_per_s"],
+           "configs": configs, "loadavg_1min_before": load0, "machine": machine()}
+    print(json.dumps(res) if a.json else
+          f"{a.arch} int8 FX ({best['engine']}, {best['layout']}): {best['images_per_s']:.0f} images/s")
+
+
+def cmd_bench_infer(a):
+    """float inference throughput (eval mode, inference_mode) at batch
+    --batch in NCHW and channels_last; the faster is reported."""
+    torch.set_num_threads(a.threads)
+    xtr, _ = load_split("train")
+    x = normalize(xtr[:a.batch])
+    model = peer_model(a)
+    load0 = os.getloadavg()[0]
+    configs = []
+    for layout, mf in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)):
+        m = model.to(memory_format=mf)
+        xb = x.contiguous(memory_format=mf)
+        with torch.inference_mode():
+            t = time_median(lambda: m(xb), a.repeat, a.seconds)
+        configs.append({"layout": layout, "images_per_s": a.batch / t})
+    best = max(configs, key=lambda c: c["images_per_s"])
+    res = {"arch": a.arch, "threads": a.threads, "batch": a.batch, "repeat": a.repeat, "layout": best["layout"],
+           "images_per_s": best["images_per_s"], "configs": configs, "loadavg_1min_before": load0,
+           "machine": machine()}
+    print(json.dumps(res) if a.json else f"{a.arch} float ({best['layout']}): {best['images_per_s']:.0f} images/s")
+
+
 def cmd_ops(a):
     import io
     import onnx
@@ -647,12 +734,24 @@ def main(argv=None):
     p.add_argument("--engine", default="auto", help="quantized engine: auto, fbgemm, x86, onednn, qnnpack")
     p.add_argument("--repeat", type=int, default=1, help="timed PTQ runs; the fastest is reported")
     p.add_argument("--json", action="store_true")
+    for name in ("bench-int8", "bench-infer"):
+        q = sub.add_parser(name)
+        q.add_argument("--arch", required=True, choices=ARCHS)
+        q.add_argument("--onnx", help="take the weights of a qkit model (else the default init, reproducible)")
+        q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--batch", type=int, default=256)
+        q.add_argument("--repeat", type=int, default=3)
+        q.add_argument("--seconds", type=float, default=0.3)
+        if name == "bench-int8":
+            q.add_argument("--engine", default="auto", help="auto (onednn and fbgemm where built), onednn, fbgemm")
+        q.add_argument("--json", action="store_true")
     sub.add_parser("ops")
     s = sub.add_parser("summary")
     s.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     {"train": cmd_train, "bench-train": cmd_bench_train, "eval-torch": cmd_eval_torch,
-     "export": cmd_export, "ptq": cmd_ptq, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
+     "export": cmd_export, "ptq": cmd_ptq, "bench-int8": cmd_bench_int8,
+     "bench-infer": cmd_bench_infer, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -270,8 +270,11 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
         QT_CHECK(memcmp(y2, y1, (size_t)ny * es) == 0, "%s: 2 threads differ from 1", what);
         if (cc->groups == 1 && cc->sh == 1 && cc->sw == 1 && cc->dh == 1 && cc->dw == 1 && (cc->kh > 1 || cc->kw > 1)) {
             /* the implicit path is taken where it should be */
-            int amx = !strncmp(kn, "amx", 3), fits = cc->W + cc->pl + cc->pr <= 64 && Cg >= 16 && cc->groups == 1;
-            QT_CHECK(!strcmp(qk_i8conv_path(c, cc->H, cc->W), amx && fits ? "implicit" : "im2col"), "%s: path %s",
+            /* AMX tasks hold 64 rows, VNNI 96 (kernels with compute_koff) */
+            int amx = !strncmp(kn, "amx", 3), vnni = !strcmp(kn, "vnni"), wp = (int)(cc->W + cc->pl + cc->pr);
+            int fits = (amx ? wp <= 64 : wp <= 96) && Cg >= 16 && cc->groups == 1;
+            QT_CHECK(!strcmp(qk_i8conv_path(c, cc->H, cc->W), (amx || vnni) && fits ? "implicit" : "im2col"),
+                     "%s: path %s",
                      what, qk_i8conv_path(c, cc->H, cc->W));
         }
         qk_aligned_free(ws);

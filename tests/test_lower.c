@@ -389,6 +389,85 @@ static void test_gemm(const char *arith, qk_rq_mode mode)
     qk_graph_destroy(g);
 }
 
+/* TensorRT's placement: Q/DQ -> Conv -> Relu -> MaxPool (pads, ceil) [-> Flatten] -> Q/DQ -> Gemm. The runner's
+ * passes move the MaxPool behind the QuantizeLinear (a QkPool on the codes: quantization is
+ * monotone) and fuse DQ -> Relu -> Q into one QkEpilogue; the logits stay bit-identical. */
+static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
+{
+    enum { N = 2, C = 3, CO = 5, H = 7, W = 7, PO = 4 };
+    qk_graph *g;
+    qk_graph_create(&g);
+    set_meta(g, "fp32");
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
+    int xd = qdq(g, x, "x", 0.02f, at == QK_U8 ? 100 : 3, at);
+    int32_t wc[CO * C * 9], wz[CO] = { 0 };
+    float ws[CO], bias[CO];
+    for (int i = 0; i < CO * C * 9; i++)
+        wc[i] = irand(-127, 127);
+    for (int c = 0; c < CO; c++)
+        ws[c] = 0.004f + 0.001f * (float)c, bias[c] = frand(-0.3f, 0.3f);
+    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ CO, C, 3, 3 }, wc, CO, ws, wz, 0);
+    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ CO }, bias);
+    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
+    qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ 1, 1, 1, 1 });
+    int r = node(g, "Relu", "relu", 1, &y, "relu_out");
+    int mp = node(g, "MaxPool", "mp", 1, &r, "mp_out");
+    qk_node_set_ints(g, g->n_nodes - 1, "kernel_shape", 2, (int64_t[]){ 2, 2 });
+    qk_node_set_ints(g, g->n_nodes - 1, "strides", 2, (int64_t[]){ 2, 2 });
+    qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ 1, 0, 0, 1 });
+    qk_node_set_int(g, g->n_nodes - 1, "ceil_mode", 1);
+    int fl;
+    if (flat_first) { /* MaxPool -> Flatten -> Q/DQ (lenet's second pool) */
+        int f = node(g, "Flatten", "flat", 1, &mp, "flat_out");
+        fl = qdq(g, f, "flat_out", 0.03f, at == QK_U8 ? 0 : -128, at);
+    } else {
+        int md = qdq(g, mp, "mp_out", 0.03f, at == QK_U8 ? 0 : -128, at);
+        fl = node(g, "Flatten", "flat", 1, &md, "flat_out");
+    }
+    enum { K = CO * PO * PO };
+    static int32_t fc[3 * K];
+    float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
+    int32_t fz = 0;
+    for (int i = 0; i < 3 * K; i++)
+        fc[i] = irand(-127, 127);
+    int fw = wdq(g, "fcw", QK_I8, 2, (int64_t[]){ 3, K }, fc, 1, &fs, &fz, 0);
+    int fbv = init_t(g, "fcb", QK_F32, 1, (int64_t[]){ 3 }, fb);
+    int out = node(g, "Gemm", "fc", 3, (int[]){ fl, fw, fbv }, "logits");
+    qk_node_set_int(g, g->n_nodes - 1, "transB", 1);
+    qk_graph_add_output(g, out);
+    QT_OK(qk_ops_bind(g));
+    float xin[N * C * H * W], yp[N * 3], yq[N * 3];
+    for (int i = 0; i < N * C * H * W; i++)
+        xin[i] = frand(-1.5f, 2.5f);
+    char what[64];
+    snprintf(what, sizeof what, "trt maxpool %s%s", qk_dtype_name(at), flat_first ? " (flatten first)" : "");
+    qk_graph *rp, *rf;
+    QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
+    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    if (rp && rf) {
+        QT_OK(run_graph(rp, N, xin, yp, NULL));
+        QT_OK(qk_lower_fuse(rf));
+        QT_OK(qk_lower_layout(rf));
+        int nf = 0, nepi = 0, npool = 0;
+        for (int i = 0; i < rf->n_nodes; i++) {
+            const char *t = rf->nodes[i].op_type;
+            nf += !strcmp(t, "MaxPool") || !strcmp(t, "Relu");
+            nepi += !strcmp(t, "QkEpilogue");
+            npool += !strcmp(t, "QkPool");
+        }
+        QT_CHECK(nf == 0 && nepi == 1 && npool == 1, "%s: %d float MaxPool/Relu, %d QkEpilogue, %d QkPool", what, nf,
+                 nepi, npool);
+        for (int th = 0; th < 2; th++) {
+            QT_OK(run_graph(rf, N, xin, yq, th ? pool2 : NULL));
+            QT_CHECK(memcmp(yp, yq, sizeof yp) == 0, "%s: fused logits differ from the plain lowering (%d threads)",
+                     what, th + 1);
+        }
+    }
+    qk_graph_destroy(rp);
+    qk_graph_destroy(rf);
+    qk_graph_destroy(g);
+}
+
 /* x -> Q/DQ -> Conv(1x1) -> Q/DQ --+--> Add -> Relu -> Q/DQ -> MaxPool -> AveragePool -> Q/DQ
  *                  \---------------/      -> GlobalAveragePool -> Q/DQ -> Flatten -> Gemm (float out)
  * trt = 1: the conv output is not quantized (TensorRT style): float Add. */
@@ -855,6 +934,10 @@ int main(int argc, char **argv)
     test_residual("pot", QK_I8, 0, NULL);
     test_residual("fp32", QK_I8, 1, pool2); /* TensorRT style */
     test_residual("fp32", QK_U8, 1, pool2);
+    for (int ff = 0; ff < 2; ff++) {
+        test_trt_maxpool(QK_U8, ff, pool2);
+        test_trt_maxpool(QK_I8, ff, pool2);
+    }
     test_concat();
     test_errors();
     test_runner(argv[0]);

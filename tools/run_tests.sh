@@ -20,6 +20,26 @@ for t in "$B"/tests/test_*; do
   printf '%-28s %5d passed %4d failed  %3ds\n' "$name" "$p" "$f" "$secs"
   printf '%s\n' "$out" | grep -E '^(onnx-node|info):' || true
 done
+# The integer engine's automatic kernel choice at each instruction-set level a
+# CPU can select (QKIT_ISA caps it; test_int_gemm forces every kernel by index):
+# the lowering and end-to-end integer tests again at vnni (AVX-512 VNNI without
+# AMX: Zen 4/5, Ice Lake), avx512 and avx2.
+for isa in vnni avx512 avx2; do
+  for t in test_int_onnx test_lower test_int_dw; do
+    [ -x "$B/tests/$t" ] || continue
+    name="$t (QKIT_ISA=$isa)"
+    start=$(date +%s)
+    out=$(QKIT_ISA=$isa "$B/tests/$t" 2>&1); rc=$?
+    secs=$(( $(date +%s) - start ))
+    line=$(printf '%s\n' "$out" | grep -E '^[a-z0-9_]+: [0-9]+ passed, [0-9]+ failed' | tail -n1)
+    p=$(printf '%s' "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); p=${p:-0}
+    f=$(printf '%s' "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/'); f=${f:-0}
+    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    pass=$((pass + p)); fail=$((fail + f))
+    if [ $rc -ne 0 ]; then bad+=("$name"); printf '%s\n' "$out" | grep -vE '^(ok|PASS)' | tail -n 40; fi
+    printf '%-28s %5d passed %4d failed  %3ds\n' "$name" "$p" "$f" "$secs"
+  done
+done
 # The worked examples of the public headers (tools/header_examples.sh): one
 # program each, run from the repository root; exit status 0 counts as 1 passed.
 for t in "$B"/hdrex/*; do

@@ -108,7 +108,7 @@ static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
     c->x_zero = d->x_zero;
 }
 
-/* Implicit im2col: who qualifies (from the shapes; the row-sum condition is
+/* Implicit im2col (AMX or VNNI kernels): who qualifies (from the shapes; the row-sum condition is
  * checked at run, as zero points may change with an update). */
 static int implicit_shape(const qk_i8conv *c)
 {
@@ -231,12 +231,16 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
             }
         }
         if (implicit_shape(c) && c->gm[0]->k->compute_koff) {
-            c->KS = qk_i8_roundup(c->kw * c->Cg, 64);
+            c->KS = qk_i8_roundup(c->kw * c->Cg, c->gm[0]->k->kalign);
             c->wimp = qk_malloc((size_t)(c->Co * c->kh * c->KS));
             if (!c->wimp || (st = implicit_weights(c, d, 1)) != QK_OK) {
                 qk_i8conv_destroy(c);
                 return st != QK_OK ? qk_error_context(st, "conv (implicit im2col)")
                                    : qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+            }
+            if (!c->gimp->k->compute_koff || c->KS % c->gimp->k->kalign) { /* its own choice of kernel differs */
+                qk_i8gemm_destroy(c->gimp);
+                c->gimp = NULL;
             }
         }
     }

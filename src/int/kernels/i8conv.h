@@ -20,7 +20,7 @@
  *   i8conv_ws.c         geometry and workspace sizes of each path
  *   i8conv_im2col.c     the three explicit im2col variants (NCHW, one input
  *                       channel, NHWC rows) and their GEMM task
- *   i8conv_implicit.c   the AMX implicit-im2col task (its SSE2 per-pixel
+ *   i8conv_implicit.c   the implicit-im2col task (AMX, VNNI) (its SSE2 per-pixel
  *                       byte sums in qk_i8_pixsum__sse2.c)
  *   i8conv_run.c        the depthwise tasks and qk_i8conv_run_layout
  *   i8conv_ref.c        the 7-loop reference */
@@ -40,10 +40,10 @@ struct qk_i8conv {
     int pointwise;             /* 1x1, stride 1, no pad (nhwc only): no im2col */
     uint8_t *wperm;            /* nhwc: weights in [Co][kh][kw][Cg] order */
     qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
-    /* implicit im2col (AMX, groups 1, stride 1, no dilation, Cg >= 16,
+    /* implicit im2col (AMX or VNNI, groups 1, stride 1, no dilation, Cg >= 16,
      * weights without row-sum terms): A rows read in place from zero-point
      * padded NHWC input rows; K = kh runs of kw*Cg bytes, each padded to KS
-     * (a multiple of 64) with zero weights: wimp [Co][kh][KS] */
+     * (a multiple of the kernel's kalign: 64 AMX, 4 VNNI) with zero weights: wimp [Co][kh][KS] */
     int64_t KS;
     uint8_t *wimp;
     qk_i8gemm *gimp;
@@ -84,11 +84,11 @@ static inline int64_t conv_rows(const qk_i8conv *c) { return c->depthwise ? 0 : 
 /* Implicit im2col geometry for an H x W input: padded row width Wp, output
  * rows per task R (0: the implicit path does not apply), chunk offsets
  * per row of a task's padded buffer. */
-#define QK_I8_IMP_MAXCHUNK 512
+#define QK_I8_IMP_MAXCHUNK 1024
 static inline int64_t imp_rows(const qk_i8conv *c, int64_t W, int64_t *Wp)
 {
     *Wp = W + c->pl + c->pr;
-    if (!c->gimp || c->kh * c->KS / 64 > QK_I8_IMP_MAXCHUNK || *Wp < c->kw)
+    if (!c->gimp || c->kh * c->KS / c->gimp->k->kalign > QK_I8_IMP_MAXCHUNK || *Wp < c->kw)
         return 0;
     return c->gimp->mb / *Wp;
 }

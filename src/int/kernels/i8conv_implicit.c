@@ -1,5 +1,6 @@
-/* int8 convolution (i8conv.h), implicit im2col (AMX compute_koff): the
- * GEMM reads its A rows in place from zero-point padded NHWC input rows. */
+/* int8 convolution (i8conv.h), implicit im2col (the AMX or VNNI kernel's
+ * compute_koff): the GEMM reads its A rows in place from zero-point padded
+ * NHWC input rows. */
 #include "i8conv.h"
 
 #include <string.h>
@@ -9,14 +10,15 @@
  * rows of Wp pixels; output pixel (oh, ow) of the block is flat row
  * (oh - oh0)*Wp + ow, and kernel row a's kw*Cg bytes of its im2col row are
  * the contiguous bytes at ((oh - oh0 + a)*Wp + ow)*Cg: the AMX tiles load
- * them in place (rows Cg bytes apart), the weights past kw*Cg being zero. */
+ * them in place (rows Cg bytes apart; the VNNI kernel broadcasts them 4 bytes at a time),
+ * the weights past kw*Cg being zero. */
 void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
 {
     conv_ctx *r = vctx;
     const qk_i8conv *c = r->c;
     int64_t Wp, R = imp_rows(c, r->W, &Wp);
     int64_t n = t / r->nblk, oh0 = (t % r->nblk) * R, Rb = r->OH - oh0 < R ? r->OH - oh0 : R;
-    const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, nck = c->KS / 64;
+    const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, ka = c->gimp->k->kalign, nck = c->KS / ka;
     size_t bb = qk_i8conv_imp_buf_bytes(c, W);
     uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb + qk_i8conv_imp_pre_bytes(c, W);
     const int zx = (uint8_t)c->x_zero;
@@ -38,7 +40,7 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
     int64_t koff[QK_I8_IMP_MAXCHUNK];
     for (int64_t a = 0; a < c->kh; a++)
         for (int64_t q = 0; q < nck; q++)
-            koff[a * nck + q] = a * Wp * Cg + q * 64;
+            koff[a * nck + q] = a * Wp * Cg + q * ka;
     uint8_t *y;
     int64_t ldm, ldn;
     if (r->y_nhwc) {

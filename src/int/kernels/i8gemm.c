@@ -107,9 +107,9 @@ void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, 
 #define ISA_KERNEL(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                                \
     {{nm, lvl, test, MR, NR}, lay, ka, bu8, MB, qk_i8_gemm_ws__##sfx, rsum, qk_i8_gemm_prepare__##sfx,       \
      qk_i8_gemm__##sfx, epi, NULL, NULL}
-#define ISA_KERNEL_SMALL(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                          \
+#define ISA_KERNEL_KOFF_SMALL(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                     \
     {{nm, lvl, test, MR, NR}, lay, ka, bu8, MB, qk_i8_gemm_ws__##sfx, rsum, qk_i8_gemm_prepare__##sfx,       \
-     qk_i8_gemm__##sfx, epi, NULL, qk_i8_gemm_small__##sfx}
+     qk_i8_gemm__##sfx, epi, qk_i8_gemm_koff__##sfx, qk_i8_gemm_small__##sfx}
 #define ISA_KERNEL_KOFF(nm, lvl, test, MR, NR, lay, ka, bu8, MB, rsum, epi, sfx)                           \
     {{nm, lvl, test, MR, NR}, lay, ka, bu8, MB, qk_i8_gemm_ws__##sfx, rsum, qk_i8_gemm_prepare__##sfx,       \
      qk_i8_gemm__##sfx, epi, qk_i8_gemm_koff__##sfx, NULL}
@@ -120,7 +120,7 @@ static const qk_i8_kernel kernels[] = {
     ISA_KERNEL("avx2", QK_ISA_AVX2, 0, 6, 16, QK_PACK_I16, 2, 0, 60, qk_i8_rowsum__avx2, qk_i8_epilogue__avx2, avx2),
     ISA_KERNEL("avx512", QK_ISA_AVX512, 0, 12, 32, QK_PACK_I16, 2, 0, 96, qk_i8_rowsum__avx512,
                qk_i8_epilogue__avx512, avx512),
-    ISA_KERNEL_SMALL("vnni", QK_ISA_VNNI, 0, 12, 32, QK_PACK_K4, 4, 1, 96, qk_i8_rowsum__avx512,
+    ISA_KERNEL_KOFF_SMALL("vnni", QK_ISA_VNNI, 0, 12, 32, QK_PACK_K4, 4, 1, 96, qk_i8_rowsum__avx512,
                qk_i8_epilogue__avx512, vnni),
     ISA_KERNEL_KOFF("amx", QK_ISA_AMX, 0, 32, 32, QK_PACK_K4, 64, 0, 64, qk_i8_rowsum__avx512,
                     qk_i8_epilogue__avx512, amx),

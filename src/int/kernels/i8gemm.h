@@ -57,10 +57,11 @@ struct qk_i8_kernel {
     /* Writes rows [0,mb) x columns [n0, n0+nb) of type out_type to out + m*ldo + j. */
     void (*epilogue)(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,
                      int64_t ldacc, const int32_t *rs, void *out, int64_t ldo);
-    /* Optional (AMX): compute with A read in place, row m at X + m*xs and
-     * its 64-byte K chunk c at X + m*xs + koff[c] (rows may overlap: an
-     * implicit im2col); rows past mb up to the next multiple of 32 are read
-     * too (their sums are dropped). NULL where the kernel lacks it. */
+    /* Optional (AMX, VNNI): compute with A read in place, row m at X + m*xs
+     * and its K chunk c of kalign bytes (64 for AMX, 4 for VNNI) at
+     * X + m*xs + koff[c] (rows may overlap: an implicit im2col); AMX reads
+     * rows past mb up to the next multiple of 32 too (their sums are
+     * dropped), VNNI none. NULL where the kernel lacks it. */
     void (*compute_koff)(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
                          int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
     /* Optional (VNNI): a short K (g->Kp <= QK_I8_SMALL_K) in one pass, the
@@ -194,6 +195,8 @@ QK_I8_DECL(amx)
 QK_I8_DECL(amxemu)
 void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n0, int64_t n1,
                             uint8_t *C, int64_t ldc);
+void qk_i8_gemm_koff__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
+                           int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 void qk_i8_gemm_koff__amx(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
                           int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 void qk_i8_gemm_koff__amxemu(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,

@@ -6,8 +6,19 @@
  * zeros). u8 activations: vpdpbusd(A broadcast (u8), B (s8)). s8
  * activations: B is stored as Bs + 128 (u8) and A is the signed operand,
  * vpdpbusd(B+128, A broadcast); the extra 128*rowsum(A) is removed by the
- * output stage (rowcoef, see i8gemm.h). A rows are packed per task into the
- * worker's scratch (below). Micro-tile 12 x 32 (24 zmm accumulators). */
+ * output stage (rowcoef, see i8gemm.h). Micro-tile 12 x 32 (24 zmm
+ * accumulators), or 12 x 16 where a panel has at most 16 real columns (a
+ * layer with 16 output channels: no work on the zero half).
+ *
+ * A is read 4 bytes per broadcast: row r of a tile at x + r*xs, its
+ * dword kk at + kk*ks or at + koff[kk]. In place (xs = lda, ks = 4) for
+ * GEMM rows with K a multiple of 4 and few column panels (the models'
+ * convolutions: no copy at all); packed per group of MR rows as [Kp/4][MR]
+ * dwords (xs = 4, ks = 4*MR) where A is reused across >= PACK_PANELS
+ * panels or K is not a multiple of 4 (rows zero-padded); at + koff[kk]
+ * for compute_koff (an implicit im2col, chunks of 4 bytes). A last
+ * in-place tile of fewer than MR rows is gathered into the scratch first,
+ * so no byte past the block's rows is read. */
 #include "i8gemm.h"
 
 #include "epi__avx512.h"
@@ -17,16 +28,25 @@
 
 #define MR 12
 #define NR 32
+#define PACK_PANELS 4
 
-/* A is packed per group of MR rows as [Kp/4][MR] int32 (4 consecutive k
- * of one row), rows past mb zero: one pointer feeds every broadcast. */
-size_t qk_i8_gemm_ws__vnni(const qk_i8gemm *g) { return (size_t)qk_i8_roundup(g->mb, MR) * (size_t)g->Kp; }
+static int packed(const qk_i8gemm *g) { return g->K % 4 || g->Np >= PACK_PANELS * NR; }
+
+/* Scratch: the tail tile [MR][Kp], then (packed) the block's rows. */
+size_t qk_i8_gemm_ws__vnni(const qk_i8gemm *g)
+{
+    return (size_t)(MR + (packed(g) ? qk_i8_roundup(g->mb, MR) : 0)) * (size_t)g->Kp;
+}
 
 const void *qk_i8_gemm_prepare__vnni(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, void *kws,
                                      int64_t *ldap)
 {
+    if (!packed(g)) {
+        *ldap = lda;
+        return A;
+    }
     int64_t K = g->K, K4 = g->Kp / 4, Kf = K / 4;
-    int32_t *dst = kws;
+    int32_t *dst = (int32_t *)((uint8_t *)kws + (size_t)MR * (size_t)g->Kp);
     for (int64_t m0 = 0; m0 < mb; m0 += MR) {
         int32_t *d = dst + (m0 / MR) * K4 * MR;
         for (int r = 0; r < MR; r++) {
@@ -45,59 +65,136 @@ const void *qk_i8_gemm_prepare__vnni(const qk_i8gemm *g, int64_t mb, const void 
             }
         }
     }
-    *ldap = K4 * MR;
-    return kws;
+    *ldap = K4 * MR * 4; /* bytes per group of MR rows */
+    return dst;
+}
+
+static inline int32_t ld32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define DP_U(c, a, b) _mm512_dpbusd_epi32(c, a, b) /* A u8, B s8 */
 #define DP_S(c, a, b) _mm512_dpbusd_epi32(c, b, a) /* B+128 u8, A s8 */
-#define DECL(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
-#define STORE(r)                                                                                     \
-    if (r < mr) {                                                                                    \
-        _mm512_storeu_si512(c + r * ldc, c##r##0);                                                   \
-        _mm512_storeu_si512(c + r * ldc + 16, c##r##1);                                              \
-    }
-#define TILE_FN(name, DP)                                                                            \
-    static void name(int64_t K4, const int32_t *ap, const uint8_t *bp, int32_t *c, int64_t ldc, int mr) \
+#define DECL2(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
+#define DECL1(r) __m512i c##r##0 = _mm512_setzero_si512();
+#define STORE2(r)                                                                                    \
+    _mm512_storeu_si512(c + r * ldc, c##r##0);                                                       \
+    _mm512_storeu_si512(c + r * ldc + 16, c##r##1);
+#define STORE1(r) _mm512_storeu_si512(c + r * ldc, c##r##0);
+#define STEP2(r, DP)                                                                                 \
+    av = _mm512_set1_epi32(ld32(q + r * RS));                                                        \
+    c##r##0 = DP(c##r##0, av, b0);                                                                   \
+    c##r##1 = DP(c##r##1, av, b1);
+#define STEP1(r, DP)                                                                                 \
+    av = _mm512_set1_epi32(ld32(q + r * RS));                                                        \
+    c##r##0 = DP(c##r##0, av, b0);
+#define STEP2_U(r) STEP2(r, DP_U)
+#define STEP2_S(r) STEP2(r, DP_S)
+#define STEP1_U(r) STEP1(r, DP_U)
+#define STEP1_S(r) STEP1(r, DP_S)
+#define OFF_LIN(kk) (4 * (kk))
+#define OFF_PK(kk) (4 * MR * (kk))
+#define OFF_TAB(kk) (koff[kk])
+#define LOADB2 __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 64);
+#define LOADB1 __m512i b0 = _mm512_loadu_si512(bp);
+/* A full MR-row tile: acc rows r at c + r*ldc, NV*16 columns; A row r at
+ * x + r*RS (RS: xs, or 4 for the packed layout, a constant there so that
+ * every broadcast addresses one register plus a displacement). */
+#define TILE_FN(name, NV, S, OFF)                                                                    \
+    static void name(int64_t K4, const int64_t *koff, const uint8_t *x, int64_t xs, const uint8_t *bp,  \
+                     int32_t *c, int64_t ldc)                                                        \
     {                                                                                                \
-        ROWS(DECL)                                                                                   \
-        for (int64_t kk = 0; kk < K4; kk++, ap += MR, bp += 4 * NR) {                                \
-            __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 64);                  \
+        (void)koff, (void)xs;                                                                        \
+        ROWS(DECL##NV)                                                                               \
+        for (int64_t kk = 0; kk < K4; kk++, bp += 4 * NR) {                                          \
+            const uint8_t *q = x + OFF(kk);                                                          \
+            LOADB##NV                                                                                \
             __m512i av;                                                                              \
-            ROWS(STEP_##DP)                                                                          \
+            ROWS(STEP##NV##_##S)                                                                     \
         }                                                                                            \
-        ROWS(STORE)                                                                                  \
+        ROWS(STORE##NV)                                                                              \
     }
-#define STEP_DP_U(r)                                                                                 \
-    av = _mm512_set1_epi32(ap[r]);                                                                   \
-    c##r##0 = DP_U(c##r##0, av, b0);                                                                 \
-    c##r##1 = DP_U(c##r##1, av, b1);
-#define STEP_DP_S(r)                                                                                 \
-    av = _mm512_set1_epi32(ap[r]);                                                                   \
-    c##r##0 = DP_S(c##r##0, av, b0);                                                                 \
-    c##r##1 = DP_S(c##r##1, av, b1);
+#define RS xs
+TILE_FN(t2u_lin, 2, U, OFF_LIN)
+TILE_FN(t2s_lin, 2, S, OFF_LIN)
+TILE_FN(t1u_lin, 1, U, OFF_LIN)
+TILE_FN(t1s_lin, 1, S, OFF_LIN)
+TILE_FN(t2u_tab, 2, U, OFF_TAB)
+TILE_FN(t2s_tab, 2, S, OFF_TAB)
+TILE_FN(t1u_tab, 1, U, OFF_TAB)
+TILE_FN(t1s_tab, 1, S, OFF_TAB)
+#undef RS
+#define RS 4
+TILE_FN(t2u_pk, 2, U, OFF_PK)
+TILE_FN(t2s_pk, 2, S, OFF_PK)
+TILE_FN(t1u_pk, 1, U, OFF_PK)
+TILE_FN(t1s_pk, 1, S, OFF_PK)
+#undef RS
 
-TILE_FN(tile_ua, DP_U)
-TILE_FN(tile_sa, DP_S)
+typedef void (*tile_fn)(int64_t, const int64_t *, const uint8_t *, int64_t, const uint8_t *, int32_t *, int64_t);
+enum { T_LIN, T_TAB, T_PK };
+/* [T_*][signed A][two vectors] */
+static const tile_fn tiles[3][2][2] = {{{t1u_lin, t2u_lin}, {t1s_lin, t2s_lin}},
+                                       {{t1u_tab, t2u_tab}, {t1s_tab, t2s_tab}},
+                                       {{t1u_pk, t2u_pk}, {t1s_pk, t2s_pk}}};
+
+/* Rows [0, mb) of A (row m at x + m*xs, dword kk at + 4*kk or + koff[kk];
+ * or packed: group of MR rows g at x + g*xs) times columns [n0, n0 + nbp)
+ * of packed B into acc. */
+static void run_tiles(const qk_i8gemm *g, int64_t mb, const uint8_t *x, int64_t xs, const int64_t *koff, int pk,
+                      int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, uint8_t *kws)
+{
+    const int64_t K4 = g->Kp / 4, full = pk ? qk_i8_roundup(mb, MR) : mb / MR * MR;
+    const int sgn = g->a_type == QK_I8;
+    const int64_t gs = pk ? xs : MR * xs; /* step between groups of MR rows */
+    const int kind = pk ? T_PK : koff ? T_TAB : T_LIN;
+    int32_t tail[MR * NR];
+    if (full < mb) { /* the last rows, gathered: [MR][Kp], rows past mb zero */
+        memset(kws, 0, (size_t)(MR * g->Kp));
+        for (int64_t m = full; m < mb; m++) {
+            uint8_t *d = kws + (m - full) * g->Kp;
+            if (koff)
+                for (int64_t kk = 0; kk < K4; kk++)
+                    memcpy(d + 4 * kk, x + m * xs + koff[kk], 4);
+            else
+                memcpy(d, x + m * xs, (size_t)g->Kp);
+        }
+    }
+    for (int64_t j = 0; j < nbp; j += NR) {
+        const uint8_t *bp = (const uint8_t *)g->bpack + ((n0 + j) / NR) * K4 * NR * 4;
+        const int two = g->N - (n0 + j) > 16, w = two ? NR : 16;
+        for (int64_t m = 0; m < full; m += MR) {
+            int64_t mr = mb - m < MR ? mb - m : MR;
+            if (mr == MR) {
+                tiles[kind][sgn][two](K4, koff, x + (m / MR) * gs, xs, bp, acc + m * ldacc + j, ldacc);
+                continue;
+            }
+            tiles[T_PK][sgn][two](K4, NULL, x + (m / MR) * gs, 4, bp, tail, NR); /* zero rows past mb */
+            for (int64_t r = 0; r < mr; r++)
+                memcpy(acc + (m + r) * ldacc + j, tail + r * NR, (size_t)w * 4);
+        }
+        if (full < mb) {
+            tiles[T_LIN][sgn][two](K4, NULL, kws, g->Kp, bp, tail, NR);
+            for (int64_t m = full; m < mb; m++)
+                memcpy(acc + m * ldacc + j, tail + (m - full) * NR, (size_t)w * 4);
+        }
+    }
+}
 
 void qk_i8_gemm__vnni(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0, int64_t nbp,
                       int32_t *acc, int64_t ldacc, void *kws)
 {
-    (void)kws;
-    int64_t K4 = g->Kp / 4;
-    int sgn = g->a_type == QK_I8;
-    for (int64_t j = 0; j < nbp; j += NR) {
-        const uint8_t *bp = (const uint8_t *)g->bpack + ((n0 + j) / NR) * K4 * NR * 4;
-        for (int64_t m = 0; m < mb; m += MR) {
-            int mr = mb - m < MR ? (int)(mb - m) : MR;
-            const int32_t *ap = (const int32_t *)Ap + (m / MR) * ldap;
-            if (sgn)
-                tile_sa(K4, ap, bp, acc + m * ldacc + j, ldacc, mr);
-            else
-                tile_ua(K4, ap, bp, acc + m * ldacc + j, ldacc, mr);
-        }
-    }
+    run_tiles(g, mb, Ap, ldap, NULL, packed(g), n0, nbp, acc, ldacc, kws);
+}
+
+void qk_i8_gemm_koff__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
+                           int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws)
+{
+    run_tiles(g, mb, X, xs, koff, 0, n0, nbp, acc, ldacc, kws);
 }
 
 /* ---- short K with the output stage in registers (i8gemm.h, small) ----

@@ -10,8 +10,19 @@
  * writing the QuantizeLinear's output value under its name. The float
  * values in between must have no other reader and not be graph outputs.
  * The node repeats the same float operations in the same order, so the
- * codes, and the logits, are bit-identical. MaxPool between Relu and
- * QuantizeLinear is not fused (it would change the output's shape). */
+ * codes, and the logits, are bit-identical.
+ *
+ * First, a float MaxPool whose output only a QuantizeLinear reads (per
+ * tensor scale and zero point: TensorRT's placement, conv -> Relu ->
+ * MaxPool -> Q) is moved behind it, as a QkPool on the codes:
+ *   x -> MaxPool -> QuantizeLinear -> y   becomes   x -> QuantizeLinear -> QkPool(max) -> y
+ * Exact: quantization is monotone non-decreasing (scale > 0, round half to
+ * even, saturation), so the maximum of the codes is the code of the
+ * maximum, and padding is ignored by both; the epilogue fusion below then
+ * takes the QuantizeLinear. A Flatten between the MaxPool and the
+ * QuantizeLinear moves with the pool (a copy of the same elements in the
+ * same order, for any element type):
+ *   x -> MaxPool -> Flatten -> Q -> y   becomes   x -> Q -> QkPool -> Flatten -> y */
 #include "lower_internal.h"
 
 #include <stdio.h>
@@ -47,9 +58,129 @@ static int same_shape(const qk_tensor *a, const qk_tensor *b)
     return a->ndim == b->ndim && memcmp(a->dims, b->dims, (size_t)a->ndim * sizeof *a->dims) == 0;
 }
 
+/* The per-tensor QuantizeLinear q's scale, zero point and output type; 0 when
+ * it is not one. */
+static int q_scalar(const qk_graph *g, const qk_node *q, float *ys, int32_t *zy, qk_dtype *ty)
+{
+    if (!qk_node_is(q, "QuantizeLinear") || q->n_in < 2 || q->n_out != 1 || q->in[0] < 0 || q->in[1] < 0)
+        return 0;
+    const qk_value *qs = &g->values[q->in[1]];
+    *ty = g->values[q->out[0]].t.dtype;
+    if (!qk_value_is_initializer(qs) || qs->t.dtype != QK_F32 || qk_tensor_numel(&qs->t) != 1 || !qs->t.data ||
+        (*ty != QK_U8 && *ty != QK_I8))
+        return 0;
+    *ys = qk_f32(&qs->t)[0];
+    *zy = 0;
+    if (q->n_in > 2 && q->in[2] >= 0) {
+        const qk_value *zv = &g->values[q->in[2]];
+        if (!qk_value_is_initializer(zv) || qk_tensor_numel(&zv->t) != 1 || !zv->t.data)
+            return 0;
+        *zy = (int32_t)qk_tensor_int_at(&zv->t, 0);
+    }
+    return *ys > 0;
+}
+
+/* MaxPool -> QuantizeLinear  =>  QuantizeLinear -> QkPool (see the top). */
+static qk_status pool_after_quant(qk_graph *g)
+{
+    int nn = g->n_nodes, moved = 0;
+    qk_status st = QK_OK;
+    uint8_t *rm = qk_calloc((size_t)nn + 1, 1);
+    int *ncons = qk_calloc((size_t)g->n_values + 1, sizeof(int));
+    if (!rm || !ncons) {
+        st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nn; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0)
+                ncons[g->nodes[i].in[k]]++;
+    for (int k = 0; k < g->n_outputs; k++)
+        ncons[g->outputs[k]] += 2;
+    for (int qi = 0; qi < nn; qi++) {
+        float ys;
+        int32_t zy;
+        qk_dtype ty;
+        if (!q_scalar(g, &g->nodes[qi], &ys, &zy, &ty))
+            continue;
+        int p = g->values[g->nodes[qi].in[0]].producer, fl = -1;
+        if (p >= 0 && p < nn && !rm[p] && qk_node_is(&g->nodes[p], "Flatten") && g->nodes[p].n_in == 1 &&
+            g->nodes[p].n_out == 1 && ncons[g->nodes[p].out[0]] == 1) { /* MaxPool -> Flatten -> Q */
+            fl = p;
+            p = g->nodes[fl].in[0] >= 0 ? g->values[g->nodes[fl].in[0]].producer : -1;
+        }
+        if (p < 0 || p >= nn || rm[p] || !qk_node_is(&g->nodes[p], "MaxPool") || g->nodes[p].n_in != 1 ||
+            g->nodes[p].in[0] < 0 || (g->nodes[p].n_out > 1 && g->nodes[p].out[1] >= 0) ||
+            ncons[g->nodes[p].out[0]] != 1 || g->values[g->nodes[p].in[0]].t.dtype != QK_F32)
+            continue;
+        int t = -1, t2 = -1;
+        for (int k = 0; k < (fl >= 0 ? 2 : 1); k++) {
+            char *tn = qk_graph_unique_name(g, g->values[g->nodes[qi].out[0]].name);
+            int v = tn ? qk_graph_add_value(g, tn, QK_VALUE_ACT) : -1;
+            qk_free(tn);
+            if (v < 0) {
+                st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+                goto done;
+            }
+            *(k ? &t2 : &t) = v;
+        }
+        int x = g->nodes[p].in[0], y = g->nodes[qi].out[0], py = fl >= 0 ? t2 : y;
+        g->values[py].producer = -1;
+        int nd = qk_graph_add_node(g, "QkPool", g->nodes[p].name, 1, &t, 1, &py);
+        if (nd < 0) {
+            st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+            goto done;
+        }
+        qk_node *mp = &g->nodes[p], *e = &g->nodes[nd], *q = &g->nodes[qi];
+        if (!(e->domain = qk_strdup(QK_LOWER_DOMAIN))) {
+            st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
+            goto done;
+        }
+        for (int a = 0; a < mp->n_attr && st == QK_OK; a++) {
+            const qk_attr *at = &mp->attr[a];
+            if (at->type == QK_ATTR_INT)
+                st = qk_node_set_int(g, nd, at->name, at->i);
+            else if (at->type == QK_ATTR_INTS)
+                st = qk_node_set_ints(g, nd, at->name, at->n, at->ints);
+            else if (at->type == QK_ATTR_STRING)
+                st = qk_node_set_string(g, nd, at->name, at->s ? at->s : "");
+        }
+        int32_t lo, hi;
+        qk_int_range(ty, &lo, &hi);
+        if (st != QK_OK || (st = qk_node_set_int(g, nd, "kind", 0)) != QK_OK ||
+            (st = qk_node_set_float(g, nd, "x_scale", ys)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "x_zero_point", zy)) != QK_OK ||
+            (st = qk_node_set_float(g, nd, "y_scale", ys)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "out_type", ty)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "y_zero_point", zy)) != QK_OK ||
+            (st = qk_node_set_int(g, nd, "qmin", lo)) != QK_OK || (st = qk_node_set_int(g, nd, "qmax", hi)) != QK_OK)
+            goto done;
+        q->in[0] = x;
+        q->out[0] = t;
+        g->values[t].producer = qi;
+        if (fl >= 0) { /* the Flatten moves behind the pool, onto the codes */
+            g->nodes[fl].in[0] = t2;
+            g->nodes[fl].out[0] = y;
+            g->values[y].producer = fl;
+        }
+        rm[p] = 1;
+        moved = 1;
+    }
+    if (moved && (st = qk_graph_remove_nodes(g, rm)) == QK_OK)
+        st = qk_lower_bind(g);
+done:
+    qk_free(rm);
+    qk_free(ncons);
+    return st;
+}
+
 qk_status qk_lower_fuse(qk_graph *g)
 {
     qk_status st = qk_graph_sort(g);
+    if (st == QK_OK)
+        st = qk_graph_infer(g);
+    if (st == QK_OK && (st = pool_after_quant(g)) == QK_OK)
+        st = qk_graph_sort(g);
     if (st == QK_OK)
         st = qk_graph_infer(g); /* dtypes and shapes for the checks */
     if (st != QK_OK)
