@@ -346,10 +346,21 @@ typedef struct lq_job {
     const float *x, *dy;
     float *y, *dx;
     int64_t n, C, inner;
-    float gscale;
+    int vec; /* qk_lq_use_vec */
     float mn[1024], mx[1024]; /* forward EMA: per-chunk batch min/max (activations) */
-    int want_mm;
 } lq_job;
+
+/* The channel of element i0 and the end *i1 (<= hi) of its run. */
+static inline int64_t run_at(const lq_job *j, int64_t i0, int64_t hi, int64_t *i1)
+{
+    if (j->C == 1) {
+        *i1 = hi;
+        return 0;
+    }
+    int64_t e = (i0 / j->inner + 1) * j->inner;
+    *i1 = e < hi ? e : hi;
+    return (i0 / j->inner) % j->C;
+}
 
 static void fwd_task(void *ctx, int64_t t, int w)
 {
@@ -357,10 +368,12 @@ static void fwd_task(void *ctx, int64_t t, int w)
     lq_job *j = ctx;
     const qk_qat_attr *a = &j->s->a;
     int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n;
-    for (int64_t i = lo; i < hi; i++) {
-        const qk_qat_chan *c = &j->s->ch[j->C == 1 ? 0 : (i / j->inner) % j->C];
-        float tv = qk_qat_transform(a, c, j->x[i]);
-        j->y[i] = (float)(qk_qat_code(a, c, tv) - c->z) * c->s;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        if (j->vec)
+            qk_lq_fwd_run__avx512(a, &j->s->ch[ci], j->x + i0, j->y + i0, i1 - i0);
+        else
+            qk_lq_fwd_run(a, &j->s->ch[ci], j->x + i0, j->y + i0, i1 - i0);
     }
 }
 
@@ -422,10 +435,8 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
     qk_status st = lq_layout(n, &s->a, x, &outer, &C, &inner);
     if (st != QK_OK)
         return st;
-    lq_job *j = qk_calloc(1, sizeof *j);
-    if (!j)
-        return qk_error(QK_ERR_NOMEM, "out of memory");
-    j->s = s;
+    lq_job job = { .s = s }, *j = &job;
+    j->vec = qk_lq_use_vec(&s->a, g->opts.reference);
     j->x = qk_f32(x);
     j->y = qk_f32(&qk_out(g, n, 0)->t);
     j->n = numel;
@@ -444,89 +455,30 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
     } else if (st == QK_OK) {
         run_tasks(ex->pool, (numel + LQ_GRAIN - 1) / LQ_GRAIN, fwd_task, j);
     }
-    qk_free(j);
     return st;
 }
 
-/* One element's backward: returns dL/dT-side values through out params. */
+/* Chunk t's backward: dx and one partial sum per learned entry and channel. */
 static void bwd_task(void *ctx, int64_t t, int w)
 {
     (void)w;
     lq_job *j = ctx;
     const lq_state *s = j->s;
-    const qk_qat_attr *a = &s->a;
-    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n, C = j->C;
+    int64_t C = j->C;
     double *p0 = s->part + (t * 2) * C, *p1 = p0 + C;
     for (int64_t c = 0; c < C; c++)
         p0[c] = p1[c] = 0;
-    const double ln2 = 0.69314718055994530942;
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t ci = C == 1 ? 0 : (i / j->inner) % C;
-        const qk_qat_chan *c = &s->ch[ci];
-        float x = j->x[i], g = j->dy[i];
-        float tv = qk_qat_transform(a, c, x);
-        float u = tv / c->s;
-        float r = u != u ? (float)c->z : qk_round_f(u, a->scheme.round) + (float)c->z;
-        int in = u == u && r >= (float)a->qn && r <= (float)a->qp;
-        float q = r < (float)a->qn ? (float)a->qn : r > (float)a->qp ? (float)a->qp : r;
-        float dt = in ? g : 0.0f;
-        if (a->algo == QK_QAT_DSQ && in) {
-            double slope;
-            qk_qat_dsq((double)u, QK_QAT_DSQ_ALPHA, NULL, &slope);
-            dt = (float)(g * slope);
-        }
-        /* LSQ / TQT (the papers' estimator): inside means qn < u + z < qp on
-           the unrounded value; d y / d s = R(u) - u inside, q - z outside */
-        if (a->algo == QK_QAT_LSQ || a->algo == QK_QAT_LSQ_PLUS || a->algo == QK_QAT_TQT) {
-            float uz = u + (float)c->z;
-            in = uz > (float)a->qn && uz < (float)a->qp;
-            dt = in ? g : 0.0f;
-        }
-        double dyds = (double)(q - (float)c->z) - (in ? (double)u : 0.0);
-        float dx = dt;
-        switch (a->algo) {
-        case QK_QAT_LSQ:
-            p0[ci] += (double)g * dyds;
-            break;
-        case QK_QAT_LSQ_PLUS:
-            p0[ci] += (double)g * dyds;
-            if (!in)
-                p1[ci] -= (double)g * c->s;
-            break;
-        case QK_QAT_TQT:
-            p0[ci] += (double)g * dyds * ln2 * c->s;
-            break;
-        case QK_QAT_PACT:
-        case QK_QAT_PACT_ASYM:
-        case QK_QAT_PACT_SYM:
-        case QK_QAT_WRPN:
-            if (x >= c->hi) {
-                dx = 0;
-                if (a->algo == QK_QAT_PACT_ASYM)
-                    p1[ci] += g;
-                else if (a->algo != QK_QAT_WRPN)
-                    p0[ci] += g;
-            } else if (x < c->lo) {
-                dx = 0;
-                if (a->algo == QK_QAT_PACT_ASYM)
-                    p0[ci] += g;
-                else if (a->algo == QK_QAT_PACT_SYM)
-                    p0[ci] -= g;
-            }
-            break;
-        case QK_QAT_DOREFA:
-            if (a->weight) {
-                float th = tanhf(x);
-                dx = dt * (1.0f - th * th) / c->norm;
-            } else if (x >= c->hi || x < c->lo) {
-                dx = 0;
-            }
-            break;
-        default:
-            break;
-        }
-        if (j->dx)
-            j->dx[i] += dx;
+    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        double acc[2] = { 0, 0 };
+        float *dx = j->dx ? j->dx + i0 : NULL;
+        if (j->vec)
+            qk_lq_bwd_run__avx512(&s->a, &s->ch[ci], j->x + i0, j->dy + i0, dx, i1 - i0, acc);
+        else
+            qk_lq_bwd_run(&s->a, &s->ch[ci], j->x + i0, j->dy + i0, dx, i1 - i0, acc);
+        p0[ci] += acc[0];
+        p1[ci] += acc[1];
     }
 }
 
@@ -577,7 +529,7 @@ static qk_status lq_backward(qk_exec *ex, qk_node *n)
     if (st != QK_OK)
         return st;
     lq_job j = { .s = s, .x = qk_f32(&xv->t), .dy = qk_f32(&yv->grad), .dx = xv->grad.data ? qk_f32(&xv->grad) : NULL,
-                 .n = numel, .C = C, .inner = inner };
+                 .n = numel, .C = C, .inner = inner, .vec = qk_lq_use_vec(&s->a, g->opts.reference) };
     int64_t nt = (numel + LQ_GRAIN - 1) / LQ_GRAIN;
     run_tasks(ex->pool, nt, bwd_task, &j);
     if (s->a.algo == QK_QAT_DOREFA && s->a.weight && j.dx)
