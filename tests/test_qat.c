@@ -510,6 +510,81 @@ static void test_vec_equal(void)
             }
 }
 
+/* --bn-fold 0 (docs/ALGORITHMS.md section 6 check): the QAT graph holds the
+ * folded conv W_f = [2, -4], b_f = -0.1 for W = [0.5, -1], b = 0.1, gamma 2,
+ * beta 0.3, mu 0.2, var 0.25, eps 0; strategies 1-4 are refused; a model
+ * without BN is prepared (a note, not an error). */
+static qk_graph *conv_bn_graph(int with_bn)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    int64_t xd[4] = { -1, 2, 1, 1 }, wd[4] = { 1, 2, 1, 1 }, one = 1;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, xd);
+    qk_tensor t;
+    const float wv[2] = { 0.5f, -1.0f }, bnv[4] = { 2.0f, 0.3f, 0.2f, 0.25f };
+    qk_tensor_alloc(&t, QK_F32, 4, wd);
+    memcpy(t.data, wv, sizeof wv);
+    int w = qk_graph_add_init(g, "w", QK_VALUE_CONST, &t);
+    qk_tensor_alloc(&t, QK_F32, 1, &one);
+    qk_f32(&t)[0] = 0.1f;
+    int b = qk_graph_add_init(g, "b", QK_VALUE_CONST, &t);
+    int c = qk_graph_add_value(g, "c", QK_VALUE_ACT), y = c;
+    int cin[3] = { x, w, b };
+    qk_graph_add_node(g, "Conv", "conv", 3, cin, 1, &c);
+    if (with_bn) {
+        static const char *nm[4] = { "gamma", "beta", "mean", "var" };
+        int bin[5] = { c };
+        for (int i = 0; i < 4; i++) {
+            qk_tensor_alloc(&t, QK_F32, 1, &one);
+            qk_f32(&t)[0] = bnv[i];
+            bin[i + 1] = qk_graph_add_init(g, nm[i], QK_VALUE_CONST, &t);
+        }
+        y = qk_graph_add_value(g, "y", QK_VALUE_ACT);
+        int k = qk_graph_add_node(g, "BatchNormalization", "bn", 5, bin, 1, &y);
+        qk_node_set_float(g, k, "epsilon", 1e-12f); /* > 0 required; W_f rounds to the eps = 0 values */
+    }
+    qk_graph_add_output(g, y);
+    QT_OK(qk_ops_bind(g));
+    return g;
+}
+
+static void test_bn_fold(void)
+{
+    qk_qat_config c;
+    qk_qat_config_default(&c);
+    c.ptq.backend = qk_backend_find("academic");
+    c.ptq.wbits = c.ptq.abits = 4;
+    c.bn_fold = 0;
+    qk_qat *q = NULL;
+    QT_OK(qk_qat_prepare(conv_bn_graph(1), &c, &q));
+    qk_graph *g = qk_qat_graph(q);
+    int bn = 0, conv = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        bn += qk_node_is(&g->nodes[i], "BatchNormalization");
+        if (qk_node_is(&g->nodes[i], "Conv"))
+            conv = i;
+    }
+    QT_CHECK(bn == 0 && conv >= 0, "--bn-fold 0 folds the BN away");
+    if (conv >= 0) {
+        int wv = g->nodes[conv].in[1], bv = g->nodes[conv].in[2];
+        if (g->values[wv].producer >= 0) /* the weight's quantization site */
+            wv = g->nodes[g->values[wv].producer].in[0];
+        if (g->values[bv].producer >= 0)
+            bv = g->nodes[g->values[bv].producer].in[0];
+        const float *wf = qk_f32(&g->values[wv].t), *bf = qk_f32(&g->values[bv].t);
+        QT_CHECK(fabsf(wf[0] - 2.0f) < 1e-6f && fabsf(wf[1] + 4.0f) < 1e-6f, "W_f = [2, -4] (got [%g, %g])", (double)wf[0], (double)wf[1]);
+        QT_CHECK(fabsf(bf[0] + 0.1f) < 1e-6f, "b_f = -0.1 (got %g)", (double)bf[0]);
+    }
+    qk_qat_destroy(q);
+    for (int s = 1; s <= 4; s++) {
+        c.bn_fold = s;
+        QT_CHECK(qk_qat_prepare(conv_bn_graph(1), &c, &q) == QK_ERR_UNSUPPORTED, "strategy %d refused", s);
+    }
+    c.bn_fold = 0;
+    QT_OK(qk_qat_prepare(conv_bn_graph(0), &c, &q)); /* no BN: a note */
+    qk_qat_destroy(q);
+}
+
 int main(void)
 {
     QT_OK(qk_pool_create(2, &pool2));
@@ -522,6 +597,7 @@ int main(void)
     test_gradients();
     test_threads();
     test_vec_equal();
+    test_bn_fold();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");
 }

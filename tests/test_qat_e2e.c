@@ -218,9 +218,13 @@ static void test_cli(void)
     int rc = q("qat --model models/lenet.onnx --backend academic --algo pact --wbits 4 --abits 4 --dry-run");
     QT_CHECK(rc == 0 && has("QAT: weights lsq, activations pact"), "dry run: %s", out);
     /* W8A8 tensorrt: the QDQ file deploys; fake vs integer gap <= 0.1 points */
+    char rj[320], rs[320];
+    snprintf(rj, sizeof rj, "%s/rep.json", tmp);
+    snprintf(rs, sizeof rs, "%s/rep.svg", tmp);
     rc = q("qat --model models/lenet.onnx --backend tensorrt --algo lsq --epochs 1 --epoch-steps 8 --batch 64 "
-           "--calib 128 --limit 500 --threads 2 --json --out %s", o);
+           "--calib 128 --limit 500 --threads 2 --json --out %s --report %s", o, rj);
     QT_CHECK(rc == 0 && has("\"ptq_top1\"") && has("\"images_per_s\"") && exists(o), "qat tensorrt: %s", out);
+    QT_CHECK(exists(rj) && exists(rs), "--report writes %s and %s", rj, rs);
     rc = q("eval --model %s --compare --limit 2000 --threads 2 --json", o);
     const char *gp = strstr(out, "\"gap\": ");
     double gap = gp ? atof(gp + 7) : 1;

@@ -108,6 +108,22 @@ void qk_lq_fwd_run__avx512(const qk_qat_attr *a, const qk_qat_chan *c, const flo
 void qk_lq_bwd_run__avx512(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, const float *dy, float *dx,
                            int64_t n, double acc[2]);
 
+/* What a QkLearnQuant node with attribute observe = 1 saw in its last
+ * forward: the max of x (of |x| for weights), the largest channel clip
+ * (qp - z) s, and the fraction of elements at or below their channel's clip. */
+typedef struct qk_lq_observed {
+    int valid;
+    float max, clip;
+    double frac_in;
+} qk_lq_observed;
+void qk_lq_get_observed(const qk_node *n, qk_lq_observed *o);
+
+/* The report (qat_report.c): per epoch and site, what qk_lq_get_observed says. */
+typedef struct qk_qat_report qk_qat_report;
+qk_status qk_qat_report_record_(qk_qat_report **r, const qk_graph *g, int epoch);
+void qk_qat_report_free_(qk_qat_report *r);
+qk_qat_report **qk_qat_report_(qk_qat *q);
+
 /* DSQ soft staircase in grid units (u = x / s): the soft value Q_S(u) and its
  * slope dQ_S/du, alpha in (0, 1) (ALGORITHMS.md section 4 "DSQ"). */
 void qk_qat_dsq(double u, double alpha, double *soft, double *slope);

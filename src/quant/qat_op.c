@@ -245,7 +245,17 @@ typedef struct lq_state {
     int64_t C;
     double *part;      /* backward partial sums: [chunk][2][C] */
     int64_t part_n;
+    qk_lq_observed obs; /* attribute observe = 1: of the last forward */
 } lq_state;
+
+void qk_lq_get_observed(const qk_node *n, qk_lq_observed *o)
+{
+    const lq_state *s = n->state;
+    if (s)
+        *o = s->obs;
+    else
+        memset(o, 0, sizeof *o);
+}
 
 static void lq_destroy(qk_node *n)
 {
@@ -348,6 +358,7 @@ typedef struct lq_job {
     int64_t n, C, inner;
     int vec; /* qk_lq_use_vec */
     float mn[1024], mx[1024]; /* forward EMA: per-chunk batch min/max (activations) */
+    int64_t cnt[1024];        /* observe: per-chunk count inside the clip */
 } lq_job;
 
 /* The channel of element i0 and the end *i1 (<= hi) of its run. */
@@ -390,6 +401,29 @@ static void minmax_task(void *ctx, int64_t t, int w)
     }
     j->mn[t] = mn;
     j->mx[t] = mx;
+}
+
+/* observe: per chunk, the max (|x| for weights) and the count of elements
+ * within the channel's clip, hi = (qp - z) s (weights: |x| <= hi). */
+static void observe_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    lq_job *j = ctx;
+    const qk_qat_attr *a = &j->s->a;
+    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n, cnt = 0;
+    float mx = -INFINITY;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        const qk_qat_chan *c = &j->s->ch[ci];
+        float clip = (float)(a->qp - c->z) * c->s;
+        for (int64_t i = i0; i < i1; i++) {
+            float v = a->weight ? fabsf(j->x[i]) : j->x[i];
+            mx = v > mx ? v : mx;
+            cnt += v <= clip;
+        }
+    }
+    j->mx[t] = mx;
+    j->cnt[t] = cnt;
 }
 
 static void run_tasks(qk_pool *pool, int64_t nt, qk_task_fn fn, void *ctx)
@@ -442,7 +476,8 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
     j->n = numel;
     j->C = C;
     j->inner = inner;
-    if (ex->training && !s->a.weight && S && (s->a.algo == QK_QAT_STE || s->a.algo == QK_QAT_DSQ))
+    if (ex->training && !s->a.weight && S && (s->a.algo == QK_QAT_STE || s->a.algo == QK_QAT_DSQ) &&
+        !qk_node_int(n, "frozen", 0))
         st = ema_update(ex, j, qk_f32(&S->t), s->a.ema);
     if (st == QK_OK)
         st = qk_qat_channels(&s->a, P ? qk_f32(&P->t) : NULL, S ? qk_f32(&S->t) : NULL, j->x, outer, C, inner,
@@ -454,6 +489,30 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
             st = qk_error(QK_ERR_UNSUPPORTED, "QkLearnQuant '%s': dorefa paper mode needs axis 0", n->name);
     } else if (st == QK_OK) {
         run_tasks(ex->pool, (numel + LQ_GRAIN - 1) / LQ_GRAIN, fwd_task, j);
+    }
+    if (st == QK_OK && numel > 0 && qk_node_int(n, "observe", 0)) {
+        int64_t nt = (numel + LQ_GRAIN - 1) / LQ_GRAIN, cnt = 0;
+        float mx = -INFINITY, clip = 0;
+        for (int64_t lo = 0; lo < nt; lo += 1024) { /* 1024 chunks per round (the job's arrays) */
+            lq_job sub = *j;
+            sub.x = j->x + lo * LQ_GRAIN;
+            sub.n = numel - lo * LQ_GRAIN;
+            sub.n = sub.n < 1024 * (int64_t)LQ_GRAIN ? sub.n : 1024 * (int64_t)LQ_GRAIN;
+            int64_t snt = (sub.n + LQ_GRAIN - 1) / LQ_GRAIN;
+            run_tasks(ex->pool, snt, observe_task, &sub);
+            for (int64_t t = 0; t < snt; t++) {
+                mx = sub.mx[t] > mx ? sub.mx[t] : mx;
+                cnt += sub.cnt[t];
+            }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            float v = (float)(s->a.qp - s->ch[c].z) * s->ch[c].s;
+            clip = v > clip ? v : clip;
+        }
+        s->obs.valid = 1;
+        s->obs.max = mx;
+        s->obs.clip = clip;
+        s->obs.frac_in = (double)cnt / (double)numel;
     }
     return st;
 }

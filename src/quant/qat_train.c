@@ -14,8 +14,31 @@ typedef struct guard {
     const qk_qat_config *c;
     float lr_scale;
     int wrote_ckpt;
+    qk_qat *q;
+    int64_t steps_epoch;
+    int64_t freeze_step;  /* freeze_observer epochs in steps (0: never) */
+    int frozen;
     char scale_str[32];
 } guard;
+
+/* Observer freeze: the EMA ranges of ste/dsq activations stop updating
+ * (node attribute "frozen"); the metadata records it so a checkpoint
+ * written afterwards resumes frozen. */
+static qk_status freeze_observers(guard *gd)
+{
+    qk_graph *g = gd->g;
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant") || qk_node_int(n, "weight", 0))
+            continue;
+        int64_t a = qk_node_int(n, "algo", -1);
+        qk_status st = a == QK_QAT_STE || a == QK_QAT_DSQ ? qk_node_set_int(g, k, "frozen", 1) : QK_OK;
+        if (st != QK_OK)
+            return st;
+    }
+    gd->frozen = 1;
+    return qk_graph_set_meta(g, "qkit.qat.observers_frozen", "1");
+}
 
 static int is_qparam(const qk_value *v)
 {
@@ -53,6 +76,12 @@ static qk_status on_step(void *user, qk_graph *g, int64_t step, float loss)
 {
     guard *gd = user;
     (void)loss;
+    qk_status fst;
+    if (gd->freeze_step > 0 && !gd->frozen && step >= gd->freeze_step && (fst = freeze_observers(gd)) != QK_OK)
+        return fst;
+    if (gd->c->report && step % gd->steps_epoch == 0 &&
+        (fst = qk_qat_report_record_(qk_qat_report_(gd->q), g, (int)(step / gd->steps_epoch))) != QK_OK)
+        return fst;
     for (int i = 0; i < g->n_values; i++) {
         const qk_value *v = &g->values[i];
         if (v->kind != QK_VALUE_PARAM)
@@ -153,11 +182,22 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
     qk_graph *g = qk_qat_graph(q);
     char sig[256];
     qk_qat_signature_(q, sig, sizeof sig);
-    guard gd = { .g = g, .c = c, .lr_scale = 1.0f };
+    guard gd = { .g = g, .c = c, .lr_scale = 1.0f, .q = q };
+    gd.steps_epoch = (train->n + c->train.batch - 1) / c->train.batch;
+    if (c->train.epoch_steps > 0 && c->train.epoch_steps < gd.steps_epoch)
+        gd.steps_epoch = c->train.epoch_steps;
+    if (gd.steps_epoch < 1)
+        gd.steps_epoch = 1;
     if (c->train.resume && (st = check_resume(q, c->train.resume, &gd.lr_scale)) != QK_OK)
         return st;
     if ((st = qk_graph_set_meta(g, "qkit.qat.signature", sig)) != QK_OK)
         return st;
+    if (c->freeze_observer > 0) {
+        gd.freeze_step = gd.steps_epoch * c->freeze_observer;
+        const char *fz = qk_graph_get_meta(g, "qkit.qat.observers_frozen");
+        if (fz && strcmp(fz, "1") == 0 && (st = freeze_observers(&gd)) != QK_OK)
+            return st;
+    }
     snapshot snap;
     if ((st = snap_take(&snap, g)) != QK_OK) {
         snap_free(&snap);
