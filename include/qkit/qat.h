@@ -99,6 +99,9 @@ typedef struct qk_qat_config {
                                (not implemented yet). A model without BN: a logged note. */
     int freeze_observer;    /* > 0: the EMA ranges of ste/dsq activations stop updating after
                                this many epochs (0: never) */
+    int progressive;        /* 1: lower the width in stages 8, 6, ... down to the target (epochs
+                               spread evenly; each stage its own cosine schedule, starting from
+                               the previous stage's quantizers, clip ranges kept); no --resume */
     int report;             /* 1: record, at the end of every epoch, each quantizer's clip, the
                                max of its input in the epoch's last batch and the percentage of
                                values within the clip (qk_qat_write_report) */

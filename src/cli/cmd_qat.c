@@ -28,6 +28,7 @@ static const cli_opt opts[] = {
     { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6): 0 folds BN once before QAT on any profile "
       "(default: the profile's; 1-4 not implemented yet)", 0 },
     { "freeze-observer", "E", "stop updating the EMA ranges of ste/dsq activations after epoch E", 0 },
+    { "progressive", NULL, "lower the bit-width in stages (8 -> 6 -> 4) spread over the epochs", 0 },
     { "report", "FILE.json", "per epoch and quantized tensor: learned clip, observed max, % of values kept", 0 },
     { "report-svg", "FILE.svg", "the report as an SVG chart, clip vs max per tensor over the epochs "
       "(default: --report with .svg)", 0 },
@@ -120,6 +121,7 @@ static int run(cli_args *a)
         rsvg = svgbuf;
     }
     c.report = rjson || rsvg;
+    c.progressive = cli_flag(a, "progressive");
     int dry = cli_flag(a, "dry-run"), json = cli_flag(a, "json"), ok, rc = 1;
     const char *out = cli_get(a, "out");
     qk_pool *pool = cli_pool(a, "qat", &ok);

@@ -574,9 +574,10 @@ qk_norm qk_qat_norm_(const qk_qat *q) { return q->norm; }
 
 const char *qk_qat_signature_(const qk_qat *q, char *buf, size_t n)
 {
-    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d",
+    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d progressive=%d",
              q->c.ptq.backend->name,
              q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
-             (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer);
+             (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
+             q->c.progressive);
     return buf;
 }

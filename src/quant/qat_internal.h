@@ -124,6 +124,10 @@ qk_status qk_qat_report_record_(qk_qat_report **r, const qk_graph *g, int epoch)
 void qk_qat_report_free_(qk_qat_report *r);
 qk_qat_report **qk_qat_report_(qk_qat *q);
 
+/* --progressive: run every learnable quantizer at max(its own width, bits)
+ * (qat_op.c documents the rescaling). */
+qk_status qk_qat_set_stage_bits_(qk_graph *g, int bits);
+
 /* DSQ soft staircase in grid units (u = x / s): the soft value Q_S(u) and its
  * slope dQ_S/du, alpha in (0, 1) (ALGORITHMS.md section 4 "DSQ"). */
 void qk_qat_dsq(double u, double alpha, double *soft, double *slope);

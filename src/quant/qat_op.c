@@ -618,3 +618,53 @@ static qk_status lq_backward(qk_exec *ex, qk_node *n)
 
 const qk_op qk_op_learnquant = { "QkLearnQuant", lq_init, lq_infer, lq_reshape, lq_forward, lq_backward,
                                  lq_destroy, "ai.qkit" };
+
+/* --progressive: every QkLearnQuant whose own width (attribute final_bits,
+ * recorded on the first call) is below `bits` runs at max(final, bits): the
+ * attributes bits, qn, qp change and the learned scale of lsq / lsq+ (and
+ * their zero points) is rescaled so the clip range stays where it was
+ * (each stage starts from the previous one). Clip-based and fixed-range
+ * algorithms keep their real-valued parameters. */
+qk_status qk_qat_set_stage_bits_(qk_graph *g, int bits)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant"))
+            continue;
+        lq_state *s = n->state;
+        qk_status st;
+        int fb = (int)qk_node_int(n, "final_bits", -1);
+        if (fb < 0) {
+            fb = (int)qk_node_int(n, "bits", 8);
+            if ((st = qk_node_set_int(g, k, "final_bits", fb)) != QK_OK)
+                return st;
+        }
+        int nb = fb > bits ? fb : bits, ob = (int)qk_node_int(n, "bits", 8);
+        if (nb == ob || !s)
+            continue;
+        qk_qparams p = s->a.scheme;
+        p.bits = nb;
+        int32_t qn, qp;
+        qk_quant_range(&p, &qn, &qp);
+        double r = ((double)s->a.qp - s->a.qn) / ((double)qp - qn); /* old steps per new step */
+        qk_value *P = qk_in(g, n, 1), *S = qk_in(g, n, 2);
+        int64_t C = P ? qk_tensor_numel(&P->t) / (qk_qat_n_learned(s->a.algo) ? qk_qat_n_learned(s->a.algo) : 1) : 0;
+        if (P && (s->a.algo == QK_QAT_LSQ || s->a.algo == QK_QAT_LSQ_PLUS)) {
+            float *pv = qk_f32(&P->t);
+            for (int64_t c = 0; c < C; c++) {
+                pv[c] = (float)(pv[c] * r);
+                if (s->a.algo == QK_QAT_LSQ_PLUS)
+                    pv[C + c] = (float)(qn + (pv[C + c] - s->a.qn) / r);
+            }
+            if (S && s->a.algo == QK_QAT_LSQ) {
+                float *sv = qk_f32(&S->t);
+                for (int64_t c = 0; c < qk_tensor_numel(&S->t); c++)
+                    sv[c] = (float)qk_round_double(qn + (sv[c] - s->a.qn) / r, QK_ROUND_HALF_EVEN);
+            }
+        }
+        if ((st = qk_node_set_int(g, k, "bits", nb)) != QK_OK || (st = qk_node_set_int(g, k, "qn", qn)) != QK_OK ||
+            (st = qk_node_set_int(g, k, "qp", qp)) != QK_OK || (st = qk_qat_attr_parse(n, &s->a)) != QK_OK)
+            return st;
+    }
+    return QK_OK;
+}
