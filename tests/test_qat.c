@@ -23,6 +23,7 @@ typedef struct lq_case {
     qk_qat_algo algo;
     int bits, is_signed, symmetric, narrow, axis, weight, gs, paper, training;
     int qn, qp;               /* 0, 0: the scheme's range */
+    int round, reference;     /* qk_round; 1: portable loops (no AVX-512) */
     int ndim;
     int64_t dims[4];
     const float *x, *P, *S;   /* P/S NULL: absent */
@@ -70,6 +71,10 @@ static int lq_run(const lq_case *c, lq_out *o)
     qk_node_set_int(g, k, "weight", c->weight);
     qk_node_set_int(g, k, "gs", c->gs);
     qk_node_set_int(g, k, "paper", c->paper);
+    qk_node_set_int(g, k, "round", c->round);
+    qk_plan_options po = g->opts;
+    po.reference = c->reference;
+    qk_graph_set_options(g, &po);
     if (c->qn || c->qp) {
         qk_node_set_int(g, k, "qn", c->qn);
         qk_node_set_int(g, k, "qp", c->qp);
@@ -447,6 +452,139 @@ static void test_threads(void)
     }
 }
 
+/* The AVX-512 runs give the portable loops' bits: y, dx and the parameter
+ * gradients, every algorithm they cover, all rounding modes, per tensor and
+ * per channel, runs with tails, values on rounding ties and clip bounds. */
+static void test_vec_equal(void)
+{
+    enum { N = 1000 };
+    static float x[N], dy[N];
+    static lq_out o[2];
+    qk_rng r;
+    qk_rng_seed(&r, 5);
+    for (int i = 0; i < N; i++) {
+        x[i] = 1.5f * qk_rng_normal(&r);
+        dy[i] = qk_rng_normal(&r);
+        if (i % 7 == 0)
+            x[i] = 0.25f * (float)((int)(x[i] * 8)) + 0.125f; /* ties for s = 0.25 */
+        if (i % 11 == 0)
+            x[i] = i % 2 ? 2.0f : -1.0f; /* on the clip bounds */
+    }
+    static const qk_qat_algo algos[] = { QK_QAT_STE, QK_QAT_PACT, QK_QAT_PACT_SYM, QK_QAT_PACT_ASYM,
+                                         QK_QAT_DOREFA, QK_QAT_WRPN, QK_QAT_LSQ, QK_QAT_LSQ_PLUS, QK_QAT_TQT };
+    for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++)
+        for (int rm = 0; rm < 3; rm++)
+            for (int pc = 0; pc < 2; pc++) {
+                qk_qat_algo al = algos[a];
+                int weight = pc && (al == QK_QAT_STE || al == QK_QAT_LSQ || al == QK_QAT_TQT || al == QK_QAT_WRPN);
+                if (pc && !weight)
+                    continue;
+                float P[8] = { 0.25f, 0.3f, 0.2f, 0.5f, 3, 3, 3, 3 }, S[8] = { -1, 2, 0, 0, 0, 0, 0, 0 };
+                int64_t np = qk_qat_n_learned(al) * (weight ? 4 : 1);
+                if (al == QK_QAT_PACT || al == QK_QAT_PACT_SYM)
+                    P[0] = 2.0f;
+                if (al == QK_QAT_PACT_ASYM) {
+                    P[0] = -1.0f;
+                    P[1] = 2.0f;
+                }
+                if (al == QK_QAT_LSQ_PLUS)
+                    P[1] = 3.0f; /* zero point */
+                if (al == QK_QAT_TQT)
+                    P[0] = P[1] = P[2] = P[3] = 1.0f;
+                int64_t ns = weight ? 0 : qk_qat_n_state(al, 0);
+                int sgn = al == QK_QAT_LSQ_PLUS || al == QK_QAT_DOREFA ? 0 : 1;
+                lq_case c = { .algo = al, .bits = 4, .is_signed = sgn, .symmetric = sgn, .ndim = 2,
+                              .dims = { 4, N / 4 }, .x = x, .P = np ? P : NULL, .np = np, .S = ns ? S : NULL,
+                              .ns = ns, .dy = dy, .axis = weight ? 0 : -1, .weight = weight, .round = rm,
+                              .gs = al == QK_QAT_LSQ || al == QK_QAT_LSQ_PLUS };
+                for (int ref = 0; ref < 2; ref++) {
+                    c.reference = ref;
+                    QT_CHECK(lq_run(&c, &o[ref]), "%s runs", qk_qat_algo_name(al));
+                }
+                QT_CHECK(memcmp(o[0].y, o[1].y, N * sizeof(float)) == 0, "%s round %d %s: y vec == reference",
+                         qk_qat_algo_name(al), rm, weight ? "per channel" : "per tensor");
+                QT_CHECK(memcmp(o[0].dx, o[1].dx, N * sizeof(float)) == 0, "%s round %d: dx vec == reference",
+                         qk_qat_algo_name(al), rm);
+                QT_CHECK(memcmp(o[0].dp, o[1].dp, (size_t)np * sizeof(float)) == 0,
+                         "%s round %d: dparam vec == reference", qk_qat_algo_name(al), rm);
+            }
+}
+
+/* --bn-fold 0 (docs/ALGORITHMS.md section 6 check): the QAT graph holds the
+ * folded conv W_f = [2, -4], b_f = -0.1 for W = [0.5, -1], b = 0.1, gamma 2,
+ * beta 0.3, mu 0.2, var 0.25, eps 0; strategies 1-4 are refused; a model
+ * without BN is prepared (a note, not an error). */
+static qk_graph *conv_bn_graph(int with_bn)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    int64_t xd[4] = { -1, 2, 1, 1 }, wd[4] = { 1, 2, 1, 1 }, one = 1;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, xd);
+    qk_tensor t;
+    const float wv[2] = { 0.5f, -1.0f }, bnv[4] = { 2.0f, 0.3f, 0.2f, 0.25f };
+    qk_tensor_alloc(&t, QK_F32, 4, wd);
+    memcpy(t.data, wv, sizeof wv);
+    int w = qk_graph_add_init(g, "w", QK_VALUE_CONST, &t);
+    qk_tensor_alloc(&t, QK_F32, 1, &one);
+    qk_f32(&t)[0] = 0.1f;
+    int b = qk_graph_add_init(g, "b", QK_VALUE_CONST, &t);
+    int c = qk_graph_add_value(g, "c", QK_VALUE_ACT), y = c;
+    int cin[3] = { x, w, b };
+    qk_graph_add_node(g, "Conv", "conv", 3, cin, 1, &c);
+    if (with_bn) {
+        static const char *nm[4] = { "gamma", "beta", "mean", "var" };
+        int bin[5] = { c };
+        for (int i = 0; i < 4; i++) {
+            qk_tensor_alloc(&t, QK_F32, 1, &one);
+            qk_f32(&t)[0] = bnv[i];
+            bin[i + 1] = qk_graph_add_init(g, nm[i], QK_VALUE_CONST, &t);
+        }
+        y = qk_graph_add_value(g, "y", QK_VALUE_ACT);
+        int k = qk_graph_add_node(g, "BatchNormalization", "bn", 5, bin, 1, &y);
+        qk_node_set_float(g, k, "epsilon", 1e-12f); /* > 0 required; W_f rounds to the eps = 0 values */
+    }
+    qk_graph_add_output(g, y);
+    QT_OK(qk_ops_bind(g));
+    return g;
+}
+
+static void test_bn_fold(void)
+{
+    qk_qat_config c;
+    qk_qat_config_default(&c);
+    c.ptq.backend = qk_backend_find("academic");
+    c.ptq.wbits = c.ptq.abits = 4;
+    c.bn_fold = 0;
+    qk_qat *q = NULL;
+    QT_OK(qk_qat_prepare(conv_bn_graph(1), &c, &q));
+    qk_graph *g = qk_qat_graph(q);
+    int bn = 0, conv = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        bn += qk_node_is(&g->nodes[i], "BatchNormalization");
+        if (qk_node_is(&g->nodes[i], "Conv"))
+            conv = i;
+    }
+    QT_CHECK(bn == 0 && conv >= 0, "--bn-fold 0 folds the BN away");
+    if (conv >= 0) {
+        int wv = g->nodes[conv].in[1], bv = g->nodes[conv].in[2];
+        if (g->values[wv].producer >= 0) /* the weight's quantization site */
+            wv = g->nodes[g->values[wv].producer].in[0];
+        if (g->values[bv].producer >= 0)
+            bv = g->nodes[g->values[bv].producer].in[0];
+        const float *wf = qk_f32(&g->values[wv].t), *bf = qk_f32(&g->values[bv].t);
+        QT_CHECK(fabsf(wf[0] - 2.0f) < 1e-6f && fabsf(wf[1] + 4.0f) < 1e-6f, "W_f = [2, -4] (got [%g, %g])", (double)wf[0], (double)wf[1]);
+        QT_CHECK(fabsf(bf[0] + 0.1f) < 1e-6f, "b_f = -0.1 (got %g)", (double)bf[0]);
+    }
+    qk_qat_destroy(q);
+    for (int s = 1; s <= 4; s++) {
+        c.bn_fold = s;
+        QT_CHECK(qk_qat_prepare(conv_bn_graph(1), &c, &q) == QK_ERR_UNSUPPORTED, "strategy %d refused", s);
+    }
+    c.bn_fold = 0;
+    QT_OK(qk_qat_prepare(conv_bn_graph(0), &c, &q)); /* no BN: a note */
+    qk_qat_destroy(q);
+}
+
 int main(void)
 {
     QT_OK(qk_pool_create(2, &pool2));
@@ -458,6 +596,8 @@ int main(void)
     test_tqt_values();
     test_gradients();
     test_threads();
+    test_vec_equal();
+    test_bn_fold();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");
 }

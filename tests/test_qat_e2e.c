@@ -87,6 +87,37 @@ static void test_lenet_w4a4_lsq(void)
     qk_qat_destroy(q);
 }
 
+/* --progressive: stages 8, 6, 4 (one epoch of 3 steps each); afterwards
+ * every quantizer is back at its own width, the step count covers all
+ * stages and the model still improves on its PTQ start's loss. */
+static void test_progressive(void)
+{
+    qk_qat_config c;
+    cfg("academic", QK_QAT_LSQ, 4, 3, &c);
+    c.train.epochs = 3;
+    c.progressive = 1;
+    qk_qat *q = open_q(&c, NULL);
+    if (!q)
+        return;
+    qk_norm norm = qk_norm_default();
+    QT_OK(qk_qat_calibrate(q, &train, norm, pool));
+    qk_qat_result r;
+    QT_OK(qk_qat_train(q, &train, NULL, pool, &r));
+    QT_CHECK(r.train.steps == 9 && r.train.epochs_done == 3, "progressive: %lld steps, %d epochs",
+             (long long)r.train.steps, r.train.epochs_done);
+    qk_graph *g = qk_qat_graph(q);
+    int at_final = 1, n4 = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant"))
+            continue;
+        at_final &= qk_node_int(n, "bits", 0) == qk_node_int(n, "final_bits", -1);
+        n4 += qk_node_int(n, "bits", 0) == 4;
+    }
+    QT_CHECK(at_final && n4 > 0, "progressive: every quantizer back at its own width (%d at 4 bits)", n4);
+    qk_qat_destroy(q);
+}
+
 /* max_steps splits one run; the resumed half must equal the straight one. */
 static void test_resume_exact(void)
 {
@@ -218,9 +249,13 @@ static void test_cli(void)
     int rc = q("qat --model models/lenet.onnx --backend academic --algo pact --wbits 4 --abits 4 --dry-run");
     QT_CHECK(rc == 0 && has("QAT: weights lsq, activations pact"), "dry run: %s", out);
     /* W8A8 tensorrt: the QDQ file deploys; fake vs integer gap <= 0.1 points */
+    char rj[320], rs[320];
+    snprintf(rj, sizeof rj, "%s/rep.json", tmp);
+    snprintf(rs, sizeof rs, "%s/rep.svg", tmp);
     rc = q("qat --model models/lenet.onnx --backend tensorrt --algo lsq --epochs 1 --epoch-steps 8 --batch 64 "
-           "--calib 128 --limit 500 --threads 2 --json --out %s", o);
+           "--calib 128 --limit 500 --threads 2 --json --out %s --report %s", o, rj);
     QT_CHECK(rc == 0 && has("\"ptq_top1\"") && has("\"images_per_s\"") && exists(o), "qat tensorrt: %s", out);
+    QT_CHECK(exists(rj) && exists(rs), "--report writes %s and %s", rj, rs);
     rc = q("eval --model %s --compare --limit 2000 --threads 2 --json", o);
     const char *gp = strstr(out, "\"gap\": ");
     double gap = gp ? atof(gp + 7) : 1;
@@ -241,6 +276,7 @@ int main(void)
     QT_OK(qk_pool_create(2, &pool));
     test_lenet_w4a4_lsq();
     test_resume_exact();
+    test_progressive();
     test_divergence_guard();
     test_cli();
     qk_pool_destroy(pool);

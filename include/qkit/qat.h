@@ -93,6 +93,18 @@ typedef struct qk_qat_config {
     int paper_init;         /* 1: weight scales from the papers' rules (lsq 2 mean|w|/sqrt(Qp), lsq+
                                max(|mu-3sigma|, |mu+3sigma|)/2^(b-1)); 0 (default): from the
                                calibration, so training starts at the PTQ model */
+    int bn_fold;            /* -1 (default): the profile's (folding profiles fold BN once before
+                               QAT, docs/ALGORITHMS.md section 6 strategy 0; academic keeps BN
+                               in float); 0: strategy 0 on any profile; 1-4: QK_ERR_UNSUPPORTED
+                               (not implemented yet). A model without BN: a logged note. */
+    int freeze_observer;    /* > 0: the EMA ranges of ste/dsq activations stop updating after
+                               this many epochs (0: never) */
+    int progressive;        /* 1: lower the width in stages 8, 6, ... down to the target (epochs
+                               spread evenly; each stage its own cosine schedule, starting from
+                               the previous stage's quantizers, clip ranges kept); no --resume */
+    int report;             /* 1: record, at the end of every epoch, each quantizer's clip, the
+                               max of its input in the epoch's last batch and the percentage of
+                               values within the clip (qk_qat_write_report) */
 } qk_qat_config;
 
 void qk_qat_config_default(qk_qat_config *c);
@@ -128,6 +140,10 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
  * with them (idempotent). The graph then evaluates exactly what the QDQ file
  * computes. QK_ERR_NUMERIC if a weight or learned value is not finite. */
 qk_status qk_qat_finish(qk_qat *q);
+/* The recorded report (c.report = 1) as JSON and / or a self-contained SVG
+ * chart, clip vs max per tensor over the epochs (either path may be NULL;
+ * atomic). QK_ERR_STATE when nothing was recorded. */
+qk_status qk_qat_write_report(qk_qat *q, const char *json_path, const char *svg_path);
 /* qk_qat_finish, then the QDQ file of qk_ptq_save_qdq (atomic). */
 qk_status qk_qat_save_qdq(qk_qat *q, const char *path);
 

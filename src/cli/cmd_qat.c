@@ -25,6 +25,13 @@ static const cli_opt opts[] = {
     { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
     { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
     { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
+    { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6): 0 folds BN once before QAT on any profile "
+      "(default: the profile's; 1-4 not implemented yet)", 0 },
+    { "freeze-observer", "E", "stop updating the EMA ranges of ste/dsq activations after epoch E", 0 },
+    { "progressive", NULL, "lower the bit-width in stages (8 -> 6 -> 4) spread over the epochs", 0 },
+    { "report", "FILE.json", "per epoch and quantized tensor: learned clip, observed max, % of values kept", 0 },
+    { "report-svg", "FILE.svg", "the report as an SVG chart, clip vs max per tensor over the epochs "
+      "(default: --report with .svg)", 0 },
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
     { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
@@ -71,13 +78,14 @@ static int run(cli_args *a)
             return cli_usage_error("qat", "--w-algo: %s", qk_last_error());
         c.w_algo = (int)w;
     }
-    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit;
+    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs;
     double lr, qlr, qwd, wd;
     if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
         cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
         cli_int(a, "calib", c.calib, 1, 1LL << 30, &calib) || cli_int(a, "epoch-steps", 0, 0, 1LL << 40, &esteps) ||
         cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
         cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 0, 1LL << 40, &limit) ||
+        cli_int(a, "bn-fold", -1, 0, 4, &bnf) || cli_int(a, "freeze-observer", 0, 1, 100000, &fobs) ||
         cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
         cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd))
         return 2;
@@ -102,6 +110,18 @@ static int run(cli_args *a)
     c.q_wd = cli_get(a, "q-wd") ? (float)qwd : -1.0f;
     c.calib = calib;
     c.paper_init = cli_flag(a, "paper-init");
+    c.bn_fold = (int)bnf;
+    c.freeze_observer = (int)fobs;
+    const char *rjson = cli_get(a, "report"), *rsvg = cli_get(a, "report-svg");
+    char svgbuf[4096];
+    if (rjson && !rsvg) {
+        size_t L = strlen(rjson);
+        snprintf(svgbuf, sizeof svgbuf, "%.*s.svg", (int)(L > 5 && strcmp(rjson + L - 5, ".json") == 0 ? L - 5 : L),
+                 rjson);
+        rsvg = svgbuf;
+    }
+    c.report = rjson || rsvg;
+    c.progressive = cli_flag(a, "progressive");
     int dry = cli_flag(a, "dry-run"), json = cli_flag(a, "json"), ok, rc = 1;
     const char *out = cli_get(a, "out");
     qk_pool *pool = cli_pool(a, "qat", &ok);
@@ -164,6 +184,8 @@ static int run(cli_args *a)
     if (cli_flag(a, "verbose"))
         qk_qat_print_plan(q, stderr);
     if (out && (st = qk_qat_save_qdq(q, out)) != QK_OK)
+        goto fail;
+    if (c.report && (st = qk_qat_write_report(q, rjson, rsvg)) != QK_OK)
         goto fail;
     double secs = qk_now() - t0;
     const char *wa = wn ? wn : (c.algo == QK_QAT_PACT || c.algo == QK_QAT_PACT_SYM || c.algo == QK_QAT_PACT_ASYM)

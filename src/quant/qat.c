@@ -4,6 +4,7 @@
  * with the learned parameters (so the PTQ QDQ writer writes the file). */
 #include "ptq_internal.h"
 #include "qat_internal.h"
+#include "qkit/fold.h"
 #include "qkit/ops.h"
 
 #include <math.h>
@@ -20,6 +21,7 @@ struct qk_qat {
     qk_qat_algo w_algo;
     qk_norm norm;
     int calibrated, installed, finished;
+    qk_qat_report *report; /* c.report: per-epoch statistics */
 };
 
 void qk_qat_config_default(qk_qat_config *c)
@@ -34,6 +36,7 @@ void qk_qat_config_default(qk_qat_config *c)
     c->train.epochs = 4;
     c->q_wd = -1.0f;
     c->max_retries = 3;
+    c->bn_fold = -1;
 }
 
 static int is_pact(qk_qat_algo a) { return a == QK_QAT_PACT || a == QK_QAT_PACT_SYM || a == QK_QAT_PACT_ASYM; }
@@ -92,6 +95,30 @@ static qk_status check_deployable(const qk_qat_config *c, const qk_backend *b, c
     return QK_OK;
 }
 
+/* --bn-fold (docs/ALGORITHMS.md section 6): strategy 0 folds every Conv/Gemm
+ * -> BatchNormalization pair once, before the quantizers are placed (the
+ * folding profiles do that in qk_ptq_prepare anyway); 1-4 are refused. */
+static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_backend *b, int *n_folded)
+{
+    *n_folded = 0;
+    if (c->bn_fold < 0)
+        return QK_OK;
+    if (c->bn_fold > 4)
+        return qk_error(QK_ERR_ARG, "BN folding strategy %d: the strategies are 0-4", c->bn_fold);
+    if (c->bn_fold > 0)
+        return qk_error(QK_ERR_UNSUPPORTED, "BN folding strategy %d is not implemented yet: qkit qat has "
+                        "strategy 0 (fold once before QAT, train the folded conv)", c->bn_fold);
+    int n_bn = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        n_bn += qk_node_is(&g->nodes[i], "BatchNormalization");
+    if (n_bn == 0) {
+        qk_log(QK_LOG_WARN, "note: --bn-fold %d: the model has no BatchNormalization; nothing to fold",
+               c->bn_fold);
+        return QK_OK;
+    }
+    return b->fold_bn ? QK_OK : qk_fold_bn(g, n_folded);
+}
+
 qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
 {
     *out = NULL;
@@ -116,6 +143,11 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
     }
+    int n_folded = 0;
+    if ((st = apply_bn_fold(g, c, b, &n_folded)) != QK_OK) {
+        qk_graph_destroy(g);
+        return st;
+    }
     qk_qat *q = qk_calloc(1, sizeof *q);
     if (!q) {
         qk_graph_destroy(g);
@@ -127,6 +159,8 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_free(q);
         return st;
     }
+    if (n_folded)
+        q->m->n_folded = n_folded;
     q->c.ptq.exclude = NULL; /* prepare copied them */
     q->c.ptq.n_exclude = 0;
     q->algo = qk_calloc((size_t)(q->m->n_sites ? q->m->n_sites : 1), sizeof *q->algo);
@@ -143,6 +177,7 @@ void qk_qat_destroy(qk_qat *q)
     if (!q)
         return;
     qk_qmodel_destroy(q->m);
+    qk_qat_report_free_(q->report);
     qk_free(q->algo);
     qk_free(q);
 }
@@ -382,6 +417,7 @@ static qk_status install_site(qk_qat *q, int s)
         { "algo", a }, { "bits", qp->bits }, { "signed", qp->is_signed }, { "symmetric", qp->symmetric },
         { "narrow", qp->narrow }, { "pot", qp->pot }, { "round", qp->round }, { "qn", qn }, { "qp", qpv },
         { "axis", axis }, { "weight", weight }, { "gs", a == QK_QAT_LSQ || a == QK_QAT_LSQ_PLUS },
+        { "observe", q->c.report != 0 },
     };
     for (size_t i = 0; st == QK_OK && i < sizeof ia / sizeof ia[0]; i++)
         st = qk_node_set_int(g, k, ia[i].n, ia[i].v);
@@ -533,12 +569,15 @@ qk_status qk_qat_install_(qk_qat *q)
 }
 
 const qk_qat_config *qk_qat_config_(const qk_qat *q) { return &q->c; }
+qk_qat_report **qk_qat_report_(qk_qat *q) { return &q->report; }
 qk_norm qk_qat_norm_(const qk_qat *q) { return q->norm; }
 
 const char *qk_qat_signature_(const qk_qat *q, char *buf, size_t n)
 {
-    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld", q->c.ptq.backend->name,
+    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d progressive=%d",
+             q->c.ptq.backend->name,
              q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
-             (long long)q->c.calib);
+             (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
+             q->c.progressive);
     return buf;
 }

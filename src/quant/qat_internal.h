@@ -93,6 +93,41 @@ static inline int32_t qk_qat_code(const qk_qat_attr *a, const qk_qat_chan *c, fl
     return (int32_t)r;
 }
 
+/* Elementwise runs of one channel (qat_run.c; qat_run__avx512.c computes
+ * the same bits): y = FQ(T(x)) over n elements; backward adds dL/dx into dx
+ * (may be NULL) and the run's parameter-gradient sums (lane order fixed)
+ * into acc[0] (first learned entry) and acc[1] (second). qk_lq_use_vec: the
+ * AVX-512 bodies apply (not reference mode, the CPU has them, and the
+ * algorithm is one they cover: not DSQ, not DoReFa weights). */
+int qk_lq_vec_ok(const qk_qat_attr *a);
+int qk_lq_use_vec(const qk_qat_attr *a, int reference);
+void qk_lq_fwd_run(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, float *y, int64_t n);
+void qk_lq_bwd_run(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, const float *dy, float *dx,
+                   int64_t n, double acc[2]);
+void qk_lq_fwd_run__avx512(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, float *y, int64_t n);
+void qk_lq_bwd_run__avx512(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, const float *dy, float *dx,
+                           int64_t n, double acc[2]);
+
+/* What a QkLearnQuant node with attribute observe = 1 saw in its last
+ * forward: the max of x (of |x| for weights), the largest channel clip
+ * (qp - z) s, and the fraction of elements at or below their channel's clip. */
+typedef struct qk_lq_observed {
+    int valid;
+    float max, clip;
+    double frac_in;
+} qk_lq_observed;
+void qk_lq_get_observed(const qk_node *n, qk_lq_observed *o);
+
+/* The report (qat_report.c): per epoch and site, what qk_lq_get_observed says. */
+typedef struct qk_qat_report qk_qat_report;
+qk_status qk_qat_report_record_(qk_qat_report **r, const qk_graph *g, int epoch);
+void qk_qat_report_free_(qk_qat_report *r);
+qk_qat_report **qk_qat_report_(qk_qat *q);
+
+/* --progressive: run every learnable quantizer at max(its own width, bits)
+ * (qat_op.c documents the rescaling). */
+qk_status qk_qat_set_stage_bits_(qk_graph *g, int bits);
+
 /* DSQ soft staircase in grid units (u = x / s): the soft value Q_S(u) and its
  * slope dQ_S/du, alpha in (0, 1) (ALGORITHMS.md section 4 "DSQ"). */
 void qk_qat_dsq(double u, double alpha, double *soft, double *slope);

@@ -245,7 +245,17 @@ typedef struct lq_state {
     int64_t C;
     double *part;      /* backward partial sums: [chunk][2][C] */
     int64_t part_n;
+    qk_lq_observed obs; /* attribute observe = 1: of the last forward */
 } lq_state;
+
+void qk_lq_get_observed(const qk_node *n, qk_lq_observed *o)
+{
+    const lq_state *s = n->state;
+    if (s)
+        *o = s->obs;
+    else
+        memset(o, 0, sizeof *o);
+}
 
 static void lq_destroy(qk_node *n)
 {
@@ -346,10 +356,22 @@ typedef struct lq_job {
     const float *x, *dy;
     float *y, *dx;
     int64_t n, C, inner;
-    float gscale;
+    int vec; /* qk_lq_use_vec */
     float mn[1024], mx[1024]; /* forward EMA: per-chunk batch min/max (activations) */
-    int want_mm;
+    int64_t cnt[1024];        /* observe: per-chunk count inside the clip */
 } lq_job;
+
+/* The channel of element i0 and the end *i1 (<= hi) of its run. */
+static inline int64_t run_at(const lq_job *j, int64_t i0, int64_t hi, int64_t *i1)
+{
+    if (j->C == 1) {
+        *i1 = hi;
+        return 0;
+    }
+    int64_t e = (i0 / j->inner + 1) * j->inner;
+    *i1 = e < hi ? e : hi;
+    return (i0 / j->inner) % j->C;
+}
 
 static void fwd_task(void *ctx, int64_t t, int w)
 {
@@ -357,10 +379,12 @@ static void fwd_task(void *ctx, int64_t t, int w)
     lq_job *j = ctx;
     const qk_qat_attr *a = &j->s->a;
     int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n;
-    for (int64_t i = lo; i < hi; i++) {
-        const qk_qat_chan *c = &j->s->ch[j->C == 1 ? 0 : (i / j->inner) % j->C];
-        float tv = qk_qat_transform(a, c, j->x[i]);
-        j->y[i] = (float)(qk_qat_code(a, c, tv) - c->z) * c->s;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        if (j->vec)
+            qk_lq_fwd_run__avx512(a, &j->s->ch[ci], j->x + i0, j->y + i0, i1 - i0);
+        else
+            qk_lq_fwd_run(a, &j->s->ch[ci], j->x + i0, j->y + i0, i1 - i0);
     }
 }
 
@@ -377,6 +401,29 @@ static void minmax_task(void *ctx, int64_t t, int w)
     }
     j->mn[t] = mn;
     j->mx[t] = mx;
+}
+
+/* observe: per chunk, the max (|x| for weights) and the count of elements
+ * within the channel's clip, hi = (qp - z) s (weights: |x| <= hi). */
+static void observe_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    lq_job *j = ctx;
+    const qk_qat_attr *a = &j->s->a;
+    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n, cnt = 0;
+    float mx = -INFINITY;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        const qk_qat_chan *c = &j->s->ch[ci];
+        float clip = (float)(a->qp - c->z) * c->s;
+        for (int64_t i = i0; i < i1; i++) {
+            float v = a->weight ? fabsf(j->x[i]) : j->x[i];
+            mx = v > mx ? v : mx;
+            cnt += v <= clip;
+        }
+    }
+    j->mx[t] = mx;
+    j->cnt[t] = cnt;
 }
 
 static void run_tasks(qk_pool *pool, int64_t nt, qk_task_fn fn, void *ctx)
@@ -422,16 +469,15 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
     qk_status st = lq_layout(n, &s->a, x, &outer, &C, &inner);
     if (st != QK_OK)
         return st;
-    lq_job *j = qk_calloc(1, sizeof *j);
-    if (!j)
-        return qk_error(QK_ERR_NOMEM, "out of memory");
-    j->s = s;
+    lq_job job = { .s = s }, *j = &job;
+    j->vec = qk_lq_use_vec(&s->a, g->opts.reference);
     j->x = qk_f32(x);
     j->y = qk_f32(&qk_out(g, n, 0)->t);
     j->n = numel;
     j->C = C;
     j->inner = inner;
-    if (ex->training && !s->a.weight && S && (s->a.algo == QK_QAT_STE || s->a.algo == QK_QAT_DSQ))
+    if (ex->training && !s->a.weight && S && (s->a.algo == QK_QAT_STE || s->a.algo == QK_QAT_DSQ) &&
+        !qk_node_int(n, "frozen", 0))
         st = ema_update(ex, j, qk_f32(&S->t), s->a.ema);
     if (st == QK_OK)
         st = qk_qat_channels(&s->a, P ? qk_f32(&P->t) : NULL, S ? qk_f32(&S->t) : NULL, j->x, outer, C, inner,
@@ -444,89 +490,54 @@ static qk_status lq_forward(qk_exec *ex, qk_node *n)
     } else if (st == QK_OK) {
         run_tasks(ex->pool, (numel + LQ_GRAIN - 1) / LQ_GRAIN, fwd_task, j);
     }
-    qk_free(j);
+    if (st == QK_OK && numel > 0 && qk_node_int(n, "observe", 0)) {
+        int64_t nt = (numel + LQ_GRAIN - 1) / LQ_GRAIN, cnt = 0;
+        float mx = -INFINITY, clip = 0;
+        for (int64_t lo = 0; lo < nt; lo += 1024) { /* 1024 chunks per round (the job's arrays) */
+            lq_job sub = *j;
+            sub.x = j->x + lo * LQ_GRAIN;
+            sub.n = numel - lo * LQ_GRAIN;
+            sub.n = sub.n < 1024 * (int64_t)LQ_GRAIN ? sub.n : 1024 * (int64_t)LQ_GRAIN;
+            int64_t snt = (sub.n + LQ_GRAIN - 1) / LQ_GRAIN;
+            run_tasks(ex->pool, snt, observe_task, &sub);
+            for (int64_t t = 0; t < snt; t++) {
+                mx = sub.mx[t] > mx ? sub.mx[t] : mx;
+                cnt += sub.cnt[t];
+            }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            float v = (float)(s->a.qp - s->ch[c].z) * s->ch[c].s;
+            clip = v > clip ? v : clip;
+        }
+        s->obs.valid = 1;
+        s->obs.max = mx;
+        s->obs.clip = clip;
+        s->obs.frac_in = (double)cnt / (double)numel;
+    }
     return st;
 }
 
-/* One element's backward: returns dL/dT-side values through out params. */
+/* Chunk t's backward: dx and one partial sum per learned entry and channel. */
 static void bwd_task(void *ctx, int64_t t, int w)
 {
     (void)w;
     lq_job *j = ctx;
     const lq_state *s = j->s;
-    const qk_qat_attr *a = &s->a;
-    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n, C = j->C;
+    int64_t C = j->C;
     double *p0 = s->part + (t * 2) * C, *p1 = p0 + C;
     for (int64_t c = 0; c < C; c++)
         p0[c] = p1[c] = 0;
-    const double ln2 = 0.69314718055994530942;
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t ci = C == 1 ? 0 : (i / j->inner) % C;
-        const qk_qat_chan *c = &s->ch[ci];
-        float x = j->x[i], g = j->dy[i];
-        float tv = qk_qat_transform(a, c, x);
-        float u = tv / c->s;
-        float r = u != u ? (float)c->z : qk_round_f(u, a->scheme.round) + (float)c->z;
-        int in = u == u && r >= (float)a->qn && r <= (float)a->qp;
-        float q = r < (float)a->qn ? (float)a->qn : r > (float)a->qp ? (float)a->qp : r;
-        float dt = in ? g : 0.0f;
-        if (a->algo == QK_QAT_DSQ && in) {
-            double slope;
-            qk_qat_dsq((double)u, QK_QAT_DSQ_ALPHA, NULL, &slope);
-            dt = (float)(g * slope);
-        }
-        /* LSQ / TQT (the papers' estimator): inside means qn < u + z < qp on
-           the unrounded value; d y / d s = R(u) - u inside, q - z outside */
-        if (a->algo == QK_QAT_LSQ || a->algo == QK_QAT_LSQ_PLUS || a->algo == QK_QAT_TQT) {
-            float uz = u + (float)c->z;
-            in = uz > (float)a->qn && uz < (float)a->qp;
-            dt = in ? g : 0.0f;
-        }
-        double dyds = (double)(q - (float)c->z) - (in ? (double)u : 0.0);
-        float dx = dt;
-        switch (a->algo) {
-        case QK_QAT_LSQ:
-            p0[ci] += (double)g * dyds;
-            break;
-        case QK_QAT_LSQ_PLUS:
-            p0[ci] += (double)g * dyds;
-            if (!in)
-                p1[ci] -= (double)g * c->s;
-            break;
-        case QK_QAT_TQT:
-            p0[ci] += (double)g * dyds * ln2 * c->s;
-            break;
-        case QK_QAT_PACT:
-        case QK_QAT_PACT_ASYM:
-        case QK_QAT_PACT_SYM:
-        case QK_QAT_WRPN:
-            if (x >= c->hi) {
-                dx = 0;
-                if (a->algo == QK_QAT_PACT_ASYM)
-                    p1[ci] += g;
-                else if (a->algo != QK_QAT_WRPN)
-                    p0[ci] += g;
-            } else if (x < c->lo) {
-                dx = 0;
-                if (a->algo == QK_QAT_PACT_ASYM)
-                    p0[ci] += g;
-                else if (a->algo == QK_QAT_PACT_SYM)
-                    p0[ci] -= g;
-            }
-            break;
-        case QK_QAT_DOREFA:
-            if (a->weight) {
-                float th = tanhf(x);
-                dx = dt * (1.0f - th * th) / c->norm;
-            } else if (x >= c->hi || x < c->lo) {
-                dx = 0;
-            }
-            break;
-        default:
-            break;
-        }
-        if (j->dx)
-            j->dx[i] += dx;
+    int64_t lo = t * LQ_GRAIN, hi = lo + LQ_GRAIN < j->n ? lo + LQ_GRAIN : j->n;
+    for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
+        int64_t ci = run_at(j, i0, hi, &i1);
+        double acc[2] = { 0, 0 };
+        float *dx = j->dx ? j->dx + i0 : NULL;
+        if (j->vec)
+            qk_lq_bwd_run__avx512(&s->a, &s->ch[ci], j->x + i0, j->dy + i0, dx, i1 - i0, acc);
+        else
+            qk_lq_bwd_run(&s->a, &s->ch[ci], j->x + i0, j->dy + i0, dx, i1 - i0, acc);
+        p0[ci] += acc[0];
+        p1[ci] += acc[1];
     }
 }
 
@@ -577,7 +588,7 @@ static qk_status lq_backward(qk_exec *ex, qk_node *n)
     if (st != QK_OK)
         return st;
     lq_job j = { .s = s, .x = qk_f32(&xv->t), .dy = qk_f32(&yv->grad), .dx = xv->grad.data ? qk_f32(&xv->grad) : NULL,
-                 .n = numel, .C = C, .inner = inner };
+                 .n = numel, .C = C, .inner = inner, .vec = qk_lq_use_vec(&s->a, g->opts.reference) };
     int64_t nt = (numel + LQ_GRAIN - 1) / LQ_GRAIN;
     run_tasks(ex->pool, nt, bwd_task, &j);
     if (s->a.algo == QK_QAT_DOREFA && s->a.weight && j.dx)
@@ -607,3 +618,53 @@ static qk_status lq_backward(qk_exec *ex, qk_node *n)
 
 const qk_op qk_op_learnquant = { "QkLearnQuant", lq_init, lq_infer, lq_reshape, lq_forward, lq_backward,
                                  lq_destroy, "ai.qkit" };
+
+/* --progressive: every QkLearnQuant whose own width (attribute final_bits,
+ * recorded on the first call) is below `bits` runs at max(final, bits): the
+ * attributes bits, qn, qp change and the learned scale of lsq / lsq+ (and
+ * their zero points) is rescaled so the clip range stays where it was
+ * (each stage starts from the previous one). Clip-based and fixed-range
+ * algorithms keep their real-valued parameters. */
+qk_status qk_qat_set_stage_bits_(qk_graph *g, int bits)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant"))
+            continue;
+        lq_state *s = n->state;
+        qk_status st;
+        int fb = (int)qk_node_int(n, "final_bits", -1);
+        if (fb < 0) {
+            fb = (int)qk_node_int(n, "bits", 8);
+            if ((st = qk_node_set_int(g, k, "final_bits", fb)) != QK_OK)
+                return st;
+        }
+        int nb = fb > bits ? fb : bits, ob = (int)qk_node_int(n, "bits", 8);
+        if (nb == ob || !s)
+            continue;
+        qk_qparams p = s->a.scheme;
+        p.bits = nb;
+        int32_t qn, qp;
+        qk_quant_range(&p, &qn, &qp);
+        double r = ((double)s->a.qp - s->a.qn) / ((double)qp - qn); /* old steps per new step */
+        qk_value *P = qk_in(g, n, 1), *S = qk_in(g, n, 2);
+        int64_t C = P ? qk_tensor_numel(&P->t) / (qk_qat_n_learned(s->a.algo) ? qk_qat_n_learned(s->a.algo) : 1) : 0;
+        if (P && (s->a.algo == QK_QAT_LSQ || s->a.algo == QK_QAT_LSQ_PLUS)) {
+            float *pv = qk_f32(&P->t);
+            for (int64_t c = 0; c < C; c++) {
+                pv[c] = (float)(pv[c] * r);
+                if (s->a.algo == QK_QAT_LSQ_PLUS)
+                    pv[C + c] = (float)(qn + (pv[C + c] - s->a.qn) / r);
+            }
+            if (S && s->a.algo == QK_QAT_LSQ) {
+                float *sv = qk_f32(&S->t);
+                for (int64_t c = 0; c < qk_tensor_numel(&S->t); c++)
+                    sv[c] = (float)qk_round_double(qn + (sv[c] - s->a.qn) / r, QK_ROUND_HALF_EVEN);
+            }
+        }
+        if ((st = qk_node_set_int(g, k, "bits", nb)) != QK_OK || (st = qk_node_set_int(g, k, "qn", qn)) != QK_OK ||
+            (st = qk_node_set_int(g, k, "qp", qp)) != QK_OK || (st = qk_qat_attr_parse(n, &s->a)) != QK_OK)
+            return st;
+    }
+    return QK_OK;
+}

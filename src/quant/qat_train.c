@@ -14,8 +14,32 @@ typedef struct guard {
     const qk_qat_config *c;
     float lr_scale;
     int wrote_ckpt;
+    qk_qat *q;
+    int64_t steps_epoch;
+    int64_t step_base;    /* --progressive: steps of the earlier stages */
+    int64_t freeze_step;  /* freeze_observer epochs in steps (0: never) */
+    int frozen;
     char scale_str[32];
 } guard;
+
+/* Observer freeze: the EMA ranges of ste/dsq activations stop updating
+ * (node attribute "frozen"); the metadata records it so a checkpoint
+ * written afterwards resumes frozen. */
+static qk_status freeze_observers(guard *gd)
+{
+    qk_graph *g = gd->g;
+    for (int k = 0; k < g->n_nodes; k++) {
+        qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant") || qk_node_int(n, "weight", 0))
+            continue;
+        int64_t a = qk_node_int(n, "algo", -1);
+        qk_status st = a == QK_QAT_STE || a == QK_QAT_DSQ ? qk_node_set_int(g, k, "frozen", 1) : QK_OK;
+        if (st != QK_OK)
+            return st;
+    }
+    gd->frozen = 1;
+    return qk_graph_set_meta(g, "qkit.qat.observers_frozen", "1");
+}
 
 static int is_qparam(const qk_value *v)
 {
@@ -53,6 +77,13 @@ static qk_status on_step(void *user, qk_graph *g, int64_t step, float loss)
 {
     guard *gd = user;
     (void)loss;
+    qk_status fst;
+    step += gd->step_base;
+    if (gd->freeze_step > 0 && !gd->frozen && step >= gd->freeze_step && (fst = freeze_observers(gd)) != QK_OK)
+        return fst;
+    if (gd->c->report && step % gd->steps_epoch == 0 &&
+        (fst = qk_qat_report_record_(qk_qat_report_(gd->q), g, (int)(step / gd->steps_epoch))) != QK_OK)
+        return fst;
     for (int i = 0; i < g->n_values; i++) {
         const qk_value *v = &g->values[i];
         if (v->kind != QK_VALUE_PARAM)
@@ -142,6 +173,69 @@ static qk_status check_resume(qk_qat *q, const char *path, float *scale)
     return QK_OK;
 }
 
+/* The narrowest width of any learnable quantizer. */
+static int min_bits(const qk_graph *g)
+{
+    int lo = 8;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        if (qk_node_is_in(n, "ai.qkit", "QkLearnQuant")) {
+            int b = (int)qk_node_int(n, "final_bits", qk_node_int(n, "bits", 8));
+            lo = b < lo ? b : lo;
+        }
+    }
+    return lo;
+}
+
+/* One qk_train call under the divergence guard (rollback, half the lr, at
+ * most max_retries times). */
+static qk_status train_guarded(guard *gd, qk_train_config *tc, const qk_dataset *train, const qk_dataset *test,
+                               qk_pool *pool, qk_qat_result *r)
+{
+    qk_graph *g = gd->g;
+    const qk_qat_config *c = gd->c;
+    qk_status st;
+    snapshot snap;
+    if ((st = snap_take(&snap, g)) != QK_OK) {
+        snap_free(&snap);
+        return st;
+    }
+    for (int tries = 0;; tries++) {
+        snprintf(gd->scale_str, sizeof gd->scale_str, "%.9g", (double)gd->lr_scale);
+        if ((st = qk_graph_set_meta(g, "qkit.qat.lr_scale", gd->scale_str)) != QK_OK)
+            break;
+        st = qk_train(g, train, test, tc, pool, &r->train);
+        if (st != QK_ERR_NUMERIC)
+            break;
+        if (tries >= c->max_retries) {
+            st = qk_error(QK_ERR_NUMERIC, "training diverged %d times (last: %s); the learning rate was halved each "
+                          "time down to x%g; try a lower --lr / --q-lr", tries + 1, qk_last_error(),
+                          (double)gd->lr_scale);
+            break;
+        }
+        char why[512];
+        snprintf(why, sizeof why, "%s", qk_last_error());
+        const char *from;
+        if (gd->wrote_ckpt) {
+            tc->resume = c->train.checkpoint;
+            from = c->train.checkpoint;
+        } else if (c->train.resume) {
+            tc->resume = c->train.resume;
+            from = c->train.resume;
+        } else {
+            snap_restore(&snap, g);
+            tc->resume = NULL;
+            from = "the start of training";
+        }
+        gd->lr_scale *= 0.5f;
+        r->rollbacks++;
+        qk_log(QK_LOG_WARN, "divergence guard: %s; rolled back to %s, learning rates x%g (rollback %d of %d)", why,
+               from, (double)gd->lr_scale, r->rollbacks, c->max_retries);
+    }
+    snap_free(&snap);
+    return st;
+}
+
 qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *test, qk_pool *pool,
                        qk_qat_result *r)
 {
@@ -153,15 +247,24 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
     qk_graph *g = qk_qat_graph(q);
     char sig[256];
     qk_qat_signature_(q, sig, sizeof sig);
-    guard gd = { .g = g, .c = c, .lr_scale = 1.0f };
+    guard gd = { .g = g, .c = c, .lr_scale = 1.0f, .q = q };
+    gd.steps_epoch = (train->n + c->train.batch - 1) / c->train.batch;
+    if (c->train.epoch_steps > 0 && c->train.epoch_steps < gd.steps_epoch)
+        gd.steps_epoch = c->train.epoch_steps;
+    if (gd.steps_epoch < 1)
+        gd.steps_epoch = 1;
+    if (c->progressive && c->train.resume)
+        return qk_error(QK_ERR_UNSUPPORTED, "--resume of a --progressive run is not supported (each stage is its "
+                        "own schedule)");
     if (c->train.resume && (st = check_resume(q, c->train.resume, &gd.lr_scale)) != QK_OK)
         return st;
     if ((st = qk_graph_set_meta(g, "qkit.qat.signature", sig)) != QK_OK)
         return st;
-    snapshot snap;
-    if ((st = snap_take(&snap, g)) != QK_OK) {
-        snap_free(&snap);
-        return st;
+    if (c->freeze_observer > 0) {
+        gd.freeze_step = gd.steps_epoch * c->freeze_observer;
+        const char *fz = qk_graph_get_meta(g, "qkit.qat.observers_frozen");
+        if (fz && strcmp(fz, "1") == 0 && (st = freeze_observers(&gd)) != QK_OK)
+            return st;
     }
     qk_train_config tc = c->train;
     tc.norm = qk_qat_norm_(q);
@@ -169,39 +272,30 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
     tc.param_opts = param_opts;
     tc.on_step = on_step;
     tc.on_epoch = on_epoch;
-    for (int tries = 0;; tries++) {
-        snprintf(gd.scale_str, sizeof gd.scale_str, "%.9g", (double)gd.lr_scale);
-        if ((st = qk_graph_set_meta(g, "qkit.qat.lr_scale", gd.scale_str)) != QK_OK)
-            break;
-        st = qk_train(g, train, test, &tc, pool, &r->train);
-        if (st != QK_ERR_NUMERIC)
-            break;
-        if (tries >= c->max_retries) {
-            st = qk_error(QK_ERR_NUMERIC, "training diverged %d times (last: %s); the learning rate was halved each "
-                          "time down to x%g; try a lower --lr / --q-lr", tries + 1, qk_last_error(),
-                          (double)gd.lr_scale);
-            break;
+    if (!c->progressive) {
+        st = train_guarded(&gd, &tc, train, test, pool, r);
+    } else {
+        /* stages 8, 6, ... down to the narrowest site, epochs spread evenly */
+        int lo = min_bits(g), stages[8], ns = 0, done = 0;
+        for (int b = 8; b > lo && ns < 7; b -= 2)
+            stages[ns++] = b;
+        stages[ns++] = lo;
+        for (int k = 0; st == QK_OK && k < ns; k++) {
+            int e = c->train.epochs * (k + 1) / ns - c->train.epochs * k / ns;
+            if (e == 0)
+                continue;
+            if ((st = qk_qat_set_stage_bits_(g, stages[k])) != QK_OK)
+                break;
+            qk_log(QK_LOG_INFO, "progressive QAT: stage %d of %d at %d bits, %d epochs", k + 1, ns, stages[k], e);
+            tc.epochs = e;
+            gd.wrote_ckpt = 0;
+            st = train_guarded(&gd, &tc, train, test, pool, r);
+            gd.step_base += r->train.steps;
+            done += r->train.epochs_done;
         }
-        char why[512];
-        snprintf(why, sizeof why, "%s", qk_last_error());
-        const char *from;
-        if (gd.wrote_ckpt) {
-            tc.resume = c->train.checkpoint;
-            from = c->train.checkpoint;
-        } else if (c->train.resume) {
-            tc.resume = c->train.resume;
-            from = c->train.resume;
-        } else {
-            snap_restore(&snap, g);
-            tc.resume = NULL;
-            from = "the start of training";
-        }
-        gd.lr_scale *= 0.5f;
-        r->rollbacks++;
-        qk_log(QK_LOG_WARN, "divergence guard: %s; rolled back to %s, learning rates x%g (rollback %d of %d)", why,
-               from, (double)gd.lr_scale, r->rollbacks, c->max_retries);
+        r->train.steps = gd.step_base; /* all stages */
+        r->train.epochs_done = done;
     }
     r->lr_scale = gd.lr_scale;
-    snap_free(&snap);
     return st;
 }
