@@ -172,6 +172,10 @@ qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool
  * Errors: QK_ERR_FORMAT naming the file and its dtype/shape (another dtype,
  * Fortran order, another rank, a labels count or dtype that does not fit). */
 qk_status qk_dataset_load_npy(const char *path, const qk_data_opts *o, qk_dataset *ds);
+/* Labels of ds from a .npy of n integers (int64, int32 or uint8; n: the
+ * number of items the source had, ds->n <= n): sets ds->labels32 and
+ * ds->classes. Errors: QK_ERR_FORMAT naming the file, dtype and shape. */
+qk_status qk_dataset_load_labels(const char *path, int64_t n, qk_dataset *ds);
 /* Read a whole .npy: dtype descr ("<f4", "|u1", "<i8", ...), ndim, dims[8],
  * data (qk_malloc'ed, little-endian as stored). */
 qk_status qk_npy_read(const char *path, char descr[16], int *ndim, int64_t dims[8], void **data);

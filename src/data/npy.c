@@ -182,7 +182,7 @@ qk_status qk_npy_write(const char *path, const char *descr, int ndim, const int6
     return qk_file_write_atomic(path, npy_write_fn, &w);
 }
 
-static qk_status load_labels(const char *path, int64_t n, qk_dataset *ds)
+qk_status qk_dataset_load_labels(const char *path, int64_t n, qk_dataset *ds)
 {
     char descr[16];
     int nd;
@@ -271,7 +271,7 @@ qk_status qk_dataset_load_npy(const char *path, const qk_data_opts *o, qk_datase
     qk_free(raw);
     if (st != QK_OK)
         return qk_error_context(st, "%s", path);
-    if (o->labels && (st = load_labels(o->labels, n, ds)) != QK_OK) {
+    if (o->labels && (st = qk_dataset_load_labels(o->labels, n, ds)) != QK_OK) {
         qk_dataset_free(ds);
         return st;
     }
