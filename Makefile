@@ -31,7 +31,7 @@ endif
 
 CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
 CFLAGS += -std=c11 $(OPT) -Wall -Wextra -fPIC -pthread -ffp-contract=off
-LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lyaml -lz -lm -lpthread
+LDLIBS := -lprotobuf-c -lopenblas -ldnnl -lyaml -lpng -ljpeg -lz -lm -lpthread
 LDFLAGS += $(LDSAN) -pthread
 
 ISA_sse2   :=

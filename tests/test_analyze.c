@@ -42,7 +42,7 @@ static qk_dataset gauss_ds(int64_t n)
     return d;
 }
 
-static const qk_norm gnorm = { 128.0f / 255.0f, 20.0f / 255.0f };
+static const qk_norm gnorm = { .mean = 128.0f / 255.0f, .std = 20.0f / 255.0f };
 
 static qk_qmodel *calibrated(int bits, const qk_dataset *ds)
 {

@@ -255,7 +255,7 @@ static void test_batcher(void)
         for (int k = 0; k < H * W; k++)
             img[i * H * W + k] = (uint8_t)((i * 31 + k * 7) % 251 + 1); /* never 0 */
     }
-    qk_dataset ds = { N, H, W, img, lab, 0 };
+    qk_dataset ds = { .n = N, .h = H, .w = W, .images = img, .labels = lab };
     qk_norm nm = qk_norm_default();
 
     /* plain batching: dataset order, normalized, partial last batch */
@@ -358,7 +358,7 @@ static void test_norm_meta(void)
     qk_norm n = qk_norm_default();
     QT_CHECK(qk_graph_get_norm(g, &n.mean, &n.std) == QK_ERR_NOTFOUND && n.mean == QK_NORM_FASHION_MEAN &&
              n.std == QK_NORM_FASHION_STD, "absent -> untouched");
-    qk_norm w = { 0.1307f, 0.3081f };
+    qk_norm w = { .mean = 0.1307f, .std = 0.3081f };
     QT_OK(qk_graph_set_norm(g, w.mean, w.std));
     QT_OK(qk_graph_get_norm(g, &n.mean, &n.std));
     QT_CHECK(n.mean == w.mean && n.std == w.std, "round trip %g %g", (double)n.mean, (double)n.std);

@@ -392,7 +392,7 @@ static void test_constant_inputs(void)
     const char *const *obs = qk_observer_names();
     for (int z = 0; z < 2; z++) {
         qk_dataset d = synth_ds(8, 0, z ? 255 : 0);
-        qk_norm norm = { 0.0f, 1.0f };
+        qk_norm norm = { .mean = 0.0f, .std = 1.0f };
         for (int i = 0; obs[i]; i++) {
             int pot = !strncmp(obs[i], "pot-", 4);
             qk_ptq_config c = cfg_for(pot ? "tvm" : "tensorrt");

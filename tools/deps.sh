@@ -7,7 +7,8 @@
 #                          node/npm for the ONNX Runtime checks (tools/ort_*.js, `npm ci`)
 set -euo pipefail
 pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-      libopenblas-dev libdnnl-dev libyaml-dev zlib1g-dev dataset-fashion-mnist)
+      libopenblas-dev libdnnl-dev libyaml-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev
+      dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libonnx-testdata clang chromium libpng-dev) ;;

@@ -1,5 +1,6 @@
-/* qkit data layer: IDX datasets (MNIST / Fashion-MNIST format), per-epoch
- * shuffling, batching with normalization and augmentation.
+/* qkit data layer: datasets (IDX files, image folders, .npy, arrays in
+ * memory), per-epoch shuffling, batching with normalization and
+ * augmentation.
  *
  * Example (`make test` runs it):
  *
@@ -27,6 +28,11 @@
  *   qk_dataset_free(&train);
  * (end of example)
  *
+ * Beyond IDX files: image folders (PNG/JPEG through libpng and
+ * libjpeg-turbo, resized and cropped the torchvision way), .npy arrays and
+ * arrays in memory (qk_dataset_from_u8 / _f32), any number of channels and
+ * classes, labels optional, per-channel normalization.
+ *
  * Determinism: the order of epoch e depends only on (seed, e); the
  * augmentation of batch i of epoch e only on (seed, e, i). A run resumed at
  * any batch therefore sees exactly the data an uninterrupted run sees. */
@@ -43,17 +49,51 @@ extern "C" {
 /* Default location of Debian's dataset-fashion-mnist package. */
 #define QK_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define QK_NUM_CLASSES 10
+/* Most channels a dataset or a normalization may have. */
+#define QK_MAX_CHANNELS 8
 
-/* n images of h x w uint8 pixels (row-major, image after image) and n labels
- * in [0, QK_NUM_CLASSES). owned = 1: qk_dataset_free releases the arrays;
- * views (qk_dataset_view) have owned = 0. */
+/* n images of c x h x w values, image after image (NCHW), and optional
+ * labels. The pixels are either uint8 (`images`, 0..255) or float32
+ * (`fimages`, on the [0,1] pixel scale: a float value v is normalized like
+ * the uint8 pixel 255 v); exactly one of the two is set. Labels are either
+ * uint8 (`labels`, the IDX files) or int32 (`labels32`, the other loaders)
+ * or neither (unlabelled: calibration, agreement with a float model).
+ * c == 0 means 1 (datasets built before channels existed: positional
+ * initializers { n, h, w, images, labels, owned } keep working). classes:
+ * number of classes when known (0: unknown; QK_NUM_CLASSES for IDX).
+ * owned = 1: qk_dataset_free releases the arrays; views have owned = 0. */
 typedef struct qk_dataset {
     int64_t n;
     int h, w;
-    uint8_t *images; /* [n, h, w] */
-    uint8_t *labels; /* [n] */
+    uint8_t *images; /* [n, c, h, w] or NULL */
+    uint8_t *labels; /* [n] or NULL */
     int owned;
+    int c;
+    float *fimages;    /* [n, c, h, w] or NULL */
+    int32_t *labels32; /* [n] or NULL */
+    int classes;
 } qk_dataset;
+
+int qk_dataset_channels(const qk_dataset *ds);            /* c, 1 when 0 */
+int qk_dataset_has_labels(const qk_dataset *ds);          /* 1 if labels or labels32 */
+int64_t qk_dataset_label(const qk_dataset *ds, int64_t i); /* -1 when unlabelled */
+/* "[n,c,h,w] uint8" / "float32" into buf (for messages). */
+const char *qk_dataset_shape_str(const qk_dataset *ds, char *buf, size_t size);
+/* QK_OK when the images fit a model input of dims[4] ([N,C,H,W], N any);
+ * else QK_ERR_SHAPE naming both shapes ("data X is [...], model input 'in'
+ * is [...]"). what/input name the data and the input in the message. */
+qk_status qk_dataset_check_input(const qk_dataset *ds, const char *what, const char *input, int ndim,
+                                 const int64_t *dims);
+
+/* A dataset from arrays in memory (the entry points for bindings such as
+ * ctypes): n images of c x h x w, NCHW (nhwc 0) or NHWC (nhwc 1), copied
+ * into an owned NCHW dataset. labels: n int64 labels >= 0 or NULL.
+ * Errors: QK_ERR_ARG (sizes < 1, c > QK_MAX_CHANNELS, a negative label),
+ * QK_ERR_NOMEM. */
+qk_status qk_dataset_from_u8(int64_t n, int c, int h, int w, const uint8_t *pixels, int nhwc,
+                             const int64_t *labels, qk_dataset *ds);
+qk_status qk_dataset_from_f32(int64_t n, int c, int h, int w, const float *values, int nhwc,
+                              const int64_t *labels, qk_dataset *ds);
 
 /* Read one IDX file of unsigned bytes (type code 0x08), gzip-compressed or
  * plain (zlib's gzread reads both). Expects exactly `ndim` dimensions
@@ -74,19 +114,99 @@ qk_status qk_dataset_load(const char *images_path, const char *labels_path, qk_d
  * or file gives QK_ERR_IO with "install it with: apt-get install
  * dataset-fashion-mnist, or pass --data DIR". */
 qk_status qk_dataset_load_dir(const char *dir, const char *split, qk_dataset *ds);
+/* 1 if dir holds <split>-images-idx3-ubyte[.gz] for split train or t10k. */
+int qk_dataset_is_idx_dir(const char *dir);
 
 /* A non-owning view of items [start, start + n) of src (clamped to src->n). */
 qk_dataset qk_dataset_view(const qk_dataset *src, int64_t start, int64_t n);
 void qk_dataset_free(qk_dataset *ds); /* safe on zeroed or view datasets */
 
-/* ---- normalization: x = (pixel / 255 - mean) / std ---- */
+/* ---- loading options (image folders, .npy files) ---- */
+typedef struct qk_data_opts {
+    int c;       /* channels to produce from decoded images: 1 or 3 (gray <-> RGB
+                    as PIL's convert: L = (19595 R + 38470 G + 7471 B + 32768) >> 16);
+                    0: as decoded */
+    int resize;  /* > 0: resize so the shorter side is this (bilinear, PIL's
+                    antialiased resampling as torchvision's Resize on PIL images) */
+    int crop;    /* > 0: centre crop crop x crop after resizing (torchvision
+                    CenterCrop: offsets round((size - crop) / 2), zero padding
+                    when the image is smaller) */
+    int nhwc;    /* .npy images: 1 = [N,H,W,C], 0 = [N,C,H,W] ([N,H,W] is C = 1) */
+    const char *labels; /* .npy labels file (int64/int32/uint8 [N]) or NULL */
+    int need_labels;    /* 1: an unlabelled source is an error */
+    int64_t limit;      /* > 0: load at most this many images (in order) */
+} qk_data_opts;
+
+/* Decode one PNG or JPEG file (libpng / libjpeg-turbo; the type is taken
+ * from the file's signature) into *pix, a qk_malloc'ed [h, w, c] uint8
+ * array (interleaved, c = 1 or 3; alpha dropped, 16-bit reduced to 8,
+ * palettes expanded), converted to want_c channels when want_c is 1 or 3.
+ * Errors: QK_ERR_IO (unreadable), QK_ERR_FORMAT (not PNG/JPEG, corrupt or
+ * truncated: the message names the file). */
+qk_status qk_image_decode(const char *path, int want_c, uint8_t **pix, int *c, int *h, int *w);
+/* Resize an interleaved [h, w, c] uint8 image to [oh, ow, c] the way
+ * Pillow's Image.resize(BILINEAR) does (triangle filter widened by the
+ * scale when shrinking, horizontal pass then vertical, 22-bit fixed point):
+ * bit-identical to Pillow 9 on the images tested. dst must not alias src. */
+qk_status qk_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int oh, int ow);
+/* Shorter side to `resize` (0: unchanged), then centre crop `crop` (0: none):
+ * the output size torchvision's Resize(resize) + CenterCrop(crop) gives. */
+void qk_image_out_size(int h, int w, int resize, int crop, int *oh, int *ow);
+/* Decode + convert + resize + crop one file into *chw, a qk_malloc'ed
+ * [c, h, w] uint8 array (c = o->c or as decoded; h, w as
+ * qk_image_out_size). Errors as qk_image_decode. */
+qk_status qk_image_load(const char *path, const qk_data_opts *o, uint8_t **chw, int *c, int *h, int *w);
+
+/* An image folder: one subfolder per class (names sorted bytewise = labels
+ * 0, 1, ...), or a flat folder of images (unlabelled). Files ending in
+ * .png/.jpg/.jpeg (any case) are read; decoding runs on pool (NULL:
+ * serial). All images must end up the same size (same files, or --resize +
+ * --crop). Errors name the file or folder: QK_ERR_IO (missing folder), an
+ * empty class folder or no images (QK_ERR_FORMAT), a corrupt image
+ * (QK_ERR_FORMAT), mixed sizes (QK_ERR_SHAPE, both files and sizes).
+ * On error *ds is zeroed. */
+qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds);
+
+/* A .npy file (NumPy format 1.0-3.0, C order) of uint8 or float32 images,
+ * [N,C,H,W] or [N,H,W,C] (o->nhwc) or [N,H,W]; labels from o->labels.
+ * Errors: QK_ERR_FORMAT naming the file and its dtype/shape (another dtype,
+ * Fortran order, another rank, a labels count or dtype that does not fit). */
+qk_status qk_dataset_load_npy(const char *path, const qk_data_opts *o, qk_dataset *ds);
+/* Labels of ds from a .npy of n integers (int64, int32 or uint8; n: the
+ * number of items the source had, ds->n <= n): sets ds->labels32 and
+ * ds->classes. Errors: QK_ERR_FORMAT naming the file, dtype and shape. */
+qk_status qk_dataset_load_labels(const char *path, int64_t n, qk_dataset *ds);
+/* Read a whole .npy: dtype descr ("<f4", "|u1", "<i8", ...), ndim, dims[8],
+ * data (qk_malloc'ed, little-endian as stored). */
+qk_status qk_npy_read(const char *path, char descr[16], int *ndim, int64_t dims[8], void **data);
+/* Write a C-order .npy (descr "<f4", "|u1", "<i8", "<i4"), atomically. */
+qk_status qk_npy_write(const char *path, const char *descr, int ndim, const int64_t *dims, const void *data);
+
+/* ---- normalization: x = scale * (pixel / 255 - mean[k]) / std[k] ----
+ * mean/std: one value for every channel (nc == 0, the original form: a
+ * { mean, std } initializer keeps working) or nc per-channel values
+ * cmean/cstd (nc == 1 or the data's channel count). scale 0 means 1 (the
+ * expression is then exactly the original one). bgr = 1: output channel k
+ * takes the data's channel c-1-k (RGB data into a BGR model); mean[k] and
+ * std[k] are in the model's channel order. */
 typedef struct qk_norm {
     float mean, std;
+    int nc;
+    float cmean[QK_MAX_CHANNELS], cstd[QK_MAX_CHANNELS];
+    float scale;
+    int bgr;
 } qk_norm;
 #define QK_NORM_FASHION_MEAN 0.2860f
 #define QK_NORM_FASHION_STD 0.3530f
 qk_norm qk_norm_default(void); /* Fashion-MNIST 0.2860 / 0.3530 */
-/* A model's own values are its metadata: qk_graph_get_norm (graph.h). */
+/* ImageNet: mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (torchvision). */
+qk_norm qk_norm_imagenet(void);
+/* mean/std of channel k (the scalar ones when nc == 0). */
+float qk_norm_mean(const qk_norm *n, int k);
+float qk_norm_std(const qk_norm *n, int k);
+/* QK_ERR_ARG unless every std > 0 and nc is 0, 1 or c (c channels of data). */
+qk_status qk_norm_check(const qk_norm *n, int c);
+/* A model's own values are its metadata: qk_graph_get_norm / qk_graph_get_norm_ch (graph.h). */
 
 /* ---- augmentation ---- */
 typedef struct qk_augment {
@@ -109,6 +229,13 @@ void qk_shuffle(int64_t *idx, int64_t n, qk_rng *r);
 void qk_image_prepare(const uint8_t *src, int h, int w, float *dst, const float *lut,
                       int flip, int pad, int dy, int dx);
 void qk_norm_lut(qk_norm n, float lut[256]);
+/* The table of channel k: lut[p] = scale * (p / 255 - mean[k]) / std[k]. */
+void qk_norm_lut_ch(const qk_norm *n, int k, float lut[256]);
+/* Normalize images [items] of ds into x [m, c, h, w] (c, h, w of ds), no
+ * augmentation; y (may be NULL) receives the labels (-1 unlabelled). Runs
+ * the images on pool (NULL: serial). */
+void qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
+                     int64_t *y, qk_pool *pool);
 
 /* ---- batcher ---- */
 typedef struct qk_batcher {
@@ -121,10 +248,12 @@ typedef struct qk_batcher {
     int64_t *perm;  /* [ds->n]: the current epoch's order */
     int64_t epoch;  /* epoch the order belongs to (-1 before qk_batcher_epoch) */
     float lut[256];
+    float (*luts)[256]; /* [c] per-channel tables (uint8 data) */
 } qk_batcher;
 
 /* batch >= 1; shuffle 0 = dataset order; aug NULL = none. Allocates only the
- * index array (the dataset is never copied). */
+ * index array and the channel tables (the dataset is never copied). The
+ * dataset may be unlabelled (y then receives -1). */
 qk_status qk_batcher_init(qk_batcher *b, const qk_dataset *ds, int64_t batch, int shuffle,
                           uint64_t seed, qk_norm norm, const qk_augment *aug);
 void qk_batcher_free(qk_batcher *b);
@@ -133,8 +262,9 @@ void qk_batcher_free(qk_batcher *b);
 void qk_batcher_epoch(qk_batcher *b, int64_t epoch);
 /* Batches per epoch: ceil(n / batch) (the last batch may be partial). */
 int64_t qk_batcher_count(const qk_batcher *b);
-/* Fill batch i (0-based) of the current epoch: x receives [m, 1, h, w]
- * normalized floats (NCHW), y (may be NULL) m int64 labels; returns m
+/* Fill batch i (0-based) of the current epoch: x receives [m, c, h, w]
+ * normalized floats (NCHW), y (may be NULL) m int64 labels (-1 for an
+ * unlabelled dataset; augmentation needs uint8 data); returns m
  * (0 if i is out of range). Augmentation draws come from an RNG seeded
  * from (seed, epoch, i): per image, flip bit, then dy, then dx. */
 int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y);

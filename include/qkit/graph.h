@@ -267,6 +267,26 @@ const char *qk_graph_get_meta(const qk_graph *g, const char *key);
  * *std untouched on both). set: QK_ERR_ARG unless std > 0. */
 qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std);
 qk_status qk_graph_set_norm(qk_graph *g, float mean, float std);
+/* Per-channel form: the same keys hold a comma-separated list "m0,m1,m2"
+ * when the channels differ (one "%.9g" value when they are all equal, so a
+ * single-valued model is written exactly as qk_graph_set_norm writes it).
+ * get: *nc receives the number of values (1 for the scalar form), at most
+ * max (QK_ERR_FORMAT beyond; also for a count mismatch between the keys);
+ * qk_graph_get_norm on a list of differing values is QK_ERR_FORMAT naming
+ * this function. Errors otherwise as above. */
+qk_status qk_graph_get_norm_ch(const qk_graph *g, int max, int *nc, float *mean, float *std);
+qk_status qk_graph_set_norm_ch(qk_graph *g, int nc, const float *mean, const float *std);
+/* The rest of the input preprocessing, as metadata written only when set:
+ * "qkit.norm.scale" (multiplier after normalizing; 1 when absent),
+ * "qkit.norm.bgr" ("1": channels reversed), "qkit.preprocess.resize" and
+ * "qkit.preprocess.crop" (pixels; 0 when absent). get leaves a field
+ * untouched when its key is absent; QK_ERR_FORMAT for a malformed value. */
+typedef struct qk_graph_prep {
+    float scale;
+    int bgr, resize, crop;
+} qk_graph_prep;
+qk_status qk_graph_get_prep(const qk_graph *g, qk_graph_prep *p);
+qk_status qk_graph_set_prep(qk_graph *g, const qk_graph_prep *p);
 
 /* ---- attributes ---- */
 qk_status qk_node_set_int(qk_graph *g, int node, const char *name, int64_t v);

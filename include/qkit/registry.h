@@ -13,6 +13,7 @@
 #define QKIT_REGISTRY_H
 
 #include "graph.h"
+#include "data.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,23 @@ qk_status qk_onnx_load(const char *path, qk_graph **out);
 /* The same from a serialized ModelProto in memory; `label` names the
  * source in messages (e.g. the file name). */
 qk_status qk_onnx_load_buffer(const void *data, size_t len, const char *label, qk_graph **out);
+
+/* ---- data sources by path (here because the .pb reader is the onnx layer's) ----
+ * kind: QK_DATA_IDX (a directory of MNIST-format IDX files; NULL or "" is
+ * QK_FASHION_MNIST_DIR), QK_DATA_NPY (a .npy file), QK_DATA_PB (a directory
+ * of ONNX TensorProto .pb files, or of test_data_set_* folders holding
+ * input_*.pb: the ONNX test-data format), QK_DATA_FOLDER (an image folder).
+ * Frozen values. */
+typedef enum qk_data_kind { QK_DATA_IDX = 1, QK_DATA_FOLDER = 2, QK_DATA_NPY = 3, QK_DATA_PB = 4 } qk_data_kind;
+/* The kind of path (by name and contents); QK_ERR_IO when it does not exist. */
+qk_status qk_data_kind_of(const char *path, qk_data_kind *kind);
+/* Load any of them: split (IDX only: "train" or "t10k"), o (loader options;
+ * NULL = none), pool for decoding. */
+qk_status qk_data_open(const char *path, const char *split, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds);
+/* The .pb form: the tensors (float32 or uint8, [k,C,H,W] or [C,H,W]) in
+ * name order, concatenated; only input_*.pb when output_*.pb are present;
+ * labels from o->labels (.npy). Errors name the file and its shape. */
+qk_status qk_dataset_load_pb_dir(const char *dir, const qk_data_opts *o, qk_dataset *ds);
 
 #ifdef __cplusplus
 }

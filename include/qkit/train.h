@@ -209,6 +209,26 @@ qk_status qk_evaluate(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch
 qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool,
                             qk_eval_result *r, int32_t *pred);
 
+/* Agreement of a model with a reference (its float model), for data
+ * without labels. Over all images: */
+typedef struct qk_agree_result {
+    int64_t images;
+    double top1;    /* fraction where both give the same class (first maximum) */
+    double top5;    /* fraction where the reference's class is among the model's 5 highest
+                       (all classes when there are fewer than 5) */
+    double sqnr_db; /* 10 log10(sum ref^2 / sum (ref - out)^2) over every output value;
+                       INFINITY when the outputs are identical */
+    double cosine;  /* mean over images of the cosine similarity of the output rows */
+    double seconds; /* compute seconds (both models) */
+} qk_agree_result;
+/* Runs ref and g (eval mode; both bound and planned as qk_evaluate does)
+ * on the same normalized batches of ds (labels ignored) and compares
+ * g->outputs[0] with ref->outputs[0] ([N, classes] each, same classes).
+ * Errors: as qk_evaluate (shapes name the data and the input), QK_ERR_SHAPE
+ * when the outputs differ in shape. */
+qk_status qk_evaluate_agreement(qk_graph *ref, qk_graph *g, const qk_dataset *ds, qk_norm norm, int batch,
+                                qk_pool *pool, qk_agree_result *r);
+
 #ifdef __cplusplus
 }
 #endif

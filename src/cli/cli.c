@@ -284,18 +284,3 @@ void cli_json_end(cli_json *j)
     fputs("}\n", j->f);
     fflush(j->f);
 }
-
-int cli_norm(const cli_args *a, const qk_graph *g, qk_norm *norm, qk_status *st)
-{
-    double mean, std;
-    *norm = qk_norm_default();
-    *st = qk_graph_get_norm(g, &norm->mean, &norm->std);
-    if (*st != QK_OK && *st != QK_ERR_NOTFOUND)
-        return 1;
-    *st = QK_OK;
-    if (cli_double(a, "mean", norm->mean, -1e6, 1e6, &mean) || cli_double(a, "std", norm->std, 1e-9, 1e6, &std))
-        return 2;
-    norm->mean = (float)mean;
-    norm->std = (float)std;
-    return 0;
-}

@@ -51,12 +51,41 @@ int cli_fail(const char *cmd, qk_status st);
 /* Usage error: returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Input normalization for model g: its metadata (qkit.norm.mean/std), else
- * the Fashion-MNIST default, then --mean/--std. Returns 0, 1 with *st set
- * (bad metadata), or 2 (bad option, printed). */
+/* Data options (cli_data.c), one definition for eval, ptq and qat. */
+#define CLI_DATA_OPTS \
+    { "data", "PATH", "data: an MNIST-format IDX directory (default " QK_FASHION_MNIST_DIR "), an image folder " \
+      "(one subfolder per class; PNG/JPEG), a .npy file of images or a directory of .pb tensors", 0 }, \
+    { "labels", "FILE.npy", "labels of .npy / .pb data (int64, int32 or uint8 [N])", 0 }, \
+    { "layout", "NCHW|NHWC", "layout of .npy images (default NCHW)", 0 }, \
+    { "resize", "N", "image folders: resize the shorter side to N (bilinear, as torchvision/PIL)", 0 }, \
+    { "crop", "N", "image folders: centre crop N x N (after --resize)", 0 }, \
+    { "mean", "X[,Y,Z]", "normalization mean on [0,1] pixels, one or per channel (default: the model's metadata, " \
+      "else 0.2860)", 0 }, \
+    { "std", "X[,Y,Z]", "normalization std, one or per channel (default: the model's metadata, else 0.3530)", 0 }, \
+    { "scale", "X", "multiply the normalized input by X (255 with mean 0, std 1: raw pixels)", 0 }, \
+    { "bgr", NULL, "feed the channels in BGR order", 0 }, \
+    { "preprocess", "NAME", "imagenet (resize 256, crop 224, ImageNet mean/std) or none (mean 0, std 1)", 0 }
+
+#include "qkit/data.h"
 struct qk_graph;
-struct qk_norm;
-int cli_norm(const cli_args *a, const struct qk_graph *g, struct qk_norm *norm, qk_status *st);
+typedef struct cli_data {
+    qk_norm norm;       /* normalization to apply */
+    qk_data_opts o;     /* loader options (c: the model's channels) */
+    int explicit_prep;  /* a preprocessing flag was given: store it in a written model */
+    int size_flags;     /* --resize / --crop / --preprocess imagenet given */
+} cli_data;
+/* Preprocessing for model g: its metadata, else the Fashion-MNIST default,
+ * then --preprocess, then --mean/--std/--scale/--bgr/--resize/--crop/
+ * --layout/--labels. Returns 0, 1 with *st set (bad metadata), or 2 (bad
+ * option, printed). */
+int cli_data_setup(const cli_args *a, const char *cmd, const struct qk_graph *g, cli_data *d, qk_status *st);
+/* Load path (NULL: the Fashion-MNIST IDX directory; split for IDX) with
+ * d's options; need_labels: unlabelled data is an error; limit > 0: the
+ * first limit images. */
+qk_status cli_data_load(const cli_data *d, const char *path, const char *split, int need_labels, int64_t limit,
+                        qk_pool *pool, qk_dataset *ds);
+/* Store explicit preprocessing flags in g's metadata (nothing otherwise). */
+qk_status cli_data_store(const cli_data *d, struct qk_graph *g);
 /* Thread pool from --threads (default: all cores). NULL on error (printed). */
 qk_pool *cli_pool(const cli_args *a, const char *cmd, int *ok);
 /* Progress lines on stderr only when it is a terminal and --json is off. */

@@ -12,12 +12,10 @@
 static const cli_opt opts[] = {
     { "model", "FLOAT.onnx", "the float model (required)", 0 },
     { "quant", "Q.onnx", "the QDQ model qkit ptq wrote from it (required)", 0 },
-    { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
     { "limit", "N", "analyze the first N test images (default 500)", 0 },
     { "html", "FILE", "write a self-contained HTML report (tables, inline SVG charts)", 0 },
     { "top", "N", "rows of the ranking printed (default 10)", 0 },
-    { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
-    { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
+    CLI_DATA_OPTS,
     CLI_COMMON_OPTS,
     { NULL, NULL, NULL, 0 }
 };
@@ -70,24 +68,24 @@ static int run(cli_args *a)
     qk_qmodel *m = NULL;
     qk_analysis *an = NULL;
     qk_dataset test = { 0 };
-    qk_norm norm;
+    cli_data cd;
     qk_status st = cli_load_model(fpath, &g);
     if (st != QK_OK || (st = cli_load_model(qpath, &q)) != QK_OK)
         goto fail;
-    int nrc = cli_norm(a, g, &norm, &st);
+    int nrc = cli_data_setup(a, "analyze", g, &cd, &st);
     if (nrc == 1)
         goto fail;
     if (nrc == 2) {
         rc = 2;
         goto done;
     }
-    if ((st = qk_dataset_load_dir(cli_get(a, "data"), "t10k", &test)) != QK_OK)
+    if ((st = cli_data_load(&cd, cli_get(a, "data"), "t10k", 0, limit, pool, &test)) != QK_OK)
         goto fail;
     st = qk_ptq_from_qdq(g, q, &m);
     g = NULL;
     if (st != QK_OK)
         goto fail;
-    if ((st = qk_ptq_analyze_dataset(m, &test, norm, limit < test.n ? limit : test.n, pool, &an)) != QK_OK)
+    if ((st = qk_ptq_analyze_dataset(m, &test, cd.norm, limit < test.n ? limit : test.n, pool, &an)) != QK_OK)
         goto fail;
     if (cli_flag(a, "json"))
         st = qk_analysis_write_json(an, stdout);

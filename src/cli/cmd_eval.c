@@ -12,12 +12,11 @@
 
 static const cli_opt opts[] = {
     { "model", "FILE.onnx", "model to evaluate (required)", 0 },
-    { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
-    { "split", "NAME", "t10k (default) or train", 0 },
+    CLI_DATA_OPTS,
+    { "split", "NAME", "IDX data: t10k (default) or train", 0 },
+    { "reference", "FILE.onnx", "data without labels: report agreement with this (float) model", 0 },
     { "limit", "N", "evaluate only the first N images", 0 },
     { "batch", "N", "batch size (default 256)", 0 },
-    { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
-    { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
     { "real", NULL, "quantized (QDQ) model: run it on the integer engine (the backend's arithmetic)", 0 },
     { "compare", NULL, "quantized model: fake-quant vs integer top-1, gap, per-tensor SQNR / max error in LSBs", 0 },
     { "arith", "NAME", "with --real/--compare: fp32, gemmlowp or pot instead of the model's qkit.arith", 0 },
@@ -86,6 +85,62 @@ static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_l
     return 0;
 }
 
+/* Unlabelled data: agreement with --reference, or (--real) of the integer
+ * engine with the QDQ model run in float. */
+static int run_agreement(cli_args *a, const char *path, qk_graph *g, const qk_lower_opts *lo, int real,
+                         const qk_dataset *ds, qk_norm norm, int batch, qk_pool *pool)
+{
+    const char *refp = cli_get(a, "reference");
+    if (!refp && !real)
+        return cli_usage_error("eval", "the data has no labels: pass --reference FLOAT.onnx (agreement with the float "
+                               "model) or --real (integer engine vs the QDQ model)");
+    qk_graph *ref = NULL, *ig = NULL;
+    qk_lower_stats ls = { 0 };
+    qk_agree_result r;
+    qk_status st = refp ? cli_load_model(refp, &ref) : QK_OK;
+    qk_graph *test = g;
+    if (st == QK_OK && real) {
+        if ((st = qk_qdq_lower(g, lo, &ig, &ls)) == QK_OK && (st = qk_lower_fuse(ig)) == QK_OK)
+            st = qk_lower_layout(ig);
+        test = ig;
+    }
+    if (st == QK_OK)
+        st = qk_evaluate_agreement(ref ? ref : g, test, ds, norm, batch, pool, &r);
+    qk_graph_destroy(ref);
+    qk_graph_destroy(ig);
+    if (st != QK_OK)
+        return cli_fail("eval", st);
+    const char *against = refp ? refp : "the QDQ model in float";
+    if (cli_flag(a, "json")) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "model", path);
+        cli_json_str(&j, "reference", against);
+        cli_json_bool(&j, "labels", 0);
+        cli_json_int(&j, "images", r.images);
+        cli_json_num(&j, "top1_agree", r.top1);
+        cli_json_num(&j, "top5_agree", r.top5);
+        if (isinf(r.sqnr_db))
+            cli_json_raw(&j, "sqnr_db", "null");
+        else
+            cli_json_num(&j, "sqnr_db", r.sqnr_db);
+        cli_json_num(&j, "cosine", r.cosine);
+        if (real)
+            cli_json_str(&j, "arith", qk_arith_name(ls.arith));
+        cli_json_int(&j, "threads", qk_pool_threads(pool));
+        cli_json_end(&j);
+    } else {
+        printf("%s%s vs %s (no labels, %lld images): top-1 agreement %.2f%%, top-5 agreement %.2f%%, output SQNR ",
+               path, real ? " (integer engine)" : "", against, (long long)r.images, 100 * r.top1, 100 * r.top5);
+        if (isinf(r.sqnr_db))
+            printf("exact");
+        else
+            printf("%.1f dB", r.sqnr_db);
+        printf(", cosine %.6f\n", r.cosine);
+    }
+    return 0;
+}
+
 /* --preds: one class per line; 0 on success, else a message on stderr. */
 static int write_preds(const char *path, const int32_t *pred, int64_t n)
 {
@@ -121,24 +176,23 @@ static int run(cli_args *a)
     qk_dataset ds = { 0 };
     int32_t *pred = NULL;
     qk_eval_result r;
-    qk_norm norm;
+    cli_data cd;
 
     qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
-    int nrc = cli_norm(a, g, &norm, &st);
+    int nrc = cli_data_setup(a, "eval", g, &cd, &st);
     if (nrc == 1)
         goto fail;
     if (nrc == 2) {
         rc = 2;
         goto done;
     }
-    st = qk_dataset_load_dir(cli_get(a, "data"), split, &ds);
+    qk_norm norm = cd.norm;
+    st = cli_data_load(&cd, cli_get(a, "data"), split, 0, limit, pool, &ds);
     if (st != QK_OK)
         goto fail;
     qk_dataset view = ds;
-    if (limit > 0 && limit < ds.n)
-        view = qk_dataset_view(&ds, 0, limit);
     int real = cli_flag(a, "real"), compare = cli_flag(a, "compare");
     qk_lower_opts lo;
     qk_lower_opts_default(&lo);
@@ -156,6 +210,15 @@ static int run(cli_args *a)
     const char *preds = cli_get(a, "preds");
     if (compare && preds) {
         rc = cli_usage_error("eval", "--preds does not go with --compare");
+        goto done;
+    }
+    if (!qk_dataset_has_labels(&view)) {
+        if (compare || preds) {
+            rc = cli_usage_error("eval", "--compare and --preds need labelled data (%s has none); without labels "
+                                 "use --reference FLOAT.onnx or --real", cli_get(a, "data"));
+            goto done;
+        }
+        rc = run_agreement(a, path, g, &lo, real, &view, norm, (int)batch, pool);
         goto done;
     }
     if (compare) {
@@ -233,10 +296,13 @@ done:
 const cli_cmd cli_cmd_eval = {
     "eval", "evaluate an ONNX model's top-1 accuracy on Fashion-MNIST (or --data)",
     "--model FILE.onnx [options]",
-    "The input normalization comes from the model's metadata (qkit.norm.mean,\n"
-    "qkit.norm.std); models without it (e.g. exported by PyTorch) get the\n"
-    "Fashion-MNIST default; --mean/--std override both. images_per_s counts\n"
-    "compute only, not data loading.\n"
+    "The input preprocessing comes from the model's metadata (qkit.norm.*,\n"
+    "qkit.preprocess.*); models without it (e.g. exported by PyTorch) get the\n"
+    "Fashion-MNIST default; --preprocess and --mean/--std/... override both.\n"
+    "images_per_s counts compute only, not data loading. Data without labels\n"
+    "(a flat image folder, a .npy without --labels) gives the agreement with\n"
+    "--reference FLOAT.onnx (or, with --real, with the QDQ model in float):\n"
+    "top-1 and top-5 agreement, output SQNR and cosine similarity.\n"
     "--real lowers a quantized QDQ model (qkit ptq --out) to integer operators\n"
     "with the backend's requantization (metadata qkit.arith) and evaluates that;\n"
     "--compare runs both and prints fake top-1, real top-1, gap = fake - real and\n"

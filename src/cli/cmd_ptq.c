@@ -7,6 +7,7 @@
 #include "qkit/analyze.h"
 #include "qkit/train.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,7 +22,9 @@ static const cli_opt opts[] = {
     { "w-observer", "NAME", "weight observer (default: the profile's, usually minmax)", 0 },
     { "bit-alloc", "w|a|wa", "ACIQ per-channel bit allocation at the average width (4 bits or fewer)", 0 },
     { "bias-correct", NULL, "correct quantized weights' per-channel variance and the layers' output means", 0 },
-    { "calib", "N", "calibration images, the first N of the training split (default 512)", 0 },
+    { "calib", "N", "calibration images, the first N of the calibration data (default 512)", 0 },
+    { "calib-data", "PATH", "calibration data, labels not needed (default: the training split of IDX --data, "
+      "else --data); any --data form or a flat image folder", 0 },
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
     { "reduce-range", NULL, "7-bit activations (fbgemm)", 0 },
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
@@ -33,11 +36,9 @@ static const cli_opt opts[] = {
       "width (4) or the weight-code size (60KB, 61440B; KB = 1024 B); activations at --abits", 0 },
     { "mp-images", "N", "calibration images for the mixed-precision sensitivity (default 128)", 0 },
     { "dry-run", NULL, "print where every quantizer goes and why, then stop", 0 },
-    { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
+    CLI_DATA_OPTS,
     { "limit", "N", "evaluate only the first N test images", 0 },
     { "no-fp32", NULL, "skip the FP32 evaluation", 0 },
-    { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
-    { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
     CLI_COMMON_OPTS,
     { NULL, NULL, NULL, 0 }
 };
@@ -184,32 +185,49 @@ static int run(cli_args *a)
     qk_qmodel *m = NULL;
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, qr = { 0 };
-    qk_norm norm;
+    qk_agree_result ag = { 0 };
+    qk_graph *fg = NULL; /* unlabelled data: the float model, for agreement */
+    cli_data cd;
     qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
-    int nrc = cli_norm(a, g, &norm, &st);
+    int nrc = cli_data_setup(a, "ptq", g, &cd, &st);
     if (nrc == 1)
         goto fail;
     if (nrc == 2) {
         rc = 2;
         goto done;
     }
+    qk_norm norm = cd.norm;
+    const char *dpath = cli_get(a, "data"), *cpath = cli_get(a, "calib-data");
     if (!dry) {
-        if ((st = qk_dataset_load_dir(cli_get(a, "data"), "train", &train)) != QK_OK ||
-            (st = qk_dataset_load_dir(cli_get(a, "data"), "t10k", &test)) != QK_OK)
+        qk_data_kind dk;
+        if ((st = qk_data_kind_of(dpath, &dk)) != QK_OK)
+            goto fail;
+        /* calibration: --calib-data, else the training split of IDX data, else the data itself */
+        if (cpath)
+            st = cli_data_load(&cd, cpath, "train", 0, calib, pool, &train);
+        else
+            st = cli_data_load(&cd, dpath, "train", 0, dk == QK_DATA_IDX ? 0 : calib, pool, &train);
+        if (st != QK_OK || (st = cli_data_load(&cd, dpath, "t10k", 0, limit, pool, &test)) != QK_OK)
             goto fail;
         if (calib > train.n) {
-            fprintf(stderr, "qkit ptq: --calib %lld: the training split has only %lld images\n", calib,
-                    (long long)train.n);
-            rc = 2;
-            goto done;
+            if (cli_get(a, "calib") || (!cpath && dk == QK_DATA_IDX)) {
+                fprintf(stderr, "qkit ptq: --calib %lld: the %s has only %lld images\n", calib,
+                        cpath || dk != QK_DATA_IDX ? "calibration data" : "training split", (long long)train.n);
+                rc = 2;
+                goto done;
+            }
+            calib = train.n;
         }
+        if ((st = cli_data_store(&cd, g)) != QK_OK)
+            goto fail;
     }
     qk_dataset tview = test;
-    if (limit > 0 && limit < test.n)
-        tview = qk_dataset_view(&test, 0, limit);
-    if (!dry && !cli_flag(a, "no-fp32") && (st = qk_evaluate(g, &tview, norm, 256, pool, &fr)) != QK_OK)
+    int labelled = dry || qk_dataset_has_labels(&test);
+    if (!labelled && (st = cli_load_model(path, &fg)) != QK_OK)
+        goto fail;
+    if (!dry && labelled && !cli_flag(a, "no-fp32") && (st = qk_evaluate(g, &tview, norm, 256, pool, &fr)) != QK_OK)
         goto fail;
     st = qk_ptq_prepare(g, &c, &m);
     g = NULL; /* owned by m (or destroyed) */
@@ -245,7 +263,9 @@ static int run(cli_args *a)
         goto done_or_fail;
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)
         goto fail;
-    if ((st = qk_evaluate(qk_qmodel_graph(m), &tview, norm, 256, pool, &qr)) != QK_OK)
+    if (labelled && (st = qk_evaluate(qk_qmodel_graph(m), &tview, norm, 256, pool, &qr)) != QK_OK)
+        goto fail;
+    if (!labelled && (st = qk_evaluate_agreement(fg, qk_qmodel_graph(m), &tview, norm, 256, pool, &ag)) != QK_OK)
         goto fail;
     qk_ptq_result r; /* what the library decided (the effective configuration) and its time */
     qk_ptq_result_get(m, &r);
@@ -262,14 +282,26 @@ static int run(cli_args *a)
         cli_json_bool(&j, "bias_correct", r.bias_correct);
         cli_json_int(&j, "calib", calib);
         cli_json_int(&j, "quantizers", r.n_quantizers);
+        if (!labelled) {
+            cli_json_bool(&j, "labels", 0);
+            cli_json_num(&j, "top1_agree", ag.top1);
+            cli_json_num(&j, "top5_agree", ag.top5);
+            if (isinf(ag.sqnr_db))
+                cli_json_raw(&j, "sqnr_db", "null");
+            else
+                cli_json_num(&j, "sqnr_db", ag.sqnr_db);
+            cli_json_num(&j, "cosine", ag.cosine);
+            cli_json_int(&j, "images", ag.images);
+        } else {
         if (!cli_flag(a, "no-fp32"))
             cli_json_num(&j, "fp32_top1", fr.top1);
         cli_json_num(&j, "top1", qr.top1);
         if (!cli_flag(a, "no-fp32"))
             cli_json_num(&j, "delta", qr.top1 - fr.top1);
         cli_json_int(&j, "images", qr.images);
-        cli_json_num(&j, "ptq_seconds", r.seconds);
         cli_json_num(&j, "images_per_s", qr.images_per_s);
+        }
+        cli_json_num(&j, "ptq_seconds", r.seconds);
         if (out)
             cli_json_str(&j, "out", out);
         cli_json_int(&j, "threads", qk_pool_threads(pool));
@@ -277,12 +309,22 @@ static int run(cli_args *a)
     } else {
         printf("backend %s, W%d A%d, observers %s/%s, %lld calibration images, %d quantizers (%.2f s)\n",
                r.backend, r.wbits, r.abits, r.w_observer, r.a_observer, calib, r.n_quantizers, r.seconds);
-        if (!cli_flag(a, "no-fp32"))
-            printf("fp32      top-1 %.2f%%\n", 100 * fr.top1);
-        printf("quantized top-1 %.2f%%", 100 * qr.top1);
-        if (!cli_flag(a, "no-fp32"))
-            printf(" (%+.2f points)", 100 * (qr.top1 - fr.top1));
-        printf(" on %lld images\n", (long long)qr.images);
+        if (!labelled) {
+            printf("quantized vs fp32 (no labels, %lld images): top-1 agreement %.2f%%, top-5 agreement %.2f%%, "
+                   "output SQNR ", (long long)ag.images, 100 * ag.top1, 100 * ag.top5);
+            if (isinf(ag.sqnr_db))
+                printf("exact");
+            else
+                printf("%.1f dB", ag.sqnr_db);
+            printf(", cosine %.6f\n", ag.cosine);
+        } else {
+            if (!cli_flag(a, "no-fp32"))
+                printf("fp32      top-1 %.2f%%\n", 100 * fr.top1);
+            printf("quantized top-1 %.2f%%", 100 * qr.top1);
+            if (!cli_flag(a, "no-fp32"))
+                printf(" (%+.2f points)", 100 * (qr.top1 - fr.top1));
+            printf(" on %lld images\n", (long long)qr.images);
+        }
         if (out)
             printf("wrote %s\n", out);
     }
@@ -295,6 +337,7 @@ fail:
     cli_fail("ptq", st);
 done:
     qk_graph_destroy(g);
+    qk_graph_destroy(fg);
     qk_qmodel_destroy(m);
     qk_dataset_free(&train);
     qk_dataset_free(&test);

@@ -34,14 +34,14 @@ static const cli_opt opts[] = {
       "(default: --report with .svg)", 0 },
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },
     { "per-tensor", NULL, "per-tensor weights (academic profile only)", 0 },
-    { "data", "DIR", "MNIST-format dataset directory (default " QK_FASHION_MNIST_DIR ")", 0 },
+    CLI_DATA_OPTS,
+    { "calib-data", "PATH", "training (and calibration) data, labelled (default: the training split of IDX --data, "
+      "else --data)", 0 },
     { "limit", "N", "evaluate only the first N test images", 0 },
     { "out", "FILE.onnx", "write the quantized model (QDQ ONNX, as qkit ptq --out)", 0 },
     { "checkpoint", "FILE", "checkpoint written (atomically) after every epoch", 0 },
     { "resume", "FILE", "continue exactly from a checkpoint of the same command", 0 },
     { "dry-run", NULL, "print where every quantizer goes and which algorithm, then stop", 0 },
-    { "mean", "X", "input normalization mean (default: the model's metadata, else 0.2860)", 0 },
-    { "std", "X", "input normalization std (default: the model's metadata, else 0.3530)", 0 },
     CLI_COMMON_OPTS,
     { NULL, NULL, NULL, 0 }
 };
@@ -132,18 +132,21 @@ static int run(cli_args *a)
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, pr = { 0 }, qr = { 0 };
     qk_qat_result res;
-    qk_norm norm;
+    cli_data cd;
     double t0 = qk_now();
     qk_status st = cli_load_model(path, &g);
     if (st != QK_OK)
         goto fail;
-    int nrc = cli_norm(a, g, &norm, &st);
+    int nrc = cli_data_setup(a, "qat", g, &cd, &st);
     if (nrc == 1)
         goto fail;
     if (nrc == 2) {
         rc = 2;
         goto done;
     }
+    qk_norm norm = cd.norm;
+    if ((st = cli_data_store(&cd, g)) != QK_OK)
+        goto fail;
     st = qk_qat_prepare(g, &c, &q);
     g = NULL; /* owned by q (or destroyed) */
     if (st != QK_OK) {
@@ -157,12 +160,13 @@ static int run(cli_args *a)
         rc = 0;
         goto done;
     }
-    if ((st = qk_dataset_load_dir(cli_get(a, "data"), "train", &train)) != QK_OK ||
-        (st = qk_dataset_load_dir(cli_get(a, "data"), "t10k", &test)) != QK_OK)
-        goto fail;
+    {
+        const char *dpath = cli_get(a, "data"), *tpath = cli_get(a, "calib-data");
+        if ((st = cli_data_load(&cd, tpath ? tpath : dpath, "train", 1, 0, pool, &train)) != QK_OK ||
+            (st = cli_data_load(&cd, dpath, "t10k", 1, limit, pool, &test)) != QK_OK)
+            goto fail;
+    }
     qk_dataset tview = test;
-    if (limit > 0 && limit < test.n)
-        tview = qk_dataset_view(&test, 0, limit);
     /* FP32 reference: the float model as loaded */
     qk_graph *fg = NULL;
     if ((st = cli_load_model(path, &fg)) == QK_OK)

@@ -20,14 +20,58 @@
 
 qk_norm qk_norm_default(void)
 {
-    qk_norm n = { QK_NORM_FASHION_MEAN, QK_NORM_FASHION_STD };
+    qk_norm n = { .mean = QK_NORM_FASHION_MEAN, .std = QK_NORM_FASHION_STD };
     return n;
+}
+
+qk_norm qk_norm_imagenet(void)
+{
+    qk_norm n = { .mean = 0.485f, .std = 0.229f, .nc = 3, .cmean = { 0.485f, 0.456f, 0.406f },
+                  .cstd = { 0.229f, 0.224f, 0.225f } };
+    return n;
+}
+
+float qk_norm_mean(const qk_norm *n, int k)
+{
+    return n->nc <= 0 ? n->mean : n->cmean[n->nc == 1 ? 0 : k];
+}
+
+float qk_norm_std(const qk_norm *n, int k)
+{
+    return n->nc <= 0 ? n->std : n->cstd[n->nc == 1 ? 0 : k];
+}
+
+qk_status qk_norm_check(const qk_norm *n, int c)
+{
+    if (n->nc < 0 || n->nc > QK_MAX_CHANNELS || (n->nc > 1 && n->nc != c))
+        return qk_error(QK_ERR_ARG, "normalization has %d per-channel values, the data has %d channel%s", n->nc,
+                        c, c == 1 ? "" : "s");
+    for (int k = 0; k < (n->nc > 0 ? n->nc : 1); k++)
+        if (!(qk_norm_std(n, k) > 0.0f))
+            return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)qk_norm_std(n, k));
+    if (n->scale < 0.0f)
+        return qk_error(QK_ERR_ARG, "normalization scale must be > 0 (got %g)", (double)n->scale);
+    return QK_OK;
 }
 
 void qk_norm_lut(qk_norm n, float lut[256])
 {
+    qk_norm_lut_ch(&n, 0, lut);
+}
+
+/* scale 0 or 1 computes exactly the original expression (same floats). */
+static float norm_value(const qk_norm *n, int k, double v)
+{
+    double r = (v - (double)qk_norm_mean(n, k)) / (double)qk_norm_std(n, k);
+    if (n->scale > 0.0f && n->scale != 1.0f)
+        r *= (double)n->scale;
+    return (float)r;
+}
+
+void qk_norm_lut_ch(const qk_norm *n, int k, float lut[256])
+{
     for (int p = 0; p < 256; p++)
-        lut[p] = (float)(((double)p / 255.0 - (double)n.mean) / (double)n.std);
+        lut[p] = norm_value(n, k, (double)p / 255.0);
 }
 
 void qk_shuffle(int64_t *idx, int64_t n, qk_rng *r)
@@ -99,18 +143,31 @@ qk_status qk_batcher_init(qk_batcher *b, const qk_dataset *ds, int64_t batch, in
                           qk_norm norm, const qk_augment *aug)
 {
     memset(b, 0, sizeof *b);
-    if (!ds || ds->n < 1 || !ds->images || !ds->labels)
+    if (!ds || ds->n < 1 || (!ds->images && !ds->fimages))
         return qk_error(QK_ERR_ARG, "batcher: the dataset is empty");
     if (batch < 1)
         return qk_error(QK_ERR_ARG, "batcher: batch must be at least 1 (got %lld)", (long long)batch);
-    if (!(norm.std > 0.0f))
-        return qk_error(QK_ERR_ARG, "batcher: normalization std must be > 0 (got %g)", (double)norm.std);
+    const int C = qk_dataset_channels(ds);
+    if (C > QK_MAX_CHANNELS)
+        return qk_error(QK_ERR_ARG, "batcher: %d channels (at most %d)", C, QK_MAX_CHANNELS);
+    if (qk_norm_check(&norm, C) != QK_OK)
+        return qk_error_context(QK_ERR_ARG, "batcher");
     if (aug && (aug->crop_pad < 0 || aug->crop_pad > ds->h || aug->crop_pad > ds->w))
         return qk_error(QK_ERR_ARG, "batcher: crop padding %d outside 0..%d", aug->crop_pad,
                         ds->h < ds->w ? ds->h : ds->w);
+    if (aug && (aug->flip || aug->crop_pad) && !ds->images)
+        return qk_error(QK_ERR_ARG, "batcher: augmentation needs uint8 images");
     b->perm = qk_malloc((size_t)ds->n * sizeof(int64_t));
-    if (!b->perm)
+    b->luts = qk_malloc((size_t)C * sizeof *b->luts);
+    if (!b->perm || !b->luts) {
+        qk_free(b->perm);
+        qk_free(b->luts);
+        b->perm = NULL;
+        b->luts = NULL;
         return qk_error(QK_ERR_NOMEM, "batcher: cannot allocate the index of %lld items", (long long)ds->n);
+    }
+    for (int k = 0; k < C; k++)
+        qk_norm_lut_ch(&norm, k, b->luts[k]);
     b->ds = ds;
     b->batch = batch;
     b->shuffle = shuffle;
@@ -128,6 +185,7 @@ qk_status qk_batcher_init(qk_batcher *b, const qk_dataset *ds, int64_t batch, in
 void qk_batcher_free(qk_batcher *b)
 {
     qk_free(b->perm);
+    qk_free(b->luts);
     memset(b, 0, sizeof *b);
 }
 
@@ -148,14 +206,72 @@ int64_t qk_batcher_count(const qk_batcher *b)
     return (b->ds->n + b->batch - 1) / b->batch;
 }
 
+/* One image, channel by channel, no augmentation: src channel of output
+ * channel k is c-1-k under bgr. */
+static void fill_one(const qk_dataset *ds, const qk_norm *norm, float (*luts)[256], int64_t item, float *x)
+{
+    const int C = qk_dataset_channels(ds);
+    const int64_t hw = (int64_t)ds->h * ds->w;
+    for (int k = 0; k < C; k++) {
+        int sk = norm->bgr ? C - 1 - k : k;
+        float *d = x + k * hw;
+        if (ds->images) {
+            const uint8_t *s = ds->images + (item * C + sk) * hw;
+            const float *lut = luts[k];
+            for (int64_t p = 0; p < hw; p++)
+                d[p] = lut[s[p]];
+        } else {
+            const float *s = ds->fimages + (item * C + sk) * hw;
+            for (int64_t p = 0; p < hw; p++)
+                d[p] = norm_value(norm, k, (double)s[p]);
+        }
+    }
+}
+
+typedef struct fill_job {
+    const qk_dataset *ds;
+    const qk_norm *norm;
+    float (*luts)[256];
+    const int64_t *items;
+    float *x;
+} fill_job;
+
+static void fill_task(void *ctx, int64_t t, int worker)
+{
+    (void)worker;
+    fill_job *j = ctx;
+    int64_t per = (int64_t)qk_dataset_channels(j->ds) * j->ds->h * j->ds->w;
+    fill_one(j->ds, j->norm, j->luts, j->items[t], j->x + t * per);
+}
+
+void qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
+                     int64_t *y, qk_pool *pool)
+{
+    const int C = qk_dataset_channels(ds);
+    float luts[QK_MAX_CHANNELS][256];
+    for (int k = 0; k < C && ds->images; k++)
+        qk_norm_lut_ch(norm, k, luts[k]);
+    fill_job j = { ds, norm, luts, items, x };
+    qk_pool_run(m > 1 ? pool : NULL, m, fill_task, &j);
+    for (int64_t k = 0; y && k < m; k++)
+        y[k] = qk_dataset_label(ds, items[k]);
+}
+
 int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
 {
     int64_t start = i * b->batch;
     if (i < 0 || start >= b->ds->n)
         return 0;
     int64_t m = b->ds->n - start < b->batch ? b->ds->n - start : b->batch;
-    const int h = b->ds->h, w = b->ds->w, pad = b->aug.crop_pad;
+    const int h = b->ds->h, w = b->ds->w, pad = b->aug.crop_pad, C = qk_dataset_channels(b->ds);
     const int64_t hw = (int64_t)h * w;
+    if (!b->aug.flip && !pad) {
+        for (int64_t k = 0; k < m; k++)
+            fill_one(b->ds, &b->norm, b->luts, b->perm[start + k], x + k * C * hw);
+        for (int64_t k = 0; y && k < m; k++)
+            y[k] = qk_dataset_label(b->ds, b->perm[start + k]);
+        return m;
+    }
     qk_rng r;
     qk_rng_seed(&r, stream_seed(b->seed, 2, b->epoch, i));
     for (int64_t k = 0; k < m; k++) {
@@ -166,9 +282,13 @@ int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
             dy = (int)qk_rng_below(&r, (uint32_t)(2 * pad + 1));
             dx = (int)qk_rng_below(&r, (uint32_t)(2 * pad + 1));
         }
-        qk_image_prepare(b->ds->images + item * hw, h, w, x + k * hw, b->lut, flip, pad, dy, dx);
+        for (int c = 0; c < C; c++) {
+            int sc = b->norm.bgr ? C - 1 - c : c;
+            qk_image_prepare(b->ds->images + (item * C + sc) * hw, h, w, x + (k * C + c) * hw, b->luts[c], flip,
+                             pad, dy, dx);
+        }
         if (y)
-            y[k] = b->ds->labels[item];
+            y[k] = qk_dataset_label(b->ds, item);
     }
     return m;
 }

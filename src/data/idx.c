@@ -143,6 +143,8 @@ void qk_dataset_free(qk_dataset *ds)
     if (ds->owned) {
         qk_free(ds->images);
         qk_free(ds->labels);
+        qk_free(ds->fimages);
+        qk_free(ds->labels32);
     }
     memset(ds, 0, sizeof *ds);
 }
@@ -159,9 +161,14 @@ qk_dataset qk_dataset_view(const qk_dataset *src, int64_t start, int64_t n)
     v.n = n;
     v.h = src->h;
     v.w = src->w;
-    v.images = src->images ? src->images + start * src->h * src->w : NULL;
+    int64_t per = (int64_t)qk_dataset_channels(src) * src->h * src->w;
+    v.images = src->images ? src->images + start * per : NULL;
     v.labels = src->labels ? src->labels + start : NULL;
     v.owned = 0;
+    v.c = src->c;
+    v.fimages = src->fimages ? src->fimages + start * per : NULL;
+    v.labels32 = src->labels32 ? src->labels32 + start : NULL;
+    v.classes = src->classes;
     return v;
 }
 
@@ -204,6 +211,8 @@ qk_status qk_dataset_load(const char *images_path, const char *labels_path, qk_d
     ds->images = img;
     ds->labels = lab;
     ds->owned = 1;
+    ds->c = 1;
+    ds->classes = QK_NUM_CLASSES;
     return QK_OK;
 }
 
@@ -241,4 +250,10 @@ qk_status qk_dataset_load_dir(const char *dir, const char *split, qk_dataset *ds
     if (!find_file(lp, sizeof lp, dir, split, "labels", 1))
         return qk_error(QK_ERR_IO, "%s/%s-labels-idx1-ubyte(.gz) not found; " INSTALL_HINT, dir, split);
     return qk_dataset_load(ip, lp, ds);
+}
+
+int qk_dataset_is_idx_dir(const char *dir)
+{
+    char p[4096];
+    return dir && (find_file(p, sizeof p, dir, "train", "images", 3) || find_file(p, sizeof p, dir, "t10k", "images", 3));
 }

@@ -308,7 +308,29 @@ static qk_status meta_float(const char *s, const char *key, float *out)
     return QK_OK;
 }
 
-qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std)
+/* A list of up to max comma-separated numbers. */
+static qk_status meta_floats(const char *s, const char *key, int max, int *n, float *out)
+{
+    *n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        double d = strtod(p, &end);
+        if (end == p || *n >= max)
+            return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a number (or a list of at most %d)", key, s,
+                            max);
+        out[(*n)++] = (float)d;
+        while (*end == ' ')
+            end++;
+        if (!*end)
+            return QK_OK;
+        if (*end != ',')
+            return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a number", key, s);
+        p = end + 1;
+    }
+}
+
+qk_status qk_graph_get_norm_ch(const qk_graph *g, int max, int *nc, float *mean, float *std)
 {
     const char *m = qk_graph_get_meta(g, "qkit.norm.mean");
     const char *s = qk_graph_get_meta(g, "qkit.norm.std");
@@ -316,30 +338,117 @@ qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std)
         return QK_ERR_NOTFOUND;
     if (!m || !s)
         return qk_error(QK_ERR_FORMAT, "graph metadata has only one of qkit.norm.mean and qkit.norm.std");
-    float rm, rs;
-    qk_status st = meta_float(m, "qkit.norm.mean", &rm);
+    float rm[16], rs[16];
+    int nm, ns;
+    if (max > 16)
+        max = 16;
+    qk_status st = meta_floats(m, "qkit.norm.mean", max, &nm, rm);
     if (st == QK_OK)
-        st = meta_float(s, "qkit.norm.std", &rs);
+        st = meta_floats(s, "qkit.norm.std", max, &ns, rs);
     if (st != QK_OK)
         return st;
-    if (!(rs > 0.0f))
-        return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.std = %s must be > 0", s);
-    *mean = rm;
-    *std = rs;
+    if (nm != ns && nm != 1 && ns != 1)
+        return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.mean has %d values, qkit.norm.std %d", nm, ns);
+    int n = nm > ns ? nm : ns;
+    for (int k = 0; k < n; k++)
+        if (!(rs[ns == 1 ? 0 : k] > 0.0f))
+            return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.std = %s must be > 0", s);
+    for (int k = 0; k < n; k++) {
+        mean[k] = rm[nm == 1 ? 0 : k];
+        std[k] = rs[ns == 1 ? 0 : k];
+    }
+    *nc = n;
     return QK_OK;
+}
+
+qk_status qk_graph_get_norm(const qk_graph *g, float *mean, float *std)
+{
+    float m[16], s[16];
+    int n;
+    qk_status st = qk_graph_get_norm_ch(g, 16, &n, m, s);
+    if (st != QK_OK)
+        return st;
+    for (int k = 1; k < n; k++)
+        if (m[k] != m[0] || s[k] != s[0])
+            return qk_error(QK_ERR_FORMAT, "graph metadata qkit.norm.* holds per-channel values; read them with "
+                            "qk_graph_get_norm_ch");
+    *mean = m[0];
+    *std = s[0];
+    return QK_OK;
+}
+
+static qk_status set_list(qk_graph *g, const char *key, int nc, const float *v)
+{
+    char buf[16 * 24];
+    int same = 1, k = 0;
+    for (int i = 1; i < nc; i++)
+        same &= v[i] == v[0];
+    for (int i = 0; i < (same ? 1 : nc); i++)
+        k += snprintf(buf + k, sizeof buf - (size_t)k, "%s%.9g", i ? "," : "", (double)v[i]);
+    return qk_graph_set_meta(g, key, buf);
+}
+
+qk_status qk_graph_set_norm_ch(qk_graph *g, int nc, const float *mean, const float *std)
+{
+    if (nc < 1 || nc > 16)
+        return qk_error(QK_ERR_ARG, "normalization: %d channels (1..16)", nc);
+    for (int k = 0; k < nc; k++)
+        if (!(std[k] > 0.0f))
+            return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)std[k]);
+    qk_status st = set_list(g, "qkit.norm.mean", nc, mean);
+    return st != QK_OK ? st : set_list(g, "qkit.norm.std", nc, std);
 }
 
 qk_status qk_graph_set_norm(qk_graph *g, float mean, float std)
 {
-    if (!(std > 0.0f))
-        return qk_error(QK_ERR_ARG, "normalization std must be > 0 (got %g)", (double)std);
-    char buf[32]; /* "%.9g" of a float: at most 16 characters */
-    snprintf(buf, sizeof buf, "%.9g", (double)mean);
-    qk_status st = qk_graph_set_meta(g, "qkit.norm.mean", buf);
+    return qk_graph_set_norm_ch(g, 1, &mean, &std);
+}
+
+static qk_status meta_int(const qk_graph *g, const char *key, int *out)
+{
+    const char *s = qk_graph_get_meta(g, key);
+    if (!s)
+        return QK_OK;
+    float v;
+    qk_status st = meta_float(s, key, &v);
     if (st != QK_OK)
         return st;
-    snprintf(buf, sizeof buf, "%.9g", (double)std);
-    return qk_graph_set_meta(g, "qkit.norm.std", buf);
+    if (v < 0 || v > 1e6 || v != (float)(int)v)
+        return qk_error(QK_ERR_FORMAT, "graph metadata %s = '%s' is not a count", key, s);
+    *out = (int)v;
+    return QK_OK;
+}
+
+qk_status qk_graph_get_prep(const qk_graph *g, qk_graph_prep *p)
+{
+    const char *s = qk_graph_get_meta(g, "qkit.norm.scale");
+    qk_status st = QK_OK;
+    if (s && (st = meta_float(s, "qkit.norm.scale", &p->scale)) != QK_OK)
+        return st;
+    if ((st = meta_int(g, "qkit.norm.bgr", &p->bgr)) != QK_OK || (st = meta_int(g, "qkit.preprocess.resize", &p->resize)) != QK_OK)
+        return st;
+    return meta_int(g, "qkit.preprocess.crop", &p->crop);
+}
+
+qk_status qk_graph_set_prep(qk_graph *g, const qk_graph_prep *p)
+{
+    char buf[32];
+    qk_status st = QK_OK;
+    if (p->scale > 0.0f && p->scale != 1.0f) {
+        snprintf(buf, sizeof buf, "%.9g", (double)p->scale);
+        st = qk_graph_set_meta(g, "qkit.norm.scale", buf);
+    }
+    if (st == QK_OK && p->bgr)
+        st = qk_graph_set_meta(g, "qkit.norm.bgr", "1");
+    if (st == QK_OK && p->resize > 0) {
+        snprintf(buf, sizeof buf, "%d", p->resize);
+        st = qk_graph_set_meta(g, "qkit.preprocess.resize", buf);
+    }
+    if (st == QK_OK && p->crop > 0) {
+        snprintf(buf, sizeof buf, "%d", p->crop);
+        st = qk_graph_set_meta(g, "qkit.preprocess.crop", buf);
+    }
+    return st;
 }
 
 /* ---- attributes ---- */

@@ -589,9 +589,11 @@ static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     int64_t per = 1;
     for (int d = 1; d < in->t.ndim; d++)
         per *= in->t.dims[d];
-    if (per != (int64_t)ds->h * ds->w) {
-        st = qk_error(QK_ERR_SHAPE, "calibration: model input '%s' takes %lld values per image, the images have "
-                      "%dx%d", in->name, (long long)per, ds->h, ds->w);
+    if (per != (int64_t)qk_dataset_channels(ds) * ds->h * ds->w) {
+        st = in->t.ndim == 4 ? qk_dataset_check_input(ds, "", in->name, in->t.ndim, in->t.dims)
+                             : qk_error(QK_ERR_SHAPE, "model input '%s' takes %lld values per image, the images have "
+                                        "%dx%dx%d", in->name, (long long)per, qk_dataset_channels(ds), ds->h, ds->w);
+        st = qk_error_context(st, "calibration");
         goto done;
     }
     int64_t nb = qk_batcher_count(&bt), done_n = 0;

@@ -81,25 +81,34 @@ static qk_status check_model(const qk_graph *g, const qk_dataset *ds, const char
                         what, g->n_inputs, g->n_outputs);
     const qk_value *in = &g->values[g->inputs[0]];
     char sb[128];
-    if (in->t.dtype != QK_F32 || in->t.ndim != 4 || in->t.dims[1] != 1 || in->t.dims[2] != ds->h ||
-        in->t.dims[3] != ds->w)
-        return qk_error(QK_ERR_SHAPE, "%s: model input '%s' is %s %s; the dataset needs float32 [N,1,%d,%d]", what,
-                        in->name, qk_dtype_name(in->t.dtype), qk_shape_str(&in->t, sb, sizeof sb), ds->h, ds->w);
+    if (!ds->n || (!ds->images && !ds->fimages))
+        return qk_error(QK_ERR_ARG, "%s: the dataset is empty", what);
+    if (in->t.dtype != QK_F32)
+        return qk_error(QK_ERR_SHAPE, "%s: model input '%s' is %s %s; float32 [N,C,H,W] expected", what, in->name,
+                        qk_dtype_name(in->t.dtype), qk_shape_str(&in->t, sb, sizeof sb));
+    qk_status st = qk_dataset_check_input(ds, "", in->name, in->t.ndim, in->t.dims);
+    if (st != QK_OK)
+        return qk_error_context(st, "%s", what);
     if (!in->dyn_batch)
         return qk_error(QK_ERR_SHAPE, "%s: model input '%s' has a fixed batch of %lld; export it with a dynamic "
                                       "batch axis", what, in->name, (long long)in->t.dims[0]);
-    if (!ds->n || !ds->images || !ds->labels)
-        return qk_error(QK_ERR_ARG, "%s: the dataset is empty", what);
     return QK_OK;
 }
 
-static qk_status check_output(const qk_graph *g, const char *what)
+static int need_classes(const qk_dataset *ds)
+{
+    return ds->classes > 0 ? ds->classes : ds->labels ? QK_NUM_CLASSES : 1;
+}
+
+static qk_status check_output(const qk_graph *g, const qk_dataset *ds, const char *what)
 {
     const qk_value *o = &g->values[g->outputs[0]];
     char sb[128];
-    if (o->t.dtype != QK_F32 || o->t.ndim != 2 || o->t.dims[0] != g->batch || o->t.dims[1] < QK_NUM_CLASSES)
-        return qk_error(QK_ERR_SHAPE, "%s: model output '%s' is %s %s; expected float32 [N,classes >= %d]", what,
-                        o->name, qk_dtype_name(o->t.dtype), qk_shape_str(&o->t, sb, sizeof sb), QK_NUM_CLASSES);
+    int nc = need_classes(ds);
+    if (o->t.dtype != QK_F32 || o->t.ndim != 2 || o->t.dims[0] != g->batch || o->t.dims[1] < nc)
+        return qk_error(QK_ERR_SHAPE, "%s: model output '%s' is %s %s; expected float32 [N,classes >= %d]%s", what,
+                        o->name, qk_dtype_name(o->t.dtype), qk_shape_str(&o->t, sb, sizeof sb), nc,
+                        ds->classes > 0 ? " (the data's class count)" : "");
     return QK_OK;
 }
 
@@ -135,27 +144,29 @@ static qk_status eval_run(qk_graph *g, int labels_v, const qk_dataset *ds, qk_no
     qk_value *in = &g->values[g->inputs[0]];
     qk_value *out = &g->values[g->outputs[0]];
     int64_t *ybuf = labels_v >= 0 ? (int64_t *)g->values[labels_v].t.data : ybuf_scratch;
-    float lut[256];
-    qk_norm_lut(norm, lut);
-    const int64_t hw = (int64_t)ds->h * ds->w, B = g->max_batch;
+    const int64_t B = g->max_batch;
+    int64_t *items = qk_malloc((size_t)B * sizeof *items);
+    if (!items)
+        return qk_error(QK_ERR_NOMEM, "evaluate: out of memory");
     double compute = 0, loss = 0;
     for (int64_t start = 0; start < ds->n; start += B) {
         int64_t m = ds->n - start < B ? ds->n - start : B;
         float *x = qk_f32(&in->t);
-        for (int64_t k = 0; k < m; k++) {
-            qk_image_prepare(ds->images + (start + k) * hw, ds->h, ds->w, x + k * hw, lut, 0, 0, 0, 0);
-            ybuf[k] = ds->labels[start + k];
-        }
+        for (int64_t k = 0; k < m; k++)
+            items[k] = start + k;
+        qk_dataset_fill(ds, &norm, items, m, x, ybuf, g->exec.pool);
         qk_status st = qk_graph_set_batch(g, m);
-        if (st != QK_OK)
-            return st;
         double t0 = qk_now();
-        st = qk_graph_forward(g);
+        if (st == QK_OK)
+            st = qk_graph_forward(g);
         compute += qk_now() - t0;
-        if (st != QK_OK)
+        if (st != QK_OK) {
+            qk_free(items);
             return st;
+        }
         score_rows(qk_f32(&out->t), m, out->t.dims[1], ybuf, &r->correct, &loss, pred ? pred + start : NULL);
     }
+    qk_free(items);
     r->images = ds->n;
     r->top1 = (double)r->correct / (double)ds->n;
     r->loss = loss / (double)ds->n;
@@ -175,11 +186,14 @@ qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int
     memset(r, 0, sizeof *r);
     if (batch < 1)
         return qk_error(QK_ERR_ARG, "evaluate: batch must be at least 1 (got %d)", batch);
-    if (!(norm.std > 0.0f))
-        return qk_error(QK_ERR_ARG, "evaluate: normalization std must be > 0 (got %g)", (double)norm.std);
+    if (qk_norm_check(&norm, qk_dataset_channels(ds)) != QK_OK)
+        return qk_error_context(QK_ERR_ARG, "evaluate");
     qk_status st = check_model(g, ds, "evaluate");
     if (st != QK_OK)
         return st;
+    if (!qk_dataset_has_labels(ds))
+        return qk_error(QK_ERR_ARG, "evaluate: the data has no labels (measure agreement with a float model: "
+                        "qk_evaluate_agreement)");
     if (batch > ds->n)
         batch = (int)ds->n;
     st = qk_graph_bind(g, &qk_float_op_table, 1);
@@ -190,7 +204,7 @@ qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int
         if (st != QK_OK)
             return qk_error_context(st, "evaluate");
     }
-    st = check_output(g, "evaluate");
+    st = check_output(g, ds, "evaluate");
     if (st != QK_OK)
         return st;
     int64_t *ybuf = qk_malloc((size_t)g->max_batch * sizeof(int64_t));
@@ -463,6 +477,8 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
         st = check_model(g, train, "train");
     if (st == QK_OK && test && test->n > 0)
         st = check_model(g, test, "train (test set)");
+    if (st == QK_OK && (!qk_dataset_has_labels(train) || (test && test->n > 0 && !qk_dataset_has_labels(test))))
+        st = qk_error(QK_ERR_ARG, "train: the data has no labels");
     if (st != QK_OK)
         return st;
     run r;
@@ -477,7 +493,14 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     r.s.config_hash = qk_train_config_hash(cfg, train->n);
     r.s.seed = cfg->seed;
 
-    st = qk_graph_set_norm(g, cfg->norm.mean, cfg->norm.std);
+    if (cfg->norm.nc > 0) {
+        float m[QK_MAX_CHANNELS], sd[QK_MAX_CHANNELS];
+        for (int k = 0; k < cfg->norm.nc; k++)
+            m[k] = qk_norm_mean(&cfg->norm, k), sd[k] = qk_norm_std(&cfg->norm, k);
+        st = qk_graph_set_norm_ch(g, cfg->norm.nc, m, sd);
+    } else {
+        st = qk_graph_set_norm(g, cfg->norm.mean, cfg->norm.std);
+    }
     if (st == QK_OK)
         st = loss_attach(g, &r.at);
     if (st == QK_OK)
@@ -485,7 +508,7 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     if (st == QK_OK)
         st = qk_graph_plan(g, cfg->batch, 1, pool);
     if (st == QK_OK)
-        st = check_output(g, "train");
+        st = check_output(g, train, "train");
     if (st == QK_OK)
         st = qk_optim_create(g, &cfg->optim, &r.opt);
     if (st == QK_OK) {

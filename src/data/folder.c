@@ -1,0 +1,221 @@
+/* Image folders: one subfolder per class (sorted names = labels) or a flat
+ * folder of images. Files are decoded, converted, resized and cropped on
+ * the thread pool (qk_image_load); the result is an owned uint8 dataset. */
+#include "qkit/data.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+static int is_image_name(const char *n)
+{
+    const char *d = strrchr(n, '.');
+    return d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct strlist {
+    char **v;
+    int64_t n, cap;
+} strlist;
+
+static qk_status sl_push(strlist *l, const char *a, const char *b)
+{
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 64;
+        char **v = qk_realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return qk_error(QK_ERR_NOMEM, "image folder: out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    size_t n = strlen(a) + (b ? strlen(b) + 1 : 0) + 1;
+    char *s = qk_malloc(n);
+    if (!s)
+        return qk_error(QK_ERR_NOMEM, "image folder: out of memory");
+    if (b)
+        snprintf(s, n, "%s/%s", a, b);
+    else
+        snprintf(s, n, "%s", a);
+    l->v[l->n++] = s;
+    return QK_OK;
+}
+
+static void sl_free(strlist *l)
+{
+    for (int64_t i = 0; i < l->n; i++)
+        qk_free(l->v[i]);
+    qk_free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+/* Entries of dir: subfolders into dirs, image files into files (names only, sorted). */
+static qk_status list_dir(const char *dir, strlist *dirs, strlist *files)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return qk_error(QK_ERR_IO, "image folder %s: cannot open it", dir);
+    struct dirent *e;
+    qk_status st = QK_OK;
+    while (st == QK_OK && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(p, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode) && dirs)
+            st = sl_push(dirs, e->d_name, NULL);
+        else if (S_ISREG(sb.st_mode) && is_image_name(e->d_name))
+            st = sl_push(files, e->d_name, NULL);
+    }
+    closedir(d);
+    if (dirs)
+        qsort(dirs->v, (size_t)dirs->n, sizeof *dirs->v, cmp_str);
+    qsort(files->v, (size_t)files->n, sizeof *files->v, cmp_str);
+    return st;
+}
+
+typedef struct load_job {
+    char **paths;
+    const qk_data_opts *o;
+    uint8_t **pix;
+    int *c, *h, *w;
+    qk_status *st;
+    char (*msg)[512];
+} load_job;
+
+static void load_task(void *ctx, int64_t i, int worker)
+{
+    (void)worker;
+    load_job *j = ctx;
+    j->st[i] = qk_image_load(j->paths[i], j->o, &j->pix[i], &j->c[i], &j->h[i], &j->w[i]);
+    if (j->st[i] != QK_OK)
+        snprintf(j->msg[i], sizeof j->msg[i], "%s", qk_last_error());
+}
+
+qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    qk_data_opts none = { 0 };
+    if (!o)
+        o = &none;
+    strlist classes = { 0 }, top = { 0 }, paths = { 0 };
+    int32_t *lab = NULL;
+    int64_t lab_cap = 0;
+    load_job j = { 0 };
+    qk_status st = list_dir(dir, &classes, &top);
+    if (st != QK_OK)
+        goto done;
+    if (classes.n > 0 && top.n > 0) {
+        st = qk_error(QK_ERR_FORMAT, "image folder %s has both class subfolders (%s, ...) and images (%s, ...): use "
+                      "one subfolder per class, or a flat folder of images", dir, classes.v[0], top.v[0]);
+        goto done;
+    }
+    if (classes.n == 0) {
+        if (top.n == 0) {
+            st = qk_error(QK_ERR_FORMAT, "image folder %s holds no .png/.jpg/.jpeg images and no class subfolders",
+                          dir);
+            goto done;
+        }
+        if (o->need_labels) {
+            st = qk_error(QK_ERR_ARG, "image folder %s is flat (no class subfolders): its images have no labels", dir);
+            goto done;
+        }
+        for (int64_t i = 0; i < top.n && st == QK_OK; i++)
+            st = sl_push(&paths, dir, top.v[i]);
+    } else {
+        for (int64_t k = 0; k < classes.n && st == QK_OK; k++) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, classes.v[k]);
+            strlist f = { 0 };
+            st = list_dir(sub, NULL, &f);
+            if (st == QK_OK && f.n == 0)
+                st = qk_error(QK_ERR_FORMAT, "class folder %s (class %lld) holds no .png/.jpg/.jpeg images", sub,
+                              (long long)k);
+            for (int64_t i = 0; i < f.n && st == QK_OK; i++) {
+                st = sl_push(&paths, sub, f.v[i]);
+                if (st == QK_OK && paths.n > lab_cap) {
+                    lab_cap = lab_cap ? 2 * lab_cap : 1024;
+                    int32_t *nl = qk_realloc(lab, (size_t)lab_cap * sizeof *lab);
+                    if (!nl)
+                        st = qk_error(QK_ERR_NOMEM, "image folder: out of memory");
+                    else
+                        lab = nl;
+                }
+                if (st == QK_OK)
+                    lab[paths.n - 1] = (int32_t)k;
+            }
+            sl_free(&f);
+        }
+    }
+    if (st != QK_OK)
+        goto done;
+    int64_t n = o->limit > 0 && o->limit < paths.n ? o->limit : paths.n;
+    j.paths = paths.v;
+    j.o = o;
+    j.pix = qk_calloc((size_t)n, sizeof *j.pix);
+    j.c = qk_calloc((size_t)n, sizeof *j.c);
+    j.h = qk_calloc((size_t)n, sizeof *j.h);
+    j.w = qk_calloc((size_t)n, sizeof *j.w);
+    j.st = qk_calloc((size_t)n, sizeof *j.st);
+    j.msg = qk_calloc((size_t)n, sizeof *j.msg);
+    if (!j.pix || !j.c || !j.h || !j.w || !j.st || !j.msg) {
+        st = qk_error(QK_ERR_NOMEM, "image folder: out of memory");
+        goto done;
+    }
+    qk_pool_run(pool, n, load_task, &j);
+    for (int64_t i = 0; i < n; i++)
+        if (j.st[i] != QK_OK) {
+            st = qk_error(j.st[i], "%s", j.msg[i]);
+            goto done;
+        }
+    for (int64_t i = 1; i < n; i++)
+        if (j.c[i] != j.c[0] || j.h[i] != j.h[0] || j.w[i] != j.w[0]) {
+            st = qk_error(QK_ERR_SHAPE, "images of different sizes: %s is %dx%dx%d, %s is %dx%dx%d (C x H x W); "
+                          "pass --resize N and --crop N (or --preprocess imagenet)%s", paths.v[0], j.c[0], j.h[0],
+                          j.w[0], paths.v[i], j.c[i], j.h[i], j.w[i],
+                          j.c[i] != j.c[0] ? ", and the model's channel count converts gray/RGB" : "");
+            goto done;
+        }
+    int64_t per = (int64_t)j.c[0] * j.h[0] * j.w[0];
+    uint8_t *img = qk_malloc((size_t)(n * per));
+    if (!img) {
+        st = qk_error(QK_ERR_NOMEM, "image folder %s: cannot allocate %lld images of %lld bytes", dir, (long long)n,
+                      (long long)per);
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++)
+        memcpy(img + i * per, j.pix[i], (size_t)per);
+    ds->n = n;
+    ds->c = j.c[0];
+    ds->h = j.h[0];
+    ds->w = j.w[0];
+    ds->images = img;
+    ds->labels32 = lab;
+    ds->classes = lab ? (int)classes.n : 0;
+    ds->owned = 1;
+    lab = NULL;
+done:
+    for (int64_t i = 0; j.pix && i < (o->limit > 0 && o->limit < paths.n ? o->limit : paths.n); i++)
+        qk_free(j.pix[i]);
+    qk_free(j.pix);
+    qk_free(j.c);
+    qk_free(j.h);
+    qk_free(j.w);
+    qk_free(j.st);
+    qk_free(j.msg);
+    qk_free(lab);
+    sl_free(&classes);
+    sl_free(&top);
+    sl_free(&paths);
+    return st;
+}

@@ -1,0 +1,449 @@
+/* Data sources beyond IDX: image folders (PNG/JPEG written here with libpng
+ * and libjpeg), resize/crop against values Pillow/torchvision give, .npy
+ * (both layouts, both dtypes, labels), .pb directories, per-channel
+ * normalization and its metadata, agreement without labels, and every
+ * bad-input case (library messages and the CLI's exit status). */
+#include "qkit/data.h"
+#include "qkit/graph.h"
+#include "qkit/onnx.h"
+#include "qkit/registry.h"
+#include "qkit/train.h"
+#include "cli_fx.h"
+#include "qt.h"
+
+#include <jpeglib.h>
+#include <png.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_dir[64];
+
+static const char *P(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static void mkdirs(const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    for (char *s = p + strlen(g_dir) + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    mkdir(p, 0755);
+}
+
+/* interleaved [h, w, c] */
+static void write_png(const char *path, int w, int h, int c, const uint8_t *pix)
+{
+    FILE *f = fopen(path, "wb");
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    png_init_io(p, f);
+    png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    for (int y = 0; y < h; y++)
+        png_write_row(p, (png_const_bytep)(pix + (size_t)y * w * c));
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    fclose(f);
+}
+
+static void write_jpeg(const char *path, int w, int h, const uint8_t *rgb)
+{
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr err;
+    ci.err = jpeg_std_error(&err);
+    jpeg_create_compress(&ci);
+    FILE *f = fopen(path, "wb");
+    jpeg_stdio_dest(&ci, f);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = 3;
+    ci.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 95, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)ci.next_scanline * w * 3);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    fclose(f);
+}
+
+static void truncate_half(const char *path)
+{
+    struct stat sb;
+    stat(path, &sb);
+    QT_CHECK(truncate(path, sb.st_size / 2) == 0, "truncate %s", path);
+}
+
+/* The 13x9 RGB test image (pixel (i, j, c) = (37 i + 11 j + 50 c) % 256). */
+static void test_image(uint8_t *a)
+{
+    for (int i = 0; i < 9; i++)
+        for (int j = 0; j < 13; j++)
+            for (int c = 0; c < 3; c++)
+                a[(i * 13 + j) * 3 + c] = (uint8_t)((i * 37 + j * 11 + c * 50) % 256);
+}
+
+static void test_resize_pil(void)
+{
+    uint8_t img[9 * 13 * 3];
+    test_image(img);
+    write_png(P("grad.png"), 13, 9, 3, img);
+    /* torchvision Compose([Resize(4), CenterCrop(3)]) on the PIL image (Pillow 9.4), CHW */
+    static const uint8_t want43[27] = { 68, 97, 126, 143, 170, 182, 178, 136, 80, 118, 147, 176, 187, 177,
+                                        130, 87, 74, 82, 168, 192, 179, 164, 106, 73, 77, 101, 129 };
+    static const uint8_t want65[75] = {
+        54, 71, 89, 106, 124, 106, 123, 141, 158, 176, 159, 176, 194, 209, 161, 201, 205, 124, 96, 48, 107, 60, 58, 66, 84,
+        104, 121, 139, 156, 174, 156, 173, 191, 195, 197, 209, 200, 159, 112, 52, 96, 87, 46, 63, 81, 64, 81, 99, 116, 134,
+        154, 171, 189, 206, 201, 204, 199, 190, 98, 84, 163, 71, 62, 57, 73, 61, 78, 96, 113, 131, 114, 131, 149, 166, 184
+    };
+    uint8_t *chw;
+    int c, h, w;
+    qk_data_opts o = { .resize = 4, .crop = 3 };
+    QT_OK(qk_image_load(P("grad.png"), &o, &chw, &c, &h, &w));
+    QT_CHECK(c == 3 && h == 3 && w == 3 && chw && !memcmp(chw, want43, 27), "Resize(4)+CenterCrop(3) = PIL");
+    qk_free(chw);
+    qk_data_opts o2 = { .resize = 6, .crop = 5 };
+    QT_OK(qk_image_load(P("grad.png"), &o2, &chw, &c, &h, &w));
+    QT_CHECK(c == 3 && h == 5 && w == 5 && chw && !memcmp(chw, want65, 75), "Resize(6)+CenterCrop(5) = PIL");
+    qk_free(chw);
+    /* upscale 13x9 -> 20x14: Pillow's sum 107223, row 5 green 162,167,174,182,189,196 */
+    uint8_t up[14 * 20 * 3];
+    QT_OK(qk_image_resize(img, 9, 13, 3, up, 14, 20));
+    long sum = 0;
+    for (int i = 0; i < 14 * 20 * 3; i++)
+        sum += up[i];
+    QT_CHECK(sum == 107223 && up[(5 * 20 + 0) * 3 + 1] == 162 && up[(5 * 20 + 5) * 3 + 1] == 196,
+             "upscale = PIL (sum %ld)", sum);
+    /* RGB -> L as PIL's convert("L"): sum 14780, row 3 starts 152 163 174 185 196 */
+    qk_data_opts og = { .c = 1 };
+    QT_OK(qk_image_load(P("grad.png"), &og, &chw, &c, &h, &w));
+    sum = 0;
+    for (int i = 0; chw && i < 9 * 13; i++)
+        sum += chw[i];
+    QT_CHECK(c == 1 && sum == 14780 && chw[3 * 13] == 152 && chw[3 * 13 + 4] == 196, "RGB->L = PIL (sum %ld)", sum);
+    qk_free(chw);
+    int oh, ow;
+    qk_image_out_size(375, 500, 256, 0, &oh, &ow);
+    QT_CHECK(oh == 256 && ow == 341, "Resize(256) of 500x375 -> 341x256 (%dx%d)", ow, oh);
+}
+
+static void test_folder(qk_pool *pool)
+{
+    uint8_t rgb[5 * 6 * 3], gray[5 * 6];
+    for (int i = 0; i < 5 * 6 * 3; i++)
+        rgb[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 5 * 6; i++)
+        gray[i] = (uint8_t)(255 - i);
+    mkdirs("fold/a_cls");
+    mkdirs("fold/b_cls");
+    write_png(P("fold/a_cls/0.png"), 6, 5, 3, rgb);
+    write_png(P("fold/a_cls/1.PNG"), 6, 5, 1, gray);
+    write_png(P("fold/b_cls/x.png"), 6, 5, 3, rgb);
+    qk_dataset ds;
+    qk_data_opts o = { .c = 3 };
+    QT_OK(qk_dataset_load_images(P("fold"), &o, pool, &ds));
+    QT_CHECK(ds.n == 3 && ds.c == 3 && ds.h == 5 && ds.w == 6 && ds.classes == 2 && ds.labels32 &&
+                 qk_dataset_label(&ds, 0) == 0 && qk_dataset_label(&ds, 1) == 0 && qk_dataset_label(&ds, 2) == 1,
+             "folder: 3 images, 2 classes, sorted labels");
+    int ok = ds.images != NULL;
+    for (int k = 0; ok && k < 3; k++)
+        for (int p = 0; p < 30; p++)
+            ok &= ds.images[k * 30 + p] == rgb[p * 3 + k] && ds.images[90 + k * 30 + p] == gray[p];
+    QT_CHECK(ok, "folder: PNG pixels round trip (CHW), gray replicated to RGB");
+    qk_dataset_free(&ds);
+    /* flat folder: unlabelled; need_labels refuses it */
+    mkdirs("flat");
+    write_png(P("flat/b.png"), 6, 5, 3, rgb);
+    write_png(P("flat/a.png"), 6, 5, 3, rgb);
+    QT_OK(qk_dataset_load_images(P("flat"), NULL, pool, &ds));
+    QT_CHECK(ds.n == 2 && !qk_dataset_has_labels(&ds) && qk_dataset_label(&ds, 1) == -1, "flat folder unlabelled");
+    qk_dataset_free(&ds);
+    qk_data_opts nl = { .need_labels = 1 };
+    QT_CHECK(qk_dataset_load_images(P("flat"), &nl, pool, &ds) == QK_ERR_ARG && strstr(qk_last_error(), "labels"),
+             "flat folder with labels required: %s", qk_last_error());
+    /* JPEG decodes (lossy: close to the source) */
+    mkdirs("jpg/c0");
+    uint8_t big[16 * 16 * 3];
+    for (int i = 0; i < 16 * 16 * 3; i++)
+        big[i] = (uint8_t)(100 + (i % 3) * 40);
+    write_jpeg(P("jpg/c0/a.jpg"), 16, 16, big);
+    QT_OK(qk_dataset_load_images(P("jpg"), NULL, pool, &ds));
+    QT_CHECK(ds.n == 1 && ds.c == 3 && ds.h == 16 && abs((int)ds.images[0] - 100) <= 3 &&
+                 abs((int)ds.images[256 * 2] - 180) <= 3, "JPEG decode");
+    qk_dataset_free(&ds);
+
+    /* bad input: each names the file or folder */
+    mkdirs("bad_trunc/c0");
+    write_png(P("bad_trunc/c0/t.png"), 6, 5, 3, rgb);
+    truncate_half(P("bad_trunc/c0/t.png"));
+    QT_CHECK(qk_dataset_load_images(P("bad_trunc"), NULL, pool, &ds) == QK_ERR_FORMAT &&
+                 strstr(qk_last_error(), "bad_trunc/c0/t.png") && ds.n == 0,
+             "truncated PNG: %s", qk_last_error());
+    mkdirs("bad_jpg");
+    write_jpeg(P("bad_jpg/t.jpg"), 16, 16, big);
+    truncate_half(P("bad_jpg/t.jpg"));
+    QT_CHECK(qk_dataset_load_images(P("bad_jpg"), NULL, pool, &ds) == QK_ERR_FORMAT &&
+                 strstr(qk_last_error(), "bad_jpg/t.jpg"), "truncated JPEG: %s", qk_last_error());
+    mkdirs("bad_bytes");
+    FILE *f = fopen(P("bad_bytes/x.png"), "wb");
+    fputs("definitely not an image", f);
+    fclose(f);
+    QT_CHECK(qk_dataset_load_images(P("bad_bytes"), NULL, pool, &ds) == QK_ERR_FORMAT &&
+                 strstr(qk_last_error(), "bad_bytes/x.png"), "not an image: %s", qk_last_error());
+    mkdirs("bad_empty/c0");
+    mkdirs("bad_empty/c1");
+    write_png(P("bad_empty/c0/a.png"), 6, 5, 3, rgb);
+    QT_CHECK(qk_dataset_load_images(P("bad_empty"), NULL, pool, &ds) == QK_ERR_FORMAT &&
+                 strstr(qk_last_error(), "bad_empty/c1"), "empty class folder: %s", qk_last_error());
+    mkdirs("bad_mixed/c0");
+    write_png(P("bad_mixed/c0/a.png"), 6, 5, 3, rgb);
+    write_png(P("bad_mixed/c0/b.png"), 5, 6, 3, rgb);
+    QT_CHECK(qk_dataset_load_images(P("bad_mixed"), NULL, pool, &ds) == QK_ERR_SHAPE &&
+                 strstr(qk_last_error(), "a.png") && strstr(qk_last_error(), "b.png") &&
+                 strstr(qk_last_error(), "--resize"), "mixed sizes: %s", qk_last_error());
+    qk_data_opts rc = { .resize = 4, .crop = 4 };
+    QT_OK(qk_dataset_load_images(P("bad_mixed"), &rc, pool, &ds));
+    QT_CHECK(ds.n == 2 && ds.h == 4 && ds.w == 4, "mixed sizes with --resize/--crop");
+    qk_dataset_free(&ds);
+}
+
+static void test_npy(void)
+{
+    const int N = 2, C = 3, H = 2, W = 4;
+    uint8_t nchw[2 * 3 * 2 * 4], nhwc[2 * 3 * 2 * 4];
+    float fn[48], fh[48];
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    int v = n * 100 + c * 30 + y * 5 + x;
+                    nchw[((n * C + c) * H + y) * W + x] = (uint8_t)v;
+                    nhwc[((n * H + y) * W + x) * C + c] = (uint8_t)v;
+                    fn[((n * C + c) * H + y) * W + x] = (float)v / 255.0f;
+                    fh[((n * H + y) * W + x) * C + c] = (float)v / 255.0f;
+                }
+    int64_t d_nchw[4] = { N, C, H, W }, d_nhwc[4] = { N, H, W, C }, dl[1] = { N };
+    int64_t lab[2] = { 4, 1 };
+    QT_OK(qk_npy_write(P("u8_nchw.npy"), "|u1", 4, d_nchw, nchw));
+    QT_OK(qk_npy_write(P("u8_nhwc.npy"), "|u1", 4, d_nhwc, nhwc));
+    QT_OK(qk_npy_write(P("f32_nchw.npy"), "<f4", 4, d_nchw, fn));
+    QT_OK(qk_npy_write(P("f32_nhwc.npy"), "<f4", 4, d_nhwc, fh));
+    QT_OK(qk_npy_write(P("lab.npy"), "<i8", 1, dl, lab));
+    const char *names[4] = { "u8_nchw.npy", "u8_nhwc.npy", "f32_nchw.npy", "f32_nhwc.npy" };
+    for (int i = 0; i < 4; i++) {
+        qk_data_opts o = { .nhwc = i & 1, .labels = P("lab.npy") };
+        qk_dataset ds;
+        QT_OK(qk_dataset_load_npy(P(names[i]), &o, &ds));
+        int ok = ds.n == N && ds.c == C && ds.h == H && ds.w == W && qk_dataset_label(&ds, 0) == 4 &&
+                 qk_dataset_label(&ds, 1) == 1 && ds.classes == 5;
+        for (int k = 0; ok && k < 48; k++)
+            ok &= i < 2 ? ds.images && ds.images[k] == nchw[k] : ds.fimages && ds.fimages[k] == fn[k];
+        QT_CHECK(ok, "npy %s: values in NCHW, labels", names[i]);
+        /* uint8 v and float v / 255 normalize to the same value */
+        if (ok) {
+            qk_norm nm = qk_norm_imagenet();
+            float x[48];
+            int64_t items[2] = { 0, 1 };
+            qk_dataset_fill(&ds, &nm, items, 2, x, NULL, NULL);
+            double v = ((double)(0 * 100 + 1 * 30 + 1 * 5 + 2) / 255.0 - 0.456) / 0.224;
+            QT_NEAR(x[(1 * H + 1) * W + 2], v, 1e-5, "per-channel normalization");
+        }
+        qk_dataset_free(&ds);
+    }
+    /* bad .npy: wrong dtype, wrong rank, labels that do not fit */
+    double d64[4] = { 0 };
+    int64_t d2[2] = { 2, 2 };
+    QT_OK(qk_npy_write(P("f64.npy"), "<f8", 2, d2, d64));
+    qk_dataset ds;
+    QT_CHECK(qk_dataset_load_npy(P("f64.npy"), NULL, &ds) == QK_ERR_FORMAT && strstr(qk_last_error(), "<f8") &&
+                 strstr(qk_last_error(), "f64.npy"), "npy wrong dtype: %s", qk_last_error());
+    QT_OK(qk_npy_write(P("u8_2d.npy"), "|u1", 2, d2, nchw));
+    QT_CHECK(qk_dataset_load_npy(P("u8_2d.npy"), NULL, &ds) == QK_ERR_FORMAT && strstr(qk_last_error(), "[2,2]"),
+             "npy wrong shape: %s", qk_last_error());
+    int64_t d3[1] = { 3 };
+    QT_OK(qk_npy_write(P("lab3.npy"), "<i8", 1, d3, (int64_t[]){ 0, 1, 2 }));
+    qk_data_opts o = { .labels = P("lab3.npy") };
+    QT_CHECK(qk_dataset_load_npy(P("u8_nchw.npy"), &o, &ds) == QK_ERR_FORMAT && strstr(qk_last_error(), "lab3.npy"),
+             "npy labels count: %s", qk_last_error());
+    FILE *f = fopen(P("short.npy"), "wb");
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fclose(f);
+    QT_CHECK(qk_dataset_load_npy(P("short.npy"), NULL, &ds) == QK_ERR_FORMAT, "npy truncated header");
+}
+
+static void test_pb(void)
+{
+    mkdirs("pbdir");
+    qk_tensor a, b;
+    qk_tensor_alloc(&a, QK_F32, 4, (int64_t[]){ 2, 1, 4, 4 });
+    qk_tensor_alloc(&b, QK_F32, 4, (int64_t[]){ 1, 1, 4, 4 });
+    for (int i = 0; i < 32; i++)
+        qk_f32(&a)[i] = (float)i;
+    for (int i = 0; i < 16; i++)
+        qk_f32(&b)[i] = 100.0f + (float)i;
+    QT_OK(qk_onnx_save_tensor(&a, "x", P("pbdir/input_0.pb")));
+    QT_OK(qk_onnx_save_tensor(&b, "x", P("pbdir/input_1.pb")));
+    QT_OK(qk_onnx_save_tensor(&b, "y", P("pbdir/output_0.pb"))); /* ignored: outputs */
+    qk_data_kind k;
+    QT_CHECK(qk_data_kind_of(P("pbdir"), &k) == QK_OK && k == QK_DATA_PB, "pb dir detected");
+    qk_dataset ds;
+    QT_OK(qk_data_open(P("pbdir"), NULL, NULL, NULL, &ds));
+    QT_CHECK(ds.n == 3 && ds.c == 1 && ds.h == 4 && ds.fimages && ds.fimages[31] == 31.0f &&
+                 ds.fimages[32] == 100.0f && !qk_dataset_has_labels(&ds), "pb dir: 3 images concatenated in order");
+    qk_dataset_free(&ds);
+    mkdirs("pbbad");
+    qk_tensor c;
+    qk_tensor_alloc(&c, QK_F32, 4, (int64_t[]){ 1, 1, 5, 4 });
+    QT_OK(qk_onnx_save_tensor(&a, "x", P("pbbad/a.pb")));
+    QT_OK(qk_onnx_save_tensor(&c, "x", P("pbbad/b.pb")));
+    QT_CHECK(qk_data_open(P("pbbad"), NULL, NULL, NULL, &ds) == QK_ERR_SHAPE && strstr(qk_last_error(), "b.pb"),
+             "pb shapes differ: %s", qk_last_error());
+    qk_tensor_free(&a);
+    qk_tensor_free(&b);
+    qk_tensor_free(&c);
+    QT_CHECK(qk_data_kind_of(P("u8_nchw.npy"), &k) == QK_OK && k == QK_DATA_NPY, "npy detected");
+    QT_CHECK(qk_data_kind_of(P("fold"), &k) == QK_OK && k == QK_DATA_FOLDER, "folder detected");
+    QT_CHECK(qk_data_kind_of(P("nothing"), &k) == QK_ERR_IO && strstr(qk_last_error(), "nothing"), "missing path");
+}
+
+static void test_meta(void)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    float m[3] = { 0.485f, 0.456f, 0.406f }, s[3] = { 0.229f, 0.224f, 0.225f }, rm[8], rs[8], a, b;
+    int nc;
+    QT_OK(qk_graph_set_norm(g, 0.2860f, 0.3530f));
+    QT_CHECK(!strcmp(qk_graph_get_meta(g, "qkit.norm.mean"), "0.286000013"), "scalar norm text unchanged: %s",
+             qk_graph_get_meta(g, "qkit.norm.mean"));
+    QT_OK(qk_graph_get_norm_ch(g, 8, &nc, rm, rs));
+    QT_CHECK(nc == 1 && rm[0] == 0.2860f && rs[0] == 0.3530f, "old keys read per channel");
+    QT_OK(qk_graph_set_norm_ch(g, 3, m, s));
+    QT_OK(qk_graph_get_norm_ch(g, 8, &nc, rm, rs));
+    QT_CHECK(nc == 3 && rm[1] == m[1] && rs[2] == s[2], "per-channel norm round trip (%s)",
+             qk_graph_get_meta(g, "qkit.norm.mean"));
+    QT_CHECK(qk_graph_get_norm(g, &a, &b) == QK_ERR_FORMAT && strstr(qk_last_error(), "qk_graph_get_norm_ch"),
+             "scalar read of per-channel values refused");
+    qk_graph_prep p = { 255.0f, 1, 256, 224 }, r = { 0 };
+    QT_OK(qk_graph_set_prep(g, &p));
+    QT_OK(qk_graph_get_prep(g, &r));
+    QT_CHECK(r.scale == 255.0f && r.bgr == 1 && r.resize == 256 && r.crop == 224, "prep metadata round trip");
+    qk_graph_destroy(g);
+}
+
+static void test_agreement(qk_pool *pool)
+{
+    qk_graph *g = NULL, *g2 = NULL;
+    if (qk_onnx_load("tests/data/torch/lenet.onnx", &g) != QK_OK || qk_onnx_load("tests/data/torch/lenet.onnx", &g2)) {
+        QT_CHECK(0, "load lenet: %s", qk_last_error());
+        return;
+    }
+    float *x = malloc(8 * 28 * 28 * sizeof *x);
+    for (int i = 0; i < 8 * 28 * 28; i++)
+        x[i] = (float)((i * 7919) % 256) / 255.0f;
+    qk_dataset ds;
+    QT_OK(qk_dataset_from_f32(8, 1, 28, 28, x, 0, NULL, &ds));
+    qk_agree_result r;
+    QT_OK(qk_evaluate_agreement(g, g2, &ds, qk_norm_default(), 4, pool, &r));
+    QT_CHECK(r.images == 8 && r.top1 == 1.0 && r.top5 == 1.0 && isinf(r.sqnr_db) && fabs(r.cosine - 1.0) < 1e-9,
+             "agreement of a model with itself");
+    qk_eval_result e;
+    QT_CHECK(qk_evaluate(g, &ds, qk_norm_default(), 4, pool, &e) == QK_ERR_ARG && strstr(qk_last_error(), "labels"),
+             "evaluate without labels refused: %s", qk_last_error());
+    qk_dataset_free(&ds);
+    QT_OK(qk_dataset_from_f32(2, 3, 16, 16, x, 1, (int64_t[]){ 0, 1 }, &ds));
+    QT_CHECK(qk_evaluate(g, &ds, qk_norm_default(), 4, pool, &e) == QK_ERR_SHAPE &&
+                 strstr(qk_last_error(), "[2,3,16,16]") && strstr(qk_last_error(), "[N,1,28,28]"),
+             "channel/size mismatch names both shapes: %s", qk_last_error());
+    qk_dataset_free(&ds);
+    free(x);
+    qk_graph_destroy(g);
+    qk_graph_destroy(g2);
+}
+
+static void test_cli(void)
+{
+    if (!cli_fx_init()) {
+        QT_CHECK(0, "qkit binary missing");
+        return;
+    }
+    const char *m = "tests/data/torch/lenet.onnx";
+    int rc = q("eval --model %s --data %s", m, P("bad_trunc"));
+    QT_CHECK(rc == 1 && has("t.png"), "cli corrupt image: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s", m, P("bad_empty"));
+    QT_CHECK(rc == 1 && has("bad_empty/c1"), "cli empty class folder: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --data %s --out %s", m, P("bad_mixed"), P("never.onnx"));
+    QT_CHECK(rc == 1 && has("--resize") && !exists(P("never.onnx")), "cli mixed sizes, nothing written: rc %d %s",
+             rc, out);
+    rc = q("eval --model %s --data %s", m, P("f64.npy"));
+    QT_CHECK(rc == 1 && has("<f8"), "cli npy dtype: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --labels %s", m, P("u8_nchw.npy"), P("lab.npy"));
+    QT_CHECK(rc == 1 && has("[2,3,2,4]") && has("[N,1,28,28]"), "cli shape mismatch names both: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --resize 8", m, P("u8_nchw.npy"));
+    QT_CHECK(rc == 1 && has("image folders"), "cli --resize on npy: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --mean 0.1,0.2", m, P("fold"));
+    QT_CHECK(rc != 0, "cli 2 means for 1 channel: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --preprocess nope", m, P("fold"));
+    QT_CHECK(rc == 2, "cli bad preset: rc %d", rc);
+    /* unlabelled: agreement with a reference */
+    uint8_t *u = malloc(6 * 28 * 28);
+    for (int i = 0; i < 6 * 28 * 28; i++)
+        u[i] = (uint8_t)((i * 31) % 251);
+    QT_OK(qk_npy_write(P("lenet_in.npy"), "|u1", 3, (int64_t[]){ 6, 28, 28 }, u));
+    free(u);
+    rc = q("eval --model %s --data %s", m, P("lenet_in.npy"));
+    QT_CHECK(rc == 2 && has("--reference"), "cli unlabelled without reference: rc %d %s", rc, out);
+    rc = q("eval --model %s --data %s --reference %s --json", m, P("lenet_in.npy"), m);
+    QT_CHECK(rc == 0 && has("\"top1_agree\": 1,") && has("\"cosine\": 1,"), "cli agreement: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --data %s --calib 6 --out %s", m, P("lenet_in.npy"), P("q.onnx"));
+    QT_CHECK(rc == 0 && has("top-1 agreement") && has("cosine") && exists(P("q.onnx")), "cli ptq unlabelled: rc %d %s",
+             rc, out);
+    rc = q("eval --model %s --data %s --real --json", P("q.onnx"), P("lenet_in.npy"));
+    QT_CHECK(rc == 0 && has("top5_agree"), "cli eval --real unlabelled: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend fbgemm --data %s --calib 6 --mean 0.5 --std 0.25 --out %s --json", m,
+           P("lenet_in.npy"), P("q2.onnx"));
+    QT_CHECK(rc == 0 && has("sqnr_db"), "cli ptq explicit norm: rc %d %s", rc, out);
+    qk_graph *g;
+    float mean = 0, std = 0;
+    if (rc == 0 && qk_onnx_load(P("q2.onnx"), &g) == QK_OK) {
+        QT_CHECK(qk_graph_get_norm(g, &mean, &std) == QK_OK && mean == 0.5f && std == 0.25f,
+                 "explicit --mean/--std stored in the written model");
+        qk_graph_destroy(g);
+    }
+}
+
+int main(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/qkit_dio_%d", (int)getpid());
+    mkdir(g_dir, 0755);
+    qk_pool *pool = NULL;
+    qk_pool_create(2, &pool);
+    test_resize_pil();
+    test_folder(pool);
+    test_npy();
+    test_pb();
+    test_meta();
+    test_agreement(pool);
+    test_cli();
+    qk_pool_destroy(pool);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    return qt_finish("test_data_io");
+}
