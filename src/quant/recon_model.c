@@ -18,6 +18,8 @@ typedef struct col_ctx {
     int conv;
     int64_t C, H, Wd, kh, kw, Ho, Wo, st[2], dl[2], pd[2]; /* conv */
     int64_t K, P;                                         /* flat: P rows of K per image */
+    int64_t *cn, *cpos, *cpos2; /* work, per column: image offset; conv: first input row and column
+                                   of the window; flat: row offset */
 } col_ctx;
 
 static qk_status col_sample(void *ctx, qk_rng *rng, const qk_recon_config *c, float *Xf, float *Xq, int64_t *M)
@@ -26,35 +28,43 @@ static qk_status col_sample(void *ctx, qk_rng *rng, const qk_recon_config *c, fl
     int64_t npos = d->conv ? d->Ho * d->Wo : d->P;
     int64_t per_img = npos < POSITIONS ? npos : POSITIONS, Mt = d->batch * per_img, col = 0;
     int qdrop = c->method == QK_RECON_QDROP;
-    for (int64_t b = 0; b < d->batch; b++) {
+    for (int64_t b = 0; b < d->batch; b++) { /* the columns first: image and position */
         int64_t n = (int64_t)qk_rng_below(rng, (uint32_t)d->N);
-        const float *xf = d->xf + n * d->per, *xq = d->xq + n * d->per;
         for (int64_t p = 0; p < per_img; p++, col++) {
             int64_t pos = per_img == npos ? p : (int64_t)qk_rng_below(rng, (uint32_t)npos);
-            if (!d->conv) {
-                for (int64_t j = 0; j < d->K; j++) {
-                    float f = xf[pos * d->K + j], q = xq[pos * d->K + j];
-                    Xf[j * Mt + col] = f;
-                    Xq[j * Mt + col] = qdrop && qk_rng_uniform(rng) >= c->drop_p ? f : q;
-                }
-                continue;
-            }
-            int64_t oh = pos / d->Wo, ow = pos % d->Wo, r = 0;
-            for (int64_t ci = 0; ci < d->C; ci++)
-                for (int64_t a = 0; a < d->kh; a++)
-                    for (int64_t bb = 0; bb < d->kw; bb++, r++) {
-                        int64_t ih = oh * d->st[0] - d->pd[0] + a * d->dl[0];
-                        int64_t iw = ow * d->st[1] - d->pd[1] + bb * d->dl[1];
-                        float f = 0, q = 0;
-                        if (ih >= 0 && ih < d->H && iw >= 0 && iw < d->Wd) {
-                            int64_t e = (ci * d->H + ih) * d->Wd + iw;
-                            f = xf[e];
-                            q = xq[e];
-                        }
-                        Xf[r * Mt + col] = f;
-                        Xq[r * Mt + col] = qdrop && qk_rng_uniform(rng) >= c->drop_p ? f : q;
-                    }
+            d->cn[col] = n * d->per;
+            d->cpos[col] = d->conv ? pos / d->Wo * d->st[0] - d->pd[0] : pos * d->K;
+            d->cpos2[col] = d->conv ? pos % d->Wo * d->st[1] - d->pd[1] : 0;
         }
+    }
+    /* then row by row, so the writes are sequential */
+    int64_t rows = d->conv ? d->C * d->kh * d->kw : d->K;
+    for (int64_t r = 0; r < rows; r++) {
+        float *xf = Xf + r * Mt, *xq = Xq + r * Mt;
+        if (!d->conv) {
+            for (int64_t k = 0; k < Mt; k++) {
+                int64_t e = d->cn[k] + d->cpos[k] + r;
+                xf[k] = d->xf[e];
+                xq[k] = d->xq[e];
+            }
+        } else {
+            int64_t ci = r / (d->kh * d->kw), a = r / d->kw % d->kh, bb = r % d->kw;
+            int64_t oa = a * d->dl[0], ob = bb * d->dl[1], plane = ci * d->H * d->Wd;
+            for (int64_t k = 0; k < Mt; k++) {
+                int64_t ih = d->cpos[k] + oa, iw = d->cpos2[k] + ob;
+                if ((uint64_t)ih < (uint64_t)d->H && (uint64_t)iw < (uint64_t)d->Wd) {
+                    int64_t e = d->cn[k] + plane + ih * d->Wd + iw;
+                    xf[k] = d->xf[e];
+                    xq[k] = d->xq[e];
+                } else {
+                    xf[k] = xq[k] = 0;
+                }
+            }
+        }
+        if (qdrop)
+            for (int64_t k = 0; k < Mt; k++)
+                if (qk_rng_uniform(rng) >= c->drop_p)
+                    xq[k] = xf[k];
     }
     *M = Mt;
     return QK_OK;
@@ -175,6 +185,7 @@ static void layer_post(const qk_graph *g, int k, int64_t co, float *pa, float *p
 typedef struct lay_buf {
     float *w, *fl, *scale, *pa, *pb, *xf, *xq;
     int32_t *zp, *qn, *qp, *codes;
+    int64_t *cols;
 } lay_buf;
 
 static void lay_free(lay_buf *b)
@@ -190,6 +201,7 @@ static void lay_free(lay_buf *b)
     qk_free(b->qn);
     qk_free(b->qp);
     qk_free(b->codes);
+    qk_free(b->cols);
     memset(b, 0, sizeof *b);
 }
 
@@ -285,10 +297,17 @@ static qk_status recon_one(qk_qmodel *m, int li, const qk_dataset *ds, qk_norm n
     cx.per = per;
     cx.batch = c->batch;
     cx.conv = conv;
-    int64_t npos = conv ? cx.Ho * cx.Wo : cx.P;
+    int64_t npos = conv ? cx.Ho * cx.Wo : cx.P, mc = c->batch * (npos < POSITIONS ? npos : POSITIONS);
+    if (!(b.cols = qk_malloc((size_t)mc * 3 * sizeof *b.cols))) {
+        st = qk_error(QK_ERR_NOMEM, "reconstruction: out of memory");
+        goto done;
+    }
+    cx.cn = b.cols;
+    cx.cpos = b.cols + mc;
+    cx.cpos2 = b.cols + 2 * mc;
     recon_layer L = { .co = co, .kg = kg, .groups = groups, .w = b.w, .floor_w = b.fl, .scale = b.scale,
                       .zp = b.zp, .qn = b.qn, .qp = b.qp, .post_a = b.pa, .post_b = b.pb, .lo = lo, .hi = hi,
-                      .max_cols = c->batch * (npos < POSITIONS ? npos : POSITIONS), .sample = col_sample,
+                      .max_cols = mc, .sample = col_sample,
                       .ctx = &cx };
     double ln = 0, lr = 0;
     int64_t flipped = 0;
