@@ -22,7 +22,7 @@ static const cli_opt opts[] = {
     { "cle", NULL, "cross-layer equalization + bias absorption of the float model first (data-free)", 0 },
     { "cle-relu6", NULL, "with --cle: turn ReLU6 between equalized layers into ReLU (changes the float model)", 0 },
     { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround or qdrop", 0 },
-    { "recon-iters", "N", "reconstruction iterations per layer (default 2000)", 0 },
+    { "recon-iters", "N", "reconstruction iterations per layer (default 1000)", 0 },
     { "recon-batch", "N", "reconstruction images per iteration (default 32)", 0 },
     { "calib", "N", "calibration images, the first N of the training split (default 512)", 0 },
     { "first-last-bits", "N", "bits of the first and last weighted layer (academic default: 8)", 0 },

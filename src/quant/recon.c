@@ -38,7 +38,7 @@ void qk_recon_config_default(qk_recon_config *c, qk_recon_method m)
 {
     memset(c, 0, sizeof *c);
     c->method = m;
-    c->iters = 2000;
+    c->iters = 1000;
     c->batch = 32;
     c->lambda = 0.01;
     c->lr = 1e-3;
