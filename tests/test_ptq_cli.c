@@ -86,6 +86,24 @@ int main(void)
     QT_CHECK(rc == 2 && has("--bit-alloc"), "bad --bit-alloc: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend academic --bit-alloc w --dry-run", model);
     QT_CHECK(rc == 1 && has("4 bits"), "--bit-alloc at 8 bits: rc %d %s", rc, out);
+    /* reconstruction: bad input exits 2, names the option, writes nothing */
+    rc = q("ptq --model %s --backend academic --recon adaround --recon-iters 0 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("--recon-iters") && !exists(qdq), "--recon-iters 0: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --recon qdrop --calib 16 --recon-batch 32 --data %s --out %s", model,
+           data, qdq);
+    QT_CHECK(rc == 2 && has("--recon-batch") && !exists(qdq), "--recon-batch > --calib: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend nnie --recon adaround --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("--recon") && has("nnie") && !exists(qdq), "--recon with nnie: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --recon brecq --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("brecq") && !exists(qdq), "--recon brecq: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --wbits 4 --cle --recon adaround --recon-iters 5 --recon-batch 4 "
+           "--calib 16 --limit 50 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 0 && has("adaround:") && exists(qdq), "--cle --recon adaround: rc %d %s", rc, out);
+    if (exists(qdq)) {
+        rc = q("eval --model %s --real --limit 50 --data %s", qdq, data);
+        QT_CHECK(rc == 0 && has("top-1"), "eval --real of the reconstructed file: rc %d %s", rc, out);
+        remove(qdq);
+    }
     rc = q("ptq --model %s/missing.onnx --backend tensorrt", tmp);
     QT_CHECK(rc == 1 && has("missing.onnx"), "missing model file: rc %d %s", rc, out);
 

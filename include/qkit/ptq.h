@@ -168,6 +168,122 @@ qk_status qk_ptq_convert_qdq(qk_qmodel *m);
 /* qk_ptq_convert_qdq, then write the model (atomic: temp file + rename). */
 qk_status qk_ptq_save_qdq(qk_qmodel *m, const char *path);
 
+/* ==== Cross-layer equalization and reconstruction (cle.c, recon.c) ====
+ * Kept as one block; docs/ALGORITHMS.md §3.3 and §5. */
+
+/* Cross-layer equalization (data-free, Nagel et al. 2019) on a float graph,
+ * before qk_ptq_prepare: for L1 -> [BatchNormalization] -> [Relu | Clip(0,
+ * max)] -> L2 (Conv of any group, so depthwise too, or Gemm; initializer
+ * weights; every value in between read once), channel i between them gets
+ * s_i = sqrt(r1_i r2_i) / r2_i (r1: L1's output-channel range, BN scale
+ * included; r2: L2's input-channel range): L1's channel (its BN's gamma and
+ * beta when there is a BN, else the weight row and bias) is divided by s_i
+ * and L2's input channel multiplied by it. Sweeps over all pairs repeat
+ * until every |ln s_i| < tol or max_iters sweeps. The float function is
+ * unchanged (to rounding). A Clip with a finite upper bound (ReLU6) is not
+ * positively homogeneous: such pairs are skipped unless relu6_to_relu,
+ * which drops the bound first (the paper's choice; it changes the model).
+ * Bias absorption (bias_absorb): for a pair with a BN, c_i = max(0, beta_i
+ * - 3 |gamma_i|) moves from the BN's beta into L2's bias (W2 c), only when
+ * L2 has no padding; exact while the BN output stays above c_i (the
+ * paper's 3-sigma assumption), so the float output may move slightly.
+ * The graph is unplanned; L2 may get a new bias initializer. */
+typedef struct qk_cle_options {
+    int max_iters;     /* sweeps (default 100) */
+    double tol;        /* stop when every |ln s_i| < tol (default 1e-6) */
+    int bias_absorb;   /* default 1 */
+    int relu6_to_relu; /* default 0: pairs through ReLU6 are skipped */
+} qk_cle_options;
+typedef struct qk_cle_result {
+    int n_pairs;       /* layer pairs equalized */
+    int n_iters;       /* sweeps run */
+    int n_absorbed;    /* channels whose bias was absorbed */
+    int n_relu6;       /* ReLU6 nodes turned into ReLU */
+} qk_cle_result;
+void qk_cle_options_default(qk_cle_options *o);
+/* o NULL: the defaults; r may be NULL. Errors: QK_ERR_ARG (max_iters < 1). */
+qk_status qk_cle_apply(qk_graph *g, const qk_cle_options *o, qk_cle_result *r);
+/* s_i = sqrt(r1_i r2_i) / r2_i (1 where a range is 0). */
+void qk_cle_scales(int64_t n, const double *r1, const double *r2, double *s);
+
+/* Reconstruction after qk_ptq_calibrate (docs/ALGORITHMS.md §5): the
+ * scales and zero points stay as calibrated (the profile's weight
+ * observer); only the integer codes of the weights change, so the model
+ * stays an ordinary QDQ model (qk_ptq_save_qdq; metadata "qkit.recon").
+ * Layers are visited in graph order; layer l minimises
+ *   mean over output positions of sum over channels (f(W x) - f(W~ x~))^2
+ *   + lambda * sum (1 - |2 h(V) - 1|^beta)
+ * with x the float network's input of the layer, x~ the input the
+ * quantized network (earlier layers already reconstructed) gives it, f the
+ * per-channel BatchNormalization and Relu/Clip that follow the layer (when
+ * they are its only reader), W~ = s (clamp(floor(W/s) + h(V) + z, qn, qp)
+ * - z), h the rectified sigmoid (zeta 1.1, gamma -0.1), V initialised so
+ * h(V) = frac(W/s), Adam (lr) on V, beta annealed linearly from beta_start
+ * to beta_end after warm-up (the first `warmup` fraction of the iterations
+ * has no regulariser). Each iteration draws `batch` calibration images
+ * and up to 64 output positions of each (a stochastic estimate of the same
+ * loss); at the end a weight rounds up iff h(V) >= 0.5.
+ *   QK_RECON_ADAROUND: as above.
+ *   QK_RECON_QDROP: each element of the layer input is x~ with probability
+ *     drop_p and x otherwise (Wei et al. 2022), during reconstruction only.
+ *   QK_RECON_BRECQ: reserved (block reconstruction); QK_ERR_UNSUPPORTED.
+ * Layers whose weight has no integer codes (a hook, the NNIE code) are
+ * left as they are. */
+typedef enum qk_recon_method {
+    QK_RECON_NONE = 0,
+    QK_RECON_ADAROUND = 1,
+    QK_RECON_BRECQ = 2,
+    QK_RECON_QDROP = 3
+} qk_recon_method;
+typedef struct qk_recon_config {
+    qk_recon_method method;
+    int iters;                    /* per layer (> 0) */
+    int batch;                    /* images per iteration (> 0, <= the images used) */
+    int64_t images;               /* calibration images used (0: all that are given) */
+    double lambda, lr, warmup;    /* 0.01, 1e-3, 0.2 */
+    double beta_start, beta_end;  /* 20, 2 */
+    double drop_p;                /* qdrop: probability of the quantized input, 0.5 */
+    uint64_t seed;
+    int verbose;                  /* one line per layer on stderr */
+} qk_recon_config;
+typedef struct qk_recon_result {
+    int n_layers;                 /* layers reconstructed */
+    double loss_nearest, loss_recon; /* summed over layers: output error of nearest rounding
+                                        and of the result, on the last batches */
+    int64_t flipped;              /* codes that differ from nearest rounding */
+    double seconds;
+} qk_recon_result;
+/* The defaults above for method m (iters 1000, batch 32; bench/RESULTS.md has
+ * the accuracy against iterations it was chosen from). */
+void qk_recon_config_default(qk_recon_config *c, qk_recon_method m);
+/* "adaround" | "brecq" | "qdrop" | "none"; QK_ERR_ARG otherwise. */
+qk_status qk_recon_method_parse(const char *s, qk_recon_method *out);
+const char *qk_recon_method_name(qk_recon_method m);
+/* Reconstruct a calibrated model on the first n images of ds (the
+ * calibration images). Errors: not calibrated, or already converted to QDQ
+ * (QK_ERR_STATE); iters or batch < 1, batch > images, n > ds->n
+ * (QK_ERR_ARG, naming the field); QK_RECON_BRECQ (QK_ERR_UNSUPPORTED).
+ * r may be NULL. */
+qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, const qk_recon_config *c,
+                             qk_pool *pool, qk_recon_result *r);
+
+/* AdaRound of one linear layer y = W x (W [co, k] row-major, per output
+ * channel scale/zp/qn/qp), on n inputs X [n, k] (xq: the quantized inputs,
+ * NULL: X), no activation; codes [co, k] receives the result. The building
+ * block of qk_ptq_reconstruct, public for tests and callers with their own
+ * layers. *mse_nearest / *mse_out (may be NULL): mean squared output error
+ * of nearest rounding and of the result on all n inputs. */
+qk_status qk_adaround_linear(const float *W, int64_t co, int64_t k, const float *scale, const int32_t *zp,
+                             const int32_t *qn, const int32_t *qp, const float *X, const float *xq, int64_t n,
+                             const qk_recon_config *c, int32_t *codes, double *mse_nearest, double *mse_out);
+/* The pieces, for the numeric checks of docs/ALGORITHMS.md §5.1:
+ * h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1); V with h(V) = frac;
+ * 1 - |2h - 1|^beta; beta at iteration t of T (beta_start through the warm-up). */
+double qk_adaround_h(double v);
+double qk_adaround_v_init(double frac);
+double qk_adaround_reg(double h, double beta);
+double qk_adaround_beta(int64_t t, int64_t T, double warmup, double beta_start, double beta_end);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,11 @@ static const cli_opt opts[] = {
     { "w-observer", "NAME", "weight observer (default: the profile's, usually minmax)", 0 },
     { "bit-alloc", "w|a|wa", "ACIQ per-channel bit allocation at the average width (4 bits or fewer)", 0 },
     { "bias-correct", NULL, "correct quantized weights' per-channel variance and the layers' output means", 0 },
+    { "cle", NULL, "cross-layer equalization + bias absorption of the float model first (data-free)", 0 },
+    { "cle-relu6", NULL, "with --cle: turn ReLU6 between equalized layers into ReLU (changes the float model)", 0 },
+    { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround or qdrop", 0 },
+    { "recon-iters", "N", "reconstruction iterations per layer (default 1000)", 0 },
+    { "recon-batch", "N", "reconstruction images per iteration (default 32)", 0 },
     { "calib", "N", "calibration images, the first N of the calibration data (default 512)", 0 },
     { "calib-data", "PATH", "calibration data, labels not needed (default: the training split of IDX --data, "
       "else --data); any --data form or a flat image folder", 0 },
@@ -173,6 +178,34 @@ static int run(cli_args *a)
     if (mpb && parse_budget(mpb, &mc))
         return cli_usage_error("ptq", "--mp-budget '%s': give the mean weight width (4, 4.5) or a size (60KB, "
                                "61440B)", mpb);
+    qk_recon_config rcfg;
+    qk_recon_config_default(&rcfg, QK_RECON_NONE);
+    const char *rm = cli_get(a, "recon");
+    long long riters, rbatch;
+    if (cli_int(a, "recon-iters", rcfg.iters, 1, 1 << 30, &riters) || cli_int(a, "recon-batch", rcfg.batch, 1, 1 << 30, &rbatch))
+        return 2;
+    if (rm && qk_recon_method_parse(rm, &rcfg.method) != QK_OK)
+        return cli_usage_error("ptq", "--recon: %s", qk_last_error());
+    if (rcfg.method == QK_RECON_BRECQ)
+        return cli_usage_error("ptq", "--recon brecq: block reconstruction is not implemented yet (use adaround "
+                               "or qdrop)");
+    if (rcfg.method && rbatch > calib)
+        return cli_usage_error("ptq", "--recon-batch %lld: larger than the %lld calibration images (--calib)",
+                               rbatch, calib);
+    if (rcfg.method && c.bias_correct)
+        return cli_usage_error("ptq", "--recon with --bias-correct: use one or the other");
+    if (rcfg.method && c.hooks)
+        return cli_usage_error("ptq", "--recon: custom quantize hooks leave no integer codes to reconstruct");
+    rcfg.iters = (int)riters;
+    rcfg.batch = (int)rbatch;
+    rcfg.verbose = cli_flag(a, "verbose");
+    {
+        qk_qparams wq;
+        if (rcfg.method && qk_backend_qparams(c.backend, c.wbits, 0, &wq, NULL) == QK_OK &&
+            wq.scheme == QK_QSCHEME_NNIE_LOG)
+            return cli_usage_error("ptq", "--recon: backend '%s' stores weights in a logarithmic code, not "
+                                   "integer codes on a scale; reconstruction cannot be represented", bname);
+    }
     const char **ex;
     c.n_exclude = cli_multi(a, "exclude", &ex);
     c.exclude = ex;
@@ -229,6 +262,17 @@ static int run(cli_args *a)
         goto fail;
     if (!dry && labelled && !cli_flag(a, "no-fp32") && (st = qk_evaluate(g, &tview, norm, 256, pool, &fr)) != QK_OK)
         goto fail;
+    if (cli_flag(a, "cle") || cli_flag(a, "cle-relu6")) {
+        qk_cle_options co;
+        qk_cle_options_default(&co);
+        co.relu6_to_relu = cli_flag(a, "cle-relu6");
+        qk_cle_result cr;
+        if ((st = qk_cle_apply(g, &co, &cr)) != QK_OK || (st = qk_graph_set_meta(g, "qkit.cle", "1")) != QK_OK)
+            goto fail;
+        if (cli_flag(a, "verbose"))
+            fprintf(stderr, "cle: %d layer pairs, %d sweeps, %d channels' biases absorbed, %d ReLU6 -> ReLU\n",
+                    cr.n_pairs, cr.n_iters, cr.n_absorbed, cr.n_relu6);
+    }
     st = qk_ptq_prepare(g, &c, &m);
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK)
@@ -249,6 +293,14 @@ static int run(cli_args *a)
     qk_progress_end(&pr);
     if (st != QK_OK)
         goto fail;
+    qk_recon_result rr = { 0 };
+    if (rcfg.method) {
+        qk_progress_begin(&pr, "reconstructing", 0, 0);
+        st = qk_ptq_reconstruct(m, &train, norm, calib, &rcfg, pool, &rr);
+        qk_progress_end(&pr);
+        if (st != QK_OK)
+            goto fail;
+    }
     if (cli_flag(a, "verbose"))
         qk_ptq_print_plan(m, stderr);
     if (mpb && (st = run_mp(m, &train, norm, mp_images, &mc, pool, json)) != QK_OK) {
@@ -281,6 +333,14 @@ static int run(cli_args *a)
         cli_json_str(&j, "bit_alloc", r.bit_alloc_name);
         cli_json_bool(&j, "bias_correct", r.bias_correct);
         cli_json_int(&j, "calib", calib);
+        if (rcfg.method) {
+            cli_json_str(&j, "recon", qk_recon_method_name(rcfg.method));
+            cli_json_int(&j, "recon_iters", rcfg.iters);
+            cli_json_int(&j, "recon_batch", rcfg.batch);
+            cli_json_int(&j, "recon_layers", rr.n_layers);
+            cli_json_num(&j, "recon_seconds", rr.seconds);
+        }
+        cli_json_bool(&j, "cle", cli_flag(a, "cle") || cli_flag(a, "cle-relu6"));
         cli_json_int(&j, "quantizers", r.n_quantizers);
         if (!labelled) {
             cli_json_bool(&j, "labels", 0);
@@ -325,6 +385,10 @@ static int run(cli_args *a)
                 printf(" (%+.2f points)", 100 * (qr.top1 - fr.top1));
             printf(" on %lld images\n", (long long)qr.images);
         }
+        if (rcfg.method)
+            printf("%s: %d layers, output error %.4g -> %.4g, %lld codes flipped (%.1f s)\n",
+                   qk_recon_method_name(rcfg.method), rr.n_layers, rr.loss_nearest, rr.loss_recon,
+                   (long long)rr.flipped, rr.seconds);
         if (out)
             printf("wrote %s\n", out);
     }
