@@ -59,6 +59,9 @@ struct qk_norm;
 int cli_norm(const cli_args *a, const struct qk_graph *g, struct qk_norm *norm, qk_status *st);
 /* Thread pool from --threads (default: all cores). NULL on error (printed). */
 qk_pool *cli_pool(const cli_args *a, const char *cmd, int *ok);
+/* A file can be created next to `path` (its directory exists and is
+ * writable): checked before long work; 0 or 2 after printing an error. */
+int cli_check_writable(const char *cmd, const char *opt, const char *path);
 /* Progress lines on stderr only when it is a terminal and --json is off. */
 int cli_progress_enabled(const cli_args *a);
 

@@ -51,6 +51,7 @@ static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_l
         cli_json_num(&j, "max_logit_diff", cr.max_logit_diff);
         cli_json_int(&j, "int_layers", ls.int_layers);
         cli_json_int(&j, "float_layers", ls.float_layers);
+        cli_json_int(&j, "threads", qk_pool_threads(pool));
         cli_json_arr_begin(&j, "tensors");
         for (int i = 0; i < cr.n_sites; i++) {
             const qk_site_agree *s = &cr.sites[i];
@@ -110,7 +111,7 @@ static int run(cli_args *a)
     if (!path)
         return cli_usage_error("eval", "--model FILE.onnx is required");
     long long limit, batch;
-    if (cli_int(a, "limit", 0, 0, 1LL << 40, &limit) || cli_int(a, "batch", 256, 1, 65536, &batch))
+    if (cli_int(a, "limit", 0, 1, 1LL << 40, &limit) || cli_int(a, "batch", 256, 1, 65536, &batch))
         return 2;
     const char *split = cli_get(a, "split") ? cli_get(a, "split") : "t10k";
     int ok, rc = 1;

@@ -26,6 +26,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[1], "help") == 0 && argc > 2) { /* qkit help CMD = qkit CMD --help */
+        for (int i = 0; commands[i]; i++)
+            if (strcmp(argv[2], commands[i]->name) == 0) {
+                cli_help(commands[i], stdout);
+                return 0;
+            }
+        fprintf(stderr, "qkit: unknown command '%s'\n\n", argv[2]);
+        usage(stderr);
+        return 2;
+    }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
