@@ -94,6 +94,20 @@ int main(void)
     rc = q("eval --model %s --data %s --compare --json --threads 1", p, data);
     QT_CHECK(rc == 0 && has("\"threads\": 1") && has("\"fake_top1\""), "compare --json: rc %d %s", rc, out);
 
+    /* power-of-two profiles: the simulation rounds as the engine (half up,
+     * recorded in qkit.rounding; bias on the accumulator grid): fake == real */
+    static const char *const pot[3] = { "--backend tvm --wbits 4 --abits 4", "--backend tvm", "--backend vitis" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/pot%d.onnx", tmp, i);
+        rc = q("ptq --model %s %s --calib 64 --data %s --out %s --no-fp32", model, pot[i], data, p);
+        QT_CHECK(rc == 0, "ptq %s: rc %d %s", pot[i], rc, out);
+        rc = q("info --model %s", p);
+        QT_CHECK(rc == 0 && has("qkit.rounding = half_up"), "%s: metadata qkit.rounding: %s", pot[i], out);
+        rc = q("eval --model %s --data %s --compare --json", p, data);
+        QT_CHECK(rc == 0 && has("\"gap\": 0,") && has("\"max_logit_diff\": 0,"), "%s: fake == real: %s", pot[i],
+                 out);
+    }
+
     /* options are validated before any long work (a missing data dir would fail later with 1) */
     rc = q("ptq --model %s --backend snpe --observer bogus --data %s/nodata", model, tmp);
     QT_CHECK(rc == 2 && has("bogus") && has("minmax"), "bad observer first: rc %d %s", rc, out);
