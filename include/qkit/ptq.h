@@ -62,7 +62,11 @@
  *    "qkit.arith" (qk_arith_name of the profile), "qkit.bit_alloc",
  *    "qkit.bias_correct", plus the float model's "qkit.norm.mean/std".
  * Importing such a file gives a graph the float engine runs (QuantizeLinear
- * / DequantizeLinear are ordinary operators), i.e. fake quantization. */
+ * / DequantizeLinear are ordinary operators), i.e. fake quantization.
+ *
+ * Thread safety: a qk_qmodel (and the graph it owns) is used by one thread at a
+ * time; different models may be prepared, calibrated and saved in parallel.
+ */
 #ifndef QKIT_PTQ_H
 #define QKIT_PTQ_H
 

@@ -1,5 +1,6 @@
 /* qkit: command-line entry point. Each subcommand lives in cmd_<name>.c. */
 #include "cli.h"
+#include "qkit/version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("qkit 0.1.0\n");
+        printf("qkit %s\n", qk_version()); /* the library's (qkit/version.h) */
         return 0;
     }
     for (int i = 0; commands[i]; i++) {
