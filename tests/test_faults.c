@@ -149,7 +149,7 @@ static void kill_writer(const char *what, const char *args_fmt, const char *targ
     QT_CHECK(q("%s", args) == 0, "%s: %s", what, out);
     double t = now() - t0;
     for (int it = 0; it < iters; it++) {
-        char cmd[3000];
+        char cmd[4096];
         snprintf(cmd, sizeof cmd, "cp %s %s && cp %s %s", prev, target, prev, target);
         QT_CHECK(system(cmd) == 0, "cp");
         snprintf(args, sizeof args, args_fmt, target);
