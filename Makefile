@@ -115,8 +115,8 @@ $(B)/hdrex/%: $(B)/hdrex/%.c $(B)/libqkit.a $(HDRS)
 .PRECIOUS: $(B)/hdrex/%.c
 
 # The embedding test is a host program with its own OpenMP and BLAS use.
-$(B)/tests/test_embed: CFLAGS += -fopenmp
-$(B)/tests/test_embed: LDFLAGS += -fopenmp
+$(B)/tests/test_embed: private CFLAGS += -fopenmp
+$(B)/tests/test_embed: private LDFLAGS += -fopenmp
 
 tests: all $(TEST_BIN) $(EX_BIN) $(HDREX_BIN)
 examples: $(EX_BIN)
