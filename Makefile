@@ -96,8 +96,20 @@ $(B)/libqkit.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/libqkit.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The shared library exports only the public API (tools/exports.sh: the
+# functions include/qkit/*.h declare) under SONAME libqkit.so.MAJOR; tests
+# and benches that call internal functions link libqkit.a.
+VER_MAJOR := $(shell sed -n 's/^\#define QKIT_VERSION_MAJOR \([0-9]*\).*/\1/p' include/qkit/version.h)
+VER := $(shell sed -n 's/^\#define QKIT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' include/qkit/version.h | paste -sd.)
+
+$(B)/libqkit.map: $(wildcard include/qkit/*.h) tools/exports.sh
+	@mkdir -p $(B)
+	bash tools/exports.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+$(B)/libqkit.so: $(LIB_OBJ) $(B)/libqkit.map
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libqkit.so.$(VER_MAJOR) -Wl,--version-script,$(B)/libqkit.map \
+		-o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf libqkit.so $(B)/libqkit.so.$(VER_MAJOR)
 
 $(B)/qkit: $(CLI_OBJ) $(B)/libqkit.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libqkit.a $(LDLIBS)
@@ -134,6 +146,10 @@ build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(B)/libqkit.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Isrc/train $(CFLAGS) -fsanitize=fuzzer $< -o $@ $(B)/libqkit.a $(LDFLAGS) $(LDLIBS)
 
+# The embedding test is a host program with its own OpenMP and BLAS use.
+$(B)/tests/test_embed: private CFLAGS += -fopenmp
+$(B)/tests/test_embed: private LDFLAGS += -fopenmp
+
 tests: all $(TEST_BIN) $(EX_BIN) $(HDREX_BIN)
 examples: $(EX_BIN)
 bench: all $(BENCH_BIN)
@@ -145,9 +161,12 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/include/qkit $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/qkit/*.h $(DESTDIR)$(PREFIX)/include/qkit/
 	install -m 644 $(B)/libqkit.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/libqkit.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libqkit.so $(DESTDIR)$(PREFIX)/lib/libqkit.so.$(VER)
+	ln -sf libqkit.so.$(VER) $(DESTDIR)$(PREFIX)/lib/libqkit.so.$(VER_MAJOR)
+	ln -sf libqkit.so.$(VER_MAJOR) $(DESTDIR)$(PREFIX)/lib/libqkit.so
 	install -m 755 $(B)/qkit $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/qkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qkit.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' -e 's|@VERSION@|$(VER)|' tools/qkit.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/qkit.pc
 
 clean:
 	rm -rf build build-san build-fuzz

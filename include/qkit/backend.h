@@ -18,7 +18,10 @@
  * Sources (docs/ALGORITHMS.md §8 and the MQBench paper's backend table):
  * TensorRT, FBGEMM, SNPE, TVM, ARM Compute Library, OpenVINO, Tengine,
  * ONNX QLinear (ONNX Runtime), PPL (W8A16), Xilinx Vitis DPU, HiSilicon
- * NNIE, plus an "academic" profile whose scheme the user chooses. */
+ * NNIE, plus an "academic" profile whose scheme the user chooses.
+ *
+ * Thread safety: the profile table is read-only: any thread, any time.
+ */
 #ifndef QKIT_BACKEND_H
 #define QKIT_BACKEND_H
 

@@ -14,6 +14,12 @@
  *       printf("qkit: %s (%s)\n", qk_last_error(), qk_status_str(st));
  *   assert(st == QK_ERR_IO);
  * (end of example)
+ *
+ * Thread safety: errors are per thread (qk_last_error names this thread's last
+ * error); allocation, RNG objects and the clock may be used from any thread
+ * (one RNG object by one thread at a time). qk_log_set_level is process-wide:
+ * set it before starting threads. A qk_pool runs one qk_pool_run at a time:
+ * threads that run work concurrently each need their own pool (or NULL).
  */
 #ifndef QKIT_BASE_H
 #define QKIT_BASE_H

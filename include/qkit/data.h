@@ -35,7 +35,11 @@
  *
  * Determinism: the order of epoch e depends only on (seed, e); the
  * augmentation of batch i of epoch e only on (seed, e, i). A run resumed at
- * any batch therefore sees exactly the data an uninterrupted run sees. */
+ * any batch therefore sees exactly the data an uninterrupted run sees.
+ *
+ * Thread safety: a loaded dataset is read-only: any number of threads may read it;
+ * a batcher belongs to one thread at a time.
+ */
 #ifndef QKIT_DATA_H
 #define QKIT_DATA_H
 

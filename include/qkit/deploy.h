@@ -48,7 +48,11 @@
  * directory is renamed to DIR; when DIR is an existing directory, the
  * finished files are renamed into it one by one (each rename atomic; a file
  * in DIR is either the old one or the complete new one). On any error the
- * temporary directory is removed and DIR is left as it was. */
+ * temporary directory is removed and DIR is left as it was.
+ *
+ * Thread safety: each export reads its own model and writes its own directory;
+ * concurrent exports to different directories are safe, to the same one not.
+ */
 #ifndef QKIT_DEPLOY_H
 #define QKIT_DEPLOY_H
 

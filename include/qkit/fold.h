@@ -22,7 +22,10 @@
  * Worked example (docs/ALGORITHMS.md §6 test): W = [0.5, -1.0], b = 0.1,
  * gamma = 2, beta = 0.3, mean = 0.2, var = 0.25, eps = 0 ->
  * W_f = [2, -4], b_f = -0.1; for x = [1, 0.5] the folded conv gives -0.1,
- * as BN(conv(x)) does. */
+ * as BN(conv(x)) does.
+ *
+ * Thread safety: folds modify their graph: graph.h's rule.
+ */
 #ifndef QKIT_FOLD_H
 #define QKIT_FOLD_H
 

@@ -36,6 +36,11 @@
  *   assert(out[0] == -1 && out[1] == 1 && out[2] == 3);
  *   qk_graph_destroy(g);
  * (end of example)
+ *
+ * Thread safety: a graph (and every value, node and plan it owns) is used by one
+ * thread at a time; different graphs may be built, planned and run in
+ * parallel (tests/test_embed.c). Read-only queries of a graph nobody
+ * modifies may run concurrently. A profiler shared by several graphs locks itself.
  */
 #ifndef QKIT_GRAPH_H
 #define QKIT_GRAPH_H

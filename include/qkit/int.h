@@ -34,7 +34,11 @@
  *            modulo 2^32 like two's-complement hardware; never saturates)
  *   y[m,n] = requant(T[m,n], n)   (qk_requant_value; clamp to [qmin, qmax])
  * Kernels expand this as sum A*B - zb*rowsum(A) - za*colsum(B) + K*za*zb,
- * which is the same value modulo 2^32. */
+ * which is the same value modulo 2^32.
+ *
+ * Thread safety: the kernels are pure functions of their arguments: any thread,
+ * distinct outputs.
+ */
 #ifndef QKIT_INT_H
 #define QKIT_INT_H
 

@@ -34,6 +34,10 @@
  * Every function returns QK_OK or an error status with a message (see
  * qk_last_error()) that names the file and what is wrong; on error nothing
  * is left allocated and *out / outputs are untouched or NULL.
+ *
+ * Thread safety: loading, saving and running different models, or the same file
+ * read by several threads, may run in parallel; the graph they fill or read
+ * follows graph.h's rule.
  */
 #ifndef QKIT_ONNX_H
 #define QKIT_ONNX_H

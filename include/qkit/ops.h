@@ -4,7 +4,13 @@
  * Every operator is one qk_op entry in qk_float_op_table (listed in
  * src/ops/registry.c). qk_graph_bind(g, &qk_float_op_table, 1) binds a
  * graph of float operators; qk_ops_bind (qkit/registry.h) binds with the
- * operators of every layer. */
+ * operators of every layer.
+ *
+ * Thread safety: the operators keep their state in their node (see graph.h);
+ * qk_sgemm and the other free functions may be called from any thread on
+ * distinct outputs, and leave the host's OpenMP/OpenBLAS thread settings as
+ * they were.
+ */
 #ifndef QKIT_OPS_H
 #define QKIT_OPS_H
 

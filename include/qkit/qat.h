@@ -48,7 +48,11 @@
  * last good state (the last checkpoint this run wrote or resumed from, else
  * the state before training), halves the learning rate of every parameter
  * and goes on (logged as a warning); after max_retries rollbacks it fails
- * with QK_ERR_NUMERIC. A model is never written from non-finite values. */
+ * with QK_ERR_NUMERIC. A model is never written from non-finite values.
+ *
+ * Thread safety: a QAT run and its graph are used by one thread at a time;
+ * different runs may proceed in parallel.
+ */
 #ifndef QKIT_QAT_H
 #define QKIT_QAT_H
 

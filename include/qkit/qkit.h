@@ -29,6 +29,7 @@
  *
  * Public headers (one per layer, or a few for the larger layers; listed
  * bottom up, dependencies pointing down; docs/ARCHITECTURE.md):
+ *   version.h  QKIT_VERSION_MAJOR/MINOR/PATCH, qk_version (the library's)
  *   base.h     status codes, errors, logging, allocation, thread pool, RNG, clock
  *   cpu.h      CPU feature detection (once, in one place)
  *   tensor.h   n-d tensors
@@ -52,10 +53,15 @@
  *   qkit.h     this umbrella: includes all of the above
  * Each header that opens with an "Example" has it compiled and run by
  * `make test` (tools/header_examples.sh), so the examples match the API.
+ *
+ * Thread safety: each header states its rule under "Thread safety"; in short, an
+ * object (graph, model, pool, observer) is used by one thread at a time,
+ * distinct objects in parallel, and errors are per thread.
  */
 #ifndef QKIT_QKIT_H
 #define QKIT_QKIT_H
 
+#include "version.h"
 #include "base.h"
 #include "cpu.h"
 #include "tensor.h"

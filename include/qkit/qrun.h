@@ -79,7 +79,11 @@
  * grid), so fake and real activations can be compared by name.
  * The lowered graph uses standard ONNX ops plus the domain "ai.qkit" ops
  * QkConv, QkGemm, QkAdd, QkPool, QkConcat, QkRequant; bind it with
- * qk_lower_bind (qk_qdq_lower already did). */
+ * qk_lower_bind (qk_qdq_lower already did).
+ *
+ * Thread safety: lowering reads the QDQ graph and builds a new one; the lowered
+ * graph follows graph.h's rule.
+ */
 #ifndef QKIT_QRUN_H
 #define QKIT_QRUN_H
 

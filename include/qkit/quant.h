@@ -32,7 +32,12 @@
  * bit for bit (docs/ALGORITHMS.md §1's vectors come out exactly; the ONNX
  * QuantizeLinear operator divides, x / s, and can differ by one code for
  * inputs within an ulp of a rounding tie). A NaN input quantizes to the zero
- * point (real 0); +-Inf saturate. */
+ * point (real 0); +-Inf saturate.
+ *
+ * Thread safety: the quantizer math (qparams, rounding, ACIQ) is pure and may be
+ * called from any thread; an observer or quantizer object is used by one
+ * thread at a time.
+ */
 #ifndef QKIT_QUANT_H
 #define QKIT_QUANT_H
 

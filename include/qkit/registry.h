@@ -8,6 +8,9 @@
  *   qk_graph *g;
  *   if (qk_onnx_load("model.onnx", &g) != QK_OK)   // read + qk_ops_bind
  *       fprintf(stderr, "%s\n", qk_last_error());
+ *
+ * Thread safety: the operator tables are read-only: qk_ops_bind and
+ * qk_onnx_load may run in parallel on different graphs.
  */
 #ifndef QKIT_REGISTRY_H
 #define QKIT_REGISTRY_H

@@ -1,5 +1,9 @@
 /* qkit tensor layer: dense n-d tensors, row-major (C order).
- * dtype values are ONNX TensorProto.DataType values (frozen). */
+ * dtype values are ONNX TensorProto.DataType values (frozen).
+ *
+ * Thread safety: functions on different tensors may run in parallel; a tensor that
+ * one thread modifies must not be read by another meanwhile.
+ */
 #ifndef QKIT_TENSOR_H
 #define QKIT_TENSOR_H
 

@@ -40,7 +40,12 @@
  *    (s' = s - W, T' = T - W).
  *  - Loss: ONNX SoftmaxCrossEntropyLoss, reduction mean (= F.cross_entropy).
  *  - Epoch: a fresh shuffle of the training set (seeded by seed + epoch),
- *    ceil(n / batch) steps, the last batch partial (drop_last = False). */
+ *    ceil(n / batch) steps, the last batch partial (drop_last = False).
+ *
+ * Thread safety: one training or evaluation per graph at a time (graph.h);
+ * different graphs train in parallel. Checkpoint files must not be shared
+ * by two runs.
+ */
 #ifndef QKIT_TRAIN_H
 #define QKIT_TRAIN_H
 

@@ -28,7 +28,10 @@
  * Initialization (same distribution as PyTorch defaults; the RNG is qkit's,
  * so values differ from PyTorch's): Conv/Linear weight and bias
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BN weight 1, bias 0, mean 0, var 1.
- * Metadata: "qkit.arch", "qkit.norm.mean", "qkit.norm.std". */
+ * Metadata: "qkit.arch", "qkit.norm.mean", "qkit.norm.std".
+ *
+ * Thread safety: qk_zoo_build may be called from any thread (each call builds its own graph).
+ */
 #ifndef QKIT_ZOO_H
 #define QKIT_ZOO_H
 

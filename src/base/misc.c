@@ -1,5 +1,6 @@
 /* RNG (xoshiro256**), monotonic clock, progress line. */
 #include "qkit/base.h"
+#include "qkit/version.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,3 +103,7 @@ void qk_progress_end(qk_progress *p)
         fflush(stderr);
     }
 }
+
+const char *qk_version(void) { return QKIT_VERSION_STRING; }
+
+int qk_version_number(void) { return QKIT_VERSION_MAJOR * 10000 + QKIT_VERSION_MINOR * 100 + QKIT_VERSION_PATCH; }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int find_opt(const cli_cmd *cmd, const char *name, size_t len)
 {
@@ -283,4 +284,18 @@ void cli_json_end(cli_json *j)
 {
     fputs("}\n", j->f);
     fflush(j->f);
+}
+int cli_check_writable(const char *cmd, const char *opt, const char *path)
+{
+    char tmp[4096];
+    if (!path || snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+        return cli_usage_error(cmd, "--%s: path too long", opt);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "qkit %s: --%s %s: cannot write there: %s\n", cmd, opt, path, strerror(errno));
+        return 2;
+    }
+    close(fd);
+    unlink(tmp);
+    return 0;
 }

@@ -88,6 +88,9 @@ qk_status cli_data_load(const cli_data *d, const char *path, const char *split, 
 qk_status cli_data_store(const cli_data *d, struct qk_graph *g);
 /* Thread pool from --threads (default: all cores). NULL on error (printed). */
 qk_pool *cli_pool(const cli_args *a, const char *cmd, int *ok);
+/* A file can be created next to `path` (its directory exists and is
+ * writable): checked before long work; 0 or 2 after printing an error. */
+int cli_check_writable(const char *cmd, const char *opt, const char *path);
 /* Progress lines on stderr only when it is a terminal and --json is off. */
 int cli_progress_enabled(const cli_args *a);
 

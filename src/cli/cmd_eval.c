@@ -50,6 +50,7 @@ static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_l
         cli_json_num(&j, "max_logit_diff", cr.max_logit_diff);
         cli_json_int(&j, "int_layers", ls.int_layers);
         cli_json_int(&j, "float_layers", ls.float_layers);
+        cli_json_int(&j, "threads", qk_pool_threads(pool));
         cli_json_arr_begin(&j, "tensors");
         for (int i = 0; i < cr.n_sites; i++) {
             const qk_site_agree *s = &cr.sites[i];
@@ -141,19 +142,24 @@ static int run_agreement(cli_args *a, const char *path, qk_graph *g, const qk_lo
     return 0;
 }
 
-/* --preds: one class per line; 0 on success, else a message on stderr. */
+/* --preds: one class per line, written atomically (a crash or a full disk
+ * leaves the previous file); 0 on success, else a message on stderr. */
+typedef struct preds_ctx { const int32_t *pred; int64_t n; } preds_ctx;
+
+static qk_status preds_write(FILE *f, void *ctx)
+{
+    const preds_ctx *c = ctx;
+    for (int64_t i = 0; i < c->n; i++)
+        if (fprintf(f, "%d\n", (int)c->pred[i]) < 0)
+            return qk_error(QK_ERR_IO, "write failed: %s", strerror(errno));
+    return QK_OK;
+}
+
 static int write_preds(const char *path, const int32_t *pred, int64_t n)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "qkit eval: cannot write --preds '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < n && !bad; i++)
-        bad = fprintf(f, "%d\n", (int)pred[i]) < 0;
-    if (fclose(f) != 0 || bad) {
-        fprintf(stderr, "qkit eval: error writing --preds '%s'\n", path);
+    preds_ctx c = { pred, n };
+    if (qk_file_write_atomic(path, preds_write, &c) != QK_OK) {
+        fprintf(stderr, "qkit eval: --preds: %s\n", qk_last_error());
         return 1;
     }
     return 0;
@@ -165,7 +171,7 @@ static int run(cli_args *a)
     if (!path)
         return cli_usage_error("eval", "--model FILE.onnx is required");
     long long limit, batch;
-    if (cli_int(a, "limit", 0, 0, 1LL << 40, &limit) || cli_int(a, "batch", 256, 1, 65536, &batch))
+    if (cli_int(a, "limit", 0, 1, 1LL << 40, &limit) || cli_int(a, "batch", 256, 1, 65536, &batch))
         return 2;
     const char *split = cli_get(a, "split") ? cli_get(a, "split") : "t10k";
     int ok, rc = 1;

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "qkit/deploy.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const cli_opt opts[] = {
@@ -37,7 +38,12 @@ static int list(const cli_args *a)
         if (json) {
             cli_json_obj_begin(&j, NULL);
             cli_json_str(&j, "name", name);
-            cli_json_str(&j, "files", files_for(name));
+            cli_json_arr_begin(&j, "files"); /* the shape `export --json` gives */
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", files_for(name));
+            for (char *t = strtok(buf, " "); t; t = strtok(NULL, " "))
+                cli_json_str(&j, NULL, t);
+            cli_json_arr_end(&j);
             cli_json_obj_end(&j);
         } else {
             printf("%-14s %s\n", name, files_for(name));

@@ -121,6 +121,10 @@ static int run(cli_args *a)
     int json = cli_flag(a, "json");
     cli_json j;
     int64_t total_macs = 0, total_params = qk_graph_param_count(g), total_const = 0;
+    int nw = 28; /* node names are printed whole (--exclude needs them) */
+    for (int k = 0; k < g->n_nodes; k++)
+        if (g->nodes[k].name && (int)strlen(g->nodes[k].name) > nw)
+            nw = (int)strlen(g->nodes[k].name);
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].kind == QK_VALUE_CONST)
             total_const += qk_tensor_numel(&g->values[i].t);
@@ -144,7 +148,7 @@ static int run(cli_args *a)
             printf("  input  %s %s %s%s\n", v->name, qk_dtype_name(v->t.dtype), sh,
                    v->dyn_batch ? " (dim 0 = batch)" : "");
         }
-        printf("\n%-4s %-28s %-20s %-18s %10s %12s\n", "#", "node", "op", "output (batch 1)", "params", "MACs");
+        printf("\n%-4s %-*s %-20s %-18s %10s %12s\n", "#", nw, "node", "op", "output (batch 1)", "params", "MACs");
     }
     for (int k = 0; k < g->n_nodes; k++) {
         const qk_node *n = &g->nodes[g->order[k]];
@@ -163,7 +167,7 @@ static int run(cli_args *a)
             cli_json_int(&j, "macs", m);
             cli_json_obj_end(&j);
         } else {
-            printf("%-4d %-28.28s %-20.20s %-18s %10lld %12lld\n", k, n->name, n->op_type, sh, (long long)p,
+            printf("%-4d %-*s %-20.20s %-18s %10lld %12lld\n", k, nw, n->name ? n->name : "", n->op_type, sh, (long long)p,
                    (long long)m);
         }
     }
@@ -199,10 +203,10 @@ static int run(cli_args *a)
             else
                 snprintf(gr, sizeof gr, "per tensor, zp %d", q.zp);
             if (q.channels > 1)
-                printf("  %-10s %-34.34s %-6s %4d %-18s %.4g..%.4g\n", q.kind, q.tensor, q.dtype, q.bits, gr, q.smin,
+                printf("  %-10s %-34s %-6s %4d %-18s %.4g..%.4g\n", q.kind, q.tensor, q.dtype, q.bits, gr, q.smin,
                        q.smax);
             else
-                printf("  %-10s %-34.34s %-6s %4d %-18s %.4g\n", q.kind, q.tensor, q.dtype, q.bits, gr, q.smin);
+                printf("  %-10s %-34s %-6s %4d %-18s %.4g\n", q.kind, q.tensor, q.dtype, q.bits, gr, q.smin);
         }
         nq++;
     }

@@ -5,6 +5,7 @@
 #include "qkit/onnx.h"
 #include "qkit/ptq.h"
 #include "qkit/analyze.h"
+#include "qkit/quant.h"
 #include "qkit/train.h"
 
 #include <math.h>
@@ -133,6 +134,54 @@ static int analyze_report(cli_args *a, qk_qmodel *m, const qk_dataset *test, qk_
     return rc;
 }
 
+/* DequantizeLinear nodes of g: one per quantizer the QDQ file holds. */
+static int dq_count(const qk_graph *g)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        n += qk_node_is(&g->nodes[i], "DequantizeLinear");
+    return n;
+}
+
+/* --dry-run: the plan as text, or with --json one object whose "plan" holds its lines. */
+static int dry_run(const qk_qmodel *m, const char *path, int json)
+{
+    if (!json) {
+        qk_ptq_print_plan(m, stdout);
+        return 0;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return -1;
+    qk_ptq_print_plan(m, f);
+    fclose(f);
+    qk_ptq_result r;
+    qk_ptq_result_get(m, &r);
+    cli_json j;
+    cli_json_begin(&j, stdout);
+    cli_json_str(&j, "model", path);
+    cli_json_str(&j, "backend", r.backend);
+    cli_json_int(&j, "wbits", r.wbits);
+    cli_json_int(&j, "abits", r.abits);
+    cli_json_str(&j, "w_observer", r.w_observer);
+    cli_json_str(&j, "a_observer", r.a_observer);
+    cli_json_int(&j, "quantizers", r.n_quantizers);
+    cli_json_int(&j, "weight_quantizers", r.n_weight_quantizers);
+    cli_json_int(&j, "activation_quantizers", r.n_act_quantizers);
+    cli_json_arr_begin(&j, "plan");
+    for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        if ((nl = strchr(line, '\n')))
+            *nl = 0;
+        cli_json_str(&j, NULL, line);
+    }
+    cli_json_arr_end(&j);
+    cli_json_end(&j);
+    free(buf);
+    return 0;
+}
+
 static int run(cli_args *a)
 {
     const char *path = cli_get(a, "model"), *bname = cli_get(a, "backend");
@@ -143,7 +192,7 @@ static int run(cli_args *a)
     long long wbits, abits, calib, flb, limit;
     if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
         cli_int(a, "calib", 512, 1, 1LL << 30, &calib) || cli_int(a, "first-last-bits", 0, 2, 16, &flb) ||
-        cli_int(a, "limit", 0, 0, 1LL << 40, &limit))
+        cli_int(a, "limit", 0, 1, 1LL << 40, &limit))
         return 2;
     qk_ptq_config c;
     qk_ptq_config_default(&c);
@@ -156,6 +205,22 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "%s", qk_last_error());
     c.a_observer = cli_get(a, "observer");
     c.w_observer = cli_get(a, "w-observer");
+    for (int k = 0; k < 2; k++) { /* options are checked before any long work */
+        const char *want = k ? c.w_observer : c.a_observer;
+        const char *const *names = qk_observer_names();
+        int found = !want;
+        for (int i = 0; names[i] && !found; i++)
+            found = strcmp(names[i], want) == 0;
+        if (!found) {
+            char list[512];
+            size_t n = 0;
+            list[0] = 0;
+            for (int i = 0; names[i] && n < sizeof list; i++)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
+            return cli_usage_error("ptq", "--%s '%s': unknown observer; valid: %s", k ? "w-observer" : "observer",
+                                   want, list);
+        }
+    }
     c.first_last_bits = (int)flb;
     c.per_tensor_weights = cli_flag(a, "per-tensor");
     c.bias_correct = cli_flag(a, "bias-correct");
@@ -211,6 +276,8 @@ static int run(cli_args *a)
     c.exclude = ex;
     int dry = cli_flag(a, "dry-run"), json = cli_flag(a, "json"), ok, rc = 1;
     const char *out = cli_get(a, "out");
+    if (out && !dry && cli_check_writable("ptq", "out", out))
+        return 2;
     qk_pool *pool = cli_pool(a, "ptq", &ok);
     if (!ok)
         return 2;
@@ -233,6 +300,13 @@ static int run(cli_args *a)
     }
     qk_norm norm = cd.norm;
     const char *dpath = cli_get(a, "data"), *cpath = cli_get(a, "calib-data");
+    for (int i = 0; i < c.n_exclude; i++)
+        if (qk_graph_find_node(g, c.exclude[i]) < 0) {
+            fprintf(stderr, "qkit ptq: --exclude '%s': no node of that name (`qkit info --model %s` lists them)\n",
+                    c.exclude[i], path);
+            rc = 2;
+            goto done;
+        }
     if (!dry) {
         qk_data_kind dk;
         if ((st = qk_data_kind_of(dpath, &dk)) != QK_OK)
@@ -283,8 +357,7 @@ static int run(cli_args *a)
         goto done;
     }
     if (dry) {
-        qk_ptq_print_plan(m, stdout);
-        rc = 0;
+        rc = dry_run(m, path, json) ? 1 : 0;
         goto done;
     }
     qk_progress pr;
@@ -321,6 +394,14 @@ static int run(cli_args *a)
         goto fail;
     qk_ptq_result r; /* what the library decided (the effective configuration) and its time */
     qk_ptq_result_get(m, &r);
+    /* quantizers with no QDQ form (16-bit, log code) stay float in the file: say so */
+    int in_file = out ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers;
+    if (out && in_file < r.n_quantizers)
+        fprintf(stderr, "qkit ptq: note: %d of the %d quantizers (%s) have no QDQ form in ONNX opset 13 and are "
+                "kept in float in %s%s; qkit's accuracy below simulates them, the file does not, and "
+                "`qkit export` refuses it\n", r.n_quantizers - in_file, r.n_quantizers,
+                r.abits > 8 ? "activations over 8 bits" : "logarithmic code", out,
+                r.abits > 8 ? "" : " (weights stored fake-quantized)");
     if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
@@ -342,6 +423,8 @@ static int run(cli_args *a)
         }
         cli_json_bool(&j, "cle", cli_flag(a, "cle") || cli_flag(a, "cle-relu6"));
         cli_json_int(&j, "quantizers", r.n_quantizers);
+        if (out)
+            cli_json_int(&j, "quantizers_in_file", in_file);
         if (!labelled) {
             cli_json_bool(&j, "labels", 0);
             cli_json_num(&j, "top1_agree", ag.top1);

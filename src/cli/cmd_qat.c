@@ -84,7 +84,7 @@ static int run(cli_args *a)
         cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
         cli_int(a, "calib", c.calib, 1, 1LL << 30, &calib) || cli_int(a, "epoch-steps", 0, 0, 1LL << 40, &esteps) ||
         cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
-        cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 0, 1LL << 40, &limit) ||
+        cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 1, 1LL << 40, &limit) ||
         cli_int(a, "bn-fold", -1, 0, 4, &bnf) || cli_int(a, "freeze-observer", 0, 1, 100000, &fobs) ||
         cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
         cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd))

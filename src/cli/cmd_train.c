@@ -132,6 +132,7 @@ static int run(cli_args *a)
         cli_json_str(&j, "model", out);
         cli_json_int(&j, "epochs", r.epochs_done);
         cli_json_int(&j, "steps", r.steps);
+        cli_json_bool(&j, "stopped_early", r.stopped_early);
         cli_json_num(&j, "train_loss", r.train_loss);
         cli_json_num(&j, "top1", r.test_top1);
         cli_json_num(&j, "images_per_s", r.images_per_s);
@@ -139,8 +140,13 @@ static int run(cli_args *a)
         cli_json_int(&j, "threads", qk_pool_threads(pool));
         cli_json_end(&j);
     } else {
-        printf("wrote %s: %d epochs, %lld steps, test top-1 %.2f%%, %.0f training images/s\n", out,
-               r.epochs_done, (long long)r.steps, 100 * r.test_top1, r.images_per_s);
+        if (r.stopped_early)
+            printf("wrote %s: %lld steps (stopped by --steps after %d complete epochs), test top-1 %.2f%%, "
+                   "%.0f training images/s\n", out, (long long)r.steps, r.epochs_done, 100 * r.test_top1,
+                   r.images_per_s);
+        else
+            printf("wrote %s: %d epochs, %lld steps, test top-1 %.2f%%, %.0f training images/s\n", out,
+                   r.epochs_done, (long long)r.steps, 100 * r.test_top1, r.images_per_s);
     }
     rc = 0;
 done:

@@ -1,5 +1,6 @@
 /* qkit: command-line entry point. Each subcommand lives in cmd_<name>.c. */
 #include "cli.h"
+#include "qkit/version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,12 +27,22 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[1], "help") == 0 && argc > 2) { /* qkit help CMD = qkit CMD --help */
+        for (int i = 0; commands[i]; i++)
+            if (strcmp(argv[2], commands[i]->name) == 0) {
+                cli_help(commands[i], stdout);
+                return 0;
+            }
+        fprintf(stderr, "qkit: unknown command '%s'\n\n", argv[2]);
+        usage(stderr);
+        return 2;
+    }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("qkit 0.1.0\n");
+        printf("qkit %s\n", qk_version()); /* the library's (qkit/version.h) */
         return 0;
     }
     for (int i = 0; commands[i]; i++) {

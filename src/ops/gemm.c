@@ -10,12 +10,15 @@
  * QKIT_SGEMM=dnnl|openblas|reference to the option.
  *
  * qk_sgemm is single-threaded: callers parallelize with qk_pool. Neither
- * library may start its own thread team: OpenBLAS gets
- * openblas_set_num_threads(1) once; oneDNN (OpenMP build) sizes its team
- * from the calling thread's OpenMP ICV, so every thread that calls qk_sgemm
- * sets omp_set_num_threads(1) for itself once. omp_set_num_threads is looked
- * up with dlsym (libgomp is loaded as libdnnl's dependency), so libqkit
- * needs no -fopenmp / -lgomp.
+ * library may start its own thread team, and the host program's settings
+ * must survive (libqkit runs inside other programs): oneDNN (OpenMP build)
+ * sizes its team from the calling thread's OpenMP ICV, so each call sets
+ * omp_set_num_threads(1) for its thread and puts the thread's value back
+ * before returning; OpenBLAS's thread count is process-wide, so it is 1
+ * only while some qk_sgemm call is inside cblas_sgemm (a count under a
+ * mutex) and the host's value is restored when the last one leaves.
+ * omp_{get,set}_num_threads are looked up with dlsym (libgomp is loaded as
+ * libdnnl's dependency), so libqkit needs no -fopenmp / -lgomp.
  *
  * beta == 0 follows BLAS: C is not read (NaN/garbage in C does not leak). */
 #include "qkit/ops.h"
@@ -35,13 +38,39 @@ static const char *const bk_names[] = { "dnnl", "dnnl", "openblas", "reference" 
 /* One-time setup of the libraries (no choice is stored here). */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 typedef void (*omp_set_fn)(int);
+typedef int (*omp_get_fn)(void);
 static omp_set_fn omp_set;
-static _Thread_local int thread_ready;
+static omp_get_fn omp_get;
 
 static void sgemm_init(void)
 {
-    openblas_set_num_threads(1);
     omp_set = (omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    omp_get = (omp_get_fn)dlsym(RTLD_DEFAULT, "omp_get_max_threads");
+    if (!omp_set || !omp_get)
+        omp_set = NULL, omp_get = NULL;
+}
+
+/* OpenBLAS at one thread while any qk_sgemm is inside it (see above). */
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_active, blas_saved;
+
+static void blas_enter(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    if (blas_active++ == 0) {
+        blas_saved = openblas_get_num_threads();
+        if (blas_saved != 1)
+            openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_mu);
+}
+
+static void blas_leave(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    if (--blas_active == 0 && blas_saved != 1)
+        openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_mu);
 }
 
 static qk_sgemm_kind resolve(qk_sgemm_kind k)
@@ -104,33 +133,30 @@ void qk_sgemm(qk_sgemm_kind kind, int transa, int transb, int64_t M, int64_t N, 
 {
     if (M <= 0 || N <= 0)
         return;
-    if (!thread_ready) {
-        pthread_once(&init_once, sgemm_init);
-        if (omp_set)
-            omp_set(1);
-        thread_ready = 1;
-    }
     if (K <= 0 || alpha == 0.0f) {
         sgemm_ref(transa, transb, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    switch (resolve(kind)) {
-    case QK_SGEMM_DNNL:
-        if (dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
-                       beta, C, ldc) == dnnl_success)
-            return;
-        break; /* argument error: fall back to the reference */
-    case QK_SGEMM_OPENBLAS:
-        if (M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
-            ldb <= INT32_MAX && ldc <= INT32_MAX) {
-            cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
-                        transb ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K,
-                        alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
-            return;
-        }
-        break;
-    default:
-        break;
+    pthread_once(&init_once, sgemm_init);
+    qk_sgemm_kind bk = resolve(kind);
+    int omp_prev = omp_get && bk != QK_SGEMM_REFERENCE ? omp_get() : 1;
+    if (omp_prev != 1)
+        omp_set(1);
+    int done = 0;
+    if (bk == QK_SGEMM_DNNL) {
+        done = dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) ==
+               dnnl_success; /* argument error: the reference below */
+    } else if (bk == QK_SGEMM_OPENBLAS && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX &&
+               lda <= INT32_MAX && ldb <= INT32_MAX && ldc <= INT32_MAX) {
+        blas_enter();
+        cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans,
+                    (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
+                    (blasint)ldc);
+        blas_leave();
+        done = 1;
     }
-    sgemm_ref(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (omp_prev != 1)
+        omp_set(omp_prev);
+    if (!done)
+        sgemm_ref(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

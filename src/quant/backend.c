@@ -41,8 +41,9 @@ static const qk_backend table[] = {
       .abits_max = 16, .abits_default = 8, .w_observer = "minmax", .a_observer = "minmax",
       .arith = QK_ARITH_GEMMLOWP },
     { .name = "tvm",
-      .summary = "power-of-two scales, per-tensor, symmetric int W and A, conv/fc + add/pool",
-      .weight = POT_SYM, .act = POT_SYM, .cover = QK_COVER_ADD_POOL, .add = QK_ADD_QUANT,
+      .summary = "power-of-two scales, per-tensor, symmetric int W and A, conv/fc + add/pool, activations "
+                 "rounded half up",
+      .weight = POT_SYM, .act = { .bits = 8, .is_signed = 1, .symmetric = 1, .pot = 1, .round = QK_ROUND_HALF_UP }, .cover = QK_COVER_ADD_POOL, .add = QK_ADD_QUANT,
       .concat = QK_CONCAT_REQUANT, .fold_bn = 1, .wbits_min = 2, .wbits_max = 8, .abits_min = 2,
       .abits_max = 8, .abits_default = 8, .w_observer = "pot-mse", .a_observer = "pot-mse",
       .arith = QK_ARITH_POT },

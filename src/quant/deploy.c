@@ -408,7 +408,12 @@ static qk_status scan(const qk_graph *g, qk_deploy_info **out)
             st = qk_error(QK_ERR_UNSUPPORTED, "QuantizeLinear '%s' is not followed by a DequantizeLinear",
                           node_label(&g->nodes[i]));
     }
-    if (st == QK_OK && info->n_sites == 0)
+    if (st == QK_OK && info->n_sites == 0 && qk_graph_get_meta(g, "qkit.quantized"))
+        st = qk_error(QK_ERR_UNSUPPORTED, "the model was quantized by qkit (backend %s) but none of its quantizers "
+                      "has a QDQ form (a logarithmic code or more than 8 bits): it simulates in qkit only and has "
+                      "no deploy files", qk_graph_get_meta(g, "qkit.backend") ? qk_graph_get_meta(g, "qkit.backend")
+                      : "?");
+    else if (st == QK_OK && info->n_sites == 0)
         st = qk_error(QK_ERR_ARG, "the model has no QuantizeLinear/DequantizeLinear quantizers: it is a float "
                       "model, not a QDQ model (write one with `qkit ptq`)");
     if (st == QK_OK && g->n_meta > 0) {

@@ -417,6 +417,15 @@ static qk_status export_impl(qk_graph *g, const char *src_path, const char *back
     int qlin = st == QK_OK && strcmp(b->name, "onnx-qlinear") == 0;
     if (trt)
         st = trt_check(info);
+    /* quantizers `qkit ptq` kept in float (16-bit activations, NNIE's log
+     * code: no opset-13 QDQ form) would be missing from every deploy file */
+    const char *fs = qk_graph_get_meta(g, "qkit.float_sites");
+    if (st == QK_OK && fs && atoi(fs) > 0)
+        st = qk_error(QK_ERR_UNSUPPORTED, "%d activation quantizers of this model (%s-bit, backend %s) have no QDQ "
+                      "form and were kept in float when it was written; the %s files would miss them, so nothing "
+                      "was exported", atoi(fs), qk_graph_get_meta(g, "qkit.abits") ? qk_graph_get_meta(g, "qkit.abits")
+                      : "?", qk_graph_get_meta(g, "qkit.backend") ? qk_graph_get_meta(g, "qkit.backend") : "?",
+                      b->name);
     res->backend = b;
     if (info) {
         res->n_weights = info->n_weights;
@@ -450,6 +459,11 @@ static qk_status export_impl(qk_graph *g, const char *src_path, const char *back
     }
     if (st == QK_OK && qlin) {
         st = qk_deploy_to_qlinear(g, &res->n_qlinear);
+        if (st == QK_OK && res->n_qlinear == 0)
+            st = qk_error(QK_ERR_UNSUPPORTED, "no layer of the model has a form QLinearConv/QLinearMatMul can take "
+                          "(x and y of one 8-bit type, a Relu only as the output's floor; the model's backend is "
+                          "%s): quantize it with `qkit ptq --backend onnx-qlinear`; nothing was exported",
+                          qk_graph_get_meta(g, "qkit.backend") ? qk_graph_get_meta(g, "qkit.backend") : "unknown");
         if (st == QK_OK) {
             infer_shapes(g);
             if (!(p = stage_file(&sg, "model_qlinear.onnx")))

@@ -555,6 +555,38 @@ static qk_status share_input_means(qk_qmodel *m)
     return QK_OK;
 }
 
+/* Power-of-two engines that add the bias in the accumulator (tvm: int32
+ * codes at s_x * s_w, what lowering computes) see the bias rounded to that
+ * grid: the float bias is set to that value, so the simulation (and the
+ * QDQ file) holds exactly what the engine adds. Profiles that fake-quantize
+ * the bias themselves (quant_bias) and the other arithmetics are left. */
+static void snap_bias(qk_qmodel *m)
+{
+    const qk_backend *b = m->cfg.backend;
+    if (b->arith != QK_ARITH_POT || b->quant_bias)
+        return;
+    qk_graph *g = m->g;
+    for (int li = 0; li < m->n_layers; li++) {
+        const qk_qlayer *L = &m->layers[li];
+        const qk_node *n = &g->nodes[L->node];
+        if (L->a_site < 0 || L->w_site < 0 || n->n_in < 3 || n->in[2] < 0)
+            continue;
+        qk_value *bv = &g->values[n->in[2]];
+        const qk_fq_rt *ra = &m->rt[L->a_site], *rw = &m->rt[L->w_site];
+        int64_t nb = qk_tensor_numel(&bv->t);
+        if (!qk_value_is_initializer(bv) || bv->t.dtype != QK_F32 || !bv->t.data || ra->n_ch != 1 ||
+            ra->via_quantizer || (rw->n_ch != 1 && rw->n_ch != nb))
+            continue;
+        float *p = qk_f32(&bv->t);
+        for (int64_t c = 0; c < nb; c++) {
+            double s = (double)ra->scale[0] * rw->scale[rw->n_ch == 1 ? 0 : c];
+            double q = nearbyint((double)p[c] / s);
+            if (s > 0 && fabs(q) < 16777216.0)
+                p[c] = (float)(q * s);
+        }
+    }
+}
+
 static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, qk_pool *pool,
                            qk_ptq_progress_fn progress, void *user)
 {
@@ -642,6 +674,7 @@ static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     }
     if ((st = qk_ptq_quantize_weights(m)) != QK_OK)
         goto done;
+    snap_bias(m);
     m->calibrated = 1;
 done:
     if (g->planned)

@@ -183,6 +183,12 @@ static qk_status set_meta(qk_qmodel *m, int float_sites)
     snprintf(buf, sizeof buf, "%d", float_sites);
     if (st == QK_OK)
         st = qk_graph_set_meta(g, "qkit.float_sites", buf);
+    /* QuantizeLinear is round-half-to-even in ONNX; a profile whose engine
+     * rounds otherwise (tvm, vitis: half up) says so here, and qkit's
+     * QuantizeLinear follows it (qdq_ops.c; ONNX Runtime reads the file with
+     * ties to even: an approximation) */
+    if (st == QK_OK && m->aq.round != QK_ROUND_HALF_EVEN)
+        st = qk_graph_set_meta(g, "qkit.rounding", qk_round_name(m->aq.round));
     return st;
 }
 

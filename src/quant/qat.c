@@ -246,7 +246,7 @@ static qk_status node_retype(qk_graph *g, int k, const char *op_type, int nin, c
     for (int i = 0; i < n_out; i++)
         if (no[i] >= 0)
             g->values[no[i]].producer = k;
-    qk_graph_unplan(g);
+    qk_graph_unplan(g); /* frees the plan's buffers (clearing `planned` alone leaked them) */
     qk_free(g->order);
     g->order = NULL;
     return QK_OK;

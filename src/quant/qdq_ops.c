@@ -4,7 +4,10 @@
  *     y = saturate(RNE(x / y_scale) + y_zero_point): float32 division as in
  *     the ONNX reference and ONNX Runtime, ties to even, saturation to the
  *     output type; y's type is y_zero_point's (uint8 when absent). NaN -> the
- *     zero point.
+ *     zero point. A graph whose metadata "qkit.rounding" names another
+ *     rounding (half_up: the QDQ files qkit writes for tvm and vitis, whose
+ *     engines round half up) rounds so instead: qkit's reading of its own
+ *     files; other ONNX readers round ties to even (an approximation).
  *   DequantizeLinear(x: uint8|int8|int32, x_scale: float32, x_zero_point?)
  *     y = float32(x - x_zero_point) * x_scale; int32 x needs a zero point of
  *     0 (or none).
@@ -126,7 +129,22 @@ typedef struct qdq_job {
     const int32_t *zp; /* ch entries */
     int64_t ch, inner, n;
     int vec; /* AVX-512 runs (qdq_run__avx512.c) */
+    qk_round round; /* QuantizeLinear: ties to even, or the graph's "qkit.rounding" */
 } qdq_job;
+
+/* The rounding of QuantizeLinear in g: ONNX's ties to even unless the graph
+ * (a QDQ file qkit wrote for an engine that rounds otherwise) names another
+ * in its metadata "qkit.rounding" (half_up, half_away). */
+static qk_round qdq_rounding(const qk_graph *g)
+{
+    qk_round r = QK_ROUND_HALF_EVEN;
+    const char *m = qk_graph_get_meta(g, "qkit.rounding");
+    if (m && qk_round_parse(m, &r) != QK_OK) {
+        qk_clear_error();
+        r = QK_ROUND_HALF_EVEN;
+    }
+    return r;
+}
 
 /* Round half to even of |v| < 2^22 in the default rounding mode: equal to
  * qk_round_f(v, QK_ROUND_HALF_EVEN) there, and a plain add the compiler can
@@ -190,6 +208,21 @@ static void q_task(void *ctx, int64_t t, int w)
         int64_t c = qdq_run(j, i0, hi, &i1);
         float sc = j->scale[c];
         int32_t z = j->zp[c];
+        if (j->round != QK_ROUND_HALF_EVEN) {
+            for (int64_t i = i0; i < i1; i++) {
+                float v = x[i] / sc;
+                float t = v < (float)(qn - z - 1) ? (float)(qn - z - 1) : v;
+                t = t > (float)(qp - z + 1) ? (float)(qp - z + 1) : t;
+                t = v == v ? t : 0.0f;
+                int32_t r = (int32_t)qk_round_f(t, j->round) + z;
+                r = r < qn ? qn : r > qp ? qp : r;
+                if (j->yt == QK_U8)
+                    ((uint8_t *)j->y)[i] = (uint8_t)r;
+                else
+                    ((int8_t *)j->y)[i] = (int8_t)r;
+            }
+            continue;
+        }
         if (j->vec) {
             qk_q_run__avx512(x + i0, i1 - i0, sc, z, j->yt == QK_U8, (uint8_t *)j->y + i0);
             continue;
@@ -268,7 +301,8 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
         zp[c] = z;
     }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
-                  qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512) };
+                  qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512),
+                  st->quantize ? qdq_rounding(g) : QK_ROUND_HALF_EVEN };
     int64_t ntask = (j.n + QDQ_GRAIN - 1) / QDQ_GRAIN;
     qk_task_fn fn = st->quantize ? q_task : dq_task;
     if (ntask == 1 || !ex->pool) {
