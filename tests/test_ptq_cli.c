@@ -15,29 +15,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 static char tmp[256];
 
 /* An IDX file of n 28x28 images (pseudo-random pixels) or n labels. */
-static void write_idx(const char *path, int images, int n)
-{
-    size_t hdr = images ? 16 : 8, body = images ? (size_t)n * 784 : (size_t)n;
-    unsigned char *b = calloc(1, hdr + body);
-    b[2] = 8;
-    b[3] = images ? 3 : 1;
-    b[4] = (unsigned char)(n >> 24), b[5] = (unsigned char)(n >> 16), b[6] = (unsigned char)(n >> 8);
-    b[7] = (unsigned char)n;
-    if (images)
-        b[11] = 28, b[15] = 28;
-    for (size_t i = 0; i < body; i++)
-        b[hdr + i] = images ? (unsigned char)((i * 7919) % 251) : (unsigned char)(i % 10);
-    gzFile f = gzopen(path, "wb");
-    gzwrite(f, b, (unsigned)(hdr + body));
-    gzclose(f);
-    free(b);
-}
-
 int main(void)
 {
     if (!cli_fx_init()) {
@@ -49,12 +30,7 @@ int main(void)
     char data[400], model[400], qdq[400], p[600];
     snprintf(data, sizeof data, "%s/data", tmp);
     mkdir(data, 0755);
-    static const char *const files[4] = { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" };
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", data, files[i]);
-        write_idx(p, !(i & 1), i < 2 ? 200 : 64);
-    }
+    cli_fx_tiny_mnist(data, 200, 64);
     snprintf(model, sizeof model, "%s/resnet8.onnx", tmp);
     qk_graph *g;
     QT_OK(qk_zoo_build("resnet8", 5, &g));
