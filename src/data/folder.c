@@ -78,9 +78,10 @@ static qk_status list_dir(const char *dir, strlist *dirs, strlist *files)
             st = sl_push(files, e->d_name, NULL);
     }
     closedir(d);
-    if (dirs)
+    if (dirs && dirs->n > 1) /* qsort of an empty list: v may be NULL */
         qsort(dirs->v, (size_t)dirs->n, sizeof *dirs->v, cmp_str);
-    qsort(files->v, (size_t)files->n, sizeof *files->v, cmp_str);
+    if (files->n > 1)
+        qsort(files->v, (size_t)files->n, sizeof *files->v, cmp_str);
     return st;
 }
 
