@@ -79,7 +79,8 @@ static qk_status list_pb(const char *dir, char ***out, int64_t *n)
         qk_free(v);
         return st;
     }
-    qsort(v, (size_t)cnt, sizeof *v, cmp_str);
+    if (cnt > 1) /* qsort of an empty list: v may be NULL */
+        qsort(v, (size_t)cnt, sizeof *v, cmp_str);
     *out = v;
     *n = cnt;
     return QK_OK;
