@@ -85,7 +85,9 @@ static qk_status pool_after_quant(qk_graph *g)
 {
     int nn = g->n_nodes, moved = 0;
     qk_status st = QK_OK;
-    uint8_t *rm = qk_calloc((size_t)nn + 1, 1);
+    /* one flag per node, the QkPool nodes this pass adds (at most one per
+     * original node) included: qk_graph_remove_nodes reads g->n_nodes flags */
+    uint8_t *rm = qk_calloc((size_t)nn * 2 + 1, 1);
     int *ncons = qk_calloc((size_t)g->n_values + 1, sizeof(int));
     if (!rm || !ncons) {
         st = qk_error(QK_ERR_NOMEM, "lower fuse: out of memory");
