@@ -6,6 +6,7 @@
 # crash, sanitizer report, leak, timeout or out-of-memory; the reproducer
 # and the log are kept in $QKIT_FUZZ_OUT (default build-fuzz/runs/<name>/).
 #   tools/fuzz.sh [SECONDS] [NAME...]     e.g. tools/fuzz.sh 600 onnx qdq
+#   QKIT_FUZZ_SEED=N      libFuzzer seed (default 1: the test command's smoke is reproducible)
 # QKIT_FUZZ_JOBS=N runs N harnesses at once (default 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ run_one() {
   [ -d "fuzz/corpus/$n" ] && cp -r "fuzz/corpus/$n/." "$out/corpus/"
   local dict=()
   [ -f "fuzz/$n.dict" ] && dict=(-dict="fuzz/$n.dict")
-  "$bin" "$out/corpus" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  "$bin" "$out/corpus" "${dict[@]}" -seed="${QKIT_FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$(max_len "$n")" -print_final_stats=1 -artifact_prefix="$out/" >"$out/log" 2>&1
   local rc=$?
   local execs rate

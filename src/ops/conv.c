@@ -186,7 +186,7 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
     return QK_OK;
 }
 
-static int64_t conv_parts(int64_t N) { return N < CONV_PARTS ? N : CONV_PARTS; }
+static int64_t conv_parts(int64_t N) { return N < 1 ? 1 : N < CONV_PARTS ? N : CONV_PARTS; } /* >= 1: N may be 0 */
 
 /* Backward dW of the GEMM paths: the samples of a part go through the
  * weight-gradient GEMM DW_COLS output positions at a time (at least one
