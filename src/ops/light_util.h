@@ -62,8 +62,9 @@ static inline int qk_lt_axis(int64_t axis, int r, int inclusive)
 static inline int64_t qk_lt_prod(const int64_t *d, int lo, int hi)
 {
     int64_t p = 1;
-    for (int i = lo; i < hi; i++)
-        p *= d[i];
+    for (int i = lo; i < hi; i++) /* saturates instead of overflowing; plan limits reject such shapes */
+        if (__builtin_mul_overflow(p, d[i], &p))
+            return INT64_MAX;
     return p;
 }
 
