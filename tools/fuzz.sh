@@ -6,13 +6,26 @@
 # crash, sanitizer report, leak, timeout or out-of-memory; the reproducer
 # and the log are kept in $QKIT_FUZZ_OUT (default build-fuzz/runs/<name>/).
 #   tools/fuzz.sh [SECONDS] [NAME...]     e.g. tools/fuzz.sh 600 onnx qdq
-#   QKIT_FUZZ_SEED=N      libFuzzer seed (default 1: the test command's smoke is reproducible)
+#   tools/fuzz.sh --runs N [NAME...]      replays the corpus, then N - corpus
+#                                         mutated inputs; with the fixed seed this
+#                                         is the same inputs every time (the test
+#                                         command's smoke)
+#   QKIT_FUZZ_SEED=N      libFuzzer seed (default 1)
 # QKIT_FUZZ_JOBS=N runs N harnesses at once (default 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-30}
-shift || true
-case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number (got '$secs')" >&2; exit 2 ;; esac
+runs=
+if [ "${1:-}" = --runs ]; then
+  runs=${2:-}
+  shift 2 || true
+  case "$runs" in ''|*[!0-9]*) echo "fuzz.sh: --runs needs a number (got '$runs')" >&2; exit 2 ;; esac
+  limit=(-runs="$runs")
+else
+  secs=${1:-30}
+  shift || true
+  case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number (got '$secs')" >&2; exit 2 ;; esac
+  limit=(-max_total_time="$secs")
+fi
 if ! command -v clang >/dev/null; then
   echo "fuzz.sh: clang is needed (apt-get install clang)" >&2
   exit 2
@@ -43,7 +56,7 @@ run_one() {
   [ -d "fuzz/corpus/$n" ] && cp -r "fuzz/corpus/$n/." "$out/corpus/"
   local dict=()
   [ -f "fuzz/$n.dict" ] && dict=(-dict="fuzz/$n.dict")
-  "$bin" "$out/corpus" "${dict[@]}" -seed="${QKIT_FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  "$bin" "$out/corpus" "${dict[@]}" -seed="${QKIT_FUZZ_SEED:-1}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$(max_len "$n")" -print_final_stats=1 -artifact_prefix="$out/" >"$out/log" 2>&1
   local rc=$?
   local execs rate
@@ -55,7 +68,9 @@ run_one() {
     grep -m3 -E 'ERROR|runtime error|SUMMARY' "$out/log" | sed 's/^/    /'
     return 1
   fi
-  echo "ok   fuzz_$n: ${execs:-?} runs in ${secs}s (${rate:-?}/s)"
+  local cov
+  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$out/log" | tail -1)
+  echo "ok   fuzz_$n: ${execs:-?} runs (${rate:-?}/s; $cov)"
 }
 jobs=${QKIT_FUZZ_JOBS:-1}
 if [ "$jobs" -le 1 ]; then

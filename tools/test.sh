@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, build, run the test
 # suite, then run it again under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then a 30 s libFuzzer smoke of every harness in fuzz/ (tools/fuzz.sh; needs
-# clang, which --test installs). QKIT_SKIP_SAN=1 / QKIT_SKIP_FUZZ=1 skip those
+# then a libFuzzer smoke of every harness in fuzz/: the committed corpus
+# replayed and mutated to 30000 inputs with a fixed seed (tools/fuzz.sh --runs;
+# needs clang, which --test installs). Longer campaigns: tools/fuzz.sh SECONDS. QKIT_SKIP_SAN=1 / QKIT_SKIP_FUZZ=1 skip those
 # two stages for quick local runs; CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,8 @@ if [ "${QKIT_SKIP_SAN:-0}" != 1 ]; then
 fi
 if [ "${QKIT_SKIP_FUZZ:-0}" != 1 ]; then
   if command -v clang >/dev/null; then
-    echo "== fuzz smoke (tools/fuzz.sh 30) =="
-    bash tools/fuzz.sh 30
+    echo "== fuzz smoke (tools/fuzz.sh --runs 30000) =="
+    bash tools/fuzz.sh --runs 30000
   else
     echo "== fuzz smoke skipped: clang not installed ==" >&2
   fi

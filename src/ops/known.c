@@ -62,6 +62,8 @@ double qk_known_at(const qk_tensor *t, int64_t i)
 static qk_status known_vec(const qk_graph *g, const qk_value *v, const char *what, int max, int *n, int ints,
                            const qk_tensor **out)
 {
+    if (!v)
+        return qk_error(QK_ERR_FORMAT, "%s input is missing", what);
     const qk_tensor *t = qk_known(g, v);
     if (!t)
         return qk_error(QK_ERR_UNSUPPORTED, "%s input '%s' must be known when shapes are planned (an "

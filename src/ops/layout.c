@@ -308,6 +308,10 @@ static qk_status slice_map(qk_graph *g, qk_node *n, const qk_tensor *a, lmap *m,
         int64_t dim = a->dims[ax], s = starts[k], e = ends[k], t = steps[k];
         if (t == 0)
             return qk_error(QK_ERR_ARG, "step 0 on axis %d", ax);
+        /* A step longer than the axis selects at most one element: clamp it so
+         * the count and the strides below cannot overflow. */
+        int64_t tmax = dim > 1 ? dim : 1;
+        t = t > tmax ? tmax : t < -tmax ? -tmax : t;
         if (s < 0)
             s += dim;
         if (e < 0)
