@@ -141,12 +141,17 @@ typedef struct qk_data_opts {
     int64_t limit;      /* > 0: load at most this many images (in order) */
 } qk_data_opts;
 
+/* The most pixels one image may have, decoded or after resizing (Pillow's
+ * decompression-bomb limit): a larger one is QK_ERR_FORMAT before anything
+ * is allocated. */
+#define QK_IMAGE_MAX_PIXELS 178956970LL
+
 /* Decode one PNG or JPEG file (libpng / libjpeg-turbo; the type is taken
  * from the file's signature) into *pix, a qk_malloc'ed [h, w, c] uint8
  * array (interleaved, c = 1 or 3; alpha dropped, 16-bit reduced to 8,
  * palettes expanded), converted to want_c channels when want_c is 1 or 3.
  * Errors: QK_ERR_IO (unreadable), QK_ERR_FORMAT (not PNG/JPEG, corrupt or
- * truncated: the message names the file). */
+ * truncated, more than QK_IMAGE_MAX_PIXELS: the message names the file). */
 qk_status qk_image_decode(const char *path, int want_c, uint8_t **pix, int *c, int *h, int *w);
 /* Resize an interleaved [h, w, c] uint8 image to [oh, ow, c] the way
  * Pillow's Image.resize(BILINEAR) does (triangle filter widened by the

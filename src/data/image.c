@@ -58,6 +58,12 @@ static qk_status decode_jpeg(const char *path, FILE *f, uint8_t **pix, int *c, i
     jpeg_create_decompress(&ci);
     jpeg_stdio_src(&ci, f);
     jpeg_read_header(&ci, TRUE);
+    if ((long long)ci.image_width * ci.image_height > QK_IMAGE_MAX_PIXELS) {
+        unsigned iw = ci.image_width, ih = ci.image_height;
+        jpeg_destroy_decompress(&ci);
+        return qk_error(QK_ERR_FORMAT, "%s: a JPEG of %ux%u pixels, more than the %lld allowed", path, iw, ih,
+                        QK_IMAGE_MAX_PIXELS);
+    }
     ci.out_color_space = ci.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&ci);
     int C = ci.output_components, W = (int)ci.output_width, H = (int)ci.output_height;
@@ -119,6 +125,12 @@ static qk_status decode_png(const char *path, FILE *f, uint8_t **pix, int *c, in
     }
     png_init_io(p, f);
     png_read_info(p, info);
+    if ((long long)png_get_image_width(p, info) * png_get_image_height(p, info) > QK_IMAGE_MAX_PIXELS) {
+        unsigned iw = png_get_image_width(p, info), ih = png_get_image_height(p, info);
+        png_destroy_read_struct(&p, &info, NULL);
+        return qk_error(QK_ERR_FORMAT, "%s: a PNG of %ux%u pixels, more than the %lld allowed", path, iw, ih,
+                        QK_IMAGE_MAX_PIXELS);
+    }
     int ct = png_get_color_type(p, info), bd = png_get_bit_depth(p, info);
     if (bd == 16)
         png_set_strip_16(p);
@@ -376,6 +388,12 @@ qk_status qk_image_load(const char *path, const qk_data_opts *o, uint8_t **chw, 
         return st;
     int resize = o ? o->resize : 0, crop = o ? o->crop : 0, rh = H, rw = W;
     if (resize > 0) {
+        double lo = H < W ? H : W, hi = H < W ? W : H;
+        if ((double)resize * resize * (hi / lo) > (double)QK_IMAGE_MAX_PIXELS) {
+            qk_free(pix);
+            return qk_error(QK_ERR_FORMAT, "%s: resizing %dx%d to a shorter side of %d gives more than %lld pixels",
+                            path, W, H, resize, QK_IMAGE_MAX_PIXELS);
+        }
         qk_image_out_size(H, W, resize, 0, &rh, &rw);
         if (rh != H || rw != W) {
             if (!(rs = qk_malloc((size_t)rh * rw * C))) {
@@ -390,6 +408,10 @@ qk_status qk_image_load(const char *path, const qk_data_opts *o, uint8_t **chw, 
             qk_free(pix);
             pix = rs;
         }
+    }
+    if ((double)crop * crop > (double)QK_IMAGE_MAX_PIXELS) {
+        qk_free(pix);
+        return qk_error(QK_ERR_FORMAT, "%s: a crop of %d gives more than %lld pixels", path, crop, QK_IMAGE_MAX_PIXELS);
     }
     int oh = crop > 0 ? crop : rh, ow = crop > 0 ? crop : rw;
     int top = crop > 0 ? crop_off(rh, crop) : 0, left = crop > 0 ? crop_off(rw, crop) : 0;

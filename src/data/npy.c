@@ -57,10 +57,11 @@ static qk_status parse_header(const char *path, const char *hdr, char descr[16],
         long long v = strtoll(s, &end, 10);
         if (end == s || v < 0 || *ndim >= 8)
             return qk_error(QK_ERR_FORMAT, "%s: bad shape in the .npy header: %.120s", path, hdr);
+        const int64_t cap = (int64_t)1 << 40;
+        if (v > cap || (*numel > 0 && v > cap / *numel))
+            return qk_error(QK_ERR_FORMAT, "%s: implausibly large shape (more than 2^40 elements)", path);
         dims[(*ndim)++] = v;
         *numel *= v;
-        if (*numel > ((int64_t)1 << 40))
-            return qk_error(QK_ERR_FORMAT, "%s: implausibly large shape", path);
         s = end;
     }
     return QK_OK;
@@ -118,6 +119,16 @@ qk_status qk_npy_read(const char *path, char descr[16], int *ndim, int64_t dims[
         goto done;
     }
     size_t bytes = (size_t)numel * es;
+    long here = ftell(f);
+    if (here >= 0 && fseek(f, 0, SEEK_END) == 0) { /* the data must be there before it is allocated */
+        long end = ftell(f);
+        if (end >= here && (size_t)(end - here) < bytes) {
+            st = qk_error(QK_ERR_FORMAT, "%s: truncated: the header announces %zu data bytes, %ld present", path,
+                          bytes, end - here);
+            goto done;
+        }
+        fseek(f, here, SEEK_SET);
+    }
     if (!(*data = qk_malloc(bytes ? bytes : 1))) {
         st = qk_error(QK_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, bytes);
         goto done;

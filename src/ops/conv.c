@@ -211,7 +211,7 @@ static int64_t fwd_batch(const conv_state *s, int64_t osz)
 {
     int64_t nb = DW_COLS / (osz > 0 ? osz : 1);
     nb = nb < 1 ? 1 : nb;
-    return nb < s->N ? nb : s->N;
+    return nb < s->N ? nb : s->N > 0 ? s->N : 1; /* at least 1: callers divide by it */
 }
 
 /* FLAT backward: samples per dW GEMM batch (from the shapes only). */
