@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static char g_dir[64];
 
@@ -285,6 +286,68 @@ static void test_npy(void)
     fwrite("\x93NUMPY\x01\x00", 1, 8, f);
     fclose(f);
     QT_CHECK(qk_dataset_load_npy(P("short.npy"), NULL, &ds) == QK_ERR_FORMAT, "npy truncated header");
+    /* absurd shapes: refused before anything that size is allocated */
+    static const char *const shapes[] = { "(4, 9223372036854775807)", "(1099511627777,)", "(100000000,)" };
+    for (int i = 0; i < 3; i++) {
+        char hdr[128];
+        int k = snprintf(hdr, sizeof hdr, "{'descr': '|u1', 'fortran_order': False, 'shape': %s, }\n", shapes[i]);
+        f = fopen(P("huge.npy"), "wb");
+        fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+        fputc(k & 255, f);
+        fputc(k >> 8, f);
+        fwrite(hdr, 1, (size_t)k, f);
+        fwrite("abcd", 1, 4, f);
+        fclose(f);
+        QT_CHECK(qk_dataset_load_npy(P("huge.npy"), NULL, &ds) == QK_ERR_FORMAT &&
+                     strstr(qk_last_error(), i < 2 ? "implausibly large" : "4 present"),
+                 "npy shape %s: %s", shapes[i], qk_last_error());
+    }
+}
+
+/* A PNG that announces w x h pixels (signature, IHDR, an empty IDAT). */
+static void write_png_header(const char *path, uint32_t w, uint32_t h)
+{
+    uint8_t ch[17] = { 'I', 'H', 'D', 'R' };
+    for (int i = 0; i < 4; i++) {
+        ch[4 + i] = (uint8_t)(w >> (24 - 8 * i));
+        ch[8 + i] = (uint8_t)(h >> (24 - 8 * i));
+    }
+    ch[12] = 8; /* bit depth */
+    ch[13] = 2; /* RGB */
+    uLong crc = crc32(0L, ch, 17);
+    uint8_t len[4] = { 0, 0, 0, 13 }, c4[4] = { (uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
+                                                (uint8_t)crc };
+    FILE *f = fopen(path, "wb");
+    fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+    fwrite(len, 1, 4, f);
+    fwrite(ch, 1, 17, f);
+    fwrite(c4, 1, 4, f);
+    /* an empty IDAT chunk: libpng reads the header up to the image data */
+    static const uint8_t idat[12] = { 0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E };
+    fwrite(idat, 1, 12, f);
+    fclose(f);
+}
+
+static void test_image_limits(void)
+{
+    uint8_t *pix = NULL;
+    int c, h, w;
+    write_png_header(P("bomb.png"), 200000, 200000);
+    QT_CHECK(qk_image_decode(P("bomb.png"), 0, &pix, &c, &h, &w) == QK_ERR_FORMAT && !pix &&
+                 strstr(qk_last_error(), "200000x200000") && strstr(qk_last_error(), "bomb.png"),
+             "decompression bomb: %s", qk_last_error());
+    /* a valid header of a modest size, data missing: an error, not a crash */
+    write_png_header(P("nodata.png"), 64, 64);
+    QT_CHECK(qk_image_decode(P("nodata.png"), 0, &pix, &c, &h, &w) == QK_ERR_FORMAT && !pix,
+             "PNG without data: %s", qk_last_error());
+    /* resizing a thin image to a huge shorter side */
+    uint8_t px[3 * 1 * 400] = { 0 };
+    write_png(P("thin.png"), 400, 1, 3, px);
+    qk_data_opts o = { .resize = 30000 };
+    uint8_t *chw = NULL;
+    QT_CHECK(qk_image_load(P("thin.png"), &o, &chw, &c, &h, &w) == QK_ERR_FORMAT && !chw &&
+                 strstr(qk_last_error(), "thin.png"),
+             "resize past the pixel limit: %s", qk_last_error());
 }
 
 static void test_pb(void)
@@ -436,6 +499,7 @@ int main(void)
     test_resize_pil();
     test_folder(pool);
     test_npy();
+    test_image_limits();
     test_pb();
     test_meta();
     test_agreement(pool);
