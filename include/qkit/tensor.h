@@ -34,11 +34,12 @@ typedef struct qk_tensor {
 
 size_t qk_dtype_size(qk_dtype dt);      /* 0 for unknown */
 const char *qk_dtype_name(qk_dtype dt); /* "float32", "int8", ... */
+/* Elements (0 when a dimension is <= 0; saturates at INT64_MAX). */
 int64_t qk_tensor_numel(const qk_tensor *t);
 /* Element i of an integer tensor (uint8, int8, int16, int32, int64) as int64;
  * 0 for float32. The caller checks i < numel and t->data != NULL. */
 int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i);
-size_t qk_tensor_bytes(const qk_tensor *t);
+size_t qk_tensor_bytes(const qk_tensor *t); /* numel x element size; saturates at SIZE_MAX */
 /* Bytes of a tensor of dtype dt and shape dims[ndim] into *bytes, computed
  * without overflow: 0 when the product of the dimensions (negative ones
  * count as 0) times the element size does not fit in int64 (*bytes = 0). */

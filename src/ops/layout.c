@@ -495,7 +495,8 @@ static qk_status tile_infer(qk_graph *g, qk_node *n)
     for (int i = 0; i < a->ndim; i++) {
         if (rep[i] < 0)
             return qk_error(QK_ERR_ARG, "repeats entry %d is negative", i);
-        d[i] = a->dims[i] * rep[i];
+        if (__builtin_mul_overflow(a->dims[i], rep[i], &d[i]))
+            return qk_error(QK_ERR_ARG, "repeats entry %d (%lld) overflows the axis size", i, (long long)rep[i]);
         m->dims[i] = d[i];
         m->st[i] = ist[i];
         m->mod[i] = a->dims[i] ? a->dims[i] : 1;

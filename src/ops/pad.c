@@ -94,7 +94,10 @@ static qk_status pad_infer(qk_graph *g, qk_node *n)
     }
     for (int i = 0; i < r; i++) {
         s->in_d[i] = a->dims[i];
-        s->out_d[i] = a->dims[i] + s->b[i] + e[i];
+        if (__builtin_add_overflow(a->dims[i], s->b[i], &s->out_d[i]) ||
+            __builtin_add_overflow(s->out_d[i], e[i], &s->out_d[i]))
+            return qk_error(QK_ERR_ARG, "pads of axis %d (%lld, %lld) overflow", i, (long long)s->b[i],
+                            (long long)e[i]);
         if (s->out_d[i] < 0)
             return qk_error(QK_ERR_ARG, "pads make axis %d negative", i);
         if (s->mode != PAD_CONST && s->out_d[i] > 0 && a->dims[i] == 0)

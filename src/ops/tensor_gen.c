@@ -19,6 +19,10 @@
 
 #include <math.h>
 
+/* Range outputs longer than this are refused (no model needs them; the
+ * element count must stay far from overflowing the shape arithmetic). */
+#define RANGE_MAX 1099511627776.0 /* 2^40 */
+
 typedef struct gen_state {
     qk_kv_state kv; /* first member (known.h) */
     qk_dtype to;
@@ -253,6 +257,8 @@ static qk_status range_infer(qk_graph *g, qk_node *n)
     static const char *what[3] = { "start", "limit", "delta" };
     for (int i = 0; i < 3; i++) {
         const qk_value *v = qk_in(g, n, i);
+        if (!v)
+            return qk_error(QK_ERR_FORMAT, "the %s input is missing", what[i]);
         k[i] = qk_known(g, v);
         if (!k[i])
             return qk_error(QK_ERR_UNSUPPORTED, "%s input '%s' must be known when shapes are planned", what[i],
@@ -266,13 +272,19 @@ static qk_status range_infer(qk_graph *g, qk_node *n)
         if (d == 0)
             return qk_error(QK_ERR_ARG, "delta is 0");
         double c = ceil((b - a) / d);
+        if (c > RANGE_MAX)
+            return qk_error(QK_ERR_ARG, "a range of %g elements (start %g, limit %g, delta %g) is too large", c, a, b,
+                            d);
         ne = c > 0 ? (int64_t)c : 0;
     } else {
         int64_t a = qk_tensor_int_at(k[0], 0), b = qk_tensor_int_at(k[1], 0), d = qk_tensor_int_at(k[2], 0);
         if (d == 0)
             return qk_error(QK_ERR_ARG, "delta is 0");
-        int64_t c = d > 0 ? (b - a + d - 1) / d : (a - b - d - 1) / -d;
-        ne = c > 0 ? c : 0;
+        __int128 w = (__int128)b - a, c = d > 0 ? (w + d - 1) / d : (-w - d - 1) / -(__int128)d;
+        if (c > (__int128)RANGE_MAX)
+            return qk_error(QK_ERR_ARG, "a range from %lld to %lld by %lld is too large", (long long)a, (long long)b,
+                            (long long)d);
+        ne = c > 0 ? (int64_t)c : 0;
     }
     qk_tensor *y = &qk_out(g, n, 0)->t;
     qk_tensor_set_shape(y, k[0]->dtype, 1, &ne);

@@ -32,7 +32,11 @@ int64_t qk_tensor_numel(const qk_tensor *t)
 {
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++)
-        n *= t->dims[i] < 0 ? 0 : t->dims[i];
+        if (t->dims[i] <= 0)
+            return 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (__builtin_mul_overflow(n, t->dims[i], &n))
+            return INT64_MAX; /* saturates; the planner's size limits refuse such a shape */
     return n;
 }
 
@@ -49,7 +53,13 @@ int64_t qk_tensor_int_at(const qk_tensor *t, int64_t i)
     return 0;
 }
 
-size_t qk_tensor_bytes(const qk_tensor *t) { return (size_t)qk_tensor_numel(t) * qk_dtype_size(t->dtype); }
+size_t qk_tensor_bytes(const qk_tensor *t)
+{
+    size_t b;
+    if (__builtin_mul_overflow((size_t)qk_tensor_numel(t), qk_dtype_size(t->dtype), &b))
+        return SIZE_MAX;
+    return b;
+}
 
 int qk_shape_bytes(qk_dtype dt, int ndim, const int64_t *dims, size_t *bytes)
 {
