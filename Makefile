@@ -7,6 +7,7 @@
 # is the x86-64 baseline: none); dispatch picks them at run time from CPU
 # features, so the binary runs on any x86-64.
 
+.DEFAULT_GOAL := all
 CC ?= gcc
 PREFIX ?= /usr/local
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto

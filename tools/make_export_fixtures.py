@@ -14,6 +14,11 @@ three ways with torch.onnx.export:
                              (the Shape -> Gather -> Unsqueeze -> Concat ->
                              Reshape chain stays in the graph)
     <out>/tiny_op11.onnx     opset 11, dynamic batch
+    <out>/shared_params.onnx a conv net whose three BatchNorms (and two convs)
+                             hold equal values, exported with the defaults:
+                             the folded parameters are shared through Identity
+                             nodes, the batch is fixed at 1 (what quantization
+                             of such exports must handle)
 and the data:
     <out>/input_b1.pb, output_b1.pb   batch 1 ("x" [1,3,8,8] -> "y" [1,5])
     <out>/input_b3.pb, output_b3.pb   batch 3 (the fixed-batch export is
@@ -51,6 +56,36 @@ class Tiny(nn.Module):
         return z + 0.1 * torch.sqrt(torch.abs(z) + 1.0)
 
 
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c3, self.b3 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = F.relu(self.b1(self.c1(x)))
+        y = F.relu(self.b2(self.c2(x)))
+        x = F.relu(self.b3(self.c3(y)) + x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def export_shared(out):
+    torch.manual_seed(0)
+    m = Shared().eval()
+    with torch.no_grad():
+        for b in (m.b1, m.b2, m.b3):
+            b.running_mean.fill_(0.1)
+            b.running_var.fill_(2.0)
+            b.weight.fill_(1.5)
+            b.bias.fill_(0.2)
+        m.c3.weight.copy_(m.c2.weight)
+        m.c3.bias.copy_(m.c2.bias)
+    torch.onnx.export(m, (torch.randn(1, 3, 12, 12),), os.path.join(out, "shared_params.onnx"),
+                      input_names=["x"], output_names=["y"])
+
+
 def save(t, name, path):
     with open(path, "wb") as f:
         f.write(numpy_helper.from_array(t.detach().numpy(), name).SerializeToString())
@@ -79,6 +114,7 @@ def main():
     torch.onnx.export(m, (x1,), os.path.join(out, "tiny_op14.onnx"), **kw)
     torch.onnx.export(m, (x1,), os.path.join(out, "tiny_op17.onnx"), opset_version=17, **kw, **dyn)
     torch.onnx.export(m, (x1,), os.path.join(out, "tiny_op11.onnx"), opset_version=11, **kw, **dyn)
+    export_shared(out)
 
 
 if __name__ == "__main__":

@@ -389,6 +389,16 @@ qk_status qk_graph_remove_nodes(qk_graph *g, const uint8_t *remove);
  * g->values and renumbering node inputs/outputs, g->inputs, g->outputs.
  * Errors: QK_ERR_ARG (g NULL), QK_ERR_NOMEM (graph unchanged). */
 qk_status qk_graph_remove_unused_values(qk_graph *g);
+/* Gives every layer its own parameters, as quantization needs: an Identity
+ * node reading an initializer (how torch.onnx.export shares tensors of equal
+ * values) is removed and its output becomes an initializer with a copy of
+ * the data (same name); an initializer read as a parameter (input 1 or
+ * later) of several Conv/ConvTranspose/Gemm/MatMul/BatchNormalization nodes
+ * is copied for each further reader ("<name>_1", ...). The float function is
+ * unchanged (weights shared on purpose are no longer tied in training).
+ * *n_changed (may be NULL): Identity nodes removed + copies made.
+ * Errors: QK_ERR_ARG (g NULL), QK_ERR_NOMEM (the graph stays valid). */
+qk_status qk_graph_own_params(qk_graph *g, int *n_changed);
 
 #ifdef __cplusplus
 }

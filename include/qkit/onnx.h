@@ -109,6 +109,14 @@ qk_status qk_onnx_load_tensor(const char *path, qk_tensor *t, char **name_out);
  * qk_onnx_save. */
 qk_status qk_onnx_save_tensor(const qk_tensor *t, const char *name, const char *path);
 
+/* A model exported with a fixed batch of 1 (torch.onnx.export's default):
+ * every float input of rank >= 2 whose dim 0 is 1 becomes dynamic, Reshape
+ * targets folded to that batch follow it, and a warning says so once per
+ * input. Returns the number of inputs changed (0: nothing to do). Data
+ * loops that feed such a model batches (evaluation, calibration) need it;
+ * qk_onnx_run does it by itself when a larger batch arrives. */
+int qk_onnx_dynamic_batch(qk_graph *g);
+
 /* Run a loaded graph in inference mode on n_in tensors given in the order
  * of g->inputs (graph inputs, initializers excluded).
  *   - inputs declared with a dynamic dim 0 take their batch from the given

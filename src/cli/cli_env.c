@@ -2,6 +2,7 @@
  * and QKIT_PROFILE (README, "Environment"). They become plan options that
  * cli_env_apply gives every graph the CLI loads or builds. */
 #include "cli.h"
+#include "qkit/onnx.h"
 
 #include "qkit/graph.h"
 #include "qkit/ops.h"
@@ -47,8 +48,10 @@ void cli_env_apply(qk_graph *g)
 qk_status cli_load_model(const char *path, qk_graph **out)
 {
     qk_status st = qk_onnx_load(path, out);
-    if (st == QK_OK)
+    if (st == QK_OK) {
+        qk_onnx_dynamic_batch(*out); /* datasets come in batches */
         cli_env_apply(*out);
+    }
     return st;
 }
 

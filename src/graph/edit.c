@@ -189,3 +189,120 @@ qk_status qk_graph_remove_nodes(qk_graph *g, const uint8_t *remove)
     qk_free(kept_prod);
     return QK_OK;
 }
+
+/* Input k of n holds a parameter the layer owns (quantization, BN folding
+ * and reconstruction give each layer its own scales and codes). */
+static int is_param_slot(const qk_node *n, int k)
+{
+    return k >= 1 && (qk_node_is(n, "Conv") || qk_node_is(n, "ConvTranspose") || qk_node_is(n, "Gemm") ||
+                      qk_node_is(n, "MatMul") || qk_node_is(n, "BatchNormalization"));
+}
+
+static int is_output(const qk_graph *g, int v)
+{
+    for (int o = 0; o < g->n_outputs; o++)
+        if (g->outputs[o] == v)
+            return 1;
+    return 0;
+}
+
+qk_status qk_graph_own_params(qk_graph *g, int *n_changed)
+{
+    if (n_changed)
+        *n_changed = 0;
+    if (!g)
+        return qk_error(QK_ERR_ARG, "own_params: graph is NULL");
+    int changed = 0, n_rm = 0;
+    qk_status st = QK_OK;
+    uint8_t *rm = qk_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
+    int *uses = qk_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *uses);
+    if (!rm || !uses) {
+        st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+        goto done;
+    }
+    /* 1. Identity of an initializer (how torch.onnx.export shares equal
+     *    tensors): its output becomes an initializer holding a copy. */
+    for (int i = 0; i < g->n_nodes && st == QK_OK; i++) {
+        qk_node *n = &g->nodes[i];
+        if (!qk_node_is(n, "Identity") || n->n_in < 1 || n->n_out != 1 || n->in[0] < 0 || n->out[0] < 0)
+            continue;
+        int src = n->in[0], dst = n->out[0];
+        if (!qk_value_is_initializer_with_data(&g->values[src]) || is_output(g, dst) ||
+            g->values[dst].kind != QK_VALUE_ACT)
+            continue;
+        char *dn = qk_graph_unique_name(g, g->values[dst].name);
+        int dummy = dn ? qk_graph_add_value(g, dn, QK_VALUE_ACT) : -1;
+        qk_free(dn);
+        qk_tensor t;
+        if (dummy < 0 || qk_tensor_clone(&t, &g->values[src].t) != QK_OK) {
+            st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+            break;
+        }
+        qk_value *d = &g->values[dst];
+        qk_tensor_free(&d->t);
+        d->t = t;
+        d->kind = g->values[src].kind;
+        d->no_decay = g->values[src].no_decay;
+        g->nodes[i].out[0] = dummy;
+        rm[i] = 1;
+        n_rm++;
+        changed++;
+    }
+    if (st == QK_OK && n_rm) {
+        invalidate(g);
+        st = qk_graph_remove_nodes(g, rm);
+    }
+    /* 2. An initializer read as a parameter by several layers: each further
+     *    reader gets its own copy. */
+    if (st == QK_OK) {
+        int *nu = qk_realloc(uses, (size_t)(g->n_values ? g->n_values : 1) * sizeof *uses);
+        if (!nu) {
+            st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+            goto done;
+        }
+        uses = nu;
+        memset(uses, 0, (size_t)g->n_values * sizeof *uses);
+        for (int i = 0; i < g->n_nodes && st == QK_OK; i++)
+            for (int k = 0; k < g->nodes[i].n_in && st == QK_OK; k++) {
+                int v = g->nodes[i].in[k];
+                if (v < 0 || !is_param_slot(&g->nodes[i], k) || !qk_value_is_initializer_with_data(&g->values[v]))
+                    continue;
+                if (uses[v]++ == 0)
+                    continue;
+                qk_tensor t;
+                char *nm = qk_graph_unique_name(g, g->values[v].name);
+                if (!nm || qk_tensor_clone(&t, &g->values[v].t) != QK_OK) {
+                    qk_free(nm);
+                    st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+                    break;
+                }
+                qk_value_kind kind = g->values[v].kind;
+                int nd = g->values[v].no_decay;
+                int c = qk_graph_add_init(g, nm, kind, &t);
+                qk_free(nm);
+                if (c < 0) {
+                    qk_tensor_free(&t);
+                    st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+                    break;
+                }
+                int *nu2 = qk_realloc(uses, (size_t)g->n_values * sizeof *uses);
+                if (!nu2) {
+                    st = qk_error(QK_ERR_NOMEM, "own_params: out of memory");
+                    break;
+                }
+                uses = nu2;
+                uses[c] = 1;
+                g->values[c].no_decay = nd;
+                g->nodes[i].in[k] = c;
+                changed++;
+            }
+        if (changed)
+            invalidate(g);
+    }
+done:
+    qk_free(rm);
+    qk_free(uses);
+    if (n_changed)
+        *n_changed = changed;
+    return st;
+}

@@ -201,6 +201,24 @@ static void adopt_batch(qk_graph *g, int n_in, const qk_tensor *inputs)
     }
 }
 
+int qk_onnx_dynamic_batch(qk_graph *g)
+{
+    int changed = 0;
+    for (int i = 0; g && i < g->n_inputs; i++) {
+        qk_value *v = &g->values[g->inputs[i]];
+        if (v->dyn_batch || v->t.dtype != QK_F32 || v->t.ndim < 2 || v->t.dims[0] != 1)
+            continue;
+        qk_log(QK_LOG_WARN, "input '%s' was exported with a fixed batch of 1; qkit runs the model at any batch",
+               v->name);
+        qk_graph_unplan(g);
+        v->dyn_batch = 1;
+        changed++;
+    }
+    if (changed)
+        rebatch_shapes(g);
+    return changed;
+}
+
 qk_status qk_onnx_run(qk_graph *g, int n_in, const qk_tensor *inputs, qk_pool *pool,
                       int *n_out, qk_tensor **outputs)
 {

@@ -620,6 +620,8 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
     }
     m->cfg.exclude = NULL;
     m->cfg.n_exclude = 0;
+    if ((st = qk_graph_own_params(g, NULL)) != QK_OK)
+        goto fail;
     if (b->fold_bn && (st = qk_fold_bn(g, &m->n_folded)) != QK_OK)
         goto fail;
     if ((st = qk_graph_sort(g)) != QK_OK)
