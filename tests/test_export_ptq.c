@@ -64,6 +64,37 @@ static void test_own_params(void)
     qk_graph_destroy(g);
 }
 
+/* The library's data loops on a fixed-batch model, without
+ * qk_onnx_dynamic_batch: the plan caps the batch at 1, every image is still
+ * evaluated, and the results equal those of the re-batched model. */
+static void test_fixed_batch(void)
+{
+    qk_graph *fixed, *dyn;
+    QT_OK(qk_onnx_load(model, &fixed));
+    QT_OK(qk_onnx_load(model, &dyn));
+    qk_log_level lvl = qk_log_get_level();
+    qk_log_set_level(QK_LOG_ERROR);
+    QT_CHECK(qk_onnx_dynamic_batch(dyn) == 1 && qk_onnx_dynamic_batch(dyn) == 0, "one input made dynamic, once");
+    qk_log_set_level(lvl);
+    const int n = 10;
+    float *x = malloc(sizeof(float) * n * 3 * 12 * 12);
+    for (int i = 0; i < n * 3 * 12 * 12; i++)
+        x[i] = (float)((i * 7919) % 255) / 255.0f;
+    qk_dataset ds;
+    QT_OK(qk_dataset_from_f32(n, 3, 12, 12, x, 0, NULL, &ds));
+    free(x);
+    qk_norm nm = qk_norm_default();
+    qk_agree_result r;
+    QT_OK(qk_evaluate_agreement(dyn, fixed, &ds, nm, 8, NULL, &r));
+    QT_CHECK(r.images == n && r.top1 == 1.0 && r.sqnr_db > 100, "fixed batch vs re-batched: %lld images, top1 %g, "
+             "%g dB", (long long)r.images, r.top1, r.sqnr_db);
+    QT_CHECK(fixed->max_batch == 1 && dyn->max_batch == 8, "planned batches %lld (fixed) and %lld",
+             (long long)fixed->max_batch, (long long)dyn->max_batch);
+    qk_dataset_free(&ds);
+    qk_graph_destroy(fixed);
+    qk_graph_destroy(dyn);
+}
+
 static void test_cli(const char *tmp)
 {
     char npy[300], qdq[300];
@@ -109,6 +140,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/qkit_export_ptq_%d", (int)getpid());
     mkdir(tmp, 0755);
     test_own_params();
+    test_fixed_batch();
     test_cli(tmp);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -344,7 +344,10 @@ void qk_graph_set_options(qk_graph *g, const qk_plan_options *o);
  * plan: requires every node bound (n->op) and inited. Sorts, infers shapes at
  * max_batch, marks requires_grad (training), allocates activation buffers,
  * gradient buffers (training) and per-worker workspace. Replanning frees the
- * previous plan. The pool is borrowed (must outlive the plan).
+ * previous plan. The pool is borrowed (must outlive the plan). A graph
+ * without a dynamic-batch input runs at its fixed batch: the dim 0 of its
+ * first float input of rank >= 2 caps max_batch (g->max_batch says what was
+ * planned; callers that feed batches use it).
  * Errors: those of binding and shape inference; QK_ERR_SHAPE naming the value
  * when a shape's size overflows; QK_ERR_NOMEM when the plan needs more than
  * opts.max_bytes (checked before allocating) or an allocation fails. */

@@ -205,6 +205,20 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
         if (v->t.dtype == 0 || qk_dtype_size(v->t.dtype) == 0)
             return qk_error(QK_ERR_UNSUPPORTED, "graph input '%s' has an unsupported data type", v->name);
     }
+    /* A graph with no dynamic input runs at its fixed batch: the first float
+     * input of rank >= 2 caps max_batch (callers that feed batches read
+     * g->max_batch; qk_onnx_dynamic_batch lifts a fixed batch of 1). */
+    int any_dyn = 0;
+    for (int i = 0; i < g->n_inputs; i++)
+        any_dyn |= g->values[g->inputs[i]].dyn_batch;
+    for (int i = 0; !any_dyn && i < g->n_inputs; i++) {
+        const qk_value *v = &g->values[g->inputs[i]];
+        if (v->t.dtype == QK_F32 && v->t.ndim >= 2 && v->t.dims[0] >= 1) {
+            if (max_batch > v->t.dims[0])
+                max_batch = v->t.dims[0];
+            break;
+        }
+    }
     set_input_batch(g, max_batch);
     st = qk_graph_infer(g);
     if (st != QK_OK)

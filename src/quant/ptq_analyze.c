@@ -225,6 +225,7 @@ static qk_status analyze(an_run *r, const qk_tensor *xt, const int64_t *labels, 
     qk_status st = qk_graph_plan(g, B, 0, pool);
     if (st != QK_OK)
         return st;
+    B = g->max_batch; /* a model with a fixed batch runs at that batch */
     qk_value *in = &g->values[g->inputs[0]];
     if (qk_tensor_numel(&in->t) != B * per)
         return qk_error(QK_ERR_SHAPE, "analysis: model input '%s' takes %lld values per image, the inputs have %lld",

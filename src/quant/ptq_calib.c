@@ -606,17 +606,19 @@ static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     for (int s = 0; s < m->n_sites; s++)
         m->rt[s].mode = m->sites[s].is_weight ? QK_FQ_OFF : QK_FQ_OBSERVE;
     int64_t B = n < 128 ? n : 128;
+    qk_status st = qk_graph_plan(g, B, 0, pool);
+    if (st != QK_OK)
+        return st;
+    B = g->max_batch; /* a model with a fixed batch runs at that batch */
     qk_dataset view = qk_dataset_view(ds, 0, n);
     qk_batcher bt;
     int64_t *labels = qk_malloc((size_t)B * sizeof *labels);
-    qk_status st = labels ? qk_batcher_init(&bt, &view, B, 0, 0, norm, NULL)
-                          : qk_error(QK_ERR_NOMEM, "calibration: out of memory");
+    st = labels ? qk_batcher_init(&bt, &view, B, 0, 0, norm, NULL) : qk_error(QK_ERR_NOMEM, "calibration: out of memory");
     if (st != QK_OK) {
         qk_free(labels);
+        qk_graph_unplan(g);
         return st;
     }
-    if ((st = qk_graph_plan(g, B, 0, pool)) != QK_OK)
-        goto done;
     qk_value *in = &g->values[g->inputs[0]];
     int64_t per = 1;
     for (int d = 1; d < in->t.ndim; d++)

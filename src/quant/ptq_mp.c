@@ -218,7 +218,10 @@ qk_status qk_ptq_mixed_precision(qk_qmodel *m, const qk_tensor *x, const qk_mp_c
         m->rt[s].mode = QK_FQ_OFF;
     }
     int64_t B = x->dims[0] < 64 ? x->dims[0] : 64;
-    if ((st = qk_graph_plan(m->g, B, 0, pool)) != QK_OK || (st = float_logits(m, x, B, &flog)) != QK_OK)
+    if ((st = qk_graph_plan(m->g, B, 0, pool)) != QK_OK)
+        goto done;
+    B = m->g->max_batch; /* a model with a fixed batch runs at that batch */
+    if ((st = float_logits(m, x, B, &flog)) != QK_OK)
         goto done;
     for (int l = 0; l < m->n_layers; l++) {
         int s = m->layers[l].w_site;
