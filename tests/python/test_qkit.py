@@ -15,6 +15,11 @@ import numpy as np
 
 import qkit
 
+try:  # a peer, not a dependency: its test is skipped without python3-torch
+    import torch
+except ImportError:
+    torch = None
+
 BUILD = os.environ.get("QKIT_BUILD", "build")
 QKIT = os.path.join(BUILD, "qkit")
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -315,12 +320,41 @@ class TestQkit(unittest.TestCase):
         with self.assertRaises(qkit.Error):
             qkit.ptq(LENET, "tensorrt", (np.zeros((4, 1, 28, 28), np.float32), np.zeros((4, 1, 20, 28), np.float32)))
 
+    @unittest.skipUnless(torch is not None, "python3-torch is not installed")
+    def test_torch_dataloader(self):
+        """A PyTorch model exported with torch.onnx.export, calibrated from a DataLoader."""
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+        path = os.path.join(self.tmp, "torch.onnx")
+        torch.onnx.export(net, torch.randn(1, 3, 16, 16), path, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+        ds = torch.utils.data.TensorDataset(torch.rand(96, 3, 16, 16), torch.randint(0, 5, (96,)))
+        loader = torch.utils.data.DataLoader(ds, batch_size=32)
+        x = ds.tensors[0][:8]
+        with torch.no_grad():
+            want = net(x).numpy()
+        np.testing.assert_allclose(qkit.Model(path).run(x.numpy()), want, rtol=1e-4, atol=1e-5)
+        out = os.path.join(self.tmp, "torch_q.onnx")
+        r = qkit.ptq(path, "fbgemm", ((xb.numpy(), yb.numpy()) for xb, yb in loader), out=out, images=64)
+        self.assertEqual(r["calib_images"], 64)
+        r = qkit.ptq(path, "tensorrt", loader, images=96)           # tensors read through numpy
+        self.assertEqual(r["calib_images"], 96)
+        e = qkit.evaluate(out, loader, reference=path)              # (x, y) batches: labels too
+        self.assertEqual(e["images"], 96)
+        self.assertIn("correct", e)
+        a = qkit.evaluate(out, x.numpy(), reference=path)
+        self.assertGreater(a["cosine"], 0.99)
+
 
 def main():
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(TestQkit)
     res = unittest.TextTestRunner(stream=sys.stderr, verbosity=1).run(suite)
     failed = len(res.failures) + len(res.errors)
-    print("test_python: %d passed, %d failed" % (res.testsRun - failed, failed))
+    for t, why in res.skipped:
+        print("test_python: skipped %s: %s" % (t.id().split(".")[-1], why))
+    print("test_python: %d passed, %d failed" % (res.testsRun - failed - len(res.skipped), failed))
     return 1 if failed else 0
 
 
