@@ -158,6 +158,13 @@ bench: all $(BENCH_BIN)
 test: tests
 	QKIT_BUILD=$(B) bash tools/run_tests.sh
 
+# The Python package (python/qkit, docs/PYTHON.md) installs into PYTHON_SITE,
+# by default $(PREFIX)/lib/python3.X/dist-packages (3.X: the version of
+# $(PYTHON3)), a directory Debian's python3 searches for PREFIX /usr and
+# /usr/local; the package finds the library at $(PREFIX)/lib from there.
+PYTHON3 ?= python3
+PYTHON_SITE ?=
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/qkit $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/qkit/*.h $(DESTDIR)$(PREFIX)/include/qkit/
@@ -168,6 +175,13 @@ install: all
 	install -m 755 $(B)/qkit $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' -e 's|@VERSION@|$(VER)|' tools/qkit.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/qkit.pc
+	@site="$(PYTHON_SITE)"; \
+	if [ -z "$$site" ] && v=$$($(PYTHON3) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then \
+		site="$(PREFIX)/lib/python$$v/dist-packages"; fi; \
+	if [ -n "$$site" ]; then \
+		install -d "$(DESTDIR)$$site/qkit" && install -m 644 python/qkit/*.py "$(DESTDIR)$$site/qkit/" && \
+		echo "installed the Python package into $$site/qkit"; \
+	else echo "qkit: no $(PYTHON3): the Python package python/qkit is not installed (set PYTHON_SITE)"; fi
 
 clean:
 	rm -rf build build-san build-fuzz

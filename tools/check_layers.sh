@@ -27,7 +27,7 @@ declare -A HEADER_LAYER=(
   [analyze.h]=quant [recon.h]=quant
   [int.h]=int/kernels [qrun.h]=int/lower
   [bench.h]=bench
-  [registry.h]=qkit [qkit.h]=qkit
+  [registry.h]=qkit [flat.h]=qkit [qkit.h]=qkit
 )
 
 # Layer of a path under src/ (a file or a folder).

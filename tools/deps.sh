@@ -2,7 +2,8 @@
 # Installs the Debian packages qkit needs, only those that are missing.
 #   tools/deps.sh          build + run dependencies
 #   tools/deps.sh --test   + the ONNX conformance data used by the tests, headless chromium
-#                          and libpng for the qkit bench report test
+#                          and libpng for the qkit bench report test, python3-numpy for
+#                          the Python package's tests
 #   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx) and
 #                          node/npm for the ONNX Runtime checks (tools/ort_*.js, `npm ci`)
 set -euo pipefail
@@ -11,7 +12,7 @@ pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-d
       dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
-    --test) pkgs+=(libonnx-testdata clang chromium libpng-dev) ;;
+    --test) pkgs+=(libonnx-testdata clang chromium libpng-dev python3-numpy) ;;
     --bench)
       pkgs+=(python3-torch python3-onnx python3-numpy)
       # Debian's nodejs/npm conflict with a node installed another way (e.g.

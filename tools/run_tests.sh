@@ -52,6 +52,19 @@ for t in "$B"/hdrex/*; do
   pass=$((pass + p)); fail=$((fail + f))
   printf '%-28s %5d passed %4d failed  %3ds\n' "$name" "$p" "$f" "$secs"
 done
+# The Python package (python/qkit) with Debian's python3 and numpy
+# (tools/test_python.sh: skipped with a note when numpy is missing).
+start=$(date +%s)
+out=$(QKIT_BUILD="$B" bash tools/test_python.sh 2>&1); rc=$?
+secs=$(( $(date +%s) - start ))
+line=$(printf '%s\n' "$out" | grep -E '^test_python: [0-9]+ passed, [0-9]+ failed' | tail -n1)
+p=$(printf '%s' "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); p=${p:-0}
+f=$(printf '%s' "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/'); f=${f:-0}
+if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+pass=$((pass + p)); fail=$((fail + f))
+if [ $rc -ne 0 ]; then bad+=("test_python"); printf '%s\n' "$out" | tail -n 40; fi
+printf '%-28s %5d passed %4d failed  %3ds\n' "test_python" "$p" "$f" "$secs"
+printf '%s\n' "$out" | grep -E '^test_python: skipped' || true
 # The umbrella header names and includes every public header.
 miss=""
 for h in include/qkit/*.h; do

@@ -49,6 +49,7 @@
  *   int.h      integer kernels: requantization, int8 GEMM/conv, add, pooling
  *   qrun.h     integer inference of a QDQ model (lowering, runner)
  *   registry.h the operators of every layer joined: qk_ops_bind, qk_onnx_load
+ *   flat.h     the flat API for bindings (ctypes): handles, options by name, JSON results
  *   bench.h    the benchmark matrix: config, runner, results, MQBench metrics, report
  *   qkit.h     this umbrella: includes all of the above
  * Each header that opens with an "Example" has it compiled and run by
@@ -81,6 +82,7 @@
 #include "fold.h"
 #include "deploy.h"
 #include "registry.h"
+#include "flat.h"
 #include "bench.h"
 
 #endif
