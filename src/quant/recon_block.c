@@ -295,14 +295,6 @@ static qk_status rb_optimize(qk_qmodel *m, const recon_block *bl, const rb_data 
     }
     for (int i = 0; i < na; i++)
         memcpy(A[i].orig->scale, A[i].rt.scale, (size_t)A[i].rt.n_ch * sizeof(float));
-    if (c->verbose)
-        for (int i = 0; i < nw; i++) {
-            double gn = 0;
-            const float *gp = qk_f32(&s.g->values[W[i].pv].grad);
-            for (int64_t e = 0; e < W[i].n; e++)
-                gn += (double)gp[e] * gp[e];
-            fprintf(stderr, "  weight %d: %lld values, |grad| %.3g\n", i, (long long)W[i].n, sqrt(gn));
-        }
     res->n_layers += nw;
     res->loss_nearest += ln;
     res->loss_recon += lo;
