@@ -250,8 +250,11 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "--recon: %s", qk_last_error());
     qk_recon_config_default(&rcfg, rmeth); /* the method's default iterations */
     long long riters, rbatch;
-    if (cli_int(a, "recon-iters", rcfg.iters, 1, 1 << 30, &riters) || cli_int(a, "recon-batch", rcfg.batch, 1, 1024, &rbatch))
+    if (cli_int(a, "recon-iters", rcfg.iters, 1, 1 << 30, &riters) || cli_int(a, "recon-batch", rcfg.batch, 1, 1 << 30, &rbatch))
         return 2;
+    if ((rcfg.method == QK_RECON_BRECQ || rcfg.method == QK_RECON_QDROP) && rbatch > 1024)
+        return cli_usage_error("ptq", "--recon-batch %lld: brecq and qdrop take at most 1024 images per iteration",
+                               rbatch);
     if (rcfg.method && rbatch > calib)
         return cli_usage_error("ptq", "--recon-batch %lld: larger than the %lld calibration images (--calib)",
                                rbatch, calib);

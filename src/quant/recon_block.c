@@ -183,7 +183,9 @@ static qk_status rb_optimize(qk_qmodel *m, const recon_block *bl, const rb_data 
         qk_fq_rt *rt = site >= 0 ? &m->rt[site] : NULL;
         if (!rt) {
             st = qk_error(QK_ERR_STATE, "reconstruction: FakeQuant '%s' has no site", n->name);
-        } else if (!m->sites[site].is_weight && rt->mode == QK_FQ_QUANT && !rt->via_quantizer && rt->scale) {
+        } else if (!m->sites[site].is_weight && rt->mode == QK_FQ_QUANT && !rt->via_quantizer && rt->scale &&
+                   !m->sites[site].qp.pot && m->cfg.backend->arith != QK_ARITH_POT) {
+            /* a learned step (power-of-two steps stay as calibrated: the engine shifts) */
             rb_a *a = &A[na++];
             a->orig = rt;
             a->rt = *rt;
