@@ -342,8 +342,8 @@ qk_status qk_recon_blocks_run(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, 
         st = qk_error(QK_ERR_NOMEM, "reconstruction: out of memory");
         goto done;
     }
-    /* plan the model at the collection batch so every value has its shape */
-    if ((st = qk_graph_set_batch(g, 1)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
+    /* every value's shape at batch 1 (the plan is qk_ptq_reconstruct's) */
+    if ((st = qk_graph_set_batch(g, 1)) != QK_OK)
         goto done;
     for (int b = 0; b < nb; b++) {
         pers[b] = per_image(g, bl[b].out_base);

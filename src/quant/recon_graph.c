@@ -14,7 +14,6 @@
  * RB_MAX_GROUP layers; units without a layer join the block before them
  * (the first one: the block after it). */
 #include "recon_internal.h"
-#include "qkit/train.h"
 
 #include <math.h>
 #include <string.h>
