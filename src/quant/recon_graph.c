@@ -159,9 +159,9 @@ qk_status qk_recon_blocks(const qk_qmodel *m, recon_block **out, int *nb_out)
         memcpy(b->nodes, ord + b->first, (size_t)b->n_nodes * sizeof *b->nodes);
         b->out_base = base_of(g, b->out);
         b->n_in = 0;
-        for (int k = b->first; k <= b->last; k++) {
+        for (int k = b->first; k <= b->last && st == QK_OK; k++) {
             const qk_node *nd = &g->nodes[ord[k]];
-            for (int j = 0; j < nd->n_in; j++) {
+            for (int j = 0; j < nd->n_in && st == QK_OK; j++) {
                 int v = nd->in[j], seen = 0;
                 if (v < 0 || cv[v] || pos[v] >= b->first)
                     continue;
