@@ -7,7 +7,7 @@
 #      are installed: `npm ci`) and onnx.checker (when python3-onnx is installed);
 #   4. the time of the whole `qkit ptq` of resnet8 (512 images, KL observer, bias correction)
 #      beside PyTorch FX PTQ with HistogramObserver (bench/torch_peer.py ptq) when python3-torch is there.
-#   5. (--only recon) W4A4 and W2A4 with reconstruction (--recon adaround / qdrop, --cle) beside nearest
+#   5. (--only recon) W4A4 and W2A4 with reconstruction (--recon adaround / brecq / qdrop, --cle) beside nearest
 #      rounding, and accuracy against --recon-iters (RITERS, default "0 250 1000 2000"; 256 images).
 # usage: bash bench/bench_ptq.sh [--models "lenet resnet8 mobilenetv2s"] [--only matrix|ablation|ort|speed|recon]
 #        [--threads N] [--limit N]
@@ -52,7 +52,7 @@ if [ "$only" = recon ]; then
     for w in "4 4" "2 4"; do
       set -- $w
       [ "$1" = 2 ] && [ "$m" != resnet8 ] && continue
-      for meth in "" "--recon adaround" "--recon qdrop" "--cle --recon adaround"; do
+      for meth in "" "--recon adaround" "--recon brecq" "--recon qdrop" "--cle --recon adaround"; do
         out=$($Q ptq --model models/$m.onnx --backend academic --wbits $1 --abits $2 --observer aciq-laplace --calib 256 \
               $meth --threads $threads --json "${lim[@]}")
         printf '%s' "$out" | awk -v m="$m" -v w="W$1A$2" -v meth="${meth:-nearest}" '{
@@ -64,14 +64,16 @@ if [ "$only" = recon ]; then
       done
     done
   done
-  echo; echo "### accuracy against --recon-iters (resnet8, W4A4 adaround)"; echo; echo "| iters | top-1 | recon s |"; echo "|---|---|---|"
-  for it in ${RITERS:-0 250 1000 2000}; do
-    meth="--recon adaround --recon-iters $it"; [ "$it" = 0 ] && meth=""
+  for rm in adaround brecq; do
+  echo; echo "### accuracy against --recon-iters (resnet8, W4A4 $rm)"; echo; echo "| iters | top-1 | recon s |"; echo "|---|---|---|"
+  for it in ${RITERS:-0 100 250 500 1000}; do
+    meth="--recon $rm --recon-iters $it"; [ "$it" = 0 ] && meth=""
     out=$($Q ptq --model models/resnet8.onnx --backend academic --wbits 4 --abits 4 --observer aciq-laplace --calib 256 \
           $meth --threads $threads --json --no-fp32 "${lim[@]}")
     printf '%s' "$out" | awk -v it="$it" '{ match($0, /"top1": [0-9.]+/); t = substr($0, RSTART + 8, RLENGTH - 8)
       r = "-"; if (match($0, /"recon_seconds": [0-9.]+/)) r = sprintf("%.1f", substr($0, RSTART + 17, RLENGTH - 17))
       printf "| %s | %.2f | %s |\n", it, 100*t, r }'
+  done
   done
   exit 0
 fi

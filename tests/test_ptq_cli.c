@@ -70,8 +70,16 @@ int main(void)
     QT_CHECK(rc == 2 && has("--recon-batch") && !exists(qdq), "--recon-batch > --calib: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend nnie --recon adaround --data %s --out %s", model, data, qdq);
     QT_CHECK(rc == 2 && has("--recon") && has("nnie") && !exists(qdq), "--recon with nnie: rc %d %s", rc, out);
-    rc = q("ptq --model %s --backend academic --recon brecq --data %s --out %s", model, data, qdq);
-    QT_CHECK(rc == 2 && has("brecq") && !exists(qdq), "--recon brecq: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --recon brecq --recon-iters 0 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("--recon-iters") && !exists(qdq), "--recon brecq --recon-iters 0: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend academic --wbits 4 --abits 4 --recon brecq --recon-iters 10 --recon-batch 4 "
+           "--calib 16 --limit 50 --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 0 && has("brecq:") && exists(qdq), "--recon brecq: rc %d %s", rc, out);
+    if (exists(qdq)) {
+        rc = q("eval --model %s --real --limit 50 --data %s", qdq, data);
+        QT_CHECK(rc == 0 && has("top-1"), "eval --real of the brecq file: rc %d %s", rc, out);
+        remove(qdq);
+    }
     rc = q("ptq --model %s --backend academic --wbits 4 --cle --recon adaround --recon-iters 5 --recon-batch 4 "
            "--calib 16 --limit 50 --data %s --out %s", model, data, qdq);
     QT_CHECK(rc == 0 && has("adaround:") && exists(qdq), "--cle --recon adaround: rc %d %s", rc, out);

@@ -7,7 +7,10 @@
  *     nearest rounding's;
  *   - qk_ptq_reconstruct on a small model: codes stay in range, the QDQ
  *     file is written and reloads; bad input (0 iterations, batch larger
- *     than the images, brecq, not calibrated). */
+ *     than the images, not calibrated);
+ *   - BRECQ on a residual block (resnet8's layer1.0): its output error
+ *     against the float network below nearest rounding's; the learned
+ *     activation steps positive, finite and written as the file's scales. */
 #include "ptq_fx.h"
 
 #include <math.h>
@@ -170,9 +173,6 @@ static void test_reconstruct_model(void)
     c.batch = 4;
     QT_CHECK(qk_ptq_reconstruct(m, &ds, qk_norm_default(), 32, &c, pool, NULL) == QK_ERR_STATE, "not calibrated");
     QT_OK(qk_ptq_calibrate(m, &ds, qk_norm_default(), 32, pool, NULL, NULL));
-    c.method = QK_RECON_BRECQ;
-    QT_CHECK(qk_ptq_reconstruct(m, &ds, qk_norm_default(), 32, &c, pool, NULL) == QK_ERR_UNSUPPORTED, "brecq");
-    c.method = QK_RECON_QDROP;
     c.batch = 33;
     QT_CHECK(qk_ptq_reconstruct(m, &ds, qk_norm_default(), 32, &c, pool, NULL) == QK_ERR_ARG, "batch 33 > 32");
     c.batch = 4;
@@ -193,6 +193,105 @@ static void test_reconstruct_model(void)
     qk_dataset_free(&ds);
 }
 
+/* Value `name` of graph g on the first n images of ds (g planned at n), malloc'ed. */
+static float *value_n(qk_graph *g, const qk_dataset *ds, int64_t n, const char *name, int64_t *numel)
+{
+    float *y = forward_n(g, ds, n, qk_norm_default());
+    int v = qk_graph_find_value(g, name);
+    free(y);
+    if (!y || v < 0)
+        return NULL;
+    const qk_tensor *t = &g->values[v].t;
+    *numel = qk_tensor_numel(t);
+    float *out = malloc((size_t)*numel * sizeof *out);
+    if (out)
+        memcpy(out, t->data, (size_t)*numel * sizeof *out);
+    return out;
+}
+
+/* Mean squared error of resnet8's first residual block output (layer1.0.relu2)
+ * against the float network, W4A4, nearest rounding or BRECQ. */
+static double block_mse(const qk_dataset *ds, const float *ref, int64_t numel, qk_recon_method method,
+                        qk_recon_result *rr, qk_qmodel **keep)
+{
+    qk_ptq_config pc = cfg_for("academic");
+    pc.wbits = 4;
+    pc.abits = 4;
+    pc.first_last_bits = -1;
+    qk_qmodel *m = prepare_zoo("resnet8", &pc);
+    if (!m)
+        return -1;
+    QT_OK(qk_ptq_calibrate(m, ds, qk_norm_default(), 64, pool, NULL, NULL));
+    if (method != QK_RECON_NONE) {
+        qk_recon_config c;
+        qk_recon_config_default(&c, method);
+        c.iters = 100;
+        c.batch = 8;
+        QT_OK(qk_ptq_reconstruct(m, ds, qk_norm_default(), 64, &c, pool, rr));
+    }
+    int64_t nq = 0;
+    float *y = value_n(qk_qmodel_graph(m), ds, 32, "layer1.0.relu2", &nq);
+    double e = 0;
+    for (int64_t i = 0; y && ref && nq == numel && i < numel; i++)
+        e += ((double)y[i] - ref[i]) * ((double)y[i] - ref[i]);
+    QT_CHECK(y && nq == numel, "layer1.0.relu2 of the quantized model: %lld values, float %lld", (long long)nq,
+             (long long)numel);
+    free(y);
+    if (keep)
+        *keep = m;
+    else
+        qk_qmodel_destroy(m);
+    return e / (double)(numel ? numel : 1);
+}
+
+static void test_brecq_block(void)
+{
+    qk_dataset ds = synth_ds(64, 9, 0);
+    qk_graph *g = NULL;
+    QT_OK(qk_zoo_build("resnet8", 7, &g)); /* the float twin of prepare_zoo's model */
+    int64_t numel = 0;
+    float *ref = g ? value_n(g, &ds, 32, "layer1.0.relu2", &numel) : NULL;
+    QT_CHECK(ref != NULL, "float layer1.0.relu2");
+    qk_graph_destroy(g);
+    qk_recon_result rr = { 0 };
+    qk_qmodel *m = NULL;
+    double e_near = block_mse(&ds, ref, numel, QK_RECON_NONE, NULL, NULL);
+    double e_brecq = block_mse(&ds, ref, numel, QK_RECON_BRECQ, &rr, &m);
+    if (getenv("QT_VERBOSE"))
+        printf("block output MSE: brecq %g, nearest %g\n", e_brecq, e_near);
+    QT_CHECK(e_near > 0 && e_brecq >= 0 && e_brecq < e_near, "block output MSE: brecq %g, nearest %g", e_brecq, e_near);
+    QT_CHECK(rr.n_layers >= 8 && rr.flipped > 0 && rr.loss_recon < rr.loss_nearest,
+             "brecq: %d layers, %lld flipped, loss %g -> %g", rr.n_layers, (long long)rr.flipped, rr.loss_nearest,
+             rr.loss_recon);
+    /* learned activation steps: positive and finite, written as the file's scales */
+    const qk_qsite *sites;
+    int ns = m ? qk_qmodel_sites(m, &sites) : 0, checked = 0;
+    char path[400];
+    snprintf(path, sizeof path, "%s/brecq.onnx", tmpdir);
+    QT_CHECK(m && qk_ptq_save_qdq(m, path) == QK_OK, "save: %s", qk_last_error());
+    qk_graph *q = NULL;
+    QT_OK(qk_onnx_load(path, &q));
+    for (int s = 0; q && s < ns; s++) {
+        if (sites[s].is_weight)
+            continue;
+        char name[300];
+        snprintf(name, sizeof name, "%s_scale", sites[s].value);
+        int v = qk_graph_find_value(q, name);
+        float sc = v >= 0 ? qk_f32(&q->values[v].t)[0] : NAN;
+        QT_CHECK(v >= 0 && isfinite(sc) && sc > 0, "activation step %s = %g", name, sc);
+        checked += v >= 0;
+    }
+    QT_CHECK(checked >= 6, "%d activation steps in the file", checked);
+    QT_CHECK(q && has_str(qk_graph_get_meta(q, "qkit.recon"), "brecq"), "metadata qkit.recon");
+    float *y = q ? forward_n(q, &ds, 8, qk_norm_default()) : NULL;
+    QT_CHECK(y && isfinite(y[0]), "the QDQ file runs");
+    free(y);
+    qk_graph_destroy(q);
+    qk_qmodel_destroy(m);
+    free(ref);
+    qk_dataset_free(&ds);
+}
+
 int main(void)
 {
     fx_begin("qkit_recon");
@@ -201,6 +300,7 @@ int main(void)
     RUN(test_adaround_checks);
     RUN(test_adaround_linear);
     RUN(test_reconstruct_model);
+    RUN(test_brecq_block);
     fx_end();
     return qt_finish("test_recon");
 }

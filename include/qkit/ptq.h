@@ -218,26 +218,35 @@ qk_status qk_cle_apply(qk_graph *g, const qk_cle_options *o, qk_cle_result *r);
 void qk_cle_scales(int64_t n, const double *r1, const double *r2, double *s);
 
 /* Reconstruction after qk_ptq_calibrate (docs/ALGORITHMS.md §5): the
- * scales and zero points stay as calibrated (the profile's weight
- * observer); only the integer codes of the weights change, so the model
- * stays an ordinary QDQ model (qk_ptq_save_qdq; metadata "qkit.recon").
- * Layers are visited in graph order; layer l minimises
- *   mean over output positions of sum over channels (f(W x) - f(W~ x~))^2
- *   + lambda * sum (1 - |2 h(V) - 1|^beta)
- * with x the float network's input of the layer, x~ the input the
- * quantized network (earlier layers already reconstructed) gives it, f the
- * per-channel BatchNormalization and Relu/Clip that follow the layer (when
- * they are its only reader), W~ = s (clamp(floor(W/s) + h(V) + z, qn, qp)
- * - z), h the rectified sigmoid (zeta 1.1, gamma -0.1), V initialised so
- * h(V) = frac(W/s), Adam (lr) on V, beta annealed linearly from beta_start
- * to beta_end after warm-up (the first `warmup` fraction of the iterations
- * has no regulariser). Each iteration draws `batch` calibration images
- * and up to 64 output positions of each (a stochastic estimate of the same
- * loss); at the end a weight rounds up iff h(V) >= 0.5.
- *   QK_RECON_ADAROUND: as above.
- *   QK_RECON_QDROP: each element of the layer input is x~ with probability
- *     drop_p and x otherwise (Wei et al. 2022), during reconstruction only.
- *   QK_RECON_BRECQ: reserved (block reconstruction); QK_ERR_UNSUPPORTED.
+ * weights' scales and zero points stay as calibrated (the profile's weight
+ * observer); the integer codes of the weights change (and, for brecq and
+ * qdrop, the activation steps), so the model stays an ordinary QDQ model
+ * (qk_ptq_save_qdq; metadata "qkit.recon").
+ *   QK_RECON_ADAROUND: layers in graph order; layer l minimises
+ *     mean over output positions of sum over channels (f(W x) - f(W~ x~))^2
+ *     + lambda * sum (1 - |2 h(V) - 1|^beta)
+ *   with x the float network's input of the layer, x~ the input the
+ *   quantized network (earlier layers already reconstructed) gives it, f the
+ *   per-channel BatchNormalization and Relu/Clip that follow the layer (when
+ *   they are its only reader), W~ = s (clamp(floor(W/s) + h(V) + z, qn, qp)
+ *   - z), h the rectified sigmoid (zeta 1.1, gamma -0.1), V initialised so
+ *   h(V) = frac(W/s), Adam (lr) on V, beta annealed linearly from beta_start
+ *   to beta_end after warm-up (the first `warmup` fraction of the iterations
+ *   has no regulariser). Each iteration draws `batch` calibration images
+ *   and up to 64 output positions of each (a stochastic estimate of the same
+ *   loss); at the end a weight rounds up iff h(V) >= 0.5.
+ *   QK_RECON_BRECQ: the same relaxation per block (a residual block, else up
+ *     to three plain layers; docs/ALGORITHMS.md §5.2 says how blocks are
+ *     found): every weight of the block and the steps of the block's
+ *     activation quantizers (LSQ gradient, Adam at 4e-5 with cosine decay;
+ *     zero points fixed) minimise the block output's squared error weighted
+ *     by the float model's Fisher diagonal (0.5 + 0.5 g^2 / mean g^2, g the
+ *     gradient of the cross-entropy, labels of ds or else the float
+ *     prediction), on the block input the quantized network gives; whole
+ *     images per iteration.
+ *   QK_RECON_QDROP: BRECQ with each element of the block inputs the float
+ *     value with probability 1 - drop_p (Wei et al. 2022), during
+ *     reconstruction only. (qk_adaround_linear: per layer, the input mixed.)
  * Layers whose weight has no integer codes (a hook, the NNIE code) are
  * left as they are. */
 typedef enum qk_recon_method {
@@ -248,24 +257,25 @@ typedef enum qk_recon_method {
 } qk_recon_method;
 typedef struct qk_recon_config {
     qk_recon_method method;
-    int iters;                    /* per layer (> 0) */
-    int batch;                    /* images per iteration (> 0, <= the images used) */
+    int iters;                    /* per layer or block (> 0) */
+    int batch;                    /* images per iteration (> 0, <= the images used; brecq/qdrop <= 1024) */
     int64_t images;               /* calibration images used (0: all that are given) */
-    double lambda, lr, warmup;    /* 0.01, 1e-3, 0.2 */
+    double lambda, lr, warmup;    /* 0.01, 1e-3 (brecq/qdrop 1e-2), 0.2 */
     double beta_start, beta_end;  /* 20, 2 */
     double drop_p;                /* qdrop: probability of the quantized input, 0.5 */
     uint64_t seed;
-    int verbose;                  /* one line per layer on stderr */
+    int verbose;                  /* one line per layer or block on stderr */
 } qk_recon_config;
 typedef struct qk_recon_result {
     int n_layers;                 /* layers reconstructed */
-    double loss_nearest, loss_recon; /* summed over layers: output error of nearest rounding
-                                        and of the result, on the last batches */
+    double loss_nearest, loss_recon; /* summed over layers (blocks): output error of the calibrated
+                                        quantizers (nearest rounding) and of the result */
     int64_t flipped;              /* codes that differ from nearest rounding */
     double seconds;
 } qk_recon_result;
-/* The defaults above for method m (iters 1000, batch 32; bench/RESULTS.md has
- * the accuracy against iterations it was chosen from). */
+/* The defaults above for method m (iters: adaround 1000, brecq/qdrop 500;
+ * batch 32; bench/RESULTS.md has the accuracy against iterations they were
+ * chosen from). */
 void qk_recon_config_default(qk_recon_config *c, qk_recon_method m);
 /* "adaround" | "brecq" | "qdrop" | "none"; QK_ERR_ARG otherwise. */
 qk_status qk_recon_method_parse(const char *s, qk_recon_method *out);
@@ -273,8 +283,8 @@ const char *qk_recon_method_name(qk_recon_method m);
 /* Reconstruct a calibrated model on the first n images of ds (the
  * calibration images). Errors: not calibrated, or already converted to QDQ
  * (QK_ERR_STATE); iters or batch < 1, batch > images, n > ds->n
- * (QK_ERR_ARG, naming the field); QK_RECON_BRECQ (QK_ERR_UNSUPPORTED).
- * r may be NULL. */
+ * (QK_ERR_ARG, naming the field); brecq/qdrop on a block the sub-graph
+ * cannot represent (QK_ERR_UNSUPPORTED, naming it). r may be NULL. */
 qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n, const qk_recon_config *c,
                              qk_pool *pool, qk_recon_result *r);
 

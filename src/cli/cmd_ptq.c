@@ -25,8 +25,8 @@ static const cli_opt opts[] = {
     { "bias-correct", NULL, "correct quantized weights' per-channel variance and the layers' output means", 0 },
     { "cle", NULL, "cross-layer equalization + bias absorption of the float model first (data-free)", 0 },
     { "cle-relu6", NULL, "with --cle: turn ReLU6 between equalized layers into ReLU (changes the float model)", 0 },
-    { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround or qdrop", 0 },
-    { "recon-iters", "N", "reconstruction iterations per layer (default 1000)", 0 },
+    { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround (per layer), brecq or qdrop (per block, activation steps learned too)", 0 },
+    { "recon-iters", "N", "reconstruction iterations per layer or block (default: adaround 1000, brecq/qdrop 500)", 0 },
     { "recon-batch", "N", "reconstruction images per iteration (default 32)", 0 },
     { "calib", "N", "calibration images, the first N of the calibration data (default 512)", 0 },
     { "calib-data", "PATH", "calibration data, labels not needed (default: the training split of IDX --data, "
@@ -244,16 +244,17 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "--mp-budget '%s': give the mean weight width (4, 4.5) or a size (60KB, "
                                "61440B)", mpb);
     qk_recon_config rcfg;
-    qk_recon_config_default(&rcfg, QK_RECON_NONE);
+    qk_recon_method rmeth = QK_RECON_NONE;
     const char *rm = cli_get(a, "recon");
+    if (rm && qk_recon_method_parse(rm, &rmeth) != QK_OK)
+        return cli_usage_error("ptq", "--recon: %s", qk_last_error());
+    qk_recon_config_default(&rcfg, rmeth); /* the method's default iterations */
     long long riters, rbatch;
     if (cli_int(a, "recon-iters", rcfg.iters, 1, 1 << 30, &riters) || cli_int(a, "recon-batch", rcfg.batch, 1, 1 << 30, &rbatch))
         return 2;
-    if (rm && qk_recon_method_parse(rm, &rcfg.method) != QK_OK)
-        return cli_usage_error("ptq", "--recon: %s", qk_last_error());
-    if (rcfg.method == QK_RECON_BRECQ)
-        return cli_usage_error("ptq", "--recon brecq: block reconstruction is not implemented yet (use adaround "
-                               "or qdrop)");
+    if ((rcfg.method == QK_RECON_BRECQ || rcfg.method == QK_RECON_QDROP) && rbatch > 1024)
+        return cli_usage_error("ptq", "--recon-batch %lld: brecq and qdrop take at most 1024 images per iteration",
+                               rbatch);
     if (rcfg.method && rbatch > calib)
         return cli_usage_error("ptq", "--recon-batch %lld: larger than the %lld calibration images (--calib)",
                                rbatch, calib);

@@ -207,6 +207,27 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
+/* LSQ (Esser et al. 2020): d y / d s = R(x/s) - x/s inside the range, the
+ * clamped code minus z outside; summed per channel into rt->step_grad. */
+static void fq_step_grad(const qk_fq_rt *rt, const qk_tensor *x, const float *dy)
+{
+    int64_t inner = 1, numel = qk_tensor_numel(x);
+    if (rt->axis >= 0)
+        for (int d = rt->axis + 1; d < x->ndim; d++)
+            inner *= x->dims[d];
+    const float *xv = qk_f32(x);
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t c = rt->n_ch == 1 ? 0 : (i / inner) % rt->n_ch;
+        float s = rt->scale[c], v = xv[i] / s;
+        if (v != v)
+            continue;
+        float r = qk_round_f(v, rt->round), q = r + (float)rt->zp[c];
+        double d = q < (float)rt->qn[c] ? rt->qn[c] - rt->zp[c] : q > (float)rt->qp[c] ? rt->qp[c] - rt->zp[c]
+                                                                                          : (double)(r - v);
+        rt->step_grad[c] += d * dy[i];
+    }
+}
+
 static qk_status fq_backward(qk_exec *ex, qk_node *n)
 {
     fq_state *s = n->state;
@@ -218,6 +239,8 @@ static qk_status fq_backward(qk_exec *ex, qk_node *n)
     float *dx = qk_f32(&x->grad);
     const float *dy = qk_f32(&y->grad);
     if (s->rt && s->rt->mode == QK_FQ_QUANT && s->mask) {
+        if (s->rt->step_grad && !s->rt->via_quantizer)
+            fq_step_grad(s->rt, &x->t, dy);
         qk_fake_quant_backward(numel, s->mask, dy, dx);
     } else {
         for (int64_t i = 0; i < numel; i++)

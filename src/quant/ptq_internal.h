@@ -28,6 +28,9 @@ typedef struct qk_fq_rt {
     int64_t cst_n;
     int32_t *codes;    /* CONST weights: the integer codes (cst = (codes - zp) scale); NULL when a
                           hook or the NNIE code made cst */
+    double *step_grad; /* NULL, or n_ch sums: a training backward in QUANT mode (not via_quantizer)
+                          adds the LSQ gradient of the loss with respect to each step (block
+                          reconstruction, recon_block.c) */
     const char *name;
 } qk_fq_rt;
 

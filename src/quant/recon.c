@@ -38,10 +38,10 @@ void qk_recon_config_default(qk_recon_config *c, qk_recon_method m)
 {
     memset(c, 0, sizeof *c);
     c->method = m;
-    c->iters = 1000;
+    c->iters = m == QK_RECON_BRECQ || m == QK_RECON_QDROP ? 500 : 1000;
     c->batch = 32;
     c->lambda = 0.01;
-    c->lr = 1e-3;
+    c->lr = m == QK_RECON_BRECQ || m == QK_RECON_QDROP ? 1e-2 : 1e-3;
     c->warmup = 0.2;
     c->beta_start = 20;
     c->beta_end = 2;

@@ -349,10 +349,7 @@ qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, i
         return qk_error(QK_ERR_STATE, "reconstruction needs a calibrated model not yet converted to QDQ");
     if (c->method == QK_RECON_NONE)
         return QK_OK;
-    if (c->method == QK_RECON_BRECQ)
-        return qk_error(QK_ERR_UNSUPPORTED, "--recon brecq (block reconstruction) is not implemented yet; use "
-                        "adaround or qdrop");
-    if (c->method != QK_RECON_ADAROUND && c->method != QK_RECON_QDROP)
+    if (c->method != QK_RECON_ADAROUND && c->method != QK_RECON_QDROP && c->method != QK_RECON_BRECQ)
         return qk_error(QK_ERR_ARG, "reconstruction method %d unknown", (int)c->method);
     if (m->cfg.bias_correct)
         return qk_error(QK_ERR_ARG, "--recon with --bias-correct: the corrected biases compensate nearest "
@@ -367,9 +364,13 @@ qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, i
     qk_graph *g = m->g;
     if ((st = qk_graph_plan(g, N < 128 ? N : 128, 0, pool)) != QK_OK)
         return st;
-    for (int li = 0; li < m->n_layers && st == QK_OK; li++) {
-        int done;
-        st = recon_one(m, li, ds, norm, N, c, &res, &done);
+    if (c->method == QK_RECON_ADAROUND) {
+        for (int li = 0; li < m->n_layers && st == QK_OK; li++) {
+            int done;
+            st = recon_one(m, li, ds, norm, N, c, &res, &done);
+        }
+    } else { /* brecq, qdrop: by blocks (recon_block.c) */
+        st = qk_recon_blocks_run(m, ds, norm, N, c, pool, &res);
     }
     qk_graph_unplan(g);
     if (st == QK_OK)
