@@ -22,6 +22,7 @@ struct qk_qat {
     qk_norm norm;
     int calibrated, installed, finished;
     qk_qat_report *report; /* c.report: per-epoch statistics */
+    qk_qat_bn *bn;         /* bn_fold 1-4: the folded pairs and their training form */
 };
 
 void qk_qat_config_default(qk_qat_config *c)
@@ -97,17 +98,18 @@ static qk_status check_deployable(const qk_qat_config *c, const qk_backend *b, c
 
 /* --bn-fold (docs/ALGORITHMS.md section 6): strategy 0 folds every Conv/Gemm
  * -> BatchNormalization pair once, before the quantizers are placed (the
- * folding profiles do that in qk_ptq_prepare anyway); 1-4 are refused. */
-static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_backend *b, int *n_folded)
+ * folding profiles do that in qk_ptq_prepare anyway); 1-4 record the pairs
+ * and fold them too (placement and calibration see the inference form), and
+ * training rebuilds each pair in the strategy's form (qat_bn.c). */
+static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_backend *b, int *n_folded,
+                               qk_qat_bn **bn)
 {
     *n_folded = 0;
+    *bn = NULL;
     if (c->bn_fold < 0)
         return QK_OK;
     if (c->bn_fold > 4)
         return qk_error(QK_ERR_ARG, "BN folding strategy %d: the strategies are 0-4", c->bn_fold);
-    if (c->bn_fold > 0)
-        return qk_error(QK_ERR_UNSUPPORTED, "BN folding strategy %d is not implemented yet: qkit qat has "
-                        "strategy 0 (fold once before QAT, train the folded conv)", c->bn_fold);
     int n_bn = 0;
     for (int i = 0; i < g->n_nodes; i++)
         n_bn += qk_node_is(&g->nodes[i], "BatchNormalization");
@@ -116,6 +118,8 @@ static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_bac
                c->bn_fold);
         return QK_OK;
     }
+    if (c->bn_fold > 0)
+        return qk_qat_bn_fold_(g, c->bn_fold, bn, n_folded);
     return b->fold_bn ? QK_OK : qk_fold_bn(g, n_folded);
 }
 
@@ -144,19 +148,27 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
     }
     int n_folded = 0;
-    if ((st = apply_bn_fold(g, c, b, &n_folded)) != QK_OK) {
+    qk_qat_bn *bn = NULL;
+    if ((st = apply_bn_fold(g, c, b, &n_folded, &bn)) != QK_OK) {
         qk_graph_destroy(g);
         return st;
     }
     qk_qat *q = qk_calloc(1, sizeof *q);
     if (!q) {
+        qk_qat_bn_free_(bn);
         qk_graph_destroy(g);
         return qk_error(QK_ERR_NOMEM, "QAT: out of memory");
     }
     q->c = *c;
     q->w_algo = wa;
+    q->bn = bn;
     if ((st = qk_ptq_prepare(g, &c->ptq, &q->m)) != QK_OK) {
+        qk_qat_bn_free_(bn);
         qk_free(q);
+        return st;
+    }
+    if ((st = qk_qat_bn_check_(q->bn, q->m->g)) != QK_OK) {
+        qk_qat_destroy(q);
         return st;
     }
     if (n_folded)
@@ -178,6 +190,7 @@ void qk_qat_destroy(qk_qat *q)
         return;
     qk_qmodel_destroy(q->m);
     qk_qat_report_free_(q->report);
+    qk_qat_bn_free_(q->bn);
     qk_free(q->algo);
     qk_free(q);
 }
@@ -196,6 +209,9 @@ void qk_qat_print_plan(const qk_qat *q, FILE *f)
     else if (q->c.algo == QK_QAT_TQT)
         fprintf(f, " (unsigned-grid sites with negative values keep ste)");
     fputc('\n', f);
+    if (q->c.bn_fold >= 1)
+        fprintf(f, "BN folding: strategy %d on %d Conv/Gemm + BatchNormalization pairs (trained in that form, "
+                "deployed folded with running statistics)\n", q->c.bn_fold, qk_qat_bn_count_(q->bn));
     if (q->installed)
         for (int s = 0; s < q->m->n_sites; s++)
             fprintf(f, "  %-3s %-34s %s\n", q->m->sites[s].is_weight ? "W" : "A", q->m->sites[s].value,
@@ -433,6 +449,9 @@ static qk_status install(qk_qat *q)
         if (st != QK_OK)
             return st;
     }
+    qk_status st = qk_qat_bn_install_(q->bn, q->m->g);
+    if (st != QK_OK)
+        return st;
     q->installed = 1;
     return qk_quant_bind(q->m->g);
 }
@@ -536,6 +555,9 @@ qk_status qk_qat_finish(qk_qat *q)
     qk_qmodel *m = q->m;
     qk_graph *g = m->g;
     qk_graph_unplan(g);
+    qk_status bst = qk_qat_bn_finish_(q->bn, g);
+    if (bst != QK_OK)
+        return qk_error_context(bst, "QAT conversion");
     for (int s = 0; s < m->n_sites; s++) {
         qk_status st = finish_site(q, s);
         if (st != QK_OK)
