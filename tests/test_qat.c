@@ -10,6 +10,7 @@
 #include "qkit/qat.h"
 #include "qkit/train.h"
 #include "../src/quant/qat_internal.h"
+#include "gradcheck.h"
 #include "qt.h"
 
 #include <math.h>
@@ -510,9 +511,132 @@ static void test_vec_equal(void)
             }
 }
 
+/* ---- the BN-folding operators (qat_bn_op.c) ---- */
+
+/* One operator on random inputs: y [4, 5, 3, 2] (or W [5, 3, 2, 2] for
+ * QkBnFoldW), per-channel inputs [5]; gamma in [0.5, 1.5] (Unscale divides
+ * by it), variances in [0.2, 2]. Every PARAM input checked against central
+ * differences (smooth functions: no kinks to skip). Returns the node. */
+static int bn_op_graph(qk_graph **gp, const char *op, int training_stats, qk_pool *pool, float *out_y, float *out_d)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    qk_rng rng;
+    qk_rng_seed(&rng, 11);
+    int64_t yd[4] = { 4, 5, 3, 2 }, wd[4] = { 5, 3, 2, 2 }, c5 = 5;
+    int in[7], nin = 0, nout = 1;
+    int fold = strcmp(op, "QkBnFoldW") == 0, stats = strcmp(op, "QkBnStats") == 0;
+    in[nin++] = gc_add(g, "y", 1, QK_F32, 4, fold ? wd : yd, NULL, &rng);
+    int gam = gc_add(g, "gamma", 1, QK_F32, 1, &c5, NULL, NULL);
+    gc_fill(&g->values[gam].t, &rng, 0.5f, 1.5f);
+    if (fold) {
+        in[nin++] = gam;
+        in[nin++] = gc_add(g, "var", 1, QK_F32, 1, &c5, NULL, NULL);
+        nout = 2;
+    } else if (stats) {
+        in[nin++] = gc_add(g, "mean", 0, QK_F32, 1, &c5, NULL, &rng);
+        in[nin++] = gc_add(g, "var", 0, QK_F32, 1, &c5, NULL, NULL);
+        nout = 2;
+    } else if (strcmp(op, "QkBnAffine") == 0) {
+        in[nin++] = gam;
+        in[nin++] = gc_add(g, "beta", 1, QK_F32, 1, &c5, NULL, &rng);
+        in[nin++] = gc_add(g, "mu", 1, QK_F32, 1, &c5, NULL, &rng);
+        in[nin++] = gc_add(g, "var", 1, QK_F32, 1, &c5, NULL, NULL);
+        in[nin++] = gc_add(g, "var_w", 1, QK_F32, 1, &c5, NULL, NULL);
+        in[nin++] = gc_add(g, "b", 1, QK_F32, 1, &c5, NULL, &rng);
+    } else {
+        in[nin++] = gam;
+        in[nin++] = gc_add(g, "var", 1, QK_F32, 1, &c5, NULL, NULL);
+        in[nin++] = gc_add(g, "b", 1, QK_F32, 1, &c5, NULL, &rng);
+    }
+    for (int i = 0; i < g->n_values; i++)
+        if (strncmp(g->values[i].name, "var", 3) == 0)
+            gc_fill(&g->values[i].t, &rng, 0.2f, 2.0f);
+    int k = gc_node(g, op, nin, in, nout);
+    g->nodes[k].domain = qk_strdup("ai.qkit");
+    qk_node_set_float(g, k, "eps", 1e-3f);
+    if (fold)
+        qk_node_set_int(g, k, "axis", 0);
+    if (stats && !training_stats)
+        qk_node_set_int(g, k, "frozen", 1);
+    *gp = g;
+    if (out_y) { /* one forward + backward with dy = 1 for the thread test */
+        QT_OK(qk_ops_bind(g));
+        QT_OK(qk_graph_plan(g, fold ? 5 : 4, 1, pool));
+        QT_OK(qk_graph_forward(g));
+        qk_node *nd = &g->nodes[k];
+        for (int o = 0; o < nd->n_out; o++) {
+            qk_value *v = &g->values[nd->out[o]];
+            for (int64_t i = 0; i < qk_tensor_numel(&v->grad); i++)
+                qk_f32(&v->grad)[i] = 0.25f + 0.01f * (float)i;
+        }
+        for (int i = 0; i < nd->n_in; i++)
+            if (g->values[nd->in[i]].grad.data)
+                memset(g->values[nd->in[i]].grad.data, 0, qk_tensor_bytes(&g->values[nd->in[i]].grad));
+        QT_OK(nd->op->backward(&g->exec, nd));
+        const qk_value *y = &g->values[nd->out[0]], *dy = &g->values[nd->in[0]];
+        memcpy(out_y, y->t.data, qk_tensor_bytes(&y->t));
+        memcpy(out_d, dy->grad.data, qk_tensor_bytes(&dy->grad));
+    }
+    return k;
+}
+
+static void test_bn_ops(void)
+{
+    static const char *ops[] = { "QkBnFoldW", "QkBnStats", "QkBnAffine", "QkBnUnscale" };
+    for (int i = 0; i < 4; i++) {
+        for (int mode = 1; mode >= (i == 1 ? 0 : 1); mode--) { /* Stats: batch, then frozen */
+            qk_graph *g;
+            int k = bn_op_graph(&g, ops[i], mode, NULL, NULL, NULL);
+            gc_opts o = gc_defaults();
+            o.tol = 2e-3;
+            gc_result r;
+            qk_status st = gc_check(g, k, &o, &r);
+            QT_CHECK(st == QK_OK && (r.pass || (i == 1 && !mode)), "%s%s gradients vs finite differences: %s, worst "
+                     "rel %g (input %d)", ops[i], mode ? "" : " frozen", qk_status_str(st), r.worst_rel, r.worst_input);
+            if (i == 1 && !mode) { /* frozen: the running statistics pass through, no gradient into y */
+                const float *mu = qk_f32(&g->values[g->nodes[k].out[0]].t), *rm = qk_f32(&g->values[g->nodes[k].in[1]].t);
+                QT_CHECK(memcmp(mu, rm, 5 * sizeof *mu) == 0, "frozen QkBnStats passes the running mean");
+            }
+            qk_graph_destroy(g);
+        }
+        /* 1 vs 2 threads: identical bits, forward and backward */
+        float y[2][240], d[2][240];
+        for (int t = 0; t < 2; t++) {
+            qk_graph *g;
+            bn_op_graph(&g, ops[i], 1, t ? pool2 : NULL, y[t], d[t]);
+            qk_graph_destroy(g);
+        }
+        size_t ny = (size_t)(i == 1 ? 5 : i == 0 ? 60 : 120) * sizeof(float), nd = (size_t)(i == 0 ? 60 : 120) * sizeof(float);
+        QT_CHECK(memcmp(y[0], y[1], ny) == 0 && memcmp(d[0], d[1], nd) == 0, "%s: 1 and 2 threads give the same bits",
+                 ops[i]);
+    }
+    /* section 6 check through QkBnAffine: W x = 0.5 * 1 - 1 * 0.5 = 0 without bias, b = 0.1, gamma 2,
+     * beta 0.3, mu 0.2, var = var_w = 0.25: factor exactly 1, z = y + b_f with b_f = -0.1 */
+    qk_graph *g;
+    int k = bn_op_graph(&g, "QkBnAffine", 1, NULL, NULL, NULL);
+    qk_node_set_float(g, k, "eps", 1e-12f);
+    const float v[7] = { 0.0f, 2.0f, 0.3f, 0.2f, 0.25f, 0.25f, 0.1f }; /* y, gamma, beta, mu, var, var_w, b */
+    for (int i = 0; i < 7; i++) {
+        qk_tensor *t = &g->values[g->nodes[k].in[i]].t;
+        for (int64_t e = 0; e < qk_tensor_numel(t); e++)
+            qk_f32(t)[e] = v[i];
+    }
+    qk_f32(&g->values[g->nodes[k].in[0]].t)[7] = 0.7f;
+    QT_OK(qk_ops_bind(g));
+    QT_OK(qk_graph_plan(g, 4, 0, NULL));
+    QT_OK(qk_graph_forward(g));
+    const float *z = qk_f32(&g->values[g->nodes[k].out[0]].t);
+    QT_NEAR(z[1], -0.1, 1e-7, "QkBnAffine: b_f = beta + (b - mu) gamma / sd = -0.1");
+    float bf = (float)((double)0.3f + ((double)0.1f - (double)0.2f) * (2.0 / sqrt((double)0.25f + (double)1e-12f)));
+    QT_CHECK(z[7] == 0.7f + bf && z[1] == bf, "QkBnAffine: factor exactly 1 when var_w == var, bias in double");
+    qk_graph_destroy(g);
+}
+
 /* --bn-fold 0 (docs/ALGORITHMS.md section 6 check): the QAT graph holds the
  * folded conv W_f = [2, -4], b_f = -0.1 for W = [0.5, -1], b = 0.1, gamma 2,
- * beta 0.3, mu 0.2, var 0.25, eps 0; strategies 1-4 are refused; a model
+ * beta 0.3, mu 0.2, var 0.25, eps 0; strategies 1-4 place the quantizer on
+ * the same W_f (their training form is built in qk_qat_train); a model
  * without BN is prepared (a note, not an error). */
 static qk_graph *conv_bn_graph(int with_bn)
 {
@@ -576,13 +700,27 @@ static void test_bn_fold(void)
         QT_CHECK(fabsf(bf[0] + 0.1f) < 1e-6f, "b_f = -0.1 (got %g)", (double)bf[0]);
     }
     qk_qat_destroy(q);
-    for (int s = 1; s <= 4; s++) {
+    for (int s = 1; s <= 4; s++) { /* 1-4: placed and calibrated on the same folded conv */
         c.bn_fold = s;
-        QT_CHECK(qk_qat_prepare(conv_bn_graph(1), &c, &q) == QK_ERR_UNSUPPORTED, "strategy %d refused", s);
+        QT_OK(qk_qat_prepare(conv_bn_graph(1), &c, &q));
+        g = q ? qk_qat_graph(q) : NULL;
+        int k = g ? qk_graph_find_node(g, "conv") : -1;
+        if (k >= 0) {
+            int wv = g->nodes[k].in[1];
+            if (g->values[wv].producer >= 0)
+                wv = g->nodes[g->values[wv].producer].in[0];
+            const float *wf = qk_f32(&g->values[wv].t);
+            QT_CHECK(fabsf(wf[0] - 2.0f) < 1e-6f && fabsf(wf[1] + 4.0f) < 1e-6f, "strategy %d: placed on W_f = [2, -4]",
+                     s);
+        }
+        QT_CHECK(k >= 0, "strategy %d: the conv is there", s);
+        qk_qat_destroy(q);
     }
-    c.bn_fold = 0;
-    QT_OK(qk_qat_prepare(conv_bn_graph(0), &c, &q)); /* no BN: a note */
-    qk_qat_destroy(q);
+    for (int s = 0; s <= 4; s++) { /* no BN: a note */
+        c.bn_fold = s;
+        QT_OK(qk_qat_prepare(conv_bn_graph(0), &c, &q));
+        qk_qat_destroy(q);
+    }
 }
 
 int main(void)
@@ -597,6 +735,7 @@ int main(void)
     test_gradients();
     test_threads();
     test_vec_equal();
+    test_bn_ops();
     test_bn_fold();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");

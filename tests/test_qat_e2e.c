@@ -118,6 +118,23 @@ static void test_progressive(void)
     qk_qat_destroy(q);
 }
 
+static int same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int x = fgetc(fa), y = fgetc(fb);
+        same = x == y;
+        if (x == EOF || y == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
 /* max_steps splits one run; the resumed half must equal the straight one. */
 static void test_resume_exact(void)
 {
@@ -144,19 +161,7 @@ static void test_resume_exact(void)
             QT_OK(qk_qat_save_qdq(q, run ? b : a));
         qk_qat_destroy(q);
     }
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int x = fgetc(fa), y = fgetc(fb);
-        same = x == y;
-        if (x == EOF || y == EOF)
-            break;
-    }
-    QT_CHECK(same, "resumed QAT writes the same model as the uninterrupted run");
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
+    QT_CHECK(same_file(a, b), "resumed QAT writes the same model as the uninterrupted run");
 }
 
 static int inject_once(void *user, const qk_epoch_stats *s)
@@ -223,6 +228,135 @@ static void test_divergence_guard(void)
     qk_qat_destroy(q);
 }
 
+/* --bn-fold 1-4 (docs/ALGORITHMS.md section 6): each strategy trains in its
+ * own form and deploys the folded conv: W_f = W gamma / sqrt(var + eps),
+ * b_f = beta + (b - mean) gamma / sqrt(var + eps) from the trained W, gamma,
+ * beta and the running statistics (within 1e-6 relative); the training
+ * graph in inference mode and the deployed graph agree; accuracy stays near
+ * the PTQ start. */
+typedef struct fold_expect {
+    char conv[64];
+    int64_t nw, M;
+    float wf[64 * 32 * 9], bf[64];
+} fold_expect;
+
+static int find_reader(const qk_graph *g, int v, const char *type)
+{
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_in; i++)
+            if (g->nodes[k].in[i] == v && strcmp(g->nodes[k].op_type, type) == 0)
+                return k;
+    return -1;
+}
+
+static int bn_expect(qk_graph *g, fold_expect *e, int max)
+{
+    int n = 0;
+    for (int k = 0; k < g->n_nodes && n < max; k++) {
+        const qk_node *f = &g->nodes[k];
+        if (!qk_node_is_in(f, "ai.qkit", "QkBnFoldW"))
+            continue;
+        int L = find_reader(g, f->out[0], "QkLearnQuant"), A = find_reader(g, f->out[1], "QkBnAffine");
+        int P = L >= 0 ? find_reader(g, g->nodes[L].out[0], "Conv") : -1;
+        if (P < 0 || A < 0)
+            continue;
+        const qk_node *a = &g->nodes[A];
+        int mu = a->in[3], var = a->in[4];
+        if (g->values[mu].producer >= 0) { /* strategies 2-4: QkBnStats passes the running statistics */
+            const qk_node *st = &g->nodes[g->values[mu].producer];
+            mu = st->in[1];
+            var = st->in[2];
+        }
+        const qk_tensor *W = &g->values[f->in[0]].t;
+        const float *w = qk_f32(W), *ga = qk_f32(&g->values[f->in[1]].t), *be = qk_f32(&g->values[a->in[2]].t);
+        const float *m = qk_f32(&g->values[mu].t), *v = qk_f32(&g->values[var].t);
+        const float *bb = a->n_in > 6 && a->in[6] >= 0 ? qk_f32(&g->values[a->in[6]].t) : NULL;
+        double eps = qk_node_float(f, "eps", -1);
+        e[n].M = W->dims[0];
+        e[n].nw = qk_tensor_numel(W);
+        if (e[n].nw > (int64_t)(sizeof e[n].wf / sizeof(float)) || e[n].M > 64)
+            continue;
+        snprintf(e[n].conv, sizeof e[n].conv, "%s", g->nodes[P].name);
+        int64_t per = e[n].nw / e[n].M;
+        for (int64_t c = 0; c < e[n].M; c++) {
+            double s = ga[c] / sqrt((double)v[c] + eps);
+            for (int64_t i = 0; i < per; i++)
+                e[n].wf[c * per + i] = (float)(w[c * per + i] * s);
+            e[n].bf[c] = (float)(be[c] + ((bb ? bb[c] : 0.0) - m[c]) * s);
+        }
+        n++;
+    }
+    return n;
+}
+
+static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
+
+static void test_bn_strategies(void)
+{
+    qk_norm norm = qk_norm_default();
+    for (int s = 1; s <= 4; s++) {
+        qk_qat_config c;
+        cfg("academic", QK_QAT_LSQ, 4, 8, &c);
+        c.bn_fold = s;
+        qk_qat *q = open_q(&c, NULL);
+        if (!q)
+            return;
+        QT_OK(qk_qat_calibrate(q, &train, norm, pool));
+        double ptq = eval_top1(q, norm, NULL);
+        qk_qat_result r;
+        QT_OK(qk_qat_train(q, &train, NULL, pool, &r));
+        qk_graph *g = qk_qat_graph(q);
+        static fold_expect e[4];
+        int ne = bn_expect(g, e, 4);
+        QT_CHECK(ne == 2, "S%d: lenet's two conv + BN pairs in training form (%d)", s, ne);
+        double la, lb, ta = eval_top1(q, norm, &la);
+        QT_OK(qk_qat_finish(q));
+        double tb = eval_top1(q, norm, &lb);
+        QT_CHECK(fabs(ta - tb) <= 0.002 && rel(la, lb) < 1e-3, "S%d: training form in inference = deployed conv "
+                 "(top-1 %.4f / %.4f, loss %.6f / %.6f)", s, ta, tb, la, lb);
+        QT_CHECK(tb > 0.8 && tb >= ptq - 0.03, "S%d: QAT top-1 %.4f (PTQ start %.4f)", s, tb, ptq);
+        int extra = 0;
+        for (int k = 0; k < g->n_nodes; k++)
+            extra += strncmp(g->nodes[k].op_type, "QkBn", 4) == 0 || qk_node_is(&g->nodes[k], "BatchNormalization");
+        QT_CHECK(extra == 0, "S%d: only the folded convs are left (%d BN nodes)", s, extra);
+        for (int i = 0; i < ne; i++) {
+            int k = qk_graph_find_node(g, e[i].conv);
+            if (k < 0) {
+                QT_CHECK(0, "S%d: conv '%s' deployed", s, e[i].conv);
+                continue;
+            }
+            int wv = g->nodes[k].in[1], bv = g->nodes[k].in[2];
+            if (g->values[wv].producer >= 0)
+                wv = g->nodes[g->values[wv].producer].in[0];
+            const float *wf = qk_f32(&g->values[wv].t), *bf = qk_f32(&g->values[bv].t);
+            double worst = 0;
+            for (int64_t j = 0; j < e[i].nw; j++)
+                worst = fmax(worst, rel(wf[j], e[i].wf[j]));
+            for (int64_t j = 0; j < e[i].M; j++)
+                worst = fmax(worst, rel(bf[j], e[i].bf[j]));
+            QT_CHECK(worst <= 1e-6, "S%d '%s': deployed W_f, b_f = the fold formula (worst rel %g)", s, e[i].conv, worst);
+        }
+        qk_qat_destroy(q);
+    }
+    /* 1 and 2 threads: the same QDQ file (strategy 3: both passes, batch statistics, correction) */
+    char f[2][300];
+    for (int t = 0; t < 2; t++) {
+        qk_pool *p1 = NULL;
+        QT_OK(qk_pool_create(1 + t, &p1));
+        qk_qat_config c;
+        cfg("academic", QK_QAT_LSQ, 4, 4, &c);
+        c.bn_fold = 3;
+        qk_qat *q = open_q(&c, NULL);
+        snprintf(f[t], sizeof f[t], "%s/s3_t%d.onnx", tmp, t + 1);
+        qk_qat_result r;
+        if (q && qk_qat_calibrate(q, &train, norm, p1) == QK_OK && qk_qat_train(q, &train, NULL, p1, &r) == QK_OK)
+            QT_OK(qk_qat_save_qdq(q, f[t]));
+        qk_qat_destroy(q);
+        qk_pool_destroy(p1);
+    }
+    QT_CHECK(same_file(f[0], f[1]), "--bn-fold 3: 1 and 2 threads write the same model");
+}
+
 static void test_cli(void)
 {
     if (!cli_fx_init()) {
@@ -278,6 +412,7 @@ int main(void)
     test_resume_exact();
     test_progressive();
     test_divergence_guard();
+    test_bn_strategies();
     test_cli();
     qk_pool_destroy(pool);
     qk_dataset_free(&train);
