@@ -357,6 +357,65 @@ static void test_bn_strategies(void)
     QT_CHECK(same_file(f[0], f[1]), "--bn-fold 3: 1 and 2 threads write the same model");
 }
 
+/* --freeze-bn 1 with strategies 2 and 4: the running statistics after the
+ * first epoch are those at the end; without it they keep moving. */
+typedef struct bn_watch {
+    qk_graph *g;
+    float mean[64], var[64];
+    int n;
+} bn_watch;
+
+static int bn_running(qk_graph *g, float *mean, float *var)
+{
+    for (int k = 0; k < g->n_nodes; k++)
+        if (qk_node_is_in(&g->nodes[k], "ai.qkit", "QkBnStats")) {
+            const qk_tensor *m = &g->values[g->nodes[k].in[1]].t, *v = &g->values[g->nodes[k].in[2]].t;
+            int n = (int)qk_tensor_numel(m);
+            n = n > 64 ? 64 : n;
+            memcpy(mean, m->data, (size_t)n * sizeof(float));
+            memcpy(var, v->data, (size_t)n * sizeof(float));
+            return n;
+        }
+    return 0;
+}
+
+static int watch_epoch(void *user, const qk_epoch_stats *s)
+{
+    bn_watch *w = user;
+    if (s->epoch == 1)
+        w->n = bn_running(w->g, w->mean, w->var);
+    return 0;
+}
+
+static void test_freeze_bn(void)
+{
+    qk_norm norm = qk_norm_default();
+    for (int s = 2; s <= 4; s += 2)
+        for (int freeze = 0; freeze <= 1; freeze++) {
+            qk_qat_config c;
+            cfg("academic", QK_QAT_LSQ, 4, 3, &c);
+            c.train.epochs = 2;
+            c.bn_fold = s;
+            c.freeze_bn = freeze;
+            bn_watch w = { 0 };
+            c.train.on_epoch = watch_epoch;
+            c.train.user = &w;
+            qk_qat *q = open_q(&c, &w.g);
+            if (!q)
+                return;
+            QT_OK(qk_qat_calibrate(q, &train, norm, pool));
+            qk_qat_result r;
+            QT_OK(qk_qat_train(q, &train, NULL, pool, &r));
+            float m[64], v[64];
+            int n = bn_running(w.g, m, v);
+            int same = n > 0 && n == w.n && memcmp(m, w.mean, (size_t)n * sizeof *m) == 0 &&
+                       memcmp(v, w.var, (size_t)n * sizeof *v) == 0;
+            QT_CHECK(n > 0 && same == freeze, "S%d %s: running statistics %s after epoch 1", s,
+                     freeze ? "--freeze-bn 1" : "no freeze", same ? "unchanged" : "changed");
+            qk_qat_destroy(q);
+        }
+}
+
 static void test_cli(void)
 {
     if (!cli_fx_init()) {
@@ -413,6 +472,7 @@ int main(void)
     test_progressive();
     test_divergence_guard();
     test_bn_strategies();
+    test_freeze_bn();
     test_cli();
     qk_pool_destroy(pool);
     qk_dataset_free(&train);

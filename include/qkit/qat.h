@@ -99,8 +99,13 @@ typedef struct qk_qat_config {
                                calibration, so training starts at the PTQ model */
     int bn_fold;            /* -1 (default): the profile's (folding profiles fold BN once before
                                QAT, docs/ALGORITHMS.md section 6 strategy 0; academic keeps BN
-                               in float); 0: strategy 0 on any profile; 1-4: QK_ERR_UNSUPPORTED
-                               (not implemented yet). A model without BN: a logged note. */
+                               in float); 0: strategy 0 on any profile; 1-4: strategies 1-4 of
+                               section 6 (1: running statistics, frozen; 2: weights folded with
+                               batch statistics; 3: folded with running statistics plus the
+                               sd/sd_B correction; 4: PyTorch's ConvBn, a real BN on the
+                               unscaled conv), each a pair of passes only where the strategy
+                               says so; every one deploys the folded conv with running
+                               statistics. A model without BN: a logged note. */
     int freeze_observer;    /* > 0: the EMA ranges of ste/dsq activations stop updating after
                                this many epochs (0: never) */
     int progressive;        /* 1: lower the width in stages 8, 6, ... down to the target (epochs
@@ -109,6 +114,9 @@ typedef struct qk_qat_config {
     int report;             /* 1: record, at the end of every epoch, each quantizer's clip, the
                                max of its input in the epoch's last batch and the percentage of
                                values within the clip (qk_qat_write_report) */
+    int freeze_bn;          /* > 0, bn_fold 2-4: after this many epochs BN uses its running
+                               statistics and stops updating them (0: never; other strategies
+                               have no batch statistics: a logged note) */
 } qk_qat_config;
 
 void qk_qat_config_default(qk_qat_config *c);

@@ -25,8 +25,12 @@ static const cli_opt opts[] = {
     { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
     { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
     { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
-    { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6): 0 folds BN once before QAT on any profile "
-      "(default: the profile's; 1-4 not implemented yet)", 0 },
+    { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6; default: the profile's): 0 fold once before "
+      "QAT; 1 fold with frozen running stats; 2 fold with batch stats (two passes); 3 fold with running stats and "
+      "the sd/sd_batch correction (two passes); 4 PyTorch's ConvBn (conv / scale, then a real BN). All deploy the "
+      "folded conv", 0 },
+    { "freeze-bn", "E", "with --bn-fold 2-4: after epoch E, BN uses its running statistics and stops updating "
+      "them", 0 },
     { "freeze-observer", "E", "stop updating the EMA ranges of ste/dsq activations after epoch E", 0 },
     { "progressive", NULL, "lower the bit-width in stages (8 -> 6 -> 4) spread over the epochs", 0 },
     { "report", "FILE.json", "per epoch and quantized tensor: learned clip, observed max, % of values kept", 0 },
@@ -78,7 +82,7 @@ static int run(cli_args *a)
             return cli_usage_error("qat", "--w-algo: %s", qk_last_error());
         c.w_algo = (int)w;
     }
-    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs;
+    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs, fbn;
     double lr, qlr, qwd, wd;
     if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
         cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
@@ -86,6 +90,7 @@ static int run(cli_args *a)
         cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
         cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 1, 1LL << 40, &limit) ||
         cli_int(a, "bn-fold", -1, 0, 4, &bnf) || cli_int(a, "freeze-observer", 0, 1, 100000, &fobs) ||
+        cli_int(a, "freeze-bn", 0, 1, 100000, &fbn) ||
         cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
         cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd))
         return 2;
@@ -112,6 +117,7 @@ static int run(cli_args *a)
     c.paper_init = cli_flag(a, "paper-init");
     c.bn_fold = (int)bnf;
     c.freeze_observer = (int)fobs;
+    c.freeze_bn = (int)fbn;
     const char *rjson = cli_get(a, "report"), *rsvg = cli_get(a, "report-svg");
     char svgbuf[4096];
     if (rjson && !rsvg) {

@@ -143,6 +143,16 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return st;
     }
+    if (c->freeze_bn < 0) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_ARG, "--freeze-bn %d: give a number of epochs >= 1", c->freeze_bn);
+    }
+    if (c->freeze_bn > 0 && (c->bn_fold < 2 || c->bn_fold > 4))
+        qk_log(QK_LOG_WARN, "note: --freeze-bn %d: %s has no batch statistics to freeze (strategies 2-4 have: "
+               "--bn-fold 2, 3 or 4); ignored", c->freeze_bn,
+               c->bn_fold == 1 ? "BN folding strategy 1 uses the running statistics throughout and"
+               : c->bn_fold == 0 ? "BN folding strategy 0 removes BN before training and"
+                                 : "without --bn-fold, QAT");
     if (c->calib < 1) {
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
@@ -596,10 +606,12 @@ qk_norm qk_qat_norm_(const qk_qat *q) { return q->norm; }
 
 const char *qk_qat_signature_(const qk_qat *q, char *buf, size_t n)
 {
-    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d progressive=%d",
-             q->c.ptq.backend->name,
-             q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
-             (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
-             q->c.progressive);
+    int k = snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d "
+                     "progressive=%d", q->c.ptq.backend->name,
+                     q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
+                     (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
+                     q->c.progressive);
+    if (q->c.freeze_bn > 0 && k > 0 && (size_t)k < n) /* only when set: older signatures stay as they were */
+        snprintf(buf + k, n - (size_t)k, " freeze_bn=%d", q->c.freeze_bn);
     return buf;
 }
