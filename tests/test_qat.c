@@ -633,6 +633,44 @@ static void test_bn_ops(void)
     qk_graph_destroy(g);
 }
 
+/* QkDistillLoss: a hand value (T = 2, w = 0.5: p_t = [0.75, 0.25], p_s =
+ * [0.5, 0.5], KL = 0.75 ln 1.5 + 0.25 ln 0.5 = 0.130812, loss = w T^2 KL)
+ * and the student gradient against finite differences. */
+static void test_distill_loss(void)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        qk_graph *g;
+        QT_OK(qk_graph_create(&g));
+        qk_rng rng;
+        qk_rng_seed(&rng, 5);
+        int64_t d[2] = { pass ? 6 : 1, pass ? 10 : 2 };
+        const float s0[2] = { 0.0f, 0.0f }, t0[2] = { 2.0f * logf(3.0f), 0.0f };
+        int in[2] = { gc_add(g, "student", 1, QK_F32, 2, d, pass ? NULL : s0, &rng),
+                      gc_add(g, "teacher", 0, QK_F32, 2, d, pass ? NULL : t0, &rng) };
+        if (pass)
+            gc_fill(&g->values[in[1]].t, &rng, 3.0f, 3.0f);
+        int k = gc_node(g, "QkDistillLoss", 2, in, 1);
+        g->nodes[k].domain = qk_strdup("ai.qkit");
+        qk_node_set_float(g, k, "T", pass ? 3.0f : 2.0f);
+        qk_node_set_float(g, k, "w", 0.5f);
+        if (!pass) {
+            QT_OK(qk_ops_bind(g));
+            QT_OK(qk_graph_plan(g, 1, 0, NULL));
+            QT_OK(qk_graph_forward(g));
+            double kl = 0.75 * log(1.5) + 0.25 * log(0.5);
+            QT_NEAR(qk_f32(&g->values[g->nodes[k].out[0]].t)[0], 0.5 * 4 * kl, 1e-6, "distillation loss w T^2 KL");
+        } else {
+            gc_opts o = gc_defaults();
+            o.tol = 2e-3;
+            gc_result r;
+            qk_status st = gc_check(g, k, &o, &r);
+            QT_CHECK(st == QK_OK && r.pass, "QkDistillLoss d student vs finite differences: worst rel %g",
+                     r.worst_rel);
+        }
+        qk_graph_destroy(g);
+    }
+}
+
 /* --bn-fold 0 (docs/ALGORITHMS.md section 6 check): the QAT graph holds the
  * folded conv W_f = [2, -4], b_f = -0.1 for W = [0.5, -1], b = 0.1, gamma 2,
  * beta 0.3, mu 0.2, var 0.25, eps 0; strategies 1-4 place the quantizer on
@@ -737,6 +775,7 @@ int main(void)
     test_vec_equal();
     test_bn_ops();
     test_bn_fold();
+    test_distill_loss();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");
 }

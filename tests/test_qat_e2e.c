@@ -416,14 +416,50 @@ static void test_freeze_bn(void)
         }
 }
 
+/* A 12-class model on lenet's input, for the teacher mismatch. */
+static void write_12_class(const char *path)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    int64_t xd[4] = { -1, 1, 28, 28 }, wd[2] = { 784, 12 };
+    int x = qk_graph_add_input(g, "input", QK_F32, 4, xd);
+    qk_tensor t;
+    QT_OK(qk_tensor_alloc(&t, QK_F32, 2, wd));
+    int w = qk_graph_add_init(g, "w", QK_VALUE_PARAM, &t);
+    int f = qk_graph_add_value(g, "flat", QK_VALUE_ACT), y = qk_graph_add_value(g, "logits", QK_VALUE_ACT);
+    int fin[2] = { f, w };
+    qk_graph_add_node(g, "Flatten", "flatten", 1, &x, 1, &f);
+    qk_graph_add_node(g, "Gemm", "fc", 2, fin, 1, &y);
+    qk_graph_add_output(g, y);
+    QT_OK(qk_onnx_save(g, path));
+    qk_graph_destroy(g);
+}
+
 static void test_cli(void)
 {
     if (!cli_fx_init()) {
         QT_CHECK(1, "no qkit binary");
         return;
     }
-    char o[300];
+    char o[300], t12[300];
     snprintf(o, sizeof o, "%s/cli.onnx", tmp);
+    snprintf(t12, sizeof t12, "%s/t12.onnx", tmp);
+    write_12_class(t12);
+    unlink(o);
+    int trc = q("qat --model models/lenet.onnx --backend academic --teacher %s --epochs 1 --epoch-steps 2 --limit 100 "
+                "--out %s", t12, o);
+    QT_CHECK(trc == 2 && has("does not match") && !exists(o), "a 12-class teacher for a 10-class model: rc %d: %s",
+             trc, out);
+    /* distillation from the float lenet with BN strategy 4 frozen after epoch 1: runs, writes, deploys */
+    trc = q("qat --model models/lenet.onnx --backend academic --wbits 4 --abits 4 --bn-fold 4 --freeze-bn 1 "
+            "--teacher models/lenet.onnx --kd-t 4 --kd-w 0.5 --epochs 2 --epoch-steps 4 --batch 64 --calib 128 "
+            "--limit 500 --threads 2 --json --out %s", o);
+    const char *tp = strstr(out, "\"top1\": ");
+    QT_CHECK(trc == 0 && exists(o) && tp && atof(tp + 8) > 0.8, "qat --teacher --bn-fold 4 --freeze-bn 1: %s", out);
+    trc = q("qat --model models/lenet.onnx --backend academic --freeze-bn 1 --dry-run");
+    QT_CHECK(trc == 0 && has("no batch statistics to freeze"), "--freeze-bn without --bn-fold 2-4: a note: %s", out);
+    trc = q("qat --model models/lenet.onnx --backend academic --bn-fold 3 --dry-run");
+    QT_CHECK(trc == 0 && has("strategy 3 on 2 Conv/Gemm"), "--bn-fold 3 --dry-run: %s", out);
     static const struct { const char *args, *msg; } bad[] = {
         { "--backend academic --algo nope", "unknown QAT algorithm" },
         { "--backend tvm --algo lsq", "power-of-two" },

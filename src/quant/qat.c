@@ -123,6 +123,34 @@ static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_bac
     return b->fold_bn ? QK_OK : qk_fold_bn(g, n_folded);
 }
 
+/* --teacher: the teacher takes the student's input and gives its output
+ * shape (both planned at batch 1 for inference, then unplanned). */
+static qk_status check_teacher(qk_graph *g, qk_graph *t)
+{
+    char a[96], b[96];
+    if (t->n_inputs != 1 || t->n_outputs < 1 || g->n_inputs != 1 || g->n_outputs < 1)
+        return qk_error(QK_ERR_ARG, "--teacher: the teacher and the model need one input and an output each");
+    qk_status st = qk_graph_plan(t, 1, 0, NULL);
+    if (st != QK_OK)
+        return qk_error_context(st, "--teacher: the teacher model");
+    if ((st = qk_graph_plan(g, 1, 0, NULL)) != QK_OK) {
+        qk_graph_unplan(t);
+        return st;
+    }
+    const qk_value *ti = &t->values[t->inputs[0]], *gi = &g->values[g->inputs[0]];
+    const qk_value *to = &t->values[t->outputs[0]], *go = &g->values[g->outputs[0]];
+    if (!qk_shape_equal(&ti->t, &gi->t))
+        st = qk_error(QK_ERR_ARG, "--teacher: the teacher's input '%s' %s does not match the model's '%s' %s",
+                      ti->name, qk_shape_str(&ti->t, a, sizeof a), gi->name, qk_shape_str(&gi->t, b, sizeof b));
+    else if (!qk_shape_equal(&to->t, &go->t) || to->t.dtype != QK_F32 || go->t.dtype != QK_F32)
+        st = qk_error(QK_ERR_ARG, "--teacher: the teacher's output '%s' %s does not match the model's '%s' %s "
+                      "(distillation compares them class by class)", to->name, qk_shape_str(&to->t, a, sizeof a),
+                      go->name, qk_shape_str(&go->t, b, sizeof b));
+    qk_graph_unplan(t);
+    qk_graph_unplan(g);
+    return st;
+}
+
 qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
 {
     *out = NULL;
@@ -140,6 +168,10 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
     }
     qk_qat_algo wa = weight_algo(c, &wq);
     if ((st = check_deployable(c, b, &wq, &aq, wa)) != QK_OK) {
+        qk_graph_destroy(g);
+        return st;
+    }
+    if (c->train.teacher && (st = check_teacher(g, c->train.teacher)) != QK_OK) {
         qk_graph_destroy(g);
         return st;
     }
