@@ -633,6 +633,167 @@ static void test_bn_ops(void)
     qk_graph_destroy(g);
 }
 
+/* ---- the strategies' training forms (qat_bn.c) without quantizers ---- */
+
+/* x [nb, cin, hw, hw] -> Conv(k x k, pad k/2; bias when b) -> BN (gamma, beta, mean, var) -> y,
+ * then loss = ReduceSumSquare(y) (for the gradient check). */
+static qk_graph *bn_pair_graph(int nb, int cin, int cout, int k, int hw, const float *w, const float *b,
+                               const float *bn, float eps, int *loss)
+{
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    int64_t xd[4] = { -1, cin, hw, hw }, wd[4] = { cout, cin, k, k }, c1 = cout;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, xd);
+    qk_tensor t;
+    QT_OK(qk_tensor_alloc(&t, QK_F32, 4, wd));
+    memcpy(t.data, w, qk_tensor_bytes(&t));
+    int in[3] = { x, qk_graph_add_init(g, "w", QK_VALUE_PARAM, &t), -1 };
+    if (b) {
+        QT_OK(qk_tensor_alloc(&t, QK_F32, 1, &c1));
+        memcpy(t.data, b, (size_t)cout * sizeof(float));
+        in[2] = qk_graph_add_init(g, "b", QK_VALUE_PARAM, &t);
+    }
+    int c = qk_graph_add_value(g, "c", QK_VALUE_ACT), y = qk_graph_add_value(g, "y", QK_VALUE_ACT);
+    int kc = qk_graph_add_node(g, "Conv", "conv", b ? 3 : 2, in, 1, &c);
+    int64_t pads[4] = { k / 2, k / 2, k / 2, k / 2 };
+    qk_node_set_ints(g, kc, "pads", 4, pads);
+    static const char *nm[4] = { "gamma", "beta", "mean", "var" };
+    int bin[5] = { c };
+    for (int i = 0; i < 4; i++) {
+        QT_OK(qk_tensor_alloc(&t, QK_F32, 1, &c1));
+        memcpy(t.data, bn + i * cout, (size_t)cout * sizeof(float));
+        bin[i + 1] = qk_graph_add_init(g, nm[i], i < 2 ? QK_VALUE_PARAM : QK_VALUE_CONST, &t);
+    }
+    int kb = qk_graph_add_node(g, "BatchNormalization", "bn", 5, bin, 1, &y);
+    qk_node_set_float(g, kb, "epsilon", eps);
+    qk_graph_add_output(g, y);
+    /* loss = sum(y * R), R fixed N(0, 1) [nb, cout, hw, hw] (a sum of squares would not
+     * depend on W under batch normalisation) */
+    int64_t rd[4] = { nb, cout, hw, hw };
+    QT_OK(qk_tensor_alloc(&t, QK_F32, 4, rd));
+    qk_rng rng;
+    qk_rng_seed(&rng, 9);
+    for (int64_t i = 0; i < qk_tensor_numel(&t); i++)
+        qk_f32(&t)[i] = qk_rng_normal(&rng);
+    int mr[2] = { y, qk_graph_add_init(g, "r", QK_VALUE_CONST, &t) }, yr = qk_graph_add_value(g, "yr", QK_VALUE_ACT);
+    qk_graph_add_node(g, "Mul", "mul", 2, mr, 1, &yr);
+    *loss = qk_graph_add_value(g, "loss", QK_VALUE_ACT);
+    int kl = qk_graph_add_node(g, "ReduceSum", "sum", 1, &yr, 1, loss);
+    qk_node_set_int(g, kl, "keepdims", 0);
+    qk_graph_add_output(g, *loss);
+    QT_OK(qk_ops_bind(g));
+    return g;
+}
+
+static float *val(qk_graph *g, const char *name)
+{
+    int v = qk_graph_find_value(g, name);
+    return v >= 0 ? qk_f32(&g->values[v].t) : NULL;
+}
+
+/* docs/ALGORITHMS.md section 6 check: W = 0.5, b = 0, gamma 2, beta 0.3, mu 0.2, var 1, eps 0 (1e-12),
+ * batch x = [1, 3]: S2-S4 give the training-mode BN output [-1.7, 2.3], S1 [0.9, 2.9]; the running
+ * statistics become 0.28 / 0.95 (S1: unchanged); converted without a step: W_f = 1, b_f = -0.1.
+ * Then each strategy's gradients (W, b, gamma, beta) against central differences on a 3x3 conv. */
+static void test_bn_strategy_forms(void)
+{
+    const float w1 = 0.5f, bn1[4] = { 2.0f, 0.3f, 0.2f, 1.0f }, x1[2] = { 1.0f, 3.0f };
+    for (int S = 1; S <= 4; S++) {
+        for (int step = 1; step >= 0; step--) {
+            int loss;
+            qk_graph *g = bn_pair_graph(2, 1, 1, 1, 1, &w1, NULL, bn1, 1e-12f, &loss);
+            qk_qat_bn *bn = NULL;
+            int nf = 0;
+            QT_OK(qk_qat_bn_fold_(g, S, &bn, &nf));
+            QT_OK(qk_qat_bn_install_(bn, g));
+            QT_OK(qk_ops_bind(g));
+            if (step) {
+                QT_OK(qk_graph_plan(g, 2, 1, NULL));
+                memcpy(g->values[g->inputs[0]].t.data, x1, sizeof x1);
+                QT_OK(qk_graph_forward(g));
+                const float *y = val(g, "y"), *m = val(g, "mean"), *v = val(g, "var");
+                double e0 = S == 1 ? 0.9 : -1.7, e1 = S == 1 ? 2.9 : 2.3;
+                QT_CHECK(y && fabs(y[0] - e0) < 1e-5 && fabs(y[1] - e1) < 1e-5, "S%d training output [%g, %g] "
+                         "(expected [%g, %g])", S, y ? (double)y[0] : 0.0, y ? (double)y[1] : 0.0, e0, e1);
+                QT_CHECK(m && v && fabs(m[0] - (S == 1 ? 0.2 : 0.28)) < 1e-6 && fabs(v[0] - (S == 1 ? 1.0 : 0.95)) < 1e-6,
+                         "S%d running statistics after the step %g, %g", S, m ? (double)m[0] : 0.0,
+                         v ? (double)v[0] : 0.0);
+            } else {
+                QT_OK(qk_qat_bn_finish_(bn, g));
+                int k = qk_graph_find_node(g, "conv");
+                int extra = g->n_nodes != 3;
+                const float *wf = k >= 0 ? qk_f32(&g->values[g->nodes[k].in[1]].t) : NULL;
+                const float *bf = k >= 0 && g->nodes[k].n_in == 3 ? qk_f32(&g->values[g->nodes[k].in[2]].t) : NULL;
+                QT_CHECK(extra == 0 && wf && bf && fabsf(wf[0] - 1.0f) < 1e-6f && fabsf(bf[0] + 0.1f) < 1e-6f,
+                         "S%d converts to W_f = 1, b_f = -0.1 (%d nodes)", S, g->n_nodes);
+            }
+            qk_qat_bn_free_(bn);
+            qk_graph_destroy(g);
+        }
+    }
+    /* gradients: 2 -> 3 channels, 3x3, 4x4 images, batch 3, with a conv bias */
+    qk_rng rng;
+    qk_rng_seed(&rng, 3);
+    float w[54], b[3], bnp[12], x[96];
+    for (int i = 0; i < 54; i++)
+        w[i] = 0.4f * qk_rng_normal(&rng);
+    for (int i = 0; i < 3; i++) {
+        b[i] = 0.2f * qk_rng_normal(&rng);
+        bnp[i] = 0.5f + qk_rng_uniform(&rng);
+        bnp[3 + i] = 0.3f * qk_rng_normal(&rng);
+        bnp[6 + i] = 0.3f * qk_rng_normal(&rng);
+        bnp[9 + i] = 0.5f + 1.5f * qk_rng_uniform(&rng);
+    }
+    for (int i = 0; i < 96; i++)
+        x[i] = qk_rng_normal(&rng);
+    static const char *pn[4] = { "w_qat_unfolded", "b_qat_unfolded", "gamma", "beta" };
+    for (int S = 1; S <= 4; S++) {
+        int loss;
+        qk_graph *g = bn_pair_graph(3, 2, 3, 3, 4, w, b, bnp, 1e-5f, &loss);
+        qk_qat_bn *bn = NULL;
+        int nf = 0;
+        QT_OK(qk_qat_bn_fold_(g, S, &bn, &nf));
+        QT_OK(qk_qat_bn_install_(bn, g));
+        QT_OK(qk_ops_bind(g));
+        QT_OK(qk_graph_plan(g, 3, 1, NULL));
+        loss = qk_graph_find_value(g, "loss"); /* folding renumbered the values */
+        float *rm = val(g, "mean"), *rv = val(g, "var"), m0[3], v0[3];
+        memcpy(m0, rm, sizeof m0);
+        memcpy(v0, rv, sizeof v0);
+        memcpy(g->values[g->inputs[0]].t.data, x, sizeof x);
+        QT_OK(qk_graph_forward(g));
+        QT_OK(qk_graph_backward(g, loss));
+        double worst = 0;
+        for (int p = 0; p < 4; p++) {
+            int v = qk_graph_find_value(g, pn[p]);
+            if (v < 0) {
+                QT_CHECK(0, "S%d: value %s", S, pn[p]);
+                continue;
+            }
+            int64_t n = qk_tensor_numel(&g->values[v].t);
+            float *pv = qk_f32(&g->values[v].t), ga[64];
+            memcpy(ga, g->values[v].grad.data, (size_t)n * sizeof(float));
+            for (int64_t e = 0; e < n; e++) {
+                double L[2];
+                float keep = pv[e], h = 1e-3f;
+                for (int sgn = 0; sgn < 2; sgn++) {
+                    pv[e] = keep + (sgn ? h : -h);
+                    memcpy(rm, m0, sizeof m0); /* the running statistics as in the analytic pass */
+                    memcpy(rv, v0, sizeof v0);
+                    QT_OK(qk_graph_forward(g));
+                    L[sgn] = qk_f32(&g->values[loss].t)[0];
+                }
+                pv[e] = keep;
+                double num = (L[1] - L[0]) / (2.0 * h), r = fabs(num - ga[e]) / fmax(1.0, fabs(num));
+                worst = r > worst ? r : worst;
+            }
+        }
+        QT_CHECK(worst < 2e-2, "S%d: W, b, gamma, beta gradients vs finite differences (worst rel %g)", S, worst);
+        qk_qat_bn_free_(bn);
+        qk_graph_destroy(g);
+    }
+}
+
 /* QkDistillLoss: a hand value (T = 2, w = 0.5: p_t = [0.75, 0.25], p_s =
  * [0.5, 0.5], KL = 0.75 ln 1.5 + 0.25 ln 0.5 = 0.130812, loss = w T^2 KL)
  * and the student gradient against finite differences. */
@@ -775,6 +936,7 @@ int main(void)
     test_vec_equal();
     test_bn_ops();
     test_bn_fold();
+    test_bn_strategy_forms();
     test_distill_loss();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");

@@ -9,8 +9,9 @@
  *       attribute: 0 for Conv and Gemm transB = 1, 1 for Gemm transB = 0),
  *       in double and rounded once to float32: exactly what qk_fold_bn
  *       writes. var_used = var: the statistics the weights were folded with,
- *       for the nodes downstream (the running variance may be updated in
- *       place later in the same forward by QkBnStats).
+ *       for the nodes downstream and for its own backward (the running
+ *       variance may be updated in place later in the same forward by
+ *       QkBnStats).
  *   QkBnStats(y, mean, var [, after]) -> (mu, sigma2)
  *       training forward, attribute frozen = 0: the batch mean and biased
  *       variance of y per channel (over N and the spatial dims), and the
@@ -167,7 +168,10 @@ static void foldw_task(void *vc, int64_t t, int worker)
     (void)worker;
     const bnq_ctx *c = vc;
     const bnq_state *s = c->s;
-    const float *W = in_f(c, 0), *ga = in_f(c, 1), *var = in_f(c, 2);
+    /* backward reads the variance the forward folded with (var_used): a
+     * running variance may have been updated in place since */
+    const float *W = in_f(c, 0), *ga = in_f(c, 1);
+    const float *var = c->backward ? qk_f32(&qk_out(c->g, c->n, 1)->t) : in_f(c, 2);
     int64_t c0, c1;
     chan_range(s, t, &c0, &c1);
     for (int64_t ch = c0; ch < c1; ch++) {
