@@ -13,6 +13,9 @@
  *   c.ptq.backend = qk_backend_find("academic");
  *   c.ptq.wbits = c.ptq.abits = 4;
  *   c.algo = QK_QAT_LSQ;                       // c.w_algo: another one for weights
+ *   c.bn_fold = 4;                             // PyTorch-style ConvBn (section 6); -1: the profile's
+ *   c.freeze_bn = 3;                           // BN statistics frozen after epoch 3
+ *   // c.train.teacher = teacher;              // distillation (c.train.kd_t, kd_w)
  *   c.train.epochs = 4;                        // trainer recipe: SGD nesterov, cosine
  *   qk_qat *q;
  *   qk_qat_prepare(g, &c, &q);                 // takes g; refuses undeployable algorithms
@@ -37,9 +40,22 @@
  * says otherwise. Clip-to-[0, 1] activation methods (dorefa, wrpn) keep
  * sites with negative values (e.g. the normalised network input) at ste.
  *
+ * BN folding (bn_fold, docs/ALGORITHMS.md section 6): 0 folds once and
+ * trains the folded conv; 1-4 place and calibrate on the folded conv too,
+ * then train each Conv/Gemm + BN pair in the strategy's form (graph
+ * operators QkBnFoldW, QkBnStats, QkBnAffine, QkBnUnscale, with backward)
+ * and write it back folded with the running statistics, so every strategy
+ * gives the same kind of QDQ file. freeze_bn: strategies 2-4 switch to the
+ * running statistics after that many epochs.
+ *
+ * Distillation: c.train.teacher (a float model with the same input and
+ * output shapes, checked by qk_qat_prepare: QK_ERR_ARG otherwise) adds
+ * kd_w * kd_t^2 * KL(softmax(teacher / kd_t) || softmax(model / kd_t)).
+ *
  * Refused with QK_ERR_UNSUPPORTED and the reason: a profile without a linear
  * integer grid (nnie), widths outside 2..8 or the profile's range, hooks,
- * bit allocation; lsq / lsq+ on power-of-two profiles (their scales are
+ * bit allocation; bn_fold 1-4 on a profile that quantizes biases (vitis);
+ * lsq / lsq+ on power-of-two profiles (their scales are
  * learned floats); tqt on float-scale profiles other than academic; lsq+ on
  * profiles with symmetric activations (zero point fixed at 0).
  *
