@@ -794,6 +794,86 @@ static void test_bn_strategy_forms(void)
     }
 }
 
+/* --widen K: the widened zoo models compute what the originals do (random
+ * inputs, batch 3), with K times the channels in the first conv. */
+static int run_model(qk_graph *g, const float *x, int64_t nx, float *y, int64_t *ny)
+{
+    if (qk_graph_plan(g, 3, 0, NULL) != QK_OK)
+        return 0;
+    qk_value *in = &g->values[g->inputs[0]], *out = &g->values[g->outputs[0]];
+    if (qk_tensor_numel(&in->t) != nx)
+        return 0;
+    memcpy(in->t.data, x, (size_t)nx * sizeof *x);
+    if (qk_graph_forward(g) != QK_OK)
+        return 0;
+    *ny = qk_tensor_numel(&out->t);
+    memcpy(y, out->t.data, (size_t)*ny * sizeof *y);
+    return 1;
+}
+
+static void test_widen(void)
+{
+    static const char *models[] = { "models/lenet.onnx", "models/resnet8.onnx", "models/mobilenetv2s.onnx" };
+    static float x[3 * 28 * 28], y0[64], y1[64];
+    qk_rng rng;
+    qk_rng_seed(&rng, 4);
+    for (int i = 0; i < 3 * 28 * 28; i++)
+        x[i] = qk_rng_normal(&rng);
+    for (int m = 0; m < 3; m++)
+        for (int K = 2; K <= 3; K++) {
+            qk_graph *a = NULL, *b = NULL;
+            if (qk_onnx_load(models[m], &a) != QK_OK || qk_onnx_load(models[m], &b) != QK_OK) {
+                QT_CHECK(0, "load %s", models[m]);
+                qk_graph_destroy(a);
+                qk_graph_destroy(b);
+                continue;
+            }
+            int nw = 0;
+            QT_OK(qk_qat_widen_(b, K, &nw));
+            int64_t n0 = 0, n1 = 0;
+            int ok = run_model(a, x, 3 * 28 * 28, y0, &n0) && run_model(b, x, 3 * 28 * 28, y1, &n1) && n0 == n1;
+            double worst = 0, big = 0;
+            for (int64_t i = 0; ok && i < n0; i++) {
+                worst = fmax(worst, fabs((double)y0[i] - y1[i]));
+                big = fmax(big, fabs((double)y0[i]));
+            }
+            int c1 = -1;
+            for (int k = 0; k < b->n_nodes && c1 < 0; k++)
+                if (qk_node_is(&b->nodes[k], "Conv"))
+                    c1 = k;
+            int64_t m0 = c1 >= 0 ? b->values[b->nodes[c1].in[1]].t.dims[0] : 0;
+            int64_t ma = c1 >= 0 ? a->values[a->nodes[c1].in[1]].t.dims[0] : -1;
+            QT_CHECK(ok && worst <= 1e-4 * fmax(1.0, big) && nw > 0 && m0 == K * ma,
+                     "%s --widen %d: %d layers widened (first conv %lld -> %lld channels), same output (max diff %g)",
+                     models[m], K, nw, (long long)ma, (long long)m0, worst);
+            qk_graph_destroy(a);
+            qk_graph_destroy(b);
+        }
+    /* a structure it cannot widen: refused, graph unchanged */
+    qk_graph *g;
+    QT_OK(qk_graph_create(&g));
+    int64_t xd[4] = { -1, 1, 4, 4 }, wd[4] = { 2, 1, 1, 1 }, wd2[4] = { 3, 4, 1, 1 };
+    int xi = qk_graph_add_input(g, "x", QK_F32, 4, xd);
+    qk_tensor t;
+    QT_OK(qk_tensor_alloc(&t, QK_F32, 4, wd));
+    int in1[2] = { xi, qk_graph_add_init(g, "w1", QK_VALUE_PARAM, &t) };
+    QT_OK(qk_tensor_alloc(&t, QK_F32, 4, wd2));
+    int c = qk_graph_add_value(g, "c", QK_VALUE_ACT), cc = qk_graph_add_value(g, "cc", QK_VALUE_ACT);
+    int y = qk_graph_add_value(g, "y", QK_VALUE_ACT), cat[2] = { c, c };
+    int in2[2] = { cc, qk_graph_add_init(g, "w2", QK_VALUE_PARAM, &t) };
+    qk_graph_add_node(g, "Conv", "conv1", 2, in1, 1, &c);
+    int k = qk_graph_add_node(g, "Concat", "cat", 2, cat, 1, &cc);
+    qk_node_set_int(g, k, "axis", 1);
+    qk_graph_add_node(g, "Conv", "conv2", 2, in2, 1, &y);
+    qk_graph_add_output(g, y);
+    QT_OK(qk_ops_bind(g));
+    int nw = 0;
+    qk_status st = qk_qat_widen_(g, 2, &nw);
+    QT_CHECK(st == QK_ERR_UNSUPPORTED && strstr(qk_last_error(), "cat") && g->values[in1[1]].t.dims[0] == 2,
+             "--widen through a Concat: refused, unchanged (%s)", qk_last_error());
+    qk_graph_destroy(g);
+}
+
 /* QkDistillLoss: a hand value (T = 2, w = 0.5: p_t = [0.75, 0.25], p_s =
  * [0.5, 0.5], KL = 0.75 ln 1.5 + 0.25 ln 0.5 = 0.130812, loss = w T^2 KL)
  * and the student gradient against finite differences. */
@@ -938,6 +1018,7 @@ int main(void)
     test_bn_fold();
     test_bn_strategy_forms();
     test_distill_loss();
+    test_widen();
     qk_pool_destroy(pool2);
     return qt_finish("test_qat");
 }

@@ -456,6 +456,11 @@ static void test_cli(void)
             "--limit 500 --threads 2 --json --out %s", o);
     const char *tp = strstr(out, "\"top1\": ");
     QT_CHECK(trc == 0 && exists(o) && tp && atof(tp + 8) > 0.8, "qat --teacher --bn-fold 4 --freeze-bn 1: %s", out);
+    /* WRPN width multiplier: lenet x2 trains and deploys */
+    trc = q("qat --model models/lenet.onnx --backend academic --wbits 4 --abits 4 --widen 2 --epochs 1 "
+            "--epoch-steps 4 --batch 64 --calib 128 --limit 500 --threads 2 --json --out %s", o);
+    tp = strstr(out, "\"top1\": ");
+    QT_CHECK(trc == 0 && exists(o) && tp && atof(tp + 8) > 0.8, "qat --widen 2: %s", out);
     trc = q("qat --model models/lenet.onnx --backend academic --freeze-bn 1 --dry-run");
     QT_CHECK(trc == 0 && has("no batch statistics to freeze"), "--freeze-bn without --bn-fold 2-4: a note: %s", out);
     trc = q("qat --model models/lenet.onnx --backend academic --bn-fold 3 --dry-run");
@@ -469,6 +474,8 @@ static void test_cli(void)
         { "--backend academic --algo lsq --wbits 9", "9-bit" },
         { "--backend nnie --algo ste", "linear" },
         { "--backend academic --algo lsq --w-algo pact", "activation clipping" },
+        { "--backend vitis --algo tqt --bn-fold 2", "quantizes the bias" },
+        { "--backend academic --kd-w 2", "need --teacher" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         unlink(o);

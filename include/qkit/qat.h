@@ -133,6 +133,13 @@ typedef struct qk_qat_config {
     int freeze_bn;          /* > 0, bn_fold 2-4: after this many epochs BN uses its running
                                statistics and stops updating them (0: never; other strategies
                                have no batch statistics: a logged note) */
+    int widen;              /* >= 2: WRPN's width multiplier applied to the float model first:
+                               every Conv / Gemm but the last gets widen times its output
+                               channels, copies of the trained ones, and the next layer's input
+                               weights are split over the copies (shares 2(j+1)/(K(K+1)), unequal
+                               so the copies can diverge) so the function is unchanged; 0, 1:
+                               none. QK_ERR_UNSUPPORTED for a structure it cannot widen
+                               (Concat, Reshape, grouped convs, ...) */
 } qk_qat_config;
 
 void qk_qat_config_default(qk_qat_config *c);

@@ -35,6 +35,8 @@ static const cli_opt opts[] = {
       "kd-t)) to the loss; the float teacher runs in inference mode on every training batch", 0 },
     { "kd-t", "T", "distillation temperature (default 4)", 0 },
     { "kd-w", "W", "distillation weight (default 1)", 0 },
+    { "widen", "K", "WRPN width multiplier: every Conv/Gemm but the last gets K times its output channels (copies, "
+      "the next layer's weights split over them: the same function to start from)", 0 },
     { "freeze-observer", "E", "stop updating the EMA ranges of ste/dsq activations after epoch E", 0 },
     { "progressive", NULL, "lower the bit-width in stages (8 -> 6 -> 4) spread over the epochs", 0 },
     { "report", "FILE.json", "per epoch and quantized tensor: learned clip, observed max, % of values kept", 0 },
@@ -86,7 +88,7 @@ static int run(cli_args *a)
             return cli_usage_error("qat", "--w-algo: %s", qk_last_error());
         c.w_algo = (int)w;
     }
-    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs, fbn;
+    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs, fbn, widen;
     double lr, qlr, qwd, wd, kdt, kdw;
     if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
         cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
@@ -94,7 +96,7 @@ static int run(cli_args *a)
         cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
         cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 1, 1LL << 40, &limit) ||
         cli_int(a, "bn-fold", -1, 0, 4, &bnf) || cli_int(a, "freeze-observer", 0, 1, 100000, &fobs) ||
-        cli_int(a, "freeze-bn", 0, 1, 100000, &fbn) ||
+        cli_int(a, "freeze-bn", 0, 1, 100000, &fbn) || cli_int(a, "widen", 1, 1, 16, &widen) ||
         cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
         cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd) ||
         cli_double(a, "kd-t", c.train.kd_t, 1e-3, 1000, &kdt) || cli_double(a, "kd-w", c.train.kd_w, 0, 1000, &kdw))
@@ -123,6 +125,7 @@ static int run(cli_args *a)
     c.bn_fold = (int)bnf;
     c.freeze_observer = (int)fobs;
     c.freeze_bn = (int)fbn;
+    c.widen = (int)widen;
     c.train.kd_t = (float)kdt;
     c.train.kd_w = (float)kdw;
     const char *tpath_kd = cli_get(a, "teacher");

@@ -175,6 +175,18 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return st;
     }
+    if (c->widen < 0 || c->widen > 16) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_ARG, "--widen %d: the width multiplier is an integer in 1..16", c->widen);
+    }
+    if (c->widen > 1) {
+        int nw = 0;
+        if ((st = qk_qat_widen_(g, c->widen, &nw)) != QK_OK) {
+            qk_graph_destroy(g);
+            return st;
+        }
+        qk_log(QK_LOG_INFO, "--widen %d: %d layers widened", c->widen, nw);
+    }
     if (c->freeze_bn < 0) {
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "--freeze-bn %d: give a number of epochs >= 1", c->freeze_bn);
@@ -644,6 +656,8 @@ const char *qk_qat_signature_(const qk_qat *q, char *buf, size_t n)
                      (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
                      q->c.progressive);
     if (q->c.freeze_bn > 0 && k > 0 && (size_t)k < n) /* only when set: older signatures stay as they were */
-        snprintf(buf + k, n - (size_t)k, " freeze_bn=%d", q->c.freeze_bn);
+        k += snprintf(buf + k, n - (size_t)k, " freeze_bn=%d", q->c.freeze_bn);
+    if (q->c.widen > 1 && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " widen=%d", q->c.widen);
     return buf;
 }

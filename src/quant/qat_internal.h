@@ -155,6 +155,13 @@ qk_status qk_qat_bn_freeze_(qk_graph *g);
 int qk_qat_bn_count_(const qk_qat_bn *b);
 void qk_qat_bn_free_(qk_qat_bn *b);
 
+/* --widen K (qat_widen.c, WRPN): every Conv / Gemm with a weighted layer
+ * downstream gets K times its output channels, the readers' input weights
+ * split over the copies so the function is unchanged; *n_widened layers.
+ * QK_ERR_UNSUPPORTED naming the node for a structure it cannot widen (the
+ * graph unchanged). K < 2: nothing. */
+qk_status qk_qat_widen_(qk_graph *g, int K, int *n_widened);
+
 /* Session internals shared by qat.c (owner of struct qk_qat) and qat_train.c. */
 qk_status qk_qat_install_(qk_qat *q);                 /* learnable quantizers in place (once) */
 const qk_qat_config *qk_qat_config_(const qk_qat *q);
