@@ -136,7 +136,9 @@ static int same_file(const char *a, const char *b)
 }
 
 /* max_steps splits one run; the resumed half must equal the straight one. */
-static void test_resume_exact(void)
+/* bn_fold 0: PACT, split at the end of epoch 1; bn_fold 4 with --freeze-bn 1
+ * and a teacher: split inside epoch 2 (after the freeze). */
+static void test_resume_exact_with(int bn_fold, qk_graph *teacher)
 {
     char ck[300], a[300], b[300];
     snprintf(ck, sizeof ck, "%s/r.qkck", tmp);
@@ -148,20 +150,37 @@ static void test_resume_exact(void)
         cfg("academic", QK_QAT_PACT, 4, 3, &c);
         c.train.epochs = 2;
         c.train.checkpoint = run ? ck : NULL;
-        c.train.max_steps = run == 1 ? 3 : 0;
+        int split = bn_fold > 0 ? 4 : 3;
+        c.train.max_steps = run == 1 ? split : 0;
         c.train.resume = run == 2 ? ck : NULL;
+        if (bn_fold > 0) {
+            c.bn_fold = bn_fold;
+            c.freeze_bn = 1;
+            c.train.teacher = teacher;
+        }
         qk_qat *q = open_q(&c, NULL);
         if (!q)
             return;
         QT_OK(qk_qat_calibrate(q, &train, norm, pool));
         qk_qat_result r;
         QT_OK(qk_qat_train(q, &train, NULL, pool, &r));
-        QT_CHECK(r.train.steps == (run == 1 ? 3 : 6), "run %d: %lld steps", run, (long long)r.train.steps);
+        QT_CHECK(r.train.steps == (run == 1 ? split : 6), "run %d: %lld steps", run, (long long)r.train.steps);
         if (run != 1)
             QT_OK(qk_qat_save_qdq(q, run ? b : a));
         qk_qat_destroy(q);
     }
-    QT_CHECK(same_file(a, b), "resumed QAT writes the same model as the uninterrupted run");
+    QT_CHECK(same_file(a, b), "resumed QAT (bn_fold %d%s) writes the same model as the uninterrupted run", bn_fold,
+             teacher ? ", --freeze-bn 1, a teacher" : "");
+}
+
+static void test_resume_exact(void)
+{
+    test_resume_exact_with(0, NULL);
+    qk_graph *t = NULL;
+    QT_OK(qk_onnx_load("models/lenet.onnx", &t));
+    if (t)
+        test_resume_exact_with(4, t);
+    qk_graph_destroy(t);
 }
 
 static int inject_once(void *user, const qk_epoch_stats *s)
