@@ -215,8 +215,7 @@ static int add_act(qk_graph *g, const char *bn, const char *suffix)
     return v;
 }
 
-/* A node of domain ai.qkit (or the default domain when op is a float op
- * copied from node `like`), eps / axis / momentum attributes. */
+/* A node of domain ai.qkit with the eps (and axis / momentum) attributes. */
 static int add_node(qk_graph *g, const char *op, const char *bn, const char *suffix, int nin, const int *in, int nout,
                     const int *out, const bn_pair *p)
 {
