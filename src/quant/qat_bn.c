@@ -53,6 +53,7 @@ typedef struct bn_pair {
 
 struct qk_qat_bn {
     int strategy, n;
+    int n_pairs;             /* n as recorded (n is 0 once finished) */
     bn_pair *p;
     int first_node;          /* install added the nodes from here on */
     int installed;
@@ -82,7 +83,7 @@ void qk_qat_bn_free_(qk_qat_bn *b)
     qk_free(b);
 }
 
-int qk_qat_bn_count_(const qk_qat_bn *b) { return b ? b->n : 0; }
+int qk_qat_bn_count_(const qk_qat_bn *b) { return b ? b->n_pairs : 0; }
 
 static int f32_init(const qk_graph *g, int v)
 {
@@ -160,7 +161,7 @@ qk_status qk_qat_bn_fold_(qk_graph *g, int strategy, qk_qat_bn **out, int *n_fol
             pair_free(&b->p[i]);
     }
     if (st == QK_OK) {
-        b->n = kept;
+        b->n = b->n_pairs = kept;
         if (kept != *n_folded)
             st = qk_error(QK_ERR_UNSUPPORTED, "--bn-fold %d: %d BatchNormalization nodes were folded but only %d "
                           "directly after a Conv / Gemm (chains of BN are folded only by strategy 0)",
