@@ -13,6 +13,9 @@
  *   c.ptq.backend = qk_backend_find("academic");
  *   c.ptq.wbits = c.ptq.abits = 4;
  *   c.algo = QK_QAT_LSQ;                       // c.w_algo: another one for weights
+ *   c.bn_fold = 4;                             // PyTorch-style ConvBn (section 6); -1: the profile's
+ *   c.freeze_bn = 3;                           // BN statistics frozen after epoch 3
+ *   // c.train.teacher = teacher;              // distillation (c.train.kd_t, kd_w)
  *   c.train.epochs = 4;                        // trainer recipe: SGD nesterov, cosine
  *   qk_qat *q;
  *   qk_qat_prepare(g, &c, &q);                 // takes g; refuses undeployable algorithms
@@ -37,9 +40,22 @@
  * says otherwise. Clip-to-[0, 1] activation methods (dorefa, wrpn) keep
  * sites with negative values (e.g. the normalised network input) at ste.
  *
+ * BN folding (bn_fold, docs/ALGORITHMS.md section 6): 0 folds once and
+ * trains the folded conv; 1-4 place and calibrate on the folded conv too,
+ * then train each Conv/Gemm + BN pair in the strategy's form (graph
+ * operators QkBnFoldW, QkBnStats, QkBnAffine, QkBnUnscale, with backward)
+ * and write it back folded with the running statistics, so every strategy
+ * gives the same kind of QDQ file. freeze_bn: strategies 2-4 switch to the
+ * running statistics after that many epochs.
+ *
+ * Distillation: c.train.teacher (a float model with the same input and
+ * output shapes, checked by qk_qat_prepare: QK_ERR_ARG otherwise) adds
+ * kd_w * kd_t^2 * KL(softmax(teacher / kd_t) || softmax(model / kd_t)).
+ *
  * Refused with QK_ERR_UNSUPPORTED and the reason: a profile without a linear
  * integer grid (nnie), widths outside 2..8 or the profile's range, hooks,
- * bit allocation; lsq / lsq+ on power-of-two profiles (their scales are
+ * bit allocation; bn_fold 1-4 on a profile that quantizes biases (vitis);
+ * lsq / lsq+ on power-of-two profiles (their scales are
  * learned floats); tqt on float-scale profiles other than academic; lsq+ on
  * profiles with symmetric activations (zero point fixed at 0).
  *
@@ -99,8 +115,13 @@ typedef struct qk_qat_config {
                                calibration, so training starts at the PTQ model */
     int bn_fold;            /* -1 (default): the profile's (folding profiles fold BN once before
                                QAT, docs/ALGORITHMS.md section 6 strategy 0; academic keeps BN
-                               in float); 0: strategy 0 on any profile; 1-4: QK_ERR_UNSUPPORTED
-                               (not implemented yet). A model without BN: a logged note. */
+                               in float); 0: strategy 0 on any profile; 1-4: strategies 1-4 of
+                               section 6 (1: running statistics, frozen; 2: weights folded with
+                               batch statistics; 3: folded with running statistics plus the
+                               sd/sd_B correction; 4: PyTorch's ConvBn, a real BN on the
+                               unscaled conv), each a pair of passes only where the strategy
+                               says so; every one deploys the folded conv with running
+                               statistics. A model without BN: a logged note. */
     int freeze_observer;    /* > 0: the EMA ranges of ste/dsq activations stop updating after
                                this many epochs (0: never) */
     int progressive;        /* 1: lower the width in stages 8, 6, ... down to the target (epochs
@@ -109,6 +130,16 @@ typedef struct qk_qat_config {
     int report;             /* 1: record, at the end of every epoch, each quantizer's clip, the
                                max of its input in the epoch's last batch and the percentage of
                                values within the clip (qk_qat_write_report) */
+    int freeze_bn;          /* > 0, bn_fold 2-4: after this many epochs BN uses its running
+                               statistics and stops updating them (0: never; other strategies
+                               have no batch statistics: a logged note) */
+    int widen;              /* >= 2: WRPN's width multiplier applied to the float model first:
+                               every Conv / Gemm but the last gets widen times its output
+                               channels, copies of the trained ones, and the next layer's input
+                               weights are split over the copies (shares 2(j+1)/(K(K+1)), unequal
+                               so the copies can diverge) so the function is unchanged; 0, 1:
+                               none. QK_ERR_UNSUPPORTED for a structure it cannot widen
+                               (Concat, Reshape, grouped convs, ...) */
 } qk_qat_config;
 
 void qk_qat_config_default(qk_qat_config *c);

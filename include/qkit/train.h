@@ -140,6 +140,15 @@ typedef struct qk_train_config {
     qk_train_param_fn param_opts;
     qk_train_epoch_fn on_epoch;
     qk_train_step_fn on_step;
+    qk_graph *teacher;       /* NULL, or a bound float model with the model's input and output
+                                shapes (borrowed; planned here for inference at `batch`, unplanned
+                                on return): it runs on every training batch (the same augmented,
+                                normalized images) and the loss becomes cross-entropy +
+                                kd_w * kd_t^2 * KL(softmax(teacher / kd_t) || softmax(model / kd_t))
+                                (Hinton et al. 2015; batch mean; op QkDistillLoss). Part of the
+                                config hash (with kd_t, kd_w) only when set. */
+    float kd_t;              /* distillation temperature (4) */
+    float kd_w;              /* distillation weight (1) */
 } qk_train_config;
 
 void qk_train_config_default(qk_train_config *c);

@@ -25,8 +25,18 @@ static const cli_opt opts[] = {
     { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
     { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
     { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
-    { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6): 0 folds BN once before QAT on any profile "
-      "(default: the profile's; 1-4 not implemented yet)", 0 },
+    { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6; default: the profile's): 0 fold once before "
+      "QAT; 1 fold with frozen running stats; 2 fold with batch stats (two passes); 3 fold with running stats and "
+      "the sd/sd_batch correction (two passes); 4 PyTorch's ConvBn (conv / scale, then a real BN). All deploy the "
+      "folded conv", 0 },
+    { "freeze-bn", "E", "with --bn-fold 2-4: after epoch E, BN uses its running statistics and stops updating "
+      "them", 0 },
+    { "teacher", "FILE.onnx", "distillation: add kd-w * kd-t^2 * KL(softmax(teacher / kd-t) || softmax(model / "
+      "kd-t)) to the loss; the float teacher runs in inference mode on every training batch", 0 },
+    { "kd-t", "T", "distillation temperature (default 4)", 0 },
+    { "kd-w", "W", "distillation weight (default 1)", 0 },
+    { "widen", "K", "WRPN width multiplier: every Conv/Gemm but the last gets K times its output channels (copies, "
+      "the next layer's weights split over them: the same function to start from)", 0 },
     { "freeze-observer", "E", "stop updating the EMA ranges of ste/dsq activations after epoch E", 0 },
     { "progressive", NULL, "lower the bit-width in stages (8 -> 6 -> 4) spread over the epochs", 0 },
     { "report", "FILE.json", "per epoch and quantized tensor: learned clip, observed max, % of values kept", 0 },
@@ -78,16 +88,18 @@ static int run(cli_args *a)
             return cli_usage_error("qat", "--w-algo: %s", qk_last_error());
         c.w_algo = (int)w;
     }
-    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs;
-    double lr, qlr, qwd, wd;
+    long long wbits, abits, epochs, batch, calib, esteps, seed, flb, limit, bnf, fobs, fbn, widen;
+    double lr, qlr, qwd, wd, kdt, kdw;
     if (cli_int(a, "wbits", 0, 2, 16, &wbits) || cli_int(a, "abits", 0, 2, 16, &abits) ||
         cli_int(a, "epochs", c.train.epochs, 1, 100000, &epochs) || cli_int(a, "batch", c.train.batch, 1, 65536, &batch) ||
         cli_int(a, "calib", c.calib, 1, 1LL << 30, &calib) || cli_int(a, "epoch-steps", 0, 0, 1LL << 40, &esteps) ||
         cli_int(a, "seed", (long long)c.train.seed, 0, 1LL << 62, &seed) ||
         cli_int(a, "first-last-bits", 0, 2, 16, &flb) || cli_int(a, "limit", 0, 1, 1LL << 40, &limit) ||
         cli_int(a, "bn-fold", -1, 0, 4, &bnf) || cli_int(a, "freeze-observer", 0, 1, 100000, &fobs) ||
+        cli_int(a, "freeze-bn", 0, 1, 100000, &fbn) || cli_int(a, "widen", 1, 1, 16, &widen) ||
         cli_double(a, "lr", c.train.lr, 1e-12, 100, &lr) || cli_double(a, "q-lr", 0, 0, 100, &qlr) ||
-        cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd))
+        cli_double(a, "q-wd", -1, 0, 1, &qwd) || cli_double(a, "wd", c.train.optim.weight_decay, 0, 1, &wd) ||
+        cli_double(a, "kd-t", c.train.kd_t, 1e-3, 1000, &kdt) || cli_double(a, "kd-w", c.train.kd_w, 0, 1000, &kdw))
         return 2;
     c.ptq.wbits = (int)wbits;
     c.ptq.abits = (int)abits;
@@ -112,6 +124,13 @@ static int run(cli_args *a)
     c.paper_init = cli_flag(a, "paper-init");
     c.bn_fold = (int)bnf;
     c.freeze_observer = (int)fobs;
+    c.freeze_bn = (int)fbn;
+    c.widen = (int)widen;
+    c.train.kd_t = (float)kdt;
+    c.train.kd_w = (float)kdw;
+    const char *tpath_kd = cli_get(a, "teacher");
+    if (!tpath_kd && (cli_get(a, "kd-t") || cli_get(a, "kd-w")))
+        return cli_usage_error("qat", "--kd-t / --kd-w need --teacher FILE.onnx");
     const char *rjson = cli_get(a, "report"), *rsvg = cli_get(a, "report-svg");
     char svgbuf[4096];
     if (rjson && !rsvg) {
@@ -127,7 +146,7 @@ static int run(cli_args *a)
     qk_pool *pool = cli_pool(a, "qat", &ok);
     if (!ok)
         return 2;
-    qk_graph *g = NULL;
+    qk_graph *g = NULL, *teacher = NULL;
     qk_qat *q = NULL;
     qk_dataset train = { 0 }, test = { 0 };
     qk_eval_result fr = { 0 }, pr = { 0 }, qr = { 0 };
@@ -147,6 +166,14 @@ static int run(cli_args *a)
     qk_norm norm = cd.norm;
     if ((st = cli_data_store(&cd, g)) != QK_OK)
         goto fail;
+    if (tpath_kd) {
+        if ((st = cli_load_model(tpath_kd, &teacher)) != QK_OK) {
+            fprintf(stderr, "qkit qat: --teacher %s: %s\n", tpath_kd, qk_last_error());
+            rc = 2;
+            goto done;
+        }
+        c.train.teacher = teacher;
+    }
     st = qk_qat_prepare(g, &c, &q);
     g = NULL; /* owned by q (or destroyed) */
     if (st != QK_OK) {
@@ -236,6 +263,7 @@ fail:
 done:
     qk_graph_destroy(g);
     qk_qat_destroy(q);
+    qk_graph_destroy(teacher);
     qk_dataset_free(&train);
     qk_dataset_free(&test);
     qk_pool_destroy(pool);

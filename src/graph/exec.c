@@ -356,11 +356,15 @@ static void zero_grad(qk_value *v)
 
 /* Ops whose backward, given an input whose grad_zeroed is 2, WRITES that
  * input's whole gradient instead of adding to it and sets grad_zeroed to 1:
- * the executor then skips clearing it (a full-tensor pass per activation). */
-static int writes_fresh_grads(const qk_node *n)
+ * the executor then skips clearing it (a full-tensor pass per activation).
+ * The bit mask of the inputs that holds for: Conv and BatchNormalization
+ * write only dX fresh (they add dW, dScale, ...: an activation weight, as
+ * QAT's quantized weights are, must be cleared first). */
+static unsigned writes_fresh_grads(const qk_node *n)
 {
-    return !strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "BatchNormalization") ||
-           !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Add");
+    if (!strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "BatchNormalization") || !strcmp(n->op_type, "Conv"))
+        return 1u;
+    return !strcmp(n->op_type, "Add") ? 3u : 0u;
 }
 
 qk_status qk_graph_backward(qk_graph *g, int loss)
@@ -396,7 +400,7 @@ qk_status qk_graph_backward(qk_graph *g, int loss)
             continue;
         for (int j = 0; j < n->n_out; j++)
             zero_grad(&g->values[n->out[j]]);
-        int fresh_ok = writes_fresh_grads(n);
+        unsigned fresh = writes_fresh_grads(n);
         for (int j = 0; j < n->n_in; j++) {
             if (n->in[j] < 0)
                 continue;
@@ -404,7 +408,7 @@ qk_status qk_graph_backward(qk_graph *g, int loss)
             int dup = 0;
             for (int k2 = 0; k2 < n->n_in; k2++)
                 dup |= k2 != j && n->in[k2] == n->in[j];
-            if (fresh_ok && !dup && v->grad.data && v->grad_zeroed == 0 && v->kind != QK_VALUE_PARAM)
+            if (j < 8 && (fresh >> j & 1u) && !dup && v->grad.data && v->grad_zeroed == 0 && v->kind != QK_VALUE_PARAM)
                 v->grad_zeroed = 2;
             else
                 zero_grad(v);

@@ -26,6 +26,7 @@ extern const qk_op qk_op_pad; /* pad.c */
 extern const qk_op qk_op_layernormalization, qk_op_instancenormalization; /* norm.c */
 extern const qk_op qk_op_resize, qk_op_upsample; /* resize.c */
 extern const qk_op qk_op_convtranspose; /* conv_transpose.c */
+extern const qk_op qk_op_distill_loss; /* distill.c, domain ai.qkit (training with a teacher) */
 
 static const qk_op *const ops[] = {
     &qk_op_conv,
@@ -51,6 +52,7 @@ static const qk_op *const ops[] = {
     &qk_op_pad, &qk_op_layernormalization, &qk_op_instancenormalization,
     &qk_op_resize, &qk_op_upsample,
     &qk_op_convtranspose,
+    &qk_op_distill_loss,
 
     NULL
 };

@@ -22,6 +22,7 @@ struct qk_qat {
     qk_norm norm;
     int calibrated, installed, finished;
     qk_qat_report *report; /* c.report: per-epoch statistics */
+    qk_qat_bn *bn;         /* bn_fold 1-4: the folded pairs and their training form */
 };
 
 void qk_qat_config_default(qk_qat_config *c)
@@ -97,17 +98,18 @@ static qk_status check_deployable(const qk_qat_config *c, const qk_backend *b, c
 
 /* --bn-fold (docs/ALGORITHMS.md section 6): strategy 0 folds every Conv/Gemm
  * -> BatchNormalization pair once, before the quantizers are placed (the
- * folding profiles do that in qk_ptq_prepare anyway); 1-4 are refused. */
-static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_backend *b, int *n_folded)
+ * folding profiles do that in qk_ptq_prepare anyway); 1-4 record the pairs
+ * and fold them too (placement and calibration see the inference form), and
+ * training rebuilds each pair in the strategy's form (qat_bn.c). */
+static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_backend *b, int *n_folded,
+                               qk_qat_bn **bn)
 {
     *n_folded = 0;
+    *bn = NULL;
     if (c->bn_fold < 0)
         return QK_OK;
     if (c->bn_fold > 4)
         return qk_error(QK_ERR_ARG, "BN folding strategy %d: the strategies are 0-4", c->bn_fold);
-    if (c->bn_fold > 0)
-        return qk_error(QK_ERR_UNSUPPORTED, "BN folding strategy %d is not implemented yet: qkit qat has "
-                        "strategy 0 (fold once before QAT, train the folded conv)", c->bn_fold);
     int n_bn = 0;
     for (int i = 0; i < g->n_nodes; i++)
         n_bn += qk_node_is(&g->nodes[i], "BatchNormalization");
@@ -116,7 +118,37 @@ static qk_status apply_bn_fold(qk_graph *g, const qk_qat_config *c, const qk_bac
                c->bn_fold);
         return QK_OK;
     }
+    if (c->bn_fold > 0)
+        return qk_qat_bn_fold_(g, c->bn_fold, bn, n_folded);
     return b->fold_bn ? QK_OK : qk_fold_bn(g, n_folded);
+}
+
+/* --teacher: the teacher takes the student's input and gives its output
+ * shape (both planned at batch 1 for inference, then unplanned). */
+static qk_status check_teacher(qk_graph *g, qk_graph *t)
+{
+    char a[96], b[96];
+    if (t->n_inputs != 1 || t->n_outputs < 1 || g->n_inputs != 1 || g->n_outputs < 1)
+        return qk_error(QK_ERR_ARG, "--teacher: the teacher and the model need one input and an output each");
+    qk_status st = qk_graph_plan(t, 1, 0, NULL);
+    if (st != QK_OK)
+        return qk_error_context(st, "--teacher: the teacher model");
+    if ((st = qk_graph_plan(g, 1, 0, NULL)) != QK_OK) {
+        qk_graph_unplan(t);
+        return st;
+    }
+    const qk_value *ti = &t->values[t->inputs[0]], *gi = &g->values[g->inputs[0]];
+    const qk_value *to = &t->values[t->outputs[0]], *go = &g->values[g->outputs[0]];
+    if (!qk_shape_equal(&ti->t, &gi->t))
+        st = qk_error(QK_ERR_ARG, "--teacher: the teacher's input '%s' %s does not match the model's '%s' %s",
+                      ti->name, qk_shape_str(&ti->t, a, sizeof a), gi->name, qk_shape_str(&gi->t, b, sizeof b));
+    else if (!qk_shape_equal(&to->t, &go->t) || to->t.dtype != QK_F32 || go->t.dtype != QK_F32)
+        st = qk_error(QK_ERR_ARG, "--teacher: the teacher's output '%s' %s does not match the model's '%s' %s "
+                      "(distillation compares them class by class)", to->name, qk_shape_str(&to->t, a, sizeof a),
+                      go->name, qk_shape_str(&go->t, b, sizeof b));
+    qk_graph_unplan(t);
+    qk_graph_unplan(g);
+    return st;
 }
 
 qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
@@ -139,24 +171,58 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return st;
     }
+    if (c->train.teacher && (st = check_teacher(g, c->train.teacher)) != QK_OK) {
+        qk_graph_destroy(g);
+        return st;
+    }
+    if (c->widen < 0 || c->widen > 16) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_ARG, "--widen %d: the width multiplier is an integer in 1..16", c->widen);
+    }
+    if (c->widen > 1) {
+        int nw = 0;
+        if ((st = qk_qat_widen_(g, c->widen, &nw)) != QK_OK) {
+            qk_graph_destroy(g);
+            return st;
+        }
+        qk_log(QK_LOG_INFO, "--widen %d: %d layers widened", c->widen, nw);
+    }
+    if (c->freeze_bn < 0) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_ARG, "--freeze-bn %d: give a number of epochs >= 1", c->freeze_bn);
+    }
+    if (c->freeze_bn > 0 && (c->bn_fold < 2 || c->bn_fold > 4))
+        qk_log(QK_LOG_WARN, "note: --freeze-bn %d: %s has no batch statistics to freeze (strategies 2-4 have: "
+               "--bn-fold 2, 3 or 4); ignored", c->freeze_bn,
+               c->bn_fold == 1 ? "BN folding strategy 1 uses the running statistics throughout and"
+               : c->bn_fold == 0 ? "BN folding strategy 0 removes BN before training and"
+                                 : "without --bn-fold, QAT");
     if (c->calib < 1) {
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
     }
     int n_folded = 0;
-    if ((st = apply_bn_fold(g, c, b, &n_folded)) != QK_OK) {
+    qk_qat_bn *bn = NULL;
+    if ((st = apply_bn_fold(g, c, b, &n_folded, &bn)) != QK_OK) {
         qk_graph_destroy(g);
         return st;
     }
     qk_qat *q = qk_calloc(1, sizeof *q);
     if (!q) {
+        qk_qat_bn_free_(bn);
         qk_graph_destroy(g);
         return qk_error(QK_ERR_NOMEM, "QAT: out of memory");
     }
     q->c = *c;
     q->w_algo = wa;
+    q->bn = bn;
     if ((st = qk_ptq_prepare(g, &c->ptq, &q->m)) != QK_OK) {
+        qk_qat_bn_free_(bn);
         qk_free(q);
+        return st;
+    }
+    if ((st = qk_qat_bn_check_(q->bn, q->m->g)) != QK_OK) {
+        qk_qat_destroy(q);
         return st;
     }
     if (n_folded)
@@ -178,6 +244,7 @@ void qk_qat_destroy(qk_qat *q)
         return;
     qk_qmodel_destroy(q->m);
     qk_qat_report_free_(q->report);
+    qk_qat_bn_free_(q->bn);
     qk_free(q->algo);
     qk_free(q);
 }
@@ -196,6 +263,9 @@ void qk_qat_print_plan(const qk_qat *q, FILE *f)
     else if (q->c.algo == QK_QAT_TQT)
         fprintf(f, " (unsigned-grid sites with negative values keep ste)");
     fputc('\n', f);
+    if (q->c.bn_fold >= 1)
+        fprintf(f, "BN folding: strategy %d on %d Conv/Gemm + BatchNormalization pairs (trained in that form, "
+                "deployed folded with running statistics)\n", q->c.bn_fold, qk_qat_bn_count_(q->bn));
     if (q->installed)
         for (int s = 0; s < q->m->n_sites; s++)
             fprintf(f, "  %-3s %-34s %s\n", q->m->sites[s].is_weight ? "W" : "A", q->m->sites[s].value,
@@ -433,6 +503,9 @@ static qk_status install(qk_qat *q)
         if (st != QK_OK)
             return st;
     }
+    qk_status st = qk_qat_bn_install_(q->bn, q->m->g);
+    if (st != QK_OK)
+        return st;
     q->installed = 1;
     return qk_quant_bind(q->m->g);
 }
@@ -536,6 +609,9 @@ qk_status qk_qat_finish(qk_qat *q)
     qk_qmodel *m = q->m;
     qk_graph *g = m->g;
     qk_graph_unplan(g);
+    qk_status bst = qk_qat_bn_finish_(q->bn, g);
+    if (bst != QK_OK)
+        return qk_error_context(bst, "QAT conversion");
     for (int s = 0; s < m->n_sites; s++) {
         qk_status st = finish_site(q, s);
         if (st != QK_OK)
@@ -574,10 +650,14 @@ qk_norm qk_qat_norm_(const qk_qat *q) { return q->norm; }
 
 const char *qk_qat_signature_(const qk_qat *q, char *buf, size_t n)
 {
-    snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d progressive=%d",
-             q->c.ptq.backend->name,
-             q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
-             (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
-             q->c.progressive);
+    int k = snprintf(buf, n, "backend=%s wbits=%d abits=%d algo=%s w_algo=%s calib=%lld bn_fold=%d freeze_observer=%d "
+                     "progressive=%d", q->c.ptq.backend->name,
+                     q->m->wq.bits, q->m->aq.bits, qk_qat_algo_name(q->c.algo), qk_qat_algo_name(q->w_algo),
+                     (long long)q->c.calib, q->c.bn_fold, q->c.freeze_observer,
+                     q->c.progressive);
+    if (q->c.freeze_bn > 0 && k > 0 && (size_t)k < n) /* only when set: older signatures stay as they were */
+        k += snprintf(buf + k, n - (size_t)k, " freeze_bn=%d", q->c.freeze_bn);
+    if (q->c.widen > 1 && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " widen=%d", q->c.widen);
     return buf;
 }

@@ -137,6 +137,31 @@ void qk_qat_dsq(double u, double alpha, double *soft, double *slope);
  * half-integer zero point). */
 void qk_qat_dorefa_paper(int k, int64_t n, const float *w, float *y);
 
+/* BN-folding strategies 1-4 (qat_bn.c; operators in qat_bn_op.c). */
+typedef struct qk_qat_bn qk_qat_bn;
+/* Before the PTQ prepare: record every Conv/Gemm -> BatchNormalization pair,
+ * then qk_fold_bn (*n_folded); QK_ERR_UNSUPPORTED when a BN was folded that
+ * does not directly follow its layer (chains). */
+qk_status qk_qat_bn_fold_(qk_graph *g, int strategy, qk_qat_bn **out, int *n_folded);
+/* After the prepare: QK_ERR_UNSUPPORTED when the profile quantizes a folded bias. */
+qk_status qk_qat_bn_check_(const qk_qat_bn *b, const qk_graph *g);
+/* The training form of every pair (after the learnable quantizers are in
+ * place; the caller binds); qk_qat_bn_finish_ writes the folded layers back
+ * (running statistics) and removes the training nodes. NULL b: nothing. */
+qk_status qk_qat_bn_install_(qk_qat_bn *b, qk_graph *g);
+qk_status qk_qat_bn_finish_(qk_qat_bn *b, qk_graph *g);
+/* --freeze-bn: every QkBnStats passes the running statistics through. */
+qk_status qk_qat_bn_freeze_(qk_graph *g);
+int qk_qat_bn_count_(const qk_qat_bn *b);
+void qk_qat_bn_free_(qk_qat_bn *b);
+
+/* --widen K (qat_widen.c, WRPN): every Conv / Gemm with a weighted layer
+ * downstream gets K times its output channels, the readers' input weights
+ * split over the copies so the function is unchanged; *n_widened layers.
+ * QK_ERR_UNSUPPORTED naming the node for a structure it cannot widen (the
+ * graph unchanged). K < 2: nothing. */
+qk_status qk_qat_widen_(qk_graph *g, int K, int *n_widened);
+
 /* Session internals shared by qat.c (owner of struct qk_qat) and qat_train.c. */
 qk_status qk_qat_install_(qk_qat *q);                 /* learnable quantizers in place (once) */
 const qk_qat_config *qk_qat_config_(const qk_qat *q);

@@ -19,8 +19,21 @@ typedef struct guard {
     int64_t step_base;    /* --progressive: steps of the earlier stages */
     int64_t freeze_step;  /* freeze_observer epochs in steps (0: never) */
     int frozen;
+    int64_t bn_freeze_step; /* freeze_bn epochs in steps (0: never) */
+    int bn_frozen;
     char scale_str[32];
 } guard;
+
+/* --freeze-bn: every QkBnStats node passes the running statistics from
+ * now on; the metadata records it for checkpoints. */
+static qk_status freeze_bn(guard *gd)
+{
+    qk_status st = qk_qat_bn_freeze_(gd->g);
+    if (st != QK_OK)
+        return st;
+    gd->bn_frozen = 1;
+    return qk_graph_set_meta(gd->g, "qkit.qat.bn_frozen", "1");
+}
 
 /* Observer freeze: the EMA ranges of ste/dsq activations stop updating
  * (node attribute "frozen"); the metadata records it so a checkpoint
@@ -80,6 +93,8 @@ static qk_status on_step(void *user, qk_graph *g, int64_t step, float loss)
     qk_status fst;
     step += gd->step_base;
     if (gd->freeze_step > 0 && !gd->frozen && step >= gd->freeze_step && (fst = freeze_observers(gd)) != QK_OK)
+        return fst;
+    if (gd->bn_freeze_step > 0 && !gd->bn_frozen && step >= gd->bn_freeze_step && (fst = freeze_bn(gd)) != QK_OK)
         return fst;
     if (gd->c->report && step % gd->steps_epoch == 0 &&
         (fst = qk_qat_report_record_(qk_qat_report_(gd->q), g, (int)(step / gd->steps_epoch))) != QK_OK)
@@ -264,6 +279,12 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
         gd.freeze_step = gd.steps_epoch * c->freeze_observer;
         const char *fz = qk_graph_get_meta(g, "qkit.qat.observers_frozen");
         if (fz && strcmp(fz, "1") == 0 && (st = freeze_observers(&gd)) != QK_OK)
+            return st;
+    }
+    if (c->freeze_bn > 0 && c->bn_fold >= 2 && c->bn_fold <= 4) {
+        gd.bn_freeze_step = gd.steps_epoch * c->freeze_bn;
+        const char *fz = qk_graph_get_meta(g, "qkit.qat.bn_frozen");
+        if (fz && strcmp(fz, "1") == 0 && (st = freeze_bn(&gd)) != QK_OK)
             return st;
     }
     qk_train_config tc = c->train;

@@ -42,6 +42,8 @@ void qk_train_config_default(qk_train_config *c)
     c->norm = qk_norm_default();
     c->seed = 1;
     c->progress = -1;
+    c->kd_t = 4.0f;
+    c->kd_w = 1.0f;
 }
 
 #define H_FIELD(h, x) ((h) = qk_fnv1a((h), &(x), sizeof(x)))
@@ -70,6 +72,10 @@ uint64_t qk_train_config_hash(const qk_train_config *c, int64_t n_train)
     H_FIELD(h, c->norm.std);
     H_FIELD(h, c->seed);
     H_FIELD(h, n_train);
+    if (c->teacher) { /* only then: the hashes of runs without a teacher stay as they were */
+        H_FIELD(h, c->kd_t);
+        H_FIELD(h, c->kd_w);
+    }
     return h ? h : 1; /* 0 means "do not check" internally */
 }
 
@@ -219,12 +225,55 @@ qk_status qk_evaluate_preds(qk_graph *g, const qk_dataset *ds, qk_norm norm, int
 typedef struct attach {
     int n_values0, n_nodes0, n_inputs0;
     int labels, loss, node;
+    int teacher;    /* distillation: the teacher-logits input, else -1 */
     int active;
 } attach;
+
+/* The same rank and dimensions after the batch axis. */
+static int same_sample_shape(const qk_tensor *a, const qk_tensor *b)
+{
+    if (a->ndim != b->ndim || a->ndim < 1)
+        return 0;
+    for (int i = 1; i < a->ndim; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+/* With a teacher (planned, its output [batch, K]): a teacher-logits input
+ * [N, K], kd = QkDistillLoss(output, teacher logits), loss = Add(ce, kd). */
+static qk_status kd_attach(qk_graph *g, const qk_train_config *c, attach *a)
+{
+    const qk_tensor *to = &c->teacher->values[c->teacher->outputs[0]].t;
+    int64_t dims[2] = { -1, to->ndim == 2 ? to->dims[1] : 0 };
+    char *tn = qk_graph_unique_name(g, "teacher_logits"), *kn = qk_graph_unique_name(g, "loss_kd"),
+         *cn = qk_graph_unique_name(g, "loss_total");
+    int ok = tn && kn && cn;
+    a->teacher = ok ? qk_graph_add_input(g, tn, QK_F32, 2, dims) : -1;
+    int kd = a->teacher >= 0 ? qk_graph_add_value(g, kn, QK_VALUE_ACT) : -1;
+    int tot = kd >= 0 ? qk_graph_add_value(g, cn, QK_VALUE_ACT) : -1;
+    int in[2] = { g->outputs[0], a->teacher }, k = tot >= 0 ? qk_graph_add_node(g, "QkDistillLoss", kn, 2, in, 1, &kd) : -1;
+    qk_status st = k >= 0 && (g->nodes[k].domain = qk_strdup("ai.qkit")) ? QK_OK : QK_ERR_NOMEM;
+    if (st == QK_OK)
+        st = qk_node_set_float(g, k, "T", c->kd_t);
+    if (st == QK_OK)
+        st = qk_node_set_float(g, k, "w", c->kd_w);
+    int sum[2] = { a->loss, kd };
+    if (st == QK_OK && qk_graph_add_node(g, "Add", cn, 2, sum, 1, &tot) < 0)
+        st = QK_ERR_NOMEM;
+    qk_free(tn);
+    qk_free(kn);
+    qk_free(cn);
+    if (st != QK_OK)
+        return qk_error_context(st, "train: adding the distillation loss");
+    a->loss = tot;
+    return QK_OK;
+}
 
 static qk_status loss_attach(qk_graph *g, attach *a)
 {
     memset(a, 0, sizeof *a);
+    a->teacher = -1;
     a->n_values0 = g->n_values;
     a->n_nodes0 = g->n_nodes;
     a->n_inputs0 = g->n_inputs;
@@ -333,6 +382,15 @@ static qk_status one_step(run *r, int64_t i, float *lr_out, double *compute)
     if (st != QK_OK)
         return st;
     double t0 = qk_now();
+    if (r->at.teacher >= 0) { /* the teacher's logits on the same images */
+        qk_graph *t = r->c->teacher;
+        qk_value *tv = &t->values[t->inputs[0]];
+        memcpy(tv->t.data, x, (size_t)m * (size_t)(qk_tensor_numel(&tv->t) / tv->t.dims[0]) * sizeof(float));
+        if ((st = qk_graph_set_batch(t, m)) != QK_OK || (st = qk_graph_forward(t)) != QK_OK)
+            return qk_error_context(st, "the teacher model");
+        const qk_tensor *to = &t->values[t->outputs[0]].t;
+        memcpy(g->values[r->at.teacher].t.data, to->data, qk_tensor_bytes(to));
+    }
     st = qk_graph_forward(g);
     if (st != QK_OK)
         return st;
@@ -501,8 +559,20 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     } else {
         st = qk_graph_set_norm(g, cfg->norm.mean, cfg->norm.std);
     }
+    if (st == QK_OK && cfg->teacher) {
+        const qk_graph *t = cfg->teacher;
+        if (t->n_inputs != 1 || t->n_outputs < 1)
+            st = qk_error(QK_ERR_ARG, "train: the teacher model needs one input and an output");
+        else if ((st = qk_graph_plan(cfg->teacher, cfg->batch, 0, pool)) != QK_OK)
+            st = qk_error_context(st, "train: planning the teacher model");
+        else if (!same_sample_shape(&t->values[t->inputs[0]].t, &g->values[g->inputs[0]].t))
+            st = qk_error(QK_ERR_SHAPE, "train: the teacher's input '%s' and the model's '%s' differ in shape",
+                          t->values[t->inputs[0]].name, g->values[g->inputs[0]].name);
+    }
     if (st == QK_OK)
         st = loss_attach(g, &r.at);
+    if (st == QK_OK && cfg->teacher)
+        st = kd_attach(g, cfg, &r.at);
     if (st == QK_OK)
         st = qk_graph_bind(g, &qk_float_op_table, 1);
     if (st == QK_OK)
@@ -530,5 +600,7 @@ qk_status qk_train(qk_graph *g, const qk_dataset *train, const qk_dataset *test,
     qk_batcher_free(&r.bt);
     qk_optim_destroy(r.opt);
     loss_detach(g, &r.at);
+    if (cfg->teacher)
+        qk_graph_unplan(cfg->teacher);
     return st;
 }
