@@ -34,6 +34,7 @@ static void test_opts(void)
     QT_OK(qk_flat_opts_set(o, "mean", "0.485,0.456,0.406"));
     QT_OK(qk_flat_opts_set(o, "exclude", "a"));
     QT_OK(qk_flat_opts_set(o, "exclude", "b"));
+    QT_OK(qk_flat_opts_set(o, "recon", "brecq"));
     QT_OK(qk_flat_opts_set(o, "recon", "adaround"));
     QT_OK(qk_flat_opts_set(o, "arith", "gemmlowp"));
     QT_OK(qk_flat_opts_set(o, "reference", "models/lenet.onnx"));
@@ -48,7 +49,7 @@ static void test_opts(void)
         { "mean", "1,2,3,4,5,6,7,8,9", QK_ERR_ARG, "at most 8" },
         { "scale", "1,2", QK_ERR_ARG, "one number" },
         { "bit_alloc", "x", QK_ERR_ARG, "wa" },
-        { "recon", "brecq", QK_ERR_ARG, "not implemented" },
+        { "recon", "brecqq", QK_ERR_ARG, "recon" },
         { "arith", "int4", QK_ERR_ARG, "gemmlowp" },
         { "batch", "0", QK_ERR_ARG, "batch" },
     };
@@ -171,6 +172,7 @@ static void test_ptq_eval_export(const qk_dataset *train, const qk_dataset *test
     QT_OK(qk_flat_evaluate(g, &ev, NULL, NULL, &json));
     QT_CHECK(fabs(jnum(json, "top1") - top1) < 1e-9 && has(json, "\"real\": false"), "evaluate: %s", json);
     qk_free(json);
+    qk_flat_opts_destroy(o);
     QT_OK(qk_flat_opts_create(&o) == QK_OK ? qk_flat_opts_set(o, "real", "1") : QK_ERR_NOMEM);
     QT_OK(qk_flat_evaluate(g, &ev, o, NULL, &json));
     QT_CHECK(fabs(jnum(json, "top1") - top1) < 0.01 && has(json, "\"arith\": \"fp32\"") &&

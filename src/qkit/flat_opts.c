@@ -63,8 +63,8 @@ static qk_status parse_flag(const char *key, const char *v, int *out)
     return QK_OK;
 }
 
-/* "a,b,c": 1..QK_MAX_CHANNELS finite numbers (> 0 when positive). */
-static qk_status parse_list(const char *key, const char *v, int positive, float *out, int *n)
+/* "a,b,c": 1..max finite numbers (> 0 when positive). */
+static qk_status parse_list(const char *key, const char *v, int positive, int max, float *out, int *n)
 {
     int k = 0;
     const char *p = v;
@@ -72,9 +72,9 @@ static qk_status parse_list(const char *key, const char *v, int positive, float 
         char *end;
         errno = 0;
         double d = strtod(p, &end);
-        if (end == p || errno || !isfinite(d) || k >= QK_MAX_CHANNELS || (positive && !(d > 0)))
-            return qk_error(QK_ERR_ARG, "option %s: '%s' is not a list of at most %d %snumbers", key, v,
-                            QK_MAX_CHANNELS, positive ? "positive " : "");
+        if (end == p || errno || !isfinite(d) || k >= max || (positive && !(d > 0)))
+            return qk_error(QK_ERR_ARG, "option %s: '%s' is not a list of at most %d %snumbers", key, v, max,
+                            positive ? "positive " : "");
         out[k++] = (float)d;
         if (!*end)
             break;
@@ -163,22 +163,19 @@ qk_status qk_flat_opts_set(qk_flat_opts *o, const char *key_in, const char *v)
         qk_recon_method m;
         if ((st = qk_recon_method_parse(v, &m)) != QK_OK)
             return qk_error_context(QK_ERR_ARG, "option recon");
-        if (m == QK_RECON_BRECQ)
-            return qk_error(QK_ERR_ARG, "option recon: brecq (block reconstruction) is not implemented yet; use "
-                            "adaround or qdrop");
         o->recon = m;
     } else if (!strcmp(key, "recon_iters") || !strcmp(key, "recon_batch")) {
         if ((st = parse_int(key, v, 1, 1 << 30, &x)) == QK_OK)
             *(key[6] == 'i' ? &o->recon_iters : &o->recon_batch) = (int)x;
     } else if (!strcmp(key, "mean")) {
-        st = parse_list(key, v, 0, o->mean, &o->n_mean);
+        st = parse_list(key, v, 0, QK_MAX_CHANNELS, o->mean, &o->n_mean);
     } else if (!strcmp(key, "std")) {
-        st = parse_list(key, v, 1, o->std, &o->n_std);
+        st = parse_list(key, v, 1, QK_MAX_CHANNELS, o->std, &o->n_std);
     } else if (!strcmp(key, "scale")) {
         float s;
         int n;
-        if ((st = parse_list(key, v, 1, &s, &n)) == QK_OK && n != 1)
-            st = qk_error(QK_ERR_ARG, "option scale: '%s' is not one number", v);
+        if ((st = parse_list(key, v, 1, 1, &s, &n)) != QK_OK)
+            st = qk_error(QK_ERR_ARG, "option scale: '%s' is not one number (> 0)", v);
         if (st == QK_OK) {
             o->scale = s;
             o->has_scale = 1;
