@@ -5,7 +5,9 @@
 #   2. W8A8 QAT (lsq) vs PTQ of the same profile (tensorrt, fbgemm, snpe), with the hardware gap
 #      of the written QDQ model (`qkit eval --compare`);
 #   3. training throughput, float vs QAT (build/bench/bench_qat), with the ratio.
-# A PyTorch 1.13 QAT peer (prepare_qat_fx) is not wired in yet (bench/torch_peer.py has none).
+#   The PyTorch 1.13 QAT peer (bench/torch_peer.py qat: prepare_qat_fx, FakeQuantize with its default
+#   moving-average min-max observers, every layer at the table's widths, the same SGD recipe and epochs)
+#   runs beside qkit in tables 1 and 3 when python3-torch is installed (QKIT_NO_TORCH=1 skips it).
 # Full runs take hours on a loaded 2-core machine: --models / --only / --epochs narrow them.
 # usage: bash bench/bench_qat.sh [--models "lenet resnet8 mobilenetv2s"] [--only w4a4|w8a8|speed]
 #        [--algos "lsq pact"] [--epochs N] [--threads N] [--limit N]
@@ -26,6 +28,9 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$Q" ] || make -j2 >/dev/null
 [ -x build/bench/bench_qat ] || make -j2 build/bench/bench_qat >/dev/null
+PY=/usr/bin/python3
+torch_ok=0
+[ "${QKIT_NO_TORCH:-0}" != 1 ] && $PY -c "import torch" 2>/dev/null && torch_ok=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 jnum() { sed -E "s/.*\"$1\": ?([-0-9.e+]+).*/\1/"; }
 pct() { awk -v v="$1" 'BEGIN { printf "%.2f", 100 * v }'; }
@@ -49,6 +54,18 @@ if [ -z "$only" ] || [ "$only" = w4a4 ]; then
   for m in $models; do
     for a in $algos; do qat_row $m academic $a 4 4; done
     [ "$m" = resnet8 ] && qat_row $m academic lsq 2 2
+    if [ $torch_ok = 1 ]; then
+      for wa in "4 4" $([ "$m" = resnet8 ] && echo "2_2"); do
+        set -- ${wa/_/ }
+        tl=(); [ "$limit" -gt 0 ] && tl=(--limit "$limit")
+        t0=$(date +%s)
+        out=$($PY bench/torch_peer.py qat --arch $m --onnx models/$m.onnx --wbits $1 --abits $2 --epochs $epochs \
+              --threads $threads --channels-last "${tl[@]}" --json)
+        f=$(printf '%s' "$out" | jnum fp32_top1); t=$(printf '%s' "$out" | jnum top1)
+        echo "| $m | PyTorch FX QAT (all layers W$1A$2) | FakeQuantize | W$1A$2 | $(pct $f) | - | $(pct $t) |" \
+             "$(awk -v a=$t -v b=$f 'BEGIN{printf "%+.2f", 100*(a-b)}') | $(( $(date +%s) - t0 )) |"
+      done
+    fi
   done
 fi
 
@@ -72,4 +89,15 @@ if [ -z "$only" ] || [ "$only" = speed ]; then
   echo; echo '```'
   build/bench/bench_qat $(for m in $models; do printf -- '--model models/%s.onnx ' $m; done) --threads $threads
   echo '```'
+  if [ $torch_ok = 1 ]; then
+    echo; echo "PyTorch FX QAT training throughput, same batch and threads (W4A4, 30 steps after the first epoch's start):"
+    echo; echo "| model | layout | PyTorch QAT img/s |"; echo "|---|---|---|"
+    for m in $models; do
+      for cl in "" --channels-last; do
+        out=$($PY bench/torch_peer.py qat --arch $m --onnx models/$m.onnx --epochs 1 --steps 30 --limit 1000 \
+              --threads $threads $cl --json)
+        echo "| $m | ${cl:-NCHW} | $(printf '%s' "$out" | jnum images_per_s | awk '{printf "%.0f", $1}') |"
+      done
+    done
+  fi
 fi

@@ -16,6 +16,12 @@ Subcommands
   export      --arch A [--weights model.pt] --out model.onnx [--fold-bn]
   ptq         --arch A (--weights model.pt | --onnx model.onnx) [--calib 512]
               [--calib-batch 64] [--threads 2] [--engine auto] [--repeat R] [--json]
+  qat         --arch A --onnx model.onnx [--wbits 4 --abits 4] [--epochs 4] [--steps N]
+              [--lr 0.003] [--threads 2] [--channels-last] [--limit N] [--json]
+              PyTorch FX QAT (prepare_qat_fx, FakeQuantize with its default
+              moving-average min-max observers at the given widths, first and
+              last layer too), the float recipe's SGD at --lr with a cosine
+              schedule; fake-quant test top-1 and training images/s
   bench-int8  --arch A [--onnx model.onnx] [--threads 2] [--batch 256] [--repeat 3]
               [--seconds 0.3] [--engine auto] [--json]
   bench-infer --arch A [--onnx model.onnx] [--threads 2] [--batch 256] [--repeat 3]
@@ -579,6 +585,63 @@ def cmd_ptq(a):
               f"{100 * float_acc:.2f}% -> int8 {100 * q_acc:.2f}%")
 
 
+def cmd_qat(a):
+    from torch.ao.quantization import (FakeQuantize, MovingAverageMinMaxObserver,
+                                       MovingAveragePerChannelMinMaxObserver, QConfig, QConfigMapping)
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    gen = torch.Generator().manual_seed(a.seed)
+    qa, qw = (1 << a.abits) - 1, (1 << (a.wbits - 1))
+    act = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=qa,
+                                 dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    wt = FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-qw, quant_max=qw - 1,
+                                dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+    qmap = QConfigMapping().set_global(QConfig(activation=act, weight=wt))
+    xtr, ytr = load_split("train")
+    xte, yte = load_split("test")
+    if a.limit:
+        xte, yte = xte[:a.limit], yte[:a.limit]
+    model = load_onnx_weights(a.arch, a.onnx)
+    float_acc, _ = evaluate(model, xte, yte)
+    model.train()
+    prepared = prepare_qat_fx(model, qmap, (normalize(xtr[:2]),))
+    mf = torch.channels_last if a.channels_last else torch.contiguous_format
+    prepared = prepared.to(memory_format=mf)
+    opt = make_optimizer(prepared, lr=a.lr)
+    n = xtr.shape[0]
+    spe = math.ceil(n / a.batch)
+    if a.steps:
+        spe = min(spe, a.steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs * spe, eta_min=0.0)
+    t_compute, seen = 0.0, 0
+    for ep in range(a.epochs):
+        prepared.train()
+        perm = torch.randperm(n, generator=gen)
+        for it in range(spe):
+            idx = perm[it * a.batch:(it + 1) * a.batch]
+            xb = normalize(augment(xtr[idx], gen)).contiguous(memory_format=mf)
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(prepared(xb), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            t_compute += time.perf_counter() - t0
+            sched.step()
+            seen += xb.shape[0]
+    q_acc, _ = evaluate(prepared, xte, yte)  # eval mode: fake quant with the learned/observed ranges
+    res = {"arch": a.arch, "peer": "torch %s prepare_qat_fx, FakeQuantize(MovingAverageMinMaxObserver), "
+           "per-channel symmetric weights, %s" % (torch.__version__, "channels_last" if a.channels_last else "NCHW"),
+           "wbits": a.wbits, "abits": a.abits, "epochs": a.epochs, "steps_per_epoch": spe, "lr": a.lr,
+           "threads": a.threads, "fp32_top1": float_acc, "top1": q_acc, "images_per_s": seen / t_compute,
+           "test_images": int(xte.shape[0]), "machine": machine()}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"{a.arch} PyTorch FX QAT W{a.wbits}A{a.abits}, {a.epochs} epochs: float {100 * float_acc:.2f}% -> "
+              f"{100 * q_acc:.2f}%, {res['images_per_s']:.0f} images/s")
+
+
 def time_median(fn, repeat, seconds):
     """Median over `repeat` rounds of seconds per call, each round calling fn
     for at least `seconds` (as qkit's bench_int8_e2e)."""
@@ -734,6 +797,20 @@ def main(argv=None):
     p.add_argument("--engine", default="auto", help="quantized engine: auto, fbgemm, x86, onednn, qnnpack")
     p.add_argument("--repeat", type=int, default=1, help="timed PTQ runs; the fastest is reported")
     p.add_argument("--json", action="store_true")
+    qt = sub.add_parser("qat")
+    qt.add_argument("--arch", required=True, choices=ARCHS)
+    qt.add_argument("--onnx", required=True, help="the float model (state_dict-named initializers)")
+    qt.add_argument("--wbits", type=int, default=4)
+    qt.add_argument("--abits", type=int, default=4)
+    qt.add_argument("--epochs", type=int, default=4)
+    qt.add_argument("--steps", type=int, default=0, help="cap on steps per epoch (0 = full epoch)")
+    qt.add_argument("--batch", type=int, default=128)
+    qt.add_argument("--lr", type=float, default=0.003)
+    qt.add_argument("--seed", type=int, default=1)
+    qt.add_argument("--threads", type=int, default=2)
+    qt.add_argument("--limit", type=int, default=0, help="evaluate the first N test images (0 = all)")
+    qt.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    qt.add_argument("--json", action="store_true")
     for name in ("bench-int8", "bench-infer"):
         q = sub.add_parser(name)
         q.add_argument("--arch", required=True, choices=ARCHS)
@@ -750,7 +827,7 @@ def main(argv=None):
     s.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     {"train": cmd_train, "bench-train": cmd_bench_train, "eval-torch": cmd_eval_torch,
-     "export": cmd_export, "ptq": cmd_ptq, "bench-int8": cmd_bench_int8,
+     "export": cmd_export, "ptq": cmd_ptq, "qat": cmd_qat, "bench-int8": cmd_bench_int8,
      "bench-infer": cmd_bench_infer, "ops": cmd_ops, "summary": cmd_summary}[a.cmd](a)
 
 
