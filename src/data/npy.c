@@ -218,7 +218,7 @@ qk_status qk_dataset_load_labels(const char *path, int64_t n, qk_dataset *ds)
     int64_t mx = -1;
     for (int64_t i = 0; i < n; i++) {
         int64_t v = es == 1 ? ((const uint8_t *)raw)[i] : es == 4 ? ((const int32_t *)raw)[i] : ((const int64_t *)raw)[i];
-        if (v < 0 || v > 0x7fffffff) {
+        if (v < 0 || v >= (1 << 24)) { /* 16M classes at most: the class count stays an int */
             qk_free(raw);
             qk_free(lab);
             return qk_error(QK_ERR_FORMAT, "labels %s: label %lld of item %lld is not a class index", path,
