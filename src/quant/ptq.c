@@ -747,6 +747,75 @@ static void scheme_str(const qk_qparams *q, char *buf, size_t n)
              q->round == QK_ROUND_HALF_UP ? " half-up" : q->round == QK_ROUND_HALF_AWAY ? " half-away" : "");
 }
 
+/* The operators that read no quantized input (no FakeQuant feeds them,
+ * through pass-through ops; a Relu/Clip right after a layer or an Add is
+ * fused into it): the integer engine runs them in float between a DequantizeLinear and
+ * the next QuantizeLinear. A lower bound: lowering may keep more in float.
+ * Grouped by type with a count and the first node's name. */
+static void print_float_ops(const qk_qmodel *m, FILE *f)
+{
+    const qk_graph *g = m->g;
+    int n_types = 0, total = 0;
+    const char *types[64];
+    int counts[64], first[64];
+    int *prod = qk_malloc((size_t)(g->n_values ? g->n_values : 1) * sizeof *prod);
+    if (!prod)
+        return;
+    for (int v = 0; v < g->n_values; v++)
+        prod[v] = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_out; j++)
+            if (g->nodes[i].out[j] >= 0)
+                prod[g->nodes[i].out[j]] = i;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const qk_node *n = &g->nodes[i];
+        if (!strcmp(n->op_type, "FakeQuant") || qk_node_is(n, "Constant"))
+            continue;
+        int acts = 0, quantized = 0;
+        for (int j = 0; j < n->n_in; j++) {
+            int v = n->in[j];
+            if (v < 0 || qk_value_is_initializer(&g->values[v]))
+                continue;
+            acts++;
+            /* quantized: written by a FakeQuant, through pass-through ops */
+            int p = prod[v], hops = 0;
+            while (p >= 0 && is_passthrough(&g->nodes[p]) && g->nodes[p].n_in > 0 && g->nodes[p].in[0] >= 0 &&
+                   hops++ < 64)
+                p = prod[g->nodes[p].in[0]];
+            quantized |= p >= 0 && !strcmp(g->nodes[p].op_type, "FakeQuant");
+        }
+        if (!acts || quantized)
+            continue;
+        int p0 = n->in[0] >= 0 ? prod[n->in[0]] : -1;
+        if (is_fusable_act(n) && p0 >= 0 &&
+            (qk_node_is(&g->nodes[p0], "Conv") || qk_node_is(&g->nodes[p0], "Gemm") ||
+             qk_node_is(&g->nodes[p0], "MatMul") || qk_node_is(&g->nodes[p0], "Add")))
+            continue; /* fused into the layer before it */
+        total++;
+        int t = 0;
+        while (t < n_types && strcmp(types[t], n->op_type) != 0)
+            t++;
+        if (t == n_types) {
+            if (n_types == 64)
+                continue;
+            types[n_types] = n->op_type;
+            counts[n_types] = 0;
+            first[n_types++] = i;
+        }
+        counts[t]++;
+    }
+    qk_free(prod);
+    if (!total) {
+        fprintf(f, "every operator reads quantized inputs\n");
+        return;
+    }
+    fprintf(f, "%d operators read no quantized input (outside %s's coverage '%s', or excluded) and run in float "
+            "(`qkit eval --real --verbose` lists every node the integer engine keeps in float):\n", total,
+            m->cfg.backend->name, qk_cover_name(m->cfg.backend->cover));
+    for (int t = 0; t < n_types; t++)
+        fprintf(f, "  F   %-16s x%-4d e.g. '%s'\n", types[t], counts[t], g->nodes[first[t]].name);
+}
+
 void qk_ptq_print_plan(const qk_qmodel *m, FILE *f)
 {
     const qk_backend *b = m->cfg.backend;
@@ -774,4 +843,5 @@ void qk_ptq_print_plan(const qk_qmodel *m, FILE *f)
     }
     for (int i = 0; i < m->n_exclude; i++)
         fprintf(f, "  excluded (kept in float): %s\n", m->exclude[i]);
+    print_float_ops(m, f);
 }
