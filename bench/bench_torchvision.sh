@@ -57,7 +57,7 @@ done
 
 [ "${QKIT_TV_PTQ:-1}" = 1 ] || exit 0
 echo
-echo "| model | backend | quantizers | float ops (dry run) | fake vs float top-1 / SQNR dB | real vs fake top-1 / SQNR dB | ptq s |"
+echo "| model | backend | quantizers | ops reading no quantized input (dry run) | fake vs float top-1 / SQNR dB | real vs fake top-1 / SQNR dB | ptq s |"
 echo "|---|---|---|---|---|---|---|"
 for m in $models; do
   [ -f "$dir/$m/qkit_0.pb" ] || continue
@@ -75,7 +75,7 @@ PYEOF
     N="--mean 0 --std 1"
     dry=$("$Q" ptq --model "$dir/$m/model.onnx" --backend $B --calib-data "$dir/$m/calib.npy" $N --dry-run 2>&1)
     nq=$(printf '%s\n' "$dry" | sed -n 's/^\([0-9]*\) quantizers.*/\1/p' | head -1)
-    fl=$(printf '%s\n' "$dry" | grep -i -m1 "float" | cut -c1-60)
+    fl=$(printf '%s\n' "$dry" | sed -n 's/^\([0-9]*\) operators read no quantized input.*/\1/p' | head -1)
     t0=$(date +%s.%N)
     if ! js=$("$Q" ptq --model "$dir/$m/model.onnx" --backend $B --calib-data "$dir/$m/calib.npy" \
              --data "$dir/$m/calib.npy" $N --out "$dir/$m/q_$B.onnx" --json 2>"$dir/$m/ptq_$B.err"); then
@@ -84,7 +84,7 @@ PYEOF
     t1=$(date +%s.%N)
     rj=$("$Q" eval --model "$dir/$m/q_$B.onnx" --data "$dir/$m/calib.npy" $N --real --json 2>"$dir/$m/real_$B.err") \
       || rj='{"top1_agree": -1, "sqnr_db": -1, "error": 1}'
-    $PY - "$m" "$B" "${nq:-?}" "${fl:--}" "$js" "$rj" "$(echo "$t1 - $t0" | bc)" "$dir/$m/real_$B.err" <<'PYEOF'
+    $PY - "$m" "$B" "${nq:-?}" "${fl:-0}" "$js" "$rj" "$(echo "$t1 - $t0" | bc)" "$dir/$m/real_$B.err" <<'PYEOF'
 import sys, json
 m, b, nq, fl, js, rj, sec, err = sys.argv[1:9]
 a, r = json.loads(js), json.loads(rj)
