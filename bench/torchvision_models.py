@@ -3,7 +3,7 @@
 
 Comparison peer only (needs python3-torch, python3-torchvision, python3-onnx;
 qkit never depends on them). For each model: random weights (seeded), eval
-mode (BatchNorm statistics re-estimated on random batches), torch.onnx.export with its defaults (opset of the installed torch),
+mode, torch.onnx.export with its defaults (opset of the installed torch),
 one input of a small size the model allows, PyTorch's output. Writes
   OUT/<model>/model.onnx, OUT/<model>/input_0.pb, OUT/<model>/output_0.pb
 and prints one line "<model> <ops>" (the distinct op types, comma-separated).
@@ -38,24 +38,6 @@ def build(name):
     return ctor(**kw)
 
 
-def calibrate_bn(m, hw):
-    """BatchNorm statistics of a freshly initialized network are 0 / 1, so
-    activations shrink or grow layer after layer (MobileNet's logits come out
-    near 1e-10) and any quantization of them is meaningless. Re-estimate them
-    on a few random batches (a cumulative average) so every layer's output is
-    normalized, as in a trained network; then eval mode."""
-    bns = [b for b in m.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
-    for b in bns:
-        b.reset_running_stats()
-        b.momentum = None
-    if bns:
-        m.train()
-        with torch.no_grad():
-            for _ in range(4):
-                m(torch.randn(8, 3, hw, hw))
-    m.eval()
-
-
 def main():
     out = sys.argv[1]
     names = sys.argv[2:] or list(MODELS)
@@ -70,9 +52,8 @@ def main():
 def export_one(out, name):
     if True:
         torch.manual_seed(0)
-        m = build(name)
+        m = build(name).eval()
         hw = MODELS[name]
-        calibrate_bn(m, hw)
         x = torch.randn(1, 3, hw, hw)
         with torch.no_grad():
             y = m(x)
