@@ -118,7 +118,8 @@ qk_status qk_flat_model_info(qk_graph *g, char **json);
  * scale or bgr are stored in the written model's metadata, as `qkit ptq`
  * does). eval (may be NULL): with labels, FP32 and fake-quantized top-1;
  * without, agreement with the float model. out_path (may be NULL): the QDQ
- * model is written there (ptq.h). *json: the resolved configuration
+ * model is written there (ptq.h). A model exported with a fixed batch of 1
+ * is quantized for any batch (qk_onnx_dynamic_batch). *json: the resolved configuration
  * (backend, wbits, abits, w_observer, a_observer, per_channel,
  * reduce_range, bias_correct, bit_alloc, first_last_bits), the work
  * (calib_images, quantizers, weight_quantizers, activation_quantizers,
@@ -127,7 +128,8 @@ qk_status qk_flat_model_info(qk_graph *g, char **json);
 qk_status qk_flat_ptq(const char *model_path, const qk_dataset *calib, const qk_dataset *eval, const qk_flat_opts *o,
                       const char *out_path, qk_pool *pool, char **json);
 
-/* Evaluate g on ds (o may be NULL). Labelled: {"top1", "correct",
+/* Evaluate g on ds (o may be NULL); a model exported with a fixed batch of
+ * 1 is made dynamic first (qk_onnx_dynamic_batch). Labelled: {"top1", "correct",
  * "images", "loss", "images_per_s"}; with real: the integer engine runs the
  * QDQ model (qrun.h) and "arith", "int_layers", "float_layers" are added.
  * Unlabelled: agreement {"top1_agree", "top5_agree", "sqnr_db", "cosine",

@@ -410,8 +410,10 @@ qk_status qk_flat_ptq(const char *model_path, const qk_dataset *calib, const qk_
     int explicit_prep = 0, labelled = 0;
     int64_t n = 0;
     qk_status st = qk_onnx_load(model_path, &g);
-    if (st == QK_OK)
+    if (st == QK_OK) {
+        qk_onnx_dynamic_batch(g); /* a batch-1 export is fed batches */
         st = flat_config(o, g, &c);
+    }
     if (st == QK_OK)
         st = flat_norm(g, calib, o, &cnorm, &explicit_prep);
     if (st == QK_OK && eval)
@@ -435,6 +437,8 @@ qk_status qk_flat_ptq(const char *model_path, const qk_dataset *calib, const qk_
         labelled = qk_dataset_has_labels(eval);
         if (!labelled && (st = qk_onnx_load(model_path, &fg)) != QK_OK)
             goto done;
+        if (fg)
+            qk_onnx_dynamic_batch(fg);
         if (labelled && !o->no_fp32 && (st = qk_evaluate(g, eval, enorm, o->batch, pool, &fr)) != QK_OK)
             goto done;
     }
@@ -520,6 +524,7 @@ qk_status qk_flat_evaluate(qk_graph *g, const qk_dataset *ds, const qk_flat_opts
     qk_flat_opts dflt = { .arith = -1, .batch = 256 };
     if (!o)
         o = &dflt;
+    qk_onnx_dynamic_batch(g); /* a batch-1 export is fed batches */
     qk_norm norm;
     qk_status st = flat_norm(g, ds, o, &norm, NULL);
     if (st != QK_OK)
@@ -552,6 +557,8 @@ qk_status qk_flat_evaluate(qk_graph *g, const qk_dataset *ds, const qk_flat_opts
         qk_agree_result r;
         if (o->reference && (st = qk_onnx_load(o->reference, &ref)) != QK_OK)
             goto done;
+        if (ref)
+            qk_onnx_dynamic_batch(ref);
         if ((st = qk_evaluate_agreement(ref ? ref : g, test, ds, norm, o->batch, pool, &r)) != QK_OK ||
             (st = jw_open(&j)) != QK_OK)
             goto done;
