@@ -99,6 +99,9 @@ const char *qk_qat_algo_name(qk_qat_algo a);
 /* QK_ERR_NOTFOUND listing the valid names. */
 qk_status qk_qat_algo_parse(const char *s, qk_qat_algo *out);
 
+/* Default quantizer lr as a share of the model lr (qk_qat_config.q_lr). */
+#define QK_QAT_Q_LR_RATIO (1.0f / 30.0f)
+
 typedef struct qk_qat_config {
     qk_ptq_config ptq;      /* backend (required), wbits, abits, observers, first_last_bits,
                                per_tensor_weights, exclude (as qkit ptq) */
@@ -107,8 +110,12 @@ typedef struct qk_qat_config {
     int64_t calib;          /* calibration images (default 512) */
     qk_train_config train;  /* the trainer recipe; defaults: lr 0.003 (measured best of 0.01/0.003 on
                                lenet and resnet8 W4A4 lsq), 4 epochs; else the float recipe */
-    float q_lr;             /* quantizer parameters' lr; <= 0: train.lr */
-    float q_wd;             /* their weight decay; < 0: 1e-4 for pact alphas, else 0 */
+    float q_lr;             /* quantizer parameters' lr; <= 0: train.lr * QK_QAT_Q_LR_RATIO
+                               (0.0001 at the default lr; at train.lr itself, 8-bit lsq weight
+                               steps, a few thousandths, overshoot and kill channels) */
+    float q_wd;             /* their weight decay; < 0: 1e-4 on the clips of pact, pact-sym and
+                               pact-asym sites (PACT's L2 on alpha), 0 on step sizes and
+                               thresholds */
     int max_retries;        /* divergence guard rollbacks before failing (default 3) */
     int paper_init;         /* 1: weight scales from the papers' rules (lsq 2 mean|w|/sqrt(Qp), lsq+
                                max(|mu-3sigma|, |mu+3sigma|)/2^(b-1)); 0 (default): from the

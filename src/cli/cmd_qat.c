@@ -17,8 +17,8 @@ static const cli_opt opts[] = {
     { "abits", "N", "activation bits (default: the profile's, 8)", 0 },
     { "epochs", "N", "epochs (default 4)", 0 },
     { "lr", "X", "base learning rate (default 0.003, cosine to 0; SGD nesterov momentum 0.9)", 0 },
-    { "q-lr", "X", "learning rate of the quantizer parameters (default: --lr)", 0 },
-    { "q-wd", "X", "weight decay of the quantizer parameters (default: 1e-4 for pact clips, else 0)", 0 },
+    { "q-lr", "X", "learning rate of the quantizer parameters (default: --lr / 30, 0.0001)", 0 },
+    { "q-wd", "X", "weight decay of the quantizer parameters (default: 1e-4 on pact clips, 0 on steps)", 0 },
     { "wd", "X", "weight decay of the model weights (default 5e-4)", 0 },
     { "batch", "N", "batch size (default 128)", 0 },
     { "calib", "N", "calibration images for the PTQ start (default 512)", 0 },
@@ -277,7 +277,8 @@ const cli_cmd cli_cmd_qat = {
     "placement, BN folded where the profile folds it; --dry-run shows it), puts a\n"
     "learnable quantizer at every site initialised from that calibration, trains\n"
     "with SGD nesterov + cosine (lr 0.003, 4 epochs by default; quantizer\n"
-    "parameters in their own group: --q-lr, --q-wd), then writes the same QDQ file\n"
+    "parameters in their own group, --q-lr (default lr / 30) and --q-wd), then\n"
+    "writes the same QDQ file\n"
     "as `qkit ptq --out` with the learned scales (qkit eval / export take it).\n"
     "A non-finite loss, gradient or quantizer parameter rolls back to the last\n"
     "checkpoint (or the start), halves the learning rates and goes on; after 3\n"

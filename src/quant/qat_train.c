@@ -60,6 +60,20 @@ static int is_qparam(const qk_value *v)
     return v->kind == QK_VALUE_PARAM && n > k && strcmp(v->name + n - k, "_qat_param") == 0;
 }
 
+/* The QkLearnQuant node whose learned values are `value` (-1: none). */
+static int learner_of(const qk_graph *g, int value)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        if (n->n_in > 1 && n->in[1] == value && qk_node_is_in(n, "ai.qkit", "QkLearnQuant"))
+            return k;
+    }
+    return -1;
+}
+
+/* The quantizer group: lr q_lr (default train.lr * QK_QAT_Q_LR_RATIO),
+ * weight decay q_wd (default: PACT's L2 on the clips of the pact-family
+ * sites, 1e-4, and none on step sizes or thresholds). */
 static void param_opts(void *user, const qk_graph *g, int value, qk_param_opts *o)
 {
     guard *gd = user;
@@ -67,11 +81,43 @@ static void param_opts(void *user, const qk_graph *g, int value, qk_param_opts *
     const qk_value *v = &g->values[value];
     o->lr_mult = gd->lr_scale;
     if (is_qparam(v)) {
-        float qlr = c->q_lr > 0 ? c->q_lr : c->train.lr;
+        float qlr = c->q_lr > 0 ? c->q_lr : c->train.lr * QK_QAT_Q_LR_RATIO;
+        int k = learner_of(g, value);
+        int64_t a = k >= 0 ? qk_node_int(&g->nodes[k], "algo", -1) : -1;
         o->lr_mult = qlr / c->train.lr * gd->lr_scale;
         o->weight_decay = c->q_wd >= 0 ? c->q_wd
-                          : (c->algo == QK_QAT_PACT || c->algo == QK_QAT_PACT_SYM || c->algo == QK_QAT_PACT_ASYM)
-                              ? 1e-4f : 0.0f;
+                          : (a == QK_QAT_PACT || a == QK_QAT_PACT_SYM || a == QK_QAT_PACT_ASYM) ? 1e-4f : 0.0f;
+    }
+}
+
+/* Keeps every learned step size (lsq, lsq+) and upper clip (pact,
+ * pact-asym) at or above QK_QAT_EPS after an optimizer step. The forward
+ * pass reads max(value, eps) anyway; without the projection a step that
+ * overshoots below zero leaves the parameter there, and the channel, all of
+ * whose weights now clip to +-qp * eps, cannot come back (the gradient it
+ * sees is the clamped one's). MQBench clamps its LSQ scales the same way. */
+static void project_qparams(qk_graph *g)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        if (!qk_node_is_in(n, "ai.qkit", "QkLearnQuant") || n->n_in < 2 || n->in[1] < 0)
+            continue;
+        int64_t a = qk_node_int(n, "algo", -1), first, count;
+        qk_value *P = &g->values[n->in[1]];
+        int64_t np = qk_tensor_numel(&P->t);
+        if (a == QK_QAT_LSQ || a == QK_QAT_LSQ_PLUS || a == QK_QAT_PACT) {
+            first = 0; /* the scales / clips: the first C entries */
+            count = a == QK_QAT_LSQ_PLUS ? np / 2 : np;
+        } else if (a == QK_QAT_PACT_ASYM) {
+            first = np / 2; /* [lo..., hi...]: the upper bounds */
+            count = np / 2;
+        } else {
+            continue;
+        }
+        float *p = qk_f32(&P->t) + first;
+        for (int64_t i = 0; i < count; i++)
+            if (p[i] < QK_QAT_EPS) /* NaN stays NaN: on_step reports it */
+                p[i] = QK_QAT_EPS;
     }
 }
 
@@ -99,6 +145,7 @@ static qk_status on_step(void *user, qk_graph *g, int64_t step, float loss)
     if (gd->c->report && step % gd->steps_epoch == 0 &&
         (fst = qk_qat_report_record_(qk_qat_report_(gd->q), g, (int)(step / gd->steps_epoch))) != QK_OK)
         return fst;
+    project_qparams(g);
     for (int i = 0; i < g->n_values; i++) {
         const qk_value *v = &g->values[i];
         if (v->kind != QK_VALUE_PARAM)
