@@ -52,6 +52,16 @@ static inline void fz_init(void)
     setenv("OMP_NUM_THREADS", "1", 0);
 }
 
+/* Reads n bytes (ASan then checks that they are all addressable). */
+static inline void fz_touch(const void *p, int64_t n)
+{
+    const uint8_t *b = p;
+    volatile uint8_t acc = 0;
+    for (int64_t i = 0; i < n; i++)
+        acc ^= b[i];
+    (void)acc;
+}
+
 /* A FuzzedDataProvider in C: reads fixed-size values from the front of the
  * input; when it runs out every read gives zeros. */
 typedef struct fz_in {

@@ -5,15 +5,6 @@
  * is the images file then the labels file. */
 #include "fuzz_common.h"
 
-static void touch(const void *p, int64_t n)
-{
-    const uint8_t *b = p;
-    volatile uint8_t acc = 0;
-    for (int64_t i = 0; i < n; i++)
-        acc ^= b[i];
-    (void)acc;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_init();
@@ -43,9 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (qk_dataset_load_npy(img, &o, &ds) == QK_OK) {
         int64_t px = ds.n * qk_dataset_channels(&ds) * ds.h * ds.w;
         if (ds.images)
-            touch(ds.images, px);
+            fz_touch(ds.images, px);
         if (ds.fimages)
-            touch(ds.fimages, px * 4);
+            fz_touch(ds.fimages, px * 4);
         for (int64_t i = 0; i < ds.n; i++)
             if (qk_dataset_has_labels(&ds) && (qk_dataset_label(&ds, i) < 0 || qk_dataset_label(&ds, i) >= ds.classes))
                 abort(); /* labels lie in [0, classes) */

@@ -75,45 +75,7 @@ static qk_status col_sample(void *ctx, qk_rng *rng, const qk_recon_config *c, fl
 static qk_status collect(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t N, int v, int float_run,
                          float *out, int64_t per)
 {
-    qk_graph *g = m->g;
-    qk_fq_mode *saved = qk_malloc((size_t)(m->n_sites ? m->n_sites : 1) * sizeof *saved);
-    int64_t B = N < 128 ? N : 128;
-    int64_t *labels = qk_malloc((size_t)B * sizeof *labels);
-    qk_batcher bt;
-    qk_dataset view = qk_dataset_view(ds, 0, N);
-    qk_status st = saved && labels ? qk_batcher_init(&bt, &view, B, 0, 0, norm, NULL)
-                                   : qk_error(QK_ERR_NOMEM, "reconstruction: out of memory");
-    if (st != QK_OK) {
-        qk_free(saved);
-        qk_free(labels);
-        return st;
-    }
-    for (int s = 0; s < m->n_sites; s++) {
-        saved[s] = m->rt[s].mode;
-        if (float_run)
-            m->rt[s].mode = QK_FQ_OFF;
-    }
-    qk_value *in = &g->values[g->inputs[0]];
-    int64_t done_n = 0;
-    for (int64_t i = 0; i < qk_batcher_count(&bt) && st == QK_OK; i++) {
-        int64_t cnt = qk_batcher_get(&bt, i, qk_f32(&in->t), labels);
-        if ((st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
-            break;
-        const qk_tensor *x = &g->values[v].t;
-        if (qk_tensor_numel(x) != cnt * per) {
-            st = qk_error(QK_ERR_SHAPE, "reconstruction: '%s' has %lld elements for %lld images",
-                          g->values[v].name, (long long)qk_tensor_numel(x), (long long)cnt);
-            break;
-        }
-        memcpy(out + done_n * per, qk_f32(x), (size_t)(cnt * per) * sizeof *out);
-        done_n += cnt;
-    }
-    for (int s = 0; s < m->n_sites; s++)
-        m->rt[s].mode = saved[s];
-    qk_batcher_free(&bt);
-    qk_free(saved);
-    qk_free(labels);
-    return st;
+    return qk_recon_collect(m, ds, norm, N, 1, &v, float_run, &out, &per);
 }
 
 static const float *const_f32(const qk_graph *g, int v, int64_t numel)
