@@ -446,8 +446,7 @@ static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
     QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
     if (rp && rf) {
         QT_OK(run_graph(rp, N, xin, yp, NULL));
-        QT_OK(qk_lower_fuse(rf));
-        QT_OK(qk_lower_layout(rf));
+        QT_OK(qk_lower_prepare_run(rf));
         int nf = 0, nepi = 0, npool = 0;
         for (int i = 0; i < rf->n_nodes; i++) {
             const char *t = rf->nodes[i].op_type;
@@ -600,8 +599,11 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
         { /* the runner's fuse and layout passes on every arithmetic: bit-identical */
             qk_graph *r5;
             QT_OK(qk_qdq_lower(g, NULL, &r5, NULL));
-            QT_OK(qk_lower_fuse(r5));
-            QT_OK(qk_lower_layout(r5));
+            QT_OK(qk_lower_prepare_run(r5));
+            int n_i8 = 0; /* qk_lower_unsign: every int8 activation of this model becomes uint8 + 128 */
+            for (int v = 0; v < r5->n_values; v++)
+                n_i8 += r5->values[v].kind == QK_VALUE_ACT && r5->values[v].t.dtype == QK_I8;
+            QT_CHECK(n_i8 == 0, "%s: %d int8 activations left after the runner's passes", what, n_i8);
             int mp_nhwc = -1;
             for (int i = 0; i < r5->n_nodes; i++)
                 if (!strcmp(r5->nodes[i].op_type, "QkPool") && qk_node_int(&r5->nodes[i], "kind", 0) == 0)
@@ -617,8 +619,7 @@ static void test_residual(const char *arith, qk_dtype at, int trt, qk_pool *pool
                 qk_graph *r3;
                 QT_OK(qk_qdq_lower(g, NULL, &r3, NULL));
                 qk_graph_set_options(r3, &(qk_plan_options){ .reference = th == 2 });
-                QT_OK(qk_lower_fuse(r3));
-                QT_OK(qk_lower_layout(r3));
+                QT_OK(qk_lower_prepare_run(r3));
                 int nepi = 0, nfl = 0;
                 const char *left = "";
                 for (int i = 0; i < r3->n_nodes; i++) {

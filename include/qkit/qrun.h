@@ -157,6 +157,22 @@ qk_status qk_lower_fuse(qk_graph *g);
  * runs it. Errors: QK_ERR_NOMEM. */
 qk_status qk_lower_layout(qk_graph *g);
 
+/* Unsigned activation codes for execution (lower_unsign.c): on a graph from
+ * qk_qdq_lower, before it is planned, every int8 activation tensor whose
+ * producer and readers all allow it becomes uint8 codes q + 128 with zero
+ * point z + 128 (and clamp bounds + 128), so the convolutions run the
+ * uint8 x int8 kernels (no per-pixel row sums, the implicit im2col) that
+ * signed activations rule out. q - z is unchanged: bit-identical logits.
+ * Graph inputs and outputs keep their types; intermediate values are then
+ * no longer comparable with the QDQ graph's codes by value. *changed (may
+ * be NULL) = the number of values retyped. Errors: QK_ERR_NOMEM. */
+qk_status qk_lower_unsign(qk_graph *g, int *changed);
+
+/* The runner's passes in order: qk_lower_fuse, qk_lower_layout,
+ * qk_lower_unsign (what qk_qrun_create, `qkit eval --real` and the flat API
+ * run). */
+qk_status qk_lower_prepare_run(qk_graph *g);
+
 /* ---- runner ---- */
 typedef struct qk_qrun_opts {
     int64_t max_batch;  /* images per forward pass inside qk_qrun_forward (>= 1; default 64) */

@@ -101,8 +101,8 @@ static int run_agreement(cli_args *a, const char *path, qk_graph *g, const qk_lo
     qk_status st = refp ? cli_load_model(refp, &ref) : QK_OK;
     qk_graph *test = g;
     if (st == QK_OK && real) {
-        if ((st = qk_qdq_lower(g, lo, &ig, &ls)) == QK_OK && (st = qk_lower_fuse(ig)) == QK_OK)
-            st = qk_lower_layout(ig);
+        if ((st = qk_qdq_lower(g, lo, &ig, &ls)) == QK_OK)
+            st = qk_lower_prepare_run(ig);
         test = ig;
     }
     if (st == QK_OK)
@@ -238,8 +238,9 @@ static int run(cli_args *a)
         qk_graph_destroy(g);
         g = ig;
         /* the runner's passes (qk_qrun does the same): fused float epilogues, NHWC between
-         * integer convolutions; bit-identical logits, faster. --compare keeps the plain graph */
-        if ((st = qk_lower_fuse(g)) != QK_OK || (st = qk_lower_layout(g)) != QK_OK)
+         * integer convolutions, uint8 activation codes; bit-identical logits, faster. --compare
+         * keeps the plain graph */
+        if ((st = qk_lower_prepare_run(g)) != QK_OK)
             goto fail;
     }
     if (preds && !(pred = qk_malloc((size_t)view.n * sizeof *pred))) {

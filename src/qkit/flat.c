@@ -539,8 +539,7 @@ qk_status qk_flat_evaluate(qk_graph *g, const qk_dataset *ds, const qk_flat_opts
     if (!labelled && !o->real && !o->reference)
         return qk_error(QK_ERR_ARG, "evaluate: the data has no labels: give labels, a reference float model "
                         "(agreement with it) or real (the integer engine against the QDQ model in float)");
-    if (o->real && ((st = qk_qdq_lower(g, &lo, &ig, &ls)) != QK_OK || (st = qk_lower_fuse(ig)) != QK_OK ||
-                    (st = qk_lower_layout(ig)) != QK_OK))
+    if (o->real && ((st = qk_qdq_lower(g, &lo, &ig, &ls)) != QK_OK || (st = qk_lower_prepare_run(ig)) != QK_OK))
         goto done;
     qk_graph *test = ig ? ig : g;
     jw j;

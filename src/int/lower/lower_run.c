@@ -39,10 +39,8 @@ qk_status qk_qrun_create(const qk_graph *qdq, const qk_qrun_opts *o, qk_qrun **o
     qk_lower_opts_default(&lo);
     lo.arith = o->arith;
     qk_status st = qk_qdq_lower(qdq, &lo, &r->g, &r->st);
-    if (st == QK_OK)
-        st = qk_lower_fuse(r->g); /* TensorRT-style float epilogues as one integer pass (lower_fuse.c) */
-    if (st == QK_OK)
-        st = qk_lower_layout(r->g); /* NHWC between integer convolutions (lower_layout.c) */
+    if (st == QK_OK) /* fused float epilogues, NHWC between convolutions, uint8 activations */
+        st = qk_lower_prepare_run(r->g);
     if (st != QK_OK)
         goto fail;
     qk_graph *g = r->g;
