@@ -268,11 +268,22 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
         QT_OK(qk_i8conv_run(c, cc->N, cc->H, cc->W, x, y2, pool2, ws, wsb));
         QT_CHECK(memcmp(y1, ref, (size_t)ny * es) == 0, "%s: 1 thread differs from reference", what);
         QT_CHECK(memcmp(y2, y1, (size_t)ny * es) == 0, "%s: 2 threads differ from 1", what);
+        if (cc->groups == 1 && qk_i8conv_nhwc_ok(c, 0)) { /* NHWC output (the runner's layout; the short-K kernel writes pixel rows) */
+            int64_t P = OH * OW;
+            QT_OK(qk_i8conv_run_layout(c, cc->N, cc->H, cc->W, x, 0, y2, 1, pool2, ws, wsb));
+            int64_t bad = 0;
+            for (int64_t n = 0; n < cc->N; n++)
+                for (int64_t co = 0; co < cc->Co; co++)
+                    for (int64_t p = 0; p < P; p++)
+                        bad += memcmp(y2 + (size_t)(((n * P + p) * cc->Co + co)) * es,
+                                      ref + (size_t)(((n * cc->Co + co) * P + p)) * es, es) != 0;
+            QT_CHECK(bad == 0, "%s: NHWC output differs from the reference in %lld places", what, (long long)bad);
+        }
         if (cc->groups == 1 && cc->sh == 1 && cc->sw == 1 && cc->dh == 1 && cc->dw == 1 && (cc->kh > 1 || cc->kw > 1)) {
             /* the implicit path is taken where it should be */
             /* AMX tasks hold 64 rows, VNNI 96 (kernels with compute_koff) */
             int amx = !strncmp(kn, "amx", 3), vnni = !strcmp(kn, "vnni"), wp = (int)(cc->W + cc->pl + cc->pr);
-            int fits = (amx ? wp <= 64 : wp <= 96) && Cg >= 16 && cc->groups == 1;
+            int fits = (amx ? wp <= 64 : wp <= 96) && (Cg >= 16 || (vnni && cc->C == 1)) && cc->groups == 1;
             QT_CHECK(!strcmp(qk_i8conv_path(c, cc->H, cc->W), (amx || vnni) && fits ? "implicit" : "im2col"),
                      "%s: path %s",
                      what, qk_i8conv_path(c, cc->H, cc->W));
@@ -324,6 +335,19 @@ static void test_conv_kernel(int k)
     for (sym_w = 1; sym_w >= 0; sym_w--) /* symmetric weights (no row sums), then any zero points */
         for (int i = 0; i < (int)(sizeof imp / sizeof imp[0]); i++)
             conv_case(&imp[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], !sym_w && i == 2);
+    /* one input channel (a first layer on grey images): VNNI's implicit im2col, the short-K kernel
+     * with the output stage in registers where K = kh x 4 <= 16 (uint8 x, symmetric weights, 8-bit
+     * gemmlowp / fp32 output), its general tiles for a 5x5 kernel and with row sums */
+    ccase one[] = {
+        {2, 1, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 1, 32, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 1, 70, 1, 9, 13, 3, 2, 1, 1, 1, 1, 0, 1, 2, 0},
+        {1, 1, 20, 1, 12, 12, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
+    };
+    for (sym_w = 1; sym_w >= 0; sym_w--)
+        for (int i = 0; i < (int)(sizeof one / sizeof one[0]); i++)
+            for (int m = 0; m < 2; m++)
+                conv_case(&one[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
     sym_w = 0;
     int nrand = qk_i8_kernel_get(k)->test_only ? 6 : 20;
     for (int i = 0; i < nrand; i++) {

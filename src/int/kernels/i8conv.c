@@ -109,11 +109,15 @@ static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)
 }
 
 /* Implicit im2col (AMX or VNNI kernels): who qualifies (from the shapes; the row-sum condition is
- * checked at run, as zero points may change with an update). */
+ * checked at run, as zero points may change with an update). A single input channel (a network's
+ * first convolution on grey images) qualifies too where the kernel reads 4-byte chunks: its NCHW
+ * rows are NHWC rows, and a kernel row's kw bytes padded to 4 cost little; AMX's 64-byte chunks
+ * would multiply the work. */
 static int implicit_shape(const qk_i8conv *c)
 {
-    return c->nhwc && !c->pointwise && c->groups == 1 && c->Cg >= 16 && c->sh == 1 && c->sw == 1 && c->dh == 1 &&
-           c->dw == 1;
+    int one = c->C == 1 && (c->kh > 1 || c->kw > 1) && c->gm && c->gm[0]->k->kalign == 4;
+    return ((c->nhwc && !c->pointwise && c->Cg >= 16) || one) && c->groups == 1 && c->sh == 1 && c->sw == 1 &&
+           c->dh == 1 && c->dw == 1;
 }
 
 /* wimp from wperm and the GEMM over it. The padding bytes are the output
@@ -122,10 +126,12 @@ static int implicit_shape(const qk_i8conv *c)
  * taken over all the bytes the tiles read (qk_i8conv_imp_task). */
 static qk_status implicit_weights(qk_i8conv *c, const qk_i8conv_desc *d, int create)
 {
-    for (int64_t co = 0; co < c->Co; co++)
+    /* one input channel: the weights [Co][1][kh][kw] are already in (kh, kw, c) order */
+    const uint8_t *src = c->wperm ? c->wperm : (const uint8_t *)d->w;
+    for (int64_t co = 0; co < c->Co && src; co++)
         for (int64_t a = 0; a < c->kh; a++) {
             uint8_t *dst = c->wimp + (co * c->kh + a) * c->KS;
-            memcpy(dst, c->wperm + co * c->K + a * c->kw * c->Cg, (size_t)(c->kw * c->Cg));
+            memcpy(dst, src + co * c->K + a * c->kw * c->Cg, (size_t)(c->kw * c->Cg));
             memset(dst + c->kw * c->Cg, (uint8_t)wzero(d, co), (size_t)(c->KS - c->kw * c->Cg));
         }
     qk_i8gemm_desc g = group_desc(c, d, 0);

@@ -40,7 +40,7 @@ struct qk_i8conv {
     int pointwise;             /* 1x1, stride 1, no pad (nhwc only): no im2col */
     uint8_t *wperm;            /* nhwc: weights in [Co][kh][kw][Cg] order */
     qk_i8gemm **gm;            /* groups GEMMs (not depthwise) */
-    /* implicit im2col (AMX or VNNI, groups 1, stride 1, no dilation, Cg >= 16,
+    /* implicit im2col (AMX or VNNI, groups 1, stride 1, no dilation, Cg >= 16 or one input channel (VNNI),
      * weights without row-sum terms): A rows read in place from zero-point
      * padded NHWC input rows; K = kh runs of kw*Cg bytes, each padded to KS
      * (a multiple of the kernel's kalign: 64 AMX, 4 VNNI) with zero weights: wimp [Co][kh][KS] */

@@ -30,7 +30,7 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
             continue;
         }
         memset(d, zx, (size_t)(c->pl * Cg));
-        if (r->x_nhwc)
+        if (r->x_nhwc || c->C == 1) /* one channel: an NCHW row is an NHWC row */
             memcpy(d + c->pl * Cg, r->x + (size_t)((n * H + ih) * W * Cg), (size_t)(W * Cg));
         else
             qk_i8conv_to_nhwc(r, n, 0, ih * W, W, d + c->pl * Cg);

@@ -404,7 +404,7 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
     void *kws = w + g->off_kern;
     size_t es = qk_dtype_size(g->out_type);
     if (ldc_n == 1 && n0 % 64 == 0 && qk_i8_small_ok(g)) {
-        k->small(g, mb, A, lda, n0, n1, C, ldc_m);
+        k->small(g, mb, A, lda, NULL, n0, n1, C, ldc_m);
         return;
     }
     if (g->need_rowsum) {
@@ -430,6 +430,12 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
     int32_t *acc = (int32_t *)w;
     void *kws = w + g->off_kern;
     size_t es = qk_dtype_size(g->out_type);
+    if (ldc_n == 1 && n0 % 64 == 0 && qk_i8_small_ok(g)) { /* short K: the output stage in registers */
+        for (int64_t r = 0; r < R; r++)
+            k->small(g, valid, X + r * rowlen * xs, xs, koff, n0, n1, (uint8_t *)C + (size_t)(r * valid * ldc_m) * es,
+                     ldc_m);
+        return;
+    }
     for (int64_t n = n0; n < n1; n += g->nb) {
         int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
         int64_t nbp = qk_i8_roundup(nb, k->info.nr);

@@ -67,10 +67,12 @@ struct qk_i8_kernel {
     /* Optional (VNNI): a short K (g->Kp <= QK_I8_SMALL_K) in one pass, the
      * output stage applied in registers, for uint8 A without row sums and
      * an int8/uint8 FP32 or GEMMLOWP output (qk_i8_small_ok); A rows read
-     * in place, K bytes each; rows [0, mb) x columns [n0, n1) (n0 a multiple
-     * of 64) to C + m*ldc + (n - n0). NULL where the kernel lacks it. */
-    void (*small)(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n0, int64_t n1,
-                  uint8_t *C, int64_t ldc);
+     * in place, row m at A + m*lda, K bytes each (koff NULL) or its dword
+     * kk at A + m*lda + koff[kk] (an implicit im2col; K a multiple of 4);
+     * rows [0, mb) x columns [n0, n1) (n0 a multiple of 64) to
+     * C + m*ldc + (n - n0). NULL where the kernel lacks it. */
+    void (*small)(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, const int64_t *koff, int64_t n0,
+                  int64_t n1, uint8_t *C, int64_t ldc);
 };
 #define QK_I8_SMALL_K 16
 static inline int qk_i8_small_ok(const qk_i8gemm *g)
@@ -193,8 +195,8 @@ QK_I8_DECL(avx512)
 QK_I8_DECL(vnni)
 QK_I8_DECL(amx)
 QK_I8_DECL(amxemu)
-void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n0, int64_t n1,
-                            uint8_t *C, int64_t ldc);
+void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, const int64_t *koff,
+                            int64_t n0, int64_t n1, uint8_t *C, int64_t ldc);
 void qk_i8_gemm_koff__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
                            int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 void qk_i8_gemm_koff__amx(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,

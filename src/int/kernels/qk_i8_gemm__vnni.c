@@ -199,7 +199,8 @@ void qk_i8_gemm_koff__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int
 
 /* ---- short K with the output stage in registers (i8gemm.h, small) ----
  * Row by row: the row's K bytes broadcast as K4 dwords (the last one
- * loaded under a mask, so no byte past the row is read), against B's K4 x
+ * loaded under a mask, so no byte past the row is read; or, with koff, the
+ * dwords at koff[kk] from the row's start: K is then a multiple of 4), against B's K4 x
  * nv vectors held in registers (packed B: panel of 32 columns, [K4][32][4]
  * bytes, zero past K); the accumulator starts at colconst (wrapping adds
  * commute with the epilogue's), then the epilogue's arithmetic and one
@@ -213,7 +214,7 @@ QK_EPI_INLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk
 }
 
 QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb, const uint8_t *A, int64_t lda,
-                          int64_t n, int64_t w, uint8_t *C, int64_t ldc)
+                          const int64_t *koff, int64_t n, int64_t w, uint8_t *C, int64_t ldc)
 {
     const qk_epi_k ek = qk_epi_consts(g);
     const int u8 = g->out_type == QK_U8;
@@ -225,9 +226,12 @@ QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb
     const qk_epi16 c2 = nv > 2 ? qk_epi16_load(g, n + 32, w - 32, fp) : c0;
     const qk_epi16 c3 = nv > 3 ? qk_epi16_load(g, n + 48, w - 48, fp) : c0;
     __m512i b[4][4];
-    for (int kk = 0; kk < K4; kk++)
+    int64_t off[4];
+    for (int kk = 0; kk < K4; kk++) {
+        off[kk] = koff ? koff[kk] : 4 * kk;
         for (int v = 0; v < nv; v++)
             b[kk][v] = sm_b(g, n, K4, kk, v);
+    }
     const __m512i z = _mm512_setzero_si512();
     for (int64_t m = 0; m < mb; m++) {
         const uint8_t *a = A + m * lda;
@@ -236,7 +240,7 @@ QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb
             __m512i av;
             if (kk < K4 - 1 || tail == 4) {
                 int32_t d;
-                memcpy(&d, a + 4 * kk, 4);
+                memcpy(&d, a + off[kk], 4);
                 av = _mm512_set1_epi32(d);
             } else {
                 av = _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(mtail, a + 4 * kk));
@@ -261,12 +265,13 @@ QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb
     }
 }
 
-typedef void (*sm_fn)(const qk_i8gemm *, int64_t, const uint8_t *, int64_t, int64_t, int64_t, uint8_t *, int64_t);
+typedef void (*sm_fn)(const qk_i8gemm *, int64_t, const uint8_t *, int64_t, const int64_t *, int64_t, int64_t,
+                      uint8_t *, int64_t);
 #define SM_FN(fp, K4, nv)                                                                                      \
-    static void sm_##fp##_##K4##_##nv(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n, \
-                                      int64_t w, uint8_t *C, int64_t ldc)                                       \
+    static void sm_##fp##_##K4##_##nv(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda,            \
+                                      const int64_t *koff, int64_t n, int64_t w, uint8_t *C, int64_t ldc)       \
     {                                                                                                           \
-        sm_run(g, fp, K4, nv, mb, A, lda, n, w, C, ldc);                                                        \
+        sm_run(g, fp, K4, nv, mb, A, lda, koff, n, w, C, ldc);                                                  \
     }
 #define SM_NV(fp, K4) SM_FN(fp, K4, 1) SM_FN(fp, K4, 2) SM_FN(fp, K4, 3) SM_FN(fp, K4, 4)
 #define SM_K(fp) SM_NV(fp, 1) SM_NV(fp, 2) SM_NV(fp, 3) SM_NV(fp, 4)
@@ -276,12 +281,12 @@ SM_K(1)
 #define SM_REF_K(fp) SM_REF_NV(fp, 1), SM_REF_NV(fp, 2), SM_REF_NV(fp, 3), SM_REF_NV(fp, 4)
 static const sm_fn sm_fns[2][16] = { { SM_REF_K(0) }, { SM_REF_K(1) } };
 
-void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, int64_t n0, int64_t n1,
-                            uint8_t *C, int64_t ldc)
+void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, int64_t lda, const int64_t *koff,
+                            int64_t n0, int64_t n1, uint8_t *C, int64_t ldc)
 {
     int64_t K4 = (g->K + 3) / 4;
     for (int64_t n = n0; n < n1; n += 64) {
         int64_t w = n1 - n < 64 ? n1 - n : 64;
-        sm_fns[g->mode == QK_RQ_FP32][(K4 - 1) * 4 + (w + 15) / 16 - 1](g, mb, A, lda, n, w, C + (n - n0), ldc);
+        sm_fns[g->mode == QK_RQ_FP32][(K4 - 1) * 4 + (w + 15) / 16 - 1](g, mb, A, lda, koff, n, w, C + (n - n0), ldc);
     }
 }
