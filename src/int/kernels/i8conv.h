@@ -83,14 +83,20 @@ static inline int64_t conv_rows(const qk_i8conv *c) { return c->depthwise ? 0 : 
 
 /* Implicit im2col geometry for an H x W input: padded row width Wp, output
  * rows per task R (0: the implicit path does not apply), chunk offsets
- * per row of a task's padded buffer. */
+ * per row of a task's padded buffer. R is the most that fit a task's rows,
+ * or down to half of that the most whose R*Wp rows fill whole micro-tiles
+ * of the kernel (a partial last tile is gathered and computed in full). */
 #define QK_I8_IMP_MAXCHUNK 1024
 static inline int64_t imp_rows(const qk_i8conv *c, int64_t W, int64_t *Wp)
 {
     *Wp = W + c->pl + c->pr;
     if (!c->gimp || c->kh * c->KS / c->gimp->k->kalign > QK_I8_IMP_MAXCHUNK || *Wp < c->kw)
         return 0;
-    return c->gimp->mb / *Wp;
+    int64_t R = c->gimp->mb / *Wp, mr = c->gimp->k->info.mr;
+    for (int64_t r = R; r >= 1 && 2 * r >= R; r--)
+        if ((r * *Wp) % mr == 0)
+            return r;
+    return R;
 }
 
 /* Checks a descriptor (create, update, reference). */
