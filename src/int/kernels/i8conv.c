@@ -70,12 +70,31 @@ static qk_status set_dwq4(qk_i8conv *c)
     qk_i8_dwq4_free(&c->dq4);
     int ok = c->dw_vnni && c->Cog == 1 && kk <= QK_I8_DW_MAXTAPS &&
              (c->mode == QK_RQ_FP32 || c->mode == QK_RQ_GEMMLOWP) && (c->out_type == QK_U8 || c->out_type == QK_I8);
-    for (int64_t i = 0; ok && i < c->Co * kk; i++)
-        ok = c->dw_w[i] >= -128 && c->dw_w[i] <= 127;
-    if (!ok)
+    int fits = 1, halves = 2 * kk <= QK_I8_DW_MAXTAPS;
+    for (int64_t i = 0; ok && i < c->Co * kk; i++) {
+        fits &= c->dw_w[i] >= -128 && c->dw_w[i] <= 127;
+        halves &= c->dw_w[i] >= -255 && c->dw_w[i] <= 254;
+    }
+    if (!ok || (!fits && !halves))
         return QK_OK;
-    return qk_i8_dwq4_build(&c->dq4, c->Co, kk, c->dw_w, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
-                            c->mode == QK_RQ_FP32, c->x_type == QK_I8 ? c->x_zero + 128 : c->x_zero);
+    int32_t zxu = c->x_type == QK_I8 ? c->x_zero + 128 : c->x_zero;
+    if (fits)
+        return qk_i8_dwq4_build(&c->dq4, c->Co, kk, c->dw_w, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
+                                c->mode == QK_RQ_FP32, zxu);
+    /* uint8 weights with a zero point: w = lo + hi, lo = clamp(w, -128, 127), hi in [-127, 127] */
+    int32_t *w2 = qk_malloc((size_t)(c->Co * 2 * kk) * sizeof *w2);
+    if (!w2)
+        return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+    for (int64_t co = 0; co < c->Co; co++)
+        for (int64_t t = 0; t < kk; t++) {
+            int32_t w = c->dw_w[co * kk + t], lo = w < -128 ? -128 : w > 127 ? 127 : w;
+            w2[co * 2 * kk + t] = lo;
+            w2[co * 2 * kk + kk + t] = w - lo;
+        }
+    qk_status st = qk_i8_dwq4_build(&c->dq4, c->Co, 2 * kk, w2, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
+                                    c->mode == QK_RQ_FP32, zxu);
+    qk_free(w2);
+    return st;
 }
 
 static void set_depthwise(qk_i8conv *c, const qk_i8conv_desc *d)

@@ -99,6 +99,7 @@ qk_status qk_i8_dwq4_build(qk_i8_dwq4 *q4, int64_t C, int64_t kk, const int32_t 
                            const int32_t *mult, const int32_t *shift, const float *scale, int fp32, int32_t zxu)
 {
     qk_i8_dwq4_free(q4);
+    q4->kt = kk;
     q4->nq = (kk + 3) / 4;
     q4->stride = (q4->nq + 3) * 256;
     q4->flat_n = C / gcd64(C, 64); /* lcm(64, C) / 64 */

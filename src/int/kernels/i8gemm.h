@@ -131,12 +131,14 @@ void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p);
  * -zx*sum(w) folded in), [4][16] multiplier or float scale, [4][16] shift,
  * all in that lane order. flat_n chunks for channels (64k + q) % C
  * (flat_n = lcm(64, C)/64; 0: no flat table), then pix_n = ceil(C/64)
- * chunks for channels 64k + q. */
+ * chunks for channels 64k + q. kt taps: the kernel's kh*kw, or twice that
+ * when weights outside [-128, 127] (uint8 weights with a zero point) are
+ * split into two int8 halves: tap kk + t reads the input bytes of tap t. */
 typedef struct qk_i8_dwq4 {
     uint8_t *tab;
-    int64_t nq, flat_n, pix_n, stride;
+    int64_t nq, flat_n, pix_n, stride, kt;
 } qk_i8_dwq4;
-/* Builds q4 from w [C][kk] (zero point removed, all in [-128, 127]),
+/* Builds q4 from w [C][kk] (kk = kt taps; zero point removed, all in [-128, 127]),
  * bias/mult/shift/scale [C], x zero point zxu (in the unsigned code:
  * zx + 128 for int8 input); fp32: scales instead of multipliers. Frees
  * an earlier table. */

@@ -17,7 +17,9 @@
  * of period lcm(64, C) bytes (q4->flat_n chunks). Pixel: one output pixel
  * at a time, chunks of 64 channels (q4->pix_n of them), taps by their own
  * offsets; used for the border pixels, other strides, and when the flat
- * table is absent. */
+ * table is absent. Weights that do not fit int8 (uint8 weights with a zero
+ * point) come as two int8 halves per tap (q4->kt = 2*kh*kw): the second
+ * half's taps read the first half's input bytes again. */
 #include "i8gemm.h"
 
 #include "q31__avx512.h"
@@ -136,14 +138,14 @@ void qk_i8_dw_nhwc_row__vnni(const qk_i8_dwrow *p)
     k.hi = _mm512_set1_epi32(p->qmax - p->zo);
     k.flo = _mm512_set1_ps((float)(p->qmin - p->zo));
     k.fhi = _mm512_set1_ps((float)(p->qmax - p->zo));
-    const int64_t C = p->C, nq = q4->nq, kk = p->kh * p->kw, W = p->W;
+    const int64_t C = p->C, nq = q4->nq, kk = p->kh * p->kw, kt = q4->kt, W = p->W;
     q4_run_fn run = runs[(nq == 3 ? 0 : 8) + (fp32 ? 0 : 4) + (u8out ? 0 : 2) + (p->sgn ? 1 : 0)];
     int64_t tr[QK_I8_DW_MAXTAPS], tc[QK_I8_DW_MAXTAPS];
     const uint8_t *tb[QK_I8_DW_MAXTAPS];
-    for (int64_t t = 0; t < 4 * nq; t++) {
-        int64_t a = t / p->kw, ih = p->ih0 + a * p->dh;
-        tr[t] = t < kk && ih >= 0 && ih < p->H ? ih : -1;
-        tc[t] = (t % p->kw) * p->dw - p->pl;
+    for (int64_t t = 0; t < 4 * nq; t++) { /* table tap t reads kernel tap t % kk (split weights: twice) */
+        int64_t a = (t % kk) / p->kw, ih = p->ih0 + a * p->dh;
+        tr[t] = t < kt && ih >= 0 && ih < p->H ? ih : -1;
+        tc[t] = ((t % kk) % p->kw) * p->dw - p->pl;
     }
     /* the interior pixels [i0, i1]: every tap's column inside the image */
     int64_t i0 = p->pl, i1 = W - 1 + p->pl - (p->kw - 1) * p->dw;
