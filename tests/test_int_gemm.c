@@ -278,6 +278,17 @@ static void conv_case(const ccase *cc, int kernel, qk_dtype xt, qk_dtype wt, qk_
                         bad += memcmp(y2 + (size_t)(((n * P + p) * cc->Co + co)) * es,
                                       ref + (size_t)(((n * cc->Co + co) * P + p)) * es, es) != 0;
             QT_CHECK(bad == 0, "%s: NHWC output differs from the reference in %lld places", what, (long long)bad);
+            if (qk_i8conv_nhwc_ok(c, 1)) { /* NHWC in and out (what the runner runs) */
+                int64_t HW = cc->H * cc->W;
+                uint8_t *xn = qk_malloc((size_t)nx), *y3 = qk_malloc((size_t)ny * es);
+                for (int64_t n = 0; n < cc->N; n++)
+                    for (int64_t ch = 0; ch < cc->C; ch++)
+                        for (int64_t i = 0; i < HW; i++)
+                            xn[(n * HW + i) * cc->C + ch] = x[(n * cc->C + ch) * HW + i];
+                QT_OK(qk_i8conv_run_layout(c, cc->N, cc->H, cc->W, xn, 1, y3, 1, NULL, ws, wsb));
+                QT_CHECK(memcmp(y3, y2, (size_t)ny * es) == 0, "%s: NHWC input gives other codes", what);
+                qk_free(xn), qk_free(y3);
+            }
         }
         if (cc->groups == 1 && cc->sh == 1 && cc->sw == 1 && cc->dh == 1 && cc->dw == 1 && (cc->kh > 1 || cc->kw > 1)) {
             /* the implicit path is taken where it should be */
@@ -348,6 +359,18 @@ static void test_conv_kernel(int k)
         for (int i = 0; i < (int)(sizeof one / sizeof one[0]); i++)
             for (int m = 0; m < 2; m++)
                 conv_case(&one[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
+    /* at most 16 output channels, stride 1 (the 12 x 16 tiles, NHWC in and out): rows
+     * not a multiple of 16 pixels, 8 to 20 input channels, 5x5 and 3x2 kernels, odd pads */
+    ccase few[] = {
+        {2, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 8, 12, 1, 9, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 20, 16, 1, 7, 33, 3, 2, 1, 1, 1, 1, 0, 1, 2, 0},
+        {1, 12, 5, 1, 5, 20, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
+    };
+    for (sym_w = 1; sym_w >= 0; sym_w--)
+        for (int i = 0; i < (int)(sizeof few / sizeof few[0]); i++)
+            for (int m = 0; m < 2; m++)
+                conv_case(&few[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
     sym_w = 0;
     int nrand = qk_i8_kernel_get(k)->test_only ? 6 : 20;
     for (int i = 0; i < nrand; i++) {
