@@ -58,7 +58,11 @@
  *    q_b = RNE(b / (s_x s_w[c])) (saturated), requantized to the Q's grid
  *    (fp32: float scale s_x*s_w/s_y, RNE, ONNX Runtime; gemmlowp: Q31
  *    multiplier + shift, TFLite; pot: rounding shift, scales must be exact
- *    powers of two), ReLU/ReLU6/Clip fused as output clamps;
+ *    powers of two), ReLU/ReLU6/Clip fused as output clamps; a MaxPool
+ *    [and a Flatten] between the activation and the Q (TensorRT's conv ->
+ *    ReLU -> MaxPool -> Q) runs after the requantization as an integer max
+ *    on the codes (per-tensor quantization is monotone), as TensorRT fuses
+ *    conv + ReLU and pools in int8;
  *  - the same without a Q on the output (TensorRT-style QDQ: only conv/fc
  *    inputs quantized): int32 accumulator (bias included) dequantized to
  *    float32 by s_x*s_w[c] (TensorRT's int8 kernel with fp32 output); the

@@ -277,11 +277,15 @@ static int const_scalar(const lw *L, int v, float *f)
     return 1;
 }
 
-/* v -> [Relu | Clip(const)] -> Q(per tensor), single consumers; allow_act 0: no activation. */
+/* v -> [Relu | Clip(const)] -> [MaxPool [-> Flatten]] -> Q(per tensor), single consumers;
+ * allow_act 0: no activation nor pool. The pool: quantization per tensor is monotone, so
+ * MaxPool then Q = Q then the max of the codes (a QkPool; the float pool's padding is -inf,
+ * the QkPool's is ignored), as TensorRT runs conv + ReLU + MaxPool: the layer requantizes
+ * and the pool works on int8. */
 qk_status qk_lw_find_chain(lw *L, int v, int allow_act, chain *c)
 {
     memset(c, 0, sizeof *c);
-    c->q = c->relu = -1;
+    c->q = c->relu = c->pool = c->flat = -1;
     int nx = single_consumer(L, v);
     if (nx < 0)
         return QK_OK;
@@ -311,12 +315,29 @@ qk_status qk_lw_find_chain(lw *L, int v, int allow_act, chain *c)
             return QK_OK;
         n = snode(L, nx);
     }
+    int pool = -1, flat = -1;
+    if (allow_act && qk_node_is(n, "MaxPool") && n->n_in == 1 && (n->n_out == 1 || n->out[1] < 0)) {
+        pool = nx;
+        nx = single_consumer(L, n->out[0]);
+        if (nx < 0)
+            return QK_OK;
+        n = snode(L, nx);
+        if (qk_node_is(n, "Flatten") && n->n_in == 1 && n->n_out == 1) {
+            flat = nx;
+            nx = single_consumer(L, n->out[0]);
+            if (nx < 0)
+                return QK_OK;
+            n = snode(L, nx);
+        }
+    }
     if (strcmp(n->op_type, "QuantizeLinear") != 0 || n->n_out != 1)
         return QK_OK;
     TRY(qk_lw_qpar_read(L, nx, &c->p));
     if (c->p.n != 1)
         return QK_OK;
     c->q = nx;
+    c->pool = pool;
+    c->flat = flat;
     return QK_OK;
 }
 
@@ -324,19 +345,59 @@ void qk_lw_chain_done(lw *L, const chain *c)
 {
     if (c->relu >= 0)
         L->done[c->relu] = 1;
+    if (c->pool >= 0)
+        L->done[c->pool] = 1;
+    if (c->flat >= 0)
+        L->done[c->flat] = 1;
     L->done[c->q] = 1;
 }
 
-/* The new codes value that replaces the chain's Q output. */
+/* The chain's MaxPool on the codes: QkPool(x) -> y, the pool's window, the
+ * Q's scale and zero point in and out (the codes are kept). */
+static int emit_code_pool(lw *L, const chain *c, int x, int y)
+{
+    const qk_node *mp = snode(L, c->pool);
+    int nd = qk_lw_add_qnode(L, "QkPool", mp->name, 1, &x, y);
+    if (nd < 0 || qk_lw_copy_attrs(L, nd, mp) != QK_OK)
+        return -1;
+    int32_t lo, hi;
+    qk_int_range(c->p.type, &lo, &hi);
+    if (qk_node_set_int(L->g, nd, "kind", 0) != QK_OK || qk_node_set_float(L->g, nd, "x_scale", c->p.s[0]) != QK_OK ||
+        qk_node_set_int(L->g, nd, "x_zero_point", c->p.z[0]) != QK_OK ||
+        qk_node_set_float(L->g, nd, "y_scale", c->p.s[0]) != QK_OK ||
+        qk_node_set_int(L->g, nd, "y_zero_point", c->p.z[0]) != QK_OK ||
+        qk_node_set_int(L->g, nd, "out_type", c->p.type) != QK_OK || qk_node_set_int(L->g, nd, "qmin", lo) != QK_OK ||
+        qk_node_set_int(L->g, nd, "qmax", hi) != QK_OK)
+        return -1;
+    return nd;
+}
+
+/* The new codes value that replaces the chain's Q output; with a pool in the
+ * chain, the value the layer writes (the pool [and Flatten] follow it). */
 int qk_lw_chain_out(lw *L, const chain *c)
 {
     int qo = snode(L, c->q)->out[0];
     int nv = qk_lw_new_act(L, sval(L, qo)->name, 0);
-    if (nv >= 0) {
-        L->map[qo] = nv;
-        L->qt[qo] = c->p.type;
+    if (nv < 0)
+        return -1;
+    L->map[qo] = nv;
+    L->qt[qo] = c->p.type;
+    if (c->pool < 0)
+        return nv;
+    const qk_node *mp = snode(L, c->pool);
+    int pre = qk_lw_new_act(L, sval(L, mp->in[0])->name, 0), po = nv;
+    if (pre < 0)
+        return -1;
+    if (c->flat >= 0) { /* pool -> Flatten on the codes -> nv */
+        const qk_node *fl = snode(L, c->flat);
+        po = qk_lw_new_act(L, sval(L, mp->out[0])->name, 0);
+        char *nm = po >= 0 ? qk_lw_uniq(L, fl->name) : NULL;
+        int nd = nm ? qk_graph_add_node(L->g, "Flatten", nm, 1, &po, 1, &nv) : -1;
+        qk_free(nm);
+        if (nd < 0 || qk_lw_copy_attrs(L, nd, fl) != QK_OK)
+            return -1;
     }
-    return nv;
+    return emit_code_pool(L, c, pre, po) < 0 ? -1 : pre;
 }
 
 qk_status qk_lw_chain_bounds(const lw *L, const chain *c, int nd, int32_t *qmin, int32_t *qmax)

@@ -278,7 +278,7 @@ qk_status qk_lw_lower_pool(lw *L, int ni, int kind, int *handled)
     int x = sin_(n, 0);
     if (x < 0 || L->lq[x] < 0 || n->n_out < 1 || (n->n_out > 1 && n->out[1] >= 0))
         return QK_OK;
-    chain c = { .q = -1, .relu = -1 };
+    chain c = { .q = -1, .relu = -1, .pool = -1, .flat = -1 };
     int out;
     if (kind == 0) { /* max: exact on codes, same grid */
         out = qk_lw_new_act(L, sval(L, n->out[0])->name, 1);

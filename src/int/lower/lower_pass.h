@@ -41,6 +41,7 @@ static inline int32_t qpar_z(const qpar *p, int i) { return p->zt ? (int32_t)qk_
 typedef struct chain {
     int q;          /* source Q node, -1 none */
     int relu;       /* source Relu/Clip node, -1 none */
+    int pool, flat; /* source MaxPool [and Flatten] between the activation and Q, -1 none */
     qk_act act;
     float lo, hi;
     qpar p;
