@@ -57,11 +57,9 @@ static int one_model(const bopts *o, const char *path, const qk_dataset *train, 
     qk_status st = qk_onnx_load(path, &fg);
     if (st == QK_OK)
         st = qk_onnx_load(path, &qg);
-    qk_norm norm = { 0.2860f, 0.3530f };
-    if (st == QK_OK && qk_graph_get_norm(fg, &norm.mean, &norm.std) != QK_OK) {
-        norm.mean = 0.2860f;
-        norm.std = 0.3530f;
-    }
+    qk_norm norm = qk_norm_default();
+    if (st == QK_OK && qk_graph_get_norm(fg, &norm.mean, &norm.std) != QK_OK)
+        norm = qk_norm_default();
     qk_qat_config c;
     qk_qat_config_default(&c);
     c.ptq.backend = qk_backend_find(o->backend);
