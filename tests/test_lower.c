@@ -470,6 +470,82 @@ static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
     qk_graph_destroy(g);
 }
 
+/* TensorRT's inverted residual: a conv output with no Q of its own (int32 dequantized) read by
+ * both the next conv's Q/DQ and the residual Add:
+ *   x -> Q/DQ -> Conv1 -> y1 -> Q/DQ -> Conv2 -> y2;  Add(y1, y2) -> Relu -> Q/DQ -> Flatten -> Gemm
+ * The runner's fuse pass dequantizes y1 inside both epilogues (Q(y1) and the Add), so no float
+ * activation is left but the logits' and the logits stay bit-identical to the plain lowering. */
+static void test_trt_shared_dq(qk_pool *pool2)
+{
+    enum { N = 2, C = 4, H = 5, W = 6 };
+    qk_graph *g;
+    qk_graph_create(&g);
+    set_meta(g, "fp32");
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
+    int xd = qdq(g, x, "x", 0.02f, 0, QK_I8);
+    int y[2];
+    int in = xd;
+    for (int l = 0; l < 2; l++) {
+        int32_t wc[C * C * 9], wz[C] = { 0 };
+        float ws[C], bias[C];
+        for (int i = 0; i < C * C * 9; i++)
+            wc[i] = irand(-127, 127);
+        for (int c = 0; c < C; c++)
+            ws[c] = 0.004f + 0.001f * (float)c, bias[c] = frand(-0.3f, 0.3f);
+        char wn[16], bn[16], cn[16], on[16];
+        snprintf(wn, sizeof wn, "w%d", l), snprintf(bn, sizeof bn, "b%d", l);
+        snprintf(cn, sizeof cn, "conv%d", l), snprintf(on, sizeof on, "y%d", l);
+        int w = wdq(g, wn, QK_I8, 4, (int64_t[]){ C, C, 3, 3 }, wc, C, ws, wz, 0);
+        int b = init_t(g, bn, QK_F32, 1, (int64_t[]){ C }, bias);
+        y[l] = node(g, "Conv", cn, 3, (int[]){ in, w, b }, on);
+        qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ 1, 1, 1, 1 });
+        if (l == 0)
+            in = qdq(g, y[0], "y0", 0.05f, 0, QK_I8);
+    }
+    int s = node(g, "Add", "add", 2, (int[]){ y[0], y[1] }, "add_out");
+    s = node(g, "Relu", "relu", 1, &s, "relu_out");
+    int sd = qdq(g, s, "relu_out", 0.06f, 0, QK_I8);
+    int fl = node(g, "Flatten", "flat", 1, &sd, "flat_out");
+    enum { K = C * H * W };
+    static int32_t fc[3 * K];
+    float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
+    int32_t fz = 0;
+    for (int i = 0; i < 3 * K; i++)
+        fc[i] = irand(-127, 127);
+    int fw = wdq(g, "fcw", QK_I8, 2, (int64_t[]){ 3, K }, fc, 1, &fs, &fz, 0);
+    int fbv = init_t(g, "fcb", QK_F32, 1, (int64_t[]){ 3 }, fb);
+    int out = node(g, "Gemm", "fc", 3, (int[]){ fl, fw, fbv }, "logits");
+    qk_node_set_int(g, g->n_nodes - 1, "transB", 1);
+    qk_graph_add_output(g, out);
+    QT_OK(qk_ops_bind(g));
+    float xin[N * C * H * W], yf[N * 3], yp[N * 3], yq[N * 3];
+    for (int i = 0; i < N * C * H * W; i++)
+        xin[i] = frand(-1.5f, 2.5f);
+    qk_graph *rp = fake_vs_real(g, N, xin, yf, yp, N * 3, 0.08, "trt shared DQ", NULL), *rf = NULL;
+    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    if (rp && rf) {
+        QT_OK(qk_lower_prepare_run(rf));
+        int nepi = 0, ndq = 0, nfl = 0;
+        for (int i = 0; i < rf->n_nodes; i++) {
+            const char *t = rf->nodes[i].op_type;
+            nepi += !strcmp(t, "QkEpilogue");
+            ndq += !strcmp(t, "DequantizeLinear");
+            nfl += !strcmp(t, "Add") || !strcmp(t, "Relu") || !strcmp(t, "QuantizeLinear");
+        }
+        /* left: the input's QuantizeLinear and the logits' DequantizeLinear */
+        QT_CHECK(nepi == 2 && ndq == 1 && nfl == 1, "trt shared DQ: %d QkEpilogue, %d DequantizeLinear, %d float "
+                 "Add/Relu/QuantizeLinear", nepi, ndq, nfl);
+        for (int th = 0; th < 2; th++) {
+            QT_OK(run_graph(rf, N, xin, yq, th ? pool2 : NULL));
+            QT_CHECK(memcmp(yp, yq, sizeof yp) == 0, "trt shared DQ: fused logits differ from the plain lowering "
+                     "(%d threads)", th + 1);
+        }
+    }
+    qk_graph_destroy(rp);
+    qk_graph_destroy(rf);
+    qk_graph_destroy(g);
+}
+
 /* x -> Q/DQ -> Conv(1x1) -> Q/DQ --+--> Add -> Relu -> Q/DQ -> MaxPool -> AveragePool -> Q/DQ
  *                  \---------------/      -> GlobalAveragePool -> Q/DQ -> Flatten -> Gemm (float out)
  * trt = 1: the conv output is not quantized (TensorRT style): float Add. */
@@ -941,6 +1017,9 @@ int main(int argc, char **argv)
     for (int ff = 0; ff < 2; ff++) {
         test_trt_maxpool(QK_U8, ff, pool2);
         test_trt_maxpool(QK_I8, ff, pool2);
+    }
+    {
+        test_trt_shared_dq(pool2);
     }
     test_concat();
     test_errors();

@@ -8,9 +8,13 @@
  * becomes one QkEpilogue node (lower_ops_epi.c) reading a (and the skip's
  * integer input when the skip is a DequantizeLinear read only by the Add),
  * writing the QuantizeLinear's output value under its name. The float
- * values in between must have no other reader and not be graph outputs.
- * The node repeats the same float operations in the same order, so the
- * codes, and the logits, are bit-identical.
+ * values in between must have no other reader and not be graph outputs,
+ * except a DequantizeLinear's output: several chains may start from one
+ * (an int32 accumulator that feeds a QuantizeLinear and a residual Add, as
+ * in TensorRT's inverted residual blocks), each epilogue dequantizing it
+ * again; the DequantizeLinear goes once no reader is left. The node
+ * repeats the same float operations in the same order, so the codes, and
+ * the logits, are bit-identical.
  *
  * First, a float MaxPool whose output only a QuantizeLinear reads (per
  * tensor scale and zero point: TensorRT's placement, conv -> Relu ->
@@ -230,9 +234,9 @@ qk_status qk_lower_fuse(qk_graph *g)
             v = g->nodes[p].in[0];
             p = v >= 0 ? prod[v] : -1;
         }
-        if (p < 0 || rm[p] || ncons[v] != 1)
+        if (p < 0 || rm[p] || (ncons[v] != 1 && !(relu < 0 && dq_ok(g, p, &za))))
             continue;
-        if (qk_node_is(&g->nodes[p], "Add") && g->nodes[p].n_in == 2) {
+        if (qk_node_is(&g->nodes[p], "Add") && g->nodes[p].n_in == 2 && ncons[v] == 1) {
             const qk_node *an = &g->nodes[p];
             int x0 = an->in[0], x1 = an->in[1];
             if (x0 < 0 || x1 < 0 || x0 == x1 || !same_shape(&g->values[x0].t, &g->values[x1].t) ||
@@ -240,14 +244,14 @@ qk_status qk_lower_fuse(qk_graph *g)
                 continue;
             for (int side = 0; side < 2 && dqa < 0; side++) {
                 int xa = side ? x1 : x0, pa = prod[xa];
-                if (pa >= 0 && !rm[pa] && ncons[xa] == 1 && dq_ok(g, pa, &za))
+                if (pa >= 0 && !rm[pa] && dq_ok(g, pa, &za))
                     dqa = pa, b = side ? x0 : x1;
             }
             if (dqa < 0)
                 continue;
             add = p;
             int pb = prod[b];
-            if (pb >= 0 && !rm[pb] && ncons[b] == 1 && dq_ok(g, pb, &zb))
+            if (pb >= 0 && !rm[pb] && dq_ok(g, pb, &zb))
                 dqb = pb;
         } else if (dq_ok(g, p, &za)) {
             dqa = p;
@@ -287,15 +291,27 @@ qk_status qk_lower_fuse(qk_graph *g)
             (st = qk_node_set_int(g, nd, "y_zero_point", zy)) != QK_OK ||
             (st = qk_node_set_int(g, nd, "out_type", qy->dtype)) != QK_OK)
             goto done;
-        rm[qi] = rm[dqa] = 1;
+        rm[qi] = 1; /* the DequantizeLinear nodes go below, once nothing reads them */
         if (relu >= 0)
             rm[relu] = 1;
         if (add >= 0)
             rm[add] = 1;
-        if (dqb >= 0)
-            rm[dqb] = 1;
     }
     if (g->n_nodes > nn) {
+        /* DequantizeLinear nodes no reader is left for (their epilogues dequantize again) */
+        for (int v = 0; v < nv; v++)
+            ncons[v] = 0;
+        for (int k = 0; k < g->n_outputs; k++)
+            ncons[g->outputs[k]] += 2;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (i >= nn || !rm[i])
+                for (int k = 0; k < g->nodes[i].n_in; k++)
+                    if (g->nodes[i].in[k] >= 0)
+                        ncons[g->nodes[i].in[k]]++;
+        for (int i = 0; i < nn; i++)
+            if (!rm[i] && qk_node_is(&g->nodes[i], "DequantizeLinear") && g->nodes[i].n_out == 1 &&
+                g->nodes[i].out[0] >= 0 && ncons[g->nodes[i].out[0]] == 0)
+                rm[i] = 1;
         if ((st = qk_graph_remove_nodes(g, rm)) == QK_OK)
             st = qk_lower_bind(g);
     }
