@@ -98,6 +98,8 @@ typedef struct qk_bench_algo {
      * run at these widths on this backend; the library's own refusals
      * (QK_ERR_UNSUPPORTED from prepare) are skips too. */
     int (*fits)(const struct qk_bench_algo *row, const qk_backend *b, int wbits, int abits, char *why, size_t n);
+    int recon;                  /* PTQ: a qk_recon_method run after calibration (0: none) */
+    int cle;                    /* PTQ: cross-layer equalization of the float model first */
 } qk_bench_algo;
 
 int qk_bench_algo_count(void);
@@ -118,6 +120,7 @@ typedef struct qk_bench_entry { /* an algorithm as the config uses it */
     int64_t epoch_steps;        /* QAT; 0: full epochs */
     double lr;                  /* QAT; 0: the library's default */
     int64_t calib;              /* 0: the config's */
+    int iters;                  /* reconstruction rows: iterations per layer or block; 0: the library's default */
 } qk_bench_entry;
 
 typedef struct qk_bench_cell {

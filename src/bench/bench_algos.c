@@ -17,8 +17,9 @@ static int fits_low_bits(const qk_bench_algo *row, const qk_backend *b, int wbit
     return 0;
 }
 
-#define PTQ(nm, obs, sum) { nm, QK_BENCH_PTQ, sum, obs, 0, 0, -1, NULL, NULL, NULL }
-#define QAT(nm, algo, sum) { nm, QK_BENCH_QAT, sum, NULL, 0, 0, algo, NULL, NULL, NULL }
+#define PTQ(nm, obs, sum) { .name = nm, .kind = QK_BENCH_PTQ, .summary = sum, .a_observer = obs, .qat_algo = -1 }
+#define QAT(nm, algo, sum) { .name = nm, .kind = QK_BENCH_QAT, .summary = sum, .qat_algo = algo }
+#define RECON(nm, m, sum) { .name = nm, .kind = QK_BENCH_PTQ, .summary = sum, .qat_algo = -1, .recon = m }
 
 static const qk_bench_algo rows[] = {
     PTQ("ptq", NULL, "PTQ with the profile's own observers"),
@@ -33,9 +34,14 @@ static const qk_bench_algo rows[] = {
     PTQ("nsigma", "nsigma", "PTQ, mean + n sigma"),
     PTQ("pot-mse", "pot-mse", "PTQ, power-of-two scale by MSE"),
     PTQ("pot-kl", "pot-kl", "PTQ, power-of-two scale by KL"),
-    { "bias-correct", QK_BENCH_PTQ, "PTQ, profile observers + bias correction", NULL, 1, 0, -1, NULL, NULL, NULL },
-    { "aciq-bitalloc", QK_BENCH_PTQ, "PTQ, ACIQ per-channel weight bit allocation", NULL, 0, QK_BITALLOC_W, -1, NULL,
-      NULL, fits_low_bits },
+    { .name = "bias-correct", .kind = QK_BENCH_PTQ, .summary = "PTQ, profile observers + bias correction",
+      .bias_correct = 1, .qat_algo = -1 },
+    { .name = "aciq-bitalloc", .kind = QK_BENCH_PTQ, .summary = "PTQ, ACIQ per-channel weight bit allocation",
+      .bit_alloc = QK_BITALLOC_W, .qat_algo = -1, .fits = fits_low_bits },
+    { .name = "cle", .kind = QK_BENCH_PTQ, .summary = "PTQ after cross-layer equalization", .qat_algo = -1, .cle = 1 },
+    RECON("adaround", QK_RECON_ADAROUND, "PTQ + AdaRound (per-layer weight rounding)"),
+    RECON("brecq", QK_RECON_BRECQ, "PTQ + BRECQ (block reconstruction, Fisher-weighted)"),
+    RECON("qdrop", QK_RECON_QDROP, "PTQ + QDrop (BRECQ with dropped activation quantization)"),
     QAT("ste", QK_QAT_STE, "QAT, fixed ranges, clipped STE"),
     QAT("pact", QK_QAT_PACT, "QAT, PACT learned clip (LSQ weights)"),
     QAT("pact-sym", QK_QAT_PACT_SYM, "QAT, symmetric PACT"),

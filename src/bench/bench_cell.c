@@ -120,9 +120,10 @@ static int refused(qk_status st, cell_out *o)
     return 1;
 }
 
-static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_algo *row, qk_graph *g, const qk_dataset *calib,
+static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_entry *e, qk_graph *g, const qk_dataset *calib,
                          const qk_dataset *ev, qk_norm norm, qk_pool *pool, cell_out *o)
 {
+    const qk_bench_algo *row = e->row;
     qk_ptq_config pc;
     qk_ptq_config_default(&pc);
     pc.backend = cell->backend;
@@ -132,6 +133,8 @@ static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_algo *row, qk
     pc.bias_correct = row->bias_correct;
     pc.bit_alloc = row->bit_alloc;
     qk_status st = row->ptq_apply ? row->ptq_apply(row, &pc) : QK_OK;
+    if (st == QK_OK && row->cle)
+        st = qk_cle_apply(g, NULL, NULL);
     qk_qmodel *m = NULL;
     if (st == QK_OK && (st = qk_ptq_config_check(&pc)) == QK_OK)
         st = qk_ptq_prepare(g, &pc, &m);
@@ -140,8 +143,22 @@ static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_algo *row, qk
     if (st != QK_OK)
         return refused(st, o) ? QK_OK : st;
     qk_eval_result r;
-    if ((st = qk_ptq_calibrate(m, calib, norm, calib->n, pool, NULL, NULL)) == QK_OK &&
-        (st = qk_evaluate(qk_qmodel_graph(m), ev, norm, 256, pool, &r)) == QK_OK) {
+    st = qk_ptq_calibrate(m, calib, norm, calib->n, pool, NULL, NULL);
+    if (st == QK_OK && row->recon) {
+        qk_recon_config rc;
+        qk_recon_config_default(&rc, (qk_recon_method)row->recon);
+        if (e->iters)
+            rc.iters = e->iters;
+        rc.seed = cell->seed;
+        if (rc.batch > calib->n)
+            rc.batch = (int)calib->n;
+        st = qk_ptq_reconstruct(m, calib, norm, calib->n, &rc, pool, NULL);
+        if (st != QK_OK && refused(st, o)) {
+            qk_qmodel_destroy(m);
+            return QK_OK;
+        }
+    }
+    if (st == QK_OK && (st = qk_evaluate(qk_qmodel_graph(m), ev, norm, 256, pool, &r)) == QK_OK) {
         o->fake = r.top1;
         if (qk_ptq_convert_qdq(m) == QK_OK)
             run_real(qk_qmodel_graph(m), ev, norm, pool, o);
@@ -259,7 +276,7 @@ void qk_bench_cell_run(const qk_bench_config *c, const qk_bench_cell *cell, cons
     qk_graph *taken = g;
     g = NULL; /* owned by prepare from here */
     if (e->row->kind == QK_BENCH_PTQ)
-        st = run_ptq(cell, e->row, taken, &calib, &ev, norm, pool, &o);
+        st = run_ptq(cell, e, taken, &calib, &ev, norm, pool, &o);
     else
         st = run_qat(c, cell, e, taken, d, &ev, norm, pool, &o);
 out:

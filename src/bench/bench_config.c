@@ -184,7 +184,7 @@ static qk_status add_model(pctx *p, yaml_node_t *n, int *index)
 
 static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
 {
-    static const char *const keys[] = { "name", "label", "epochs", "epoch_steps", "lr", "calib", NULL };
+    static const char *const keys[] = { "name", "label", "epochs", "epoch_steps", "lr", "calib", "iters", NULL };
     qk_bench_entry e = { 0 };
     const char *name = scalar(n), *label = NULL;
     qk_status st;
@@ -204,6 +204,11 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
             return st;
         if ((v = get(p, n, "calib")) && (st = get_int(p, v, "calib", 1, 1 << 30, &e.calib)) != QK_OK)
             return st;
+        if ((v = get(p, n, "iters"))) {
+            if ((st = get_int(p, v, "iters", 1, 1000000, &x)) != QK_OK)
+                return st;
+            e.iters = (int)x;
+        }
         if ((v = get(p, n, "lr"))) {
             const char *s = scalar(v);
             char *end;
@@ -218,6 +223,8 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
         return qk_error_context(QK_ERR_NOTFOUND, "%s:%d", p->label, LINE(n));
     if (e.row->kind != QK_BENCH_QAT && (e.epochs || e.epoch_steps || e.lr > 0))
         return perr(p, n, "epochs/epoch_steps/lr apply to QAT algorithms, not '%s'%s", name, NULL);
+    if (!e.row->recon && e.iters)
+        return perr(p, n, "iters applies to reconstruction algorithms (adaround, brecq, qdrop), not '%s'%s", name, NULL);
     if (!label)
         label = name;
     qk_bench_config *c = p->c;
@@ -226,7 +233,8 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
         if (strcmp(o->label, label) != 0)
             continue;
         if (n->type == YAML_SCALAR_NODE || (o->row == e.row && o->epochs == e.epochs &&
-                                            o->epoch_steps == e.epoch_steps && o->lr == e.lr && o->calib == e.calib)) {
+                                            o->epoch_steps == e.epoch_steps && o->lr == e.lr && o->calib == e.calib &&
+                                            o->iters == e.iters)) {
             *index = i;
             return QK_OK;
         }
@@ -287,11 +295,13 @@ static qk_status add_cell(pctx *p, const char *block, int mi, int ei, const qk_b
     snprintf(cell->block, sizeof cell->block, "%s", block);
     snprintf(cell->key, sizeof cell->key, "%s", key);
     char desc[1024];
-    snprintf(desc, sizeof desc, "%016llx|%s|%s|%s|%d|%lld|%.17g|%lld|%s|%d|%d|%llu|%lld|%lld|%s",
-             (unsigned long long)p->model_hash[mi], c->models[mi].data ? c->models[mi].data : "-", e->row->name,
-             e->row->kind == QK_BENCH_QAT ? "qat" : "ptq", e->epochs, (long long)e->epoch_steps, e->lr,
-             (long long)e->calib, b->name, w, a, (unsigned long long)seed, (long long)c->calib, (long long)c->limit,
-             qk_bench_version());
+    int k = snprintf(desc, sizeof desc, "%016llx|%s|%s|%s|%d|%lld|%.17g|%lld|%s|%d|%d|%llu|%lld|%lld|%s",
+                     (unsigned long long)p->model_hash[mi], c->models[mi].data ? c->models[mi].data : "-",
+                     e->row->name, e->row->kind == QK_BENCH_QAT ? "qat" : "ptq", e->epochs, (long long)e->epoch_steps,
+                     e->lr, (long long)e->calib, b->name, w, a, (unsigned long long)seed, (long long)c->calib,
+                     (long long)c->limit, qk_bench_version());
+    if (e->row->recon && k > 0 && (size_t)k < sizeof desc) /* (other rows keep their earlier hashes) */
+        snprintf(desc + k, sizeof desc - (size_t)k, "|iters %d", e->iters);
     cell->hash = qk_bench_fnv(desc, strlen(desc), 0);
     return QK_OK;
 }
