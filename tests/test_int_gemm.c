@@ -346,31 +346,25 @@ static void test_conv_kernel(int k)
     for (sym_w = 1; sym_w >= 0; sym_w--) /* symmetric weights (no row sums), then any zero points */
         for (int i = 0; i < (int)(sizeof imp / sizeof imp[0]); i++)
             conv_case(&imp[i], k, types[i & 1], types[(i >> 1) & 1], outs[i % 4], modes[i % 4], !sym_w && i == 2);
-    /* one input channel (a first layer on grey images): VNNI's implicit im2col, the short-K kernel
-     * with the output stage in registers where K = kh x 4 <= 16 (uint8 x, symmetric weights, 8-bit
-     * gemmlowp / fp32 output), its general tiles for a 5x5 kernel and with row sums */
-    ccase one[] = {
+    /* uint8 x, int8 weights, 8-bit gemmlowp / fp32 output, symmetric weights then any zero points:
+     * one input channel (a first layer on grey images: VNNI's implicit im2col, the short-K kernel with
+     * the output stage in registers where K = kh x 4 <= 16, its general tiles for a 5x5 kernel and
+     * with row sums), then at most 16 output channels at stride 1 (the 12 x 16 tiles, NHWC in and
+     * out): rows not a multiple of 16 pixels, 8 to 20 input channels, 5x5 and 3x2 kernels, odd pads */
+    ccase u8[] = {
         {2, 1, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 1, 32, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 1, 70, 1, 9, 13, 3, 2, 1, 1, 1, 1, 0, 1, 2, 0},
         {1, 1, 20, 1, 12, 12, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
-    };
-    for (sym_w = 1; sym_w >= 0; sym_w--)
-        for (int i = 0; i < (int)(sizeof one / sizeof one[0]); i++)
-            for (int m = 0; m < 2; m++)
-                conv_case(&one[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
-    /* at most 16 output channels, stride 1 (the 12 x 16 tiles, NHWC in and out): rows
-     * not a multiple of 16 pixels, 8 to 20 input channels, 5x5 and 3x2 kernels, odd pads */
-    ccase few[] = {
         {2, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 8, 12, 1, 9, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {1, 20, 16, 1, 7, 33, 3, 2, 1, 1, 1, 1, 0, 1, 2, 0},
         {1, 12, 5, 1, 5, 20, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
     };
     for (sym_w = 1; sym_w >= 0; sym_w--)
-        for (int i = 0; i < (int)(sizeof few / sizeof few[0]); i++)
+        for (int i = 0; i < (int)(sizeof u8 / sizeof u8[0]); i++)
             for (int m = 0; m < 2; m++)
-                conv_case(&few[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
+                conv_case(&u8[i], k, QK_U8, QK_I8, outs[(i + m) % 2], modes[m], 0);
     sym_w = 0;
     int nrand = qk_i8_kernel_get(k)->test_only ? 6 : 20;
     for (int i = 0; i < nrand; i++) {

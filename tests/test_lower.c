@@ -389,6 +389,24 @@ static void test_gemm(const char *arith, qk_rq_mode mode)
     qk_graph_destroy(g);
 }
 
+/* The test models' head: Gemm of the k flattened codes x (int8 per-tensor weights, 3 classes) to
+ * the graph output "logits"; binds the graph. */
+static void add_fc3(qk_graph *g, int x, int64_t k)
+{
+    int32_t *fc = qk_malloc((size_t)(3 * k) * sizeof *fc);
+    float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
+    int32_t fz = 0;
+    for (int64_t i = 0; i < 3 * k; i++)
+        fc[i] = irand(-127, 127);
+    int fw = wdq(g, "fcw", QK_I8, 2, (int64_t[]){ 3, k }, fc, 1, &fs, &fz, 0);
+    int fbv = init_t(g, "fcb", QK_F32, 1, (int64_t[]){ 3 }, fb);
+    int out = node(g, "Gemm", "fc", 3, (int[]){ x, fw, fbv }, "logits");
+    qk_node_set_int(g, g->n_nodes - 1, "transB", 1);
+    qk_graph_add_output(g, out);
+    QT_OK(qk_ops_bind(g));
+    qk_free(fc);
+}
+
 /* TensorRT's placement: Q/DQ -> Conv -> Relu -> MaxPool (pads, ceil) [-> Flatten] -> Q/DQ -> Gemm. The
  * lowering runs it as TensorRT does: the conv requantizes (ReLU as its floor) and the MaxPool works on
  * the codes (a QkPool: quantization is monotone), [the Flatten on the codes]; no float is left, the
@@ -425,18 +443,7 @@ static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
         int md = qdq(g, mp, "mp_out", 0.03f, at == QK_U8 ? 0 : -128, at);
         fl = node(g, "Flatten", "flat", 1, &md, "flat_out");
     }
-    enum { K = CO * PO * PO };
-    static int32_t fc[3 * K];
-    float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
-    int32_t fz = 0;
-    for (int i = 0; i < 3 * K; i++)
-        fc[i] = irand(-127, 127);
-    int fw = wdq(g, "fcw", QK_I8, 2, (int64_t[]){ 3, K }, fc, 1, &fs, &fz, 0);
-    int fbv = init_t(g, "fcb", QK_F32, 1, (int64_t[]){ 3 }, fb);
-    int out = node(g, "Gemm", "fc", 3, (int[]){ fl, fw, fbv }, "logits");
-    qk_node_set_int(g, g->n_nodes - 1, "transB", 1);
-    qk_graph_add_output(g, out);
-    QT_OK(qk_ops_bind(g));
+    add_fc3(g, fl, CO * PO * PO);
     float xin[N * C * H * W], yp[N * 3], yq[N * 3];
     for (int i = 0; i < N * C * H * W; i++)
         xin[i] = frand(-1.5f, 2.5f);
@@ -506,18 +513,7 @@ static void test_trt_shared_dq(qk_pool *pool2)
     s = node(g, "Relu", "relu", 1, &s, "relu_out");
     int sd = qdq(g, s, "relu_out", 0.06f, 0, QK_I8);
     int fl = node(g, "Flatten", "flat", 1, &sd, "flat_out");
-    enum { K = C * H * W };
-    static int32_t fc[3 * K];
-    float fs = 0.01f, fb[3] = { 0.1f, -0.2f, 0.3f };
-    int32_t fz = 0;
-    for (int i = 0; i < 3 * K; i++)
-        fc[i] = irand(-127, 127);
-    int fw = wdq(g, "fcw", QK_I8, 2, (int64_t[]){ 3, K }, fc, 1, &fs, &fz, 0);
-    int fbv = init_t(g, "fcb", QK_F32, 1, (int64_t[]){ 3 }, fb);
-    int out = node(g, "Gemm", "fc", 3, (int[]){ fl, fw, fbv }, "logits");
-    qk_node_set_int(g, g->n_nodes - 1, "transB", 1);
-    qk_graph_add_output(g, out);
-    QT_OK(qk_ops_bind(g));
+    add_fc3(g, fl, C * H * W);
     float xin[N * C * H * W], yf[N * 3], yp[N * 3], yq[N * 3];
     for (int i = 0; i < N * C * H * W; i++)
         xin[i] = frand(-1.5f, 2.5f);

@@ -42,6 +42,22 @@ extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_
  * and QkRequant are element-wise and keep whatever layout they get. Only
  * the runner (and `qkit eval --real`) set them: qk_lower_layout, qrun.h. */
 
+/* Union-find over value indices (the layout and unsign passes tie values
+ * that must change together). */
+static inline int qk_uf_find(int *p, int v)
+{
+    while (p[v] != v)
+        v = p[v] = p[p[v]];
+    return v;
+}
+
+static inline void qk_uf_join(int *p, int a, int b)
+{
+    a = qk_uf_find(p, a), b = qk_uf_find(p, b);
+    if (a != b)
+        p[a] = b;
+}
+
 /* One code requantized from (si, zi) to (so, zo) the way arith does it
  * (the table entries of QkConcat / QkRequant):
  *   FP32:     RNE((float)(q - zi) * si / so) + zo   (= DequantizeLinear then

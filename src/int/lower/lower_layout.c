@@ -20,20 +20,6 @@
 
 #include <string.h>
 
-static int uf_find(int *p, int v)
-{
-    while (p[v] != v)
-        v = p[v] = p[p[v]];
-    return v;
-}
-
-static void uf_join(int *p, int a, int b)
-{
-    a = uf_find(p, a), b = uf_find(p, b);
-    if (a != b)
-        p[a] = b;
-}
-
 static int is_eltwise(const qk_node *n) { return qk_node_is_in(n, QK_LOWER_DOMAIN, "QkAdd") || qk_node_is_in(n, QK_LOWER_DOMAIN, "QkRequant"); }
 
 /* QkEpilogue: element-wise over activations a (slot 0) and b (slot 2), with
@@ -97,13 +83,13 @@ qk_status qk_lower_layout(qk_graph *g)
             ok[n->out[0]] = 1;
         if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkConv") && conv_dw1(g, n) && n->in[0] >= 0) {
             ok[n->out[0]] = 1;
-            uf_join(par, n->in[0], n->out[0]);
+            qk_uf_join(par, n->in[0], n->out[0]);
         }
         if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkEpilogue")) {
             ok[n->out[0]] = 1;
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] >= 0 && epi_act_slot(n, k))
-                    uf_join(par, n->in[k], n->out[0]);
+                    qk_uf_join(par, n->in[k], n->out[0]);
         }
         if (qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") && qk_node_int(n, "kind", 0) == 0)
             ok[n->out[0]] = 1; /* if its input is NHWC: settled below */
@@ -111,7 +97,7 @@ qk_status qk_lower_layout(qk_graph *g)
             ok[n->out[0]] = 1;
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] >= 0)
-                    uf_join(par, n->in[k], n->out[0]);
+                    qk_uf_join(par, n->in[k], n->out[0]);
         }
     }
     /* a reader that needs NCHW, or a graph output, rules a value out */
@@ -131,9 +117,9 @@ qk_status qk_lower_layout(qk_graph *g)
     /* a class is NHWC only if every member is */
     for (int v = 0; v < nv; v++)
         if (!ok[v])
-            ok[uf_find(par, v)] = 0;
+            ok[qk_uf_find(par, v)] = 0;
     for (int v = 0; v < nv; v++)
-        ok[v] = ok[uf_find(par, v)];
+        ok[v] = ok[qk_uf_find(par, v)];
     /* a max pool writes NHWC only from NHWC input: rule out the classes of
      * those that would not, until nothing changes */
     for (int changed = 1; changed;) {
@@ -143,9 +129,9 @@ qk_status qk_lower_layout(qk_graph *g)
             if (!qk_node_is_in(n, QK_LOWER_DOMAIN, "QkPool") || qk_node_int(n, "kind", 0) != 0 || n->in[0] < 0 || n->out[0] < 0)
                 continue;
             if (!ok[n->in[0]] && ok[n->out[0]]) {
-                int r = uf_find(par, n->out[0]);
+                int r = qk_uf_find(par, n->out[0]);
                 for (int v = 0; v < nv; v++)
-                    if (uf_find(par, v) == r)
+                    if (qk_uf_find(par, v) == r)
                         ok[v] = 0;
                 changed = 1;
             }

@@ -24,20 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int uf_find(int *p, int v)
-{
-    while (p[v] != v)
-        v = p[v] = p[p[v]];
-    return v;
-}
-
-static void uf_join(int *p, int a, int b)
-{
-    a = uf_find(p, a), b = uf_find(p, b);
-    if (a != b)
-        p[a] = b;
-}
-
 static int is_qk(const qk_node *n, const char *t) { return qk_node_is_in(n, QK_LOWER_DOMAIN, t); }
 
 static int is_shape_op(const qk_node *n)
@@ -192,11 +178,11 @@ qk_status qk_lower_unsign(qk_graph *g, int *changed)
         if (y < 0)
             continue;
         if ((is_shape_op(n) || (is_qk(n, "QkPool") && qk_node_int(n, "kind", 0) == 0)) && x >= 0)
-            uf_join(par, x, y);
+            qk_uf_join(par, x, y);
         if (is_qk(n, "QkAdd") && qk_node_int(n, "arith", QK_ARITH_FP32) == QK_ARITH_GEMMLOWP)
             for (int k = 0; k < n->n_in; k++)
                 if (n->in[k] >= 0)
-                    uf_join(par, n->in[k], y);
+                    qk_uf_join(par, n->in[k], y);
     }
     for (int v = 0; v < nv; v++)
         if (prod[v] < 0)
@@ -205,9 +191,9 @@ qk_status qk_lower_unsign(qk_graph *g, int *changed)
      * int8 codes (e.g. a shape op over floats) rules its class out too */
     for (int v = 0; v < nv; v++)
         if (!ok[v])
-            ok[uf_find(par, v)] = 0;
+            ok[qk_uf_find(par, v)] = 0;
     for (int v = 0; v < nv; v++)
-        ok[v] = ok[uf_find(par, v)];
+        ok[v] = ok[qk_uf_find(par, v)];
     qk_status st = QK_OK;
     uint8_t *touched = qk_calloc((size_t)g->n_nodes + 1, 1);
     if (!touched)
