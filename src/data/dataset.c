@@ -37,8 +37,8 @@ qk_status qk_dataset_check_input(const qk_dataset *ds, const char *what, const c
     for (int d = 0; d < ndim && k < (int)sizeof b - 24; d++)
         k += snprintf(b + k, sizeof b - (size_t)k, d == 0 ? "N" : ",%lld", (long long)dims[d]);
     snprintf(b + k, sizeof b - (size_t)k, "]");
-    return qk_error(QK_ERR_SHAPE, "data %s is %s (images of %dx%dx%d) but model input '%s' is %s%s", what ? what : "",
-                    qk_dataset_shape_str(ds, a, sizeof a), qk_dataset_channels(ds), ds->h, ds->w,
+    return qk_error(QK_ERR_SHAPE, "data %s%sis %s (images of %dx%dx%d) but model input '%s' is %s%s", what ? what : "",
+                    what && *what ? " " : "", qk_dataset_shape_str(ds, a, sizeof a), qk_dataset_channels(ds), ds->h, ds->w,
                     input ? input : "?", b,
                     ndim == 4 && dims[1] != qk_dataset_channels(ds) && (dims[1] == 1 || dims[1] == 3)
                         ? " (image folders are converted to the model's channels; arrays are not)"
