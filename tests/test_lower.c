@@ -477,6 +477,58 @@ static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
     qk_graph_destroy(g);
 }
 
+/* Max pooling on NHWC codes (after a 1x1 conv, so the layout pass keeps them NHWC): 20 channels
+ * (16 + a tail of 4), a 3x3 window and a 9x9 one (more pixels than one tap list holds), padding;
+ * the runner's logits equal the plain lowering's (NCHW pool) bit for bit. */
+static void test_maxpool_nhwc(int k, qk_pool *pool2)
+{
+    enum { N = 2, C = 20, H = 12, W = 11 };
+    qk_graph *g;
+    qk_graph_create(&g);
+    set_meta(g, "fp32");
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
+    int xd = qdq(g, x, "x", 0.02f, 120, QK_U8);
+    int32_t wc[C * C], wz[C] = { 0 };
+    float ws[C], bias[C];
+    for (int i = 0; i < C * C; i++)
+        wc[i] = irand(-127, 127);
+    for (int c = 0; c < C; c++)
+        ws[c] = 0.004f + 0.0005f * (float)c, bias[c] = frand(-0.3f, 0.3f);
+    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ C, C, 1, 1 }, wc, C, ws, wz, 0);
+    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ C }, bias);
+    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
+    int yd = qdq(g, y, "conv_out", 0.05f, 128, QK_U8);
+    int mp = node(g, "MaxPool", "mp", 1, &yd, "mp_out");
+    qk_node_set_ints(g, g->n_nodes - 1, "kernel_shape", 2, (int64_t[]){ k, k });
+    qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ k / 2, k / 2, k / 2, k / 2 });
+    int md = qdq(g, mp, "mp_out", 0.05f, 128, QK_U8);
+    int fl = node(g, "Flatten", "flat", 1, &md, "flat_out");
+    add_fc3(g, fl, C * H * W);
+    float xin[N * C * H * W], yp[N * 3], yq[N * 3];
+    for (int i = 0; i < N * C * H * W; i++)
+        xin[i] = frand(-1.5f, 2.5f);
+    qk_graph *rp = NULL, *rf = NULL;
+    QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
+    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    if (rp && rf) {
+        QT_OK(run_graph(rp, N, xin, yp, NULL));
+        QT_OK(qk_lower_prepare_run(rf));
+        int nhwc = -1;
+        for (int i = 0; i < rf->n_nodes; i++)
+            if (!strcmp(rf->nodes[i].op_type, "QkPool"))
+                nhwc = (int)qk_node_int(&rf->nodes[i], "x_nhwc", 0);
+        QT_CHECK(nhwc == 1, "max pool %dx%d: the runner's pool reads NHWC (x_nhwc %d)", k, k, nhwc);
+        for (int th = 0; th < 2; th++) {
+            QT_OK(run_graph(rf, N, xin, yq, th ? pool2 : NULL));
+            QT_CHECK(memcmp(yp, yq, sizeof yp) == 0, "max pool %dx%d NHWC: logits differ from the plain lowering "
+                     "(%d threads)", k, k, th + 1);
+        }
+    }
+    qk_graph_destroy(rp);
+    qk_graph_destroy(rf);
+    qk_graph_destroy(g);
+}
+
 /* TensorRT's inverted residual: a conv output with no Q of its own (int32 dequantized) read by
  * both the next conv's Q/DQ and the residual Add:
  *   x -> Q/DQ -> Conv1 -> y1 -> Q/DQ -> Conv2 -> y2;  Add(y1, y2) -> Relu -> Q/DQ -> Flatten -> Gemm
@@ -1016,6 +1068,8 @@ int main(int argc, char **argv)
     }
     {
         test_trt_shared_dq(pool2);
+        test_maxpool_nhwc(3, pool2);
+        test_maxpool_nhwc(9, pool2);
     }
     test_concat();
     test_errors();

@@ -150,6 +150,8 @@ static void gap_nhwc(const qpool_state *s, qk_dtype t, const void *x, void *y, i
     }
 }
 
+#define MAX_NHWC_TAPS 64
+
 /* Max pooling of image `img` read NHWC: each output pixel's C codes are the
  * bytewise max of its window's pixels (SSE2, 16 channels at a time; int8
  * compared with the sign bit flipped); written NHWC, or NCHW when y_nhwc is
@@ -161,41 +163,53 @@ static void max_nhwc(const qpool_state *s, int sgn, const uint8_t *x, uint8_t *y
     const uint8_t fl8 = sgn ? 0x80 : 0;
     const __m128i fl = _mm_set1_epi8((char)fl8);
     const uint8_t *xi = x + (size_t)(img * H * W * C);
+    const uint8_t *tap[MAX_NHWC_TAPS];
     for (int64_t oh = 0; oh < OH; oh++)
         for (int64_t ow = 0; ow < OW; ow++) {
             uint8_t *yo = y + (size_t)(((img * OH + oh) * OW + ow) * C);
+            /* the window's pixels inside the image, MAX_NHWC_TAPS at a time (once per pixel when
+             * the window has no more; larger windows list them again for each 16 channels) */
+            const int64_t kk = p->kh * p->kw;
+            int nt = 0;
             for (int64_t c0 = 0; c0 < C; c0 += 16) {
                 int64_t cn = C - c0 < 16 ? C - c0 : 16;
                 __m128i m = _mm_setzero_si128(); /* flipped codes: 0 is the minimum */
-                for (int64_t i = 0; i < p->kh; i++) {
-                    int64_t ih = oh * p->stride_h - p->pad_t + i * p->dil_h;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    for (int64_t k = 0; k < p->kw; k++) {
-                        int64_t iw = ow * p->stride_w - p->pad_l + k * p->dil_w;
-                        if (iw < 0 || iw >= W)
-                            continue;
-                        const uint8_t *src = xi + (ih * W + iw) * C + c0;
+                for (int64_t w0 = 0; w0 < kk; w0 += MAX_NHWC_TAPS) {
+                    if (c0 == 0 || kk > MAX_NHWC_TAPS) {
+                        nt = 0;
+                        for (int64_t wi = w0; wi < kk && wi < w0 + MAX_NHWC_TAPS; wi++) {
+                            int64_t ih = oh * p->stride_h - p->pad_t + (wi / p->kw) * p->dil_h;
+                            int64_t iw = ow * p->stride_w - p->pad_l + (wi % p->kw) * p->dil_w;
+                            if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                tap[nt++] = xi + (ih * W + iw) * C;
+                        }
+                    }
+                    for (int t = 0; t < nt; t++) {
                         __m128i v;
                         if (cn == 16) {
-                            v = _mm_loadu_si128((const __m128i *)src);
+                            v = _mm_loadu_si128((const __m128i *)(tap[t] + c0));
                         } else {
-                            uint8_t t[16] = { 0 };
-                            memcpy(t, src, (size_t)cn);
+                            uint8_t b[16] = { 0 };
+                            memcpy(b, tap[t] + c0, (size_t)cn);
                             for (int64_t q = cn; q < 16; q++)
-                                t[q] = fl8; /* flips to 0 */
-                            v = _mm_loadu_si128((const __m128i *)t);
+                                b[q] = fl8; /* flips to 0 */
+                            v = _mm_loadu_si128((const __m128i *)b);
                         }
                         m = _mm_max_epu8(m, _mm_xor_si128(v, fl));
                     }
                 }
-                uint8_t t[16];
-                _mm_storeu_si128((__m128i *)t, _mm_xor_si128(m, fl));
+                m = _mm_xor_si128(m, fl);
+                if (s->y_nhwc && cn == 16) {
+                    _mm_storeu_si128((__m128i *)(yo + c0), m);
+                    continue;
+                }
+                uint8_t b[16];
+                _mm_storeu_si128((__m128i *)b, m);
                 if (s->y_nhwc)
-                    memcpy(yo + c0, t, (size_t)cn);
+                    memcpy(yo + c0, b, (size_t)cn);
                 else
                     for (int64_t q = 0; q < cn; q++)
-                        y[(size_t)(((img * C + c0 + q) * OH + oh) * OW + ow)] = t[q];
+                        y[(size_t)(((img * C + c0 + q) * OH + oh) * OW + ow)] = b[q];
             }
         }
 }
