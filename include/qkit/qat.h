@@ -101,6 +101,12 @@ qk_status qk_qat_algo_parse(const char *s, qk_qat_algo *out);
 
 /* Default quantizer lr as a share of the model lr (qk_qat_config.q_lr). */
 #define QK_QAT_Q_LR_RATIO (1.0f / 30.0f)
+/* Default model lr (qk_qat_config.train.lr <= 0): QK_QAT_LR_BN where the
+ * trained graph keeps its BatchNormalization layers (academic profile
+ * without bn_fold), QK_QAT_LR_FOLDED where BN is folded into the convs
+ * before training (every folding profile, bn_fold 0-4) or absent. */
+#define QK_QAT_LR_BN 0.01f
+#define QK_QAT_LR_FOLDED 0.003f
 
 typedef struct qk_qat_config {
     qk_ptq_config ptq;      /* backend (required), wbits, abits, observers, first_last_bits,
@@ -108,10 +114,13 @@ typedef struct qk_qat_config {
     qk_qat_algo algo;       /* activation algorithm (and weights unless w_algo >= 0) */
     int w_algo;             /* -1: algo (lsq for the activation-only pact methods) */
     int64_t calib;          /* calibration images (default 512) */
-    qk_train_config train;  /* the trainer recipe; defaults: lr 0.003 (measured best of 0.01/0.003 on
-                               lenet and resnet8 W4A4 lsq), 4 epochs; else the float recipe */
+    qk_train_config train;  /* the trainer recipe; defaults: lr <= 0 (automatic, resolved by
+                               qk_qat_prepare: 0.01 while BatchNormalization stays in the trained
+                               graph, 0.003 where BN is folded or absent; measured on resnet8:
+                               academic W4A4 gains at 0.01, tensorrt W8A8 collapses there),
+                               4 epochs; else the float recipe */
     float q_lr;             /* quantizer parameters' lr; <= 0: train.lr * QK_QAT_Q_LR_RATIO
-                               (0.0001 at the default lr; at train.lr itself, 8-bit lsq weight
+                               (0.00033 / 0.0001 at the default lrs; at train.lr itself, 8-bit lsq weight
                                steps, a few thousandths, overshoot and kill channels) */
     float q_wd;             /* their weight decay; < 0: 1e-4 on the clips of pact, pact-sym and
                                pact-asym sites (PACT's L2 on alpha), 0 on step sizes and
@@ -169,6 +178,7 @@ typedef struct qk_qat_result {
     qk_train_result train;  /* of the last (successful) trainer call */
     int rollbacks;          /* divergence guard rollbacks */
     float lr_scale;         /* learning-rate factor in effect at the end (0.5^rollbacks) */
+    float lr;               /* the model lr used (train.lr, or the automatic default) */
 } qk_qat_result;
 
 /* Replace every site by its learnable quantizer (first call), then train

@@ -33,7 +33,7 @@ void qk_qat_config_default(qk_qat_config *c)
     c->w_algo = -1;
     c->calib = 512;
     qk_train_config_default(&c->train);
-    c->train.lr = 0.003f;
+    c->train.lr = 0; /* automatic: QK_QAT_LR_BN or QK_QAT_LR_FOLDED, resolved in qk_qat_prepare */
     c->train.epochs = 4;
     c->q_wd = -1.0f;
     c->max_retries = 3;
@@ -227,6 +227,12 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
     }
     if (n_folded)
         q->m->n_folded = n_folded;
+    if (!(q->c.train.lr > 0)) {
+        int keeps_bn = 0;
+        for (int i = 0; i < q->m->g->n_nodes; i++)
+            keeps_bn |= qk_node_is(&q->m->g->nodes[i], "BatchNormalization");
+        q->c.train.lr = keeps_bn ? QK_QAT_LR_BN : QK_QAT_LR_FOLDED;
+    }
     q->c.ptq.exclude = NULL; /* prepare copied them */
     q->c.ptq.n_exclude = 0;
     q->algo = qk_calloc((size_t)(q->m->n_sites ? q->m->n_sites : 1), sizeof *q->algo);

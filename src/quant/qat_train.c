@@ -365,5 +365,6 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
         r->train.epochs_done = done;
     }
     r->lr_scale = gd.lr_scale;
+    r->lr = c->train.lr;
     return st;
 }
