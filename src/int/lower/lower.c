@@ -47,7 +47,7 @@ static qk_status lower_node(lw *L, int ni)
         TRY(qk_lw_lower_relu(L, ni, &h));
     else if (strcmp(t, "Clip") == 0)
         TRY(qk_lw_lower_code_clip(L, ni, &h));
-    else if (qk_lw_is_shape_op(t))
+    else if (qk_lower_is_shape_op(t))
         TRY(qk_lw_lower_shape(L, ni, &h));
     if (h)
         return QK_OK;

@@ -42,6 +42,10 @@ extern const qk_op qk_op_qkconv, qk_op_qkgemm, qk_op_qkadd, qk_op_qkpool, qk_op_
  * and QkRequant are element-wise and keep whatever layout they get. Only
  * the runner (and `qkit eval --real`) set them: qk_lower_layout, qrun.h. */
 
+/* Operators that pass codes through unchanged (Flatten, Reshape, Squeeze,
+ * Unsqueeze, Identity, Dropout; lower_match.c). */
+int qk_lower_is_shape_op(const char *op_type);
+
 /* Union-find over value indices (the layout and unsign passes tie values
  * that must change together). */
 static inline int qk_uf_find(int *p, int v)

@@ -478,7 +478,7 @@ qk_status qk_lw_lower_code_clip(lw *L, int ni, int *handled)
     return QK_OK;
 }
 
-int qk_lw_is_shape_op(const char *t)
+int qk_lower_is_shape_op(const char *t)
 {
     static const char *const ops[] = { "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", NULL };
     for (int i = 0; ops[i]; i++)

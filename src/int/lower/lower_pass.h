@@ -77,6 +77,5 @@ qk_status qk_lw_lower_dq(lw *L, int ni, int *handled);
 qk_status qk_lw_lower_q(lw *L, int ni, int *handled);
 qk_status qk_lw_lower_code_clip(lw *L, int ni, int *handled);
 qk_status qk_lw_lower_shape(lw *L, int ni, int *handled);
-int qk_lw_is_shape_op(const char *t);
 
 #endif

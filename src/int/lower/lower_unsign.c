@@ -26,14 +26,7 @@
 
 static int is_qk(const qk_node *n, const char *t) { return qk_node_is_in(n, QK_LOWER_DOMAIN, t); }
 
-static int is_shape_op(const qk_node *n)
-{
-    static const char *const ops[] = { "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", NULL };
-    for (int i = 0; ops[i]; i++)
-        if (qk_node_is(n, ops[i]))
-            return 1;
-    return 0;
-}
+static int is_shape_op(const qk_node *n) { return qk_domain_is_default(n->domain) && qk_lower_is_shape_op(n->op_type); }
 
 /* An average QkPool that rounds the mean of the codes (qpool_avg in lower_ops_pool.c). */
 static int pool_codes_mean(const qk_node *n)
