@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # End to end on an image folder: Fashion-MNIST written as 3-channel 32x32 PNGs
 # (tools/fashion_to_png.py), a torchvision ResNet-18 adapted to 32x32 / 10 classes
-# (3x3 stride-1 stem, no max-pool) trained on it with PyTorch (a peer, not a qkit
+# (3x3 stride-1 stem; its max-pool kept, POOL=0 drops it: 4x the compute) trained
+# on it with PyTorch in channels_last (a peer, not a qkit
 # dependency), exported to ONNX (dynamic batch), then for tensorrt, fbgemm and snpe:
 #   qkit ptq --data FOLDER/test --calib-data FOLDER/train   (W8A8 vs FP32)
 #   qkit eval --compare                                     (hardware gap)
 #   ONNX Runtime on the QDQ file vs qkit's fake-quant predictions (tools/ort_run.js;
 #   skipped when onnxruntime-node is not installed: `npm ci`)
 #
-#   bench/bench_resnet18_folder.sh                 full data, 2 epochs (hours on 2 cores)
+#   bench/bench_resnet18_folder.sh                 full data, 3 epochs (~25 min on 2 cores)
 #   NTRAIN=3000 NTEST=500 EPOCHS=1 bench/bench_resnet18_folder.sh     a short run
 # Needs python3-torch, python3-torchvision, python3-pil, python3-numpy, python3-onnx.
 set -euo pipefail
-NTRAIN=${NTRAIN:-0} NTEST=${NTEST:-0} EPOCHS=${EPOCHS:-2} CALIB=${CALIB:-512}
+NTRAIN=${NTRAIN:-0} NTEST=${NTEST:-0} EPOCHS=${EPOCHS:-3} POOL=${POOL:-1} CALIB=${CALIB:-512}
 THREADS=${THREADS:-$(nproc)}
 PY=/usr/bin/python3
 D=${WORK:-$(mktemp -d /tmp/qkit_r18.XXXXXX)}
@@ -20,9 +21,9 @@ make -s build/qkit
 echo "date: $(date -u)  CPU: $(lscpu | sed -n 's/^Model name: *//p')  threads $THREADS  work dir $D"
 [ -d "$D/fm/test" ] || $PY tools/fashion_to_png.py "$D/fm" --train "$NTRAIN" --test "$NTEST"
 if [ ! -f "$D/r18.onnx" ]; then
-$PY - "$D" "$EPOCHS" "$THREADS" <<'PYEOF'
+$PY - "$D" "$EPOCHS" "$THREADS" "$POOL" <<'PYEOF'
 import sys, time, torch, torchvision, torchvision.transforms as T
-d, epochs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d, epochs, threads, pool = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.manual_seed(0); torch.set_num_threads(threads)
 norm = T.Normalize([0.286] * 3, [0.353] * 3)
 tr = torchvision.datasets.ImageFolder(d + "/fm/train", T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), norm]))
@@ -30,15 +31,18 @@ te = torchvision.datasets.ImageFolder(d + "/fm/test", T.Compose([T.ToTensor(), n
 L = torch.utils.data.DataLoader(tr, batch_size=128, shuffle=True, num_workers=0)
 m = torchvision.models.resnet18(num_classes=10)
 m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-m.maxpool = torch.nn.Identity()
+if not pool:
+    m.maxpool = torch.nn.Identity()
+cl = torch.channels_last
+m = m.to(memory_format=cl)
 opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=epochs * len(L))
 for e in range(epochs):
     m.train(); t0 = time.time()
     for x, y in L:
-        opt.zero_grad(); loss = torch.nn.functional.cross_entropy(m(x), y); loss.backward(); opt.step(); sched.step()
+        opt.zero_grad(); loss = torch.nn.functional.cross_entropy(m(x.contiguous(memory_format=cl)), y); loss.backward(); opt.step(); sched.step()
     print("epoch %d: loss %.4f (%.0f s)" % (e + 1, loss.item(), time.time() - t0), flush=True)
-m.eval(); c = n = 0
+m.eval(); m = m.to(memory_format=torch.contiguous_format); c = n = 0
 with torch.no_grad():
     for x, y in torch.utils.data.DataLoader(te, batch_size=256):
         c += (m(x).argmax(1) == y).sum().item(); n += len(y)

@@ -4,7 +4,8 @@
 #   tools/deps.sh --test   + the ONNX conformance data used by the tests, headless chromium
 #                          and libpng for the qkit bench report test, python3-numpy for
 #                          the Python package's tests
-#   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, onnx) and
+#   tools/deps.sh --bench  + comparison peers for benchmarks (python3-torch, torchvision,
+#                          pillow, onnx) and
 #                          node/npm for the ONNX Runtime checks (tools/ort_*.js, `npm ci`)
 set -euo pipefail
 pkgs=(build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
@@ -14,7 +15,7 @@ for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libonnx-testdata clang chromium libpng-dev python3-numpy) ;;
     --bench)
-      pkgs+=(python3-torch python3-onnx python3-numpy)
+      pkgs+=(python3-torch python3-torchvision python3-pil python3-onnx python3-numpy)
       # Debian's nodejs/npm conflict with a node installed another way (e.g.
       # NodeSource's nodejs, which ships npm): only add them when the commands are missing.
       command -v node >/dev/null || pkgs+=(nodejs)
