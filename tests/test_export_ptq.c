@@ -127,6 +127,15 @@ static void test_cli(const char *tmp)
         QT_CHECK(rc == 0 && json_num("images") == n && json_num("top1_agree") >= 0.9,
                  "%s: eval --real of the written model: rc %d %s", backends[b], rc, out);
     }
+    /* the layer analysis and the mixed-precision search batch the calibration
+     * images at the dataset's channel count (3 here) */
+    char html[300];
+    snprintf(html, sizeof html, "%s/a.html", tmp);
+    unlink(qdq);
+    int rc = q("ptq --model %s --backend academic --wbits 4 --abits 8 --mp-budget 5 --mp-images 8 --analyze %s "
+               "--data %s --calib-data %s --out %s --json", model, html, npy, npy, qdq);
+    QT_CHECK(rc == 0 && exists(qdq) && exists(html) && json_num("images") == n,
+             "academic --mp-budget --analyze on 3-channel images: rc %d %s", rc, out);
 }
 
 int main(void)
