@@ -37,9 +37,15 @@ static float frand(uint32_t *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* x[N,C,8,8] -> Conv 3x3 (C -> C) -> BatchNormalization -> Relu -> out. */
-enum { N = 2, C = 32, HW = 8 };
-static qk_graph *conv_bn_relu(void)
+/* x[N,C,hw,hw] -> Conv kxk (C -> C, group 1 or C) -> BatchNormalization
+ * [-> Relu] -> out. Each shape takes another conv path: 3x3 at 8x8
+ * (im2col), 3x3 at 16x16 (the flat kernel on AVX-512), 1x1, depthwise. */
+enum { N = 2, C = 32, HW = 8, HWMAX = 16 };
+typedef struct cbr_shape {
+    int k, group, hw, relu;
+} cbr_shape;
+static const cbr_shape cbr_default = { 3, 1, HW, 1 };
+static qk_graph *conv_bn_act(cbr_shape sh)
 {
     qk_graph *g;
     if (qk_graph_create(&g) != QK_OK)
@@ -51,17 +57,19 @@ static qk_graph *conv_bn_relu(void)
     for (int i = 0; i < C; i++)
         sc[i] = 1.0f + 0.1f * frand(&s), bi[i] = 0.1f * frand(&s), mu[i] = 0.1f * frand(&s),
         va[i] = 1.0f + 0.5f * fabsf(frand(&s));
-    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, HW, HW });
-    int wv = add_const(g, "w", QK_F32, 4, (int64_t[]){ C, C, 3, 3 }, w);
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, sh.hw, sh.hw });
+    int wv = add_const(g, "w", QK_F32, 4, (int64_t[]){ C, C / sh.group, sh.k, sh.k }, w);
     int cv = add_node(g, "Conv", "conv", 2, (int[]){ x, wv }, "conv_out");
     int bn[5] = { cv, add_const(g, "sc", QK_F32, 1, (int64_t[]){ C }, sc),
                   add_const(g, "bi", QK_F32, 1, (int64_t[]){ C }, bi),
                   add_const(g, "mu", QK_F32, 1, (int64_t[]){ C }, mu),
                   add_const(g, "va", QK_F32, 1, (int64_t[]){ C }, va) };
-    int b = add_node(g, "BatchNormalization", "bn", 5, bn, "bn_out");
-    int r = add_node(g, "Relu", "relu", 1, &b, "out");
+    int b = add_node(g, "BatchNormalization", "bn", 5, bn, sh.relu ? "bn_out" : "out");
+    int r = sh.relu ? add_node(g, "Relu", "relu", 1, &b, "out") : b;
     int conv = qk_graph_find_node(g, "conv");
-    if (r < 0 || conv < 0 || qk_node_set_ints(g, conv, "pads", 4, (int64_t[]){ 1, 1, 1, 1 }) != QK_OK ||
+    int64_t p = sh.k / 2;
+    if (r < 0 || conv < 0 || qk_node_set_ints(g, conv, "pads", 4, (int64_t[]){ p, p, p, p }) != QK_OK ||
+        qk_node_set_int(g, conv, "group", sh.group) != QK_OK ||
         qk_graph_add_output(g, r) != QK_OK || qk_ops_bind(g) != QK_OK) {
         qk_graph_destroy(g);
         return NULL;
@@ -69,48 +77,82 @@ static qk_graph *conv_bn_relu(void)
     return g;
 }
 
+static qk_graph *conv_bn_relu(void)
+{
+    return conv_bn_act(cbr_default);
+}
+
 static void fill_input(qk_graph *g)
 {
     uint32_t s = 11;
-    float *x = qk_f32(&g->values[g->inputs[0]].t);
-    for (int i = 0; i < N * C * HW * HW; i++)
+    qk_tensor *t = &g->values[g->inputs[0]].t;
+    float *x = qk_f32(t);
+    for (int64_t i = 0; i < qk_tensor_numel(t); i++)
         x[i] = frand(&s);
 }
 
-/* ---- fusion: BatchNormalization + Relu runs as one op unless no_fuse ---- */
-static void test_fusion(void)
+static void fill_nan(qk_graph *g, const char *name)
 {
-    qk_graph *a = conv_bn_relu(), *b = conv_bn_relu();
+    int v = qk_graph_find_value(g, name);
+    if (v < 0)
+        return;
+    qk_tensor *t = &g->values[v].t;
+    for (int64_t i = 0; i < qk_tensor_numel(t); i++)
+        qk_f32(t)[i] = NAN;
+}
+
+static int is_nan_value(qk_graph *g, const char *name)
+{
+    return isnan(qk_f32(&g->values[qk_graph_find_value(g, name)].t)[0]);
+}
+
+/* ---- fusion: an inference Conv applies the BatchNormalization (and its
+ * Relu) itself, a training plan's BatchNormalization runs the Relu, bit for
+ * bit the unfused graph, unless no_fuse ---- */
+static void test_fusion_shape(cbr_shape sh, int training)
+{
+    qk_graph *a = conv_bn_act(sh), *b = conv_bn_act(sh);
     QT_CHECK(a && b, "build: %s", qk_last_error());
     if (!a || !b)
         goto done;
     qk_graph_set_options(b, &(qk_plan_options){ .no_fuse = 1 });
-    QT_OK(qk_graph_plan(a, N, 0, NULL));
-    QT_OK(qk_graph_plan(b, N, 0, NULL));
+    QT_OK(qk_graph_plan(a, N, training, NULL));
+    QT_OK(qk_graph_plan(b, N, training, NULL));
     for (int round = 0; round < 2; round++) { /* options survive a re-plan */
         qk_graph *gs[2] = { a, b };
         for (int k = 0; k < 2; k++) {
             fill_input(gs[k]);
-            qk_tensor *bt = &gs[k]->values[qk_graph_find_value(gs[k], "bn_out")].t;
-            for (int64_t i = 0; i < qk_tensor_numel(bt); i++)
-                qk_f32(bt)[i] = NAN; /* a fused BatchNormalization never writes its own output */
+            fill_nan(gs[k], "bn_out"); /* a fused BatchNormalization never writes its own output */
+            fill_nan(gs[k], "conv_out"); /* nor does a Conv that applies it */
             QT_OK(qk_graph_forward(gs[k]));
         }
-        const qk_tensor *ba = &a->values[qk_graph_find_value(a, "bn_out")].t;
-        const qk_tensor *bb = &b->values[qk_graph_find_value(b, "bn_out")].t;
-        QT_CHECK(isnan(qk_f32(ba)[0]) && !isnan(qk_f32(bb)[0]),
-                 "round %d: fused graph skips the BN output (%g), unfused writes it (%g)", round,
-                 (double)qk_f32(ba)[0], (double)qk_f32(bb)[0]);
+        if (sh.relu)
+            QT_CHECK(is_nan_value(a, "bn_out") && !is_nan_value(b, "bn_out"),
+                     "k%d g%d hw%d train %d round %d: fused graph skips the BN output, unfused writes it", sh.k,
+                     sh.group, sh.hw, training, round);
+        QT_CHECK(is_nan_value(a, "conv_out") == !training && !is_nan_value(b, "conv_out"),
+                 "k%d g%d hw%d train %d round %d: the Conv's own output is skipped only when it applies the BN",
+                 sh.k, sh.group, sh.hw, training, round);
         const qk_tensor *ya = &a->values[a->outputs[0]].t, *yb = &b->values[b->outputs[0]].t;
-        QT_CHECK(memcmp(ya->data, yb->data, qk_tensor_bytes(ya)) == 0, "round %d: fused and unfused outputs differ",
-                 round);
+        QT_CHECK(memcmp(ya->data, yb->data, qk_tensor_bytes(ya)) == 0,
+                 "k%d g%d hw%d relu %d train %d round %d: fused and unfused outputs differ", sh.k, sh.group, sh.hw,
+                 sh.relu, training, round);
         QT_CHECK(b->opts.no_fuse == 1 && a->opts.no_fuse == 0, "options kept");
-        QT_OK(qk_graph_plan(a, N, 0, NULL));
-        QT_OK(qk_graph_plan(b, N, 0, NULL));
+        QT_OK(qk_graph_plan(a, N, training, NULL));
+        QT_OK(qk_graph_plan(b, N, training, NULL));
     }
 done:
     qk_graph_destroy(a);
     qk_graph_destroy(b);
+}
+
+static void test_fusion(void)
+{
+    static const cbr_shape shapes[] = { { 3, 1, HW, 1 }, { 3, 1, HWMAX, 1 }, { 1, 1, HW, 1 },
+                                        { 3, C, HW, 1 }, { 3, 1, HWMAX, 0 }, { 3, C, HW, 0 } };
+    for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
+        for (int training = 0; training < 2; training++)
+            test_fusion_shape(shapes[i], training);
 }
 
 /* ---- reference kernels vs the fast path, side by side ---- */

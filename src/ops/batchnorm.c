@@ -42,6 +42,7 @@ typedef struct bn_state {
     float *mean, *invstd, *bvar; /* [C] each: saved by forward (bvar: biased batch var) */
     int relu_out;                /* fuse.h: the fused Relu's output value, or -1 */
     int stats_conv;              /* fuse.h: the Conv computing our row moments, or -1 */
+    int folded;                  /* fuse.h: applied by the Conv before us (inference) */
     int64_t rows_cap;
     double *rows;                /* [N][C][3] row moments (qk_row_moments) when computed here */
 } bn_state;
@@ -121,8 +122,9 @@ static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_by
     bn_state *s = n->state;
     int r = qk_relu_fused(g, n, training);
     s->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
-    int p = training ? qk_producer(g, n->in[0]) : -1;
+    int p = qk_producer(g, n->in[0]);
     s->stats_conv = p >= 0 && qk_conv_bn_fused(g, &g->nodes[p], training) == (int)(n - g->nodes) ? p : -1;
+    s->folded = p >= 0 && qk_conv_bn_folded(g, &g->nodes[p], training) == (int)(n - g->nodes);
     *ws_bytes = 0;
     if (s->stats_conv < 0 && s->N * s->C > s->rows_cap) {
         qk_free(s->rows);
@@ -213,6 +215,8 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
                  .Y = qk_f32(&qk_out(g, n, 0)->t), .batch = x->training || s->training_mode };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
+    if (s->folded && !c.batch)
+        return QK_OK; /* the Conv wrote our output */
     if (s->relu_out >= 0) {
         c.Y = qk_f32(&g->values[s->relu_out].t);
         c.Z = c.Y;

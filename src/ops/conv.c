@@ -35,6 +35,7 @@
 #include "fvec.h"
 #include "conv_kern.h"
 
+#include <math.h>
 #include <string.h>
 
 enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3, CONV_FLAT = 4 };
@@ -59,6 +60,11 @@ typedef struct conv_state {
     int64_t fs, nph, Wq, Hq, pq, F, G, slack;
     float *wpk, *wfpk; /* packed forward / flipped weights (conv_flat.h) */
     double *rmom;      /* fuse.h: [N][M][3] output row moments for the BatchNormalization, or NULL */
+    /* fuse.h, inference: the BatchNormalization applied here (node index or
+     * -1), the value written instead of our output (its or its Relu's), the
+     * Relu, and the per-channel a, b of the last forward ([2][M]) */
+    int bn, bn_out, bn_relu;
+    float *bnab;
     /* training: P partial sums of [dW (M*K) | dB (M)] */
     int64_t parts_cap;
     float *part;
@@ -74,6 +80,7 @@ static qk_status conv_init(qk_graph *g, qk_node *n)
     if (!s)
         return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
     n->state = s;
+    s->bn = -1;
     qk_status st = qk_win_parse(n, "Conv", &s->a);
     if (st != QK_OK)
         return st;
@@ -92,6 +99,7 @@ static void conv_destroy(qk_node *n)
         qk_aligned_free(s->part);
         qk_aligned_free(s->wpk);
         qk_free(s->rmom);
+        qk_free(s->bnab);
     }
     qk_free(s);
     n->state = NULL;
@@ -261,6 +269,18 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     if (qk_conv_bn_fused(g, n, training) >= 0) {
         s->rmom = qk_calloc((size_t)(s->N * s->M * 3), sizeof(double));
         if (!s->rmom)
+            return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
+    }
+    qk_free(s->bnab);
+    s->bnab = NULL;
+    s->bn = qk_conv_bn_folded(g, n, training);
+    if (s->bn >= 0) {
+        const qk_node *bn = &g->nodes[s->bn];
+        int r = qk_relu_fused(g, bn, training);
+        s->bn_relu = r >= 0;
+        s->bn_out = r >= 0 ? g->nodes[r].out[0] : bn->out[0];
+        s->bnab = qk_calloc((size_t)(2 * s->M), sizeof(float));
+        if (!s->bnab)
             return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
     }
     if (s->path == CONV_FLAT) {
@@ -500,11 +520,21 @@ typedef struct conv_ctx {
 
 /* Row moments of output channels [m0, m1) of sample n for a fused
  * BatchNormalization (fuse.h), taken right after the rows were written. */
-static void conv_moments(const conv_state *s, const float *Y, int64_t n, int64_t m0, int64_t m1)
+/* Rows (sample n, channels [m0, m1)) of the output are final and in
+ * cache: apply the folded BatchNormalization (and Relu), or take the row
+ * moments for the training one (fuse.h). */
+static void conv_moments(const conv_state *s, float *Y, int64_t n, int64_t m0, int64_t m1)
 {
+    const int64_t osz = qk_win_out_size(&s->w);
+    if (s->bnab) {
+        const qk_fkern *fk = qk_fk();
+        for (int64_t m = m0; m < m1; m++) {
+            float *y = Y + (n * s->M + m) * osz;
+            (s->bn_relu ? fk->affine_relu : fk->affine)(y, y, s->bnab[m], s->bnab[s->M + m], osz);
+        }
+    }
     if (!s->rmom)
         return;
-    const int64_t osz = qk_win_out_size(&s->w);
     for (int64_t m = m0; m < m1; m++)
         qk_row_moments(Y + (n * s->M + m) * osz, osz, s->rmom + (n * s->M + m) * 3);
 }
@@ -737,6 +767,19 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
     const qk_value *bv = qk_in(g, n, 2);
     conv_ctx c = { .x = x, .s = s, .X = qk_f32(&qk_in(g, n, 0)->t), .W = qk_f32(&qk_in(g, n, 1)->t),
                    .B = bv ? qk_f32(&bv->t) : NULL, .Y = qk_f32(&qk_out(g, n, 0)->t) };
+    if (s->bnab) {
+        /* the BatchNormalization's own a, b (batchnorm.c, eval mode) */
+        const qk_node *bn = &g->nodes[s->bn];
+        const float *sc = qk_f32(&qk_in(g, bn, 1)->t), *bb = qk_f32(&qk_in(g, bn, 2)->t);
+        const float *mu = qk_f32(&qk_in(g, bn, 3)->t), *var = qk_f32(&qk_in(g, bn, 4)->t);
+        const float eps = qk_node_float(bn, "epsilon", 1e-5f);
+        for (int64_t m = 0; m < s->M; m++) {
+            float inv = 1.0f / sqrtf(var[m] + eps), a = sc[m] * inv;
+            s->bnab[m] = a;
+            s->bnab[s->M + m] = bb[m] - mu[m] * a;
+        }
+        c.Y = qk_f32(&g->values[s->bn_out].t);
+    }
     if (s->path == CONV_REF || x->g->opts.reference) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
         for (int64_t i = 0; i < s->N; i++)

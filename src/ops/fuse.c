@@ -37,10 +37,12 @@ void qk_row_moments(const float *x, int64_t n, double out[3])
     out[2] = s2;
 }
 
-int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
+/* The BatchNormalization that is the only consumer of Conv c's output (as
+ * its X, the output not a graph output), or -1. */
+static int conv_sole_bn(const qk_graph *g, const qk_node *c)
 {
-    if (g->opts.no_fuse || !training || !is_default_op(c, "Conv") || c->n_out != 1 || c->out[0] < 0 ||
-        is_graph_output(g, c->out[0]) || g->values[c->out[0]].t.dtype != QK_F32)
+    if (!is_default_op(c, "Conv") || c->n_out != 1 || c->out[0] < 0 || is_graph_output(g, c->out[0]) ||
+        g->values[c->out[0]].t.dtype != QK_F32)
         return -1;
     int b;
     if (qk_graph_consumers(g, c->out[0], &b, 1) != 1)
@@ -50,6 +52,32 @@ int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
         return -1;
     for (int j = 1; j < bn->n_in; j++)
         if (bn->in[j] == c->out[0])
+            return -1;
+    return b;
+}
+
+int qk_conv_bn_fused(const qk_graph *g, const qk_node *c, int training)
+{
+    if (g->opts.no_fuse || !training)
+        return -1;
+    return conv_sole_bn(g, c);
+}
+
+int qk_conv_bn_folded(const qk_graph *g, const qk_node *c, int training)
+{
+    if (g->opts.no_fuse || g->opts.reference || training)
+        return -1;
+    int b = conv_sole_bn(g, c);
+    if (b < 0)
+        return -1;
+    const qk_node *bn = &g->nodes[b];
+    if (bn->n_in != 5 || qk_node_int(bn, "training_mode", 0) != 0)
+        return -1;
+    for (int k = 1; k < bn->n_out; k++)
+        if (bn->out[k] >= 0)
+            return -1;
+    for (int j = 1; j < 5; j++)
+        if (bn->in[j] < 0 || !qk_value_is_initializer(&g->values[bn->in[j]]))
             return -1;
     return b;
 }

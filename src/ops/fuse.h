@@ -27,6 +27,18 @@ int qk_relu_fused(const qk_graph *g, const qk_node *producer, int training);
 int qk_conv_bn_fused(const qk_graph *g, const qk_node *conv, int training);
 const double *qk_conv_row_moments(const qk_node *conv);
 
+/* In an inference plan a Conv whose output feeds only a BatchNormalization
+ * in eval mode (running statistics, parameters that are initializers, no
+ * extra outputs; the output not a graph output) applies that
+ * normalization itself, row by row while each output row is in cache, with
+ * the same per-channel a, b and the same kernel as the BatchNormalization
+ * (bit for bit the two passes), and writes the BatchNormalization's output
+ * (or its fused Relu's, qk_relu_fused). The BatchNormalization then does
+ * nothing; the Conv's own output is never written. Returns the
+ * BatchNormalization's node index, or -1. Off with no_fuse and in
+ * reference plans. */
+int qk_conv_bn_folded(const qk_graph *g, const qk_node *conv, int training);
+
 /* out = { shift, sum(x - shift), sum((x - shift)^2) } over x[0..n), shift =
  * x[0] (0 for an empty row): the one way batch-norm statistics start. */
 void qk_row_moments(const float *x, int64_t n, double out[3]);
