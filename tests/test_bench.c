@@ -173,7 +173,7 @@ static void kill_resume(void)
         _exit(127);
     }
     int waited = 0;
-    while (count_lines(res) < 3 && waited < 600) { /* header + 2 cells */
+    while (count_lines(res) < 3 && waited < 2400) { /* header + 2 cells (up to 2 min on a loaded machine) */
         usleep(50000);
         waited++;
     }
@@ -197,22 +197,38 @@ static void kill_resume(void)
 static void recon_rows(void)
 {
     write_file("rec.yaml", "name: rec\ncalib: 32\nlimit: 100\nmodels: [lenet]\n"
-               "algorithms: [ptq, cle, {name: adaround, iters: 4}, {name: qdrop, iters: 2}]\n"
+               "algorithms: [ptq, cle, {name: adaround, iters: 4}, {name: qdrop, iters: 2}, {name: mp, budget: 5}]\n"
                "backends: [academic]\nbits: [W4A4]\n");
     char p1[512], p2[512];
     snprintf(p1, sizeof p1, "%s/rec1/results.jsonl", dir);
     snprintf(p2, sizeof p2, "%s/rec2/results.jsonl", dir);
-    QT_CHECK(q("bench --config %s/rec.yaml --out %s/rec1 --threads 1", dir, dir) == 0 && has("4 ok"),
+    QT_CHECK(q("bench --config %s/rec.yaml --out %s/rec1 --threads 1", dir, dir) == 0 && has("5 ok"),
              "reconstruction rows: %s", out);
     QT_CHECK(q("bench --config %s/rec.yaml --out %s/rec2 --threads 2", dir, dir) == 0, "2 threads: %s", out);
     char *a1 = accuracies(p1), *a2 = accuracies(p2);
     QT_CHECK(strcmp(a1, a2) == 0, "reconstruction rows, 1 vs 2 threads: bit-identical accuracies\n%s---\n%s", a1, a2);
-    QT_CHECK(strstr(a1, "/adaround/") && strstr(a1, "/qdrop/") && strstr(a1, "/cle/"), "rows recorded:\n%s", a1);
+    QT_CHECK(strstr(a1, "/adaround/") && strstr(a1, "/qdrop/") && strstr(a1, "/cle/") && strstr(a1, "/mp/"),
+             "rows recorded:\n%s", a1);
     free(a1);
     free(a2);
     write_file("rec2.yaml", "models: [lenet]\nalgorithms: [{name: kl, iters: 5}]\nbackends: [academic]\nbits: [W8A8]\n");
     QT_CHECK(q("bench --config %s/rec2.yaml --out %s/o", dir, dir) == 2 && has("iters applies to reconstruction"),
              "iters on a non-reconstruction row: %s", out);
+    /* mixed precision: skipped (with the library's reason) on a profile with one weight width or a
+     * budget below its lowest; `budget` is the mp row's own key */
+    write_file("mp.yaml", "models: [lenet]\ncalib: 32\nlimit: 50\nalgorithms: [{name: mp, budget: 5}, "
+               "{name: mp, label: mp1, budget: 1}]\nbackends: [academic, tensorrt]\nbits: [W8A8]\n");
+    QT_CHECK(q("bench --config %s/mp.yaml --out %s/mp --threads 1", dir, dir) == 0 && has("1 ok") &&
+                 has("3 skipped"), "mp cells: %s", out);
+    char pm[512];
+    snprintf(pm, sizeof pm, "%s/mp/results.jsonl", dir);
+    char *rm = slurp(pm);
+    QT_CHECK(rm && strstr(rm, "allows only 8-bit weights") && strstr(rm, "below the lowest width"),
+             "skip reasons recorded:\n%s", rm ? rm : "(none)");
+    free(rm);
+    write_file("mp2.yaml", "models: [lenet]\nalgorithms: [{name: ptq, budget: 4}]\nbackends: [academic]\nbits: [W8A8]\n");
+    QT_CHECK(q("bench --config %s/mp2.yaml --out %s/o", dir, dir) == 2 && has("budget applies to the mixed"),
+             "budget on a non-mp row: %s", out);
 }
 
 int main(void)

@@ -146,6 +146,10 @@ typedef struct qk_mp_result {
  * (then evaluate or save it as usual; metadata "qkit.mp_bits"). */
 qk_status qk_ptq_mixed_precision(qk_qmodel *m, const qk_tensor *x, const qk_mp_config *c, qk_pool *pool,
                                  qk_mp_result *r);
+/* The same on the first n images of ds (n is capped at ds->n), normalized
+ * with norm. */
+qk_status qk_ptq_mixed_precision_dataset(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n,
+                                         const qk_mp_config *c, qk_pool *pool, qk_mp_result *r);
 /* Validate c against m's profile before any work (the same errors). */
 qk_status qk_ptq_mp_check(const qk_qmodel *m, const qk_mp_config *c);
 void qk_mp_result_free(qk_mp_result *r);

@@ -100,6 +100,8 @@ typedef struct qk_bench_algo {
     int (*fits)(const struct qk_bench_algo *row, const qk_backend *b, int wbits, int abits, char *why, size_t n);
     int recon;                  /* PTQ: a qk_recon_method run after calibration (0: none) */
     int cle;                    /* PTQ: cross-layer equalization of the float model first */
+    int mp;                     /* PTQ: per-layer weight widths by the mixed-precision search after calibration,
+                                   mean weight width = the entry's budget (default: the cell's weight bits) */
 } qk_bench_algo;
 
 int qk_bench_algo_count(void);
@@ -121,6 +123,7 @@ typedef struct qk_bench_entry { /* an algorithm as the config uses it */
     double lr;                  /* QAT; 0: the library's default */
     int64_t calib;              /* 0: the config's */
     int iters;                  /* reconstruction rows: iterations per layer or block; 0: the library's default */
+    double budget;              /* mixed-precision rows: mean weight bits; 0: the cell's weight bits */
 } qk_bench_entry;
 
 typedef struct qk_bench_cell {

@@ -39,6 +39,8 @@ static const qk_bench_algo rows[] = {
     { .name = "aciq-bitalloc", .kind = QK_BENCH_PTQ, .summary = "PTQ, ACIQ per-channel weight bit allocation",
       .bit_alloc = QK_BITALLOC_W, .qat_algo = -1, .fits = fits_low_bits },
     { .name = "cle", .kind = QK_BENCH_PTQ, .summary = "PTQ after cross-layer equalization", .qat_algo = -1, .cle = 1 },
+    { .name = "mp", .kind = QK_BENCH_PTQ, .summary = "PTQ + mixed-precision weight widths (mean: budget or wbits)",
+      .qat_algo = -1, .mp = 1 },
     RECON("adaround", QK_RECON_ADAROUND, "PTQ + AdaRound (per-layer weight rounding)"),
     RECON("brecq", QK_RECON_BRECQ, "PTQ + BRECQ (block reconstruction, Fisher-weighted)"),
     RECON("qdrop", QK_RECON_QDROP, "PTQ + QDrop (BRECQ with dropped activation quantization)"),

@@ -3,6 +3,7 @@
  * quantization evaluated in float, the QDQ graph lowered to the integer
  * engine and compared (hardware gap). Produces the cell's results line. */
 #include "bench_internal.h"
+#include "qkit/analyze.h"
 #include "qkit/cpu.h"
 #include "qkit/qrun.h"
 #include "qkit/registry.h"
@@ -144,6 +145,18 @@ static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_entry *e, qk_
         return refused(st, o) ? QK_OK : st;
     qk_eval_result r;
     st = qk_ptq_calibrate(m, calib, norm, calib->n, pool, NULL, NULL);
+    if (st == QK_OK && row->mp) {
+        qk_mp_config mc = { .avg_bits = e->budget > 0 ? e->budget : cell->wbits };
+        qk_mp_result mr;
+        st = qk_ptq_mixed_precision_dataset(m, calib, norm, 128, &mc, pool, &mr);
+        qk_mp_result_free(&mr);
+        if (st == QK_ERR_ARG) /* a budget below the profile's lowest width: skipped, like a width it lacks */
+            st = QK_ERR_UNSUPPORTED;
+        if (st != QK_OK && refused(st, o)) {
+            qk_qmodel_destroy(m);
+            return QK_OK;
+        }
+    }
     if (st == QK_OK && row->recon) {
         qk_recon_config rc;
         qk_recon_config_default(&rc, (qk_recon_method)row->recon);

@@ -184,7 +184,7 @@ static qk_status add_model(pctx *p, yaml_node_t *n, int *index)
 
 static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
 {
-    static const char *const keys[] = { "name", "label", "epochs", "epoch_steps", "lr", "calib", "iters", NULL };
+    static const char *const keys[] = { "name", "label", "epochs", "epoch_steps", "lr", "calib", "iters", "budget", NULL };
     qk_bench_entry e = { 0 };
     const char *name = scalar(n), *label = NULL;
     qk_status st;
@@ -216,6 +216,13 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
             if (!s || *end || !(e.lr > 0 && e.lr < 100))
                 return perr(p, v, "'lr' must be a number in (0, 100)%s%s", NULL, NULL);
         }
+        if ((v = get(p, n, "budget"))) {
+            const char *s = scalar(v);
+            char *end;
+            e.budget = s ? strtod(s, &end) : 0;
+            if (!s || *end || !(e.budget >= 1 && e.budget <= 16))
+                return perr(p, v, "'budget' must be a mean weight width in bits, 1 to 16%s%s", NULL, NULL);
+        }
     }
     if (!name)
         return perr(p, n, "an algorithm needs a name%s%s", NULL, NULL);
@@ -225,6 +232,8 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
         return perr(p, n, "epochs/epoch_steps/lr apply to QAT algorithms, not '%s'%s", name, NULL);
     if (!e.row->recon && e.iters)
         return perr(p, n, "iters applies to reconstruction algorithms (adaround, brecq, qdrop), not '%s'%s", name, NULL);
+    if (!e.row->mp && e.budget > 0)
+        return perr(p, n, "budget applies to the mixed-precision algorithm (mp), not '%s'%s", name, NULL);
     if (!label)
         label = name;
     qk_bench_config *c = p->c;
@@ -234,7 +243,7 @@ static qk_status add_entry(pctx *p, yaml_node_t *n, int *index)
             continue;
         if (n->type == YAML_SCALAR_NODE || (o->row == e.row && o->epochs == e.epochs &&
                                             o->epoch_steps == e.epoch_steps && o->lr == e.lr && o->calib == e.calib &&
-                                            o->iters == e.iters)) {
+                                            o->iters == e.iters && o->budget == e.budget)) {
             *index = i;
             return QK_OK;
         }
@@ -302,6 +311,8 @@ static qk_status add_cell(pctx *p, const char *block, int mi, int ei, const qk_b
                      (long long)c->limit, qk_bench_version());
     if (e->row->recon && k > 0 && (size_t)k < sizeof desc) /* (other rows keep their earlier hashes) */
         snprintf(desc + k, sizeof desc - (size_t)k, "|iters %d", e->iters);
+    if (e->row->mp && k > 0 && (size_t)k < sizeof desc)
+        snprintf(desc + k, sizeof desc - (size_t)k, "|budget %.17g", e->budget);
     cell->hash = qk_bench_fnv(desc, strlen(desc), 0);
     return QK_OK;
 }

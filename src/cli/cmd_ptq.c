@@ -79,20 +79,8 @@ static qk_status run_mp(qk_qmodel *m, const qk_dataset *train, qk_norm norm, int
                         qk_pool *pool, int json)
 {
     n = n < train->n ? n : train->n;
-    qk_dataset view = qk_dataset_view(train, 0, n);
-    int64_t dims[4] = { n, qk_dataset_channels(train), train->h, train->w };
-    qk_tensor x;
-    qk_batcher b;
     qk_mp_result r;
-    qk_status st = qk_tensor_alloc(&x, QK_F32, 4, dims);
-    if (st != QK_OK)
-        return st;
-    if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
-        qk_batcher_get(&b, 0, qk_f32(&x), NULL);
-        qk_batcher_free(&b);
-        st = qk_ptq_mixed_precision(m, &x, mc, pool, &r);
-    }
-    qk_tensor_free(&x);
+    qk_status st = qk_ptq_mixed_precision_dataset(m, train, norm, n, mc, pool, &r);
     if (st != QK_OK)
         return st;
     FILE *f = json ? stderr : stdout;

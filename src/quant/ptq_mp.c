@@ -265,3 +265,26 @@ done:
         qk_mp_result_free(r);
     return st;
 }
+
+qk_status qk_ptq_mixed_precision_dataset(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int64_t n,
+                                         const qk_mp_config *c, qk_pool *pool, qk_mp_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (!ds || n < 1 || ds->n < 1)
+        return qk_error(QK_ERR_ARG, "mixed precision: no images for the sensitivity");
+    n = n < ds->n ? n : ds->n;
+    qk_dataset view = qk_dataset_view(ds, 0, n);
+    int64_t dims[4] = { n, qk_dataset_channels(ds), ds->h, ds->w };
+    qk_tensor x;
+    qk_batcher b;
+    qk_status st = qk_tensor_alloc(&x, QK_F32, 4, dims);
+    if (st != QK_OK)
+        return st;
+    if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
+        qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+        qk_batcher_free(&b);
+        st = qk_ptq_mixed_precision(m, &x, c, pool, r);
+    }
+    qk_tensor_free(&x);
+    return st;
+}
