@@ -626,8 +626,51 @@ static void test_cli(void)
         return;
     }
     const char *m = "tests/data/torch/lenet.onnx";
-    int rc = q("eval --model %s --data %s", m, P("bad_trunc"));
+    int rc = q("eval --model %s --data %s --resize 28 --crop 28", m, P("bad_trunc"));
     QT_CHECK(rc == 1 && has("t.png"), "cli corrupt image: rc %d %s", rc, out);
+    /* a damaged image late in a folder: decoded in the background (default) or before (QKIT_DECODE=eager),
+     * the command fails naming it, and writes nothing */
+    for (int eager = 0; eager < 2; eager++) {
+        if (eager)
+            setenv("QKIT_DECODE", "eager", 1);
+        rc = q("eval --model %s --data %s", m, P("bg_bad"));
+        QT_CHECK(rc == 1 && has("bg_bad/c0/025.png") && has("corrupt or truncated PNG"),
+                 "cli damaged image late (eager %d): rc %d %s", eager, rc, out);
+        rc = q("ptq --model %s --backend tensorrt --data %s --calib 8 --no-fp32 --out %s", m, P("bg_bad"),
+               P("never2.onnx"));
+        QT_CHECK(rc == 1 && has("025.png") && !exists(P("never2.onnx")),
+                 "cli ptq, damaged image after the calibration images: nothing written (eager %d): rc %d %s", eager,
+                 rc, out);
+        rc = q("eval --model %s --data %s --limit 25", m, P("bg_bad"));
+        QT_CHECK(rc == 0, "cli --limit before the damaged image (eager %d): rc %d %s", eager, rc, out);
+        unsetenv("QKIT_DECODE");
+    }
+    /* the same predictions and accuracy decoding in the background or not, on 1 or 2 threads */
+    char pr[4][4096];
+    static const char *const pr_env[4] = { NULL, NULL, "eager", "eager" };
+    for (int k = 0; k < 4; k++) {
+        if (pr_env[k])
+            setenv("QKIT_DECODE", pr_env[k], 1);
+        char pf[32];
+        snprintf(pf, sizeof pf, "preds_%d.txt", k);
+        rc = q("eval --model %s --data %s --resize 28 --crop 28 --threads %d --batch 16 --preds %s", m, P("bg"),
+               1 + (k & 1), P(pf));
+        unsetenv("QKIT_DECODE");
+        char *cut = strstr(out, " images/s"); /* the line up to the speed, then the predictions */
+        while (cut && cut > out && cut[-1] != ',')
+            cut--;
+        size_t len = cut ? (size_t)(cut - out) : 0;
+        len = len < sizeof pr[k] / 2 ? len : sizeof pr[k] / 2;
+        memcpy(pr[k], out, len);
+        FILE *f = fopen(P(pf), "r");
+        size_t got = f ? fread(pr[k] + len, 1, sizeof pr[k] - len - 1, f) : 0;
+        pr[k][len + got] = 0;
+        if (f)
+            fclose(f);
+        QT_CHECK(rc == 0 && len > 0 && got > 0, "cli eval on the folder (%d): rc %d %s", k, rc, out);
+    }
+    QT_CHECK(!strcmp(pr[0], pr[1]) && !strcmp(pr[0], pr[2]) && !strcmp(pr[0], pr[3]),
+             "same accuracy and predictions, background/eager, 1/2 threads:\n%s\n%s", pr[0], pr[2]);
     rc = q("eval --model %s --data %s", m, P("bad_empty"));
     QT_CHECK(rc == 1 && has("bad_empty/c1"), "cli empty class folder: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend tensorrt --data %s --out %s", m, P("bad_mixed"), P("never.onnx"));
