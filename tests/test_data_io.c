@@ -669,6 +669,11 @@ static void test_cli(void)
             fclose(f);
         QT_CHECK(rc == 0 && len > 0 && got > 0, "cli eval on the folder (%d): rc %d %s", k, rc, out);
     }
+    /* a 3-channel model: the mixed-precision and analysis batches hold 3 channels per image */
+    rc = q("ptq --model tests/data/export/tiny_op14.onnx --backend academic --data %s --resize 8 --crop 8 --calib 16 "
+           "--mp-budget 6 --analyze %s --out %s", P("bg"), P("an3.json"), P("q3.onnx"));
+    QT_CHECK(rc == 0 && has("mixed precision") && exists(P("an3.json")) && exists(P("q3.onnx")),
+             "cli ptq --mp-budget --analyze, 3 channels: rc %d %s", rc, out);
     QT_CHECK(!strcmp(pr[0], pr[1]) && !strcmp(pr[0], pr[2]) && !strcmp(pr[0], pr[3]),
              "same accuracy and predictions, background/eager, 1/2 threads:\n%s\n%s", pr[0], pr[2]);
     rc = q("eval --model %s --data %s", m, P("bad_empty"));

@@ -80,7 +80,7 @@ static qk_status run_mp(qk_qmodel *m, const qk_dataset *train, qk_norm norm, int
 {
     n = n < train->n ? n : train->n;
     qk_dataset view = qk_dataset_view(train, 0, n);
-    int64_t dims[4] = { n, 1, train->h, train->w };
+    int64_t dims[4] = { n, qk_dataset_channels(train), train->h, train->w };
     qk_tensor x;
     qk_batcher b;
     qk_mp_result r;

@@ -365,7 +365,7 @@ qk_status qk_ptq_analyze_dataset(qk_qmodel *m, const qk_dataset *ds, qk_norm nor
         return qk_error(QK_ERR_ARG, "analysis: %lld images asked, the dataset has %lld", (long long)n,
                         (long long)(ds ? ds->n : 0));
     qk_dataset view = qk_dataset_view(ds, 0, n);
-    int64_t dims[4] = { n, 1, ds->h, ds->w };
+    int64_t dims[4] = { n, qk_dataset_channels(ds), ds->h, ds->w };
     qk_tensor x;
     qk_status st = qk_tensor_alloc(&x, QK_F32, 4, dims);
     if (st != QK_OK)
