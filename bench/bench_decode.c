@@ -42,7 +42,10 @@ int main(int argc, char **argv)
         int64_t *items = malloc((size_t)n * sizeof *items);
         for (int64_t i = 0; i < n; i++)
             items[i] = i;
-        qk_dataset_fill(&ds, &norm, items, n, x, NULL, pool);
+        if (qk_dataset_fill(&ds, &norm, items, n, x, NULL, pool) != QK_OK) {
+            fprintf(stderr, "%s\n", qk_last_error());
+            return 1;
+        }
         double t = qk_now() - t0;
         best = t < best ? t : best;
         if (r == repeat - 1 && argc > 4) {

@@ -273,7 +273,9 @@ int main(int argc, char **argv)
         if (qk_batcher_init(&bt, &test, CHECK_N, 0, 0, norm, NULL) != QK_OK)
             fail("batcher");
         qk_batcher_epoch(&bt, 0);
-        qk_batcher_get(&bt, 0, x, lab);
+        int64_t got;
+        if (qk_batcher_get(&bt, 0, x, lab, &got) != QK_OK)
+            fail("batch");
         qk_batcher_free(&bt);
         /* float figures at 1 and 2 threads */
         double f_ips[3], f_ms[3];

@@ -224,11 +224,13 @@ static int bench_model(const opts *o, const char *arch, const qk_dataset *train,
         fprintf(stderr, "bench_train: out of memory\n");
         goto done;
     }
-    for (int64_t k = 0; k < nb; k++)
-        if (qk_batcher_get(&bt, k, xs + k * n, ys + k * BATCH) != BATCH) {
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t got;
+        if (qk_batcher_get(&bt, k, xs + k * n, ys + k * BATCH, &got) != QK_OK || got != BATCH) {
             fprintf(stderr, "bench_train: batch %lld is not full\n", (long long)k);
             goto done;
         }
+    }
 
     /* equivalence: the trainer on the same data must see the same losses */
     loss_log ref;
@@ -412,7 +414,8 @@ static int infer_model(const opts *o, const char *arch, const qk_dataset *train,
         st = QK_ERR_FORMAT;
     if (st == QK_OK && (st = qk_batcher_init(&bt, train, IBATCH, 0, 0, norm, NULL)) == QK_OK) {
         qk_batcher_epoch(&bt, 0);
-        qk_batcher_get(&bt, 0, x, lab);
+        int64_t got;
+        st = qk_batcher_get(&bt, 0, x, lab, &got);
         qk_batcher_free(&bt);
     }
     if (st == QK_OK && (st = qk_ops_bind(g)) == QK_OK)

@@ -70,7 +70,11 @@ int main(int argc, char **argv)
     qk_batcher_epoch(&b, 0);
     double t0 = qk_now();
     for (int64_t i = 0; x && y && lab && i < qk_batcher_count(&b); i++) {
-        int64_t m = qk_batcher_get(&b, i, x, lab);
+        int64_t m;
+        if (qk_batcher_get(&b, i, x, lab, &m) != QK_OK) {
+            fail("data");
+            break;
+        }
         if (qk_qrun_forward(r, m, d[1], d[2], d[3], x, y) != QK_OK) {
             fail("forward");
             break;

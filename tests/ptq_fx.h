@@ -84,9 +84,10 @@ static inline float *forward_n(qk_graph *g, const qk_dataset *ds, int64_t n, qk_
     if (qk_ops_bind(g) != QK_OK || qk_graph_plan(g, n, 0, pool) != QK_OK ||
         qk_batcher_init(&b, ds, n, 0, 0, norm, NULL) != QK_OK)
         return NULL;
-    int64_t m = qk_batcher_get(&b, 0, qk_f32(&g->values[g->inputs[0]].t), NULL);
+    int64_t m;
+    qk_status st = qk_batcher_get(&b, 0, qk_f32(&g->values[g->inputs[0]].t), NULL, &m);
     qk_batcher_free(&b);
-    if (m != n || qk_graph_set_batch(g, n) != QK_OK || qk_graph_forward(g) != QK_OK)
+    if (st != QK_OK || m != n || qk_graph_set_batch(g, n) != QK_OK || qk_graph_forward(g) != QK_OK)
         return NULL;
     const qk_tensor *y = &g->values[g->outputs[0]].t;
     float *out = malloc((size_t)qk_tensor_numel(y) * sizeof *out);

@@ -134,7 +134,8 @@ static void test_mixed_precision(void)
     QT_OK(qk_tensor_alloc(&x, QK_F32, 2, dims));
     qk_batcher b;
     QT_OK(qk_batcher_init(&b, &ds, 64, 0, 0, gnorm, NULL));
-    qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+    int64_t got;
+    QT_OK(qk_batcher_get(&b, 0, qk_f32(&x), NULL, &got));
     qk_batcher_free(&b);
     qk_mp_config c = { .avg_bits = 1.5 };
     qk_mp_result r;

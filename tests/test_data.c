@@ -265,10 +265,11 @@ static void test_batcher(void)
     QT_CHECK(qk_batcher_count(&b) == 4, "ceil(250/64) = 4");
     static float x[64 * H * W], x2[64 * H * W];
     int64_t y[64], y2[64];
-    int64_t m = qk_batcher_get(&b, 3, x, y);
+    int64_t m, m2;
+    QT_OK(qk_batcher_get(&b, 3, x, y, &m));
     QT_CHECK(m == 250 - 192, "last batch %lld", (long long)m);
     QT_CHECK(y[0] == lab[192] && x[5] == b.lut[img[192 * H * W + 5]], "order and normalization");
-    QT_CHECK(qk_batcher_get(&b, 4, x, y) == 0, "out of range");
+    QT_CHECK(qk_batcher_get(&b, 4, x, y, &m2) == QK_OK && m2 == 0, "out of range");
     qk_batcher_free(&b);
 
     /* shuffle: permutation, deterministic per (seed, epoch), differs by epoch and seed */
@@ -315,9 +316,9 @@ static void test_batcher(void)
     QT_OK(qk_batcher_init(&c, &ds, 64, 1, 5, nm, &aug));
     qk_batcher_epoch(&a, 2);
     qk_batcher_epoch(&c, 2);
-    (void)qk_batcher_get(&c, 0, x2, y2); /* other call order */
-    m = qk_batcher_get(&a, 1, x, y);
-    int64_t m2 = qk_batcher_get(&c, 1, x2, y2);
+    QT_OK(qk_batcher_get(&c, 0, x2, y2, &m2)); /* other call order */
+    QT_OK(qk_batcher_get(&a, 1, x, y, &m));
+    QT_OK(qk_batcher_get(&c, 1, x2, y2, &m2));
     QT_CHECK(m == 64 && m2 == 64 && memcmp(x, x2, sizeof x) == 0 && memcmp(y, y2, sizeof y) == 0,
              "augmented batch reproducible");
     int matched = 0, flips = 0, zeros = 0, center = 0;

@@ -13,6 +13,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -224,6 +225,185 @@ static void test_folder(qk_pool *pool)
     qk_dataset_free(&ds);
 }
 
+/* A folder of n images of w x h (index i: PNG gray, PNG RGB or JPEG by i % 3
+ * when mixed, else gray PNG), pixels from a hash of (i, pixel): noise, so
+ * that the image data is most of the file. */
+static void write_noise_folder(const char *dir, int n, int w, int h, int mixed)
+{
+    uint8_t *pix = malloc((size_t)w * h * 3);
+    for (int i = 0; i < n; i++) {
+        char p[512];
+        int kind = mixed ? i % 3 : 0;
+        for (int k = 0; k < w * h * 3; k++)
+            pix[k] = (uint8_t)((((uint32_t)i * 2654435761u) ^ ((uint32_t)k * 40503u)) >> 7);
+        snprintf(p, sizeof p, "%s/c%d/%03d.%s", dir, mixed ? i % 2 : 0, i, kind == 2 ? "jpg" : "png");
+        if (kind == 2)
+            write_jpeg(p, w, h, pix);
+        else
+            write_png(p, w, h, kind == 1 ? 3 : 1, pix);
+    }
+    free(pix);
+}
+
+static void truncate_to(const char *path, double frac)
+{
+    struct stat sb;
+    stat(path, &sb);
+    QT_CHECK(truncate(path, (off_t)((double)sb.st_size * frac)) == 0, "truncate %s", path);
+}
+
+typedef struct reader_arg {
+    const qk_dataset *ds, *ref;
+    int ok;
+} reader_arg;
+
+/* A second thread that waits on the same dataset and reads it. */
+static void *reader_main(void *arg)
+{
+    reader_arg *r = arg;
+    int64_t per = (int64_t)qk_dataset_channels(r->ds) * r->ds->h * r->ds->w;
+    r->ok = 1;
+    for (int64_t i = 0; i < r->ds->n; i++)
+        r->ok &= qk_dataset_wait(r->ds, i, i + 1) == QK_OK &&
+                 !memcmp(r->ds->images + i * per, r->ref->images + i * per, (size_t)per);
+    return NULL;
+}
+
+/* Background decoding (qk_data_opts.background): the same pixels as
+ * decoding before returning, for any thread count and through views,
+ * fill and the batcher; waits; a damaged image late in the folder; free
+ * while decoding. */
+static void test_background(qk_pool *pool)
+{
+    enum { N = 45 };
+    mkdirs("bg/c0");
+    mkdirs("bg/c1");
+    write_noise_folder(P("bg"), N, 20, 14, 1);
+    qk_data_opts variants[2] = { { .c = 3 }, { .c = 3, .resize = 12, .crop = 10 } };
+    for (int v = 0; v < 2; v++) {
+        qk_dataset eager, bg;
+        qk_data_opts o = variants[v];
+        QT_OK(qk_dataset_load_images(P("bg"), &o, pool, &eager));
+        QT_CHECK(eager.decoder == NULL && qk_dataset_ready(&eager) == N, "eager: every item ready");
+        int64_t per = (int64_t)eager.c * eager.h * eager.w;
+        for (int t = 0; t < 2; t++) { /* the pool's threads, then one (NULL pool) */
+            o.background = 1;
+            QT_OK(qk_dataset_load_images(P("bg"), &o, t ? NULL : pool, &bg));
+            QT_CHECK(bg.n == N && bg.c == eager.c && bg.h == eager.h && bg.w == eager.w && bg.classes == 2 &&
+                         qk_dataset_label(&bg, 7) == qk_dataset_label(&eager, 7),
+                     "background: sizes and labels known at once (variant %d)", v);
+            /* a view before anything was waited for: its items wait on the shared decoder */
+            qk_dataset view = qk_dataset_view(&bg, 30, 10);
+            QT_CHECK(view.decoder == bg.decoder && view.first == 30, "view shares the decoding");
+            QT_OK(qk_dataset_wait(&view, 0, view.n));
+            QT_CHECK(qk_dataset_ready(&view) == 10 && qk_dataset_ready(&bg) >= 40, "view ready after its wait");
+            QT_CHECK(!memcmp(view.images, eager.images + 30 * per, (size_t)(10 * per)), "view pixels = eager");
+            qk_dataset vv = qk_dataset_view(&view, 2, 3); /* a view of a view */
+            QT_CHECK(vv.first == 32 && qk_dataset_ready(&vv) == 3, "view of a view");
+            /* fill and the batcher wait for their items and give eager's floats */
+            qk_norm nm = qk_norm_imagenet();
+            float *xa = malloc((size_t)(N * per) * sizeof *xa), *xb = malloc((size_t)(N * per) * sizeof *xb);
+            int64_t items[3] = { 44, 0, 21 }, ya[N], yb[N], m;
+            QT_OK(qk_dataset_fill(&eager, &nm, items, 3, xa, ya, pool));
+            QT_OK(qk_dataset_fill(&bg, &nm, items, 3, xb, yb, pool));
+            QT_CHECK(!memcmp(xa, xb, (size_t)(3 * per) * sizeof *xa) && ya[0] == yb[0], "fill = eager");
+            qk_batcher ba, bb;
+            QT_OK(qk_batcher_init(&ba, &eager, 8, 1, 3, nm, NULL));
+            QT_OK(qk_batcher_init(&bb, &bg, 8, 1, 3, nm, NULL));
+            qk_batcher_epoch(&ba, 1);
+            qk_batcher_epoch(&bb, 1);
+            int same = 1;
+            for (int64_t i = 0; i < qk_batcher_count(&ba); i++) {
+                int64_t ma;
+                QT_OK(qk_batcher_get(&ba, i, xa, ya, &ma));
+                QT_OK(qk_batcher_get(&bb, i, xb, yb, &m));
+                same &= m == ma && !memcmp(xa, xb, (size_t)(m * per) * sizeof *xa) &&
+                        !memcmp(ya, yb, (size_t)m * sizeof *ya);
+            }
+            QT_CHECK(same, "shuffled batches = eager (variant %d, %s)", v, t ? "1 thread" : "pool");
+            qk_batcher_free(&ba);
+            qk_batcher_free(&bb);
+            free(xa);
+            free(xb);
+            QT_OK(qk_dataset_wait(&bg, 0, N));
+            QT_CHECK(qk_dataset_ready(&bg) == N && !memcmp(bg.images, eager.images, (size_t)(N * per)),
+                     "all pixels = eager (variant %d, %s)", v, t ? "1 thread" : "pool");
+            QT_OK(qk_dataset_wait(&bg, 5, 5));
+            qk_dataset_free(&bg);
+            QT_CHECK(bg.decoder == NULL && bg.images == NULL, "free zeroes");
+        }
+        /* another thread waits and reads while this one does */
+        o.background = 1;
+        QT_OK(qk_dataset_load_images(P("bg"), &o, pool, &bg));
+        reader_arg ra = { &bg, &eager, 0 };
+        pthread_t th;
+        QT_CHECK(pthread_create(&th, NULL, reader_main, &ra) == 0, "reader thread");
+        int64_t last[1] = { N - 1 };
+        float *x1 = malloc((size_t)per * sizeof *x1);
+        qk_norm nmi = qk_norm_imagenet();
+        QT_OK(qk_dataset_fill(&bg, &nmi, last, 1, x1, NULL, NULL));
+        free(x1);
+        pthread_join(th, NULL);
+        QT_CHECK(ra.ok, "a second reader thread sees eager's pixels");
+        qk_dataset_free(&bg);
+        qk_dataset_free(&eager);
+    }
+
+    /* a damaged image late in the folder: 28x28 gray noise PNGs, #25 and #33 truncated */
+    enum { NB = 40 };
+    mkdirs("bg_bad/c0");
+    write_noise_folder(P("bg_bad"), NB, 28, 28, 0);
+    truncate_to(P("bg_bad/c0/025.png"), 0.6);
+    truncate_to(P("bg_bad/c0/033.png"), 0.6);
+    qk_dataset ds;
+    QT_CHECK(qk_dataset_load_images(P("bg_bad"), NULL, pool, &ds) == QK_ERR_FORMAT &&
+                 strstr(qk_last_error(), "025.png") && ds.n == 0 && !ds.images,
+             "eager: the first damaged file: %s", qk_last_error());
+    qk_data_opts ob = { .background = 1 };
+    for (int t = 0; t < 2; t++) {
+        QT_OK(qk_dataset_load_images(P("bg_bad"), &ob, t ? NULL : pool, &ds));
+        QT_OK(qk_dataset_wait(&ds, 0, 25));
+        QT_CHECK(qk_dataset_wait(&ds, 0, 26) == QK_ERR_FORMAT && strstr(qk_last_error(), "bg_bad/c0/025.png"),
+                 "wait reaching the damaged image: %s", qk_last_error());
+        QT_CHECK(qk_dataset_wait(&ds, 34, 40) == QK_ERR_FORMAT && strstr(qk_last_error(), "025.png"),
+                 "wait past it: the first damaged file, not #33: %s", qk_last_error());
+        QT_CHECK(qk_dataset_ready(&ds) == 25, "ready stops at the damaged image (%lld)",
+                 (long long)qk_dataset_ready(&ds));
+        QT_OK(qk_dataset_wait(&ds, 3, 20));
+        qk_dataset view = qk_dataset_view(&ds, 20, 10);
+        QT_OK(qk_dataset_wait(&view, 0, 5));
+        QT_CHECK(qk_dataset_wait(&view, 0, 6) == QK_ERR_FORMAT, "a view reaching it");
+        qk_norm nm = qk_norm_default();
+        qk_batcher b;
+        float x[8 * 28 * 28];
+        int64_t y[8], m = -1, two[2] = { 1, 24 }, bad[1] = { 30 };
+        QT_OK(qk_batcher_init(&b, &ds, 8, 0, 0, nm, NULL));
+        qk_batcher_epoch(&b, 0);
+        QT_OK(qk_batcher_get(&b, 2, x, y, &m));
+        QT_CHECK(m == 8, "batch before the damaged image");
+        QT_CHECK(qk_batcher_get(&b, 3, x, y, &m) == QK_ERR_FORMAT && m == 0 && strstr(qk_last_error(), "025.png"),
+                 "batch with the damaged image: %s", qk_last_error());
+        qk_batcher_free(&b);
+        QT_OK(qk_dataset_fill(&ds, &nm, two, 2, x, y, NULL));
+        QT_CHECK(qk_dataset_fill(&ds, &nm, bad, 1, x, y, NULL) == QK_ERR_FORMAT, "fill past it");
+        qk_dataset_free(&ds);
+    }
+
+    /* free while decoding: stops and joins the threads (sanitizers check the rest) */
+    mkdirs("bg_big/c0");
+    write_noise_folder(P("bg_big"), 60, 160, 120, 0);
+    int early = 0;
+    for (int r = 0; r < 6; r++) {
+        QT_OK(qk_dataset_load_images(P("bg_big"), &ob, r & 1 ? NULL : pool, &ds));
+        early += qk_dataset_ready(&ds) < ds.n;
+        if (r >= 4)
+            QT_OK(qk_dataset_wait(&ds, 0, 3)); /* some decoded, most not */
+        qk_dataset_free(&ds);
+        QT_CHECK(ds.decoder == NULL && ds.n == 0, "free while decoding zeroes");
+    }
+    QT_CHECK(early > 0, "freed at least once before the decoding finished (%d of 6)", early);
+}
+
 static void test_npy(void)
 {
     const int N = 2, C = 3, H = 2, W = 4;
@@ -261,7 +441,7 @@ static void test_npy(void)
             qk_norm nm = qk_norm_imagenet();
             float x[48];
             int64_t items[2] = { 0, 1 };
-            qk_dataset_fill(&ds, &nm, items, 2, x, NULL, NULL);
+            QT_OK(qk_dataset_fill(&ds, &nm, items, 2, x, NULL, NULL));
             double v = ((double)(0 * 100 + 1 * 30 + 1 * 5 + 2) / 255.0 - 0.456) / 0.224;
             QT_NEAR(x[(1 * H + 1) * W + 2], v, 1e-5, "per-channel normalization");
         }
@@ -446,8 +626,56 @@ static void test_cli(void)
         return;
     }
     const char *m = "tests/data/torch/lenet.onnx";
-    int rc = q("eval --model %s --data %s", m, P("bad_trunc"));
+    int rc = q("eval --model %s --data %s --resize 28 --crop 28", m, P("bad_trunc"));
     QT_CHECK(rc == 1 && has("t.png"), "cli corrupt image: rc %d %s", rc, out);
+    /* a damaged image late in a folder: decoded in the background (default) or before (QKIT_DECODE=eager),
+     * the command fails naming it, and writes nothing */
+    for (int eager = 0; eager < 2; eager++) {
+        if (eager)
+            setenv("QKIT_DECODE", "eager", 1);
+        rc = q("eval --model %s --data %s", m, P("bg_bad"));
+        QT_CHECK(rc == 1 && has("bg_bad/c0/025.png") && has("corrupt or truncated PNG"),
+                 "cli damaged image late (eager %d): rc %d %s", eager, rc, out);
+        rc = q("ptq --model %s --backend tensorrt --data %s --calib 8 --no-fp32 --out %s", m, P("bg_bad"),
+               P("never2.onnx"));
+        QT_CHECK(rc == 1 && has("025.png") && !exists(P("never2.onnx")),
+                 "cli ptq, damaged image after the calibration images: nothing written (eager %d): rc %d %s", eager,
+                 rc, out);
+        rc = q("eval --model %s --data %s --limit 25", m, P("bg_bad"));
+        QT_CHECK(rc == 0, "cli --limit before the damaged image (eager %d): rc %d %s", eager, rc, out);
+        unsetenv("QKIT_DECODE");
+    }
+    /* the same predictions and accuracy decoding in the background or not, on 1 or 2 threads */
+    char pr[4][4096];
+    static const char *const pr_env[4] = { NULL, NULL, "eager", "eager" };
+    for (int k = 0; k < 4; k++) {
+        if (pr_env[k])
+            setenv("QKIT_DECODE", pr_env[k], 1);
+        char pf[32];
+        snprintf(pf, sizeof pf, "preds_%d.txt", k);
+        rc = q("eval --model %s --data %s --resize 28 --crop 28 --threads %d --batch 16 --preds %s", m, P("bg"),
+               1 + (k & 1), P(pf));
+        unsetenv("QKIT_DECODE");
+        char *cut = strstr(out, " images/s"); /* the line up to the speed, then the predictions */
+        while (cut && cut > out && cut[-1] != ',')
+            cut--;
+        size_t len = cut ? (size_t)(cut - out) : 0;
+        len = len < sizeof pr[k] / 2 ? len : sizeof pr[k] / 2;
+        memcpy(pr[k], out, len);
+        FILE *f = fopen(P(pf), "r");
+        size_t got = f ? fread(pr[k] + len, 1, sizeof pr[k] - len - 1, f) : 0;
+        pr[k][len + got] = 0;
+        if (f)
+            fclose(f);
+        QT_CHECK(rc == 0 && len > 0 && got > 0, "cli eval on the folder (%d): rc %d %s", k, rc, out);
+    }
+    /* a 3-channel model: the mixed-precision and analysis batches hold 3 channels per image */
+    rc = q("ptq --model tests/data/export/tiny_op14.onnx --backend academic --data %s --resize 8 --crop 8 --calib 16 "
+           "--mp-budget 6 --analyze %s --out %s", P("bg"), P("an3.json"), P("q3.onnx"));
+    QT_CHECK(rc == 0 && has("mixed precision") && exists(P("an3.json")) && exists(P("q3.onnx")),
+             "cli ptq --mp-budget --analyze, 3 channels: rc %d %s", rc, out);
+    QT_CHECK(!strcmp(pr[0], pr[1]) && !strcmp(pr[0], pr[2]) && !strcmp(pr[0], pr[3]),
+             "same accuracy and predictions, background/eager, 1/2 threads:\n%s\n%s", pr[0], pr[2]);
     rc = q("eval --model %s --data %s", m, P("bad_empty"));
     QT_CHECK(rc == 1 && has("bad_empty/c1"), "cli empty class folder: rc %d %s", rc, out);
     rc = q("ptq --model %s --backend tensorrt --data %s --out %s", m, P("bad_mixed"), P("never.onnx"));
@@ -498,6 +726,7 @@ int main(void)
     qk_pool_create(2, &pool);
     test_resize_pil();
     test_folder(pool);
+    test_background(pool);
     test_npy();
     test_image_limits();
     test_pb();

@@ -1008,7 +1008,8 @@ static void test_shipped_lenet(qk_pool *pool2)
     qk_batcher bt;
     QT_OK(qk_batcher_init(&bt, &test, NB, 0, 0, norm, NULL));
     qk_batcher_epoch(&bt, 0);
-    qk_batcher_get(&bt, 0, x, lab);
+    int64_t got;
+    QT_OK(qk_batcher_get(&bt, 0, x, lab, &got));
     qk_batcher_free(&bt);
     qk_qrun *run = NULL;
     qk_qrun_opts o;

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Write Fashion-MNIST as image folders of 3-channel 32x32 PNGs.
 
-    python3 tools/fashion_to_png.py OUT [--data DIR] [--train N] [--test N]
+    python3 tools/fashion_to_png.py OUT [--data DIR] [--train N] [--test N] [--jpeg SIZE]
 
 OUT/train/<k>-<name>/00000.png and OUT/test/<k>-<name>/00000.png, one
 subfolder per class (the names sort in label order, as `qkit --data FOLDER`
 expects). Each 28x28 gray image is zero-padded by 2 pixels to 32x32 and
-replicated to R, G and B (exact: no interpolation). Needs python3-numpy and
+replicated to R, G and B (exact: no interpolation). --jpeg SIZE writes
+SIZE x SIZE RGB JPEGs (quality 90, 00000.jpg) instead: the 28x28 image
+resized with PIL's bilinear filter, no padding (`qkit eval --resize 28
+--crop 28` brings them back to the models' input). Needs python3-numpy and
 python3-pil; reads the IDX files of Debian's dataset-fashion-mnist.
 """
 import argparse
@@ -44,6 +47,7 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--train", type=int, default=0, help="first N training images (default all)")
     ap.add_argument("--test", type=int, default=0, help="first N test images (default all)")
+    ap.add_argument("--jpeg", type=int, default=0, metavar="SIZE", help="SIZE x SIZE JPEGs instead of 32x32 PNGs")
     a = ap.parse_args()
     for split, sub, lim in (("train", "train", a.train), ("t10k", "test", a.test)):
         x = read_idx(find(a.data, split, "images", 3))
@@ -54,9 +58,14 @@ def main():
             os.makedirs(os.path.join(a.out, sub, "%d-%s" % (k, name)), exist_ok=True)
         pad = np.zeros((32, 32), np.uint8)
         for i in range(len(x)):
+            d = os.path.join(a.out, sub, "%d-%s" % (y[i], NAMES[y[i]]))
+            if a.jpeg:
+                im = Image.fromarray(x[i], "L").resize((a.jpeg, a.jpeg), Image.BILINEAR).convert("RGB")
+                im.save(os.path.join(d, "%05d.jpg" % i), quality=90)
+                continue
             pad[2:30, 2:30] = x[i]
             rgb = np.repeat(pad[:, :, None], 3, axis=2)
-            Image.fromarray(rgb, "RGB").save(os.path.join(a.out, sub, "%d-%s" % (y[i], NAMES[y[i]]), "%05d.png" % i))
+            Image.fromarray(rgb, "RGB").save(os.path.join(d, "%05d.png" % i))
         print("wrote %d %s images to %s" % (len(x), sub, os.path.join(a.out, sub)))
 
 

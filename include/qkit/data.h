@@ -19,7 +19,9 @@
  *   for (int64_t e = 0; e < 2; e++) {
  *       qk_batcher_epoch(&b, e);                       // shuffle for epoch e
  *       for (int64_t i = 0; i < qk_batcher_count(&b); i++) {
- *           int64_t n = qk_batcher_get(&b, i, x, y);   // x [n,1,28,28] f32, y [n] i64
+ *           int64_t n;
+ *           if (qk_batcher_get(&b, i, x, y, &n) != QK_OK)   // x [n,1,28,28] f32, y [n] i64
+ *               return 1;
  *           assert(n == (i < 7 ? 128 : 1000 - 7 * 128));   // the last batch is partial
  *       }
  *   }
@@ -37,8 +39,19 @@
  * augmentation of batch i of epoch e only on (seed, e, i). A run resumed at
  * any batch therefore sees exactly the data an uninterrupted run sees.
  *
- * Thread safety: a loaded dataset is read-only: any number of threads may read it;
- * a batcher belongs to one thread at a time.
+ * Background decoding: an image folder loaded with qk_data_opts.background
+ * is returned once its file list is read and every image header checked;
+ * the images are decoded in dataset order on background threads while the
+ * caller computes. qk_dataset_fill and qk_batcher_get wait for the items
+ * they read (an evaluation in dataset order starts on the first batch while
+ * later images are still being decoded); code that reads the pixel arrays
+ * itself calls qk_dataset_wait first. Every other loader (and an eager
+ * folder) returns a dataset whose items are all ready.
+ *
+ * Thread safety: a loaded dataset is read-only: any number of threads may
+ * read it (and wait on it); a batcher belongs to one thread at a time.
+ * qk_dataset_free of a dataset still decoding stops and joins its threads;
+ * no other thread may use the dataset or its views then.
  */
 #ifndef QKIT_DATA_H
 #define QKIT_DATA_H
@@ -65,7 +78,11 @@ extern "C" {
  * c == 0 means 1 (datasets built before channels existed: positional
  * initializers { n, h, w, images, labels, owned } keep working). classes:
  * number of classes when known (0: unknown; QK_NUM_CLASSES for IDX).
- * owned = 1: qk_dataset_free releases the arrays; views have owned = 0. */
+ * owned = 1: qk_dataset_free releases the arrays; views have owned = 0.
+ * decoder: set while the images of a folder loaded with
+ * qk_data_opts.background may still be decoding (pixels of an item are
+ * valid only once qk_dataset_wait covered it); NULL: every item is ready.
+ * first: index of item 0 in the decoder's order (views). */
 typedef struct qk_dataset {
     int64_t n;
     int h, w;
@@ -76,6 +93,8 @@ typedef struct qk_dataset {
     float *fimages;    /* [n, c, h, w] or NULL */
     int32_t *labels32; /* [n] or NULL */
     int classes;
+    struct qk_decoder *decoder; /* background decoding (owned by the dataset with owned = 1) or NULL */
+    int64_t first;
 } qk_dataset;
 
 int qk_dataset_channels(const qk_dataset *ds);            /* c, 1 when 0 */
@@ -121,9 +140,25 @@ qk_status qk_dataset_load_dir(const char *dir, const char *split, qk_dataset *ds
 /* 1 if dir holds <split>-images-idx3-ubyte[.gz] for split train or t10k. */
 int qk_dataset_is_idx_dir(const char *dir);
 
-/* A non-owning view of items [start, start + n) of src (clamped to src->n). */
+/* A non-owning view of items [start, start + n) of src (clamped to src->n);
+ * it shares src's background decoding (waits on a view wait for src's items). */
 qk_dataset qk_dataset_view(const qk_dataset *src, int64_t start, int64_t n);
-void qk_dataset_free(qk_dataset *ds); /* safe on zeroed or view datasets */
+/* Safe on zeroed or view datasets. A dataset still decoding in the
+ * background is stopped first: its threads finish the image in hand and are
+ * joined. */
+void qk_dataset_free(qk_dataset *ds);
+
+/* Wait until items [lo, hi) of ds (clamped to [0, ds->n)) are decoded and
+ * may be read. Returns at once for a dataset without background decoding.
+ * Images are decoded in dataset order and decoding stops at the first one
+ * that fails: that image's error (QK_ERR_FORMAT, QK_ERR_IO, ...; the message
+ * names the file) is then returned by every wait whose range ends after it,
+ * and waits on earlier items still succeed. The result depends only on the
+ * files, not on the thread count or timing. */
+qk_status qk_dataset_wait(const qk_dataset *ds, int64_t lo, int64_t hi);
+/* How many items of ds, from its first, are decoded now (no waiting):
+ * ds->n when all are (always, without background decoding). */
+int64_t qk_dataset_ready(const qk_dataset *ds);
 
 /* ---- loading options (image folders, .npy files) ---- */
 typedef struct qk_data_opts {
@@ -139,6 +174,8 @@ typedef struct qk_data_opts {
     const char *labels; /* .npy labels file (int64/int32/uint8 [N]) or NULL */
     int need_labels;    /* 1: an unlabelled source is an error */
     int64_t limit;      /* > 0: load at most this many images (in order) */
+    int background;     /* image folders: 1 = decode in the background
+                           (qk_dataset_load_images); 0 = before returning */
 } qk_data_opts;
 
 /* The most pixels one image may have, decoded or after resizing (Pillow's
@@ -165,14 +202,29 @@ void qk_image_out_size(int h, int w, int resize, int crop, int *oh, int *ow);
  * [c, h, w] uint8 array (c = o->c or as decoded; h, w as
  * qk_image_out_size). Errors as qk_image_decode. */
 qk_status qk_image_load(const char *path, const qk_data_opts *o, uint8_t **chw, int *c, int *h, int *w);
+/* The c, h, w qk_image_load gives for the file, from its header alone (the
+ * PNG chunks before the image data, the JPEG markers before the scan): no
+ * pixel is decoded. Errors as qk_image_load for what the header shows (a
+ * missing file, not a PNG/JPEG, a corrupt header, the pixel limits);
+ * damage in the image data is found by qk_image_load only. */
+qk_status qk_image_probe(const char *path, const qk_data_opts *o, int *c, int *h, int *w);
 
 /* An image folder: one subfolder per class (names sorted bytewise = labels
  * 0, 1, ...), or a flat folder of images (unlabelled). Files ending in
- * .png/.jpg/.jpeg (any case) are read; decoding runs on pool (NULL:
- * serial). All images must end up the same size (same files, or --resize +
- * --crop). Errors name the file or folder: QK_ERR_IO (missing folder), an
- * empty class folder or no images (QK_ERR_FORMAT), a corrupt image
- * (QK_ERR_FORMAT), mixed sizes (QK_ERR_SHAPE, both files and sizes).
+ * .png/.jpg/.jpeg (any case) are read. Every file's header is read first
+ * (on pool; NULL: serial): all images must end up the same size (same
+ * files, or --resize + --crop). Then the images are decoded, converted,
+ * resized and cropped straight into the dataset's array:
+ *   o->background 0: on pool, before returning;
+ *   o->background 1: on qk_pool_threads(pool) background threads of their
+ *     own (not the pool's: the caller's compute keeps the pool), in dataset
+ *     order, after returning; readers wait (qk_dataset_wait). A damaged
+ *     image found then is reported by the waits that reach it.
+ * Pixels are the same either way and for any thread count. Errors name the
+ * file or folder: QK_ERR_IO (missing folder or file), an empty class folder
+ * or no images (QK_ERR_FORMAT), a corrupt image (QK_ERR_FORMAT; in the
+ * background: from the waits), mixed sizes (QK_ERR_SHAPE, both files and
+ * sizes), QK_ERR_NOMEM (also: no decoding thread could be started).
  * On error *ds is zeroed. */
 qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds);
 
@@ -242,9 +294,11 @@ void qk_norm_lut(qk_norm n, float lut[256]);
 void qk_norm_lut_ch(const qk_norm *n, int k, float lut[256]);
 /* Normalize images [items] of ds into x [m, c, h, w] (c, h, w of ds), no
  * augmentation; y (may be NULL) receives the labels (-1 unlabelled). Runs
- * the images on pool (NULL: serial). */
-void qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
-                     int64_t *y, qk_pool *pool);
+ * the images on pool (NULL: serial). Waits for the items first
+ * (qk_dataset_wait up to the largest index); its error is returned and x
+ * is then not written. */
+qk_status qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
+                          int64_t *y, qk_pool *pool);
 
 /* ---- batcher ---- */
 typedef struct qk_batcher {
@@ -273,10 +327,13 @@ void qk_batcher_epoch(qk_batcher *b, int64_t epoch);
 int64_t qk_batcher_count(const qk_batcher *b);
 /* Fill batch i (0-based) of the current epoch: x receives [m, c, h, w]
  * normalized floats (NCHW), y (may be NULL) m int64 labels (-1 for an
- * unlabelled dataset; augmentation needs uint8 data); returns m
- * (0 if i is out of range). Augmentation draws come from an RNG seeded
- * from (seed, epoch, i): per image, flip bit, then dy, then dx. */
-int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y);
+ * unlabelled dataset; augmentation needs uint8 data); *m receives the
+ * batch's size (0 if i is out of range). Augmentation draws come from an
+ * RNG seeded from (seed, epoch, i): per image, flip bit, then dy, then dx.
+ * Waits for the batch's items (qk_dataset_wait up to the largest index: in
+ * dataset order only the batch, shuffled usually the whole dataset); its
+ * error is returned (*m 0, x not written). */
+qk_status qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y, int64_t *m);
 
 #ifdef __cplusplus
 }

@@ -49,7 +49,8 @@ typedef enum qk_data_kind { QK_DATA_IDX = 1, QK_DATA_FOLDER = 2, QK_DATA_NPY = 3
 /* The kind of path (by name and contents); QK_ERR_IO when it does not exist. */
 qk_status qk_data_kind_of(const char *path, qk_data_kind *kind);
 /* Load any of them: split (IDX only: "train" or "t10k"), o (loader options;
- * NULL = none), pool for decoding. */
+ * NULL = none), pool for decoding (an image folder with o->background
+ * keeps decoding after this returns: qk_dataset_wait, data.h). */
 qk_status qk_data_open(const char *path, const char *split, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds);
 /* The .pb form: the tensors (float32 or uint8, [k,C,H,W] or [C,H,W]) in
  * name order, concatenated; only input_*.pb when output_*.pb are present;

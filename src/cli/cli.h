@@ -81,7 +81,11 @@ typedef struct cli_data {
 int cli_data_setup(const cli_args *a, const char *cmd, const struct qk_graph *g, cli_data *d, qk_status *st);
 /* Load path (NULL: the Fashion-MNIST IDX directory; split for IDX) with
  * d's options; need_labels: unlabelled data is an error; limit > 0: the
- * first limit images. */
+ * first limit images. An image folder keeps decoding in the background
+ * (unless QKIT_DECODE=eager): the library's readers wait for what they
+ * read; a command has read all of it, or calls qk_dataset_wait on all of
+ * it, before it writes a file, so that a damaged image still fails it
+ * before anything is written. */
 qk_status cli_data_load(const cli_data *d, const char *path, const char *split, int need_labels, int64_t limit,
                         qk_pool *pool, qk_dataset *ds);
 /* Store explicit preprocessing flags in g's metadata (nothing otherwise). */
@@ -110,12 +114,15 @@ void cli_json_end(cli_json *j);
 void cli_json_escape(FILE *f, const char *s);
 
 /* The environment (cli_env.c, the only reader of QKIT_FUSE, QKIT_SGEMM,
- * QKIT_PROFILE): init reads it once (main), apply sets the plan options it
- * asks for on a graph the CLI loaded or built, finish prints the profile
- * (QKIT_PROFILE) on stderr and frees it. cli_load_model = qk_onnx_load +
- * cli_env_apply. */
+ * QKIT_PROFILE, QKIT_DECODE): init reads it once (main), apply sets the plan
+ * options it asks for on a graph the CLI loaded or built, finish prints the
+ * profile (QKIT_PROFILE) on stderr and frees it. cli_load_model =
+ * qk_onnx_load + cli_env_apply. cli_env_background_decode: 0 when
+ * QKIT_DECODE=eager (image folders decoded before the command goes on),
+ * else 1 (decoded in the background, overlapping the compute). */
 qk_status cli_env_init(void);
 void cli_env_apply(struct qk_graph *g);
+int cli_env_background_decode(void);
 qk_status cli_load_model(const char *path, struct qk_graph **out);
 void cli_env_finish(void);
 

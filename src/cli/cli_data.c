@@ -163,6 +163,7 @@ qk_status cli_data_load(const cli_data *d, const char *path, const char *split, 
     qk_data_opts o = d->o;
     o.need_labels = need_labels;
     o.limit = limit;
+    o.background = cli_env_background_decode(); /* image folders: readers wait per batch */
     qk_data_kind kind;
     qk_status st = qk_data_kind_of(path, &kind);
     if (st != QK_OK)

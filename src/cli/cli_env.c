@@ -1,6 +1,7 @@
-/* The CLI's environment: the only place qkit reads QKIT_FUSE, QKIT_SGEMM
- * and QKIT_PROFILE (README, "Environment"). They become plan options that
- * cli_env_apply gives every graph the CLI loads or builds. */
+/* The CLI's environment: the only place qkit reads QKIT_FUSE, QKIT_SGEMM,
+ * QKIT_PROFILE and QKIT_DECODE (README, "Environment"). The first three
+ * become plan options that cli_env_apply gives every graph the CLI loads or
+ * builds; QKIT_DECODE the loader option qk_data_opts.background. */
 #include "cli.h"
 #include "qkit/onnx.h"
 
@@ -13,6 +14,7 @@
 
 static qk_plan_options env_opts;
 static qk_profiler *env_prof;
+static int env_eager_decode;
 
 qk_status cli_env_init(void)
 {
@@ -29,6 +31,10 @@ qk_status cli_env_init(void)
                    qk_sgemm_name(QK_SGEMM_DEFAULT));
         qk_clear_error();
     }
+    e = getenv("QKIT_DECODE");
+    env_eager_decode = e && !strcmp(e, "eager");
+    if (e && e[0] && strcmp(e, "eager") && strcmp(e, "background"))
+        qk_log(QK_LOG_WARN, "QKIT_DECODE=%s is not eager or background; decoding in the background", e);
     e = getenv("QKIT_PROFILE");
     if (e && e[0] && strcmp(e, "0") != 0) {
         qk_status st = qk_profiler_create(!strcmp(e, "node"), &env_prof);
@@ -37,6 +43,11 @@ qk_status cli_env_init(void)
         env_opts.profiler = env_prof;
     }
     return QK_OK;
+}
+
+int cli_env_background_decode(void)
+{
+    return !env_eager_decode;
 }
 
 void cli_env_apply(qk_graph *g)

@@ -373,6 +373,9 @@ static int run(cli_args *a)
         }
         goto fail;
     }
+    /* files are written below: first every image must have decoded (a damaged one fails the command here) */
+    if ((st = qk_dataset_wait(&train, 0, train.n)) != QK_OK || (st = qk_dataset_wait(&test, 0, test.n)) != QK_OK)
+        goto fail;
     if (cli_get(a, "analyze") && (rc = analyze_report(a, m, &tview, norm, limit, pool, &st)) != 0)
         goto done_or_fail;
     if (out && (st = qk_ptq_save_qdq(m, out)) != QK_OK)

@@ -244,9 +244,26 @@ static void fill_task(void *ctx, int64_t t, int worker)
     fill_one(j->ds, j->norm, j->luts, j->items[t], j->x + t * per);
 }
 
-void qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
-                     int64_t *y, qk_pool *pool)
+/* Wait for items[0, m) of ds: the range up to the largest (decoding goes in
+ * order, so that is what a wait costs anyway). */
+static qk_status wait_items(const qk_dataset *ds, const int64_t *items, int64_t m)
 {
+    if (!ds->decoder || m < 1)
+        return QK_OK;
+    int64_t lo = items[0], hi = items[0];
+    for (int64_t k = 1; k < m; k++) {
+        lo = items[k] < lo ? items[k] : lo;
+        hi = items[k] > hi ? items[k] : hi;
+    }
+    return qk_dataset_wait(ds, lo, hi + 1);
+}
+
+qk_status qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *items, int64_t m, float *x,
+                          int64_t *y, qk_pool *pool)
+{
+    qk_status st = wait_items(ds, items, m);
+    if (st != QK_OK)
+        return st;
     const int C = qk_dataset_channels(ds);
     float luts[QK_MAX_CHANNELS][256];
     for (int k = 0; k < C && ds->images; k++)
@@ -255,14 +272,20 @@ void qk_dataset_fill(const qk_dataset *ds, const qk_norm *norm, const int64_t *i
     qk_pool_run(m > 1 ? pool : NULL, m, fill_task, &j);
     for (int64_t k = 0; y && k < m; k++)
         y[k] = qk_dataset_label(ds, items[k]);
+    return QK_OK;
 }
 
-int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
+qk_status qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y, int64_t *mp)
 {
+    *mp = 0;
     int64_t start = i * b->batch;
     if (i < 0 || start >= b->ds->n)
-        return 0;
+        return QK_OK;
     int64_t m = b->ds->n - start < b->batch ? b->ds->n - start : b->batch;
+    qk_status st = wait_items(b->ds, b->perm + start, m);
+    if (st != QK_OK)
+        return st;
+    *mp = m;
     const int h = b->ds->h, w = b->ds->w, pad = b->aug.crop_pad, C = qk_dataset_channels(b->ds);
     const int64_t hw = (int64_t)h * w;
     if (!b->aug.flip && !pad) {
@@ -270,7 +293,7 @@ int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
             fill_one(b->ds, &b->norm, b->luts, b->perm[start + k], x + k * C * hw);
         for (int64_t k = 0; y && k < m; k++)
             y[k] = qk_dataset_label(b->ds, b->perm[start + k]);
-        return m;
+        return QK_OK;
     }
     qk_rng r;
     qk_rng_seed(&r, stream_seed(b->seed, 2, b->epoch, i));
@@ -290,5 +313,5 @@ int64_t qk_batcher_get(qk_batcher *b, int64_t i, float *x, int64_t *y)
         if (y)
             y[k] = qk_dataset_label(b->ds, item);
     }
-    return m;
+    return QK_OK;
 }

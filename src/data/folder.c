@@ -1,9 +1,13 @@
 /* Image folders: one subfolder per class (sorted names = labels) or a flat
- * folder of images. Files are decoded, converted, resized and cropped on
- * the thread pool (qk_image_load); the result is an owned uint8 dataset. */
-#include "qkit/data.h"
+ * folder of images. Every file's header is read on the thread pool
+ * (qk_image_probe: sizes checked before any decoding), then the files are
+ * decoded, converted, resized and cropped (qk_image_load) into the owned
+ * uint8 array: on the pool before returning, or in the background by a
+ * decoder (decode.c) while the caller computes. */
+#include "data_internal.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,22 +89,49 @@ static qk_status list_dir(const char *dir, strlist *dirs, strlist *files)
     return st;
 }
 
+/* Per image, on the pool: its header (probe) or its pixels into its slot
+ * (decode). The first failure in dataset order is kept (whichever thread
+ * finds it), so the error does not depend on the thread count. */
 typedef struct load_job {
     char **paths;
     const qk_data_opts *o;
-    uint8_t **pix;
-    int *c, *h, *w;
-    qk_status *st;
-    char (*msg)[512];
+    int *c, *h, *w;    /* probe: [n] */
+    uint8_t *images;   /* decode: [n, c, h, w] */
+    int64_t per;
+    int c0, h0, w0;
+    pthread_mutex_t mu;
+    int64_t failed;    /* the first image that failed (n: none) */
+    qk_status fail_st;
+    char fail_msg[512];
 } load_job;
 
-static void load_task(void *ctx, int64_t i, int worker)
+static void job_fail(load_job *j, int64_t i, qk_status st)
+{
+    pthread_mutex_lock(&j->mu);
+    if (i < j->failed) {
+        j->failed = i;
+        j->fail_st = st;
+        snprintf(j->fail_msg, sizeof j->fail_msg, "%s", qk_last_error());
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void probe_task(void *ctx, int64_t i, int worker)
 {
     (void)worker;
     load_job *j = ctx;
-    j->st[i] = qk_image_load(j->paths[i], j->o, &j->pix[i], &j->c[i], &j->h[i], &j->w[i]);
-    if (j->st[i] != QK_OK)
-        snprintf(j->msg[i], sizeof j->msg[i], "%s", qk_last_error());
+    qk_status st = qk_image_probe(j->paths[i], j->o, &j->c[i], &j->h[i], &j->w[i]);
+    if (st != QK_OK)
+        job_fail(j, i, st);
+}
+
+static void decode_task(void *ctx, int64_t i, int worker)
+{
+    (void)worker;
+    load_job *j = ctx;
+    qk_status st = qk_image_load_into(j->paths[i], j->o, j->images + i * j->per, j->c0, j->h0, j->w0);
+    if (st != QK_OK)
+        job_fail(j, i, st);
 }
 
 qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool *pool, qk_dataset *ds)
@@ -112,7 +143,9 @@ qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool
     strlist classes = { 0 }, top = { 0 }, paths = { 0 };
     int32_t *lab = NULL;
     int64_t lab_cap = 0;
+    uint8_t *img = NULL;
     load_job j = { 0 };
+    pthread_mutex_init(&j.mu, NULL);
     qk_status st = list_dir(dir, &classes, &top);
     if (st != QK_OK)
         goto done;
@@ -161,24 +194,24 @@ qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool
     if (st != QK_OK)
         goto done;
     int64_t n = o->limit > 0 && o->limit < paths.n ? o->limit : paths.n;
+    while (paths.n > n) /* only the first n are read */
+        qk_free(paths.v[--paths.n]);
+    /* every header first: missing files, damaged headers and mixed sizes fail here, before any decoding */
     j.paths = paths.v;
     j.o = o;
-    j.pix = qk_calloc((size_t)n, sizeof *j.pix);
+    j.failed = n;
     j.c = qk_calloc((size_t)n, sizeof *j.c);
     j.h = qk_calloc((size_t)n, sizeof *j.h);
     j.w = qk_calloc((size_t)n, sizeof *j.w);
-    j.st = qk_calloc((size_t)n, sizeof *j.st);
-    j.msg = qk_calloc((size_t)n, sizeof *j.msg);
-    if (!j.pix || !j.c || !j.h || !j.w || !j.st || !j.msg) {
+    if (!j.c || !j.h || !j.w) {
         st = qk_error(QK_ERR_NOMEM, "image folder: out of memory");
         goto done;
     }
-    qk_pool_run(pool, n, load_task, &j);
-    for (int64_t i = 0; i < n; i++)
-        if (j.st[i] != QK_OK) {
-            st = qk_error(j.st[i], "%s", j.msg[i]);
-            goto done;
-        }
+    qk_pool_run(pool, n, probe_task, &j);
+    if (j.failed < n) {
+        st = qk_error(j.fail_st, "%s", j.fail_msg);
+        goto done;
+    }
     for (int64_t i = 1; i < n; i++)
         if (j.c[i] != j.c[0] || j.h[i] != j.h[0] || j.w[i] != j.w[0]) {
             st = qk_error(QK_ERR_SHAPE, "images of different sizes: %s is %dx%dx%d, %s is %dx%dx%d (C x H x W); "
@@ -187,33 +220,44 @@ qk_status qk_dataset_load_images(const char *dir, const qk_data_opts *o, qk_pool
                           j.c[i] != j.c[0] ? ", and the model's channel count converts gray/RGB" : "");
             goto done;
         }
-    int64_t per = (int64_t)j.c[0] * j.h[0] * j.w[0];
-    uint8_t *img = qk_malloc((size_t)(n * per));
-    if (!img) {
+    j.c0 = j.c[0];
+    j.h0 = j.h[0];
+    j.w0 = j.w[0];
+    j.per = (int64_t)j.c0 * j.h0 * j.w0;
+    if (!(img = qk_malloc((size_t)(n * j.per)))) {
         st = qk_error(QK_ERR_NOMEM, "image folder %s: cannot allocate %lld images of %lld bytes", dir, (long long)n,
-                      (long long)per);
+                      (long long)j.per);
         goto done;
     }
-    for (int64_t i = 0; i < n; i++)
-        memcpy(img + i * per, j.pix[i], (size_t)per);
+    if (o->background) {
+        st = qk_decoder_start(paths.v, n, o, img, j.c0, j.h0, j.w0, qk_pool_threads(pool), &ds->decoder);
+        memset(&paths, 0, sizeof paths); /* the decoder's now */
+        if (st != QK_OK)
+            goto done;
+    } else {
+        j.images = img;
+        qk_pool_run(pool, n, decode_task, &j);
+        if (j.failed < n) {
+            st = qk_error(j.fail_st, "%s", j.fail_msg);
+            goto done;
+        }
+    }
     ds->n = n;
-    ds->c = j.c[0];
-    ds->h = j.h[0];
-    ds->w = j.w[0];
+    ds->c = j.c0;
+    ds->h = j.h0;
+    ds->w = j.w0;
     ds->images = img;
     ds->labels32 = lab;
     ds->classes = lab ? (int)classes.n : 0;
     ds->owned = 1;
+    img = NULL;
     lab = NULL;
 done:
-    for (int64_t i = 0; j.pix && i < (o->limit > 0 && o->limit < paths.n ? o->limit : paths.n); i++)
-        qk_free(j.pix[i]);
-    qk_free(j.pix);
+    pthread_mutex_destroy(&j.mu);
     qk_free(j.c);
     qk_free(j.h);
     qk_free(j.w);
-    qk_free(j.st);
-    qk_free(j.msg);
+    qk_free(img);
     qk_free(lab);
     sl_free(&classes);
     sl_free(&top);

@@ -5,7 +5,7 @@
  * unsigned byte, the only one read here); byte 3 = number of dimensions d;
  * then d uint32 sizes; then prod(sizes) elements. Files may be gzip
  * compressed: zlib's gzopen/gzread read compressed and plain files alike. */
-#include "qkit/data.h"
+#include "data_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -141,6 +141,7 @@ done:
 void qk_dataset_free(qk_dataset *ds)
 {
     if (ds->owned) {
+        qk_decoder_destroy(ds->decoder); /* its threads write into images */
         qk_free(ds->images);
         qk_free(ds->labels);
         qk_free(ds->fimages);
@@ -169,6 +170,8 @@ qk_dataset qk_dataset_view(const qk_dataset *src, int64_t start, int64_t n)
     v.fimages = src->fimages ? src->fimages + start * per : NULL;
     v.labels32 = src->labels32 ? src->labels32 + start : NULL;
     v.classes = src->classes;
+    v.decoder = src->decoder;
+    v.first = src->first + start;
     return v;
 }
 

@@ -42,6 +42,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
         jpeg_on_error(cinfo);
 }
 
+/* pix NULL: the header only (sizes and channels, no pixel decoded). */
 static qk_status decode_jpeg(const char *path, FILE *f, uint8_t **pix, int *c, int *h, int *w)
 {
     struct jpeg_decompress_struct ci;
@@ -65,11 +66,21 @@ static qk_status decode_jpeg(const char *path, FILE *f, uint8_t **pix, int *c, i
                         QK_IMAGE_MAX_PIXELS);
     }
     ci.out_color_space = ci.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&ci);
+    if (pix)
+        jpeg_start_decompress(&ci);
+    else
+        jpeg_calc_output_dimensions(&ci); /* what jpeg_start_decompress would set, without decoding */
     int C = ci.output_components, W = (int)ci.output_width, H = (int)ci.output_height;
     if (C != 1 && C != 3) {
         jpeg_destroy_decompress(&ci);
         return qk_error(QK_ERR_UNSUPPORTED, "%s: JPEG with %d components", path, C);
+    }
+    if (!pix) {
+        jpeg_destroy_decompress(&ci);
+        *c = C;
+        *h = H;
+        *w = W;
+        return QK_OK;
     }
     out = qk_malloc((size_t)H * W * C);
     if (!out) {
@@ -106,6 +117,7 @@ static void png_on_warning(png_structp p, png_const_charp m)
     (void)m;
 }
 
+/* pix NULL: the header only (the chunks before the image data). */
 static qk_status decode_png(const char *path, FILE *f, uint8_t **pix, int *c, int *h, int *w)
 {
     png_err e = { "" };
@@ -146,6 +158,13 @@ static qk_status decode_png(const char *path, FILE *f, uint8_t **pix, int *c, in
     int W = (int)png_get_image_width(p, info), H = (int)png_get_image_height(p, info);
     if (C != 1 && C != 3)
         png_on_error(p, "unexpected channel count");
+    if (!pix) {
+        png_destroy_read_struct(&p, &info, NULL);
+        *c = C;
+        *h = H;
+        *w = W;
+        return QK_OK;
+    }
     out = qk_malloc((size_t)H * W * C);
     rows = qk_malloc((size_t)H * sizeof *rows);
     if (!out || !rows)
@@ -163,9 +182,10 @@ static qk_status decode_png(const char *path, FILE *f, uint8_t **pix, int *c, in
     return QK_OK;
 }
 
-qk_status qk_image_decode(const char *path, int want_c, uint8_t **pix, int *c, int *h, int *w)
+/* The file's type from its signature, then decode_png / decode_jpeg (pix
+ * NULL: header only). */
+static qk_status decode_file(const char *path, uint8_t **pix, int *c, int *h, int *w)
 {
-    *pix = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return qk_error(QK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -180,12 +200,28 @@ qk_status qk_image_decode(const char *path, int want_c, uint8_t **pix, int *c, i
     else
         st = qk_error(QK_ERR_FORMAT, "%s: neither a PNG nor a JPEG file%s", path, got < 8 ? " (too short)" : "");
     fclose(f);
+    return st;
+}
+
+/* The conversion qk_image_decode makes from c to want_c channels: QK_OK if
+ * it can (none, or gray <-> RGB). */
+static qk_status check_convert(const char *path, int c, int want_c)
+{
+    if (want_c <= 0 || want_c == c || want_c == 1 || want_c == 3)
+        return QK_OK;
+    return qk_error(QK_ERR_UNSUPPORTED, "%s: cannot convert %d channels to %d", path, c, want_c);
+}
+
+qk_status qk_image_decode(const char *path, int want_c, uint8_t **pix, int *c, int *h, int *w)
+{
+    *pix = NULL;
+    qk_status st = decode_file(path, pix, c, h, w);
     if (st != QK_OK || want_c <= 0 || want_c == *c)
         return st;
-    if (want_c != 1 && want_c != 3) {
+    if ((st = check_convert(path, *c, want_c)) != QK_OK) {
         qk_free(*pix);
         *pix = NULL;
-        return qk_error(QK_ERR_UNSUPPORTED, "%s: cannot convert %d channels to %d", path, *c, want_c);
+        return st;
     }
     int64_t np = (int64_t)*h * *w;
     uint8_t *o = qk_malloc((size_t)(np * want_c));
@@ -378,42 +414,67 @@ static int crop_off(int size, int crop)
     return (int)nearbyint(v);
 }
 
+/* The sizes qk_image_load makes of an H x W image: rh x rw after the
+ * resize, oh x ow after the crop; QK_ERR_FORMAT past the pixel limits. */
+static qk_status out_geometry(const char *path, const qk_data_opts *o, int H, int W, int *rh, int *rw, int *oh,
+                              int *ow)
+{
+    int resize = o ? o->resize : 0, crop = o ? o->crop : 0;
+    *rh = H;
+    *rw = W;
+    if (resize > 0) {
+        double lo = H < W ? H : W, hi = H < W ? W : H;
+        if ((double)resize * resize * (hi / lo) > (double)QK_IMAGE_MAX_PIXELS)
+            return qk_error(QK_ERR_FORMAT, "%s: resizing %dx%d to a shorter side of %d gives more than %lld pixels",
+                            path, W, H, resize, QK_IMAGE_MAX_PIXELS);
+        qk_image_out_size(H, W, resize, 0, rh, rw);
+    }
+    if ((double)crop * crop > (double)QK_IMAGE_MAX_PIXELS)
+        return qk_error(QK_ERR_FORMAT, "%s: a crop of %d gives more than %lld pixels", path, crop, QK_IMAGE_MAX_PIXELS);
+    *oh = crop > 0 ? crop : *rh;
+    *ow = crop > 0 ? crop : *rw;
+    return QK_OK;
+}
+
+qk_status qk_image_probe(const char *path, const qk_data_opts *o, int *c, int *h, int *w)
+{
+    int C, H, W, rh, rw, want_c = o ? o->c : 0;
+    qk_status st = decode_file(path, NULL, &C, &H, &W);
+    if (st == QK_OK)
+        st = check_convert(path, C, want_c);
+    if (st == QK_OK)
+        st = out_geometry(path, o, H, W, &rh, &rw, h, w);
+    if (st == QK_OK)
+        *c = want_c > 0 ? want_c : C;
+    return st;
+}
+
 qk_status qk_image_load(const char *path, const qk_data_opts *o, uint8_t **chw, int *c, int *h, int *w)
 {
     *chw = NULL;
     uint8_t *pix = NULL, *rs = NULL;
-    int C, H, W;
+    int C, H, W, rh, rw, oh, ow;
     qk_status st = qk_image_decode(path, o ? o->c : 0, &pix, &C, &H, &W);
     if (st != QK_OK)
         return st;
-    int resize = o ? o->resize : 0, crop = o ? o->crop : 0, rh = H, rw = W;
-    if (resize > 0) {
-        double lo = H < W ? H : W, hi = H < W ? W : H;
-        if ((double)resize * resize * (hi / lo) > (double)QK_IMAGE_MAX_PIXELS) {
-            qk_free(pix);
-            return qk_error(QK_ERR_FORMAT, "%s: resizing %dx%d to a shorter side of %d gives more than %lld pixels",
-                            path, W, H, resize, QK_IMAGE_MAX_PIXELS);
-        }
-        qk_image_out_size(H, W, resize, 0, &rh, &rw);
-        if (rh != H || rw != W) {
-            if (!(rs = qk_malloc((size_t)rh * rw * C))) {
-                qk_free(pix);
-                return qk_error(QK_ERR_NOMEM, "%s: out of memory", path);
-            }
-            if ((st = qk_image_resize(pix, H, W, C, rs, rh, rw)) != QK_OK) {
-                qk_free(pix);
-                qk_free(rs);
-                return qk_error_context(st, "%s", path);
-            }
-            qk_free(pix);
-            pix = rs;
-        }
-    }
-    if ((double)crop * crop > (double)QK_IMAGE_MAX_PIXELS) {
+    if ((st = out_geometry(path, o, H, W, &rh, &rw, &oh, &ow)) != QK_OK) {
         qk_free(pix);
-        return qk_error(QK_ERR_FORMAT, "%s: a crop of %d gives more than %lld pixels", path, crop, QK_IMAGE_MAX_PIXELS);
+        return st;
     }
-    int oh = crop > 0 ? crop : rh, ow = crop > 0 ? crop : rw;
+    int crop = o ? o->crop : 0;
+    if (rh != H || rw != W) {
+        if (!(rs = qk_malloc((size_t)rh * rw * C))) {
+            qk_free(pix);
+            return qk_error(QK_ERR_NOMEM, "%s: out of memory", path);
+        }
+        if ((st = qk_image_resize(pix, H, W, C, rs, rh, rw)) != QK_OK) {
+            qk_free(pix);
+            qk_free(rs);
+            return qk_error_context(st, "%s", path);
+        }
+        qk_free(pix);
+        pix = rs;
+    }
     int top = crop > 0 ? crop_off(rh, crop) : 0, left = crop > 0 ? crop_off(rw, crop) : 0;
     if (crop > 0 && (rh < crop || rw < crop)) { /* torchvision pads (left/top = (crop - size) // 2) then crops */
         top = rh < crop ? -((crop - rh) / 2) : top;

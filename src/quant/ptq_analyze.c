@@ -375,9 +375,11 @@ qk_status qk_ptq_analyze_dataset(qk_qmodel *m, const qk_dataset *ds, qk_norm nor
     if (!labels)
         st = qk_error(QK_ERR_NOMEM, "analysis: out of memory");
     else if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
-        qk_batcher_get(&b, 0, qk_f32(&x), labels);
+        int64_t got;
+        st = qk_batcher_get(&b, 0, qk_f32(&x), labels, &got);
         qk_batcher_free(&b);
-        st = qk_ptq_analyze(m, &x, labels, pool, out);
+        if (st == QK_OK)
+            st = qk_ptq_analyze(m, &x, labels, pool, out);
     }
     qk_free(labels);
     qk_tensor_free(&x);

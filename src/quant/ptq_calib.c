@@ -632,8 +632,9 @@ static qk_status calibrate(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     }
     int64_t nb = qk_batcher_count(&bt), done_n = 0;
     for (int64_t i = 0; i < nb; i++) {
-        int64_t cnt = qk_batcher_get(&bt, i, qk_f32(&in->t), labels);
-        if ((st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
+        int64_t cnt;
+        if ((st = qk_batcher_get(&bt, i, qk_f32(&in->t), labels, &cnt)) != QK_OK ||
+            (st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
             goto done;
         if (m->cfg.bias_correct && (st = input_sums(m, cnt, pool)) != QK_OK)
             goto done;

@@ -281,9 +281,11 @@ qk_status qk_ptq_mixed_precision_dataset(qk_qmodel *m, const qk_dataset *ds, qk_
     if (st != QK_OK)
         return st;
     if ((st = qk_batcher_init(&b, &view, n, 0, 0, norm, NULL)) == QK_OK) {
-        qk_batcher_get(&b, 0, qk_f32(&x), NULL);
+        int64_t got;
+        st = qk_batcher_get(&b, 0, qk_f32(&x), NULL, &got);
         qk_batcher_free(&b);
-        st = qk_ptq_mixed_precision(m, &x, c, pool, r);
+        if (st == QK_OK)
+            st = qk_ptq_mixed_precision(m, &x, c, pool, r);
     }
     qk_tensor_free(&x);
     return st;

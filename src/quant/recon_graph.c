@@ -490,8 +490,9 @@ qk_status qk_recon_collect(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int
     qk_value *in = &g->values[g->inputs[0]];
     int64_t done_n = 0;
     for (int64_t i = 0; i < qk_batcher_count(&bt) && st == QK_OK; i++) {
-        int64_t cnt = qk_batcher_get(&bt, i, qk_f32(&in->t), labels);
-        if ((st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
+        int64_t cnt;
+        if ((st = qk_batcher_get(&bt, i, qk_f32(&in->t), labels, &cnt)) != QK_OK ||
+            (st = qk_graph_set_batch(g, cnt)) != QK_OK || (st = qk_graph_forward(g)) != QK_OK)
             break;
         for (int j = 0; j < nv && st == QK_OK; j++) {
             const qk_tensor *x = &g->values[vals[j]].t;
@@ -551,8 +552,9 @@ qk_status qk_recon_fisher(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, int6
     qk_value *x = &s.g->values[s.in[0]], *lv = &s.g->values[s.aux], *ov = &s.g->values[s.out];
     int64_t done_n = 0;
     for (int64_t i = 0; i < qk_batcher_count(&bt) && st == QK_OK; i++) {
-        int64_t cnt = qk_batcher_get(&bt, i, qk_f32(&x->t), labels);
-        if ((st = qk_graph_set_batch(s.g, cnt)) != QK_OK)
+        int64_t cnt;
+        if ((st = qk_batcher_get(&bt, i, qk_f32(&x->t), labels, &cnt)) != QK_OK ||
+            (st = qk_graph_set_batch(s.g, cnt)) != QK_OK)
             break;
         int64_t *y = (int64_t *)lv->t.data, C = ov->t.ndim == 2 ? ov->t.dims[1] : 0;
         if (C < 1) {

@@ -67,8 +67,8 @@ qk_status qk_evaluate_agreement(qk_graph *ref, qk_graph *g, const qk_dataset *ds
         for (int64_t k = 0; k < m; k++)
             items[k] = start + k;
         qk_tensor *xr = &ref->values[ref->inputs[0]].t, *xg = &g->values[g->inputs[0]].t;
-        qk_dataset_fill(ds, &norm, items, m, qk_f32(xr), NULL, pool);
-        if ((st = qk_graph_set_batch(ref, m)) != QK_OK || (st = qk_graph_set_batch(g, m)) != QK_OK)
+        if ((st = qk_dataset_fill(ds, &norm, items, m, qk_f32(xr), NULL, pool)) != QK_OK ||
+            (st = qk_graph_set_batch(ref, m)) != QK_OK || (st = qk_graph_set_batch(g, m)) != QK_OK)
             break;
         memcpy(qk_f32(xg), qk_f32(xr), qk_tensor_bytes(xr));
         double t0 = qk_now();

@@ -160,8 +160,9 @@ static qk_status eval_run(qk_graph *g, int labels_v, const qk_dataset *ds, qk_no
         float *x = qk_f32(&in->t);
         for (int64_t k = 0; k < m; k++)
             items[k] = start + k;
-        qk_dataset_fill(ds, &norm, items, m, x, ybuf, g->exec.pool);
-        qk_status st = qk_graph_set_batch(g, m);
+        qk_status st = qk_dataset_fill(ds, &norm, items, m, x, ybuf, g->exec.pool);
+        if (st == QK_OK)
+            st = qk_graph_set_batch(g, m);
         double t0 = qk_now();
         if (st == QK_OK)
             st = qk_graph_forward(g);
@@ -377,8 +378,10 @@ static qk_status one_step(run *r, int64_t i, float *lr_out, double *compute)
     qk_graph *g = r->g;
     float *x = qk_f32(&g->values[g->inputs[0]].t);
     int64_t *y = g->values[r->at.labels].t.data;
-    int64_t m = qk_batcher_get(&r->bt, i, x, y);
-    qk_status st = qk_graph_set_batch(g, m);
+    int64_t m;
+    qk_status st = qk_batcher_get(&r->bt, i, x, y, &m);
+    if (st == QK_OK)
+        st = qk_graph_set_batch(g, m);
     if (st != QK_OK)
         return st;
     double t0 = qk_now();
@@ -466,7 +469,11 @@ static qk_status train_loop(run *r, const qk_dataset *test, qk_pool *pool, qk_tr
             if (r->s.ep_seen > 0)
                 res->train_loss = r->s.ep_loss_sum / (double)r->s.ep_seen;
             if (c->checkpoint && r->s.batch_in_epoch > 0) {
-                qk_status st = qk_ckpt_save(c->checkpoint, g, r->opt, &r->s);
+                /* as after a whole epoch (whose evaluation read the test images): no checkpoint
+                 * before the test data decoded (background decoding, data.h) */
+                qk_status st = test ? qk_dataset_wait(test, 0, test->n) : QK_OK;
+                if (st == QK_OK)
+                    st = qk_ckpt_save(c->checkpoint, g, r->opt, &r->s);
                 if (st != QK_OK)
                     return st;
             }

@@ -207,8 +207,9 @@ qk_status qk_qdq_compare(qk_graph *fake, qk_graph *real, const qk_dataset *ds, q
     int64_t nb = qk_batcher_count(&b), fc = 0, rc = 0;
     float *fx = qk_f32(&fake->values[fake->inputs[0]].t);
     for (int64_t bi = 0; bi < nb && st == QK_OK; bi++) {
-        int64_t m = qk_batcher_get(&b, bi, fx, lab);
-        if ((st = qk_graph_set_batch(fake, m)) != QK_OK || (st = qk_graph_set_batch(real, m)) != QK_OK)
+        int64_t m;
+        if ((st = qk_batcher_get(&b, bi, fx, lab, &m)) != QK_OK || (st = qk_graph_set_batch(fake, m)) != QK_OK ||
+            (st = qk_graph_set_batch(real, m)) != QK_OK)
             break;
         memcpy(real->values[real->inputs[0]].t.data, fx, qk_tensor_bytes(&fake->values[fake->inputs[0]].t));
         if ((st = qk_graph_forward(fake)) != QK_OK || (st = qk_graph_forward(real)) != QK_OK)
