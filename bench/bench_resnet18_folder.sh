@@ -64,11 +64,14 @@ for B in tensorrt fbgemm snpe; do
   if [ -d node_modules/onnxruntime-node ]; then
     build/qkit eval --model "$D/r18_$B.onnx" --data "$D/fm/test" --preds "$D/qk_$B.txt" --threads $THREADS >/dev/null
     rm -rf "$D/ort_$B"; node tools/ort_run.js "$D/r18_$B.onnx" "$D/test_x.pb" --out "$D/ort_$B" --threads $THREADS >/dev/null
-    $PY - "$D/ort_$B/output_0.pb" "$D/qk_$B.txt" $B <<'PYEOF'
-import sys, numpy as np, onnx, onnx.numpy_helper as nh
+    $PY - "$D/ort_$B/output_0.pb" "$D/qk_$B.txt" $B "$D/fm/test" <<'PYEOF'
+import os, sys, numpy as np, onnx, onnx.numpy_helper as nh
 t = onnx.TensorProto(); t.ParseFromString(open(sys.argv[1], "rb").read())
 o = nh.to_array(t).argmax(1); q = np.loadtxt(sys.argv[2], dtype=int)
-print("  %s: ONNX Runtime vs qkit fake-quant predictions agree on %.2f%% of %d images" % (sys.argv[3], 100.0 * (o == q).mean(), len(q)))
+root = sys.argv[4]  # labels in ImageFolder order: sorted classes, sorted files
+y = np.concatenate([np.full(len(os.listdir(os.path.join(root, c))), i) for i, c in enumerate(sorted(os.listdir(root)))])
+print("  %s: ONNX Runtime on the QDQ file top-1 %.2f%%, qkit fake quant %.2f%%; predictions agree on %.2f%% of %d images"
+      % (sys.argv[3], 100.0 * (o == y).mean(), 100.0 * (q == y).mean(), 100.0 * (o == q).mean(), len(q)))
 PYEOF
   fi
 done
