@@ -3,8 +3,9 @@
  * tensorrt `qkit eval --compare` shows a gap <= 0.1 points; resnet8 at
  * W8A8 tensorrt stays within 2 points of its PTQ start; --resume
  * continues bit-identically; the divergence guard rolls back and recovers,
- * or fails after 3 rollbacks writing nothing; the CLI refuses bad input
- * with exit 2 and writes nothing. Skips (passing) without the data. */
+ * or fails after 3 rollbacks writing nothing; --observer picks the
+ * calibration the quantizers start from (the PTQ start of `qkit ptq
+ * --observer`); the CLI refuses bad input with exit 2 and writes nothing. Skips (passing) without the data. */
 #include "qkit/onnx.h"
 #include "qkit/registry.h"
 #include "qkit/qat.h"
@@ -527,12 +528,42 @@ static void test_cli(void)
         { "--backend academic --algo lsq --w-algo pact", "activation clipping" },
         { "--backend vitis --algo tqt --bn-fold 2", "quantizes the bias" },
         { "--backend academic --kd-w 2", "need --teacher" },
+        { "--backend academic --observer bogus", "unknown observer" },
+        { "--backend academic --w-observer bogus", "unknown observer" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         unlink(o);
         int rc = q("qat --model models/lenet.onnx %s --out %s", bad[i].args, o);
         QT_CHECK(rc == 2 && has(bad[i].msg) && !exists(o), "qkit qat %s: rc %d, output: %s", bad[i].args, rc, out);
     }
+    /* --observer: the calibration that initialises the quantizers is the one of `qkit ptq --observer`
+     * (same PTQ start), a different start from the profile's minmax, and it is in the JSON and the file */
+    double start[3] = { -1, -1, -1 };
+    for (int k = 0; k < 3; k++) {
+        static const char *const cmd[3] = {
+            "qat --model models/lenet.onnx --backend academic --wbits 4 --abits 4 --observer mse --epochs 1 "
+            "--epoch-steps 2 --batch 64 --calib 128 --limit 1000 --threads 2 --json --out %s",
+            "qat --model models/lenet.onnx --backend academic --wbits 4 --abits 4 --epochs 1 "
+            "--epoch-steps 2 --batch 64 --calib 128 --limit 1000 --threads 2 --json --out %s",
+            "ptq --model models/lenet.onnx --backend academic --wbits 4 --abits 4 --observer mse --no-fp32 "
+            "--calib 128 --limit 1000 --threads 2 --json --out %s",
+        };
+        unlink(o);
+        int orc = q(cmd[k], o);
+        const char *sp = strstr(out, k < 2 ? "\"ptq_top1\": " : "\"top1\": ");
+        QT_CHECK(orc == 0 && sp && exists(o) && has(k == 1 ? "\"a_observer\": \"minmax\"" : "\"a_observer\": \"mse\""),
+                 "%s: rc %d: %s", cmd[k], orc, out);
+        start[k] = sp ? atof(sp + (k < 2 ? 12 : 8)) : -1;
+        if (k == 0) {
+            qk_graph *g = NULL;
+            QT_OK(qk_onnx_load(o, &g));
+            const char *ao = g ? qk_graph_get_meta(g, "qkit.a_observer") : NULL;
+            QT_CHECK(ao && strcmp(ao, "mse") == 0, "qat --observer mse: qkit.a_observer %s", ao ? ao : "(none)");
+            qk_graph_destroy(g);
+        }
+    }
+    QT_CHECK(start[0] == start[2] && start[0] != start[1], "PTQ start: qat --observer mse %.4f, ptq --observer mse "
+             "%.4f, qat (minmax) %.4f", start[0], start[2], start[1]);
     int rc = q("qat --model models/lenet.onnx --backend academic --algo pact --wbits 4 --abits 4 --dry-run");
     QT_CHECK(rc == 0 && has("QAT: weights lsq, activations pact"), "dry run: %s", out);
     /* W8A8 tensorrt: the QDQ file deploys; fake vs integer gap <= 0.1 points */

@@ -24,6 +24,10 @@ static const cli_opt opts[] = {
     { "calib", "N", "calibration images for the PTQ start (default 512)", 0 },
     { "epoch-steps", "N", "cap every epoch at N steps; the schedule spans epochs*N", 0 },
     { "seed", "S", "shuffling and augmentation seed (default 1)", 0 },
+    { "observer", "NAME", "activation observer of the calibration that initialises the activation quantizers "
+      "(default: the profile's; academic: minmax): minmax, ema, mavg-absmax, percentile, mse, kl, aciq-laplace, "
+      "aciq-gauss, nsigma, pot-mse, pot-kl", 0 },
+    { "w-observer", "NAME", "weight observer of that calibration (default: the profile's, usually minmax)", 0 },
     { "paper-init", NULL, "weight scales by the papers' rules (lsq: 2 mean|w|/sqrt(Qp)) instead of the calibration", 0 },
     { "bn-fold", "N", "BN folding strategy (docs/ALGORITHMS.md 6; default: the profile's): 0 fold once before "
       "QAT; 1 fold with frozen running stats; 2 fold with batch stats (two passes); 3 fold with running stats and "
@@ -105,6 +109,11 @@ static int run(cli_args *a)
     c.ptq.abits = (int)abits;
     c.ptq.first_last_bits = (int)flb;
     c.ptq.per_tensor_weights = cli_flag(a, "per-tensor");
+    c.ptq.a_observer = cli_get(a, "observer");
+    c.ptq.w_observer = cli_get(a, "w-observer");
+    if (cli_observer_check("qat", "observer", c.ptq.a_observer) ||
+        cli_observer_check("qat", "w-observer", c.ptq.w_observer))
+        return 2;
     if (qk_backend_qparams(c.ptq.backend, c.ptq.wbits, c.ptq.abits, NULL, NULL) != QK_OK)
         return cli_usage_error("qat", "%s", qk_last_error());
     c.train.epochs = (int)epochs;
@@ -230,6 +239,8 @@ static int run(cli_args *a)
         cli_json_str(&j, "w_algo", wa);
         cli_json_int(&j, "wbits", wbits ? wbits : 8);
         cli_json_int(&j, "abits", abits ? abits : c.ptq.backend->abits_default);
+        cli_json_str(&j, "a_observer", c.ptq.a_observer ? c.ptq.a_observer : c.ptq.backend->a_observer);
+        cli_json_str(&j, "w_observer", c.ptq.w_observer ? c.ptq.w_observer : c.ptq.backend->w_observer);
         cli_json_int(&j, "epochs", res.train.epochs_done);
         cli_json_int(&j, "steps", res.train.steps);
         cli_json_num(&j, "lr", res.lr);
