@@ -209,7 +209,12 @@ static qk_status run_qat(const qk_bench_config *c, const qk_bench_cell *cell, co
         qk_graph_destroy(g);
     if (st != QK_OK)
         return refused(st, o) ? QK_OK : st;
-    /* The calibrated ranges QAT starts from: the same PTQ on a second copy. */
+    /* The calibrated ranges QAT starts from: the same PTQ on a second copy, with
+     * the observers QAT resolved (mse for low-bit activations on academic). */
+    qk_ptq_result pi;
+    qk_ptq_result_get(qk_qat_qmodel(q), &pi);
+    qc.ptq.a_observer = pi.a_observer;
+    qc.ptq.w_observer = pi.w_observer;
     qk_graph *g2 = NULL;
     qk_qmodel *m2 = NULL;
     qk_bench_clip *start = NULL;

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "qkit/data.h"
 #include "qkit/graph.h"
+#include "qkit/quant.h"
 
 #include <errno.h>
 #include <math.h>
@@ -40,6 +41,22 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, " (see `qkit %s --help`)\n", cmd);
     va_end(ap);
     return 2;
+}
+
+int cli_observer_check(const char *cmd, const char *opt, const char *name)
+{
+    if (!name)
+        return 0;
+    const char *const *names = qk_observer_names();
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 0;
+    char list[512];
+    size_t n = 0;
+    list[0] = 0;
+    for (int i = 0; names[i] && n < sizeof list; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
+    return cli_usage_error(cmd, "--%s '%s': unknown observer; valid: %s", opt, name, list);
 }
 
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *a)

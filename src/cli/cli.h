@@ -50,6 +50,9 @@ int cli_double(const cli_args *a, const char *name, double dflt, double lo, doub
 int cli_fail(const char *cmd, qk_status st);
 /* Usage error: returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An observer name (NULL: none given) against qk_observer_names(): 0, or the
+ * usage error "--OPT 'NAME': unknown observer; valid: ..." and 2. */
+int cli_observer_check(const char *cmd, const char *opt, const char *name);
 
 /* Data options (cli_data.c), one definition for eval, ptq and qat. */
 #define CLI_DATA_OPTS \

@@ -193,22 +193,9 @@ static int run(cli_args *a)
         return cli_usage_error("ptq", "%s", qk_last_error());
     c.a_observer = cli_get(a, "observer");
     c.w_observer = cli_get(a, "w-observer");
-    for (int k = 0; k < 2; k++) { /* options are checked before any long work */
-        const char *want = k ? c.w_observer : c.a_observer;
-        const char *const *names = qk_observer_names();
-        int found = !want;
-        for (int i = 0; names[i] && !found; i++)
-            found = strcmp(names[i], want) == 0;
-        if (!found) {
-            char list[512];
-            size_t n = 0;
-            list[0] = 0;
-            for (int i = 0; names[i] && n < sizeof list; i++)
-                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
-            return cli_usage_error("ptq", "--%s '%s': unknown observer; valid: %s", k ? "w-observer" : "observer",
-                                   want, list);
-        }
-    }
+    /* options are checked before any long work */
+    if (cli_observer_check("ptq", "observer", c.a_observer) || cli_observer_check("ptq", "w-observer", c.w_observer))
+        return 2;
     c.first_last_bits = (int)flb;
     c.per_tensor_weights = cli_flag(a, "per-tensor");
     c.bias_correct = cli_flag(a, "bias-correct");

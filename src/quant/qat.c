@@ -21,6 +21,7 @@ struct qk_qat {
     qk_qat_algo w_algo;
     qk_norm norm;
     int calibrated, installed, finished;
+    int diverged; /* the last qk_qat_train failed with QK_ERR_NUMERIC: nothing is written */
     qk_qat_report *report; /* c.report: per-epoch statistics */
     qk_qat_bn *bn;         /* bn_fold 1-4: the folded pairs and their training form */
 };
@@ -216,7 +217,11 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
     q->c = *c;
     q->w_algo = wa;
     q->bn = bn;
-    if ((st = qk_ptq_prepare(g, &c->ptq, &q->m)) != QK_OK) {
+    /* Low-bit activations start from the MSE-optimal clip where the profile would
+     * take min-max (QK_QAT_A_OBSERVER_LOW). */
+    if (!q->c.ptq.a_observer && aq.bits <= QK_QAT_LOW_ABITS && strcmp(b->a_observer, "minmax") == 0)
+        q->c.ptq.a_observer = QK_QAT_A_OBSERVER_LOW;
+    if ((st = qk_ptq_prepare(g, &q->c.ptq, &q->m)) != QK_OK) {
         qk_qat_bn_free_(bn);
         qk_free(q);
         return st;
@@ -606,8 +611,12 @@ static qk_status finish_site(qk_qat *q, int s)
     return st;
 }
 
+void qk_qat_set_diverged_(qk_qat *q, int diverged) { q->diverged = diverged; }
+
 qk_status qk_qat_finish(qk_qat *q)
 {
+    if (q->diverged) /* its values may be finite yet meaningless */
+        return qk_error(QK_ERR_NUMERIC, "QAT: training diverged; no model is converted or written from it");
     if (q->finished)
         return QK_OK;
     if (!q->installed)

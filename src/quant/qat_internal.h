@@ -164,6 +164,7 @@ qk_status qk_qat_widen_(qk_graph *g, int K, int *n_widened);
 
 /* Session internals shared by qat.c (owner of struct qk_qat) and qat_train.c. */
 qk_status qk_qat_install_(qk_qat *q);                 /* learnable quantizers in place (once) */
+void qk_qat_set_diverged_(qk_qat *q, int diverged);   /* 1: the last training failed numerically */
 const qk_qat_config *qk_qat_config_(const qk_qat *q);
 qk_norm qk_qat_norm_(const qk_qat *q);                /* from the calibration call */
 /* "backend=B wbits=W abits=A algo=X w_algo=Y": what a checkpoint must match. */

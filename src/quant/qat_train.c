@@ -366,5 +366,6 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
     }
     r->lr_scale = gd.lr_scale;
     r->lr = c->train.lr;
+    qk_qat_set_diverged_(q, st == QK_ERR_NUMERIC);
     return st;
 }
