@@ -222,7 +222,15 @@ static qk_status add_layer(prep *p, int k, int s, int axis)
     memset(L, 0, sizeof *L);
     L->node = k;
     L->w_site = s;
-    L->a_site = p->site_of[n->in[0]];
+    /* the input's quantizer; an input on an upstream quantizer's grid (a MaxPool, Flatten, ...
+       of a quantized value, which passes its codes through) has that one */
+    const qk_graph *g = m->g;
+    int v = n->in[0];
+    for (int hop = 0; v >= 0 && p->site_of[v] < 0 && p->inherit[v] && hop < g->n_nodes; hop++) {
+        int pr = g->values[v].producer;
+        v = pr >= 0 && g->nodes[pr].n_in > 0 ? g->nodes[pr].in[0] : -1;
+    }
+    L->a_site = v >= 0 ? p->site_of[v] : -1;
     L->w_axis = axis;
     L->n_out = m->g->values[n->in[1]].t.dims[axis];
     m->sites[s].layer = m->n_layers++;
