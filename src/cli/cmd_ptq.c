@@ -395,12 +395,19 @@ static int run(cli_args *a)
         goto fail;
     qk_ptq_result r; /* what the library decided (the effective configuration) and its time */
     qk_ptq_result_get(m, &r);
-    /* quantizers with no QDQ form (16-bit, log code) stay float in the file: say so */
-    int in_file = out ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers;
-    if (out && in_file < r.n_quantizers)
+    /* quantizers with no QDQ form (16-bit, log code) stay float in the file: say so; quantized
+       biases (vitis) are no DequantizeLinear either, but stored already fake-quantized */
+    int in_file = out ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers, n_bias = 0;
+    {
+        const qk_qsite *sites;
+        int ns = qk_qmodel_sites(m, &sites);
+        for (int s = 0; s < ns; s++)
+            n_bias += sites[s].is_weight && sites[s].layer < 0;
+    }
+    if (out && in_file + n_bias < r.n_quantizers)
         fprintf(stderr, "qkit ptq: note: %d of the %d quantizers (%s) have no QDQ form in ONNX opset 13 and are "
                 "kept in float in %s%s; qkit's accuracy below simulates them, the file does not, and "
-                "`qkit export` refuses it\n", r.n_quantizers - in_file, r.n_quantizers,
+                "`qkit export` refuses it\n", r.n_quantizers - n_bias - in_file, r.n_quantizers,
                 r.abits > 8 ? "activations over 8 bits" : "logarithmic code", out,
                 r.abits > 8 ? "" : " (weights stored fake-quantized)");
     if (json) {
