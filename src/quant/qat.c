@@ -29,6 +29,8 @@ void qk_qat_config_default(qk_qat_config *c)
 {
     memset(c, 0, sizeof *c);
     qk_ptq_config_default(&c->ptq);
+    c->ptq.cle = -1; /* PTQ passes, also where the profile's PTQ recipe has them: QAT trains */
+    c->ptq.bias_correct = -1;
     c->algo = QK_QAT_LSQ;
     c->w_algo = -1;
     c->calib = 512;
@@ -72,7 +74,7 @@ static qk_status check_deployable(const qk_qat_config *c, const qk_backend *b, c
                         p->first_last_bits);
     if (p->hooks)
         return qk_error(QK_ERR_UNSUPPORTED, "QAT does not run custom quantizer hooks");
-    if (p->bit_alloc || p->bias_correct)
+    if (p->bit_alloc || p->bias_correct > 0)
         return qk_error(QK_ERR_UNSUPPORTED, "QAT learns its own ranges: bit allocation and bias correction are "
                         "PTQ passes");
     if (is_pact(wa))
@@ -201,6 +203,11 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
     }
+    if (c->ptq.cle > 0 || c->ptq.cle_relu6) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_UNSUPPORTED, "QAT: cross-layer equalization is a PTQ pass (qk_ptq_config.cle); "
+                        "equalize the float model first (qk_cle_apply) to train from it");
+    }
     int n_folded = 0;
     qk_qat_bn *bn = NULL;
     if ((st = apply_bn_fold(g, c, b, &n_folded, &bn)) != QK_OK) {
@@ -216,7 +223,10 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
     q->c = *c;
     q->w_algo = wa;
     q->bn = bn;
-    if ((st = qk_ptq_prepare(g, &c->ptq, &q->m)) != QK_OK) {
+    qk_ptq_config pc = c->ptq;
+    pc.cle = -1; /* also where the profile's PTQ default has them (0) */
+    pc.bias_correct = -1;
+    if ((st = qk_ptq_prepare(g, &pc, &q->m)) != QK_OK) {
         qk_qat_bn_free_(bn);
         qk_free(q);
         return st;
