@@ -217,9 +217,9 @@ static void recon_rows(void)
     /* mixed precision: skipped (with the library's reason) on a profile with one weight width or a
      * budget below its lowest; `budget` is the mp row's own key */
     write_file("mp.yaml", "models: [lenet]\ncalib: 32\nlimit: 50\nalgorithms: [{name: mp, budget: 5}, "
-               "{name: mp, label: mp1, budget: 1}]\nbackends: [academic, tensorrt]\nbits: [W8A8]\n");
-    QT_CHECK(q("bench --config %s/mp.yaml --out %s/mp --threads 1", dir, dir) == 0 && has("1 ok") &&
-                 has("3 skipped"), "mp cells: %s", out);
+               "{name: mp, label: mp1, budget: 1}]\nbackends: [academic, tensorrt, tvm]\nbits: [W8A8]\n");
+    QT_CHECK(q("bench --config %s/mp.yaml --out %s/mp --threads 1", dir, dir) == 0 && has("2 ok") &&
+                 has("4 skipped"), "mp cells (tvm: its default bias correction gives way): %s", out);
     char pm[512];
     snprintf(pm, sizeof pm, "%s/mp/results.jsonl", dir);
     char *rm = slurp(pm);

@@ -76,7 +76,8 @@ int main(void)
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/pot%d.onnx", tmp, i);
         rc = q("ptq --model %s %s --calib 64 --data %s --out %s --no-fp32", model, pot[i], data, p);
-        QT_CHECK(rc == 0, "ptq %s: rc %d %s", pot[i], rc, out);
+        /* vitis's quantized biases are stored fake-quantized: no "kept in float" note for them */
+        QT_CHECK(rc == 0 && !has("no QDQ form"), "ptq %s: rc %d %s", pot[i], rc, out);
         rc = q("info --model %s", p);
         QT_CHECK(rc == 0 && has("qkit.rounding = half_up"), "%s: metadata qkit.rounding: %s", pot[i], out);
         rc = q("eval --model %s --data %s --compare --json", p, data);

@@ -4,7 +4,11 @@
  * errors (missing --model, unknown backend or observer, a width the backend
  * cannot do, --calib beyond the training split, --exclude of a missing node,
  * activation bit allocation with --out, an already quantized model): each a
- * clear message, the right exit code and no output file. */
+ * clear message, the right exit code and no output file; the profiles'
+ * default recipes (vitis: cross-layer equalization, tvm: bias correction)
+ * shown by `qkit backends`, --dry-run and --json, applied (file metadata),
+ * switched off (--no-cle, --no-bias-correct), replaced by --recon and
+ * --mp-budget, and contradicting flags refused (exit 2). */
 #include "qkit/onnx.h"
 #include "qkit/zoo.h"
 #include "qt.h"
@@ -88,6 +92,61 @@ int main(void)
         QT_CHECK(rc == 0 && has("top-1"), "eval --real of the reconstructed file: rc %d %s", rc, out);
         remove(qdq);
     }
+    /* the profiles' default recipes: shown by backends, --dry-run and --json, applied, switched off */
+    rc = q("backends --json");
+    QT_CHECK(rc == 0 && has("\"name\": \"vitis\"") && has("\"cle\": true") && has("\"bias_correct\": true"),
+             "backends --json: the default passes: rc %d %s", rc, out);
+    rc = q("backends");
+    QT_CHECK(rc == 0 && has("--no-cle: off") && has("--no-bias-correct: off"), "backends text: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend vitis --dry-run --json", model);
+    QT_CHECK(rc == 0 && has("\"cle\": true") && has("\"cle_pairs\": ") && has("\"bias_correct\": false"),
+             "vitis dry run: default cle: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend vitis --dry-run", model);
+    QT_CHECK(rc == 0 && has("cross-layer equalization on (the profile's default"), "vitis plan: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend vitis --no-cle --dry-run --json", model);
+    QT_CHECK(rc == 0 && has("\"cle\": false") && !has("cle_pairs"), "vitis --no-cle: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend vitis --no-cle --dry-run", model);
+    QT_CHECK(rc == 0 && has("switched off; the profile's default is on"), "vitis --no-cle plan: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tvm --dry-run --json", model);
+    QT_CHECK(rc == 0 && has("\"cle\": false") && has("\"bias_correct\": true"), "tvm dry run: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tensorrt --dry-run --json", model);
+    QT_CHECK(rc == 0 && has("\"cle\": false") && has("\"bias_correct\": false"), "tensorrt dry run: rc %d %s", rc,
+             out);
+    rc = q("ptq --model %s --backend vitis --no-cle --cle --dry-run", model);
+    QT_CHECK(rc == 2 && has("--no-cle") && has("choose one"), "--no-cle --cle: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend vitis --no-cle --cle-relu6 --dry-run", model);
+    QT_CHECK(rc == 2 && has("--cle-relu6") && has("choose one"), "--no-cle --cle-relu6: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tvm --bias-correct --no-bias-correct --dry-run", model);
+    QT_CHECK(rc == 2 && has("--no-bias-correct") && has("choose one"), "both bias flags: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tvm --bias-correct --recon adaround --data %s --out %s", model, data, qdq);
+    QT_CHECK(rc == 2 && has("--bias-correct") && !exists(qdq), "--recon --bias-correct on tvm: rc %d %s", rc, out);
+    /* applied: the file says so (metadata), --json reports it */
+    rc = q("ptq --model %s --backend vitis --calib 32 --limit 32 --data %s --out %s --json", model, data, qdq);
+    QT_CHECK(rc == 0 && has("\"cle\": true") && exists(qdq), "vitis default run: rc %d %s", rc, out);
+    rc = q("info --model %s", qdq);
+    QT_CHECK(rc == 0 && has("qkit.cle = 1"), "vitis file: metadata qkit.cle: rc %d %s", rc, out);
+    remove(qdq);
+    rc = q("ptq --model %s --backend vitis --no-cle --calib 32 --limit 32 --data %s --out %s --json", model, data, qdq);
+    QT_CHECK(rc == 0 && has("\"cle\": false") && exists(qdq), "vitis --no-cle run: rc %d %s", rc, out);
+    rc = q("info --model %s", qdq);
+    QT_CHECK(rc == 0 && !has("qkit.cle"), "vitis --no-cle file: no qkit.cle: rc %d %s", rc, out);
+    remove(qdq);
+    rc = q("ptq --model %s --backend tvm --calib 32 --limit 32 --data %s --out %s --json", model, data, qdq);
+    QT_CHECK(rc == 0 && has("\"bias_correct\": true") && exists(qdq), "tvm default run: rc %d %s", rc, out);
+    rc = q("info --model %s", qdq);
+    QT_CHECK(rc == 0 && has("qkit.bias_correct = 1"), "tvm file: metadata qkit.bias_correct: rc %d %s", rc, out);
+    remove(qdq);
+    /* a reconstruction or mixed precision asked replaces the default bias correction */
+    rc = q("ptq --model %s --backend tvm --recon adaround --recon-iters 5 --recon-batch 4 --calib 16 --limit 32 "
+           "--data %s --json", model, data);
+    QT_CHECK(rc == 0 && has("\"bias_correct\": false") && has("\"recon\": \"adaround\""),
+             "tvm --recon: no default bias correction: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tvm --mp-budget 6 --mp-images 8 --calib 16 --limit 32 --data %s --json", model,
+           data);
+    QT_CHECK(rc == 0 && has("\"bias_correct\": false"), "tvm --mp-budget: rc %d %s", rc, out);
+    rc = q("ptq --model %s --backend tvm --mp-budget 6 --bias-correct --calib 16 --data %s --json", model, data);
+    QT_CHECK(rc == 2 && has("--bias-correct"), "tvm --mp-budget --bias-correct: rc %d %s", rc, out);
+
     rc = q("ptq --model %s/missing.onnx --backend tensorrt", tmp);
     QT_CHECK(rc == 1 && has("missing.onnx"), "missing model file: rc %d %s", rc, out);
 

@@ -99,8 +99,9 @@ qk_status qk_analysis_write_html(const qk_analysis *a, const char *title, FILE *
 /* Rebuild a calibrated model from a QDQ file qkit wrote (ptq.h): prepares
  * float_g (ownership taken, destroyed on error too) with the file's
  * backend and widths (metadata "qkit.backend", "qkit.wbits",
- * "qkit.abits") and takes every quantizer's scale, zero point, range and
- * weight codes from the file; float initializers the file changed (bias
+ * "qkit.abits") and cross-layer equalization as the file had it
+ * ("qkit.cle", "qkit.cle_relu6"; none without the key), and takes every
+ * quantizer's scale, zero point, range and weight codes from the file; float initializers the file changed (bias
  * correction) are copied. A site the file keeps in float stays inactive.
  * Errors: QK_ERR_FORMAT (no qkit metadata, a site's parameters malformed). */
 qk_status qk_ptq_from_qdq(qk_graph *float_g, const qk_graph *qdq, qk_qmodel **out);

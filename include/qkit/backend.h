@@ -89,6 +89,10 @@ typedef struct qk_backend {
     const char *w_observer;  /* default weight observer */
     const char *a_observer;  /* default activation observer */
     qk_arith arith;
+    /* The rest of the profile's default PTQ recipe (qk_ptq_config's 0 means
+     * these; bench/RESULTS.md has the W8A8 measurements they were chosen from): */
+    int cle;                 /* 1: cross-layer equalization of the float model first (qk_cle_apply) */
+    int bias_correct;        /* 1: bias correction after calibration */
 } qk_backend;
 
 int qk_backend_count(void);

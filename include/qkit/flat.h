@@ -68,10 +68,13 @@ extern "C" {
  *   ptq:    backend NAME (required for qk_flat_ptq), wbits N, abits N,
  *           observer NAME (activations; also a_observer), w_observer NAME,
  *           first_last_bits N (-1: no override), reduce_range, per_tensor,
- *           bias_correct, bit_alloc none|w|a|wa, exclude NODE (each call adds
+ *           bias_correct (1/0; not set: the profile's default, replaced by
+ *           recon), bit_alloc none|w|a|wa, exclude NODE (each call adds
  *           one), images N (calibration images: default min(512, given);
- *           more than given is an error), cle, cle_relu6, recon
- *           none|adaround|qdrop, recon_iters N, recon_batch N, no_fp32
+ *           more than given is an error), cle (1: cross-layer equalization
+ *           first, 0: none; not set: the profile's default, qk_backend.cle),
+ *           cle_relu6, recon none|adaround|brecq|qdrop, recon_iters N,
+ *           recon_batch N, no_fp32
  *   data:   mean X[,Y,Z], std X[,Y,Z] (one or per channel), scale X, bgr,
  *           batch N (evaluation batch, default 256)
  *   eval:   real (the integer engine), arith fp32|gemmlowp|pot (with real),

@@ -60,7 +60,10 @@
  *  - metadata_props: "qkit.quantized" = "1", "qkit.backend" (profile name),
  *    "qkit.wbits", "qkit.abits", "qkit.w_observer", "qkit.a_observer",
  *    "qkit.arith" (qk_arith_name of the profile), "qkit.bit_alloc",
- *    "qkit.bias_correct", plus the float model's "qkit.norm.mean/std".
+ *    "qkit.bias_correct", plus the float model's "qkit.norm.mean/std";
+ *    "qkit.cle" = "1" when the float model was cross-layer equalized first
+ *    (and "qkit.cle_relu6" = "1" when its ReLU6 became ReLU), "qkit.recon"
+ *    = the reconstruction method when one ran.
  *  - "qkit.rounding" (only where the profile's engine rounds activations
  *    otherwise than ties to even: tvm, vitis = "half_up"): qkit's
  *    QuantizeLinear rounds so, which makes `qkit eval` of the file equal the
@@ -103,9 +106,15 @@ typedef struct qk_ptq_config {
     int bit_alloc;              /* QK_BITALLOC_W | QK_BITALLOC_A: ACIQ per-channel bit
                                    allocation at the average budget (bits <= 4 only) */
     int bias_correct;           /* correct quantized weights' per-channel mean/variance
-                                   and the layer output means (calibration data) */
+                                   and the layer output means (calibration data): 0 the
+                                   profile's default (qk_backend.bias_correct), 1 on, -1 off */
     const qk_quant_hooks *hooks;/* custom quantize / preprocess functions (NULL: none) */
     int verbose;
+    int cle;                    /* cross-layer equalization (qk_cle_apply, default options) of the
+                                   float graph at the start of prepare, before BN folding: 0 the
+                                   profile's default (qk_backend.cle), 1 on, -1 off */
+    int cle_relu6;              /* with CLE on: ReLU6 between equalized layers becomes ReLU first
+                                   (changes the float model); QK_ERR_ARG when CLE is off */
 } qk_ptq_config;
 
 void qk_ptq_config_default(qk_ptq_config *c);
@@ -156,7 +165,11 @@ typedef struct qk_ptq_result {
     int n_quantizers, n_weight_quantizers, n_act_quantizers;
     int n_folded;               /* BatchNormalization nodes folded into layers */
     int calibrated;
-    double seconds;             /* spent in prepare, calibrate, convert and save on m */
+    double seconds;             /* spent in prepare (cross-layer equalization included), calibrate,
+                                   reconstruct, convert and save on m */
+    int cle;                    /* 1: cross-layer equalization was applied (the profile's default or asked) */
+    int cle_pairs;              /* layer pairs it equalized */
+    int cle_relu6;              /* ReLU6 nodes it turned into ReLU (cle_relu6) */
 } qk_ptq_result;
 void qk_ptq_result_get(const qk_qmodel *m, qk_ptq_result *r);
 
@@ -182,10 +195,12 @@ qk_status qk_ptq_save_qdq(qk_qmodel *m, const char *path);
 /* ==== Cross-layer equalization and reconstruction (cle.c, recon.c) ====
  * Kept as one block; docs/ALGORITHMS.md §3.3 and §5. */
 
-/* Cross-layer equalization (data-free, Nagel et al. 2019) on a float graph,
- * before qk_ptq_prepare: for L1 -> [BatchNormalization] -> [Relu | Clip(0,
- * max)] -> L2 (Conv of any group, so depthwise too, or Gemm; initializer
- * weights; every value in between read once), channel i between them gets
+/* Cross-layer equalization (data-free, Nagel et al. 2019) on a float graph
+ * (qk_ptq_prepare runs it with the default options when qk_ptq_config.cle
+ * resolves on; a caller may also run it itself before prepare): for
+ * L1 -> [BatchNormalization] -> [Relu | Clip(0, max)] -> L2 (Conv of any
+ * group, so depthwise too, or Gemm; initializer weights; every value in
+ * between read once), channel i between them gets
  * s_i = sqrt(r1_i r2_i) / r2_i (r1: L1's output-channel range, BN scale
  * included; r2: L2's input-channel range): L1's channel (its BN's gamma and
  * beta when there is a BN, else the weight row and bias) is divided by s_i

@@ -121,7 +121,10 @@ typedef struct qk_qat_config {
     qk_ptq_config ptq;      /* backend (required), wbits, abits, observers, first_last_bits,
                                per_tensor_weights, exclude (as qkit ptq); a_observer NULL: the
                                profile's, but QK_QAT_A_OBSERVER_LOW (mse) for activations of 4 bits
-                               or fewer on a min-max profile */
+                               or fewer on a min-max profile; no cross-layer equalization or bias
+                               correction (the default sets ptq.cle and ptq.bias_correct to -1; 0,
+                               the profile's PTQ default, is taken as -1 too; 1 is
+                               QK_ERR_UNSUPPORTED) */
     qk_qat_algo algo;       /* activation algorithm (and weights unless w_algo >= 0) */
     int w_algo;             /* -1: algo (lsq for the activation-only pact methods) */
     int64_t calib;          /* calibration images (default 512) */

@@ -90,7 +90,8 @@ def _take_json(ptr):
 
 def backends(details=False):
     """Names of the backend profiles (details=True: a dict per profile with
-    summary, arith, wbits/abits ranges and default observers)."""
+    summary, arith, wbits/abits ranges and the default recipe: observers,
+    cle, bias_correct)."""
     out = ctypes.c_void_p()
     _check(lib.qk_flat_backends(ctypes.byref(out)))
     b = _take_json(out)["backends"]
@@ -370,6 +371,7 @@ def ptq(model, backend, calib, out=None, data=None, labels=None, layout="NCHW", 
     w_observer, first_last_bits, reduce_range, per_tensor, bias_correct,
     bit_alloc, exclude (a node name or a list), images, cle, cle_relu6,
     recon, recon_iters, recon_batch, no_fp32, mean, std, scale, bgr, batch.
+    cle and bias_correct not given (None): the profile's default recipe.
     Returns a dict of the resolved configuration and the figures."""
     path = _path(model)
     limit = int(options.get("images") or 512)

@@ -131,11 +131,13 @@ static qk_status run_ptq(const qk_bench_cell *cell, const qk_bench_entry *e, qk_
     pc.wbits = cell->wbits;
     pc.abits = cell->abits;
     pc.a_observer = row->a_observer;
-    pc.bias_correct = row->bias_correct;
     pc.bit_alloc = row->bit_alloc;
+    /* rows that ask for a pass switch it on; the others take the profile's default recipe,
+       except that a reconstruction or the mixed-precision search replaces a default bias
+       correction (as qkit ptq --recon / --mp-budget) */
+    pc.cle = row->cle ? 1 : 0;
+    pc.bias_correct = row->bias_correct ? 1 : (row->recon || row->mp) ? -1 : 0;
     qk_status st = row->ptq_apply ? row->ptq_apply(row, &pc) : QK_OK;
-    if (st == QK_OK && row->cle)
-        st = qk_cle_apply(g, NULL, NULL);
     qk_qmodel *m = NULL;
     if (st == QK_OK && (st = qk_ptq_config_check(&pc)) == QK_OK)
         st = qk_ptq_prepare(g, &pc, &m);

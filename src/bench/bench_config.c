@@ -310,9 +310,13 @@ static qk_status add_cell(pctx *p, const char *block, int mi, int ei, const qk_b
                      e->lr, (long long)e->calib, b->name, w, a, (unsigned long long)seed, (long long)c->calib,
                      (long long)c->limit, qk_bench_version());
     if (e->row->recon && k > 0 && (size_t)k < sizeof desc) /* (other rows keep their earlier hashes) */
-        snprintf(desc + k, sizeof desc - (size_t)k, "|iters %d", e->iters);
+        k += snprintf(desc + k, sizeof desc - (size_t)k, "|iters %d", e->iters);
     if (e->row->mp && k > 0 && (size_t)k < sizeof desc)
-        snprintf(desc + k, sizeof desc - (size_t)k, "|budget %.17g", e->budget);
+        k += snprintf(desc + k, sizeof desc - (size_t)k, "|budget %.17g", e->budget);
+    /* a profile whose default PTQ recipe has passes: its PTQ cells' results depend on them
+       (--resume reruns cells recorded before the default; other profiles keep their hashes) */
+    if (e->row->kind == QK_BENCH_PTQ && (b->cle || b->bias_correct) && k > 0 && (size_t)k < sizeof desc)
+        snprintf(desc + k, sizeof desc - (size_t)k, "|default cle %d bias-correct %d", b->cle, b->bias_correct);
     cell->hash = qk_bench_fnv(desc, strlen(desc), 0);
     return QK_OK;
 }

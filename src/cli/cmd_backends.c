@@ -44,6 +44,8 @@ static int run(cli_args *a)
             cli_json_int(&j, "abits_max", b->abits_max);
             cli_json_str(&j, "w_observer", b->w_observer);
             cli_json_str(&j, "a_observer", b->a_observer);
+            cli_json_bool(&j, "cle", b->cle);
+            cli_json_bool(&j, "bias_correct", b->bias_correct);
             cli_json_obj_end(&j);
         }
         cli_json_arr_end(&j);
@@ -65,8 +67,10 @@ static int run(cli_args *a)
     printf("\n");
     for (int i = 0; i < qk_backend_count(); i++) {
         const qk_backend *b = qk_backend_get(i);
-        printf("%-13s %s; add: %s; concat: %s; observers %s/%s\n", b->name, b->summary, qk_add_rule_name(b->add),
-               qk_concat_rule_name(b->concat), b->w_observer, b->a_observer);
+        printf("%-13s %s; add: %s; concat: %s; PTQ default: observers %s/%s%s%s\n", b->name, b->summary,
+               qk_add_rule_name(b->add), qk_concat_rule_name(b->concat), b->w_observer, b->a_observer,
+               b->cle ? ", cle (cross-layer equalization first; --no-cle: off)" : "",
+               b->bias_correct ? ", bias-correct (after calibration; --no-bias-correct: off)" : "");
     }
     return 0;
 }
@@ -75,7 +79,9 @@ const cli_cmd cli_cmd_backends = {
     "backends", "list the hardware backend profiles and their quantization schemes", "[options]",
     "Each profile is one entry of a table (src/quant/backend.c): the weight and\n"
     "activation quantizers, which op inputs/outputs are quantized, how Add and\n"
-    "Concat are handled, whether BN is folded, the bit-widths it can do and the\n"
-    "integer arithmetic of its requantization.",
+    "Concat are handled, whether BN is folded, the bit-widths it can do, the\n"
+    "integer arithmetic of its requantization and its default PTQ recipe (the\n"
+    "observers; cle where cross-layer equalization runs first, bias-correct where\n"
+    "bias correction follows the calibration).",
     opts, run
 };

@@ -22,10 +22,15 @@ static const cli_opt opts[] = {
       "mse, kl, aciq-laplace, aciq-gauss, nsigma, pot-mse, pot-kl", 0 },
     { "w-observer", "NAME", "weight observer (default: the profile's, usually minmax)", 0 },
     { "bit-alloc", "w|a|wa", "ACIQ per-channel bit allocation at the average width (4 bits or fewer)", 0 },
-    { "bias-correct", NULL, "correct quantized weights' per-channel variance and the layers' output means", 0 },
-    { "cle", NULL, "cross-layer equalization + bias absorption of the float model first (data-free)", 0 },
-    { "cle-relu6", NULL, "with --cle: turn ReLU6 between equalized layers into ReLU (changes the float model)", 0 },
-    { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround (per layer), brecq or qdrop (per block, activation steps learned too)", 0 },
+    { "bias-correct", NULL, "correct quantized weights' per-channel variance and the layers' output means (the "
+      "default of the profiles that `qkit backends` marks bias-correct)", 0 },
+    { "no-bias-correct", NULL, "no bias correction, also where the profile's default has it", 0 },
+    { "cle", NULL, "cross-layer equalization + bias absorption of the float model first (data-free; the default "
+      "of the profiles that `qkit backends` marks cle)", 0 },
+    { "no-cle", NULL, "no cross-layer equalization, also where the profile's default has it", 0 },
+    { "cle-relu6", NULL, "with cross-layer equalization (asked or the profile's): turn ReLU6 between equalized "
+      "layers into ReLU (changes the float model)", 0 },
+    { "recon", "METHOD", "reconstruct the weights' rounding on the calibration images: adaround (per layer), brecq or qdrop (per block, activation steps learned too); replaces a default bias correction", 0 },
     { "recon-iters", "N", "reconstruction iterations per layer or block (default: adaround 1000, brecq/qdrop 500)", 0 },
     { "recon-batch", "N", "reconstruction images per iteration (default 32)", 0 },
     { "calib", "N", "calibration images, the first N of the calibration data (default 512)", 0 },
@@ -155,6 +160,10 @@ static int dry_run(const qk_qmodel *m, const char *path, int json)
     cli_json_int(&j, "abits", r.abits);
     cli_json_str(&j, "w_observer", r.w_observer);
     cli_json_str(&j, "a_observer", r.a_observer);
+    cli_json_bool(&j, "cle", r.cle);
+    if (r.cle)
+        cli_json_int(&j, "cle_pairs", r.cle_pairs);
+    cli_json_bool(&j, "bias_correct", r.bias_correct);
     cli_json_int(&j, "quantizers", r.n_quantizers);
     cli_json_int(&j, "weight_quantizers", r.n_weight_quantizers);
     cli_json_int(&j, "activation_quantizers", r.n_act_quantizers);
@@ -197,8 +206,17 @@ static int run(cli_args *a)
     if (cli_observer_check("ptq", "observer", c.a_observer) || cli_observer_check("ptq", "w-observer", c.w_observer))
         return 2;
     c.first_last_bits = (int)flb;
+    if (cli_flag(a, "no-cle") && (cli_flag(a, "cle") || cli_flag(a, "cle-relu6")))
+        return cli_usage_error("ptq", "--no-cle with --%s: choose one", cli_flag(a, "cle") ? "cle" : "cle-relu6");
+    c.cle = cli_flag(a, "no-cle") ? -1 : cli_flag(a, "cle") ? 1 : 0;
+    c.cle_relu6 = cli_flag(a, "cle-relu6");
+    if (c.cle_relu6 && c.cle == 0 && !c.backend->cle)
+        c.cle = 1; /* --cle-relu6 alone asks for the equalization it modifies */
+    c.verbose = cli_flag(a, "verbose");
     c.per_tensor_weights = cli_flag(a, "per-tensor");
-    c.bias_correct = cli_flag(a, "bias-correct");
+    if (cli_flag(a, "bias-correct") && cli_flag(a, "no-bias-correct"))
+        return cli_usage_error("ptq", "--bias-correct with --no-bias-correct: choose one");
+    c.bias_correct = cli_flag(a, "bias-correct") ? 1 : cli_flag(a, "no-bias-correct") ? -1 : 0;
     const char *ba = cli_get(a, "bit-alloc");
     if (ba) {
         if (strcmp(ba, "w") == 0)
@@ -233,8 +251,10 @@ static int run(cli_args *a)
     if (rcfg.method && rbatch > calib)
         return cli_usage_error("ptq", "--recon-batch %lld: larger than the %lld calibration images (--calib)",
                                rbatch, calib);
-    if (rcfg.method && c.bias_correct)
+    if (rcfg.method && c.bias_correct > 0)
         return cli_usage_error("ptq", "--recon with --bias-correct: use one or the other");
+    if ((rcfg.method || mpb) && c.bias_correct == 0)
+        c.bias_correct = -1; /* reconstruction and mixed precision replace the profile's default bias correction */
     if (rcfg.method && c.hooks)
         return cli_usage_error("ptq", "--recon: custom quantize hooks leave no integer codes to reconstruct");
     rcfg.iters = (int)riters;
@@ -312,18 +332,7 @@ static int run(cli_args *a)
         goto fail;
     if (!dry && labelled && !cli_flag(a, "no-fp32") && (st = qk_evaluate(g, &tview, norm, 256, pool, &fr)) != QK_OK)
         goto fail;
-    if (cli_flag(a, "cle") || cli_flag(a, "cle-relu6")) {
-        qk_cle_options co;
-        qk_cle_options_default(&co);
-        co.relu6_to_relu = cli_flag(a, "cle-relu6");
-        qk_cle_result cr;
-        if ((st = qk_cle_apply(g, &co, &cr)) != QK_OK || (st = qk_graph_set_meta(g, "qkit.cle", "1")) != QK_OK)
-            goto fail;
-        if (cli_flag(a, "verbose"))
-            fprintf(stderr, "cle: %d layer pairs, %d sweeps, %d channels' biases absorbed, %d ReLU6 -> ReLU\n",
-                    cr.n_pairs, cr.n_iters, cr.n_absorbed, cr.n_relu6);
-    }
-    st = qk_ptq_prepare(g, &c, &m);
+    st = qk_ptq_prepare(g, &c, &m); /* cross-layer equalization, when on, happens here */
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK)
         goto fail;
@@ -373,12 +382,19 @@ static int run(cli_args *a)
         goto fail;
     qk_ptq_result r; /* what the library decided (the effective configuration) and its time */
     qk_ptq_result_get(m, &r);
-    /* quantizers with no QDQ form (16-bit, log code) stay float in the file: say so */
-    int in_file = out ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers;
-    if (out && in_file < r.n_quantizers)
+    /* quantizers with no QDQ form (16-bit, log code) stay float in the file: say so; quantized
+       biases (vitis) are no DequantizeLinear either, but stored already fake-quantized */
+    int in_file = out ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers, n_bias = 0;
+    {
+        const qk_qsite *sites;
+        int ns = qk_qmodel_sites(m, &sites);
+        for (int s = 0; s < ns; s++)
+            n_bias += sites[s].is_weight && sites[s].layer < 0;
+    }
+    if (out && in_file + n_bias < r.n_quantizers)
         fprintf(stderr, "qkit ptq: note: %d of the %d quantizers (%s) have no QDQ form in ONNX opset 13 and are "
                 "kept in float in %s%s; qkit's accuracy below simulates them, the file does not, and "
-                "`qkit export` refuses it\n", r.n_quantizers - in_file, r.n_quantizers,
+                "`qkit export` refuses it\n", r.n_quantizers - n_bias - in_file, r.n_quantizers,
                 r.abits > 8 ? "activations over 8 bits" : "logarithmic code", out,
                 r.abits > 8 ? "" : " (weights stored fake-quantized)");
     if (json) {
@@ -400,7 +416,9 @@ static int run(cli_args *a)
             cli_json_int(&j, "recon_layers", rr.n_layers);
             cli_json_num(&j, "recon_seconds", rr.seconds);
         }
-        cli_json_bool(&j, "cle", cli_flag(a, "cle") || cli_flag(a, "cle-relu6"));
+        cli_json_bool(&j, "cle", r.cle);
+        if (r.cle)
+            cli_json_int(&j, "cle_pairs", r.cle_pairs);
         cli_json_int(&j, "quantizers", r.n_quantizers);
         if (out)
             cli_json_int(&j, "quantizers_in_file", in_file);
@@ -429,8 +447,9 @@ static int run(cli_args *a)
         cli_json_int(&j, "threads", qk_pool_threads(pool));
         cli_json_end(&j);
     } else {
-        printf("backend %s, W%d A%d, observers %s/%s, %lld calibration images, %d quantizers (%.2f s)\n",
-               r.backend, r.wbits, r.abits, r.w_observer, r.a_observer, calib, r.n_quantizers, r.seconds);
+        printf("backend %s, W%d A%d, observers %s/%s%s, %lld calibration images, %d quantizers (%.2f s)\n",
+               r.backend, r.wbits, r.abits, r.w_observer, r.a_observer, r.cle ? ", cross-layer equalization" : "",
+               calib, r.n_quantizers, r.seconds);
         if (!labelled) {
             printf("quantized vs fp32 (no labels, %lld images): top-1 agreement %.2f%%, top-5 agreement %.2f%%, "
                    "output SQNR ", (long long)ag.images, 100 * ag.top1, 100 * ag.top5);

@@ -367,14 +367,20 @@ static qk_status flat_config(const qk_flat_opts *o, qk_graph *g, qk_ptq_config *
     c->per_tensor_weights = o->per_tensor;
     c->bias_correct = o->bias_correct;
     c->bit_alloc = o->bit_alloc;
+    c->cle = o->cle;
+    c->cle_relu6 = o->cle_relu6;
+    if (c->cle_relu6 && c->cle == 0 && !c->backend->cle)
+        c->cle = 1; /* cle_relu6 alone asks for the equalization it modifies, as --cle-relu6 */
     c->n_exclude = o->n_exclude;
     c->exclude = (const char *const *)o->exclude;
     for (int i = 0; i < o->n_exclude; i++)
         if (qk_graph_find_node(g, o->exclude[i]) < 0)
             return qk_error(QK_ERR_NOTFOUND, "ptq: exclude '%s': no node of that name (info()['ops'] and `qkit "
                             "info` list the model's nodes)", o->exclude[i]);
-    if (o->recon && o->bias_correct)
+    if (o->recon && o->bias_correct > 0)
         return qk_error(QK_ERR_ARG, "ptq: recon with bias_correct: use one or the other");
+    if (o->recon && c->bias_correct == 0)
+        c->bias_correct = -1; /* reconstruction replaces the profile's default bias correction */
     return QK_OK;
 }
 
@@ -442,14 +448,7 @@ qk_status qk_flat_ptq(const char *model_path, const qk_dataset *calib, const qk_
         if (labelled && !o->no_fp32 && (st = qk_evaluate(g, eval, enorm, o->batch, pool, &fr)) != QK_OK)
             goto done;
     }
-    if (o->cle || o->cle_relu6) {
-        qk_cle_options co;
-        qk_cle_options_default(&co);
-        co.relu6_to_relu = o->cle_relu6;
-        if ((st = qk_cle_apply(g, &co, NULL)) != QK_OK || (st = qk_graph_set_meta(g, "qkit.cle", "1")) != QK_OK)
-            goto done;
-    }
-    st = qk_ptq_prepare(g, &c, &m);
+    st = qk_ptq_prepare(g, &c, &m); /* with cross-layer equalization first when c.cle resolves on */
     g = NULL; /* owned by m (or destroyed) */
     if (st != QK_OK || (st = qk_ptq_calibrate(m, calib, cnorm, n, pool, NULL, NULL)) != QK_OK)
         goto done;
@@ -489,7 +488,9 @@ qk_status qk_flat_ptq(const char *model_path, const qk_dataset *calib, const qk_
     jw_int(&j, "activation_quantizers", r.n_act_quantizers);
     jw_int(&j, "folded_bn", r.n_folded);
     jw_int(&j, "quantizers_in_file", out_path ? dq_count(qk_qmodel_graph(m)) : r.n_quantizers);
-    jw_bool(&j, "cle", o->cle || o->cle_relu6);
+    jw_bool(&j, "cle", r.cle);
+    if (r.cle)
+        jw_int(&j, "cle_pairs", r.cle_pairs);
     if (o->recon) {
         jw_str(&j, "recon", qk_recon_method_name(o->recon));
         jw_int(&j, "recon_layers", rr.n_layers);
@@ -628,6 +629,8 @@ qk_status qk_flat_backends(char **json)
         jw_end(&j, ']');
         jw_str(&j, "w_observer", b->w_observer);
         jw_str(&j, "a_observer", b->a_observer);
+        jw_bool(&j, "cle", b->cle);
+        jw_bool(&j, "bias_correct", b->bias_correct);
         jw_end(&j, '}');
     }
     jw_end(&j, ']');

@@ -13,11 +13,13 @@ struct qk_flat_opts {
     const qk_backend *backend;
     int wbits, abits, first_last_bits;
     const char *w_observer, *a_observer; /* point into qk_observer_names() */
-    int reduce_range, per_tensor, bias_correct, bit_alloc;
+    int reduce_range, per_tensor, bit_alloc;
+    int bias_correct;                    /* 1 on, -1 off, 0 (not set): the profile's default */
     int n_exclude;
     char *exclude[FLAT_MAX_EXCLUDE];
     int64_t images;
-    int cle, cle_relu6, no_fp32;
+    int cle;                             /* 1 on, -1 off, 0 (not set): the profile's default */
+    int cle_relu6, no_fp32;
     qk_recon_method recon;
     int recon_iters, recon_batch;
     /* data */

@@ -131,8 +131,10 @@ qk_status qk_flat_opts_set(qk_flat_opts *o, const char *key_in, const char *v)
         st = parse_flag(key, v, &o->reduce_range);
     } else if (!strcmp(key, "per_tensor")) {
         st = parse_flag(key, v, &o->per_tensor);
-    } else if (!strcmp(key, "bias_correct")) {
-        st = parse_flag(key, v, &o->bias_correct);
+    } else if (!strcmp(key, "bias_correct")) { /* as cle: 1 on, -1 off, 0 (not set) the profile's default */
+        int on;
+        if ((st = parse_flag(key, v, &on)) == QK_OK)
+            o->bias_correct = on ? 1 : -1;
     } else if (!strcmp(key, "bit_alloc")) {
         if (!strcmp(v, "none") || !strcmp(v, ""))
             o->bit_alloc = 0;
@@ -153,8 +155,10 @@ qk_status qk_flat_opts_set(qk_flat_opts *o, const char *key_in, const char *v)
     } else if (!strcmp(key, "images")) {
         if ((st = parse_int(key, v, 0, 1LL << 40, &x)) == QK_OK)
             o->images = x;
-    } else if (!strcmp(key, "cle")) {
-        st = parse_flag(key, v, &o->cle);
+    } else if (!strcmp(key, "cle")) { /* given: on (1) or off (-1); never set: the profile's default (0) */
+        int on;
+        if ((st = parse_flag(key, v, &on)) == QK_OK)
+            o->cle = on ? 1 : -1;
     } else if (!strcmp(key, "cle_relu6")) {
         st = parse_flag(key, v, &o->cle_relu6);
     } else if (!strcmp(key, "no_fp32")) {

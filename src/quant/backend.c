@@ -46,7 +46,7 @@ static const qk_backend table[] = {
       .weight = POT_SYM, .act = { .bits = 8, .is_signed = 1, .symmetric = 1, .pot = 1, .round = QK_ROUND_HALF_UP }, .cover = QK_COVER_ADD_POOL, .add = QK_ADD_QUANT,
       .concat = QK_CONCAT_REQUANT, .fold_bn = 1, .wbits_min = 2, .wbits_max = 8, .abits_min = 2,
       .abits_max = 8, .abits_default = 8, .w_observer = "pot-mse", .a_observer = "pot-mse",
-      .arith = QK_ARITH_POT },
+      .arith = QK_ARITH_POT, .bias_correct = 1 },
     { .name = "acl",
       .summary = "ARM Compute Library: int8 symmetric per-channel W, uint8 asymmetric per-tensor A, "
                  "only conv/fc quantized",
@@ -84,13 +84,13 @@ static const qk_backend table[] = {
       .weight = POT_SYM, .act = { .bits = 8, .is_signed = 1, .symmetric = 1, .pot = 1, .round = QK_ROUND_HALF_UP },
       .cover = QK_COVER_ALL, .add = QK_ADD_QUANT, .concat = QK_CONCAT_REQUANT, .fold_bn = 1,
       .quant_bias = 1, .wbits_min = 8, .wbits_max = 8, .abits_min = 8, .abits_max = 8, .abits_default = 8,
-      .w_observer = "pot-mse", .a_observer = "pot-mse", .arith = QK_ARITH_POT },
+      .w_observer = "pot-mse", .a_observer = "pot-mse", .arith = QK_ARITH_POT, .cle = 1 },
     { .name = "nnie",
       .summary = "HiSilicon NNIE: 8-bit logarithmic code on weights and conv/fc inputs (simulation only)",
       .weight = NNIE_LOG, .act = NNIE_LOG, .cover = QK_COVER_CONV_FC, .add = QK_ADD_FLOAT,
       .concat = QK_CONCAT_FLOAT, .fold_bn = 1, .wbits_min = 8, .wbits_max = 8, .abits_min = 8,
       .abits_max = 8, .abits_default = 8, .w_observer = "minmax", .a_observer = "minmax",
-      .arith = QK_ARITH_NONE },
+      .arith = QK_ARITH_NONE, .cle = 1 },
 };
 
 #define N_BACKENDS ((int)(sizeof table / sizeof table[0]))

@@ -222,7 +222,15 @@ static qk_status add_layer(prep *p, int k, int s, int axis)
     memset(L, 0, sizeof *L);
     L->node = k;
     L->w_site = s;
-    L->a_site = p->site_of[n->in[0]];
+    /* the input's quantizer; an input on an upstream quantizer's grid (a MaxPool, Flatten, ...
+       of a quantized value, which passes its codes through) has that one */
+    const qk_graph *g = m->g;
+    int v = n->in[0];
+    for (int hop = 0; v >= 0 && p->site_of[v] < 0 && p->inherit[v] && hop < g->n_nodes; hop++) {
+        int pr = g->values[v].producer;
+        v = pr >= 0 && g->nodes[pr].n_in > 0 ? g->nodes[pr].in[0] : -1;
+    }
+    L->a_site = v >= 0 ? p->site_of[v] : -1;
     L->w_axis = axis;
     L->n_out = m->g->values[n->in[1]].t.dims[axis];
     m->sites[s].layer = m->n_layers++;
@@ -620,8 +628,37 @@ qk_status qk_ptq_prepare(qk_graph *g, const qk_ptq_config *c, qk_qmodel **out)
     }
     m->cfg.exclude = NULL;
     m->cfg.n_exclude = 0;
+    if (c->cle < -1 || c->cle > 1 || c->bias_correct < -1 || c->bias_correct > 1) {
+        st = qk_error(QK_ERR_ARG, "prepare: %s %d: use 1 (on), -1 (off) or 0 (the profile's default)",
+                      c->cle < -1 || c->cle > 1 ? "cle" : "bias_correct",
+                      c->cle < -1 || c->cle > 1 ? c->cle : c->bias_correct);
+        goto fail;
+    }
+    /* the passes resolved: m->cfg holds 0/1 from here on */
+    m->cfg.bias_correct = c->bias_correct ? c->bias_correct > 0 : b->bias_correct != 0;
+    m->cle = c->cle ? c->cle > 0 : b->cle != 0;
+    if (c->cle_relu6 && !m->cle) {
+        st = qk_error(QK_ERR_ARG, "cle_relu6 (--cle-relu6) applies with cross-layer equalization, which is off "
+                      "(%s)", c->cle < 0 ? "switched off" : "not in the profile's default; ask for it");
+        goto fail;
+    }
     if ((st = qk_graph_own_params(g, NULL)) != QK_OK)
         goto fail;
+    if (m->cle) { /* the float model itself, before folding (BN scales are equalized with their conv) */
+        qk_cle_options co;
+        qk_cle_options_default(&co);
+        co.relu6_to_relu = c->cle_relu6 != 0;
+        qk_cle_result cr;
+        if ((st = qk_cle_apply(g, &co, &cr)) != QK_OK ||
+            (st = qk_graph_set_meta(g, "qkit.cle", "1")) != QK_OK ||
+            (co.relu6_to_relu && (st = qk_graph_set_meta(g, "qkit.cle_relu6", "1")) != QK_OK))
+            goto fail;
+        m->cle_pairs = cr.n_pairs;
+        m->cle_relu6 = cr.n_relu6;
+        if (c->verbose)
+            fprintf(stderr, "cle: %d layer pairs, %d sweeps, %d channels' biases absorbed, %d ReLU6 -> ReLU\n",
+                    cr.n_pairs, cr.n_iters, cr.n_absorbed, cr.n_relu6);
+    }
     if (b->fold_bn && (st = qk_fold_bn(g, &m->n_folded)) != QK_OK)
         goto fail;
     if ((st = qk_graph_sort(g)) != QK_OK)
@@ -726,6 +763,9 @@ void qk_ptq_result_get(const qk_qmodel *m, qk_ptq_result *r)
     r->n_folded = m->n_folded;
     r->calibrated = m->calibrated;
     r->seconds = m->seconds;
+    r->cle = m->cle;
+    r->cle_pairs = m->cle_pairs;
+    r->cle_relu6 = m->cle_relu6;
 }
 
 int qk_qmodel_sites(const qk_qmodel *m, const qk_qsite **sites)
@@ -828,6 +868,19 @@ void qk_ptq_print_plan(const qk_qmodel *m, FILE *f)
             qk_arith_name(b->arith));
     fprintf(f, "%d quantizers: %d weights (observer %s), %d activations (observer %s)\n", m->n_sites, nw,
             m->cfg.w_observer, na, m->cfg.a_observer);
+    /* the passes and where their setting came from (m->cfg.cle keeps the caller's value) */
+    fprintf(f, "passes: cross-layer equalization %s", m->cle ? "on" : "off");
+    if (m->cle)
+        fprintf(f, " (%s: %d layer pairs, %d ReLU6 -> ReLU)", m->cfg.cle > 0 ? "asked" : "the profile's default",
+                m->cle_pairs, m->cle_relu6);
+    else if (b->cle)
+        fprintf(f, " (switched off; the profile's default is on)");
+    fprintf(f, "; bias correction %s", m->cfg.bias_correct ? "on" : "off");
+    if (m->cfg.bias_correct != (b->bias_correct != 0))
+        fprintf(f, " (%s)", m->cfg.bias_correct ? "asked" : "switched off; the profile's default is on");
+    else if (m->cfg.bias_correct)
+        fprintf(f, " (the profile's default)");
+    fputc('\n', f);
     for (int s = 0; s < m->n_sites; s++) {
         const qk_qsite *t = &m->sites[s];
         char sch[96];

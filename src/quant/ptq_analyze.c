@@ -543,6 +543,11 @@ qk_status qk_ptq_from_qdq(qk_graph *float_g, const qk_graph *qdq, qk_qmodel **ou
     }
     c.wbits = meta_int(qdq, "qkit.wbits");
     c.abits = meta_int(qdq, "qkit.abits");
+    /* the float model the file was quantized from: equalized as it was (files
+       without the key were not), so the float reference matches the file */
+    c.cle = meta_int(qdq, "qkit.cle") ? 1 : -1;
+    c.cle_relu6 = c.cle > 0 && meta_int(qdq, "qkit.cle_relu6");
+    c.bias_correct = meta_int(qdq, "qkit.bias_correct") ? 1 : -1; /* (reported; its biases are copied below) */
     qk_qmodel *m;
     qk_status st = qk_ptq_prepare(float_g, &c, &m);
     if (st != QK_OK)

@@ -75,6 +75,7 @@ struct qk_qmodel {
     int calib_begun;         /* a calibration passed its argument checks (observers may hold its data) */
     int exported;            /* the graph now holds QuantizeLinear/DequantizeLinear */
     int first_last_bits;     /* resolved: the width of the first/last weighted layer, -1 none */
+    int cle, cle_pairs, cle_relu6; /* resolved: cross-layer equalization applied; its pairs, ReLU6 -> ReLU */
     double seconds;          /* spent in the PTQ calls on this model (qk_ptq_result) */
     char **exclude;
     int n_exclude;

@@ -62,7 +62,8 @@ qk_status qk_ptq_mp_check(const qk_qmodel *m, const qk_mp_config *c)
     if (m->cfg.bit_alloc & QK_BITALLOC_W)
         return qk_error(QK_ERR_UNSUPPORTED, "--mp-budget: not with per-channel weight bit allocation (--bit-alloc)");
     if (m->cfg.bias_correct)
-        return qk_error(QK_ERR_UNSUPPORTED, "--mp-budget: not with --bias-correct");
+        return qk_error(QK_ERR_UNSUPPORTED, "--mp-budget: not with --bias-correct (asked, or profile '%s''s "
+                        "default: bias_correct = -1 switches it off)", b->name);
     if (!(c->avg_bits > 0) && !(c->max_bytes > 0))
         return qk_error(QK_ERR_ARG, "--mp-budget: a positive average width or byte count is required");
     int w[16], n = mp_widths(m, c, w);

@@ -30,6 +30,8 @@ void qk_qat_config_default(qk_qat_config *c)
 {
     memset(c, 0, sizeof *c);
     qk_ptq_config_default(&c->ptq);
+    c->ptq.cle = -1; /* PTQ passes, also where the profile's PTQ recipe has them: QAT trains */
+    c->ptq.bias_correct = -1;
     c->algo = QK_QAT_LSQ;
     c->w_algo = -1;
     c->calib = 512;
@@ -73,7 +75,7 @@ static qk_status check_deployable(const qk_qat_config *c, const qk_backend *b, c
                         p->first_last_bits);
     if (p->hooks)
         return qk_error(QK_ERR_UNSUPPORTED, "QAT does not run custom quantizer hooks");
-    if (p->bit_alloc || p->bias_correct)
+    if (p->bit_alloc || p->bias_correct > 0)
         return qk_error(QK_ERR_UNSUPPORTED, "QAT learns its own ranges: bit allocation and bias correction are "
                         "PTQ passes");
     if (is_pact(wa))
@@ -202,6 +204,11 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
     }
+    if (c->ptq.cle > 0 || c->ptq.cle_relu6) {
+        qk_graph_destroy(g);
+        return qk_error(QK_ERR_UNSUPPORTED, "QAT: cross-layer equalization is a PTQ pass (qk_ptq_config.cle); "
+                        "equalize the float model first (qk_cle_apply) to train from it");
+    }
     int n_folded = 0;
     qk_qat_bn *bn = NULL;
     if ((st = apply_bn_fold(g, c, b, &n_folded, &bn)) != QK_OK) {
@@ -221,7 +228,10 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
      * take min-max (QK_QAT_A_OBSERVER_LOW). */
     if (!q->c.ptq.a_observer && aq.bits <= QK_QAT_LOW_ABITS && strcmp(b->a_observer, "minmax") == 0)
         q->c.ptq.a_observer = QK_QAT_A_OBSERVER_LOW;
-    if ((st = qk_ptq_prepare(g, &q->c.ptq, &q->m)) != QK_OK) {
+    qk_ptq_config pc = q->c.ptq;
+    pc.cle = -1; /* also where the profile's PTQ default has them (0) */
+    pc.bias_correct = -1;
+    if ((st = qk_ptq_prepare(g, &pc, &q->m)) != QK_OK) {
         qk_qat_bn_free_(bn);
         qk_free(q);
         return st;

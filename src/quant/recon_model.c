@@ -314,8 +314,9 @@ qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, i
     if (c->method != QK_RECON_ADAROUND && c->method != QK_RECON_QDROP && c->method != QK_RECON_BRECQ)
         return qk_error(QK_ERR_ARG, "reconstruction method %d unknown", (int)c->method);
     if (m->cfg.bias_correct)
-        return qk_error(QK_ERR_ARG, "--recon with --bias-correct: the corrected biases compensate nearest "
-                        "rounding; use one or the other");
+        return qk_error(QK_ERR_ARG, "--recon with --bias-correct (asked, or profile '%s''s default: "
+                        "bias_correct = -1 switches it off): the corrected biases compensate nearest rounding; use "
+                        "one or the other", m->cfg.backend->name);
     if (n < 1 || n > ds->n)
         return qk_error(QK_ERR_ARG, "reconstruction: %lld images asked, the set has %lld", (long long)n,
                         (long long)ds->n);

@@ -237,6 +237,29 @@ class TestQkit(unittest.TestCase):
         u = qkit.evaluate(LENET, Data.test_x[:1000], Data.test_y[:1000])
         self.assertLess(abs(u["top1"] - f["top1"]), 0.003)
 
+    def test_ptq_profile_default_recipe(self):
+        """cle / bias_correct not given: the profile's default; True / False override it."""
+        d = {b["name"]: b for b in qkit.backends(details=True)}
+        self.assertTrue(d["vitis"]["cle"])
+        self.assertTrue(d["tvm"]["bias_correct"])
+        self.assertFalse(d["tensorrt"]["cle"] or d["tensorrt"]["bias_correct"])
+        x = Data.train_x[:64]
+        r = qkit.ptq(LENET, "vitis", x)
+        self.assertTrue(r["cle"])
+        self.assertGreater(r["cle_pairs"], 0)
+        r = qkit.ptq(LENET, "vitis", x, cle=False)
+        self.assertFalse(r["cle"])
+        r = qkit.ptq(LENET, "tvm", x)
+        self.assertTrue(r["bias_correct"])
+        self.assertFalse(r["cle"])
+        r = qkit.ptq(LENET, "tvm", x, bias_correct=False, cle=True)
+        self.assertFalse(r["bias_correct"])
+        self.assertTrue(r["cle"])
+        r = qkit.ptq(LENET, "tvm", x, recon="adaround", recon_iters=5, recon_batch=8)
+        self.assertFalse(r["bias_correct"])   # replaced by the reconstruction
+        with self.assertRaises(qkit.Error):
+            qkit.ptq(LENET, "tvm", x, recon="adaround", bias_correct=True)
+
     def test_ptq_options_nhwc_agreement(self):
         x = np.ascontiguousarray(Data.train_x[:128].transpose(0, 2, 3, 1))  # NHWC
         r = qkit.ptq(LENET, "academic", x, layout="NHWC", wbits=4, abits=4, per_tensor=True,
