@@ -64,7 +64,10 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *a)
     memset(a, 0, sizeof *a);
     a->opts = cmd->opts;
     for (a->n = 0; cmd->opts[a->n].name; a->n++)
-        ;
+        if (a->n >= CLI_MAX_OPTS) {
+            fprintf(stderr, "qkit %s: internal error: more than %d options in the table\n", cmd->name, CLI_MAX_OPTS);
+            return 2;
+        }
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0)

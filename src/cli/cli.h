@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#define CLI_MAX_OPTS 48
+#define CLI_MAX_OPTS 96
 #define CLI_MAX_MULTI 64
 
 typedef struct cli_opt {
