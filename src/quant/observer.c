@@ -403,7 +403,7 @@ qk_status qk_observer_create(const char *name, const qk_qparams *p, const qk_obs
         return qk_error(QK_ERR_UNSUPPORTED, "observer '%s' is per tensor only (per-channel requested on axis %d)",
                         k->name, p->axis);
     if (k->needs_pot && (!p->pot || !p->symmetric))
-        return qk_error(QK_ERR_ARG, "observer '%s' needs a power-of-two symmetric quantizer (pot=1, symmetric=1)",
+        return qk_error(QK_ERR_UNSUPPORTED, "observer '%s' needs a power-of-two symmetric quantizer (pot=1, symmetric=1)",
                         k->name);
     qk_observer *o = qk_calloc(1, sizeof *o);
     if (!o)
