@@ -632,8 +632,18 @@ static void test_bad_input(void)
     QT_CHECK(qk_observer_range(o, &mn, &mx) == QK_ERR_STATE, "empty batch ignored");
     qk_tensor it = { QK_I32, 1, { 3 }, x, 0 };
     QT_CHECK(qk_observer_update(o, &it) == QK_ERR_ARG, "int input");
-    /* constant tensors for every observer: finite positive scale, no NaN */
+    /* lookup: every listed name is its own entry; an unknown one lists them */
     const char *const *names = qk_observer_names();
+    for (int k = 0; names[k]; k++) {
+        const char *c = NULL;
+        QT_CHECK(qk_observer_lookup(names[k], &c) == QK_OK && c == names[k], "lookup %s", names[k]);
+    }
+    const char *c = names[0];
+    QT_CHECK(qk_observer_lookup("min-max", &c) == QK_ERR_NOTFOUND && c == NULL &&
+                 strstr(qk_last_error(), "'min-max'") && strstr(qk_last_error(), "pot-kl"),
+             "unknown observer named, valid ones listed: %s", qk_last_error());
+    QT_CHECK(qk_observer_lookup(NULL, &c) == QK_ERR_NOTFOUND, "NULL name");
+    /* constant tensors for every observer: finite positive scale, no NaN */
     for (int k = 0; names[k]; k++) {
         qk_qparams p = QK_QPARAMS_INT8_SYM;
         if (strncmp(names[k], "pot", 3) == 0)

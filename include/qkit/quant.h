@@ -218,6 +218,9 @@ typedef struct qk_observer_opts {
 
 /* NULL-terminated list of observer names. */
 const char *const *qk_observer_names(void);
+/* The entry of qk_observer_names() equal to name in *out; else
+ * QK_ERR_NOTFOUND, the message naming it and listing the valid ones. */
+qk_status qk_observer_lookup(const char *name, const char **out);
 /* name: one of qk_observer_names() (else QK_ERR_NOTFOUND listing the valid
  * ones); p: the quantizer the range is for (copied, validated); opts may be
  * NULL. QK_ERR_UNSUPPORTED for per-channel with kl/pot-*. */

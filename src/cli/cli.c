@@ -45,18 +45,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_observer_check(const char *cmd, const char *opt, const char *name)
 {
-    if (!name)
+    const char *canon;
+    if (!name || qk_observer_lookup(name, &canon) == QK_OK)
         return 0;
-    const char *const *names = qk_observer_names();
-    for (int i = 0; names[i]; i++)
-        if (strcmp(names[i], name) == 0)
-            return 0;
-    char list[512];
-    size_t n = 0;
-    list[0] = 0;
-    for (int i = 0; names[i] && n < sizeof list; i++)
-        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
-    return cli_usage_error(cmd, "--%s '%s': unknown observer; valid: %s", opt, name, list);
+    return cli_usage_error(cmd, "--%s: %s", opt, qk_last_error());
 }
 
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *a)

@@ -88,18 +88,8 @@ static qk_status parse_list(const char *key, const char *v, int positive, int ma
 
 static qk_status set_observer(const char *key, const char *v, const char **out)
 {
-    const char *const *names = qk_observer_names();
-    for (int i = 0; names[i]; i++)
-        if (!strcmp(names[i], v)) {
-            *out = names[i];
-            return QK_OK;
-        }
-    char list[512];
-    size_t n = 0;
-    list[0] = 0;
-    for (int i = 0; names[i] && n < sizeof list; i++)
-        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
-    return qk_error(QK_ERR_ARG, "option %s: '%s' is not an observer; valid: %s", key, v, list);
+    qk_status st = qk_observer_lookup(v, out);
+    return st == QK_OK ? QK_OK : qk_error_context(QK_ERR_ARG, "option %s", key);
 }
 
 qk_status qk_flat_opts_set(qk_flat_opts *o, const char *key_in, const char *v)

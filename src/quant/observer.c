@@ -331,6 +331,22 @@ const char *const *qk_observer_names(void)
     return names;
 }
 
+qk_status qk_observer_lookup(const char *name, const char **out)
+{
+    *out = NULL;
+    for (int i = 0; kinds[i]; i++)
+        if (name && strcmp(kinds[i]->name, name) == 0) {
+            *out = kinds[i]->name;
+            return QK_OK;
+        }
+    char list[256] = "";
+    for (int i = 0; kinds[i]; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, kinds[i]->name, sizeof list - strlen(list) - 1);
+    }
+    return qk_error(QK_ERR_NOTFOUND, "unknown observer '%s' (valid: %s)", name ? name : "(null)", list);
+}
+
 static qk_status resolve_opts(qk_observer *o, const qk_observer_opts *in)
 {
     qk_observer_opts d = { 0 };
@@ -381,18 +397,13 @@ qk_status qk_observer_create(const char *name, const qk_qparams *p, const qk_obs
                              qk_observer **out)
 {
     *out = NULL;
+    const char *canon;
+    if (qk_observer_lookup(name, &canon) != QK_OK)
+        return QK_ERR_NOTFOUND;
     const qk_obs_kind *k = NULL;
     for (int i = 0; kinds[i]; i++)
-        if (name && strcmp(kinds[i]->name, name) == 0)
+        if (kinds[i]->name == canon)
             k = kinds[i];
-    if (!k) {
-        char list[256] = "";
-        for (int i = 0; kinds[i]; i++) {
-            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-            strncat(list, kinds[i]->name, sizeof list - strlen(list) - 1);
-        }
-        return qk_error(QK_ERR_NOTFOUND, "unknown observer '%s' (valid: %s)", name ? name : "(null)", list);
-    }
     qk_status st = qk_qparams_validate(p);
     if (st != QK_OK)
         return qk_error_context(st, "observer '%s'", k->name);
