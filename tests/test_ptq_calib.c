@@ -578,9 +578,12 @@ static void test_bias_correction(void)
         if (v0 < 0 || v1 < 0)
             continue;
         compared++;
+        /* fc biases are on the engine's grid in both models (moved by less than a grid step
+           without correction); BN means are the float ones unless corrected */
+        int on_grid = !strcmp(x->name + l - 5, ".bias");
         for (int64_t j = 0; j < qk_tensor_numel(&x->t); j++) {
-            changed += qk_f32(&g1->values[v1].t)[j] != qk_f32(&x->t)[j];
-            same0 &= qk_f32(&g0->values[v0].t)[j] == qk_f32(&x->t)[j];
+            changed += qk_f32(&g1->values[v1].t)[j] != qk_f32(&g0->values[v0].t)[j];
+            same0 &= on_grid || qk_f32(&g0->values[v0].t)[j] == qk_f32(&x->t)[j];
         }
     }
     QT_CHECK(compared >= 2 && changed > 0 && same0, "biases changed with correction only (%d tensors, %d values moved)",

@@ -84,6 +84,9 @@ struct qk_qmodel {
 qk_status qk_ptq_quantize_weights(qk_qmodel *m);
 /* Weight site s quantized again at `bits` (its quantizer rebuilt; no bias correction). */
 qk_status qk_ptq_requantize_weight(qk_qmodel *m, int s, int bits);
+/* Each quantized layer's float bias set to the engine's int32 grid s_x * s_w
+ * (ptq_calib.c says when and where). */
+void qk_ptq_snap_bias(qk_qmodel *m);
 /* A name "<value><suffix>" (then "_1", "_2", ...) no value or node of g
  * uses, allocated (qk_free); NULL when out of memory. */
 char *qk_ptq_site_name(const qk_graph *g, const char *value, const char *suffix);

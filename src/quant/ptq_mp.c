@@ -250,6 +250,7 @@ qk_status qk_ptq_mixed_precision(qk_qmodel *m, const qk_tensor *x, const qk_mp_c
             goto done;
         off += (size_t)sprintf(meta + off, "%s%d", l ? "," : "", L->bits);
     }
+    qk_ptq_snap_bias(m);
     r->avg_bits = P > 0 ? bp / P : 0;
     r->bytes = (int64_t)ceil(bp / 8);
     st = qk_graph_set_meta(m->g, "qkit.mp_bits", meta);

@@ -642,6 +642,7 @@ qk_status qk_qat_finish(qk_qat *q)
         if (st != QK_OK)
             return qk_error_context(st, "QAT conversion");
     }
+    qk_ptq_snap_bias(m);
     qk_status st = qk_quant_bind(g);
     for (int s = 0; st == QK_OK && s < m->n_sites; s++)
         st = qk_fakequant_attach(&g->nodes[m->sites[s].node], &m->rt[s]);

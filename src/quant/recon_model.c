@@ -336,8 +336,10 @@ qk_status qk_ptq_reconstruct(qk_qmodel *m, const qk_dataset *ds, qk_norm norm, i
         st = qk_recon_blocks_run(m, ds, norm, N, c, pool, &res);
     }
     qk_graph_unplan(g);
-    if (st == QK_OK)
+    if (st == QK_OK) {
+        qk_ptq_snap_bias(m);
         st = qk_graph_set_meta(g, "qkit.recon", qk_recon_method_name(c->method));
+    }
     res.seconds = qk_now() - t0;
     m->seconds += res.seconds;
     if (r)
