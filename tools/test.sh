@@ -18,8 +18,8 @@ if [ "${QKIT_SKIP_SAN:-0}" != 1 ]; then
 fi
 if [ "${QKIT_SKIP_FUZZ:-0}" != 1 ]; then
   if command -v clang >/dev/null; then
-    echo "== fuzz smoke (tools/fuzz.sh --runs 30000) =="
-    bash tools/fuzz.sh --runs 30000
+    echo "== fuzz smoke (tools/fuzz.sh --runs 30000, $jobs harnesses at once) =="
+    QKIT_FUZZ_JOBS=${QKIT_FUZZ_JOBS:-$jobs} bash tools/fuzz.sh --runs 30000
   else
     echo "== fuzz smoke skipped: clang not installed ==" >&2
   fi
