@@ -175,20 +175,24 @@ static int same_file(const char *a, const char *b)
 
 /* max_steps splits one run; the resumed half must equal the straight one. */
 /* bn_fold 0: PACT, split at the end of epoch 1; bn_fold 4 with --freeze-bn 1
- * and a teacher: split inside epoch 2 (after the freeze). */
-static void test_resume_exact_with(int bn_fold, qk_graph *teacher)
+ * and a teacher: split inside epoch 2 (after the freeze). progressive: lsq
+ * W4A4 in stages 8, 6, 4 of one 3-step epoch each, split at `split` steps
+ * (3: at the end of the first stage; 4: inside the second). */
+static void test_resume_exact_with(int bn_fold, qk_graph *teacher, int progressive, int split)
 {
     char ck[300], a[300], b[300];
     snprintf(ck, sizeof ck, "%s/r.qkck", tmp);
     snprintf(a, sizeof a, "%s/a.onnx", tmp);
     snprintf(b, sizeof b, "%s/b.onnx", tmp);
+    remove(ck);
     qk_norm norm = qk_norm_default();
+    int total = progressive ? 9 : 6;
     for (int run = 0; run < 3; run++) {
         qk_qat_config c;
-        cfg("academic", QK_QAT_PACT, 4, 3, &c);
-        c.train.epochs = 2;
+        cfg("academic", progressive ? QK_QAT_LSQ : QK_QAT_PACT, 4, 3, &c);
+        c.train.epochs = progressive ? 3 : 2;
+        c.progressive = progressive;
         c.train.checkpoint = run ? ck : NULL;
-        int split = bn_fold > 0 ? 4 : 3;
         c.train.max_steps = run == 1 ? split : 0;
         c.train.resume = run == 2 ? ck : NULL;
         if (bn_fold > 0) {
@@ -202,22 +206,24 @@ static void test_resume_exact_with(int bn_fold, qk_graph *teacher)
         QT_OK(qk_qat_calibrate(q, &train, norm, pool));
         qk_qat_result r;
         QT_OK(qk_qat_train(q, &train, NULL, pool, &r));
-        QT_CHECK(r.train.steps == (run == 1 ? split : 6), "run %d: %lld steps", run, (long long)r.train.steps);
+        QT_CHECK(r.train.steps == (run == 1 ? split : total), "run %d: %lld steps", run, (long long)r.train.steps);
         if (run != 1)
             QT_OK(qk_qat_save_qdq(q, run ? b : a));
         qk_qat_destroy(q);
     }
-    QT_CHECK(same_file(a, b), "resumed QAT (bn_fold %d%s) writes the same model as the uninterrupted run", bn_fold,
-             teacher ? ", --freeze-bn 1, a teacher" : "");
+    QT_CHECK(same_file(a, b), "resumed QAT (%s, split at step %d) writes the same model as the uninterrupted run",
+             progressive ? "progressive 8-6-4" : bn_fold ? "bn_fold 4, --freeze-bn 1, a teacher" : "bn_fold 0", split);
 }
 
 static void test_resume_exact(void)
 {
-    test_resume_exact_with(0, NULL);
+    test_resume_exact_with(0, NULL, 0, 3);
+    test_resume_exact_with(0, NULL, 1, 3);
+    test_resume_exact_with(0, NULL, 1, 4);
     qk_graph *t = NULL;
     QT_OK(qk_onnx_load("models/lenet.onnx", &t));
     if (t)
-        test_resume_exact_with(4, t);
+        test_resume_exact_with(4, t, 0, 4);
     qk_graph_destroy(t);
 }
 
@@ -446,15 +452,18 @@ typedef struct bn_watch {
 
 static int bn_running(qk_graph *g, float *mean, float *var)
 {
-    for (int k = 0; k < g->n_nodes; k++)
-        if (qk_node_is_in(&g->nodes[k], "ai.qkit", "QkBnStats")) {
-            const qk_tensor *m = &g->values[g->nodes[k].in[1]].t, *v = &g->values[g->nodes[k].in[2]].t;
+    for (int k = 0; k < g->n_nodes; k++) {
+        int kept = qk_node_is(&g->nodes[k], "BatchNormalization"); /* in float: inputs 3, 4 */
+        if (kept || qk_node_is_in(&g->nodes[k], "ai.qkit", "QkBnStats")) {
+            const qk_tensor *m = &g->values[g->nodes[k].in[1 + 2 * kept]].t;
+            const qk_tensor *v = &g->values[g->nodes[k].in[2 + 2 * kept]].t;
             int n = (int)qk_tensor_numel(m);
             n = n > 64 ? 64 : n;
             memcpy(mean, m->data, (size_t)n * sizeof(float));
             memcpy(var, v->data, (size_t)n * sizeof(float));
             return n;
         }
+    }
     return 0;
 }
 
@@ -466,11 +475,16 @@ static int watch_epoch(void *user, const qk_epoch_stats *s)
     return 0;
 }
 
+/* --freeze-bn 1 of strategies 2 and 4 and of BN kept in float (academic
+ * without --bn-fold, s = -1): the running statistics stop changing after
+ * epoch 1; the written model carries no qkit_frozen mark. */
 static void test_freeze_bn(void)
 {
     qk_norm norm = qk_norm_default();
-    for (int s = 2; s <= 4; s += 2)
+    const int strategies[3] = { -1, 2, 4 };
+    for (int si = 0; si < 3; si++)
         for (int freeze = 0; freeze <= 1; freeze++) {
+            int s = strategies[si];
             qk_qat_config c;
             cfg("academic", QK_QAT_LSQ, 4, 3, &c);
             c.train.epochs = 2;
@@ -489,8 +503,23 @@ static void test_freeze_bn(void)
             int n = bn_running(w.g, m, v);
             int same = n > 0 && n == w.n && memcmp(m, w.mean, (size_t)n * sizeof *m) == 0 &&
                        memcmp(v, w.var, (size_t)n * sizeof *v) == 0;
-            QT_CHECK(n > 0 && same == freeze, "S%d %s: running statistics %s after epoch 1", s,
-                     freeze ? "--freeze-bn 1" : "no freeze", same ? "unchanged" : "changed");
+            QT_CHECK(n > 0 && same == freeze, "%s%d %s: running statistics %s after epoch 1", s < 0 ? "BN kept, " : "S",
+                     s, freeze ? "--freeze-bn 1" : "no freeze", same ? "unchanged" : "changed");
+            if (s < 0 && freeze) {
+                char path[300];
+                snprintf(path, sizeof path, "%s/fbn.onnx", tmp);
+                qk_graph *back = NULL;
+                QT_OK(qk_qat_save_qdq(q, path));
+                QT_OK(qk_onnx_load(path, &back));
+                int marks = 0, bns = 0;
+                for (int k = 0; back && k < back->n_nodes; k++) {
+                    bns += qk_node_is(&back->nodes[k], "BatchNormalization");
+                    marks += qk_node_attr(&back->nodes[k], "qkit_frozen") != NULL;
+                }
+                QT_CHECK(bns > 0 && marks == 0, "BN kept, frozen: the file has %d BN nodes, %d qkit_frozen marks", bns,
+                         marks);
+                qk_graph_destroy(back);
+            }
             qk_qat_destroy(q);
         }
 }
@@ -567,8 +596,11 @@ static void test_cli(void)
             "--epoch-steps 4 --batch 64 --calib 128 --limit 500 --threads 2 --json --out %s", o);
     tp = strstr(out, "\"top1\": ");
     QT_CHECK(trc == 0 && exists(o) && tp && atof(tp + 8) > 0.8, "qat --widen 2: %s", out);
+    trc = q("qat --model models/lenet.onnx --backend tensorrt --freeze-bn 1 --dry-run");
+    QT_CHECK(trc == 0 && has("no batch statistics to freeze") && has("folds BN before training"),
+             "--freeze-bn on a folding profile without --bn-fold 2-4: a note: %s", out);
     trc = q("qat --model models/lenet.onnx --backend academic --freeze-bn 1 --dry-run");
-    QT_CHECK(trc == 0 && has("no batch statistics to freeze"), "--freeze-bn without --bn-fold 2-4: a note: %s", out);
+    QT_CHECK(trc == 0 && !has("no batch statistics to freeze"), "--freeze-bn with BN kept in float: no note: %s", out);
     trc = q("qat --model models/lenet.onnx --backend academic --bn-fold 3 --dry-run");
     QT_CHECK(trc == 0 && has("strategy 3 on 2 Conv/Gemm"), "--bn-fold 3 --dry-run: %s", out);
     static const struct { const char *args, *msg; } bad[] = {

@@ -300,6 +300,8 @@ qk_status qk_node_set_ints(qk_graph *g, int node, const char *name, int n, const
 qk_status qk_node_set_floats(qk_graph *g, int node, const char *name, int n, const float *v);
 qk_status qk_node_set_string(qk_graph *g, int node, const char *name, const char *s);
 qk_status qk_node_set_tensor(qk_graph *g, int node, const char *name, qk_tensor *t); /* takes ownership */
+/* Removes attribute `name` from node n (nothing when absent). */
+void qk_node_remove_attr(qk_node *n, const char *name);
 const qk_attr *qk_node_attr(const qk_node *n, const char *name);
 int64_t qk_node_int(const qk_node *n, const char *name, int64_t dflt);
 float qk_node_float(const qk_node *n, const char *name, float dflt);

@@ -45,8 +45,9 @@
  * then train each Conv/Gemm + BN pair in the strategy's form (graph
  * operators QkBnFoldW, QkBnStats, QkBnAffine, QkBnUnscale, with backward)
  * and write it back folded with the running statistics, so every strategy
- * gives the same kind of QDQ file. freeze_bn: strategies 2-4 switch to the
- * running statistics after that many epochs.
+ * gives the same kind of QDQ file. freeze_bn: strategies 2-4, and BN a
+ * profile keeps in float (academic without bn_fold), switch to the running
+ * statistics after that many epochs.
  *
  * Distillation: c.train.teacher (a float model with the same input and
  * output shapes, checked by qk_qat_prepare: QK_ERR_ARG otherwise) adds
@@ -156,11 +157,13 @@ typedef struct qk_qat_config {
                                this many epochs (0: never) */
     int progressive;        /* 1: lower the width in stages 8, 6, ... down to the target (epochs
                                spread evenly; each stage its own cosine schedule, starting from
-                               the previous stage's quantizers, clip ranges kept); no --resume */
+                               the previous stage's quantizers, clip ranges kept); a
+                               checkpoint records its stage and --resume goes on from it */
     int report;             /* 1: record, at the end of every epoch, each quantizer's clip, the
                                max of its input in the epoch's last batch and the percentage of
                                values within the clip (qk_qat_write_report) */
-    int freeze_bn;          /* > 0, bn_fold 2-4: after this many epochs BN uses its running
+    int freeze_bn;          /* > 0, bn_fold 2-4 or BN kept in float (bn_fold -1 on a profile
+                               that keeps BN): after this many epochs BN uses its running
                                statistics and stops updating them (0: never; other strategies
                                have no batch statistics: a logged note) */
     int widen;              /* >= 2: WRPN's width multiplier applied to the float model first:

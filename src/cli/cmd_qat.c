@@ -35,8 +35,8 @@ static const cli_opt opts[] = {
       "QAT; 1 fold with frozen running stats; 2 fold with batch stats (two passes); 3 fold with running stats and "
       "the sd/sd_batch correction (two passes); 4 PyTorch's ConvBn (conv / scale, then a real BN). All deploy the "
       "folded conv", 0 },
-    { "freeze-bn", "E", "with --bn-fold 2-4: after epoch E, BN uses its running statistics and stops updating "
-      "them", 0 },
+    { "freeze-bn", "E", "with --bn-fold 2-4, or BN the profile keeps in float (academic): after epoch E, BN uses "
+      "its running statistics and stops updating them", 0 },
     { "teacher", "FILE.onnx", "distillation: add kd-w * kd-t^2 * KL(softmax(teacher / kd-t) || softmax(model / "
       "kd-t)) to the loss; the float teacher runs in inference mode on every training batch", 0 },
     { "kd-t", "T", "distillation temperature (default 4)", 0 },

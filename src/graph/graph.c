@@ -486,6 +486,17 @@ static qk_attr *attr_slot(qk_graph *g, int node, const char *name, qk_status *st
     return a;
 }
 
+void qk_node_remove_attr(qk_node *n, const char *name)
+{
+    for (int i = 0; i < n->n_attr; i++)
+        if (strcmp(n->attr[i].name, name) == 0) {
+            attr_free(&n->attr[i]);
+            memmove(&n->attr[i], &n->attr[i + 1], (size_t)(n->n_attr - i - 1) * sizeof *n->attr);
+            n->n_attr--;
+            return;
+        }
+}
+
 qk_status qk_node_set_int(qk_graph *g, int node, const char *name, int64_t v)
 {
     qk_status st;

@@ -16,6 +16,9 @@
  *           they are updated IN PLACE PyTorch-style: running = momentum *
  *           running + (1 - momentum) * batch, with the UNBIASED variance
  *           (ONNX momentum 0.9 = PyTorch momentum 0.1).
+ * Frozen (attribute qkit_frozen = 1, set by QAT's --freeze-bn on BN it keeps
+ * in float and removed before the model is written): eval mode even in
+ * training, the running statistics left alone.
  * Backward ADDS dX, dScale, dB. In batch mode the statistics' dependence on
  * x is included (standard batch-norm backward); in eval mode y is affine in
  * x. The gradient does not flow into mean/var.
@@ -212,7 +215,8 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
     qk_value *mv = qk_in(g, n, 3), *vv = qk_in(g, n, 4);
     bn_ctx c = { .s = s, .X = qk_f32(&qk_in(g, n, 0)->t), .scale = qk_f32(&qk_in(g, n, 1)->t),
                  .B = qk_f32(&qk_in(g, n, 2)->t), .rmean = qk_f32(&mv->t), .rvar = qk_f32(&vv->t),
-                 .Y = qk_f32(&qk_out(g, n, 0)->t), .batch = x->training || s->training_mode };
+                 .Y = qk_f32(&qk_out(g, n, 0)->t),
+                 .batch = (x->training && !qk_node_int(n, "qkit_frozen", 0)) || s->training_mode };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
     if (s->folded && !c.batch)
@@ -237,7 +241,8 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
         if (ov)
             qk_f32(&ov->t)[ch] = mom * c.rvar[ch] + (1.0f - mom) * s->bvar[ch];
     }
-    if (x->training && qk_value_is_initializer(mv) && qk_value_is_initializer(vv)) {
+    if (x->training && qk_value_is_initializer(mv) && qk_value_is_initializer(vv) &&
+        !qk_node_int(n, "qkit_frozen", 0)) {
         int64_t M = s->N * s->S;
         float unb = M > 1 ? (float)M / (float)(M - 1) : 1.0f;
         float *rm = qk_f32(&mv->t), *rv = qk_f32(&vv->t);

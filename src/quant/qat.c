@@ -194,12 +194,12 @@ qk_status qk_qat_prepare(qk_graph *g, const qk_qat_config *c, qk_qat **out)
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "--freeze-bn %d: give a number of epochs >= 1", c->freeze_bn);
     }
-    if (c->freeze_bn > 0 && (c->bn_fold < 2 || c->bn_fold > 4))
+    if (c->freeze_bn > 0 && !qk_qat_bn_freezable_(c))
         qk_log(QK_LOG_WARN, "note: --freeze-bn %d: %s has no batch statistics to freeze (strategies 2-4 have: "
-               "--bn-fold 2, 3 or 4); ignored", c->freeze_bn,
+               "--bn-fold 2, 3 or 4, and BN the profile keeps in float); ignored", c->freeze_bn,
                c->bn_fold == 1 ? "BN folding strategy 1 uses the running statistics throughout and"
                : c->bn_fold == 0 ? "BN folding strategy 0 removes BN before training and"
-                                 : "without --bn-fold, QAT");
+                                 : "the profile folds BN before training, so QAT");
     if (c->calib < 1) {
         qk_graph_destroy(g);
         return qk_error(QK_ERR_ARG, "QAT: calibration needs at least one image");
@@ -623,6 +623,11 @@ static qk_status finish_site(qk_qat *q, int s)
 
 void qk_qat_set_diverged_(qk_qat *q, int diverged) { q->diverged = diverged; }
 
+int qk_qat_bn_freezable_(const qk_qat_config *c)
+{
+    return (c->bn_fold >= 2 && c->bn_fold <= 4) || (c->bn_fold < 0 && c->ptq.backend && !c->ptq.backend->fold_bn);
+}
+
 qk_status qk_qat_finish(qk_qat *q)
 {
     if (q->diverged) /* its values may be finite yet meaningless */
@@ -643,6 +648,9 @@ qk_status qk_qat_finish(qk_qat *q)
             return qk_error_context(st, "QAT conversion");
     }
     qk_ptq_snap_bias(m);
+    for (int k = 0; k < g->n_nodes; k++) /* --freeze-bn's mark on BN kept in float: not ONNX */
+        if (qk_node_is(&g->nodes[k], "BatchNormalization"))
+            qk_node_remove_attr(&g->nodes[k], "qkit_frozen");
     qk_status st = qk_quant_bind(g);
     for (int s = 0; st == QK_OK && s < m->n_sites; s++)
         st = qk_fakequant_attach(&g->nodes[m->sites[s].node], &m->rt[s]);

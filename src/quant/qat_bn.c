@@ -437,11 +437,15 @@ qk_status qk_qat_bn_finish_(qk_qat_bn *b, qk_graph *g)
 
 qk_status qk_qat_bn_freeze_(qk_graph *g)
 {
-    for (int k = 0; k < g->n_nodes; k++)
-        if (qk_node_is_in(&g->nodes[k], "ai.qkit", "QkBnStats")) {
-            qk_status st = qk_node_set_int(g, k, "frozen", 1);
-            if (st != QK_OK)
-                return st;
-        }
+    for (int k = 0; k < g->n_nodes; k++) {
+        const qk_node *n = &g->nodes[k];
+        qk_status st = QK_OK;
+        if (qk_node_is_in(n, "ai.qkit", "QkBnStats"))
+            st = qk_node_set_int(g, k, "frozen", 1);
+        else if (qk_node_is(n, "BatchNormalization")) /* kept in float (academic without --bn-fold) */
+            st = qk_node_set_int(g, k, "qkit_frozen", 1);
+        if (st != QK_OK)
+            return st;
+    }
     return QK_OK;
 }

@@ -150,8 +150,13 @@ qk_status qk_qat_bn_check_(const qk_qat_bn *b, const qk_graph *g);
  * (running statistics) and removes the training nodes. NULL b: nothing. */
 qk_status qk_qat_bn_install_(qk_qat_bn *b, qk_graph *g);
 qk_status qk_qat_bn_finish_(qk_qat_bn *b, qk_graph *g);
-/* --freeze-bn: every QkBnStats passes the running statistics through. */
+/* --freeze-bn: every QkBnStats passes the running statistics through, and
+ * every BatchNormalization kept in float runs in eval mode (attribute
+ * qkit_frozen, removed by qk_qat_finish). */
 qk_status qk_qat_bn_freeze_(qk_graph *g);
+/* --freeze-bn has batch statistics to freeze: strategies 2-4, or BN the
+ * profile keeps in float (no --bn-fold on a profile that does not fold). */
+int qk_qat_bn_freezable_(const qk_qat_config *c);
 int qk_qat_bn_count_(const qk_qat_bn *b);
 void qk_qat_bn_free_(qk_qat_bn *b);
 

@@ -17,6 +17,7 @@ typedef struct guard {
     qk_qat *q;
     int64_t steps_epoch;
     int64_t step_base;    /* --progressive: steps of the earlier stages */
+    const char *resume;   /* the checkpoint this stage started from (NULL: none) */
     int64_t freeze_step;  /* freeze_observer epochs in steps (0: never) */
     int frozen;
     int64_t bn_freeze_step; /* freeze_bn epochs in steps (0: never) */
@@ -281,9 +282,9 @@ static qk_status train_guarded(guard *gd, qk_train_config *tc, const qk_dataset 
         if (gd->wrote_ckpt) {
             tc->resume = c->train.checkpoint;
             from = c->train.checkpoint;
-        } else if (c->train.resume) {
-            tc->resume = c->train.resume;
-            from = c->train.resume;
+        } else if (gd->resume) {
+            tc->resume = gd->resume;
+            from = gd->resume;
         } else {
             snap_restore(&snap, g);
             tc->resume = NULL;
@@ -295,6 +296,76 @@ static qk_status train_guarded(guard *gd, qk_train_config *tc, const qk_dataset 
                from, (double)gd->lr_scale, r->rollbacks, c->max_retries);
     }
     snap_free(&snap);
+    return st;
+}
+
+static int64_t meta_int(const qk_graph *g, const char *key, int64_t dflt)
+{
+    const char *v = qk_graph_get_meta(g, key);
+    char *end;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    return v && *v && !*end && x >= 0 ? (int64_t)x : dflt;
+}
+
+static qk_status set_meta_int(qk_graph *g, const char *key, int64_t v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%lld", (long long)v);
+    return qk_graph_set_meta(g, key, b);
+}
+
+/* --progressive: stages 8, 6, ... down to the narrowest site, the epochs
+ * spread evenly, each stage one qk_train call (its own schedule) starting
+ * from the previous stage's state. The stage and the steps of the stages
+ * before it go into the metadata, so a checkpoint says where it was
+ * written: --resume sets that stage's widths, lets qk_train restore the
+ * stage's state (parameters, constants, optimizer, position) and goes on. max_steps counts over all stages. */
+static qk_status train_progressive(guard *gd, qk_train_config *tc, const qk_dataset *train,
+                                   const qk_dataset *test, qk_pool *pool, qk_qat_result *r)
+{
+    qk_graph *g = gd->g;
+    const qk_qat_config *c = gd->c;
+    int lo = min_bits(g), stages[8], ns = 0, done = 0, first = 0;
+    for (int b = 8; b > lo && ns < 7; b -= 2)
+        stages[ns++] = b;
+    stages[ns++] = lo;
+    if (c->train.resume) {
+        first = (int)meta_int(g, "qkit.qat.stage", -1);
+        gd->step_base = meta_int(g, "qkit.qat.step_base", -1);
+        if (first < 0 || first >= ns || gd->step_base < 0)
+            return qk_error(QK_ERR_FORMAT, "--resume %s: the checkpoint does not say which progressive stage wrote "
+                            "it", c->train.resume);
+        done = (int)meta_int(g, "qkit.qat.epoch_base", 0);
+    }
+    qk_status st = QK_OK;
+    for (int k = 0; st == QK_OK && k < ns; k++) {
+        int e = c->train.epochs * (k + 1) / ns - c->train.epochs * k / ns;
+        if (e == 0)
+            continue;
+        if (k < first)
+            continue; /* the checkpoint holds every value (constants too) as its stage left them */
+        if ((st = qk_qat_set_stage_bits_(g, stages[k])) != QK_OK)
+            break;
+        if (c->train.max_steps && gd->step_base >= c->train.max_steps)
+            break;
+        tc->max_steps = c->train.max_steps ? c->train.max_steps - gd->step_base : 0;
+        tc->epochs = e;
+        tc->resume = gd->resume = k == first ? c->train.resume : NULL;
+        if ((st = set_meta_int(g, "qkit.qat.stage", k)) != QK_OK ||
+            (st = set_meta_int(g, "qkit.qat.step_base", gd->step_base)) != QK_OK ||
+            (st = set_meta_int(g, "qkit.qat.epoch_base", done)) != QK_OK)
+            break;
+        qk_log(QK_LOG_INFO, "progressive QAT: stage %d of %d at %d bits, %d epochs%s%s", k + 1, ns, stages[k], e,
+               tc->resume ? ", resumed from " : "", tc->resume ? tc->resume : "");
+        gd->wrote_ckpt = 0;
+        st = train_guarded(gd, tc, train, test, pool, r);
+        gd->step_base += r->train.steps;
+        done += r->train.epochs_done;
+        if (st == QK_OK && r->train.epochs_done < e)
+            break; /* stopped inside the stage (max_steps or on_epoch) */
+    }
+    r->train.steps = gd->step_base; /* all stages */
+    r->train.epochs_done = done;
     return st;
 }
 
@@ -315,9 +386,6 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
         gd.steps_epoch = c->train.epoch_steps;
     if (gd.steps_epoch < 1)
         gd.steps_epoch = 1;
-    if (c->progressive && c->train.resume)
-        return qk_error(QK_ERR_UNSUPPORTED, "--resume of a --progressive run is not supported (each stage is its "
-                        "own schedule)");
     if (c->train.resume && (st = check_resume(q, c->train.resume, &gd.lr_scale)) != QK_OK)
         return st;
     if ((st = qk_graph_set_meta(g, "qkit.qat.signature", sig)) != QK_OK)
@@ -328,7 +396,7 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
         if (fz && strcmp(fz, "1") == 0 && (st = freeze_observers(&gd)) != QK_OK)
             return st;
     }
-    if (c->freeze_bn > 0 && c->bn_fold >= 2 && c->bn_fold <= 4) {
+    if (c->freeze_bn > 0 && qk_qat_bn_freezable_(c)) {
         gd.bn_freeze_step = gd.steps_epoch * c->freeze_bn;
         const char *fz = qk_graph_get_meta(g, "qkit.qat.bn_frozen");
         if (fz && strcmp(fz, "1") == 0 && (st = freeze_bn(&gd)) != QK_OK)
@@ -340,30 +408,9 @@ qk_status qk_qat_train(qk_qat *q, const qk_dataset *train, const qk_dataset *tes
     tc.param_opts = param_opts;
     tc.on_step = on_step;
     tc.on_epoch = on_epoch;
-    if (!c->progressive) {
-        st = train_guarded(&gd, &tc, train, test, pool, r);
-    } else {
-        /* stages 8, 6, ... down to the narrowest site, epochs spread evenly */
-        int lo = min_bits(g), stages[8], ns = 0, done = 0;
-        for (int b = 8; b > lo && ns < 7; b -= 2)
-            stages[ns++] = b;
-        stages[ns++] = lo;
-        for (int k = 0; st == QK_OK && k < ns; k++) {
-            int e = c->train.epochs * (k + 1) / ns - c->train.epochs * k / ns;
-            if (e == 0)
-                continue;
-            if ((st = qk_qat_set_stage_bits_(g, stages[k])) != QK_OK)
-                break;
-            qk_log(QK_LOG_INFO, "progressive QAT: stage %d of %d at %d bits, %d epochs", k + 1, ns, stages[k], e);
-            tc.epochs = e;
-            gd.wrote_ckpt = 0;
-            st = train_guarded(&gd, &tc, train, test, pool, r);
-            gd.step_base += r->train.steps;
-            done += r->train.epochs_done;
-        }
-        r->train.steps = gd.step_base; /* all stages */
-        r->train.epochs_done = done;
-    }
+    gd.resume = c->train.resume;
+    st = c->progressive ? train_progressive(&gd, &tc, train, test, pool, r)
+                        : train_guarded(&gd, &tc, train, test, pool, r);
     r->lr_scale = gd.lr_scale;
     r->lr = c->train.lr;
     qk_qat_set_diverged_(q, st == QK_ERR_NUMERIC);
