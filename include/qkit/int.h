@@ -44,38 +44,11 @@
 
 #include "cpu.h"
 #include "graph.h"
+#include "quant.h" /* the fixed-point primitives (qk_mbqm, qk_act_bounds, ...) */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ======================= requantization primitives =======================
- * Fixed point as in gemmlowp / TFLite (docs/ALGORITHMS.md §7). */
-
-/* M = q * 2^(e-31), q in [2^30, 2^31) (or 0): frexp, RNA(M0 * 2^31), the
- * q == 2^31 carry (q /= 2, e += 1) and flush to (0, 0) when e < -31.
- * M must be finite and >= 0 (QK_ERR_ARG otherwise); M >= 2^31 is rejected
- * (e would exceed 31). Matches TFLite QuantizeMultiplier. */
-qk_status qk_quantize_multiplier(double M, int32_t *q, int *e);
-/* Saturating rounding doubling high multiply (gemmlowp): ~ RHU(a*b / 2^31);
- * SRDHM(INT32_MIN, INT32_MIN) = INT32_MAX. */
-int32_t qk_srdhm(int32_t a, int32_t b);
-/* Rounding divide by 2^n, 0 <= n <= 31, ties away from zero (gemmlowp). */
-int32_t qk_rdbpot(int32_t x, int n);
-/* TFLite MultiplyByQuantizedMultiplier (double rounding):
- * RDBPOT(SRDHM(x * 2^max(e,0), q), max(-e,0)); the left shift wraps modulo
- * 2^32 as on TFLite's targets. e in [-31, 30]. */
-int32_t qk_mbqm(int32_t x, int32_t q, int e);
-/* Single rounding: (x*q + 2^(30-e)) >> (31-e) in 64 bits, ties up (RHU),
- * saturated to int32. Matches TFLite built with TFLITE_SINGLE_ROUNDING and
- * XNNPACK's "rndnu" requantization. e in [-31, 30]. */
-int32_t qk_mbqm_single(int32_t x, int32_t q, int e);
-/* Power-of-two requantization (Xilinx DPU / Vitis, docs/ALGORITHMS.md §7):
- * sh > 0: floor((x + 2^(sh-1)) / 2^sh) computed exactly (RHU, ties up);
- * sh == 0: x; sh < 0: x * 2^-sh. Result saturated to int32. sh in [-31, 31]. */
-int32_t qk_shift_round(int32_t x, int sh);
-/* Round x to an integer with ties away from zero (TFLite TfLiteRound). */
-int32_t qk_round_rna(double x);
 
 /* Output-stage rounding scheme: which framework a quantized model's integer
  * arithmetic must reproduce. Frozen values. */
@@ -114,15 +87,6 @@ int32_t qk_requant_value(qk_rq_mode mode, int32_t acc, int32_t mult, int32_t shi
                          int32_t zp, int32_t qmin, int32_t qmax);
 /* Validate r for out_type (QK_U8, QK_I8, QK_I16, QK_I32) and n_channels. */
 qk_status qk_requant_check(const qk_requant *r, qk_dtype out_type, int64_t n_channels);
-
-typedef enum qk_act { QK_ACT_NONE = 0, QK_ACT_RELU = 1, QK_ACT_RELU6 = 2, QK_ACT_CLIP = 3 } qk_act;
-/* Fused activation as output clamp (TFLite CalculateActivationRangeQuantized):
- * qmin = max(type_min, zp + RNA(lo/scale)), qmax = min(type_max, zp + RNA(hi/scale));
- * RELU: lo = 0; RELU6: lo = 0, hi = 6; CLIP: [lo, hi]. */
-qk_status qk_act_bounds(qk_dtype type, float scale, int32_t zp, qk_act act, float lo, float hi,
-                        int32_t *qmin, int32_t *qmax);
-/* Range of an integer type: U8 [0,255], I8 [-128,127], I16, I32. */
-void qk_int_range(qk_dtype type, int32_t *lo, int32_t *hi);
 
 /* ============================ int8 GEMM ==================================
  * C[m,n] = requant(sum_k (A[m,k] - a_zero) * (B[k,n] - b_zero[n]) + bias[n])
@@ -277,7 +241,6 @@ typedef struct qk_pool2d {
     int64_t kh, kw, stride_h, stride_w, pad_t, pad_l, pad_b, pad_r, dil_h, dil_w;
     int count_include_pad;
 } qk_pool2d;
-int32_t qk_avg_round(int32_t acc, int32_t n);
 qk_status qk_i8_avgpool(qk_dtype type, const qk_pool2d *p, int32_t zero, int64_t N, int64_t C, int64_t H,
                         int64_t W, const void *x, void *y);
 qk_status qk_i8_maxpool(qk_dtype type, const qk_pool2d *p, int64_t N, int64_t C, int64_t H, int64_t W,

@@ -33,6 +33,10 @@ static int run_compare(cli_args *a, const char *path, qk_graph *fake, const qk_l
     qk_lower_stats ls;
     qk_compare_result cr;
     qk_status st = qk_qdq_lower(fake, lo, &real, &ls);
+    /* --arith: the simulation follows the arithmetic the integer side runs (qkit's reading of
+     * its own files rounds as the model's qkit.arith says) */
+    if (st == QK_OK && lo->arith >= 0)
+        st = qk_graph_set_meta(fake, "qkit.arith", qk_arith_name(ls.arith));
     if (st == QK_OK)
         st = qk_qdq_compare(fake, real, ds, norm, batch, pool, &cr);
     qk_graph_destroy(real);

@@ -145,6 +145,40 @@ static void fq_copy(qk_pool *pool, float *y, const float *x, int64_t n)
         qk_pool_run(pool, nt, cp_task, &j);
 }
 
+/* qk_glsim_qparams_fn of a FakeQuant node: its quantizer's parameters. */
+static int fq_qparams(void *user, const qk_graph *g, int node, const float **s, int64_t *n, int32_t *z)
+{
+    (void)user;
+    const fq_state *st = g->nodes[node].state;
+    const qk_fq_rt *rt = st ? st->rt : NULL;
+    if (!rt || (rt->mode != QK_FQ_QUANT && rt->mode != QK_FQ_CONST) || rt->via_quantizer || !rt->scale)
+        return 0;
+    *s = rt->scale;
+    *n = rt->n_ch;
+    *z = rt->zp[0];
+    return 1;
+}
+
+/* In inference, an activation site of a gemmlowp profile after a layer or
+ * a global average: the codes of the engine's output stage (qk_glsim),
+ * built from the quantizers' current parameters. 1 when it wrote y. */
+static int fq_gemmlowp(qk_exec *ex, const qk_node *n, const qk_fq_rt *rt, const qk_tensor *x, qk_tensor *y)
+{
+    int32_t qn = rt->qn[0], qp = rt->qp[0];
+    qk_dtype yt = qn == 0 && qp == 255 ? QK_U8 : qn == -128 && qp == 127 ? QK_I8 : QK_F32;
+    qk_glsim gl;
+    if (yt == QK_F32 || rt->n_ch != 1 ||
+        !qk_glsim_build(&gl, ex->g, n->in[0], "ai.qkit", "FakeQuant", fq_qparams, NULL, rt->scale[0], rt->zp[0], yt))
+        return 0;
+    int64_t inner = qk_glsim_inner(&gl, x), numel = qk_tensor_numel(x);
+    const float *xv = qk_f32(x);
+    float *yv = qk_f32(y), s = rt->scale[0];
+    for (int64_t i = 0; inner > 0 && i < numel; i++)
+        yv[i] = (float)(qk_glsim_code(&gl, (i / inner) % gl.C, xv[i]) - rt->zp[0]) * s;
+    qk_glsim_free(&gl);
+    return inner > 0;
+}
+
 static qk_status fq_forward(qk_exec *ex, qk_node *n)
 {
     fq_state *s = n->state;
@@ -190,6 +224,8 @@ static qk_status fq_forward(qk_exec *ex, qk_node *n)
         qk_quantizer_set_calibrating(rt->q, 0);
         return qk_quantizer_run(rt->q, x, y, mask);
     }
+    if (rt->gl_want && !ex->training && fq_gemmlowp(ex, n, rt, x, y))
+        return QK_OK;
     int64_t outer = 1, inner = 1;
     if (rt->axis >= 0) {
         if (rt->axis >= x->ndim || x->dims[rt->axis] != rt->n_ch)

@@ -516,6 +516,7 @@ static qk_status make_runtime(qk_qmodel *m)
         rt->axis = -1;
         rt->round = t->qp.round;
         rt->mode = QK_FQ_OFF;
+        rt->gl_want = !t->is_weight && m->cfg.backend->arith == QK_ARITH_GEMMLOWP;
         qk_quantizer_desc d = { .qp = t->qp, .observer = t->observer,
                                 .opts = t->is_weight ? &m->cfg.w_opts : &m->cfg.a_opts, .is_weight = t->is_weight,
                                 .name = t->value, .hooks = m->cfg.hooks };

@@ -32,6 +32,8 @@ typedef struct qk_fq_rt {
                           adds the LSQ gradient of the loss with respect to each step (block
                           reconstruction, recon_block.c) */
     const char *name;
+    int gl_want;       /* an activation site of a gemmlowp profile: in inference, the codes of the engine's
+                          output stage ahead of it (qk_glsim) where there is one */
 } qk_fq_rt;
 
 /* Attach rt to a bound FakeQuant node (QK_ERR_ARG if n is not one). */

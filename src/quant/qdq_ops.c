@@ -22,12 +22,15 @@
 #include "qkit/ops.h"
 
 #include <math.h>
+#include <string.h>
 
 #define QDQ_GRAIN 32768
 
 typedef struct qdq_state {
     int quantize; /* 1: QuantizeLinear, 0: DequantizeLinear */
     int64_t axis_attr;
+    int gl_on;    /* QuantizeLinear after a layer the engine requantizes with gemmlowp (qk_glsim) */
+    qk_glsim gl;
 } qdq_state;
 
 static qk_status qdq_init(qk_node *n, int quantize)
@@ -49,6 +52,9 @@ static qk_status dq_init(qk_graph *g, qk_node *n) { (void)g; return qdq_init(n, 
 
 static void qdq_destroy(qk_node *n)
 {
+    qdq_state *s = n->state;
+    if (s)
+        qk_glsim_free(&s->gl);
     qk_free(n->state);
     n->state = NULL;
 }
@@ -121,6 +127,49 @@ static qk_status qdq_infer(qk_graph *g, qk_node *n)
     return QK_OK;
 }
 
+/* qk_glsim_qparams_fn of a DequantizeLinear node: its constant scales and
+ * first zero point. */
+static int dq_qparams(void *user, const qk_graph *g, int node, const float **s, int64_t *n, int32_t *z)
+{
+    (void)user;
+    const qk_node *d = &g->nodes[node];
+    const qk_value *sv = d->n_in > 1 && d->in[1] >= 0 ? &g->values[d->in[1]] : NULL;
+    const qk_value *zv = d->n_in > 2 && d->in[2] >= 0 ? &g->values[d->in[2]] : NULL;
+    if (!sv || !qk_value_is_initializer(sv) || sv->t.dtype != QK_F32 || !sv->t.data ||
+        (zv && (!qk_value_is_initializer(zv) || !zv->t.data)))
+        return 0;
+    *s = qk_f32(&sv->t);
+    *n = qk_tensor_numel(&sv->t);
+    *z = !zv ? 0 : zv->t.dtype == QK_U8 ? ((const uint8_t *)zv->t.data)[0]
+                   : zv->t.dtype == QK_I8 ? ((const int8_t *)zv->t.data)[0] : 0;
+    return *n > 0;
+}
+
+/* QuantizeLinear in a QDQ file qkit wrote for a gemmlowp profile (metadata
+ * "qkit.arith"), after a layer or global average whose inputs are
+ * dequantized from constants: the codes of the engine's output stage
+ * (qk_glsim), as the integer engine's lowering of the same file computes
+ * them. */
+static qk_status q_reshape(qk_graph *g, qk_node *n, int training, size_t *ws)
+{
+    (void)training;
+    (void)ws;
+    qdq_state *s = n->state;
+    qk_glsim_free(&s->gl);
+    s->gl_on = 0;
+    const char *arith = qk_graph_get_meta(g, "qkit.arith");
+    const float *sy;
+    int64_t ns;
+    int32_t zy;
+    if (!arith || strcmp(arith, "gemmlowp") != 0 || !dq_qparams(NULL, g, (int)(n - g->nodes), &sy, &ns, &zy) ||
+        ns != 1)
+        return QK_OK;
+    const qk_value *zv = qk_in(g, n, 2);
+    s->gl_on = qk_glsim_build(&s->gl, g, n->in[0], NULL, "DequantizeLinear", dq_qparams, NULL, sy[0], zy,
+                              zv ? zv->t.dtype : QK_U8);
+    return QK_OK;
+}
+
 typedef struct qdq_job {
     const void *x;
     void *y;
@@ -130,6 +179,8 @@ typedef struct qdq_job {
     int64_t ch, inner, n;
     int vec; /* AVX-512 runs (qdq_run__avx512.c) */
     qk_round round; /* QuantizeLinear: ties to even, or the graph's "qkit.rounding" */
+    const qk_glsim *gl; /* QuantizeLinear: the engine's gemmlowp stage, or NULL */
+    int64_t gl_inner;
 } qdq_job;
 
 /* The rounding of QuantizeLinear in g: ONNX's ties to even unless the graph
@@ -204,6 +255,16 @@ static void q_task(void *ctx, int64_t t, int w)
     int64_t lo = t * QDQ_GRAIN, hi = lo + QDQ_GRAIN < j->n ? lo + QDQ_GRAIN : j->n;
     const float *x = j->x;
     int32_t qn = j->yt == QK_U8 ? 0 : -128, qp = j->yt == QK_U8 ? 255 : 127;
+    if (j->gl) {
+        for (int64_t i = lo; i < hi; i++) {
+            int32_t r = qk_glsim_code(j->gl, (i / j->gl_inner) % j->gl->C, x[i]);
+            if (j->yt == QK_U8)
+                ((uint8_t *)j->y)[i] = (uint8_t)r;
+            else
+                ((int8_t *)j->y)[i] = (int8_t)r;
+        }
+        return;
+    }
     for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
         int64_t c = qdq_run(j, i0, hi, &i1);
         float sc = j->scale[c];
@@ -302,7 +363,9 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
     }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
                   qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512),
-                  st->quantize ? qdq_rounding(g) : QK_ROUND_HALF_EVEN };
+                  st->quantize ? qdq_rounding(g) : QK_ROUND_HALF_EVEN, NULL, 0 };
+    if (st->quantize && st->gl_on && (j.gl_inner = qk_glsim_inner(&st->gl, &xv->t)) > 0)
+        j.gl = &st->gl;
     int64_t ntask = (j.n + QDQ_GRAIN - 1) / QDQ_GRAIN;
     qk_task_fn fn = st->quantize ? q_task : dq_task;
     if (ntask == 1 || !ex->pool) {
@@ -316,6 +379,7 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
     return QK_OK;
 }
 
-const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, NULL, qdq_forward, NULL, qdq_destroy, NULL };
+const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, q_reshape, qdq_forward, NULL, qdq_destroy,
+                                     NULL };
 const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, NULL, qdq_forward, NULL,
                                        qdq_destroy, NULL };

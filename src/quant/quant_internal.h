@@ -63,4 +63,60 @@ void qk_q_fake_run(const float *x, float *y, uint8_t *mask, int64_t n, float s, 
 void qk_q_run__avx512(const float *x, int64_t n, float sc, int32_t z, int u8, void *y);
 void qk_dq_run__avx512(const void *x, int xt_u8, int64_t n, float sc, int32_t z, float *y);
 
+/* ---- the gemmlowp output stages in the simulation (glsim.c) ----
+ * Where a profile's arithmetic is gemmlowp (metadata "qkit.arith"), the
+ * integer engine requantizes the int32 accumulator of a Conv / Gemm /
+ * MatMul, and the sum of a global average pool, with TFLite's
+ * MultiplyByQuantizedMultiplier: a Q31 high multiply rounded, then a
+ * rounding shift. The two roundings land one code away from RNE(y / s_y)
+ * on ~0.1-10% of the outputs. The simulation recovers the accumulator from
+ * the float output, a = RNE(y / unit[c]) (exact while the float sum errs by
+ * less than half a unit), and runs the same stage. */
+typedef enum qk_gl_kind {
+    QK_GL_LAYER = 0,    /* Conv / Gemm / MatMul [-> Relu | Clip]: unit s_x s_w[c] */
+    QK_GL_AVG = 1,      /* GlobalAveragePool: unit s_x / n, multiplier s_x / (n s_y) */
+    QK_GL_AVG_CODES = 2 /* GlobalAveragePool with the input's scale and zero point: codes averaged */
+} qk_gl_kind;
+
+typedef struct qk_glsim {
+    qk_gl_kind kind;
+    int64_t C;              /* QK_GL_LAYER: output channels (entries of inv, mult, shift); else 1 */
+    int conv;               /* QK_GL_LAYER: 1: channel-major samples (NCHW, also after Flatten); 0: channels on
+                               the last axis (Gemm, MatMul) */
+    int32_t n, zx;          /* QK_GL_AVG*: cells averaged, the input's zero point */
+    double *inv;            /* [C] 1 / unit */
+    int32_t *mult;          /* [C] Q31 multipliers */
+    int *shift;             /* [C] their exponents */
+    int32_t zp, qmin, qmax; /* output zero point; the engine's clamp (type range, fused Relu / Clip) */
+} qk_glsim;
+
+/* A quantizer node's scales (n of them) and first zero point, or 0 when
+ * it has none the simulation can read. */
+typedef int (*qk_glsim_qparams_fn)(void *user, const qk_graph *g, int node, const float **s, int64_t *n,
+                                   int32_t *z);
+
+/* The stage the engine runs ahead of a quantizer (output scale sy, zero
+ * point zy, type yt) whose input is value v: a layer or global average
+ * whose inputs come from quantizer nodes of type qop in qop_domain
+ * (DequantizeLinear in a QDQ file, FakeQuant in a prepared model; their
+ * scales from qp). Max pooling and Flatten between the layer and the
+ * quantizer are looked through (the engine takes the max of the codes). 1 and *s built; 0 when v ends no such chain; a status
+ * < 0 never: allocation failure also gives 0 with *s empty. */
+int qk_glsim_build(qk_glsim *s, const qk_graph *g, int v, const char *qop_domain, const char *qop,
+                   qk_glsim_qparams_fn qp, void *user, float sy, int32_t zy, qk_dtype yt);
+void qk_glsim_free(qk_glsim *s);
+/* Elements per channel run of x (0: x's shape does not fit the stage). */
+int64_t qk_glsim_inner(const qk_glsim *s, const qk_tensor *x);
+/* The code the engine gives the element of channel c whose float value is
+ * x (the layer's output after Relu / Clip, or the average); NaN gives the
+ * zero point's stage result. */
+static inline int32_t qk_glsim_code(const qk_glsim *s, int64_t c, float x)
+{
+    double a = nearbyint((double)x * s->inv[c]);
+    int32_t ai = a != a ? 0 : a >= 2147483647.0 ? INT32_MAX : a <= -2147483648.0 ? INT32_MIN : (int32_t)a;
+    int64_t r = s->kind == QK_GL_AVG_CODES ? (int64_t)qk_avg_round(ai + s->n * s->zx, s->n)
+                                           : (int64_t)qk_mbqm(ai, s->mult[c], s->shift[c]) + s->zp;
+    return r < s->qmin ? s->qmin : r > s->qmax ? s->qmax : (int32_t)r;
+}
+
 #endif

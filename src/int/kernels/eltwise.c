@@ -102,11 +102,6 @@ void qk_concat_requant(qk_dtype type, int64_t n, const void *x, float si, int32_
 
 /* ---- pooling ---- */
 
-int32_t qk_avg_round(int32_t acc, int32_t n)
-{
-    return acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
-}
-
 static qk_status pool_check(const qk_pool2d *p, int64_t H, int64_t W, int64_t *OH, int64_t *OW, const char *what)
 {
     if (p->kh < 1 || p->kw < 1 || p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1 ||
