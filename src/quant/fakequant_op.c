@@ -159,6 +159,24 @@ static int fq_qparams(void *user, const qk_graph *g, int node, const float **s, 
     return 1;
 }
 
+typedef struct gl_job {
+    const qk_glsim *gl;
+    const float *x;
+    float *y;
+    int64_t inner, n;
+    float s;
+    int32_t z;
+} gl_job;
+
+static void gl_task(void *ctx, int64_t t, int w)
+{
+    (void)w;
+    const gl_job *j = ctx;
+    int64_t lo = t * FQ_GRAIN, hi = lo + FQ_GRAIN < j->n ? lo + FQ_GRAIN : j->n;
+    for (int64_t i = lo; i < hi; i++)
+        j->y[i] = (float)(qk_glsim_code(j->gl, (i / j->inner) % j->gl->C, j->x[i]) - j->z) * j->s;
+}
+
 /* In inference, an activation site of a gemmlowp profile after a layer or
  * a global average: the codes of the engine's output stage (qk_glsim),
  * built from the quantizers' current parameters. 1 when it wrote y. */
@@ -170,11 +188,13 @@ static int fq_gemmlowp(qk_exec *ex, const qk_node *n, const qk_fq_rt *rt, const 
     if (yt == QK_F32 || rt->n_ch != 1 ||
         !qk_glsim_build(&gl, ex->g, n->in[0], "ai.qkit", "FakeQuant", fq_qparams, NULL, rt->scale[0], rt->zp[0], yt))
         return 0;
-    int64_t inner = qk_glsim_inner(&gl, x), numel = qk_tensor_numel(x);
-    const float *xv = qk_f32(x);
-    float *yv = qk_f32(y), s = rt->scale[0];
-    for (int64_t i = 0; inner > 0 && i < numel; i++)
-        yv[i] = (float)(qk_glsim_code(&gl, (i / inner) % gl.C, xv[i]) - rt->zp[0]) * s;
+    int64_t inner = qk_glsim_inner(&gl, x), numel = qk_tensor_numel(x), nt = (numel + FQ_GRAIN - 1) / FQ_GRAIN;
+    gl_job j = { &gl, qk_f32(x), qk_f32(y), inner, numel, rt->scale[0], rt->zp[0] };
+    if (inner > 0 && nt > 1 && ex->pool)
+        qk_pool_run(ex->pool, nt, gl_task, &j);
+    else
+        for (int64_t t = 0; inner > 0 && t < nt; t++)
+            gl_task(&j, t, 0);
     qk_glsim_free(&gl);
     return inner > 0;
 }
