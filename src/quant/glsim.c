@@ -62,7 +62,7 @@ static int producer_is(const qk_graph *g, int v, const char *dom, const char *op
 }
 
 /* The layer chain ahead of v: [Relu | Clip with constant bounds] after a
- * Conv, Gemm (alpha 1, transB 1) or MatMul, each intermediate value read by
+ * Conv, Gemm (alpha and beta 1, transA 0) or MatMul, each intermediate value read by
  * the chain alone. The layer's node, or -1; *act, *lo, *hi: the clamp. */
 static int layer_chain(const qk_graph *g, int v, int *act, float *lo, float *hi)
 {
@@ -88,8 +88,9 @@ static int layer_chain(const qk_graph *g, int v, int *act, float *lo, float *hi)
     if (!qk_node_is(n, "Conv") && !qk_node_is(n, "Gemm") && !qk_node_is(n, "MatMul"))
         return -1;
     if (n->n_in < 2 || (qk_node_is(n, "Gemm") && (qk_node_float(n, "alpha", 1.0f) != 1.0f ||
-                                                  qk_node_int(n, "transA", 0) != 0 || qk_node_int(n, "transB", 0) != 1)))
-        return -1;
+                                                  qk_node_float(n, "beta", 1.0f) != 1.0f ||
+                                                  qk_node_int(n, "transA", 0) != 0)))
+        return -1; /* the lowering's float cases (lower_match.c) */
     return p;
 }
 
@@ -142,8 +143,15 @@ int qk_glsim_build(qk_glsim *s, const qk_graph *g, int v, const char *qop_domain
         const qk_node *n = &g->nodes[L];
         int xq = producer_is(g, n->in[0], qop_domain, qop, 1), wq = producer_is(g, n->in[1], qop_domain, qop, 0);
         const qk_tensor *y = &g->values[n->out[0]].t;
+        const qk_node *wn = wq >= 0 ? &g->nodes[wq] : NULL;
+        const qk_tensor *w = wn && wn->n_in > 0 && wn->in[0] >= 0 ? &g->values[wn->in[0]].t : NULL;
         s->conv = qk_node_is(n, "Conv");
         int64_t C = s->conv ? (y->ndim > 1 ? y->dims[1] : 0) : (y->ndim > 0 ? y->dims[y->ndim - 1] : 0);
+        int64_t grp = s->conv ? qk_node_int(n, "group", 1) : 1;
+        /* the engine's integer layers: 2-D convolutions, plain or depthwise with multiplier 1 */
+        if (!w || (s->conv && (w->ndim != 4 || y->ndim != 4 || (grp != 1 && (grp != C || w->dims[1] != 1)))) ||
+            (!s->conv && w->ndim != 2))
+            goto none;
         if (xq < 0 || wq < 0 || !qp(user, g, xq, &sx, &nx, &zx) || !qp(user, g, wq, &sw, &nw, &zw) || nx != 1 ||
             C < 1 || (nw != 1 && nw != C) || !alloc_params(s, C))
             goto none;
