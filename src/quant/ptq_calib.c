@@ -15,6 +15,7 @@
  *      case of a constant input. */
 #include "ptq_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -555,6 +556,52 @@ static qk_status share_input_means(qk_qmodel *m)
     return QK_OK;
 }
 
+/* The largest bias code fit_bias leaves: room below INT32_MAX for the sum. */
+#define QK_BIAS_CODE_MAX 1073741824.0 /* 2^30 */
+
+/* A weight channel whose scale is so small that its bias, as an int32 code
+ * at s_x * s_w, would pass QK_BIAS_CODE_MAX (a channel whose weights are ~0:
+ * minmax of an all-zero channel, or a QAT step that collapsed to its floor)
+ * cannot be run by an integer engine: the code saturates, the accumulator
+ * wraps, and the engine's output leaves the simulation's by many steps (an
+ * 8-point gap on a mobilenetv2s fbgemm QAT file). Its scale is raised to
+ * |b| / (s_x 2^30) and its weights quantized again from their dequantized
+ * values (they were below the new step: they become ~0, as they were). */
+static void fit_bias(qk_qmodel *m, const qk_qlayer *L, const float *b, int64_t nb)
+{
+    qk_fq_rt *ra = &m->rt[L->a_site], *rw = &m->rt[L->w_site];
+    const qk_tensor *W = &site_param(m, L->w_site)->t;
+    if (!rw->codes || !rw->cst || rw->cst_n != qk_tensor_numel(W) || !(ra->scale[0] > 0))
+        return;
+    int64_t ch, inner;
+    layout(W, rw->axis < 0 ? 0 : rw->axis, rw->n_ch > 1, &ch, &inner);
+    if (ch != rw->n_ch)
+        return;
+    for (int64_t c = 0; c < ch; c++) {
+        double need = 0; /* the smallest scale whose bias codes fit */
+        for (int64_t k = 0; k < nb; k++)
+            if (ch == 1 || k == c)
+                need = fmax(need, fabs((double)b[k]) / ((double)ra->scale[0] * QK_BIAS_CODE_MAX));
+        if (!(need > rw->scale[c]) || !isfinite(need))
+            continue;
+        float old = rw->scale[c], ns = (float)need * (1.0f + 4 * FLT_EPSILON);
+        if (m->sites[L->w_site].qp.pot) /* stays a power of two */
+            ns = ldexpf(1.0f, (int)ceil(log2(need)));
+        for (int64_t i = 0; i < rw->cst_n; i++) {
+            if (ch > 1 && chan_of(i, ch, inner) != c)
+                continue;
+            float r = qk_round_f(rw->cst[i] / ns, m->sites[L->w_site].qp.round) + (float)rw->zp[c];
+            r = r < (float)rw->qn[c] ? (float)rw->qn[c] : r > (float)rw->qp[c] ? (float)rw->qp[c] : r;
+            rw->codes[i] = (int32_t)r;
+            rw->cst[i] = (float)(rw->codes[i] - rw->zp[c]) * ns;
+        }
+        rw->scale[c] = ns;
+        qk_log(QK_LOG_WARN, "note: weight '%s'%s: scale %g raised to %g so the bias fits the engine's int32 "
+               "accumulator (its weights quantize to ~0)", rw->name, ch > 1 ? " (one channel)" : "", (double)old,
+               (double)ns);
+    }
+}
+
 /* Every integer engine adds the bias in the accumulator, as int32 codes at
  * s_x * s_w (what lowering computes): the float bias of each quantized
  * layer is set to that grid, so the simulation (and the QDQ file) holds
@@ -583,6 +630,7 @@ void qk_ptq_snap_bias(qk_qmodel *m)
             ra->via_quantizer || (rw->n_ch != 1 && rw->n_ch != nb))
             continue;
         float *p = qk_f32(&bv->t);
+        fit_bias(m, L, p, nb);
         for (int64_t c = 0; c < nb; c++) {
             double s = (double)ra->scale[0] * rw->scale[rw->n_ch == 1 ? 0 : c];
             double q = nearbyint((double)p[c] / s);
