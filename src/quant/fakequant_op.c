@@ -173,8 +173,13 @@ static void gl_task(void *ctx, int64_t t, int w)
     (void)w;
     const gl_job *j = ctx;
     int64_t lo = t * FQ_GRAIN, hi = lo + FQ_GRAIN < j->n ? lo + FQ_GRAIN : j->n;
-    for (int64_t i = lo; i < hi; i++)
-        j->y[i] = (float)(qk_glsim_code(j->gl, (i / j->inner) % j->gl->C, j->x[i]) - j->z) * j->s;
+    int32_t q[256];
+    for (int64_t i0 = lo; i0 < hi; i0 += 256) {
+        int64_t i1 = i0 + 256 < hi ? i0 + 256 : hi;
+        qk_glsim_codes(j->gl, j->inner, j->x, q, i0, i1);
+        for (int64_t i = i0; i < i1; i++)
+            j->y[i] = (float)(q[i - i0] - j->z) * j->s;
+    }
 }
 
 /* In inference, an activation site of a gemmlowp profile after a layer or

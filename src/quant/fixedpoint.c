@@ -3,7 +3,7 @@
  * arithmetic. The integer engine's kernels reproduce them bit-exactly; the
  * fake-quant simulation uses them where a profile's arithmetic rounds
  * differently from a plain x / s (qk_glsim). */
-#include "qkit/quant.h"
+#include "quant_internal.h"
 
 #include <math.h>
 
@@ -33,29 +33,11 @@ qk_status qk_quantize_multiplier(double M, int32_t *q, int *e)
     return QK_OK;
 }
 
-int32_t qk_srdhm(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN)
-        return INT32_MAX;
-    int64_t p = (int64_t)a * b;
-    int64_t nudge = p >= 0 ? (INT64_C(1) << 30) : 1 - (INT64_C(1) << 30);
-    return (int32_t)((p + nudge) / (INT64_C(1) << 31)); /* C division truncates */
-}
+int32_t qk_srdhm(int32_t a, int32_t b) { return qk_srdhm_i(a, b); }
 
-int32_t qk_rdbpot(int32_t x, int n)
-{
-    int32_t mask = (int32_t)((UINT32_C(1) << n) - 1);
-    int32_t rem = x & mask;
-    int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> n) + (rem > thr ? 1 : 0);
-}
+int32_t qk_rdbpot(int32_t x, int n) { return qk_rdbpot_i(x, n); }
 
-int32_t qk_mbqm(int32_t x, int32_t q, int e)
-{
-    int left = e > 0 ? e : 0, right = e > 0 ? 0 : -e;
-    int32_t xs = (int32_t)((uint32_t)x << left); /* wraps like TFLite on two's complement */
-    return qk_rdbpot(qk_srdhm(xs, q), right);
-}
+int32_t qk_mbqm(int32_t x, int32_t q, int e) { return qk_mbqm_i(x, q, e); }
 
 static int32_t sat32(int64_t v)
 {

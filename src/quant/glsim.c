@@ -3,7 +3,7 @@
  * engine runs as one requantizing layer, and that layer's output codes
  * computed as the engine computes them. Used by QuantizeLinear when it reads
  * a QDQ file qkit wrote for a gemmlowp profile, and by the FakeQuant sites
- * of a prepared model of such a profile (qk_ptq_sim_engine). */
+ * of a prepared model of such a profile (fakequant_op.c). */
 #include "quant_internal.h"
 
 #include <math.h>

@@ -256,12 +256,16 @@ static void q_task(void *ctx, int64_t t, int w)
     const float *x = j->x;
     int32_t qn = j->yt == QK_U8 ? 0 : -128, qp = j->yt == QK_U8 ? 255 : 127;
     if (j->gl) {
-        for (int64_t i = lo; i < hi; i++) {
-            int32_t r = qk_glsim_code(j->gl, (i / j->gl_inner) % j->gl->C, x[i]);
-            if (j->yt == QK_U8)
-                ((uint8_t *)j->y)[i] = (uint8_t)r;
-            else
-                ((int8_t *)j->y)[i] = (int8_t)r;
+        int32_t q[256];
+        for (int64_t i0 = lo; i0 < hi; i0 += 256) {
+            int64_t i1 = i0 + 256 < hi ? i0 + 256 : hi;
+            qk_glsim_codes(j->gl, j->gl_inner, x, q, i0, i1);
+            for (int64_t i = i0; i < i1; i++) {
+                if (j->yt == QK_U8)
+                    ((uint8_t *)j->y)[i] = (uint8_t)q[i - i0];
+                else
+                    ((int8_t *)j->y)[i] = (int8_t)q[i - i0];
+            }
         }
         return;
     }

@@ -63,6 +63,33 @@ void qk_q_fake_run(const float *x, float *y, uint8_t *mask, int64_t n, float s, 
 void qk_q_run__avx512(const float *x, int64_t n, float sc, int32_t z, int u8, void *y);
 void qk_dq_run__avx512(const void *x, int xt_u8, int64_t n, float sc, int32_t z, float *y);
 
+/* The gemmlowp primitives of quant.h (qk_srdhm, qk_rdbpot, qk_mbqm) as
+ * inline definitions: fixedpoint.c defines the exported functions with
+ * them, and the simulation's per-element loops use them directly. */
+static inline int32_t qk_srdhm_i(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN)
+        return INT32_MAX;
+    int64_t p = (int64_t)a * b;
+    int64_t nudge = p >= 0 ? (INT64_C(1) << 30) : 1 - (INT64_C(1) << 30);
+    return (int32_t)((p + nudge) / (INT64_C(1) << 31)); /* C division truncates */
+}
+
+static inline int32_t qk_rdbpot_i(int32_t x, int n)
+{
+    int32_t mask = (int32_t)((UINT32_C(1) << n) - 1);
+    int32_t rem = x & mask;
+    int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> n) + (rem > thr ? 1 : 0);
+}
+
+static inline int32_t qk_mbqm_i(int32_t x, int32_t q, int e)
+{
+    int left = e > 0 ? e : 0, right = e > 0 ? 0 : -e;
+    int32_t xs = (int32_t)((uint32_t)x << left); /* wraps like TFLite on two's complement */
+    return qk_rdbpot_i(qk_srdhm_i(xs, q), right);
+}
+
 /* ---- the gemmlowp output stages in the simulation (glsim.c) ----
  * Where a profile's arithmetic is gemmlowp (metadata "qkit.arith"), the
  * integer engine requantizes the int32 accumulator of a Conv / Gemm /
@@ -107,16 +134,30 @@ int qk_glsim_build(qk_glsim *s, const qk_graph *g, int v, const char *qop_domain
 void qk_glsim_free(qk_glsim *s);
 /* Elements per channel run of x (0: x's shape does not fit the stage). */
 int64_t qk_glsim_inner(const qk_glsim *s, const qk_tensor *x);
+/* Codes of elements [lo, hi) of a tensor whose channel runs are `inner`
+ * long (qk_glsim_inner): one channel lookup per run. */
+static inline void qk_glsim_codes(const qk_glsim *s, int64_t inner, const float *x, int32_t *q, int64_t lo, int64_t hi);
+
 /* The code the engine gives the element of channel c whose float value is
  * x (the layer's output after Relu / Clip, or the average); NaN gives the
  * zero point's stage result. */
 static inline int32_t qk_glsim_code(const qk_glsim *s, int64_t c, float x)
 {
-    double a = nearbyint((double)x * s->inv[c]);
-    int32_t ai = a != a ? 0 : a >= 2147483647.0 ? INT32_MAX : a <= -2147483648.0 ? INT32_MIN : (int32_t)a;
+    double v = (double)x * s->inv[c];
+    v = v != v ? 0.0 : v > 2147483647.0 ? 2147483647.0 : v < -2147483648.0 ? -2147483648.0 : v;
+    int32_t ai = (int32_t)((v + 6755399441055744.0) - 6755399441055744.0); /* RNE below 2^51 */
     int64_t r = s->kind == QK_GL_AVG_CODES ? (int64_t)qk_avg_round(ai + s->n * s->zx, s->n)
-                                           : (int64_t)qk_mbqm(ai, s->mult[c], s->shift[c]) + s->zp;
+                                           : (int64_t)qk_mbqm_i(ai, s->mult[c], s->shift[c]) + s->zp;
     return r < s->qmin ? s->qmin : r > s->qmax ? s->qmax : (int32_t)r;
+}
+
+static inline void qk_glsim_codes(const qk_glsim *s, int64_t inner, const float *x, int32_t *q, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi;) {
+        int64_t run = i / inner, end = (run + 1) * inner < hi ? (run + 1) * inner : hi, c = run % s->C;
+        for (; i < end; i++)
+            q[i - lo] = qk_glsim_code(s, c, x[i]);
+    }
 }
 
 #endif
