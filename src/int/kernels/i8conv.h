@@ -119,9 +119,8 @@ void qk_i8conv_gemm_task(void *vctx, int64_t t, int worker);
 /* i8conv_implicit.c: the implicit-im2col task (image, block of output rows). */
 void qk_i8conv_imp_task(void *vctx, int64_t t, int worker);
 
-/* qk_i8_pixsum__sse2.c: pre[0] = 0, pre[q + 1] = pre[q] + the sum of the Cg
- * bytes of pixel q at P + q*Cg (as int8 when sg), q < npx; Cg a multiple
- * of 16. Wrapping uint32. */
-void qk_i8_pixel_prefix__sse2(const uint8_t *P, int64_t npx, int64_t Cg, int sg, uint32_t *pre);
+/* qk_i8_pixsum__sse2.c: ps[q] = the sum of the Cg bytes of pixel q at
+ * P + q*Cg (as int8 when sg), q < npx; Cg a multiple of 16. Wrapping uint32. */
+void qk_i8_pixel_sums__sse2(const uint8_t *P, int64_t npx, int64_t Cg, int sg, uint32_t *ps);
 
 #endif

@@ -53,19 +53,33 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
     int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
     if (c->gimp->need_rowsum) {
         /* row f's sum: over the kh runs of KS bytes the tiles read; with
-         * KS a multiple of Cg those runs are whole pixels: prefix sums of
-         * per-pixel sums (SSE2 byte sums, qk_i8_pixel_prefix__sse2), else of
-         * the bytes */
+         * KS a multiple of Cg those runs are whole pixels (SSE2 byte sums,
+         * qk_i8_pixel_sums__sse2), else prefix sums of the bytes */
         uint32_t *pre = (uint32_t *)(P + bb);
         const int sg = c->x_type == QK_I8;
         if (c->KS % Cg == 0 && Cg % 16 == 0) {
-            const int64_t npx = (int64_t)(bb / (size_t)Cg), run = c->KS / Cg;
-            qk_i8_pixel_prefix__sse2(P, npx, Cg, sg, pre);
-            for (int64_t f = 0; f < Rb * Wp; f++) {
-                uint32_t sum = 0;
-                for (int64_t a = 0; a < c->kh && f % Wp < r->OW; a++)
-                    sum += pre[f + a * Wp + run] - pre[f + a * Wp];
-                rsb[f] = (int32_t)sum;
+            /* whole pixels: a kh x run box sum of per-pixel sums, separable:
+             * horizontal runs hs[q] = ps[q] + .. + ps[q + run - 1] (in place),
+             * then kh of them a padded row apart, over each output row's
+             * OW real pixels (the pad columns' rows are dropped) */
+            const int64_t run = c->KS / Cg, npx = (Rb + c->kh - 1) * Wp;
+            qk_i8_pixel_sums__sse2(P, npx + run - 1, Cg, sg, pre);
+            for (int64_t q = 0; q < npx; q++) {
+                uint32_t s = pre[q];
+                for (int64_t b = 1; b < run; b++)
+                    s += pre[q + b];
+                pre[q] = s;
+            }
+            for (int64_t oh = 0; oh < Rb; oh++) {
+                uint32_t *d = (uint32_t *)rsb + oh * Wp;
+                const uint32_t *h = pre + oh * Wp;
+                for (int64_t ow = 0; ow < r->OW; ow++)
+                    d[ow] = h[ow];
+                for (int64_t ow = r->OW; ow < Wp; ow++)
+                    d[ow] = 0; /* pad columns: computed, dropped */
+                for (int64_t a = 1; a < c->kh; a++)
+                    for (int64_t ow = 0; ow < r->OW; ow++)
+                        d[ow] += h[a * Wp + ow];
             }
         } else {
             pre[0] = 0;
