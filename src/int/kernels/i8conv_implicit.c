@@ -51,7 +51,7 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
         ldm = 1, ldn = r->P;
     }
     int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
-    if (c->gimp->need_rowsum) {
+    if (c->gimp->need_rowsum && !(ldn == 1 && qk_i8_small_ok(c->gimp))) { /* (the short-K kernel sums its rows) */
         /* row f's sum: over the kh runs of KS bytes the tiles read; with
          * KS a multiple of Cg those runs are whole pixels (SSE2 byte sums,
          * qk_i8_pixel_sums__sse2), else prefix sums of the bytes */

@@ -65,7 +65,7 @@ struct qk_i8_kernel {
     void (*compute_koff)(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int64_t xs, const int64_t *koff,
                          int64_t n0, int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
     /* Optional (VNNI): a short K (g->Kp <= QK_I8_SMALL_K) in one pass, the
-     * output stage applied in registers, for uint8 A without row sums and
+     * output stage applied in registers (row sums, if any, taken there), for uint8 A and
      * an int8/uint8 FP32 or GEMMLOWP output (qk_i8_small_ok); A rows read
      * in place, row m at A + m*lda, K bytes each (koff NULL) or its dword
      * kk at A + m*lda + koff[kk] (an implicit im2col; K a multiple of 4);
@@ -77,7 +77,7 @@ struct qk_i8_kernel {
 #define QK_I8_SMALL_K 16
 static inline int qk_i8_small_ok(const qk_i8gemm *g)
 {
-    return g->k->small && g->Kp <= QK_I8_SMALL_K && !g->need_rowsum && g->a_type == QK_U8 && !g->b_u8 &&
+    return g->k->small && g->Kp <= QK_I8_SMALL_K && g->a_type == QK_U8 && !g->b_u8 &&
            (g->out_type == QK_U8 || g->out_type == QK_I8) && (g->mode == QK_RQ_FP32 || g->mode == QK_RQ_GEMMLOWP);
 }
 

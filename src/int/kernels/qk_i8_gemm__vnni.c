@@ -203,8 +203,10 @@ void qk_i8_gemm_koff__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *X, int
  * dwords at koff[kk] from the row's start: K is then a multiple of 4), against B's K4 x
  * nv vectors held in registers (packed B: panel of 32 columns, [K4][32][4]
  * bytes, zero past K); the accumulator starts at colconst (wrapping adds
- * commute with the epilogue's), then the epilogue's arithmetic and one
- * 64-byte store per row, as qk_i8_epilogue__avx512. */
+ * commute with the epilogue's); weights with a zero point (row sums) add a
+ * dot product of the row with ones, its sum times rowcoef subtracted; then
+ * the epilogue's arithmetic and one 64-byte store per row, as
+ * qk_i8_epilogue__avx512. */
 
 /* B vector (kk, v) of the column group at n (n a multiple of 64). */
 QK_EPI_INLINE __m512i sm_b(const qk_i8gemm *g, int64_t n, int64_t K4, int64_t kk, int v)
@@ -232,10 +234,11 @@ QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb
         for (int v = 0; v < nv; v++)
             b[kk][v] = sm_b(g, n, K4, kk, v);
     }
-    const __m512i z = _mm512_setzero_si512();
+    const __m512i z = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    const int rsum = g->need_rowsum; /* the row's byte sum in every lane, as one more dot product */
     for (int64_t m = 0; m < mb; m++) {
         const uint8_t *a = A + m * lda;
-        __m512i t0 = c0.cc, t1 = c1.cc, t2 = c2.cc, t3 = c3.cc;
+        __m512i t0 = c0.cc, t1 = c1.cc, t2 = c2.cc, t3 = c3.cc, rs = z;
         for (int kk = 0; kk < K4; kk++) {
             __m512i av;
             if (kk < K4 - 1 || tail == 4) {
@@ -252,6 +255,14 @@ QK_EPI_INLINE void sm_run(const qk_i8gemm *g, int fp, int K4, int nv, int64_t mb
                 t2 = _mm512_dpbusd_epi32(t2, av, b[kk][2]);
             if (nv > 3)
                 t3 = _mm512_dpbusd_epi32(t3, av, b[kk][3]);
+            if (rsum)
+                rs = _mm512_dpbusd_epi32(rs, av, ones);
+        }
+        if (rsum) { /* T = acc - rowcoef*rowsum + colconst */
+            t0 = _mm512_sub_epi32(t0, _mm512_mullo_epi32(c0.rc, rs));
+            t1 = nv > 1 ? _mm512_sub_epi32(t1, _mm512_mullo_epi32(c1.rc, rs)) : t1;
+            t2 = nv > 2 ? _mm512_sub_epi32(t2, _mm512_mullo_epi32(c2.rc, rs)) : t2;
+            t3 = nv > 3 ? _mm512_sub_epi32(t3, _mm512_mullo_epi32(c3.rc, rs)) : t3;
         }
         __m512i y0 = qk_epi16_stage(&c0, fp, t0, &ek);
         if (nv == 1) {

@@ -164,12 +164,38 @@ static void max_nhwc(const qpool_state *s, int sgn, const uint8_t *x, uint8_t *y
     const __m128i fl = _mm_set1_epi8((char)fl8);
     const uint8_t *xi = x + (size_t)(img * H * W * C);
     const uint8_t *tap[MAX_NHWC_TAPS];
+    /* windows wholly inside the image, C a multiple of 16: the taps are
+     * fixed offsets from the window's first pixel */
+    const int64_t kk = p->kh * p->kw;
+    const int inner = kk <= MAX_NHWC_TAPS && C % 16 == 0;
+    int64_t toff[MAX_NHWC_TAPS];
+    for (int64_t wi = 0; inner && wi < kk; wi++)
+        toff[wi] = ((wi / p->kw) * p->dil_h * W + (wi % p->kw) * p->dil_w) * C;
     for (int64_t oh = 0; oh < OH; oh++)
         for (int64_t ow = 0; ow < OW; ow++) {
             uint8_t *yo = y + (size_t)(((img * OH + oh) * OW + ow) * C);
+            const int64_t ih0 = oh * p->stride_h - p->pad_t, iw0 = ow * p->stride_w - p->pad_l;
+            if (inner && ih0 >= 0 && ih0 + (p->kh - 1) * p->dil_h < H && iw0 >= 0 &&
+                iw0 + (p->kw - 1) * p->dil_w < W) {
+                const uint8_t *b = xi + (ih0 * W + iw0) * C;
+                for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                    __m128i m = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(b + toff[0] + c0)), fl);
+                    for (int64_t t = 1; t < kk; t++)
+                        m = _mm_max_epu8(m, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(b + toff[t] + c0)), fl));
+                    m = _mm_xor_si128(m, fl);
+                    if (s->y_nhwc) {
+                        _mm_storeu_si128((__m128i *)(yo + c0), m);
+                        continue;
+                    }
+                    uint8_t v[16];
+                    _mm_storeu_si128((__m128i *)v, m);
+                    for (int64_t q = 0; q < 16; q++)
+                        y[(size_t)(((img * C + c0 + q) * OH + oh) * OW + ow)] = v[q];
+                }
+                continue;
+            }
             /* the window's pixels inside the image, MAX_NHWC_TAPS at a time (once per pixel when
              * the window has no more; larger windows list them again for each 16 channels) */
-            const int64_t kk = p->kh * p->kw;
             int nt = 0;
             for (int64_t c0 = 0; c0 < C; c0 += 16) {
                 int64_t cn = C - c0 < 16 ? C - c0 : 16;
