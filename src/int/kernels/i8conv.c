@@ -63,37 +63,44 @@ static qk_i8gemm_desc group_desc(const qk_i8conv *c, const qk_i8conv_desc *d, in
     return g;
 }
 
-/* The VNNI tables when that kernel runs and every weight fits int8. */
+/* The VNNI tables when that kernel runs and every weight fits int8, or
+ * two int8 halves (uint8 weights with a zero point: w = lo + hi, lo =
+ * clamp(w, -128, 127), hi in [-127, 127]; the second half's taps read the
+ * first half's input bytes). With kw <= 4 the taps are laid out as row
+ * quads (the row kernel, i8gemm.h), else in order. */
 static qk_status set_dwq4(qk_i8conv *c)
 {
     int64_t kk = c->kh * c->kw;
     qk_i8_dwq4_free(&c->dq4);
     int ok = c->dw_vnni && c->Cog == 1 && kk <= QK_I8_DW_MAXTAPS &&
              (c->mode == QK_RQ_FP32 || c->mode == QK_RQ_GEMMLOWP) && (c->out_type == QK_U8 || c->out_type == QK_I8);
-    int fits = 1, halves = 2 * kk <= QK_I8_DW_MAXTAPS;
+    int fits = 1, halves = 1;
     for (int64_t i = 0; ok && i < c->Co * kk; i++) {
         fits &= c->dw_w[i] >= -128 && c->dw_w[i] <= 127;
         halves &= c->dw_w[i] >= -255 && c->dw_w[i] <= 254;
     }
-    if (!ok || (!fits && !halves))
+    const int rows = c->kw <= 4 && (fits ? 4 : 8) * c->kh <= QK_I8_DW_MAXTAPS;
+    const int64_t per = rows ? 4 * c->kh : kk, kt = fits ? per : 2 * per; /* taps per half, in all */
+    if (!ok || (!fits && !(halves && kt <= QK_I8_DW_MAXTAPS)))
         return QK_OK;
-    int32_t zxu = c->x_type == QK_I8 ? c->x_zero + 128 : c->x_zero;
-    if (fits)
-        return qk_i8_dwq4_build(&c->dq4, c->Co, kk, c->dw_w, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
-                                c->mode == QK_RQ_FP32, zxu);
-    /* uint8 weights with a zero point: w = lo + hi, lo = clamp(w, -128, 127), hi in [-127, 127] */
-    int32_t *w2 = qk_malloc((size_t)(c->Co * 2 * kk) * sizeof *w2);
-    if (!w2)
+    int32_t *wt = qk_calloc((size_t)(c->Co * kt), sizeof *wt);
+    if (!wt)
         return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
     for (int64_t co = 0; co < c->Co; co++)
-        for (int64_t t = 0; t < kk; t++) {
-            int32_t w = c->dw_w[co * kk + t], lo = w < -128 ? -128 : w > 127 ? 127 : w;
-            w2[co * 2 * kk + t] = lo;
-            w2[co * 2 * kk + kk + t] = w - lo;
-        }
-    qk_status st = qk_i8_dwq4_build(&c->dq4, c->Co, 2 * kk, w2, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
+        for (int64_t a = 0; a < c->kh; a++)
+            for (int64_t b = 0; b < c->kw; b++) {
+                int32_t w = c->dw_w[co * kk + a * c->kw + b], lo = w < -128 ? -128 : w > 127 ? 127 : w;
+                int64_t t = rows ? 4 * a + b : a * c->kw + b;
+                wt[co * kt + t] = fits ? w : lo;
+                if (!fits)
+                    wt[co * kt + per + t] = w - lo;
+            }
+    int32_t zxu = c->x_type == QK_I8 ? c->x_zero + 128 : c->x_zero;
+    qk_status st = qk_i8_dwq4_build(&c->dq4, c->Co, kt, wt, c->dw_bias, c->dw_mult, c->dw_shift, c->dw_scale,
                                     c->mode == QK_RQ_FP32, zxu);
-    qk_free(w2);
+    qk_free(wt);
+    if (st == QK_OK && rows)
+        c->dq4.rows = c->kh;
     return st;
 }
 

@@ -109,6 +109,8 @@ size_t qk_i8conv_nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W);
 size_t qk_i8conv_c1_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W);
 size_t qk_i8conv_imp_buf_bytes(const qk_i8conv *c, int64_t W);
 size_t qk_i8conv_imp_pre_bytes(const qk_i8conv *c, int64_t W);
+/* NHWC depthwise: output rows per task at most (about 8 KiB of output, at most OH). */
+int64_t qk_i8conv_dw_nblk(const qk_i8conv *c, int64_t OH, int64_t OW);
 
 /* i8conv_im2col.c: channels [Cg] of input pixels [pix0, pix0+npix) of
  * image n, group gi transposed into buf[i][Cg]; the explicit-im2col task

@@ -55,12 +55,21 @@ static void dw_nhwc_task(void *vctx, int64_t t, int worker)
         memset(zrow, (uint8_t)c->x_zero, (size_t)(r->W * c->C + 64));
     int64_t per = (r->OH + r->nblk - 1) / r->nblk, n = t / per, oh0 = (t % per) * r->nblk;
     int64_t oh1 = oh0 + r->nblk < r->OH ? oh0 + r->nblk : r->OH;
+    if (c->dw_vnni && c->dq4.tab && c->dq4.rows) { /* the block's rows at once (row quads) */
+        qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
+                         r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh0 * c->sh - c->pt, c->dw_wt, c->dw_bias,
+                         c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin,
+                         c->qmax, r->y + (size_t)((n * r->OH + oh0) * r->OW * c->Co) * r->es, &c->dq4, zrow,
+                         c->sh, oh1 - oh0, zrow + qk_i8_align64((size_t)(r->W * c->C + 64))};
+        qk_i8_dw_nhwc_rows__vnni(&p);
+        return;
+    }
     for (int64_t oh = oh0; oh < oh1; oh++) {
         qk_i8_dwrow p = {r->x + (size_t)(n * r->H * r->W * c->C), c->x_type == QK_I8, c->x_zero, c->C, r->H, r->W,
                          r->OW, c->kh, c->kw, c->sw, c->dh, c->dw, c->pl, oh * c->sh - c->pt, c->dw_wt, c->dw_bias,
                          c->dw_mult, c->dw_shift, c->dw_wp, c->dw_scale, c->mode, c->out_type, c->zo, c->qmin,
                          c->qmax, r->y + (size_t)((n * r->OH + oh) * r->OW * c->Co) * r->es,
-                         c->dq4.tab ? &c->dq4 : NULL, zrow};
+                         c->dq4.tab ? &c->dq4 : NULL, zrow, c->sh, 1, NULL};
         if (c->dw_vnni)
             qk_i8_dw_nhwc_row__vnni(&p);
         else if (c->dw_vec)
@@ -93,12 +102,10 @@ qk_status qk_i8conv_run_layout(const qk_i8conv *c, int64_t N, int64_t H, int64_t
     if (c->depthwise && x_nhwc) {
         /* rows per task: about 8 KiB of output each (small tasks cost more
          * in hand-out than they compute), at least 4 tasks per thread */
-        int64_t row = OW * c->Co * (int64_t)r.es, nt = qk_pool_threads(pool);
-        r.nblk = (8192 + row - 1) / row;
+        int64_t nt = qk_pool_threads(pool);
+        r.nblk = qk_i8conv_dw_nblk(c, OH, OW);
         while (r.nblk > 1 && N * ((OH + r.nblk - 1) / r.nblk) < 4 * nt)
             r.nblk--;
-        if (r.nblk > OH)
-            r.nblk = OH;
         qk_pool_run(pool, N * ((OH + r.nblk - 1) / r.nblk), dw_nhwc_task, &r);
     } else if (c->depthwise) {
         qk_pool_run(pool, N * c->Co, dw_task, &r);

@@ -87,9 +87,19 @@ static size_t qk_i8conv_ws_bytes_explicit(const qk_i8conv *c, int64_t H, int64_t
                                               qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr) * 4)) +
                        qk_i8_align64((size_t)c->kw * 16);
         size_t zrow = qk_i8_align64((size_t)(W * c->C + 64));
+        if (c->dw_vnni && c->dq4.rows) { /* + the row-quad kernel's ring of input rows */
+            int64_t OW = qk_conv_out_dim(W, c->kw, c->sw, c->dw, c->pl, c->pr);
+            zrow += qk_i8_dw_rows_bytes(c->C, OW, (c->kh - 1) * c->dh + 1);
+        }
         return plane > zrow ? plane : zrow;
     }
     size_t col = c->pointwise ? 0 : qk_i8_align64((size_t)(conv_rows(c) * c->K));
     return col + (c->nhwc ? qk_i8conv_nhwc_buf_bytes(c, H, W) : c->Cg == 1 ? qk_i8conv_c1_buf_bytes(c, H, W) : 0) +
            qk_i8gemm_ws_bytes(c->gm[0]);
+}
+
+int64_t qk_i8conv_dw_nblk(const qk_i8conv *c, int64_t OH, int64_t OW)
+{
+    int64_t row = OW * c->Co * (int64_t)qk_dtype_size(c->out_type), n = (8192 + row - 1) / row;
+    return n < OH ? n : OH;
 }

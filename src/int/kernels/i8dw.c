@@ -63,6 +63,7 @@ void qk_i8_dwq4_free(qk_i8_dwq4 *q4)
 {
     qk_aligned_free(q4->tab);
     q4->tab = NULL;
+    q4->rows = 0;
 }
 
 static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }

@@ -137,6 +137,9 @@ void qk_i8_dw_plane__avx512(const qk_i8_dwplane *p);
 typedef struct qk_i8_dwq4 {
     uint8_t *tab;
     int64_t nq, flat_n, pix_n, stride, kt;
+    int64_t rows;              /* 0, or kh: row quads (kw <= 4): quad qd holds kernel row qd % kh,
+                                * its taps (a, 0..3) in the four bytes, zero weights past kw
+                                * (qk_i8_dw_nhwc_rows__vnni) */
 } qk_i8_dwq4;
 /* Builds q4 from w [C][kk] (kk = kt taps; zero point removed, all in [-128, 127]),
  * bias/mult/shift/scale [C], x zero point zxu (in the unsigned code:
@@ -167,6 +170,8 @@ typedef struct qk_i8_dwrow {
     void *y;                   /* [OW][C] of out_type */
     const qk_i8_dwq4 *q4;      /* VNNI tables, NULL: none */
     const uint8_t *zrow;       /* VNNI: >= W*C + 64 bytes, each the zero point's code (int8 or uint8) */
+    int64_t sh, nrows;         /* row-quad kernel: output rows nrows, the first at input row ih0, */
+    uint8_t *x4;               /* sh apart; y their first; scratch of qk_i8_dw_rows_bytes (64-aligned) */
 } qk_i8_dwrow;
 /* The AVX-512 row handles up to this many taps (kh*kw); more go to the reference. */
 #define QK_I8_DW_MAXTAPS 64
@@ -175,6 +180,14 @@ void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p);
 /* The same with q4 (output types uint8/int8, GEMMLOWP or FP32 stage;
  * anything else goes to the AVX-512 row). */
 void qk_i8_dw_nhwc_row__vnni(const qk_i8_dwrow *p);
+/* p->nrows output rows with a row-quad table (q4->rows): each input row's
+ * kernel-row quads (its bytes at columns iw, iw + dw, .. interleaved per
+ * channel) are built once into p->x4 and read by every output row that
+ * uses that input row, so the interleaving costs once per input row
+ * instead of once per kernel row and output row. */
+void qk_i8_dw_nhwc_rows__vnni(const qk_i8_dwrow *p);
+/* Its scratch for C channels, OW output columns, a ring of nin = (kh - 1)*dh + 1 input rows. */
+size_t qk_i8_dw_rows_bytes(int64_t C, int64_t OW, int64_t nin);
 
 /* Copy mb rows of K bytes into a zero-padded [mb][Kp] buffer. */
 void qk_i8_pad_rows(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, uint8_t *dst);
