@@ -167,6 +167,24 @@ static qk_status implicit_weights(qk_i8conv *c, const qk_i8conv_desc *d, int cre
     return create ? qk_i8gemm_create(&g, &c->gimp) : qk_i8gemm_update(c->gimp, &g);
 }
 
+/* The pixel-pair weights where that kernel applies (i8conv.h, bpair). */
+static qk_status set_pairs(qk_i8conv *c)
+{
+    const qk_i8gemm *g = c->gimp;
+    int ok = g && g->k->info.isa == QK_ISA_VNNI && !g->k->info.test_only && c->Co <= 16 && c->x_type == QK_U8 &&
+             !g->b_u8 && c->Cg >= 16 && c->Cg % 4 == 0 && c->KS == c->kw * c->Cg && g->Kp > QK_I8_SMALL_K;
+    if (!ok) {
+        qk_aligned_free(c->bpair);
+        c->bpair = NULL;
+        return QK_OK;
+    }
+    if (!c->bpair && !(c->bpair = qk_aligned_alloc(QK_I8_PAIRS_BYTES(g))))
+        return qk_error(QK_ERR_NOMEM, "int8 conv: out of memory");
+    if (g->has_b)
+        qk_i8_pairs_pack__vnni(g, c->bpair);
+    return QK_OK;
+}
+
 void qk_i8conv_destroy(qk_i8conv *c)
 {
     if (!c)
@@ -178,6 +196,7 @@ void qk_i8conv_destroy(qk_i8conv *c)
     qk_free(c->wperm);
     qk_free(c->wimp);
     qk_i8gemm_destroy(c->gimp);
+    qk_aligned_free(c->bpair);
     qk_free(c->dw_w);
     qk_free(c->dw_bias);
     qk_free(c->dw_wt);
@@ -274,6 +293,10 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
                 qk_i8gemm_destroy(c->gimp);
                 c->gimp = NULL;
             }
+            if ((st = set_pairs(c)) != QK_OK) {
+                qk_i8conv_destroy(c);
+                return st;
+            }
         }
     }
     *out = c;
@@ -312,6 +335,8 @@ qk_status qk_i8conv_update(qk_i8conv *c, const qk_i8conv_desc *d)
         } else if ((st = implicit_weights(c, d, 0)) != QK_OK) {
             return qk_error_context(st, "conv (implicit im2col)");
         }
+        if ((st = set_pairs(c)) != QK_OK)
+            return st;
     }
     return QK_OK;
 }

@@ -47,6 +47,9 @@ struct qk_i8conv {
     int64_t KS;
     uint8_t *wimp;
     qk_i8gemm *gimp;
+    /* implicit on VNNI with at most 16 output channels, uint8 input, Cg a
+     * multiple of 4: the weights for qk_i8_gemm_pairs__vnni (else NULL) */
+    uint8_t *bpair;
     /* depthwise: (w - w_zero) as int32 [Co][kh*kw], bias, per-channel output stage */
     int32_t *dw_w, *dw_bias, *dw_mult, *dw_shift;
     int32_t *dw_wt;            /* depthwise, multiplier 1: dw_w as [kh*kw][Co] (NHWC kernel) */
@@ -109,6 +112,12 @@ size_t qk_i8conv_nhwc_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W);
 size_t qk_i8conv_c1_buf_bytes(const qk_i8conv *c, int64_t H, int64_t W);
 size_t qk_i8conv_imp_buf_bytes(const qk_i8conv *c, int64_t W);
 size_t qk_i8conv_imp_pre_bytes(const qk_i8conv *c, int64_t W);
+/* The padded rows transposed by dwords for the pixel-pair kernel (bpair):
+ * pixels per row (the rows' and the last tile's reach past them), the
+ * stride of the Cg/4 rows, the bytes. */
+int64_t qk_i8conv_imp_npx(const qk_i8conv *c, int64_t W);
+int64_t qk_i8conv_imp_tstride(const qk_i8conv *c, int64_t W);
+size_t qk_i8conv_imp_pair_bytes(const qk_i8conv *c, int64_t W);
 /* NHWC depthwise: output rows per task at most (about 8 KiB of output, at most OH). */
 int64_t qk_i8conv_dw_nblk(const qk_i8conv *c, int64_t OH, int64_t OW);
 
@@ -118,8 +127,9 @@ int64_t qk_i8conv_dw_nblk(const qk_i8conv *c, int64_t OH, int64_t OW);
 void qk_i8conv_to_nhwc(const conv_ctx *r, int64_t n, int64_t gi, int64_t pix0, int64_t npix, uint8_t *buf);
 void qk_i8conv_gemm_task(void *vctx, int64_t t, int worker);
 
-/* i8conv_implicit.c: the implicit-im2col task (image, block of output rows). */
+/* i8conv_implicit.c: the implicit-im2col task (image, block of output rows); the pixel-pair copies. */
 void qk_i8conv_imp_task(void *vctx, int64_t t, int worker);
+void qk_i8conv_transpose4(const uint8_t *P, int64_t npx, int64_t Cg, uint8_t zx, int64_t NPX, uint8_t *T, int64_t ts);
 
 /* qk_i8_pixsum__sse2.c: ps[q] = the sum of the Cg bytes of pixel q at
  * P + q*Cg (as int8 when sg), q < npx; Cg a multiple of 16. Wrapping uint32. */

@@ -3,6 +3,7 @@
  * NHWC input rows. */
 #include "i8conv.h"
 
+#include <emmintrin.h>
 #include <string.h>
 
 /* Implicit im2col: one task per (image, block of R output rows). The
@@ -20,7 +21,8 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
     int64_t n = t / r->nblk, oh0 = (t % r->nblk) * R, Rb = r->OH - oh0 < R ? r->OH - oh0 : R;
     const int64_t Cg = c->Cg, W = r->W, H = r->H, rows = Rb + c->kh - 1, ka = c->gimp->k->kalign, nck = c->KS / ka;
     size_t bb = qk_i8conv_imp_buf_bytes(c, W);
-    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *gws = P + bb + qk_i8conv_imp_pre_bytes(c, W);
+    uint8_t *P = r->ws + (size_t)worker * r->ws_stride, *T = P + bb + qk_i8conv_imp_pre_bytes(c, W);
+    uint8_t *gws = T + qk_i8conv_imp_pair_bytes(c, W);
     const int zx = (uint8_t)c->x_zero;
     for (int64_t j = 0; j < rows; j++) {
         int64_t ih = oh0 + j - c->pt;
@@ -100,5 +102,48 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
         }
         rs = rsb;
     }
-    qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, rs, 0, c->Co, y, ldm, ldn, gws);
+    if (!c->bpair) {
+        qk_i8gemm_block_rows(c->gimp, Rb, Wp, r->OW, P, Cg, koff, rs, 0, c->Co, y, ldm, ldn, gws);
+        return;
+    }
+    /* pixel pairs (at most 16 output channels): T holds the padded rows' dwords transposed, row c
+     * the dword c of every pixel, so any two consecutive pixels' dwords are 8 adjacent bytes;
+     * pixel f's tap (a, b), dword c at T + c*ts + (f + a*Wp + b)*4 */
+    const int64_t npx = (int64_t)(bb / (size_t)Cg), NPX = qk_i8conv_imp_npx(c, W), ts = qk_i8conv_imp_tstride(c, W);
+    qk_i8conv_transpose4(P, npx, Cg, (uint8_t)c->x_zero, NPX, T, ts);
+    int64_t kp[QK_I8_IMP_MAXCHUNK], nk = 0; /* dword q of kernel row a: tap b = 4q / Cg, dword 4q % Cg / 4 */
+    for (int64_t a = 0; a < c->kh; a++)
+        for (int64_t b = 0; b < c->kw; b++)
+            for (int64_t c4 = 0; c4 < Cg / 4; c4++)
+                kp[nk++] = c4 * ts + (a * Wp + b) * 4;
+    qk_i8_gemm_pairs__vnni(c->gimp, c->bpair, Rb * Wp, T, 8, kp, (int32_t *)gws, 16);
+    qk_i8gemm_store_rows(c->gimp, Rb, Wp, r->OW, (const int32_t *)gws, 16, rs, 0, c->Co, y, ldm, ldn, gws);
+}
+
+/* T (i8conv.h): row c (ts bytes apart) the dword c of pixels [0, NPX) of
+ * P (npx pixels of Cg bytes; past them the zero point's code). */
+void qk_i8conv_transpose4(const uint8_t *P, int64_t npx, int64_t Cg, uint8_t zx, int64_t NPX, uint8_t *T, int64_t ts)
+{
+    int64_t p = 0;
+    if (Cg % 16 == 0)
+        for (; p + 4 <= npx; p += 4) /* 4 pixels x 4 dwords at a time */
+            for (int64_t k = 0; k < Cg; k += 16) {
+                const uint8_t *s = P + p * Cg + k;
+                __m128i a = _mm_loadu_si128((const __m128i *)s), b = _mm_loadu_si128((const __m128i *)(s + Cg));
+                __m128i c = _mm_loadu_si128((const __m128i *)(s + 2 * Cg));
+                __m128i d = _mm_loadu_si128((const __m128i *)(s + 3 * Cg));
+                __m128i t0 = _mm_unpacklo_epi32(a, b), t1 = _mm_unpacklo_epi32(c, d);
+                __m128i t2 = _mm_unpackhi_epi32(a, b), t3 = _mm_unpackhi_epi32(c, d);
+                uint8_t *o = T + (k / 4) * ts + p * 4;
+                _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(o + ts), _mm_unpackhi_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(o + 2 * ts), _mm_unpacklo_epi64(t2, t3));
+                _mm_storeu_si128((__m128i *)(o + 3 * ts), _mm_unpackhi_epi64(t2, t3));
+            }
+    for (int64_t c4 = 0; c4 < Cg / 4; c4++) {
+        uint8_t *o = T + c4 * ts;
+        for (int64_t q = p; q < npx; q++)
+            memcpy(o + 4 * q, P + q * Cg + 4 * c4, 4);
+        memset(o + 4 * npx, zx, (size_t)(4 * (NPX - npx)));
+    }
 }

@@ -59,6 +59,21 @@ size_t qk_i8conv_imp_pre_bytes(const qk_i8conv *c, int64_t W)
 {
     return c->gimp && c->gimp->need_rowsum ? qk_i8_align64((qk_i8conv_imp_buf_bytes(c, W) + 1) * 4) : 0;
 }
+int64_t qk_i8conv_imp_npx(const qk_i8conv *c, int64_t W)
+{
+    return (int64_t)(qk_i8conv_imp_buf_bytes(c, W) / (size_t)c->Cg) + 16 + c->kw;
+}
+
+int64_t qk_i8conv_imp_tstride(const qk_i8conv *c, int64_t W)
+{
+    return (int64_t)qk_i8_align64((size_t)qk_i8conv_imp_npx(c, W) * 4);
+}
+
+size_t qk_i8conv_imp_pair_bytes(const qk_i8conv *c, int64_t W)
+{
+    return c->bpair ? (size_t)(c->Cg / 4 * qk_i8conv_imp_tstride(c, W)) : 0;
+}
+
 const char *qk_i8conv_path(const qk_i8conv *c, int64_t H, int64_t W)
 {
     (void)H;
@@ -74,7 +89,8 @@ size_t qk_i8conv_ws_bytes(const qk_i8conv *c, int64_t H, int64_t W)
 {
     if (qk_i8conv_imp_buf_bytes(c, W)) {
         size_t e = qk_i8conv_ws_bytes_explicit(c, H, W),
-               i = qk_i8conv_imp_buf_bytes(c, W) + qk_i8conv_imp_pre_bytes(c, W) + qk_i8gemm_ws_bytes(c->gimp);
+               i = qk_i8conv_imp_buf_bytes(c, W) + qk_i8conv_imp_pre_bytes(c, W) + qk_i8conv_imp_pair_bytes(c, W) +
+                   qk_i8gemm_ws_bytes(c->gimp);
         return e > i ? e : i;
     }
     return qk_i8conv_ws_bytes_explicit(c, H, W);

@@ -384,13 +384,13 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
 /* Epilogue of an mb x nb accumulator tile (columns from n) into C: pixel
  * rows directly when ldc_n == 1, else through the workspace and scattered. */
 static void store_block(const qk_i8gemm *g, int64_t mb, int64_t n, int64_t nb, const int32_t *acc, const int32_t *rs,
-                        uint8_t *c, int64_t ldc_m, int64_t ldc_n, uint8_t *w)
+                        uint8_t *c, int64_t ldc_m, int64_t ldc_n, uint8_t *w, int64_t ldacc)
 {
     if (ldc_n == 1) {
-        g->k->epilogue(g, mb, n, nb, acc, g->nb, rs, c, ldc_m);
+        g->k->epilogue(g, mb, n, nb, acc, ldacc, rs, c, ldc_m);
     } else {
         void *tmp = w + g->off_out;
-        g->k->epilogue(g, mb, n, nb, acc, g->nb, rs, tmp, nb);
+        g->k->epilogue(g, mb, n, nb, acc, ldacc, rs, tmp, nb);
         scatter(g, mb, nb, tmp, c, ldc_m, ldc_n);
     }
 }
@@ -417,7 +417,7 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
         int64_t nb = n1 - n < g->nb ? n1 - n : g->nb;
         int64_t nbp = qk_i8_roundup(nb, k->info.nr);
         k->compute(g, mb, Ap, ldap, n, nbp, acc, g->nb, kws);
-        store_block(g, mb, n, nb, acc, rs, (uint8_t *)C + (size_t)((n - n0) * ldc_n) * es, ldc_m, ldc_n, w);
+        store_block(g, mb, n, nb, acc, rs, (uint8_t *)C + (size_t)((n - n0) * ldc_n) * es, ldc_m, ldc_n, w, g->nb);
     }
 }
 
@@ -442,8 +442,18 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
         k->compute_koff(g, R * rowlen, X, xs, koff, n, nbp, acc, g->nb, kws);
         for (int64_t r = 0; r < R; r++)
             store_block(g, valid, n, nb, acc + r * rowlen * g->nb, rs ? rs + r * rowlen : NULL,
-                        (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es, ldc_m, ldc_n, w);
+                        (uint8_t *)C + (size_t)(r * valid * ldc_m + (n - n0) * ldc_n) * es, ldc_m, ldc_n, w, g->nb);
     }
+}
+
+void qk_i8gemm_store_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const int32_t *acc,
+                          int64_t ldacc, const int32_t *rs, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
+                          int64_t ldc_n, void *ws)
+{
+    size_t es = qk_dtype_size(g->out_type);
+    for (int64_t r = 0; r < R; r++)
+        store_block(g, valid, n0, n1 - n0, acc + r * rowlen * ldacc, rs ? rs + r * rowlen : NULL,
+                    (uint8_t *)C + (size_t)(r * valid * ldc_m) * es, ldc_m, ldc_n, ws, ldacc);
 }
 
 typedef struct {

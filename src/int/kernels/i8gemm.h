@@ -92,6 +92,22 @@ void qk_i8gemm_block_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t
                           int64_t xs, const int64_t *koff, const int32_t *rs, int64_t n0, int64_t n1, void *C,
                           int64_t ldc_m, int64_t ldc_n, void *ws);
 
+/* VNNI, at most 16 columns, uint8 A (not b_u8): pixel pairs. X holds A
+ * as pairs of rows, pair p's dword kk at X + p*xs + koff[kk] as 8 bytes
+ * (row 2p's dword, then row 2p+1's); bp the weights repacked by
+ * qk_i8_pairs_pack__vnni (QK_I8_PAIRS_BYTES(g)); raw sums of rows [0, mb)
+ * into acc[m][0..15] (ldacc >= 16), as compute_koff would. Pairs up to
+ * (mb + 11)/12*6 are read. */
+#define QK_I8_PAIRS_BYTES(g) ((size_t)((g)->Kp / 4) * 128)
+void qk_i8_pairs_pack__vnni(const qk_i8gemm *g, uint8_t *bp);
+void qk_i8_gemm_pairs__vnni(const qk_i8gemm *g, const uint8_t *bp, int64_t mb, const uint8_t *X, int64_t xs,
+                            const int64_t *koff, int32_t *acc, int64_t ldacc);
+/* The output stage of R output rows of rowlen accumulator rows each (the
+ * first valid of them stored), as qk_i8gemm_block_rows after its compute. */
+void qk_i8gemm_store_rows(const qk_i8gemm *g, int64_t R, int64_t rowlen, int64_t valid, const int32_t *acc,
+                          int64_t ldacc, const int32_t *rs, int64_t n0, int64_t n1, void *C, int64_t ldc_m,
+                          int64_t ldc_n, void *ws);
+
 /* Generic scalar pieces (i8gemm.c), usable by every kernel. */
 void qk_i8_rowsum_ref(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda, int32_t *rs);
 void qk_i8_epilogue_ref(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb, const int32_t *acc,

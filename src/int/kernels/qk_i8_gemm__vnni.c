@@ -301,3 +301,86 @@ void qk_i8_gemm_small__vnni(const qk_i8gemm *g, int64_t mb, const uint8_t *A, in
         sm_fns[g->mode == QK_RQ_FP32][(K4 - 1) * 4 + (w + 15) / 16 - 1](g, mb, A, lda, koff, n, w, C + (n - n0), ldc);
     }
 }
+
+/* ---- pixel pairs: at most 16 output channels (i8gemm.h, qk_i8_gemm_pairs__vnni) ----
+ * One 8-byte broadcast carries dword kk of two consecutive pixels; lane l
+ * of vector v is channel 8v + l/2 of pixel l % 2, so 12 pairs x 2 vectors
+ * fill the 24 accumulators with one broadcast per two vpdpbusd (the 12x16
+ * tile has one per vpdpbusd). The stores de-interleave the lanes into the
+ * accumulator rows of the ordinary tile. */
+static inline int64_t ld64(const uint8_t *p)
+{
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+#define PAIRS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define PAIRS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define P_DECL(r) __m512i p##r##0 = _mm512_setzero_si512(), p##r##1 = _mm512_setzero_si512();
+#define P_STEP(r)                                                                                    \
+    av = _mm512_set1_epi64(ld64(q + r * xs));                                                        \
+    p##r##0 = _mm512_dpbusd_epi32(p##r##0, av, b0);                                                  \
+    p##r##1 = _mm512_dpbusd_epi32(p##r##1, av, b1);
+#define P_STORE(r)                                                                                   \
+    _mm512_storeu_si512(c + (2 * r) * ldc, p##r##0);                                                 \
+    _mm512_storeu_si512(c + (2 * r + 1) * ldc, p##r##1);
+#define PAIR_FN(name, ROWS)                                                                          \
+    __attribute__((noinline)) static void name(int64_t K4, const int64_t *koff, const uint8_t *x, int64_t xs, const uint8_t *bp, \
+                     int32_t *c, int64_t ldc)                                                        \
+    {                                                                                                \
+        ROWS(P_DECL)                                                                                 \
+        for (int64_t kk = 0; kk < K4; kk++, bp += 128) {                                             \
+            const uint8_t *q = x + koff[kk];                                                         \
+            __m512i b0 = _mm512_load_si512(bp), b1 = _mm512_load_si512(bp + 64), av;                 \
+            ROWS(P_STEP)                                                                             \
+        }                                                                                            \
+        ROWS(P_STORE)                                                                                \
+    }
+PAIR_FN(pairs12, PAIRS12)
+PAIR_FN(pairs6, PAIRS6)
+
+/* Rows 2r, 2r+1 of c hold pair r's vectors as computed: de-interleave them in place. */
+static void pairs_unzip(int64_t np, int32_t *c, int64_t ldc)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int64_t r = 0; r < np; r++) {
+        __m512i v0 = _mm512_loadu_si512(c + 2 * r * ldc), v1 = _mm512_loadu_si512(c + (2 * r + 1) * ldc);
+        _mm512_storeu_si512(c + 2 * r * ldc, _mm512_permutex2var_epi32(v0, ev, v1));
+        _mm512_storeu_si512(c + (2 * r + 1) * ldc, _mm512_permutex2var_epi32(v0, od, v1));
+    }
+}
+
+void qk_i8_pairs_pack__vnni(const qk_i8gemm *g, uint8_t *bp)
+{
+    const int64_t K4 = g->Kp / 4;
+    const uint8_t *src = (const uint8_t *)g->bpack; /* panel 0: [K4][32][4] */
+    for (int64_t kk = 0; kk < K4; kk++)
+        for (int v = 0; v < 2; v++)
+            for (int l = 0; l < 16; l++)
+                memcpy(bp + (kk * 2 + v) * 64 + 4 * l, src + (kk * NR + 8 * v + l / 2) * 4, 4);
+}
+
+void qk_i8_gemm_pairs__vnni(const qk_i8gemm *g, const uint8_t *bp, int64_t mb, const uint8_t *X, int64_t xs,
+                            const int64_t *koff, int32_t *acc, int64_t ldacc)
+{
+    const int64_t K4 = g->Kp / 4;
+    int32_t tail[12 * 16];
+    int64_t m = 0;
+    for (; m + 24 <= mb; m += 24) {
+        pairs12(K4, koff, X + (m / 2) * xs, xs, bp, acc + m * ldacc, ldacc);
+        pairs_unzip(12, acc + m * ldacc, ldacc);
+    }
+    for (; m < mb; m += 12) {
+        if (m + 12 <= mb) {
+            pairs6(K4, koff, X + (m / 2) * xs, xs, bp, acc + m * ldacc, ldacc);
+            pairs_unzip(6, acc + m * ldacc, ldacc);
+            continue;
+        }
+        pairs6(K4, koff, X + (m / 2) * xs, xs, bp, tail, 16);
+        pairs_unzip(6, tail, 16);
+        for (int64_t r = 0; r < mb - m; r++)
+            memcpy(acc + (m + r) * ldacc, tail + r * 16, 64);
+    }
+}
