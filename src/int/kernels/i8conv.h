@@ -21,7 +21,9 @@
  *   i8conv_im2col.c     the three explicit im2col variants (NCHW, one input
  *                       channel, NHWC rows) and their GEMM task
  *   i8conv_implicit.c   the implicit-im2col task (AMX, VNNI) (its SSE2 per-pixel
- *                       byte sums in qk_i8_pixsum__sse2.c)
+ *                       byte sums in qk_i8_pixsum__sse2.c), with the dword
+ *                       transpose the VNNI pixel-pair kernel reads (<= 16
+ *                       output channels)
  *   i8conv_run.c        the depthwise tasks and qk_i8conv_run_layout
  *   i8conv_ref.c        the 7-loop reference */
 #ifndef QK_INT_I8CONV_H
