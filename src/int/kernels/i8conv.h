@@ -97,7 +97,8 @@ static inline int64_t imp_rows(const qk_i8conv *c, int64_t W, int64_t *Wp)
     *Wp = W + c->pl + c->pr;
     if (!c->gimp || c->kh * c->KS / c->gimp->k->kalign > QK_I8_IMP_MAXCHUNK || *Wp < c->kw)
         return 0;
-    int64_t R = c->gimp->mb / *Wp, mr = c->gimp->k->info.mr;
+    /* the pixel-pair kernel's accumulators are 16 columns wide: twice the rows fit its tile */
+    int64_t R = (c->bpair ? QK_I8_IMP_MAXROWS : c->gimp->mb) / *Wp, mr = c->bpair ? 24 : c->gimp->k->info.mr;
     for (int64_t r = R; r >= 1 && 2 * r >= R; r--)
         if ((r * *Wp) % mr == 0)
             return r;
