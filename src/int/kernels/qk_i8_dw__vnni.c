@@ -35,15 +35,26 @@ typedef struct {
     __m512i lo, hi, zero;
 } q4_ctx;
 
-/* 4 taps -> 4 vectors of interleaved quads, accumulated into c0..c3. */
+/* 4 taps -> 4 vectors of interleaved quads (lane order of i8gemm.h, qk_i8_dwq4). */
+INLINE void q4_interleave(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i v[4])
+{
+    __m512i l01 = _mm512_unpacklo_epi8(t0, t1), h01 = _mm512_unpackhi_epi8(t0, t1);
+    __m512i l23 = _mm512_unpacklo_epi8(t2, t3), h23 = _mm512_unpackhi_epi8(t2, t3);
+    v[0] = _mm512_unpacklo_epi16(l01, l23);
+    v[1] = _mm512_unpackhi_epi16(l01, l23);
+    v[2] = _mm512_unpacklo_epi16(h01, h23);
+    v[3] = _mm512_unpackhi_epi16(h01, h23);
+}
+
+/* 4 taps -> their interleaved quads accumulated into c0..c3. */
 #define Q4_QUAD(t0, t1, t2, t3, w)                                                                  \
     do {                                                                                            \
-        __m512i l01 = _mm512_unpacklo_epi8(t0, t1), h01 = _mm512_unpackhi_epi8(t0, t1);             \
-        __m512i l23 = _mm512_unpacklo_epi8(t2, t3), h23 = _mm512_unpackhi_epi8(t2, t3);             \
-        c0 = _mm512_dpbusd_epi32(c0, _mm512_unpacklo_epi16(l01, l23), _mm512_load_si512(w));         \
-        c1 = _mm512_dpbusd_epi32(c1, _mm512_unpackhi_epi16(l01, l23), _mm512_load_si512((w) + 64));  \
-        c2 = _mm512_dpbusd_epi32(c2, _mm512_unpacklo_epi16(h01, h23), _mm512_load_si512((w) + 128)); \
-        c3 = _mm512_dpbusd_epi32(c3, _mm512_unpackhi_epi16(h01, h23), _mm512_load_si512((w) + 192)); \
+        __m512i v_[4];                                                                              \
+        q4_interleave(t0, t1, t2, t3, v_);                                                          \
+        c0 = _mm512_dpbusd_epi32(c0, v_[0], _mm512_load_si512(w));                                  \
+        c1 = _mm512_dpbusd_epi32(c1, v_[1], _mm512_load_si512((w) + 64));                           \
+        c2 = _mm512_dpbusd_epi32(c2, v_[2], _mm512_load_si512((w) + 128));                          \
+        c3 = _mm512_dpbusd_epi32(c3, v_[3], _mm512_load_si512((w) + 192));                          \
     } while (0)
 
 INLINE __m512i q4_load(const q4_ctx *k, int sgn, const uint8_t *p, __mmask64 mk)
@@ -246,12 +257,10 @@ INLINE void rq_build(const q4_ctx *k, int sgn, const uint8_t *row, const uint8_t
 #define RQ_TAP(b) q4_load(k, sgn, row && q->off[b] >= 0 ? row + q->off[b] : zrow, q->mk)
         __m512i t0 = RQ_TAP(0), t1 = RQ_TAP(1), t2 = RQ_TAP(2), t3 = RQ_TAP(3);
 #undef RQ_TAP
-        __m512i l01 = _mm512_unpacklo_epi8(t0, t1), h01 = _mm512_unpackhi_epi8(t0, t1);
-        __m512i l23 = _mm512_unpacklo_epi8(t2, t3), h23 = _mm512_unpackhi_epi8(t2, t3);
-        _mm512_store_si512(dst, _mm512_unpacklo_epi16(l01, l23));
-        _mm512_store_si512(dst + 64, _mm512_unpackhi_epi16(l01, l23));
-        _mm512_store_si512(dst + 128, _mm512_unpacklo_epi16(h01, h23));
-        _mm512_store_si512(dst + 192, _mm512_unpackhi_epi16(h01, h23));
+        __m512i v[4];
+        q4_interleave(t0, t1, t2, t3, v);
+        for (int j = 0; j < 4; j++)
+            _mm512_store_si512(dst + 64 * j, v[j]);
     }
 }
 
