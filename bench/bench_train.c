@@ -39,7 +39,9 @@
  *   build/bench/bench_train [--arch NAME] [--threads T=2] [--steps N=50, >= 16]
  *                           [--warmup W=5] [--repeat R=3] [--no-peer]
  *                           [--peer bench/torch_peer.py] [--data DIR]
- *                           [--infer [--models DIR]]
+ *                           [--infer [--models DIR]] [--profile]
+ * --profile (training): each model's per-node forward/backward seconds over
+ * its timed steps, on stderr.
  * Exit status 1 if a check fails (the model's row then says so and has no
  * figures), 2 on a usage error. */
 #include "qkit/registry.h"
@@ -63,8 +65,11 @@
 
 typedef struct opts {
     const char *arch, *peer, *data, *models;
-    int threads, steps, warmup, repeat, no_peer, infer;
+    int threads, steps, warmup, repeat, no_peer, infer, profile;
 } opts;
+
+/* --profile: per-node forward/backward time of the timed training steps */
+static qk_profiler *prof;
 
 typedef struct model {
     qk_graph *g;
@@ -103,6 +108,12 @@ static qk_status model_build(const char *arch, qk_pool *pool, model *m)
     st = qk_node_set_string(g, node, "reduction", "mean");
     if (st == QK_OK)
         st = qk_ops_bind(g);
+    if (st == QK_OK && prof) {
+        qk_plan_options po;
+        memset(&po, 0, sizeof po);
+        po.profiler = prof;
+        qk_graph_set_options(g, &po);
+    }
     if (st == QK_OK)
         st = qk_graph_plan(g, BATCH, 1, pool);
     qk_train_config cfg;
@@ -253,6 +264,8 @@ static int bench_model(const opts *o, const char *arch, const qk_dataset *train,
         for (int64_t i = 0; i < len; i++) {
             float loss;
             double secs;
+            if (prof && r == 0 && i == o->warmup)
+                qk_profiler_reset(prof); /* the timed steps only */
             st = model_step(&m, xs, ys, i % nb, &loss, &secs);
             if (st != QK_OK) {
                 rc = fail_status(arch, "training step", st);
@@ -312,6 +325,11 @@ static int bench_model(const opts *o, const char *arch, const qk_dataset *train,
     f->ips = (double)BATCH * o->steps / best_sum;
     f->ips_median = (double)BATCH / med;
     rc = 0;
+    if (prof) {
+        fprintf(stderr, "%s: per node, the %d timed rounds (forward and backward; the optimizer step is not a node)\n",
+                arch, o->repeat);
+        qk_profiler_print(prof, stderr);
+    }
 done:
     qk_batcher_free(&bt);
     model_free(&m);
@@ -467,7 +485,8 @@ static int infer_model(const opts *o, const char *arch, const qk_dataset *train,
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_train [--arch NAME] [--threads T=2] [--steps N=50] [--warmup W=5] "
-                    "[--repeat R=3] [--no-peer] [--peer bench/torch_peer.py] [--data DIR] [--infer [--models DIR]]\n");
+                    "[--repeat R=3] [--no-peer] [--peer bench/torch_peer.py] [--data DIR] [--infer [--models DIR]] "
+                    "[--profile]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *v)
@@ -482,7 +501,7 @@ static int parse_int(const char *s, int lo, int hi, int *v)
 
 int main(int argc, char **argv)
 {
-    opts o = { NULL, "bench/torch_peer.py", NULL, "models", 2, 50, 5, 3, 0, 0 };
+    opts o = { NULL, "bench/torch_peer.py", NULL, "models", 2, 50, 5, 3, 0, 0, 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -504,6 +523,8 @@ int main(int argc, char **argv)
             o.no_peer = 1;
         else if (!strcmp(a, "--infer"))
             o.infer = 1;
+        else if (!strcmp(a, "--profile"))
+            o.profile = 1;
         else if (!strcmp(a, "--models") && v)
             o.models = argv[++i];
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -531,6 +552,10 @@ int main(int argc, char **argv)
         }
     }
     int peer = !o.no_peer && peer_available(o.peer);
+    if (o.profile && !o.infer && qk_profiler_create(1, &prof) != QK_OK) {
+        fprintf(stderr, "bench_train: %s\n", qk_last_error());
+        return 1;
+    }
     qk_pool *pool = NULL;
     qk_dataset train = { 0 };
     qk_status st = qk_pool_create(o.threads, &pool);
@@ -603,5 +628,6 @@ int main(int argc, char **argv)
         printf("%s\n", notes[k]);
     qk_dataset_free(&train);
     qk_pool_destroy(pool);
+    qk_profiler_destroy(prof);
     return fails ? 1 : 0;
 }

@@ -38,7 +38,7 @@ static float frand(uint32_t *s)
 }
 
 /* x[N,C,hw,hw] -> Conv kxk (C -> C, group 1 or C) -> BatchNormalization
- * [-> Relu] -> out. Each shape takes another conv path: 3x3 at 8x8
+ * [-> Relu (relu 1), or Clip -0.25..0.5 (relu 2)] -> out. Each shape takes another conv path: 3x3 at 8x8
  * (im2col), 3x3 at 16x16 (the flat kernel on AVX-512), 1x1, depthwise. */
 enum { N = 2, C = 32, HW = 8, HWMAX = 16 };
 typedef struct cbr_shape {
@@ -65,7 +65,11 @@ static qk_graph *conv_bn_act(cbr_shape sh)
                   add_const(g, "mu", QK_F32, 1, (int64_t[]){ C }, mu),
                   add_const(g, "va", QK_F32, 1, (int64_t[]){ C }, va) };
     int b = add_node(g, "BatchNormalization", "bn", 5, bn, sh.relu ? "bn_out" : "out");
-    int r = sh.relu ? add_node(g, "Relu", "relu", 1, &b, "out") : b;
+    int lo = add_const(g, "lo", QK_F32, 0, NULL, (float[]){ -0.25f });
+    int hi = add_const(g, "hi", QK_F32, 0, NULL, (float[]){ 0.5f });
+    int r = sh.relu == 1 ? add_node(g, "Relu", "relu", 1, &b, "out")
+          : sh.relu == 2 ? add_node(g, "Clip", "clip", 3, (int[]){ b, lo, hi }, "out")
+                         : b;
     int conv = qk_graph_find_node(g, "conv");
     int64_t p = sh.k / 2;
     if (r < 0 || conv < 0 || qk_node_set_ints(g, conv, "pads", 4, (int64_t[]){ p, p, p, p }) != QK_OK ||
@@ -149,7 +153,9 @@ done:
 static void test_fusion(void)
 {
     static const cbr_shape shapes[] = { { 3, 1, HW, 1 }, { 3, 1, HWMAX, 1 }, { 1, 1, HW, 1 },
-                                        { 3, C, HW, 1 }, { 3, 1, HWMAX, 0 }, { 3, C, HW, 0 } };
+                                        { 3, C, HW, 1 }, { 3, 1, HWMAX, 0 }, { 3, C, HW, 0 },
+                                        { 3, 1, HW, 2 }, { 3, 1, HWMAX, 2 }, { 1, 1, HW, 2 },
+                                        { 3, C, HW, 2 } };
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
         for (int training = 0; training < 2; training++)
             test_fusion_shape(shapes[i], training);

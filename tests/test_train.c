@@ -277,11 +277,20 @@ static void test_resume(const qk_dataset *train, const qk_dataset *test, qk_pool
     qk_graph_destroy(cg);
 }
 
-/* Plan-time fusion (BatchNormalization + Relu, src/ops/fuse.h) and the
- * portable float kernels change no bit of training: resnet8 trained for 5
- * steps fused and unfused (plan option no_fuse, QKIT_FUSE=0 in the CLI)
- * must agree exactly. */
-static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
+/* Plan-time fusion (BatchNormalization + Relu or Clip, src/ops/fuse.h)
+ * and the portable float kernels change no bit of training: resnet8
+ * (Relu) and mobilenetv2s (Clip 0..6) trained for 5 steps fused and
+ * unfused (plan option no_fuse, QKIT_FUSE=0 in the CLI) must agree
+ * exactly, with batch statistics and with every BatchNormalization frozen
+ * (qkit_frozen, eval mode in training: QAT's --freeze-bn). */
+static void set_frozen(qk_graph *g)
+{
+    for (int k = 0; k < g->n_nodes; k++)
+        if (!strcmp(g->nodes[k].op_type, "BatchNormalization"))
+            QT_OK(qk_node_set_int(g, k, "qkit_frozen", 1));
+}
+
+static void fusion_same_arch(const char *arch, int frozen, const qk_dataset *train, qk_pool *pool)
 {
     qk_dataset tr = qk_dataset_view(train, 0, 300);
     qk_train_config c;
@@ -291,24 +300,42 @@ static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
     c.progress = 0;
     qk_graph *a = NULL, *b = NULL;
     qk_train_result ra, rb;
-    QT_OK(qk_zoo_build("resnet8", 3, &a));
-    QT_OK(qk_zoo_build("resnet8", 3, &b));
+    QT_OK(qk_zoo_build(arch, 3, &a));
+    QT_OK(qk_zoo_build(arch, 3, &b));
+    if (!a || !b)
+        goto done;
+    if (frozen) {
+        set_frozen(a);
+        set_frozen(b);
+    }
     QT_OK(qk_train(a, &tr, NULL, &c, pool, &ra));
     qk_graph_set_options(b, &(qk_plan_options){ .no_fuse = 1 });
     QT_OK(qk_train(b, &tr, NULL, &c, pool, &rb));
     QT_CHECK(same_params(a, b) && ra.train_loss == rb.train_loss,
-             "BatchNormalization+Relu fusion: training bit-identical to the unfused ops (loss %.9g vs %.9g)",
-             ra.train_loss, rb.train_loss);
-    /* and inference (BatchNormalization+Relu, Add+Relu fused in eval plans too) */
+             "%s%s: BatchNormalization+activation fusion: training bit-identical to the unfused ops (loss %.9g vs "
+             "%.9g)",
+             arch, frozen ? " (frozen BN)" : "", ra.train_loss, rb.train_loss);
+    if (frozen)
+        goto done;
+    /* and inference (BatchNormalization+activation, Add+Relu fused in eval plans too) */
     qk_eval_result ea, eb;
     QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &ea));
     qk_graph_set_options(a, &(qk_plan_options){ .no_fuse = 1 });
     QT_OK(qk_evaluate(a, &tr, c.norm, 128, pool, &eb));
     QT_CHECK(ea.images == 300 && ea.top1 == eb.top1 && ea.loss == eb.loss,
-             "fusion in inference: the same outputs as unfused (top-1 %.4f vs %.4f, loss %.12g vs %.12g)", ea.top1,
-             eb.top1, ea.loss, eb.loss);
+             "%s: fusion in inference: the same outputs as unfused (top-1 %.4f vs %.4f, loss %.12g vs %.12g)", arch,
+             ea.top1, eb.top1, ea.loss, eb.loss);
+done:
     qk_graph_destroy(a);
     qk_graph_destroy(b);
+}
+
+static void test_fusion_same(const qk_dataset *train, qk_pool *pool)
+{
+    static const char *const archs[] = { "resnet8", "mobilenetv2s" };
+    for (int k = 0; k < 2; k++)
+        for (int frozen = 0; frozen < 2; frozen++)
+            fusion_same_arch(archs[k], frozen, train, pool);
 }
 
 static void test_nan(const qk_dataset *train, qk_pool *pool)

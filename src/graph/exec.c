@@ -362,7 +362,8 @@ static void zero_grad(qk_value *v)
  * QAT's quantized weights are, must be cleared first). */
 static unsigned writes_fresh_grads(const qk_node *n)
 {
-    if (!strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "BatchNormalization") || !strcmp(n->op_type, "Conv"))
+    if (!strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "Clip") || !strcmp(n->op_type, "BatchNormalization") ||
+        !strcmp(n->op_type, "Conv"))
         return 1u;
     return !strcmp(n->op_type, "Add") ? 3u : 0u;
 }

@@ -38,7 +38,7 @@ typedef struct act_state {
     float alpha, beta;     /* HardSigmoid */
     float attr_lo, attr_hi; /* Clip opset 6 attributes (or +-FLT_MAX) */
     float lo, hi;          /* Clip bounds resolved by the last float forward */
-    int fused;             /* Relu run by the op before it (fuse.h) */
+    int fused;             /* Relu or Clip run by the op before it (fuse.h) */
 } act_state;
 
 static qk_status act_init_kind(qk_node *n, int kind)
@@ -125,14 +125,9 @@ static void act_fwd_range(void *c, int64_t lo, int64_t hi)
         /* +0 where x < 0, x itself otherwise (-0 and NaN included) */
         qk_fk()->relu(y + lo, x + lo, hi - lo);
         break;
-    case ACT_CLIP: {
-        float a = j->lo, b = j->hi;
-        for (int64_t i = lo; i < hi; i++) {
-            float v = x[i] < a ? a : x[i];
-            y[i] = v > b ? b : v;
-        }
+    case ACT_CLIP:
+        qk_fk()->clip(y + lo, x + lo, j->lo, j->hi, hi - lo);
         break;
-    }
     case ACT_HSIG: {
         float al = j->s->alpha, be = j->s->beta;
         for (int64_t i = lo; i < hi; i++) {
@@ -167,12 +162,9 @@ static void act_bwd_range(void *c, int64_t lo, int64_t hi)
         /* dy where x > 0, +0 elsewhere (NaN x included) */
         qk_fk()->relu_bwd(dx + lo, dy + lo, x + lo, hi - lo, j->write);
         break;
-    case ACT_CLIP: {
-        float a = j->lo, b = j->hi;
-        for (int64_t i = lo; i < hi; i++)
-            dx[i] += (x[i] >= a && x[i] <= b) ? dy[i] : 0.0f;
+    case ACT_CLIP:
+        qk_fk()->clip_bwd(dx + lo, dy + lo, x + lo, j->lo, j->hi, hi - lo, j->write);
         break;
-    }
     case ACT_HSIG: {
         float al = j->s->alpha, be = j->s->beta;
         for (int64_t i = lo; i < hi; i++) {
@@ -237,14 +229,15 @@ static void clip_bounds(qk_graph *g, const qk_node *n, const act_state *s, float
     *hi = b ? qk_f32(&b->t)[0] : s->attr_hi;
 }
 
-/* Relu: is it fused into the BatchNormalization that produces its input? */
-static qk_status relu_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
+/* Relu, Clip: run by the op that produces the input (fuse.h)? */
+static qk_status fusable_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
     act_state *s = n->state;
     *ws_bytes = 0;
     s->fused = 0;
     int p = qk_producer(g, n->in[0]);
-    s->fused = p >= 0 && qk_relu_fused(g, &g->nodes[p], training) == (int)(n - g->nodes);
+    qk_fused_act act;
+    s->fused = p >= 0 && qk_act_fused(g, &g->nodes[p], training, &act) == (int)(n - g->nodes);
     return QK_OK;
 }
 
@@ -293,7 +286,7 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
     if (xv->grad.data) {
         /* the executor hands Relu a fresh (uncleared) dx when nothing has
          * written it yet: grad_zeroed == 2 (see exec.c) */
-        int write = xv->grad_zeroed == 2 && s->kind == ACT_RELU;
+        int write = xv->grad_zeroed == 2 && (s->kind == ACT_RELU || s->kind == ACT_CLIP);
         act_job j = { s, lo, hi, qk_f32(&xv->t), qk_f32(&yv->t), qk_f32(&yv->grad), qk_f32(&xv->grad), write };
         qk_lt_par(ex->pool, cnt, QK_LT_GRAIN, act_bwd_range, &j);
         if (write)
@@ -324,8 +317,8 @@ static qk_status act_backward(qk_exec *ex, qk_node *n)
 #define ACT_OP(NAME, TYPE, INIT) \
     const qk_op NAME = { TYPE, INIT, act_infer, NULL, act_forward, act_backward, act_destroy, NULL }
 
-const qk_op qk_op_relu = { "Relu", relu_init, act_infer, relu_reshape, act_forward, act_backward, act_destroy, NULL };
-ACT_OP(qk_op_clip, "Clip", clip_init);
+const qk_op qk_op_relu = { "Relu", relu_init, act_infer, fusable_reshape, act_forward, act_backward, act_destroy, NULL };
+const qk_op qk_op_clip = { "Clip", clip_init, act_infer, fusable_reshape, act_forward, act_backward, act_destroy, NULL };
 ACT_OP(qk_op_hardsigmoid, "HardSigmoid", hsig_init);
 ACT_OP(qk_op_hardswish, "HardSwish", hswish_init);
 ACT_OP(qk_op_sigmoid, "Sigmoid", sigmoid_init);

@@ -43,7 +43,7 @@ typedef struct bn_state {
     int batch_stats; /* mode of the last forward */
     int64_t cap;
     float *mean, *invstd, *bvar; /* [C] each: saved by forward (bvar: biased batch var) */
-    int relu_out;                /* fuse.h: the fused Relu's output value, or -1 */
+    qk_fused_act act;            /* fuse.h: the Relu or Clip run here (act.node -1: none) */
     int stats_conv;              /* fuse.h: the Conv computing our row moments, or -1 */
     int folded;                  /* fuse.h: applied by the Conv before us (inference) */
     int64_t rows_cap;
@@ -66,7 +66,7 @@ static qk_status bn_init(qk_graph *g, qk_node *n)
     if (!s)
         return qk_error(QK_ERR_NOMEM, "BatchNormalization: out of memory");
     n->state = s;
-    s->relu_out = -1;
+    s->act.node = s->act.out = -1;
     s->stats_conv = -1;
     s->eps = qk_node_float(n, "epsilon", 1e-5f);
     s->momentum = qk_node_float(n, "momentum", 0.9f);
@@ -123,8 +123,7 @@ static qk_status bn_infer(qk_graph *g, qk_node *n)
 static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
     bn_state *s = n->state;
-    int r = qk_relu_fused(g, n, training);
-    s->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
+    qk_act_fused(g, n, training, &s->act);
     int p = qk_producer(g, n->in[0]);
     s->stats_conv = p >= 0 && qk_conv_bn_fused(g, &g->nodes[p], training) == (int)(n - g->nodes) ? p : -1;
     s->folded = p >= 0 && qk_conv_bn_folded(g, &g->nodes[p], training) == (int)(n - g->nodes);
@@ -152,6 +151,8 @@ typedef struct bn_ctx {
     bn_state *s;
     const float *X, *scale, *B, *rmean, *rvar, *dY;
     const float *Z; /* fused Relu: its output (backward mask); NULL otherwise */
+    int clip;       /* fused Clip: bounds lo, hi (backward mask from x) */
+    float lo, hi;
     const double *rows; /* forward, batch statistics: row moments from the Conv, or NULL (computed here) */
     float *Y, *dX, *dScale, *dB;
     int batch;
@@ -203,8 +204,15 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
         s->invstd[ch] = inv;
         s->bvar[ch] = var;
         float a = c->scale[ch] * inv, b = c->B[ch] - mean * a;
-        for (int64_t n = 0; n < N; n++)
-            (c->Z ? fk->affine_relu : fk->affine)(c->Y + (n * C + ch) * S, c->X + (n * C + ch) * S, a, b, S);
+        const float ab[4] = { a, b, c->lo, c->hi };
+        for (int64_t n = 0; n < N; n++) {
+            float *y = c->Y + (n * C + ch) * S;
+            const float *x = c->X + (n * C + ch) * S;
+            if (c->clip)
+                fk->affine_clip(y, x, ab, S);
+            else
+                (c->Z ? fk->affine_relu : fk->affine)(y, x, a, b, S);
+        }
     }
 }
 
@@ -221,9 +229,12 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
     if (s->folded && !c.batch)
         return QK_OK; /* the Conv wrote our output */
-    if (s->relu_out >= 0) {
-        c.Y = qk_f32(&g->values[s->relu_out].t);
+    if (s->act.out >= 0) {
+        c.Y = qk_f32(&g->values[s->act.out].t);
         c.Z = c.Y;
+        c.clip = s->act.clip;
+        if (c.clip)
+            qk_fused_bounds(g, &s->act, &c.lo, &c.hi);
     }
     if (c.batch && s->stats_conv >= 0)
         c.rows = qk_conv_row_moments(&g->nodes[s->stats_conv]);
@@ -264,10 +275,14 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
     const qk_fkern *fk = qk_fk();
     for (int64_t ch = c0; ch < c1; ch++) {
         const float mean = s->mean[ch], inv = s->invstd[ch];
+        /* the forward's a, b (bn_fwd_task): a fused Clip's mask */
+        const float a = c->scale[ch] * inv, ab[4] = { a, c->B[ch] - mean * a, c->lo, c->hi };
         double s1 = 0, s2 = 0;
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = (n * C + ch) * S;
-            if (c->Z)
+            if (c->clip)
+                fk->dsums_clip(c->dY + o, c->X + o, ab, S, mean, &s1, &s2);
+            else if (c->Z)
                 fk->dsums_relu(c->dY + o, c->Z + o, c->X + o, S, mean, &s1, &s2);
             else
                 fk->dsums(c->dY + o, c->X + o, S, mean, &s1, &s2);
@@ -287,16 +302,31 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf - k1 * mean;
             for (int64_t n = 0; n < N; n++) {
                 const int64_t o = (n * C + ch) * S;
-                if (c->Z)
+                if (c->clip)
+                    fk->bn_dx_clip(c->dX + o, c->dY + o, c->X + o, ab, gs, k1, k0, S, c->write_dx);
+                else if (c->Z)
                     fk->bn_dx_relu(c->dX + o, c->dY + o, c->Z + o, c->X + o, gs, k1, k0, S, c->write_dx);
                 else
                     fk->bn_dx(c->dX + o, c->dY + o, c->X + o, gs, k1, k0, S, c->write_dx);
             }
         } else {
             for (int64_t n = 0; n < N; n++) {
+                const int64_t o = (n * C + ch) * S;
+                float *dx = c->dX + o;
                 if (c->write_dx)
-                    memset(c->dX + (n * C + ch) * S, 0, (size_t)S * sizeof(float));
-                qk_vaxpy(c->dX + (n * C + ch) * S, gs, c->dY + (n * C + ch) * S, S);
+                    memset(dx, 0, (size_t)S * sizeof(float));
+                if (!c->Z) {
+                    qk_vaxpy(dx, gs, c->dY + o, S);
+                    continue;
+                }
+                /* a fused activation's mask first (what its own backward
+                 * would have written as our output's gradient) */
+                const float *dz = c->dY + o, *x = c->X + o, *z = c->Z + o;
+                for (int64_t i = 0; i < S; i++) {
+                    float v = ab[0] * x[i] + ab[1];
+                    int pass = c->clip ? v >= c->lo && v <= c->hi : z[i] > 0.0f;
+                    dx[i] += gs * (pass ? dz[i] : 0.0f);
+                }
             }
         }
     }
@@ -307,16 +337,19 @@ static qk_status bn_backward(qk_exec *x, qk_node *n)
     qk_graph *g = x->g;
     bn_state *s = n->state;
     qk_value *xv = qk_in(g, n, 0), *sv = qk_in(g, n, 1), *bv = qk_in(g, n, 2);
-    bn_ctx c = { .s = s, .X = qk_f32(&xv->t), .scale = qk_f32(&sv->t), .dY = qk_f32(&qk_out(g, n, 0)->grad),
+    bn_ctx c = { .s = s, .X = qk_f32(&xv->t), .scale = qk_f32(&sv->t), .B = qk_f32(&bv->t), .dY = qk_f32(&qk_out(g, n, 0)->grad),
                  .dX = xv->grad.data, .dScale = sv->grad.data, .dB = bv->grad.data };
     if (!s->mean)
         return qk_error(QK_ERR_STATE, "BatchNormalization: not planned");
-    if (s->relu_out >= 0) {
-        qk_value *zv = &g->values[s->relu_out];
+    if (s->act.out >= 0) {
+        qk_value *zv = &g->values[s->act.out];
         if (!zv->grad.data)
             return QK_OK;
         c.dY = qk_f32(&zv->grad);
         c.Z = qk_f32(&zv->t);
+        c.clip = s->act.clip;
+        if (c.clip)
+            qk_fused_bounds(g, &s->act, &c.lo, &c.hi);
     }
     /* the executor hands a fresh (uncleared) dX when nothing has written it
      * yet: grad_zeroed == 2 (see exec.c) */

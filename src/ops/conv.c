@@ -63,7 +63,9 @@ typedef struct conv_state {
     /* fuse.h, inference: the BatchNormalization applied here (node index or
      * -1), the value written instead of our output (its or its Relu's), the
      * Relu, and the per-channel a, b of the last forward ([2][M]) */
-    int bn, bn_out, bn_relu;
+    int bn, bn_out;
+    qk_fused_act bn_act; /* the activation the folded BatchNormalization runs */
+    float bn_lo, bn_hi;  /* its bounds when a Clip */
     float *bnab;
     /* training: P partial sums of [dW (M*K) | dB (M)] */
     int64_t parts_cap;
@@ -276,9 +278,8 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
     s->bn = qk_conv_bn_folded(g, n, training);
     if (s->bn >= 0) {
         const qk_node *bn = &g->nodes[s->bn];
-        int r = qk_relu_fused(g, bn, training);
-        s->bn_relu = r >= 0;
-        s->bn_out = r >= 0 ? g->nodes[r].out[0] : bn->out[0];
+        int r = qk_act_fused(g, bn, training, &s->bn_act);
+        s->bn_out = r >= 0 ? s->bn_act.out : bn->out[0];
         s->bnab = qk_calloc((size_t)(2 * s->M), sizeof(float));
         if (!s->bnab)
             return qk_error(QK_ERR_NOMEM, "Conv: out of memory");
@@ -530,7 +531,11 @@ static void conv_moments(const conv_state *s, float *Y, int64_t n, int64_t m0, i
         const qk_fkern *fk = qk_fk();
         for (int64_t m = m0; m < m1; m++) {
             float *y = Y + (n * s->M + m) * osz;
-            (s->bn_relu ? fk->affine_relu : fk->affine)(y, y, s->bnab[m], s->bnab[s->M + m], osz);
+            const float a = s->bnab[m], b = s->bnab[s->M + m], ab[4] = { a, b, s->bn_lo, s->bn_hi };
+            if (s->bn_act.clip)
+                fk->affine_clip(y, y, ab, osz);
+            else
+                (s->bn_act.node >= 0 ? fk->affine_relu : fk->affine)(y, y, a, b, osz);
         }
     }
     if (!s->rmom)
@@ -779,6 +784,8 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
             s->bnab[s->M + m] = bb[m] - mu[m] * a;
         }
         c.Y = qk_f32(&g->values[s->bn_out].t);
+        if (s->bn_act.clip)
+            qk_fused_bounds(g, &s->bn_act, &s->bn_lo, &s->bn_hi);
     }
     if (s->path == CONV_REF || x->g->opts.reference) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);

@@ -480,8 +480,9 @@ static qk_status add_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_b
               a->ndim == y->ndim && b->ndim == y->ndim;
     for (int i = 0; s->flat && i < y->ndim; i++)
         s->flat = a->dims[i] == y->dims[i] && b->dims[i] == y->dims[i];
-    int r = s->flat ? qk_relu_fused(g, n, training) : -1;
-    s->relu_out = r >= 0 ? g->nodes[r].out[0] : -1;
+    qk_fused_act act; /* an Add runs only a Relu (fuse.h) */
+    int r = s->flat ? qk_act_fused(g, n, training, &act) : -1;
+    s->relu_out = r >= 0 ? act.out : -1;
     return QK_OK;
 }
 

@@ -32,6 +32,19 @@ typedef struct qk_fkern {
                        double *s2);
     void (*bn_dx_relu)(float *dx, const float *dz, const float *z, const float *x, float gs, float k1, float k0,
                        int64_t n, int write);
+    /* Clip (ReLU6 and the like): y = min(max(x, lo), hi), a NaN passes */
+    void (*clip)(float *y, const float *x, float lo, float hi, int64_t n);
+    /* dx = (or +=) dy where lo <= x <= hi, else +0 */
+    void (*clip_bwd)(float *dx, const float *dy, const float *x, float lo, float hi, int64_t n, int write);
+    /* ab = { a, b, lo, hi }: y = clip(a * x + b, lo, hi), affine then clip bit for bit */
+    void (*affine_clip)(float *y, const float *x, const float ab[4], int64_t n);
+    /* dsums and bn_dx of dy = (dz where lo <= a * x + b <= hi, else +0): a
+     * fused Clip's backward, its mask recomputed from the normalization's
+     * input with the forward's a, b */
+    void (*dsums_clip)(const float *dz, const float *x, const float ab[4], int64_t n, float mean, double *s1,
+                       double *s2);
+    void (*bn_dx_clip)(float *dx, const float *dz, const float *x, const float ab[4], float gs, float k1, float k0,
+                       int64_t n, int write);
     /* y += x */
     void (*add)(float *y, const float *x, int64_t n);
     /* y = a + b */

@@ -189,6 +189,103 @@ static void FK(bn_dx_relu)(float *restrict dx, const float *restrict dz, const f
     }
 }
 
+/* Clip: min(max(v, lo), hi) as the Clip op computes it (a NaN passes);
+ * its backward mask lo <= v <= hi (false for NaN). */
+static inline fk_v fk_clamp(fk_v v, fk_v lo, fk_v hi)
+{
+    fk_m m = v < lo;
+    v = (fk_v)(((fk_m)v & ~m) | ((fk_m)lo & m));
+    m = v > hi;
+    return (fk_v)(((fk_m)v & ~m) | ((fk_m)hi & m));
+}
+
+static inline float fk_clamp1(float v, float lo, float hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+static inline fk_m fk_inside(fk_v v, fk_v lo, fk_v hi) { return (v >= lo) & (v <= hi); }
+
+static void FK(clip)(float *restrict y, const float *restrict x, float lo, float hi, int64_t n)
+{
+    const fk_v vl = lo - (fk_v){ 0 }, vh = hi - (fk_v){ 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(y + i, fk_clamp(fk_ld(x + i), vl, vh));
+    for (; i < n; i++)
+        y[i] = fk_clamp1(x[i], lo, hi);
+}
+
+static void FK(clip_bwd)(float *restrict dx, const float *restrict dy, const float *restrict x, float lo, float hi,
+                         int64_t n, int write)
+{
+    const fk_v vl = lo - (fk_v){ 0 }, vh = hi - (fk_v){ 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v g = (fk_v)((fk_m)fk_ld(dy + i) & fk_inside(fk_ld(x + i), vl, vh));
+        fk_st(dx + i, write ? g : fk_ld(dx + i) + g);
+    }
+    for (; i < n; i++) {
+        float g = x[i] >= lo && x[i] <= hi ? dy[i] : 0.0f;
+        dx[i] = write ? g : dx[i] + g;
+    }
+}
+
+static void FK(affine_clip)(float *restrict y, const float *restrict x, const float ab[4], int64_t n)
+{
+    const float a = ab[0], b = ab[1], lo = ab[2], hi = ab[3];
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, vl = lo - (fk_v){ 0 }, vh = hi - (fk_v){ 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB)
+        fk_st(y + i, fk_clamp(va * fk_ld(x + i) + vb, vl, vh));
+    for (; i < n; i++)
+        y[i] = fk_clamp1(a * x[i] + b, lo, hi);
+}
+
+static void FK(dsums_clip)(const float *restrict dz, const float *restrict x, const float ab[4], int64_t n,
+                           float mean, double *s1, double *s2)
+{
+    const float a = ab[0], b = ab[1], lo = ab[2], hi = ab[3];
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, vl = lo - (fk_v){ 0 }, vh = hi - (fk_v){ 0 };
+    const fk_v m = mean - (fk_v){ 0 };
+    fk_v sa = { 0 }, q = { 0 };
+    float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v xv = fk_ld(x + i);
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & fk_inside(va * xv + vb, vl, vh));
+        sa += g;
+        q += g * (xv - m);
+    }
+    for (int l = 0; i < n; i++, l++) {
+        float z = a * x[i] + b, g = z >= lo && z <= hi ? dz[i] : 0.0f;
+        ta[l] = g;
+        tq[l] = g * (x[i] - mean);
+    }
+    *s1 += (double)fk_sum(sa, ta);
+    *s2 += (double)fk_sum(q, tq);
+}
+
+static void FK(bn_dx_clip)(float *restrict dx, const float *restrict dz, const float *restrict x, const float ab[4],
+                           float gs, float k1, float k0, int64_t n, int write)
+{
+    const float a = ab[0], b = ab[1], lo = ab[2], hi = ab[3];
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, vl = lo - (fk_v){ 0 }, vh = hi - (fk_v){ 0 };
+    const fk_v vg = gs - (fk_v){ 0 }, v1 = k1 - (fk_v){ 0 }, v0 = k0 - (fk_v){ 0 };
+    int64_t i = 0;
+    for (; i + QK_VB <= n; i += QK_VB) {
+        fk_v xv = fk_ld(x + i);
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & fk_inside(va * xv + vb, vl, vh));
+        fk_v v = vg * g + v1 * xv + v0;
+        fk_st(dx + i, write ? v : fk_ld(dx + i) + v);
+    }
+    for (; i < n; i++) {
+        float z = a * x[i] + b, g = z >= lo && z <= hi ? dz[i] : 0.0f, v = gs * g + k1 * x[i] + k0;
+        dx[i] = write ? v : dx[i] + v;
+    }
+}
+
 static void FK(add)(float *restrict y, const float *restrict x, int64_t n)
 {
     int64_t i = 0;
@@ -227,4 +324,6 @@ static void FK(add2_relu)(float *restrict y, const float *restrict a, const floa
         .relu = FK(relu), .relu_bwd = FK(relu_bwd), .moments = FK(moments), .dsums = FK(dsums),          \
         .bn_dx = FK(bn_dx), .affine = FK(affine), .add = FK(add), .add2 = FK(add2),                      \
         .add2_relu = FK(add2_relu), .affine_relu = FK(affine_relu), .dsums_relu = FK(dsums_relu), .bn_dx_relu = FK(bn_dx_relu),      \
+        .clip = FK(clip), .clip_bwd = FK(clip_bwd), .affine_clip = FK(affine_clip),                     \
+        .dsums_clip = FK(dsums_clip), .bn_dx_clip = FK(bn_dx_clip),                                     \
     }

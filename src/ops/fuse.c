@@ -3,6 +3,7 @@
 
 #include "fkern.h"
 
+#include <float.h>
 #include <string.h>
 
 static int is_default_op(const qk_node *n, const char *type)
@@ -82,9 +83,34 @@ int qk_conv_bn_folded(const qk_graph *g, const qk_node *c, int training)
     return b;
 }
 
-int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
+/* A Clip whose bounds cannot change during training: each bound absent,
+ * an attribute, or a float32 scalar CONST initializer. */
+static int clip_constant(const qk_graph *g, const qk_node *n)
+{
+    if (n->n_in < 1 || n->n_in > 3)
+        return 0;
+    for (int j = 1; j < n->n_in; j++) {
+        if (n->in[j] < 0)
+            continue;
+        const qk_value *b = &g->values[n->in[j]];
+        if (b->kind != QK_VALUE_CONST || b->t.dtype != QK_F32 || qk_tensor_numel(&b->t) != 1)
+            return 0;
+    }
+    return 1;
+}
+
+void qk_fused_bounds(const qk_graph *g, const qk_fused_act *act, float *lo, float *hi)
+{
+    const qk_node *n = &g->nodes[act->node];
+    *lo = n->n_in > 1 && n->in[1] >= 0 ? qk_f32(&g->values[n->in[1]].t)[0] : qk_node_float(n, "min", -FLT_MAX);
+    *hi = n->n_in > 2 && n->in[2] >= 0 ? qk_f32(&g->values[n->in[2]].t)[0] : qk_node_float(n, "max", FLT_MAX);
+}
+
+int qk_act_fused(const qk_graph *g, const qk_node *p, int training, qk_fused_act *act)
 {
     (void)training; /* the same in training and inference plans */
+    act->node = act->out = -1;
+    act->clip = 0;
     if (g->opts.no_fuse || p->n_out < 1 || p->out[0] < 0)
         return -1;
     for (int k = 1; k < p->n_out; k++)
@@ -94,13 +120,14 @@ int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
     const qk_tensor *yt = &g->values[y].t;
     if (yt->dtype != QK_F32)
         return -1;
+    int bn = is_default_op(p, "BatchNormalization");
     if (is_default_op(p, "Add")) {
         if (p->n_in != 2 || p->in[0] < 0 || p->in[1] < 0 || p->in[0] == p->in[1])
             return -1;
         for (int k = 0; k < 2; k++)
             if (!qk_shape_equal(&g->values[p->in[k]].t, yt) || g->values[p->in[k]].t.dtype != QK_F32)
                 return -1;
-    } else if (!is_default_op(p, "BatchNormalization")) {
+    } else if (!bn) {
         return -1;
     }
     if (is_graph_output(g, y))
@@ -109,7 +136,19 @@ int qk_relu_fused(const qk_graph *g, const qk_node *p, int training)
     if (qk_graph_consumers(g, y, &r, 1) != 1)
         return -1;
     const qk_node *rn = &g->nodes[r];
-    if (!is_default_op(rn, "Relu") || rn->n_in != 1 || rn->in[0] != y || rn->n_out != 1 || rn->out[0] < 0)
+    if (rn->n_in < 1 || rn->in[0] != y || rn->n_out != 1 || rn->out[0] < 0)
         return -1;
+    for (int j = 1; j < rn->n_in; j++)
+        if (rn->in[j] == y)
+            return -1;
+    if (is_default_op(rn, "Relu") && rn->n_in == 1) {
+        act->clip = 0;
+    } else if (bn && is_default_op(rn, "Clip") && clip_constant(g, rn)) {
+        act->clip = 1;
+    } else {
+        return -1;
+    }
+    act->node = r;
+    act->out = rn->out[0];
     return r;
 }

@@ -2,20 +2,34 @@
  *
  * In a plan (training or inference) a BatchNormalization, or an Add of two
  * float tensors of the output's shape, whose only output feeds exactly one
- * node, a float Relu, and is not a graph output, runs that Relu itself: its
- * forward writes the Relu's output (bit for bit the two passes), its
- * backward reads the Relu's output and output gradient (the Relu's mask
- * folded in), and the Relu does nothing. The producer's own output is then
- * never written.
- * Both ops ask qk_relu_fused at reshape, so they agree; it returns the
- * Relu's node index, or -1. The graph option no_fuse (qk_plan_options) turns off every
- * fusion below. */
+ * node, a float activation, and is not a graph output, runs that activation
+ * itself: its forward writes the activation's output (bit for bit the two
+ * passes), its backward applies the activation's mask to the activation's
+ * output gradient, and the activation does nothing. The producer's own
+ * output is then never written. The activation is a Relu, or (after a
+ * BatchNormalization only) a Clip whose bounds are attributes or constant
+ * initializers (ReLU6): Relu's mask is read from its output (y > 0), Clip's
+ * (min <= z <= max, the Clip's own backward) from z = a * x + b recomputed
+ * from the normalization's input with the forward's a, b.
+ * Both ops ask qk_act_fused at reshape, so they agree; it returns the
+ * activation's node index and fills *act, or returns -1. The graph option
+ * no_fuse (qk_plan_options) turns off every fusion below. */
 #ifndef QKIT_OPS_FUSE_H
 #define QKIT_OPS_FUSE_H
 
 #include "qkit/graph.h"
 
-int qk_relu_fused(const qk_graph *g, const qk_node *producer, int training);
+typedef struct qk_fused_act {
+    int node; /* the activation's node index, or -1 */
+    int out;  /* its output value, or -1 */
+    int clip; /* 0: Relu; 1: Clip, bounds by qk_fused_bounds */
+} qk_fused_act;
+
+int qk_act_fused(const qk_graph *g, const qk_node *producer, int training, qk_fused_act *act);
+
+/* A fused Clip's bounds (its attributes, or its constant min/max inputs;
+ * absent: -FLT_MAX / FLT_MAX). */
+void qk_fused_bounds(const qk_graph *g, const qk_fused_act *act, float *lo, float *hi);
 
 /* In a training plan a Conv whose output feeds only a BatchNormalization
  * (as its X) and is not a graph output computes the moments of each
