@@ -6,7 +6,9 @@
  * Paths (chosen in infer from the shapes; the graph option `reference` forces REF):
  *   REF     conv_ref.c direct loops, any rank (3-D convs always take it);
  *   DW      2-D depthwise (group == C == M): conv_dw.c kernels on stacks of
- *           planes of one channel (several samples share the weights);
+ *           planes of one channel (several samples share the weights):
+ *           direct AVX-512 rows (conv_dw__avx512.c) for strides 1 and 2
+ *           without dilation on a CPU with AVX-512, else phase planes;
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
  *   FLAT    2-D, group 1, no dilation, CPU with AVX-512, and either stride
  *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2,
@@ -818,11 +820,8 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
     float *pb = c->dB ? s->part + p * (s->M * s->K + s->M) + s->M * s->K : NULL;
     if (s->path == CONV_DW) {
         const int64_t ch = q, xi = (n0 * s->C + ch) * isz, yi = (n0 * s->M + ch) * osz;
-        if (c->dX && c->write_dx)
-            for (int64_t n = n0; n < n1; n++)
-                memset(c->dX + (n * s->C + ch) * isz, 0, (size_t)isz * sizeof(float));
         qk_dw_bwd(w, n1 - n0, c->X + xi, s->C * isz, c->W + ch * s->ksz, c->dY + yi, s->M * osz,
-                  c->dX ? c->dX + xi : NULL, pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, 1,
+                  c->dX ? c->dX + xi : NULL, c->write_dx, pw ? pw + ch * s->ksz : NULL, pb ? pb + ch : NULL, 1,
                   qk_exec_ws(c->x, worker));
         return;
     }

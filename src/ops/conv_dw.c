@@ -22,6 +22,8 @@
 #include "fvec.h"
 #include "conv_kern.h"
 
+#include "qkit/cpu.h"
+
 #include <string.h>
 
 #define DW_MAXT 64 /* most taps of the phase method */
@@ -46,8 +48,23 @@ static void dw_geom(const qk_window *w, int64_t np, dw_geo *g)
     g->blk = (g->L + g->tail + 15) & ~(int64_t)15;
 }
 
+int qk_dw_direct_ok(const qk_window *w)
+{
+    return w->in[0] == 1 && w->k[0] == 1 && w->s[1] == w->s[2] && (w->s[1] == 1 || w->s[1] == 2) &&
+           w->d[1] == 1 && w->d[2] == 1 && w->k[1] <= 5 && w->k[2] <= 5;
+}
+
+/* the direct kernels, or the phase-plane method (the same on every run of
+ * a process: the CPU does not change) */
+static int dw_direct(const qk_window *w)
+{
+    return qk_cpu_isa() >= QK_ISA_AVX512 && qk_dw_direct_ok(w);
+}
+
 size_t qk_dw_scratch_floats(const qk_window *w, int64_t np, int training)
 {
+    if (dw_direct(w))
+        return training ? qk_dw_direct_scratch_floats(w) : 0;
     if (!dw_phase(w))
         return 0;
     dw_geo g;
@@ -184,6 +201,10 @@ void qk_dw_fwd(const qk_window *w, int64_t np, const float *x, int64_t xs, const
                int64_t ys, float *scratch)
 {
     const int64_t OH = w->out[1], OW = w->out[2], kh = w->k[1], kw = w->k[2];
+    if (dw_direct(w)) {
+        qk_dw_fwd__avx512(w, np, x, xs, wk, b, y, ys);
+        return;
+    }
     if (dw_phase(w) && kh * kw <= DW_MAXT) {
         dw_geo g;
         dw_geom(w, np, &g);
@@ -227,10 +248,17 @@ void qk_dw_fwd(const qk_window *w, int64_t np, const float *x, int64_t xs, const
 }
 
 void qk_dw_bwd(const qk_window *w, int64_t np, const float *x, int64_t xs, const float *wk, const float *dy,
-               int64_t ys, float *dx, float *dwk, float *db, int init, float *scratch)
+               int64_t ys, float *dx, int write, float *dwk, float *db, int init, float *scratch)
 {
     const int64_t OH = w->out[1], OW = w->out[2], kh = w->k[1], kw = w->k[2];
     const int64_t H = w->in[1], W = w->in[2];
+    if (dw_direct(w)) {
+        qk_dw_bwd__avx512(w, np, x, xs, wk, dy, ys, dx, write, dwk, db, init, scratch);
+        return;
+    }
+    if (dx && write)
+        for (int64_t k = 0; k < np; k++)
+            memset(dx + k * xs, 0, (size_t)(H * W) * sizeof(float));
     if (db) {
         float s = 0.0f;
         for (int64_t k = 0; k < np; k++)
