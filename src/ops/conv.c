@@ -12,13 +12,14 @@
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
  *   FLAT    2-D, group 1, no dilation, CPU with AVX-512, and either stride
  *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2,
- *           not 1x1, with OW >= FLAT_MIN_W: direct convolution on zero-padded copies
+ *           not 1x1, with OW >= FLAT_MIN_OW2: direct convolution on zero-padded copies
  *           of the planes (conv_flat.h; stride 2 splits each plane into its
  *           four row/column parity phases, so every tap is again a shifted
  *           contiguous run), no im2col. Backward: dW by the conv_flat dW
  *           kernel over batches of padded planes; dX, for stride 1, as the
  *           forward kernel over padded dY with the flipped, transposed
- *           weights, for stride 2 as W^T dY plus col2im;
+ *           weights, for stride 2 as W^T dY plus col2im. Small planes go
+ *           through the kernels several samples at a time (side by side);
  *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
  *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
  * Forward tasks are samples x groups (DW: blocks of DW_NB samples x channels).
@@ -41,7 +42,8 @@
 #include <string.h>
 
 enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3, CONV_FLAT = 4 };
-#define FLAT_MIN_W 12   /* narrower maps waste too much on pad columns: IM2COL */
+#define FLAT_MIN_W 12   /* stride 1: narrower maps waste too much on pad columns: IM2COL */
+#define FLAT_MIN_OW2 7   /* stride 2: the phases have one pad column, not kw - 1 */
 #define FLAT_DW_K 8192  /* backward: samples per dW GEMM batch ~ this many positions */
 #define CONV_PARTS 16  /* batch parts for dW/dB partial sums */
 #define DW_NB 8        /* samples per depthwise forward task */
@@ -119,7 +121,7 @@ static int flat_ok(const qk_window *w, int64_t group)
         return w->out[2] == w->in[2] && w->in[2] >= FLAT_MIN_W && w->pb[1] <= w->k[1] - 1 &&
                w->pe[1] <= w->k[1] - 1 && w->pb[2] <= w->k[2] - 1 && w->pe[2] <= w->k[2] - 1;
     /* stride 2: 1x1 (a subsampling GEMM) stays on IM2COL */
-    return w->s[1] == 2 && w->out[2] >= FLAT_MIN_W && w->k[1] * w->k[2] > 1;
+    return w->s[1] == 2 && w->out[2] >= FLAT_MIN_OW2 && w->k[1] * w->k[2] > 1;
 }
 
 static qk_status conv_infer(qk_graph *g, qk_node *n)
@@ -226,6 +228,19 @@ static int64_t fwd_batch(const conv_state *s, int64_t osz)
     return nb < s->N ? nb : s->N > 0 ? s->N : 1; /* at least 1: callers divide by it */
 }
 
+/* FLAT forward: samples per kernel call, their padded planes side by side
+ * so that small maps fill the kernel's 48-position blocks (the sums of a
+ * position do not depend on the batch: only the shapes choose it). At
+ * least 8 tasks remain. */
+#define FLAT_FWD_POS 1024
+static int64_t flat_fwd_batch(const conv_state *s)
+{
+    int64_t nb = FLAT_FWD_POS / s->pq, cap = s->N / 8;
+    nb = nb < cap ? nb : cap;
+    nb = nb < 8 ? nb : 8;
+    return nb < 1 ? 1 : nb;
+}
+
 /* FLAT backward: samples per dW GEMM batch (from the shapes only). */
 static int64_t flat_batch(const conv_state *s)
 {
@@ -246,10 +261,11 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
         ws = (size_t)f * sizeof(float);
     }
     else if (s->path == CONV_FLAT) {
-        int64_t f = s->C * s->nph * s->pq + s->slack + s->M * qk_cflat_fup(s->F);
+        const int64_t fb = flat_fwd_batch(s);
+        int64_t f = s->C * s->nph * fb * s->pq + s->slack + s->M * qk_cflat_fup((fb - 1) * s->pq + s->F);
         if (training) {
             int64_t nb = flat_batch(s);
-            int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup(s->G) : s->K * osz;
+            int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup((fb - 1) * s->pq + s->G) : s->K * osz;
             int64_t b = (s->C * s->nph + s->M) * nb * s->pq + 2 * s->slack + dxs;
             f = b > f ? b : f;
         }
@@ -636,22 +652,27 @@ static void flat_offsets(const conv_state *s, int64_t nb, int64_t *off)
                                          : ((i & 1) * 2 + (j & 1)) * nb * s->pq + (i >> 1) * s->Wq + (j >> 1);
 }
 
-static void conv_fwd_flat(const conv_ctx *c, int64_t n, int worker)
+/* Forward task t: samples [t*fb, +fb) in one kernel call over their
+ * padded planes side by side. */
+static void conv_fwd_flat(const conv_ctx *c, int64_t t, int worker)
 {
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
-    const int64_t osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2];
-    const int64_t fup = qk_cflat_fup(s->F);
+    const int64_t osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2], fb = flat_fwd_batch(s);
+    const int64_t n0 = t * fb, nb = s->N - n0 < fb ? s->N - n0 : fb, F = (nb - 1) * s->pq + s->F;
+    const int64_t fup = qk_cflat_fup(F);
     int64_t off[QK_CFLAT_MAXK];
-    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->nph * s->pq + s->slack;
-    flat_input(s, c->X, n, 1, xb);
-    flat_offsets(s, 1, off);
-    qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, s->nph * s->pq, s->F, c->B, ys, fup);
-    float *y = c->Y + n * s->M * osz;
-    for (int64_t m = 0; m < s->M; m++) {
-        for (int64_t oh = 0; oh < OH; oh++)
-            row_copy(y + m * osz + oh * OW, ys + m * fup + oh * s->Wq, OW);
-        conv_moments(s, c->Y, n, m, m + 1);
+    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->nph * nb * s->pq + s->slack;
+    flat_input(s, c->X, n0, nb, xb);
+    flat_offsets(s, nb, off);
+    qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, s->nph * nb * s->pq, F, c->B, ys, fup);
+    for (int64_t k = 0; k < nb; k++) {
+        float *y = c->Y + (n0 + k) * s->M * osz;
+        for (int64_t m = 0; m < s->M; m++) {
+            for (int64_t oh = 0; oh < OH; oh++)
+                row_copy(y + m * osz + oh * OW, ys + m * fup + k * s->pq + oh * s->Wq, OW);
+            conv_moments(s, c->Y, n0 + k, m, m + 1);
+        }
     }
 }
 
@@ -667,7 +688,7 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
     const qk_window *w = &s->w;
     const int64_t C = s->C, M = s->M, kh = w->k[1], kw = w->k[2], kk = s->ksz, K = s->K;
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], isz = H * W, osz = OH * OW;
-    const int64_t Wq = s->Wq, pq = s->pq, nbmax = flat_batch(s), gup = qk_cflat_fup(s->G);
+    const int64_t Wq = s->Wq, pq = s->pq, nbmax = flat_batch(s), fbx = flat_fwd_batch(s);
     const int64_t pt2 = s->fs == 1 ? kh - 1 - w->pb[1] : 0, pl2 = s->fs == 1 ? kw - 1 - w->pb[2] : 0;
     float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * s->nph * nbmax * pq + s->slack;
     float *ys = dyb + M * nbmax * pq + s->slack; /* stride 1: dX planes; stride 2: W^T dY columns */
@@ -687,24 +708,32 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
         }
         if (!c->dX)
             continue;
-        for (int64_t k = 0; k < nb; k++) {
-            float *dx = c->dX + (b0 + k) * C * isz;
-            if (s->fs != 1) {
+        if (s->fs != 1) {
+            for (int64_t k = 0; k < nb; k++) {
+                float *dx = c->dX + (b0 + k) * C * isz;
                 qk_sgemm(c->x->g->opts.sgemm, 1, 0, K, osz, M, 1.0f, c->W, K, c->dY + (b0 + k) * M * osz, osz,
                          0.0f, ys, osz);
                 if (c->write_dx)
                     memset(dx, 0, (size_t)(C * isz) * sizeof(float));
                 col2im(w, C, ys, osz, dx);
-                continue;
             }
-            qk_cflat_fwd(s->wfpk, C, M, (int)kk, foff, dyb + k * pq, ld, s->G, NULL, ys, gup);
-            for (int64_t ci = 0; ci < C; ci++)
-                for (int64_t r = 0; r < H; r++) {
-                    if (c->write_dx)
-                        row_copy(dx + ci * isz + r * W, ys + ci * gup + r * Wq, W);
-                    else
-                        row_add(dx + ci * isz + r * W, ys + ci * gup + r * Wq, W);
-                }
+            continue;
+        }
+        /* stride 1: the flipped kernel over up to fbx samples' planes at once */
+        for (int64_t k0 = 0; k0 < nb; k0 += fbx) {
+            const int64_t kn = nb - k0 < fbx ? nb - k0 : fbx, gx = qk_cflat_fup((kn - 1) * pq + s->G);
+            qk_cflat_fwd(s->wfpk, C, M, (int)kk, foff, dyb + k0 * pq, ld, (kn - 1) * pq + s->G, NULL, ys, gx);
+            for (int64_t k = 0; k < kn; k++) {
+                float *dx = c->dX + (b0 + k0 + k) * C * isz;
+                for (int64_t ci = 0; ci < C; ci++)
+                    for (int64_t r = 0; r < H; r++) {
+                        const float *src = ys + ci * gx + k * pq + r * Wq;
+                        if (c->write_dx)
+                            row_copy(dx + ci * isz + r * W, src, W);
+                        else
+                            row_add(dx + ci * isz + r * W, src, W);
+                    }
+            }
         }
     }
     if (pb)
@@ -802,6 +831,8 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
         int64_t fb = fwd_batch(s, qk_win_out_size(&s->w));
         tasks = (s->N + fb - 1) / fb * s->group;
     }
+    if (s->path == CONV_FLAT)
+        tasks = (s->N + flat_fwd_batch(s) - 1) / flat_fwd_batch(s);
     qk_pool_run(x->pool, tasks, conv_fwd_task, &c);
     return QK_OK;
 }
