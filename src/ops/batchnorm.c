@@ -150,7 +150,7 @@ static qk_status bn_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_by
 typedef struct bn_ctx {
     bn_state *s;
     const float *X, *scale, *B, *rmean, *rvar, *dY;
-    const float *Z; /* fused Relu: its output (backward mask); NULL otherwise */
+    const float *Z; /* a fused Relu or Clip: its output (non-NULL marks one; masks come from X) */
     int clip;       /* fused Clip: bounds lo, hi (backward mask from x) */
     float lo, hi;
     const double *rows; /* forward, batch statistics: row moments from the Conv, or NULL (computed here) */
@@ -283,7 +283,7 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             if (c->clip)
                 fk->dsums_clip(c->dY + o, c->X + o, ab, S, mean, &s1, &s2);
             else if (c->Z)
-                fk->dsums_relu(c->dY + o, c->Z + o, c->X + o, S, mean, &s1, &s2);
+                fk->dsums_relu(c->dY + o, c->X + o, ab[0], ab[1], S, mean, &s1, &s2);
             else
                 fk->dsums(c->dY + o, c->X + o, S, mean, &s1, &s2);
         }
@@ -305,7 +305,7 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
                 if (c->clip)
                     fk->bn_dx_clip(c->dX + o, c->dY + o, c->X + o, ab, gs, k1, k0, S, c->write_dx);
                 else if (c->Z)
-                    fk->bn_dx_relu(c->dX + o, c->dY + o, c->Z + o, c->X + o, gs, k1, k0, S, c->write_dx);
+                    fk->bn_dx_relu(c->dX + o, c->dY + o, c->X + o, ab[0], ab[1], gs, k1, k0, S, c->write_dx);
                 else
                     fk->bn_dx(c->dX + o, c->dY + o, c->X + o, gs, k1, k0, S, c->write_dx);
             }
@@ -321,10 +321,10 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
                 }
                 /* a fused activation's mask first (what its own backward
                  * would have written as our output's gradient) */
-                const float *dz = c->dY + o, *x = c->X + o, *z = c->Z + o;
+                const float *dz = c->dY + o, *x = c->X + o;
                 for (int64_t i = 0; i < S; i++) {
                     float v = ab[0] * x[i] + ab[1];
-                    int pass = c->clip ? v >= c->lo && v <= c->hi : z[i] > 0.0f;
+                    int pass = c->clip ? v >= c->lo && v <= c->hi : v > 0.0f;
                     dx[i] += gs * (pass ? dz[i] : 0.0f);
                 }
             }

@@ -26,11 +26,12 @@ typedef struct qk_fkern {
     void (*affine)(float *y, const float *x, float a, float b, int64_t n);
     /* y = relu(a * x + b): affine, then relu, bit for bit */
     void (*affine_relu)(float *y, const float *x, float a, float b, int64_t n);
-    /* dsums and bn_dx of dy = (dz where z > 0, else +0): the Relu backward
-     * folded into BatchNormalization's (same values as the two passes) */
-    void (*dsums_relu)(const float *dz, const float *z, const float *x, int64_t n, float mean, double *s1,
+    /* dsums and bn_dx of dy = (dz where a * x + b > 0, else +0): the Relu
+     * backward folded into BatchNormalization's, its mask recomputed from
+     * the input with the forward's a, b (same values as the two passes) */
+    void (*dsums_relu)(const float *dz, const float *x, float a, float b, int64_t n, float mean, double *s1,
                        double *s2);
-    void (*bn_dx_relu)(float *dx, const float *dz, const float *z, const float *x, float gs, float k1, float k0,
+    void (*bn_dx_relu)(float *dx, const float *dz, const float *x, float a, float b, float gs, float k1, float k0,
                        int64_t n, int write);
     /* Clip (ReLU6 and the like): y = min(max(x, lo), hi), a NaN passes */
     void (*clip)(float *y, const float *x, float lo, float hi, int64_t n);

@@ -152,39 +152,44 @@ static void FK(affine_relu)(float *restrict y, const float *restrict x, float a,
     }
 }
 
-static void FK(dsums_relu)(const float *restrict dz, const float *restrict zv, const float *restrict x, int64_t n,
+/* The fused Relu's backward mask, recomputed from the normalization's
+ * input: z = relu(a*x + b) > 0 exactly when a*x + b > 0 (NaN: neither). */
+static void FK(dsums_relu)(const float *restrict dz, const float *restrict x, float a, float b, int64_t n,
                            float mean, double *s1, double *s2)
 {
-    const fk_v m = mean - (fk_v){ 0 }, z = { 0 };
-    fk_v a = { 0 }, q = { 0 };
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, m = mean - (fk_v){ 0 }, z = { 0 };
+    fk_v sa = { 0 }, q = { 0 };
     float ta[QK_VB] = { 0 }, tq[QK_VB] = { 0 };
     int64_t i = 0;
     for (; i + QK_VB <= n; i += QK_VB) {
-        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (fk_ld(zv + i) > z));
-        a += g;
-        q += g * (fk_ld(x + i) - m);
+        fk_v xv = fk_ld(x + i);
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (va * xv + vb > z));
+        sa += g;
+        q += g * (xv - m);
     }
     for (int l = 0; i < n; i++, l++) {
-        float g = zv[i] > 0.0f ? dz[i] : 0.0f;
+        float g = a * x[i] + b > 0.0f ? dz[i] : 0.0f;
         ta[l] = g;
         tq[l] = g * (x[i] - mean);
     }
-    *s1 += (double)fk_sum(a, ta);
+    *s1 += (double)fk_sum(sa, ta);
     *s2 += (double)fk_sum(q, tq);
 }
 
-static void FK(bn_dx_relu)(float *restrict dx, const float *restrict dz, const float *restrict zv,
-                           const float *restrict x, float gs, float k1, float k0, int64_t n, int write)
+static void FK(bn_dx_relu)(float *restrict dx, const float *restrict dz, const float *restrict x, float a, float b,
+                           float gs, float k1, float k0, int64_t n, int write)
 {
-    const fk_v vg = gs - (fk_v){ 0 }, v1 = k1 - (fk_v){ 0 }, v0 = k0 - (fk_v){ 0 }, z = { 0 };
+    const fk_v va = a - (fk_v){ 0 }, vb = b - (fk_v){ 0 }, z = { 0 };
+    const fk_v vg = gs - (fk_v){ 0 }, v1 = k1 - (fk_v){ 0 }, v0 = k0 - (fk_v){ 0 };
     int64_t i = 0;
     for (; i + QK_VB <= n; i += QK_VB) {
-        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (fk_ld(zv + i) > z));
-        fk_v v = vg * g + v1 * fk_ld(x + i) + v0;
+        fk_v xv = fk_ld(x + i);
+        fk_v g = (fk_v)((fk_m)fk_ld(dz + i) & (va * xv + vb > z));
+        fk_v v = vg * g + v1 * xv + v0;
         fk_st(dx + i, write ? v : fk_ld(dx + i) + v);
     }
     for (; i < n; i++) {
-        float g = zv[i] > 0.0f ? dz[i] : 0.0f, v = gs * g + k1 * x[i] + k0;
+        float g = a * x[i] + b > 0.0f ? dz[i] : 0.0f, v = gs * g + k1 * x[i] + k0;
         dx[i] = write ? v : dx[i] + v;
     }
 }

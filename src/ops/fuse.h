@@ -8,9 +8,12 @@
  * output gradient, and the activation does nothing. The producer's own
  * output is then never written. The activation is a Relu, or (after a
  * BatchNormalization only) a Clip whose bounds are attributes or constant
- * initializers (ReLU6): Relu's mask is read from its output (y > 0), Clip's
- * (min <= z <= max, the Clip's own backward) from z = a * x + b recomputed
- * from the normalization's input with the forward's a, b.
+ * initializers (ReLU6). After a BatchNormalization the activation's mask
+ * (Relu: z > 0; Clip: min <= z <= max, its own backward) is taken from
+ * z = a * x + b recomputed from the normalization's input with the
+ * forward's a, b (bit for bit the z the forward clipped), so the backward
+ * does not read the activation's output; after an Add, Relu's mask is
+ * read from its output.
  * Both ops ask qk_act_fused at reshape, so they agree; it returns the
  * activation's node index and fills *act, or returns -1. The graph option
  * no_fuse (qk_plan_options) turns off every fusion below. */
