@@ -529,6 +529,73 @@ static void test_maxpool_nhwc(int k, qk_pool *pool2)
     qk_graph_destroy(g);
 }
 
+/* Global average pooling on NHWC codes (after a 1x1 conv): 20 channels (16 + a tail of 4) over
+ * 17 x 16 = 272 pixels (more than one 16-bit run of 257), uint8 and int8 codes, the MLAS (fp32)
+ * and gemmlowp means, and TFLite's mean of the codes (equal scales: int8 stays int8); the runner's
+ * logits and mean codes equal the plain lowering's (NCHW pool) bit for bit. */
+static void test_gap_nhwc(qk_dtype at, const char *arith, float gscale, qk_pool *pool2)
+{
+    enum { N = 2, C = 20, H = 17, W = 16 };
+    qk_graph *g;
+    qk_graph_create(&g);
+    set_meta(g, arith);
+    const int32_t z = at == QK_U8 ? 128 : 0;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
+    int xd = qdq(g, x, "x", 0.02f, z, at);
+    int32_t wc[C * C], wz[C] = { 0 };
+    float ws[C], bias[C];
+    for (int i = 0; i < C * C; i++)
+        wc[i] = irand(-127, 127);
+    for (int c = 0; c < C; c++)
+        ws[c] = 0.004f + 0.0005f * (float)c, bias[c] = frand(-0.3f, 0.3f);
+    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ C, C, 1, 1 }, wc, C, ws, wz, 0);
+    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ C }, bias);
+    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
+    int yd = qdq(g, y, "conv_out", 0.05f, z, at);
+    int gp = node(g, "GlobalAveragePool", "gap", 1, &yd, "gap_out");
+    int gd = qdq(g, gp, "gap_out", gscale, z, at);
+    int fl = node(g, "Flatten", "flat", 1, &gd, "flat_out");
+    add_fc3(g, fl, C);
+    float xin[N * C * H * W], yp[N * 3], yq[N * 3];
+    for (int i = 0; i < N * C * H * W; i++)
+        xin[i] = frand(-1.5f, 2.5f);
+    qk_graph *rp = NULL, *rf = NULL;
+    QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
+    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    if (rp && rf) {
+        QT_OK(run_graph(rp, N, xin, yp, NULL));
+        QT_OK(qk_lower_prepare_run(rf));
+        int nhwc = -1;
+        for (int i = 0; i < rf->n_nodes; i++)
+            if (!strcmp(rf->nodes[i].op_type, "QkPool"))
+                nhwc = (int)qk_node_int(&rf->nodes[i], "x_nhwc", 0);
+        QT_CHECK(nhwc == 1, "global average %s %s %g: the runner's pool reads NHWC (x_nhwc %d)", qk_dtype_name(at),
+                 arith, (double)gscale, nhwc);
+        for (int th = 0; th < 2; th++) {
+            QT_OK(run_graph(rf, N, xin, yq, th ? pool2 : NULL));
+            QT_CHECK(memcmp(yp, yq, sizeof yp) == 0,
+                     "global average %s %s NHWC: logits differ from the plain lowering (%d threads)",
+                     qk_dtype_name(at), arith, th + 1);
+            /* and the means themselves (a code off by one moves the logits only now and then); the
+             * runner may hold int8 codes as uint8 (+128) */
+            static int32_t cp[N * C];
+            qk_dtype dp, dq;
+            const int32_t *c1 = codes_of(rp, "gap_out_quantized", &dp);
+            if (c1)
+                memcpy(cp, c1, sizeof cp);
+            const int32_t *c2 = codes_of(rf, "gap_out_quantized", &dq);
+            int bad = !c1 || !c2;
+            for (int i = 0; !bad && i < N * C; i++)
+                bad = cp[i] + (dp == QK_I8 && dq == QK_U8 ? 128 : 0) != c2[i];
+            QT_CHECK(!bad, "global average %s %s NHWC: the mean codes differ from the plain lowering (%d threads)",
+                     qk_dtype_name(at), arith, th + 1);
+        }
+    }
+    qk_graph_destroy(rp);
+    qk_graph_destroy(rf);
+    qk_graph_destroy(g);
+}
+
 /* TensorRT's inverted residual: a conv output with no Q of its own (int32 dequantized) read by
  * both the next conv's Q/DQ and the residual Add:
  *   x -> Q/DQ -> Conv1 -> y1 -> Q/DQ -> Conv2 -> y2;  Add(y1, y2) -> Relu -> Q/DQ -> Flatten -> Gemm
@@ -1071,6 +1138,11 @@ int main(int argc, char **argv)
         test_trt_shared_dq(pool2);
         test_maxpool_nhwc(3, pool2);
         test_maxpool_nhwc(9, pool2);
+        test_gap_nhwc(QK_U8, "fp32", 0.01f, pool2);
+        test_gap_nhwc(QK_I8, "fp32", 0.01f, pool2);
+        test_gap_nhwc(QK_I8, "gemmlowp", 0.01f, pool2);
+        test_gap_nhwc(QK_I8, "gemmlowp", 0.05f, pool2); /* the conv output's scale: codes averaged */
+        test_gap_nhwc(QK_U8, "gemmlowp", 0.05f, pool2);
     }
     test_concat();
     test_errors();

@@ -100,24 +100,60 @@ static qk_status qpool_infer(qk_graph *g, qk_node *n)
     return QK_OK;
 }
 
+/* The mean of a window of n cells from the sum of its codes: the
+ * arithmetic chosen once for n (avg_prep), applied per window (avg_apply). */
+typedef struct avg_rq {
+    int kind; /* 0: TFLite (codes averaged, RNA); 1: a qk_requant_value mode */
+    int32_t n, zx, mult, shift;
+    qk_rq_mode mode;
+    float scale;
+} avg_rq;
+
+static void avg_prep(const qpool_state *s, int32_t n, avg_rq *r)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->zx = s->zx;
+    if (s->sx == s->sy && s->zx == s->o.zp && s->arith != QK_ARITH_FP32)
+        return; /* TFLite: codes averaged, RNA */
+    r->kind = 1;
+    double M = (double)s->sx / ((double)s->sy * n);
+    if (s->arith == QK_ARITH_FP32) { /* MLAS: float scale, round half to even */
+        r->mode = QK_RQ_FP32;
+        r->scale = s->sx / (s->sy * (float)n);
+        return;
+    }
+    int ok, e = qk_lower_pot_exp(M, &ok);
+    if (s->arith == QK_ARITH_POT && ok && e >= -31 && e <= 31) {
+        r->mode = QK_RQ_SHIFT;
+        r->shift = -e;
+        return;
+    }
+    int32_t q;
+    if (qk_quantize_multiplier(M, &q, &e) != QK_OK) { /* M < 2^30 whenever n >= 1 and scales are sane */
+        r->kind = 2;                                    /* the zero point */
+        return;
+    }
+    r->mode = QK_RQ_GEMMLOWP;
+    r->mult = q;
+    r->shift = e;
+}
+
+static inline int32_t avg_apply(const qpool_state *s, const avg_rq *r, int32_t sumq)
+{
+    if (r->kind == 0)
+        return qk_clamp_i32(qk_avg_round(sumq, r->n), s->o.qmin, s->o.qmax);
+    if (r->kind == 2)
+        return s->o.zp;
+    return qk_requant_value(r->mode, sumq - r->n * r->zx, r->mult, r->shift, r->scale, s->o.zp, s->o.qmin, s->o.qmax);
+}
+
 /* Mean of a window: sumq = sum of codes over n cells. */
 static int32_t qpool_avg(const qpool_state *s, int32_t sumq, int32_t n)
 {
-    if (s->sx == s->sy && s->zx == s->o.zp && s->arith != QK_ARITH_FP32) /* TFLite: codes averaged, RNA */
-        return qk_clamp_i32(qk_avg_round(sumq, n), s->o.qmin, s->o.qmax);
-    int32_t acc = sumq - n * s->zx;
-    double M = (double)s->sx / ((double)s->sy * n);
-    if (s->arith == QK_ARITH_FP32) { /* MLAS: float scale, round half to even */
-        float sc = s->sx / (s->sy * (float)n);
-        return qk_requant_value(QK_RQ_FP32, acc, 0, 0, sc, s->o.zp, s->o.qmin, s->o.qmax);
-    }
-    int ok, e = qk_lower_pot_exp(M, &ok);
-    if (s->arith == QK_ARITH_POT && ok && e >= -31 && e <= 31)
-        return qk_requant_value(QK_RQ_SHIFT, acc, 0, -e, 0, s->o.zp, s->o.qmin, s->o.qmax);
-    int32_t q;
-    if (qk_quantize_multiplier(M, &q, &e) != QK_OK) /* M < 2^30 whenever n >= 1 and scales are sane */
-        return s->o.zp;
-    return qk_requant_value(QK_RQ_GEMMLOWP, acc, q, e, 0, s->o.zp, s->o.qmin, s->o.qmax);
+    avg_rq r;
+    avg_prep(s, n, &r);
+    return avg_apply(s, &r, sumq);
 }
 
 typedef struct qpool_job {
@@ -127,26 +163,45 @@ typedef struct qpool_job {
     void *y;
 } qpool_job;
 
-/* Global average of image `img`, [H*W][C] (NHWC): channels 64 at a time. */
+/* Global average of image `img`, [H*W][C] (NHWC): channels 64 at a time,
+ * summed 16 at a time in 16-bit lanes (SSE2) over runs of at most 257
+ * pixels (257 * 255 < 2^16), then widened; int8 codes as uint8 with the
+ * sign bit flipped (x = (x ^ 0x80) - 128: the sum less 128 per pixel). */
 static void gap_nhwc(const qpool_state *s, qk_dtype t, const void *x, void *y, int64_t img)
 {
-    int64_t HW = s->H * s->W, C = s->C;
+    const int64_t HW = s->H * s->W, C = s->C;
+    const uint8_t fl8 = t == QK_I8 ? 0x80 : 0;
+    const __m128i fl = _mm_set1_epi8((char)fl8), zero = _mm_setzero_si128();
+    avg_rq rq;
+    avg_prep(s, (int32_t)HW, &rq);
     for (int64_t c0 = 0; c0 < C; c0 += 64) {
         int32_t acc[64] = { 0 };
-        int64_t cn = C - c0 < 64 ? C - c0 : 64;
-        if (t == QK_U8) {
-            const uint8_t *p = (const uint8_t *)x + img * HW * C + c0;
-            for (int64_t i = 0; i < HW; i++, p += C)
-                for (int64_t c = 0; c < cn; c++)
-                    acc[c] += p[c];
-        } else {
-            const int8_t *p = (const int8_t *)x + img * HW * C + c0;
-            for (int64_t i = 0; i < HW; i++, p += C)
-                for (int64_t c = 0; c < cn; c++)
-                    acc[c] += p[c];
+        const int64_t cn = C - c0 < 64 ? C - c0 : 64, cv = cn / 16 * 16;
+        const uint8_t *p = (const uint8_t *)x + img * HW * C + c0;
+        for (int64_t i0 = 0; i0 < HW; i0 += 257) {
+            const int64_t i1 = i0 + 257 < HW ? i0 + 257 : HW;
+            for (int64_t c = 0; c < cv; c += 16) {
+                __m128i lo = zero, hi = zero;
+                for (int64_t i = i0; i < i1; i++) {
+                    __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + i * C + c)), fl);
+                    lo = _mm_add_epi16(lo, _mm_unpacklo_epi8(v, zero));
+                    hi = _mm_add_epi16(hi, _mm_unpackhi_epi8(v, zero));
+                }
+                uint16_t l[8], h[8];
+                _mm_storeu_si128((__m128i *)l, lo);
+                _mm_storeu_si128((__m128i *)h, hi);
+                for (int q = 0; q < 8; q++) {
+                    acc[c + q] += l[q];
+                    acc[c + 8 + q] += h[q];
+                }
+            }
+            for (int64_t c = cv; c < cn; c++)
+                for (int64_t i = i0; i < i1; i++)
+                    acc[c] += (uint8_t)(p[i * C + c] ^ fl8);
         }
+        const int32_t bias = t == QK_I8 ? 128 * (int32_t)HW : 0;
         for (int64_t c = 0; c < cn; c++)
-            st8(s->o.out, y, img * C + c0 + c, qpool_avg(s, acc[c], (int32_t)HW));
+            st8(s->o.out, y, img * C + c0 + c, avg_apply(s, &rq, acc[c] - bias));
     }
 }
 
