@@ -477,6 +477,25 @@ static void test_trt_maxpool(qk_dtype at, int flat_first, qk_pool *pool2)
     qk_graph_destroy(g);
 }
 
+/* x [N, C, H, W] float -> Q/DQ (scale 0.02, zero point zx) -> Conv 1x1 C -> C (random int8
+ * weights, per channel) -> Q/DQ "conv_out" (scale 0.05, zero point zy), all of type at; returns
+ * the dequantized output (C <= 20). */
+static int conv1x1_codes(qk_graph *g, int64_t C, int64_t H, int64_t W, qk_dtype at, int32_t zx, int32_t zy)
+{
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
+    int xd = qdq(g, x, "x", 0.02f, zx, at);
+    int32_t wc[20 * 20], wz[20] = { 0 };
+    float ws[20], bias[20];
+    for (int64_t i = 0; i < C * C; i++)
+        wc[i] = irand(-127, 127);
+    for (int64_t c = 0; c < C; c++)
+        ws[c] = 0.004f + 0.0005f * (float)c, bias[c] = frand(-0.3f, 0.3f);
+    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ C, C, 1, 1 }, wc, C, ws, wz, 0);
+    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ C }, bias);
+    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
+    return qdq(g, y, "conv_out", 0.05f, zy, at);
+}
+
 /* Max pooling on NHWC codes (after a 1x1 conv, so the layout pass keeps them NHWC): 20 channels
  * (16 + a tail of 4), a 3x3 window and a 9x9 one (more pixels than one tap list holds), padding;
  * the runner's logits equal the plain lowering's (NCHW pool) bit for bit. */
@@ -486,18 +505,7 @@ static void test_maxpool_nhwc(int k, qk_pool *pool2)
     qk_graph *g;
     qk_graph_create(&g);
     set_meta(g, "fp32");
-    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
-    int xd = qdq(g, x, "x", 0.02f, 120, QK_U8);
-    int32_t wc[C * C], wz[C] = { 0 };
-    float ws[C], bias[C];
-    for (int i = 0; i < C * C; i++)
-        wc[i] = irand(-127, 127);
-    for (int c = 0; c < C; c++)
-        ws[c] = 0.004f + 0.0005f * (float)c, bias[c] = frand(-0.3f, 0.3f);
-    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ C, C, 1, 1 }, wc, C, ws, wz, 0);
-    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ C }, bias);
-    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
-    int yd = qdq(g, y, "conv_out", 0.05f, 128, QK_U8);
+    int yd = conv1x1_codes(g, C, H, W, QK_U8, 120, 128);
     int mp = node(g, "MaxPool", "mp", 1, &yd, "mp_out");
     qk_node_set_ints(g, g->n_nodes - 1, "kernel_shape", 2, (int64_t[]){ k, k });
     qk_node_set_ints(g, g->n_nodes - 1, "pads", 4, (int64_t[]){ k / 2, k / 2, k / 2, k / 2 });
@@ -540,18 +548,7 @@ static void test_gap_nhwc(qk_dtype at, const char *arith, float gscale, qk_pool 
     qk_graph_create(&g);
     set_meta(g, arith);
     const int32_t z = at == QK_U8 ? 128 : 0;
-    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, H, W });
-    int xd = qdq(g, x, "x", 0.02f, z, at);
-    int32_t wc[C * C], wz[C] = { 0 };
-    float ws[C], bias[C];
-    for (int i = 0; i < C * C; i++)
-        wc[i] = irand(-127, 127);
-    for (int c = 0; c < C; c++)
-        ws[c] = 0.004f + 0.0005f * (float)c, bias[c] = frand(-0.3f, 0.3f);
-    int w = wdq(g, "w", QK_I8, 4, (int64_t[]){ C, C, 1, 1 }, wc, C, ws, wz, 0);
-    int b = init_t(g, "b", QK_F32, 1, (int64_t[]){ C }, bias);
-    int y = node(g, "Conv", "conv", 3, (int[]){ xd, w, b }, "conv_out");
-    int yd = qdq(g, y, "conv_out", 0.05f, z, at);
+    int yd = conv1x1_codes(g, C, H, W, at, z, z);
     int gp = node(g, "GlobalAveragePool", "gap", 1, &yd, "gap_out");
     int gd = qdq(g, gp, "gap_out", gscale, z, at);
     int fl = node(g, "Flatten", "flat", 1, &gd, "flat_out");

@@ -161,6 +161,78 @@ static void test_fusion(void)
             test_fusion_shape(shapes[i], training);
 }
 
+/* ---- DequantizeLinear [-> Clip] -> GlobalAveragePool run by the
+ * DequantizeLinear (inference), bit for bit the three ops: uint8, int8 and
+ * int32 codes, per-channel and per-tensor scales, 7x7 planes (a 16-lane
+ * block and a tail) and 5x5 (tail only), with and without the Clip ---- */
+static void test_dq_gap_case(qk_dtype dt, int per_channel, int hw, int clip)
+{
+    enum { NB = 3, CH = 5 };
+    qk_graph *gs[2] = { NULL, NULL };
+    float out[2][NB * CH];
+    uint32_t seed = 5;
+    static float sc[CH];
+    for (int c = 0; c < CH; c++)
+        sc[c] = 0.01f + 0.003f * (float)c;
+    for (int k = 0; k < 2; k++) {
+        qk_graph *g;
+        if (qk_graph_create(&g) != QK_OK)
+            return;
+        gs[k] = g;
+        int x = qk_graph_add_input(g, "x", dt, 4, (int64_t[]){ -1, CH, hw, hw });
+        int s = per_channel ? add_const(g, "s", QK_F32, 1, (int64_t[]){ CH }, sc)
+                            : add_const(g, "s", QK_F32, 0, NULL, sc);
+        int32_t z32[CH] = { 0 };
+        uint8_t z8[CH] = { 3, 250, 128, 0, 77 };
+        int nz = dt == QK_I32 ? 1 : 0;
+        int z = nz ? add_const(g, "z", QK_I32, per_channel ? 1 : 0, (int64_t[]){ CH }, z32)
+                   : add_const(g, "z", dt, per_channel ? 1 : 0, (int64_t[]){ CH }, z8);
+        int d = add_node(g, "DequantizeLinear", "dq", 3, (int[]){ x, s, z }, "dq_out");
+        int lo = add_const(g, "lo", QK_F32, 0, NULL, (float[]){ -0.5f });
+        int hi = add_const(g, "hi", QK_F32, 0, NULL, (float[]){ 0.75f });
+        int c = clip ? add_node(g, "Clip", "clip", 3, (int[]){ d, lo, hi }, "clip_out") : d;
+        int y = add_node(g, "GlobalAveragePool", "gap", 1, &c, "out");
+        QT_CHECK(y >= 0 && qk_graph_add_output(g, y) == QK_OK && qk_ops_bind(g) == QK_OK, "build: %s",
+                 qk_last_error());
+        if (k == 1)
+            qk_graph_set_options(g, &(qk_plan_options){ .no_fuse = 1 });
+        QT_OK(qk_graph_plan(g, NB, 0, NULL));
+        qk_tensor *xt = &g->values[g->inputs[0]].t;
+        seed = 5;
+        for (int64_t i = 0; i < qk_tensor_numel(xt); i++) {
+            seed = seed * 1664525u + 1013904223u;
+            int32_t v = (int32_t)(seed >> 8);
+            if (dt == QK_I32)
+                ((int32_t *)xt->data)[i] = v % 300;
+            else
+                ((uint8_t *)xt->data)[i] = (uint8_t)v;
+        }
+        fill_nan(g, "dq_out");
+        fill_nan(g, "clip_out");
+        QT_OK(qk_graph_forward(g));
+        memcpy(out[k], g->values[g->outputs[0]].t.data, sizeof out[k]);
+        QT_CHECK(is_nan_value(g, "dq_out") == !k && (!clip || is_nan_value(g, "clip_out") == !k),
+                 "%s pc %d hw %d clip %d: the fused chain writes neither float tensor, the unfused both (k %d)",
+                 qk_dtype_name(dt), per_channel, hw, clip, k);
+    }
+    QT_CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0,
+             "%s pc %d hw %d clip %d: DequantizeLinear -> Clip -> GlobalAveragePool fused differs from the three ops",
+             qk_dtype_name(dt), per_channel, hw, clip);
+    qk_graph_destroy(gs[0]);
+    qk_graph_destroy(gs[1]);
+}
+
+static void test_dq_gap(void)
+{
+    static const qk_dtype dts[] = { QK_U8, QK_I8, QK_I32 };
+    for (int d = 0; d < 3; d++)
+        for (int pc = 0; pc < 2; pc++)
+            for (int clip = 0; clip < 2; clip++) {
+                test_dq_gap_case(dts[d], pc, 7, clip);
+                test_dq_gap_case(dts[d], pc, 5, clip);
+            }
+}
+
 /* ---- reference kernels vs the fast path, side by side ---- */
 static void run_copy(qk_graph *g, float *out)
 {
@@ -431,6 +503,7 @@ int main(void)
 {
     test_bind();
     test_fusion();
+    test_dq_gap();
     test_reference();
     test_onnx_rounding();
     test_profiler();

@@ -23,11 +23,12 @@ done
 # The integer engine's automatic kernel choice at each instruction-set level a
 # CPU can select (QKIT_ISA caps it; test_int_gemm forces every kernel by index):
 # the lowering and end-to-end integer tests again at vnni (AVX-512 VNNI without
-# AMX: Zen 4/5, Ice Lake), avx512 and avx2; the float operators at avx2 (the
-# portable depthwise method and row kernels instead of the AVX-512 ones).
+# AMX: Zen 4/5, Ice Lake), avx512 and avx2; the float operators and fused
+# chains at avx2 (the portable depthwise method, row kernels and fused
+# dequantize-pool loops instead of the AVX-512 ones).
 for isa in vnni avx512 avx2; do
-  for t in test_int_onnx test_lower test_int_dw test_ops_heavy; do
-    [ "$t" = test_ops_heavy ] && [ "$isa" != avx2 ] && continue
+  for t in test_int_onnx test_lower test_int_dw test_ops_heavy test_options; do
+    case "$t" in test_ops_heavy|test_options) [ "$isa" != avx2 ] && continue ;; esac
     [ -x "$B/tests/$t" ] || continue
     name="$t (QKIT_ISA=$isa)"
     start=$(date +%s)

@@ -38,7 +38,7 @@ typedef struct act_state {
     float alpha, beta;     /* HardSigmoid */
     float attr_lo, attr_hi; /* Clip opset 6 attributes (or +-FLT_MAX) */
     float lo, hi;          /* Clip bounds resolved by the last float forward */
-    int fused;             /* Relu or Clip run by the op before it (fuse.h) */
+    int fused;             /* Relu or Clip run by an op before it (fuse.h) */
 } act_state;
 
 static qk_status act_init_kind(qk_node *n, int kind)
@@ -237,7 +237,8 @@ static qk_status fusable_reshape(qk_graph *g, qk_node *n, int training, size_t *
     s->fused = 0;
     int p = qk_producer(g, n->in[0]);
     qk_fused_act act;
-    s->fused = p >= 0 && qk_act_fused(g, &g->nodes[p], training, &act) == (int)(n - g->nodes);
+    s->fused = (p >= 0 && qk_act_fused(g, &g->nodes[p], training, &act) == (int)(n - g->nodes)) ||
+               qk_dq_gap_runner(g, n, training) >= 0;
     return QK_OK;
 }
 

@@ -71,6 +71,16 @@ static inline __attribute__((always_inline)) __m512 ld_tap(const float *row, con
     return _mm512_maskz_permutex2var_ps(t->out, a, even, b);
 }
 
+/* tm[j] = the masks of tap column j < KW in the column block at q0 (nk
+ * lanes), whose column offset is cj0 + dir * j. */
+static inline __attribute__((always_inline)) void block_masks(int64_t W, int64_t q0, int64_t nk, int64_t cj0,
+                                                              int dir, tapmask *tm, const int KW, const int S)
+{
+#pragma GCC unroll 5
+    for (int j = 0; j < KW; j++)
+        tm[j] = tap_mask(W, q0, cj0 + dir * j, nk, S);
+}
+
 static inline __attribute__((always_inline)) void fwd_plane(const qk_window *w, const float *x, const float *wk,
                                                             float b, float *y, const int KH, const int KW,
                                                             const int S)
@@ -79,9 +89,7 @@ static inline __attribute__((always_inline)) void fwd_plane(const qk_window *w, 
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
         const int64_t nk = OW - ow0 < 16 ? OW - ow0 : 16;
         tapmask tm[DWD_MAXK] = { { 0 } };
-#pragma GCC unroll 5
-        for (int j = 0; j < KW; j++)
-            tm[j] = tap_mask(W, ow0, j - pl, nk, S);
+        block_masks(W, ow0, nk, -pl, 1, tm, KW, S);
         for (int64_t oh = 0; oh < OH; oh++) {
             __m512 acc = _mm512_set1_ps(b);
 #pragma GCC unroll 5
@@ -108,9 +116,7 @@ static inline __attribute__((always_inline)) void dw_plane(const qk_window *w, c
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
         const int64_t nk = OW - ow0 < 16 ? OW - ow0 : 16;
         tapmask tm[DWD_MAXK] = { { 0 } };
-#pragma GCC unroll 5
-        for (int j = 0; j < KW; j++)
-            tm[j] = tap_mask(W, ow0, j - pl, nk, S);
+        block_masks(W, ow0, nk, -pl, 1, tm, KW, S);
         for (int64_t oh = 0; oh < OH; oh++) {
             const __m512 g = _mm512_maskz_loadu_ps(tm[0].out, dy + oh * OW + ow0);
             *bacc = _mm512_add_ps(*bacc, g);
@@ -153,9 +159,7 @@ static inline __attribute__((always_inline)) void dx_plane(const qk_window *w, c
     for (int64_t iw0 = 0; iw0 < W; iw0 += 16) {
         const int64_t nk = W - iw0 < 16 ? W - iw0 : 16;
         tapmask tm[DWD_MAXK] = { { 0 } };
-#pragma GCC unroll 5
-        for (int j = 0; j < KW; j++)
-            tm[j] = tap_mask(ZW, iw0, pl - j, nk, 1);
+        block_masks(ZW, iw0, nk, pl, -1, tm, KW, 1);
         const __mmask16 m = tm[0].out;
         for (int64_t ih = 0; ih < H; ih++) {
             __m512 acc = write ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, dx + ih * W + iw0);

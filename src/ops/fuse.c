@@ -152,3 +152,64 @@ int qk_act_fused(const qk_graph *g, const qk_node *p, int training, qk_fused_act
     act->out = rn->out[0];
     return r;
 }
+
+/* The sole reader of value v, when v is not a graph output, or -1. */
+static int sole_reader(const qk_graph *g, int v)
+{
+    int r;
+    if (v < 0 || is_graph_output(g, v) || qk_graph_consumers(g, v, &r, 1) != 1)
+        return -1;
+    return r;
+}
+
+int qk_dq_gap_fused(const qk_graph *g, const qk_node *dq, int training, int *clip)
+{
+    *clip = -1;
+    if (g->opts.no_fuse || g->opts.reference || training || !is_default_op(dq, "DequantizeLinear") ||
+        dq->n_out != 1 || dq->n_in < 2 || dq->in[0] < 0 || dq->in[1] < 0)
+        return -1;
+    const qk_tensor *x = &g->values[dq->in[0]].t, *sc = &g->values[dq->in[1]].t;
+    if (x->ndim != 4 || g->values[dq->out[0]].t.dtype != QK_F32)
+        return -1;
+    int64_t ns = qk_tensor_numel(sc), axis = qk_node_int(dq, "axis", 1);
+    if (!(ns == 1 && sc->ndim <= 1) && !(sc->ndim == 1 && ns == x->dims[1] && (axis == 1 || axis == -3)))
+        return -1;
+    int r = sole_reader(g, dq->out[0]);
+    if (r < 0)
+        return -1;
+    const qk_node *rn = &g->nodes[r];
+    if (is_default_op(rn, "Clip")) {
+        if (!clip_constant(g, rn) || rn->in[0] != dq->out[0] || rn->n_out != 1)
+            return -1;
+        for (int j = 1; j < rn->n_in; j++)
+            if (rn->in[j] == dq->out[0])
+                return -1;
+        *clip = r;
+        r = sole_reader(g, rn->out[0]);
+        if (r < 0) {
+            *clip = -1;
+            return -1;
+        }
+        rn = &g->nodes[r];
+    }
+    if (!is_default_op(rn, "GlobalAveragePool") || rn->n_in != 1 || rn->n_out != 1 || rn->out[0] < 0) {
+        *clip = -1;
+        return -1;
+    }
+    return r;
+}
+
+int qk_dq_gap_runner(const qk_graph *g, const qk_node *n, int training)
+{
+    const int self = (int)(n - g->nodes);
+    for (int hop = 0; hop < 2 && n->n_in >= 1 && n->in[0] >= 0; hop++) {
+        int p = qk_producer(g, n->in[0]);
+        if (p < 0)
+            return -1;
+        int clip, gap = qk_dq_gap_fused(g, &g->nodes[p], training, &clip);
+        if (gap >= 0 && (gap == self || clip == self))
+            return p;
+        n = &g->nodes[p];
+    }
+    return -1;
+}

@@ -60,6 +60,22 @@ int qk_conv_bn_folded(const qk_graph *g, const qk_node *conv, int training);
  * x[0] (0 for an empty row): the one way batch-norm statistics start. */
 void qk_row_moments(const float *x, int64_t n, double out[3]);
 
+/* In an inference plan a DequantizeLinear (per tensor, or per channel on
+ * axis 1 of a 4-D input) whose output feeds only a Clip with constant
+ * bounds (or directly a GlobalAveragePool), whose output feeds only a
+ * GlobalAveragePool, none of them a graph output, computes the pool's
+ * output itself, one (sample, channel) plane at a time: the plane
+ * dequantized and clipped into the worker's scratch, then summed and
+ * divided as the pool does (bit for bit the three passes, none of the two
+ * float tensors in between written). The tail of a TensorRT-style network
+ * (conv -> int32 -> dequantize -> ReLU6 -> global average). Returns the
+ * GlobalAveragePool's node index and sets *clip (the Clip's, or -1), or
+ * returns -1. Off with no_fuse and in reference plans. */
+int qk_dq_gap_fused(const qk_graph *g, const qk_node *dq, int training, int *clip);
+/* The DequantizeLinear that runs node n (a Clip or GlobalAveragePool) by
+ * qk_dq_gap_fused, or -1. */
+int qk_dq_gap_runner(const qk_graph *g, const qk_node *n, int training);
+
 /* The node producing value v, or -1. */
 int qk_producer(const qk_graph *g, int v);
 

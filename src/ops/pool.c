@@ -19,6 +19,7 @@
  * N-d loops are the reference; MaxPool 2x2 stride 2 (no pad, no dilation)
  * has a fast 2-D kernel. */
 #include "qkit/ops.h"
+#include "fuse.h"
 #include "fvec.h"
 #include "../graph/window.h"
 
@@ -39,6 +40,7 @@ typedef struct pool_state {
     int32_t *argmax; /* [N*C*out] plane offsets (training or Indices output) */
     int64_t argmax_cap;
     int argmax_valid;
+    int dq_fused; /* GlobalAveragePool computed by the DequantizeLinear before it (fuse.h) */
 } pool_state;
 
 static const char *pool_name(int kind)
@@ -128,9 +130,9 @@ static qk_status pool_infer(qk_graph *g, qk_node *n)
 
 static qk_status pool_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
-    (void)g;
     pool_state *s = n->state;
     *ws_bytes = 0;
+    s->dq_fused = s->kind == POOL_GAVG && qk_dq_gap_runner(g, n, training) >= 0;
     qk_aligned_free(s->argmax);
     s->argmax = NULL;
     s->argmax_cap = 0;
@@ -333,6 +335,8 @@ static qk_status pool_forward(qk_exec *x, qk_node *n)
 {
     qk_graph *g = x->g;
     pool_state *s = n->state;
+    if (s->dq_fused)
+        return QK_OK; /* the DequantizeLinear before us wrote our output */
     qk_value *iv = n->n_out > 1 ? qk_out(g, n, 1) : NULL;
     pool_ctx c = { .s = s, .X = qk_in(g, n, 0)->t.data, .Y = qk_out(g, n, 0)->t.data,
                    .ind = iv ? iv->t.data : NULL, .ref = x->g->opts.reference };

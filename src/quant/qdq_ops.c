@@ -17,6 +17,9 @@
  * (they may be graph inputs). Elementwise loops are chunked over the pool by
  * element count (deterministic). */
 #include "quant_internal.h"
+#include "../ops/fkern.h"
+#include "../ops/fuse.h"
+#include "../ops/fvec.h"
 #include "qkit/cpu.h"
 #include "qkit/graph.h"
 #include "qkit/ops.h"
@@ -31,6 +34,7 @@ typedef struct qdq_state {
     int64_t axis_attr;
     int gl_on;    /* QuantizeLinear after a layer the engine requantizes with gemmlowp (qk_glsim) */
     qk_glsim gl;
+    int gap, clip; /* DequantizeLinear running [Clip ->] GlobalAveragePool (fuse.h): their nodes, or -1 */
 } qdq_state;
 
 static qk_status qdq_init(qk_node *n, int quantize)
@@ -43,6 +47,7 @@ static qk_status qdq_init(qk_node *n, int quantize)
         return qk_error(QK_ERR_NOMEM, "out of memory");
     s->quantize = quantize;
     s->axis_attr = qk_node_int(n, "axis", 1);
+    s->gap = s->clip = -1;
     n->state = s;
     return QK_OK;
 }
@@ -330,6 +335,83 @@ static void dq_task(void *ctx, int64_t t, int w)
     }
 }
 
+/* DequantizeLinear -> [Clip ->] GlobalAveragePool run here (fuse.h). */
+static qk_status dq_reshape(qk_graph *g, qk_node *n, int training, size_t *ws)
+{
+    qdq_state *s = n->state;
+    s->gap = qk_dq_gap_fused(g, n, training, &s->clip);
+    *ws = 0;
+    if (s->gap >= 0) {
+        const qk_tensor *x = &qk_in(g, n, 0)->t;
+        *ws = (size_t)(2 * x->dims[2] * x->dims[3]) * sizeof(float);
+    }
+    return QK_OK;
+}
+
+typedef struct dqgap_job {
+    qk_exec *ex;
+    const void *x;
+    qk_dtype xt;
+    const float *scale;
+    const int32_t *zp;
+    int64_t ch, C, isz, planes;
+    int clip, vec;
+    float lo, hi;
+    float *y;
+} dqgap_job;
+
+/* planes [t*16, +16): the DequantizeLinear's values (its own loops), the
+ * Clip's (fkern.h clip: the same as the op's), then the pool's mean; with
+ * AVX-512 the three in one pass over each plane (qk_dq_clip_sum__avx512) */
+static void dqgap_task(void *ctx, int64_t t, int w)
+{
+    const dqgap_job *j = ctx;
+    const int64_t isz = j->isz;
+    float *buf = qk_exec_ws(j->ex, w), *cl = buf + isz;
+    for (int64_t p = t * 16; p < j->planes && p < t * 16 + 16; p++) {
+        const int64_t c = j->ch == 1 ? 0 : p % j->C;
+        const float sc = j->scale[c];
+        const int32_t z = j->zp[c];
+        if (j->vec) {
+            const void *xp = (const uint8_t *)j->x + p * isz * (j->xt == QK_I32 ? 4 : 1);
+            j->y[p] = qk_dq_clip_sum__avx512(xp, j->xt, isz, sc, z, j->clip, j->lo, j->hi) / (float)isz;
+            continue;
+        }
+        {
+            for (int64_t i = 0; i < isz; i++) {
+                int64_t k = p * isz + i;
+                buf[i] = j->xt == QK_U8   ? (float)((int32_t)((const uint8_t *)j->x)[k] - z) * sc
+                         : j->xt == QK_I8 ? (float)((int32_t)((const int8_t *)j->x)[k] - z) * sc
+                                          : (float)((const int32_t *)j->x)[k] * sc;
+            }
+        }
+        if (j->clip)
+            qk_fk()->clip(cl, buf, j->lo, j->hi, isz);
+        j->y[p] = qk_vsum(j->clip ? cl : buf, isz) / (float)isz;
+    }
+}
+
+static qk_status dqgap_forward(qk_exec *ex, qk_node *n, const int32_t *zp, int64_t ch)
+{
+    qk_graph *g = ex->g;
+    const qdq_state *st = n->state;
+    const qk_tensor *x = &qk_in(g, n, 0)->t;
+    dqgap_job j = { ex, x->data, x->dtype, qk_f32(&qk_in(g, n, 1)->t), zp, ch, x->dims[1], x->dims[2] * x->dims[3],
+                    x->dims[0] * x->dims[1], st->clip >= 0, qk_cpu_isa() >= QK_ISA_AVX512, 0, 0,
+                    qk_f32(&g->values[g->nodes[st->gap].out[0]].t) };
+    if (st->clip >= 0) {
+        qk_fused_act a = { st->clip, g->nodes[st->clip].out[0], 1 };
+        qk_fused_bounds(g, &a, &j.lo, &j.hi);
+    }
+    int64_t ntask = (j.planes + 15) / 16;
+    if (ex->pool)
+        qk_pool_run(ex->pool, ntask, dqgap_task, &j);
+    else
+        for (int64_t t = 0; t < ntask; t++)
+            dqgap_task(&j, t, 0);
+    return QK_OK;
+}
+
 /* Zero points of the first QDQ_ZP_STACK channels live on the stack. */
 #define QDQ_ZP_STACK 256
 
@@ -365,6 +447,12 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
         }
         zp[c] = z;
     }
+    if (!st->quantize && st->gap >= 0) {
+        s = dqgap_forward(ex, n, zp, ch);
+        if (zp != zs)
+            qk_free(zp);
+        return s;
+    }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
                   qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512),
                   st->quantize ? qdq_rounding(g) : QK_ROUND_HALF_EVEN, NULL, 0 };
@@ -385,5 +473,5 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
 
 const qk_op qk_op_quantizelinear = { "QuantizeLinear", q_init, qdq_infer, q_reshape, qdq_forward, NULL, qdq_destroy,
                                      NULL };
-const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, NULL, qdq_forward, NULL,
+const qk_op qk_op_dequantizelinear = { "DequantizeLinear", dq_init, qdq_infer, dq_reshape, qdq_forward, NULL,
                                        qdq_destroy, NULL };

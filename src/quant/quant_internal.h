@@ -62,6 +62,11 @@ void qk_q_fake_run(const float *x, float *y, uint8_t *mask, int64_t n, float s, 
  * the portable loops of qdq_ops.c) */
 void qk_q_run__avx512(const float *x, int64_t n, float sc, int32_t z, int u8, void *y);
 void qk_dq_run__avx512(const void *x, int xt_u8, int64_t n, float sc, int32_t z, float *y);
+/* The sum qk_vsum would give over the n values a DequantizeLinear (then,
+ * with clip, a Clip to [lo, hi]) makes of the codes x (uint8, int8 or
+ * int32): the fused DequantizeLinear -> Clip -> GlobalAveragePool */
+float qk_dq_clip_sum__avx512(const void *x, qk_dtype xt, int64_t n, float sc, int32_t z, int clip, float lo,
+                             float hi);
 
 /* The gemmlowp primitives of quant.h (qk_srdhm, qk_rdbpot, qk_mbqm) as
  * inline definitions: fixedpoint.c defines the exported functions with
