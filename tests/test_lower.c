@@ -496,6 +496,23 @@ static int conv1x1_codes(qk_graph *g, int64_t C, int64_t H, int64_t W, qk_dtype 
     return qdq(g, y, "conv_out", 0.05f, zy, at);
 }
 
+/* g lowered twice: the plain lowering *rp run on x into yp, and *rf prepared by the runner's
+ * passes; returns its QkPool's x_nhwc (-1: no QkPool). Either is NULL when lowering failed. */
+static int lower_pool_pair(qk_graph *g, int64_t n, const float *x, float *yp, qk_graph **rp, qk_graph **rf)
+{
+    QT_OK(qk_qdq_lower(g, NULL, rp, NULL));
+    QT_OK(qk_qdq_lower(g, NULL, rf, NULL));
+    if (!*rp || !*rf)
+        return -1;
+    QT_OK(run_graph(*rp, n, x, yp, NULL));
+    QT_OK(qk_lower_prepare_run(*rf));
+    int nhwc = -1;
+    for (int i = 0; i < (*rf)->n_nodes; i++)
+        if (!strcmp((*rf)->nodes[i].op_type, "QkPool"))
+            nhwc = (int)qk_node_int(&(*rf)->nodes[i], "x_nhwc", 0);
+    return nhwc;
+}
+
 /* Max pooling on NHWC codes (after a 1x1 conv, so the layout pass keeps them NHWC): 20 channels
  * (16 + a tail of 4), a 3x3 window and a 9x9 one (more pixels than one tap list holds), padding;
  * the runner's logits equal the plain lowering's (NCHW pool) bit for bit. */
@@ -516,15 +533,8 @@ static void test_maxpool_nhwc(int k, qk_pool *pool2)
     for (int i = 0; i < N * C * H * W; i++)
         xin[i] = frand(-1.5f, 2.5f);
     qk_graph *rp = NULL, *rf = NULL;
-    QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
-    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    int nhwc = lower_pool_pair(g, N, xin, yp, &rp, &rf);
     if (rp && rf) {
-        QT_OK(run_graph(rp, N, xin, yp, NULL));
-        QT_OK(qk_lower_prepare_run(rf));
-        int nhwc = -1;
-        for (int i = 0; i < rf->n_nodes; i++)
-            if (!strcmp(rf->nodes[i].op_type, "QkPool"))
-                nhwc = (int)qk_node_int(&rf->nodes[i], "x_nhwc", 0);
         QT_CHECK(nhwc == 1, "max pool %dx%d: the runner's pool reads NHWC (x_nhwc %d)", k, k, nhwc);
         for (int th = 0; th < 2; th++) {
             QT_OK(run_graph(rf, N, xin, yq, th ? pool2 : NULL));
@@ -557,15 +567,8 @@ static void test_gap_nhwc(qk_dtype at, const char *arith, float gscale, qk_pool 
     for (int i = 0; i < N * C * H * W; i++)
         xin[i] = frand(-1.5f, 2.5f);
     qk_graph *rp = NULL, *rf = NULL;
-    QT_OK(qk_qdq_lower(g, NULL, &rp, NULL));
-    QT_OK(qk_qdq_lower(g, NULL, &rf, NULL));
+    int nhwc = lower_pool_pair(g, N, xin, yp, &rp, &rf);
     if (rp && rf) {
-        QT_OK(run_graph(rp, N, xin, yp, NULL));
-        QT_OK(qk_lower_prepare_run(rf));
-        int nhwc = -1;
-        for (int i = 0; i < rf->n_nodes; i++)
-            if (!strcmp(rf->nodes[i].op_type, "QkPool"))
-                nhwc = (int)qk_node_int(&rf->nodes[i], "x_nhwc", 0);
         QT_CHECK(nhwc == 1, "global average %s %s %g: the runner's pool reads NHWC (x_nhwc %d)", qk_dtype_name(at),
                  arith, (double)gscale, nhwc);
         for (int th = 0; th < 2; th++) {

@@ -234,7 +234,7 @@ static qk_status bn_forward(qk_exec *x, qk_node *n)
         c.Z = c.Y;
         c.clip = s->act.clip;
         if (c.clip)
-            qk_fused_bounds(g, &s->act, &c.lo, &c.hi);
+            qk_clip_bounds(g, &g->nodes[s->act.node], &c.lo, &c.hi);
     }
     if (c.batch && s->stats_conv >= 0)
         c.rows = qk_conv_row_moments(&g->nodes[s->stats_conv]);
@@ -349,7 +349,7 @@ static qk_status bn_backward(qk_exec *x, qk_node *n)
         c.Z = qk_f32(&zv->t);
         c.clip = s->act.clip;
         if (c.clip)
-            qk_fused_bounds(g, &s->act, &c.lo, &c.hi);
+            qk_clip_bounds(g, &g->nodes[s->act.node], &c.lo, &c.hi);
     }
     /* the executor hands a fresh (uncleared) dX when nothing has written it
      * yet: grad_zeroed == 2 (see exec.c) */

@@ -816,7 +816,7 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
         }
         c.Y = qk_f32(&g->values[s->bn_out].t);
         if (s->bn_act.clip)
-            qk_fused_bounds(g, &s->bn_act, &s->bn_lo, &s->bn_hi);
+            qk_clip_bounds(g, &g->nodes[s->bn_act.node], &s->bn_lo, &s->bn_hi);
     }
     if (s->path == CONV_REF || x->g->opts.reference) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);

@@ -83,6 +83,15 @@ int qk_conv_bn_folded(const qk_graph *g, const qk_node *c, int training)
     return b;
 }
 
+/* The sole reader of value v, when v is not a graph output, or -1. */
+static int sole_reader(const qk_graph *g, int v)
+{
+    int r;
+    if (v < 0 || is_graph_output(g, v) || qk_graph_consumers(g, v, &r, 1) != 1)
+        return -1;
+    return r;
+}
+
 /* A Clip whose bounds cannot change during training: each bound absent,
  * an attribute, or a float32 scalar CONST initializer. */
 static int clip_constant(const qk_graph *g, const qk_node *n)
@@ -99,9 +108,8 @@ static int clip_constant(const qk_graph *g, const qk_node *n)
     return 1;
 }
 
-void qk_fused_bounds(const qk_graph *g, const qk_fused_act *act, float *lo, float *hi)
+void qk_clip_bounds(const qk_graph *g, const qk_node *n, float *lo, float *hi)
 {
-    const qk_node *n = &g->nodes[act->node];
     *lo = n->n_in > 1 && n->in[1] >= 0 ? qk_f32(&g->values[n->in[1]].t)[0] : qk_node_float(n, "min", -FLT_MAX);
     *hi = n->n_in > 2 && n->in[2] >= 0 ? qk_f32(&g->values[n->in[2]].t)[0] : qk_node_float(n, "max", FLT_MAX);
 }
@@ -130,17 +138,13 @@ int qk_act_fused(const qk_graph *g, const qk_node *p, int training, qk_fused_act
     } else if (!bn) {
         return -1;
     }
-    if (is_graph_output(g, y))
-        return -1;
-    int r;
-    if (qk_graph_consumers(g, y, &r, 1) != 1)
+    const int r = sole_reader(g, y);
+    if (r < 0)
         return -1;
     const qk_node *rn = &g->nodes[r];
     if (rn->n_in < 1 || rn->in[0] != y || rn->n_out != 1 || rn->out[0] < 0)
         return -1;
-    for (int j = 1; j < rn->n_in; j++)
-        if (rn->in[j] == y)
-            return -1;
+    /* (a Clip's constant bounds cannot be y) */
     if (is_default_op(rn, "Relu") && rn->n_in == 1) {
         act->clip = 0;
     } else if (bn && is_default_op(rn, "Clip") && clip_constant(g, rn)) {
@@ -150,15 +154,6 @@ int qk_act_fused(const qk_graph *g, const qk_node *p, int training, qk_fused_act
     }
     act->node = r;
     act->out = rn->out[0];
-    return r;
-}
-
-/* The sole reader of value v, when v is not a graph output, or -1. */
-static int sole_reader(const qk_graph *g, int v)
-{
-    int r;
-    if (v < 0 || is_graph_output(g, v) || qk_graph_consumers(g, v, &r, 1) != 1)
-        return -1;
     return r;
 }
 
@@ -181,9 +176,6 @@ int qk_dq_gap_fused(const qk_graph *g, const qk_node *dq, int training, int *cli
     if (is_default_op(rn, "Clip")) {
         if (!clip_constant(g, rn) || rn->in[0] != dq->out[0] || rn->n_out != 1)
             return -1;
-        for (int j = 1; j < rn->n_in; j++)
-            if (rn->in[j] == dq->out[0])
-                return -1;
         *clip = r;
         r = sole_reader(g, rn->out[0]);
         if (r < 0) {

@@ -25,14 +25,14 @@
 typedef struct qk_fused_act {
     int node; /* the activation's node index, or -1 */
     int out;  /* its output value, or -1 */
-    int clip; /* 0: Relu; 1: Clip, bounds by qk_fused_bounds */
+    int clip; /* 0: Relu; 1: Clip, bounds by qk_clip_bounds */
 } qk_fused_act;
 
 int qk_act_fused(const qk_graph *g, const qk_node *producer, int training, qk_fused_act *act);
 
 /* A fused Clip's bounds (its attributes, or its constant min/max inputs;
  * absent: -FLT_MAX / FLT_MAX). */
-void qk_fused_bounds(const qk_graph *g, const qk_fused_act *act, float *lo, float *hi);
+void qk_clip_bounds(const qk_graph *g, const qk_node *clip, float *lo, float *hi);
 
 /* In a training plan a Conv whose output feeds only a BatchNormalization
  * (as its X) and is not a graph output computes the moments of each

@@ -304,6 +304,30 @@ static void q_task(void *ctx, int64_t t, int w)
     }
 }
 
+/* y[i - i0] = the dequantized x[i] for i in [i0, i1), one channel's scale
+ * and zero point */
+static void dq_values(const void *x, qk_dtype xt, int vec, int64_t i0, int64_t i1, float sc, int32_t z, float *y)
+{
+    if (vec && (xt == QK_U8 || xt == QK_I8)) {
+        qk_dq_run__avx512((const uint8_t *)x + i0, xt == QK_U8, i1 - i0, sc, z, y);
+        return;
+    }
+    switch (xt) {
+    case QK_U8:
+        for (int64_t i = i0; i < i1; i++)
+            y[i - i0] = (float)((int32_t)((const uint8_t *)x)[i] - z) * sc;
+        break;
+    case QK_I8:
+        for (int64_t i = i0; i < i1; i++)
+            y[i - i0] = (float)((int32_t)((const int8_t *)x)[i] - z) * sc;
+        break;
+    default: /* int32: z is 0 (checked) */
+        for (int64_t i = i0; i < i1; i++)
+            y[i - i0] = (float)((const int32_t *)x)[i] * sc;
+        break;
+    }
+}
+
 static void dq_task(void *ctx, int64_t t, int w)
 {
     (void)w;
@@ -312,26 +336,7 @@ static void dq_task(void *ctx, int64_t t, int w)
     float *y = j->y;
     for (int64_t i0 = lo, i1; i0 < hi; i0 = i1) {
         int64_t c = qdq_run(j, i0, hi, &i1);
-        float sc = j->scale[c];
-        int32_t z = j->zp[c];
-        if (j->vec && (j->xt == QK_U8 || j->xt == QK_I8)) {
-            qk_dq_run__avx512((const uint8_t *)j->x + i0, j->xt == QK_U8, i1 - i0, sc, z, y + i0);
-            continue;
-        }
-        switch (j->xt) {
-        case QK_U8:
-            for (int64_t i = i0; i < i1; i++)
-                y[i] = (float)((int32_t)((const uint8_t *)j->x)[i] - z) * sc;
-            break;
-        case QK_I8:
-            for (int64_t i = i0; i < i1; i++)
-                y[i] = (float)((int32_t)((const int8_t *)j->x)[i] - z) * sc;
-            break;
-        default: /* int32: z is 0 (checked) */
-            for (int64_t i = i0; i < i1; i++)
-                y[i] = (float)((const int32_t *)j->x)[i] * sc;
-            break;
-        }
+        dq_values(j->x, j->xt, j->vec, i0, i1, j->scale[c], j->zp[c], y + i0);
     }
 }
 
@@ -377,14 +382,7 @@ static void dqgap_task(void *ctx, int64_t t, int w)
             j->y[p] = qk_dq_clip_sum__avx512(xp, j->xt, isz, sc, z, j->clip, j->lo, j->hi) / (float)isz;
             continue;
         }
-        {
-            for (int64_t i = 0; i < isz; i++) {
-                int64_t k = p * isz + i;
-                buf[i] = j->xt == QK_U8   ? (float)((int32_t)((const uint8_t *)j->x)[k] - z) * sc
-                         : j->xt == QK_I8 ? (float)((int32_t)((const int8_t *)j->x)[k] - z) * sc
-                                          : (float)((const int32_t *)j->x)[k] * sc;
-            }
-        }
+        dq_values(j->x, j->xt, 0, p * isz, (p + 1) * isz, sc, z, buf);
         if (j->clip)
             qk_fk()->clip(cl, buf, j->lo, j->hi, isz);
         j->y[p] = qk_vsum(j->clip ? cl : buf, isz) / (float)isz;
@@ -399,10 +397,8 @@ static qk_status dqgap_forward(qk_exec *ex, qk_node *n, const int32_t *zp, int64
     dqgap_job j = { ex, x->data, x->dtype, qk_f32(&qk_in(g, n, 1)->t), zp, ch, x->dims[1], x->dims[2] * x->dims[3],
                     x->dims[0] * x->dims[1], st->clip >= 0, qk_cpu_isa() >= QK_ISA_AVX512, 0, 0,
                     qk_f32(&g->values[g->nodes[st->gap].out[0]].t) };
-    if (st->clip >= 0) {
-        qk_fused_act a = { st->clip, g->nodes[st->clip].out[0], 1 };
-        qk_fused_bounds(g, &a, &j.lo, &j.hi);
-    }
+    if (st->clip >= 0)
+        qk_clip_bounds(g, &g->nodes[st->clip], &j.lo, &j.hi);
     int64_t ntask = (j.planes + 15) / 16;
     if (ex->pool)
         qk_pool_run(ex->pool, ntask, dqgap_task, &j);
