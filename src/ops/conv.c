@@ -537,15 +537,29 @@ typedef struct conv_ctx {
     int write_dx; /* backward: dX is fresh (uncleared): write it, don't add */
 } conv_ctx;
 
-/* Row moments of output channels [m0, m1) of sample n for a fused
- * BatchNormalization (fuse.h), taken right after the rows were written. */
+/* The epilogue of output channel m: the folded BatchNormalization (and its
+ * activation) of an inference plan, else a plain copy. */
+static qk_cflat_epi conv_epi(const conv_state *s, int64_t m)
+{
+    qk_cflat_epi e = { .op = QK_CFLAT_COPY };
+    if (s->bnab) {
+        e.a = s->bnab[m];
+        e.b = s->bnab[s->M + m];
+        e.lo = s->bn_lo;
+        e.hi = s->bn_hi;
+        e.op = s->bn_act.clip ? QK_CFLAT_CLIP : s->bn_act.node >= 0 ? QK_CFLAT_RELU : QK_CFLAT_AFFINE;
+    }
+    return e;
+}
+
 /* Rows (sample n, channels [m0, m1)) of the output are final and in
- * cache: apply the folded BatchNormalization (and Relu), or take the row
- * moments for the training one (fuse.h). */
-static void conv_moments(const conv_state *s, float *Y, int64_t n, int64_t m0, int64_t m1)
+ * cache: apply the folded BatchNormalization (and its activation) unless
+ * the caller did (applied), take the row moments for the training one
+ * (fuse.h). */
+static void conv_moments(const conv_state *s, float *Y, int64_t n, int64_t m0, int64_t m1, int applied)
 {
     const int64_t osz = qk_win_out_size(&s->w);
-    if (s->bnab) {
+    if (s->bnab && !applied) {
         const qk_fkern *fk = qk_fk();
         for (int64_t m = m0; m < m1; m++) {
             float *y = Y + (n * s->M + m) * osz;
@@ -571,64 +585,28 @@ const double *qk_conv_row_moments(const qk_node *conv)
 /* ---- FLAT path ---- */
 
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
- * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] with rows of Wq
- * floats: pt zero rows, each row pl zeros + w values + zeros up to the next
- * row's values, zeros to pq; then the zero slack after the last plane. */
-CONV_NO_LIBCALLS static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t sc, int64_t nch,
-                                      int64_t nb, int64_t h, int64_t w, int64_t pt, int64_t pl, float *dst)
+ * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] (qk_cflat_pad), then
+ * the zero slack after the last plane. */
+static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t sc, int64_t nch, int64_t nb, int64_t h,
+                     int64_t w, int64_t pt, int64_t pl, float *dst)
 {
-    const int64_t Wq = s->Wq, pq = s->pq;
     for (int64_t ch = 0; ch < nch; ch++)
-        for (int64_t k = 0; k < nb; k++) {
-            float *d = dst + (ch * nb + k) * pq;
-            const float *x = src + k * sn + ch * sc;
-            row_zero(d, pt * Wq + pl);
-            for (int64_t r = 0; r < h; r++) {
-                float *row = d + (pt + r) * Wq + pl;
-                row_copy(row, x + r * w, w);
-                if (r + 1 < h)
-                    row_zero(row + w, Wq - w);
-            }
-            int64_t used = (pt + h - 1) * Wq + pl + w;
-            row_zero(d + used, pq - used);
-        }
-    row_zero(dst + nch * nb * pq, s->slack);
+        for (int64_t k = 0; k < nb; k++)
+            qk_cflat_pad__avx512(dst + (ch * nb + k) * s->pq, src + k * sn + ch * sc, h, w, s->Wq, pt, pl, s->pq);
+    memset(dst + nch * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
 /* Stride-2 phases of the padded input: channel c, phase (p, q) of sample k
- * at dst[((c*4 + 2p + q)*nb + k)*pq], element (u, v) = padded x at row
- * 2u + p, column 2v + q (zero outside the image); then the slack. */
+ * at dst[((c*4 + 2p + q)*nb + k)*pq] (qk_cflat_phases); then the slack. */
 static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t nb, float *dst)
 {
     const qk_window *w = &s->w;
-    const int64_t H = w->in[1], W = w->in[2], pt = w->pb[1], pl = w->pb[2], Wq = s->Wq, Hq = s->Hq, pq = s->pq;
+    const int64_t H = w->in[1], W = w->in[2];
     for (int64_t c = 0; c < s->C; c++)
-        for (int64_t ph = 0; ph < 4; ph++)
-            for (int64_t k = 0; k < nb; k++) {
-                const int64_t p = ph >> 1, q = ph & 1;
-                const float *x = src + k * sn + c * H * W;
-                float *d = dst + ((c * 4 + ph) * nb + k) * pq;
-                /* columns 2v + q - pl inside [0, W): v in [v0, v1) */
-                int64_t v0 = pl - q > 0 ? (pl - q + 1) / 2 : 0, v1 = (W + pl - q + 1) / 2;
-                v0 = v0 < Wq ? v0 : Wq;
-                v1 = v1 < Wq ? (v1 > v0 ? v1 : v0) : Wq;
-                for (int64_t u = 0; u < Hq; u++, d += Wq) {
-                    int64_t r = 2 * u + p - pt;
-                    if (r < 0 || r >= H) {
-                        row_zero(d, Wq);
-                        continue;
-                    }
-                    const float *xr = x + r * W + q - pl;
-                    for (int64_t v = 0; v < v0; v++)
-                        d[v] = 0.0f;
-                    for (int64_t v = v0; v < v1; v++)
-                        d[v] = xr[2 * v];
-                    for (int64_t v = v1; v < Wq; v++)
-                        d[v] = 0.0f;
-                }
-                row_zero(d, pq - Hq * Wq);
-            }
-    row_zero(dst + s->C * 4 * nb * pq, s->slack);
+        for (int64_t k = 0; k < nb; k++)
+            qk_cflat_phases__avx512(dst + (c * 4 * nb + k) * s->pq, nb * s->pq, src + k * sn + c * H * W, H, W, s->Hq,
+                                    s->Wq, w->pb[1], w->pb[2], s->pq);
+    memset(dst + s->C * 4 * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
 /* The padded input planes of samples [n0, n0 + nb) (layout [C][nph][nb][pq]). */
@@ -669,9 +647,9 @@ static void conv_fwd_flat(const conv_ctx *c, int64_t t, int worker)
     for (int64_t k = 0; k < nb; k++) {
         float *y = c->Y + (n0 + k) * s->M * osz;
         for (int64_t m = 0; m < s->M; m++) {
-            for (int64_t oh = 0; oh < OH; oh++)
-                row_copy(y + m * osz + oh * OW, ys + m * fup + k * s->pq + oh * s->Wq, OW);
-            conv_moments(s, c->Y, n0 + k, m, m + 1);
+            const qk_cflat_epi e = conv_epi(s, m);
+            qk_cflat_unpad__avx512(y + m * osz, ys + m * fup + k * s->pq, OH, OW, s->Wq, &e);
+            conv_moments(s, c->Y, n0 + k, m, m + 1, 1);
         }
     }
 }
@@ -723,16 +701,11 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
         for (int64_t k0 = 0; k0 < nb; k0 += fbx) {
             const int64_t kn = nb - k0 < fbx ? nb - k0 : fbx, gx = qk_cflat_fup((kn - 1) * pq + s->G);
             qk_cflat_fwd(s->wfpk, C, M, (int)kk, foff, dyb + k0 * pq, ld, (kn - 1) * pq + s->G, NULL, ys, gx);
+            const qk_cflat_epi e = { .op = c->write_dx ? QK_CFLAT_COPY : QK_CFLAT_ADD };
             for (int64_t k = 0; k < kn; k++) {
                 float *dx = c->dX + (b0 + k0 + k) * C * isz;
                 for (int64_t ci = 0; ci < C; ci++)
-                    for (int64_t r = 0; r < H; r++) {
-                        const float *src = ys + ci * gx + k * pq + r * Wq;
-                        if (c->write_dx)
-                            row_copy(dx + ci * isz + r * W, src, W);
-                        else
-                            row_add(dx + ci * isz + r * W, src, W);
-                    }
+                    qk_cflat_unpad__avx512(dx + ci * isz, ys + ci * gx + k * pq, H, W, Wq, &e);
             }
         }
     }
@@ -755,7 +728,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
         qk_dw_fwd(w, np, c->X + (n0 * s->C + ch) * isz, s->C * isz, c->W + ch * s->ksz, c->B ? c->B[ch] : 0.0f,
                   c->Y + (n0 * s->M + ch) * osz, s->M * osz, qk_exec_ws(c->x, worker));
         for (int64_t k = 0; k < np; k++)
-            conv_moments(s, c->Y, n0 + k, ch, ch + 1);
+            conv_moments(s, c->Y, n0 + k, ch, ch + 1, 0);
         return;
     }
     if (s->path == CONV_FLAT) {
@@ -780,7 +753,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
                     qk_fk()->affine(y, yb + m * ld + k * osz, 1.0f, bias, osz);
                 else if (c->B)
                     qk_vaddc(y, bias, osz);
-                conv_moments(s, c->Y, n0 + k, g * s->mg + m, g * s->mg + m + 1);
+                conv_moments(s, c->Y, n0 + k, g * s->mg + m, g * s->mg + m + 1, 0);
             }
         return;
     }
@@ -793,7 +766,7 @@ static void conv_fwd_task(void *vc, int64_t t, int worker)
     if (c->B)
         for (int64_t m = 0; m < s->mg; m++)
             qk_vaddc(yg + m * osz, c->B[g * s->mg + m], osz);
-    conv_moments(s, c->Y, n, g * s->mg, (g + 1) * s->mg);
+    conv_moments(s, c->Y, n, g * s->mg, (g + 1) * s->mg, 0);
 }
 
 static qk_status conv_forward(qk_exec *x, qk_node *n)
@@ -821,7 +794,7 @@ static qk_status conv_forward(qk_exec *x, qk_node *n)
     if (s->path == CONV_REF || x->g->opts.reference) {
         qk_conv_ref_forward(&s->w, s->N, s->C, s->M, s->group, c.X, c.W, c.B, c.Y);
         for (int64_t i = 0; i < s->N; i++)
-            conv_moments(s, c.Y, i, 0, s->M);
+            conv_moments(s, c.Y, i, 0, s->M, 0);
         return QK_OK;
     }
     if (s->path == CONV_FLAT)

@@ -63,4 +63,32 @@ void qk_cflat_fwd_ref(const float *wpk, int64_t M, int64_t C, int kk, const int6
 void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kk, const int64_t *off, const float *x,
                           int64_t ldx, int64_t F, const float *b, float *y, int64_t ldy);
 
+/* Copies into and out of the padded layout. AVX-512 only: Conv takes the
+ * FLAT path only on a CPU that has it. */
+
+/* One plane: h rows of w floats (src, rows w apart) into dst, rows of Wq
+ * floats: pt zero rows, then per row pl zeros, the w values and zeros up
+ * to the next row's values; zeros from the last value to dst + pq. */
+void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, int64_t Wq, int64_t pt, int64_t pl,
+                          int64_t pq);
+
+/* The four stride-2 phases of one plane (H x W, padded by pt rows and pl
+ * columns): phase ph = 2p + q at dst + ph * ps, Hq rows of Wq floats,
+ * element (u, v) = padded plane at row 2u + p, column 2v + q (zero outside
+ * the image), zeros after the rows up to pq. */
+void qk_cflat_phases__avx512(float *dst, int64_t ps, const float *src, int64_t H, int64_t W, int64_t Hq,
+                             int64_t Wq, int64_t pt, int64_t pl, int64_t pq);
+
+/* What qk_cflat_unpad does to each value on the way out. */
+enum { QK_CFLAT_COPY, QK_CFLAT_ADD, QK_CFLAT_AFFINE, QK_CFLAT_RELU, QK_CFLAT_CLIP };
+typedef struct qk_cflat_epi {
+    int op;              /* QK_CFLAT_* */
+    float a, b, lo, hi;  /* AFFINE, RELU, CLIP: a*v + b (product then sum, two roundings), then max(., 0) or the clamp */
+} qk_cflat_epi;
+
+/* h rows of w floats from ys (rows ld apart) to the dense y (rows w apart):
+ * y = v (COPY), y += v (ADD), y = a*v + b (AFFINE), then relu (RELU) or
+ * clamped to [lo, hi] (CLIP), bit for bit the fkern row kernels. */
+void qk_cflat_unpad__avx512(float *y, const float *ys, int64_t h, int64_t w, int64_t ld, const qk_cflat_epi *e);
+
 #endif

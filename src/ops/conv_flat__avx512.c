@@ -157,3 +157,95 @@ void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x
         }
     }
 }
+
+/* ---- copies into and out of the padded layout ---- */
+
+/* lanes lo <= k < hi of a 16-lane mask */
+static inline __mmask16 lanes(int64_t lo, int64_t hi)
+{
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 16 ? 16 : hi;
+    if (hi <= lo)
+        return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+static void zero_run(float *d, int64_t n)
+{
+    const __m512 z = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, z);
+    if (i < n)
+        _mm512_mask_storeu_ps(d + i, lanes(0, n - i), z);
+}
+
+void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, int64_t Wq, int64_t pt, int64_t pl,
+                          int64_t pq)
+{
+    zero_run(dst, pt * Wq);
+    for (int64_t r = 0; r < h; r++) {
+        /* padded row pt + r: column j holds src column j - pl */
+        float *d = dst + (pt + r) * Wq;
+        const float *s = src + r * w;
+        for (int64_t j = 0; j < Wq; j += 16) {
+            __m512 v = _mm512_maskz_loadu_ps(lanes(pl - j, pl + w - j), s + (j - pl));
+            _mm512_mask_storeu_ps(d + j, lanes(0, Wq - j), v);
+        }
+    }
+    zero_run(dst + (pt + h) * Wq, pq - (pt + h) * Wq);
+}
+
+void qk_cflat_phases__avx512(float *dst, int64_t ps, const float *src, int64_t H, int64_t W, int64_t Hq,
+                             int64_t Wq, int64_t pt, int64_t pl, int64_t pq)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int64_t u = 0; u < Hq; u++)
+        for (int64_t p = 0; p < 2; p++) {
+            float *d0 = dst + 2 * p * ps + u * Wq, *d1 = d0 + ps;
+            const int64_t r = 2 * u + p - pt;
+            if (r < 0 || r >= H) {
+                zero_run(d0, Wq);
+                zero_run(d1, Wq);
+                continue;
+            }
+            /* lanes e of the 32 loaded: image column 2*v0 - pl + e, phase
+             * q = e & 1, element v0 + e / 2 */
+            const float *s = src + r * W;
+            for (int64_t v0 = 0; v0 < Wq; v0 += 16) {
+                const int64_t c = 2 * v0 - pl;
+                __m512 lo = _mm512_maskz_loadu_ps(lanes(-c, W - c), s + c);
+                __m512 hi = _mm512_maskz_loadu_ps(lanes(-c - 16, W - c - 16), s + c + 16);
+                const __mmask16 m = lanes(0, Wq - v0);
+                _mm512_mask_storeu_ps(d0 + v0, m, _mm512_permutex2var_ps(lo, even, hi));
+                _mm512_mask_storeu_ps(d1 + v0, m, _mm512_permutex2var_ps(lo, odd, hi));
+            }
+        }
+    for (int64_t ph = 0; ph < 4; ph++)
+        zero_run(dst + ph * ps + Hq * Wq, pq - Hq * Wq);
+}
+
+void qk_cflat_unpad__avx512(float *y, const float *ys, int64_t h, int64_t w, int64_t ld, const qk_cflat_epi *e)
+{
+    const __m512 a = _mm512_set1_ps(e->a), b = _mm512_set1_ps(e->b), lo = _mm512_set1_ps(e->lo),
+                 hi = _mm512_set1_ps(e->hi), z = _mm512_setzero_ps();
+    const int op = e->op;
+    for (int64_t r = 0; r < h; r++, y += w, ys += ld)
+        for (int64_t j = 0; j < w; j += 16) {
+            const __mmask16 m = lanes(0, w - j);
+            __m512 v = _mm512_maskz_loadu_ps(m, ys + j);
+            if (op == QK_CFLAT_ADD)
+                v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + j), v);
+            else if (op != QK_CFLAT_COPY) {
+                v = _mm512_add_ps(_mm512_mul_ps(a, v), b);
+                if (op == QK_CFLAT_RELU)
+                    v = _mm512_maskz_mov_ps((__mmask16)~_mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), v);
+                else if (op == QK_CFLAT_CLIP) {
+                    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+                    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+                }
+            }
+            _mm512_mask_storeu_ps(y + j, m, v);
+        }
+}
