@@ -275,6 +275,10 @@ static const conv_cfg conv_big[] = {
     { "mbv2 dw N18", 18, 24, 24, 24, 2, { 14, 14 }, { 3, 3 }, { 2, 2 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 0 },
     { "mbv2 dw s1 N33", 33, 12, 12, 12, 2, { 7, 7 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 1 },
     { "mbv2 1x1 N20", 20, 24, 96, 1, 2, { 14, 14 }, { 1, 1 }, { 1, 1 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 0 },
+    /* 1x1 stride 2 (FLAT, phase (0, 0) only): the resnet8 shortcuts, and an odd plane with pads */
+    { "shortcut 1x1 s2 N19", 19, 16, 32, 1, 2, { 28, 28 }, { 1, 1 }, { 2, 2 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 0 },
+    { "shortcut 1x1 s2 7x7 N21", 21, 8, 16, 1, 2, { 14, 14 }, { 1, 1 }, { 2, 2 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 1 },
+    { "1x1 s2 odd pads N9", 9, 5, 6, 1, 2, { 15, 17 }, { 1, 1 }, { 2, 2 }, { 1, 1 }, { 1, 2, 0, 1 }, NULL, 1 },
 };
 
 static void test_conv(void)

@@ -11,11 +11,11 @@
  *           without dilation on a CPU with AVX-512, else phase planes;
  *   1X1     2-D 1x1, stride 1, no pads: Y_n = W * X_n, no im2col;
  *   FLAT    2-D, group 1, no dilation, CPU with AVX-512, and either stride
- *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2,
- *           not 1x1, with OW >= FLAT_MIN_OW2: direct convolution on zero-padded copies
+ *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2
+ *           with OW >= FLAT_MIN_OW2: direct convolution on zero-padded copies
  *           of the planes (conv_flat.h; stride 2 splits each plane into its
  *           four row/column parity phases, so every tap is again a shifted
- *           contiguous run), no im2col. Backward: dW by the conv_flat dW
+ *           contiguous run; a 1x1 keeps phase (0, 0) only), no im2col. Backward: dW by the conv_flat dW
  *           kernel over batches of padded planes; dX, for stride 1, as the
  *           forward kernel over padded dY with the flipped, transposed
  *           weights, for stride 2 as W^T dY plus col2im. Small planes go
@@ -56,7 +56,8 @@ typedef struct conv_state {
     qk_window w;
     int64_t N, C, M, cg, mg, ksz, K; /* K = cg * ksz, the GEMM depth */
     int path;
-    /* FLAT geometry: stride fs (1, 2) and nph = fs*fs phases per channel;
+    /* FLAT geometry: stride fs (1, 2) and nph phases per channel (stride
+     * 2: 4, or 1 for a 1x1, which reads phase (0, 0) only);
      * a (phase) plane has rows of Wq floats and pq floats in all (rows of
      * the forward padding and, stride 1, of the flipped one fit); outputs
      * computed per plane (F: forward, G: the stride-1 dX pass); zeroed
@@ -120,8 +121,7 @@ static int flat_ok(const qk_window *w, int64_t group)
     if (w->s[1] == 1)
         return w->out[2] == w->in[2] && w->in[2] >= FLAT_MIN_W && w->pb[1] <= w->k[1] - 1 &&
                w->pe[1] <= w->k[1] - 1 && w->pb[2] <= w->k[2] - 1 && w->pe[2] <= w->k[2] - 1;
-    /* stride 2: 1x1 (a subsampling GEMM) stays on IM2COL */
-    return w->s[1] == 2 && w->out[2] >= FLAT_MIN_OW2 && w->k[1] * w->k[2] > 1;
+    return w->s[1] == 2 && w->out[2] >= FLAT_MIN_OW2;
 }
 
 static qk_status conv_infer(qk_graph *g, qk_node *n)
@@ -176,7 +176,7 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
         const int64_t kh = wn->k[1], kw = wn->k[2], H = wn->in[1], W = wn->in[2], OH = wn->out[1];
         s->path = CONV_FLAT;
         s->fs = wn->s[1];
-        s->nph = s->fs * s->fs;
+        s->nph = s->fs == 1 ? 1 : kh * kw == 1 ? 1 : 4; /* a 1x1 reads phase (0, 0) only */
         if (s->fs == 1) {
             int64_t rows = H + wn->pb[1] + wn->pe[1]; /* forward padding; the flipped one has H + kh - 1 */
             s->Hq = H + kh - 1 > rows ? H + kh - 1 : rows;
@@ -597,16 +597,16 @@ static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t 
 }
 
 /* Stride-2 phases of the padded input: channel c, phase (p, q) of sample k
- * at dst[((c*4 + 2p + q)*nb + k)*pq] (qk_cflat_phases); then the slack. */
+ * at dst[((c*nph + 2p + q)*nb + k)*pq] (qk_cflat_phases); then the slack. */
 static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t nb, float *dst)
 {
     const qk_window *w = &s->w;
     const int64_t H = w->in[1], W = w->in[2];
     for (int64_t c = 0; c < s->C; c++)
         for (int64_t k = 0; k < nb; k++)
-            qk_cflat_phases__avx512(dst + (c * 4 * nb + k) * s->pq, nb * s->pq, src + k * sn + c * H * W, H, W, s->Hq,
-                                    s->Wq, w->pb[1], w->pb[2], s->pq);
-    memset(dst + s->C * 4 * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
+            qk_cflat_phases__avx512(dst + (c * s->nph * nb + k) * s->pq, nb * s->pq, (int)s->nph, src + k * sn + c * H * W,
+                                    H, W, s->Hq, s->Wq, w->pb[1], w->pb[2], s->pq);
+    memset(dst + s->C * s->nph * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
 /* The padded input planes of samples [n0, n0 + nb) (layout [C][nph][nb][pq]). */

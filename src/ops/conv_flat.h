@@ -72,11 +72,12 @@ void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kk, const 
 void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, int64_t Wq, int64_t pt, int64_t pl,
                           int64_t pq);
 
-/* The four stride-2 phases of one plane (H x W, padded by pt rows and pl
- * columns): phase ph = 2p + q at dst + ph * ps, Hq rows of Wq floats,
- * element (u, v) = padded plane at row 2u + p, column 2v + q (zero outside
- * the image), zeros after the rows up to pq. */
-void qk_cflat_phases__avx512(float *dst, int64_t ps, const float *src, int64_t H, int64_t W, int64_t Hq,
+/* The stride-2 phases of one plane (H x W, padded by pt rows and pl
+ * columns), all four or (nph 1) phase 0 only: phase ph = 2p + q at dst +
+ * ph * ps, Hq rows of Wq floats, element (u, v) = padded plane at row
+ * 2u + p, column 2v + q (zero outside the image), zeros after the rows up
+ * to pq. */
+void qk_cflat_phases__avx512(float *dst, int64_t ps, int nph, const float *src, int64_t H, int64_t W, int64_t Hq,
                              int64_t Wq, int64_t pt, int64_t pl, int64_t pq);
 
 /* What qk_cflat_unpad does to each value on the way out. */

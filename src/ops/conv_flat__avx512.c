@@ -196,18 +196,20 @@ void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, in
     zero_run(dst + (pt + h) * Wq, pq - (pt + h) * Wq);
 }
 
-void qk_cflat_phases__avx512(float *dst, int64_t ps, const float *src, int64_t H, int64_t W, int64_t Hq,
+void qk_cflat_phases__avx512(float *dst, int64_t ps, int nph, const float *src, int64_t H, int64_t W, int64_t Hq,
                              int64_t Wq, int64_t pt, int64_t pl, int64_t pq)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const int both = nph == 4;
     for (int64_t u = 0; u < Hq; u++)
-        for (int64_t p = 0; p < 2; p++) {
+        for (int64_t p = 0; p < (both ? 2 : 1); p++) {
             float *d0 = dst + 2 * p * ps + u * Wq, *d1 = d0 + ps;
             const int64_t r = 2 * u + p - pt;
             if (r < 0 || r >= H) {
                 zero_run(d0, Wq);
-                zero_run(d1, Wq);
+                if (both)
+                    zero_run(d1, Wq);
                 continue;
             }
             /* lanes e of the 32 loaded: image column 2*v0 - pl + e, phase
@@ -219,10 +221,11 @@ void qk_cflat_phases__avx512(float *dst, int64_t ps, const float *src, int64_t H
                 __m512 hi = _mm512_maskz_loadu_ps(lanes(-c - 16, W - c - 16), s + c + 16);
                 const __mmask16 m = lanes(0, Wq - v0);
                 _mm512_mask_storeu_ps(d0 + v0, m, _mm512_permutex2var_ps(lo, even, hi));
-                _mm512_mask_storeu_ps(d1 + v0, m, _mm512_permutex2var_ps(lo, odd, hi));
+                if (both)
+                    _mm512_mask_storeu_ps(d1 + v0, m, _mm512_permutex2var_ps(lo, odd, hi));
             }
         }
-    for (int64_t ph = 0; ph < 4; ph++)
+    for (int64_t ph = 0; ph < nph; ph++)
         zero_run(dst + ph * ps + Hq * Wq, pq - Hq * Wq);
 }
 
