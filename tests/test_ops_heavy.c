@@ -275,6 +275,17 @@ static const conv_cfg conv_big[] = {
     { "mbv2 dw N18", 18, 24, 24, 24, 2, { 14, 14 }, { 3, 3 }, { 2, 2 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 0 },
     { "mbv2 dw s1 N33", 33, 12, 12, 12, 2, { 7, 7 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 1 },
     { "mbv2 1x1 N20", 20, 24, 96, 1, 2, { 14, 14 }, { 1, 1 }, { 1, 1 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 0 },
+    /* stride 1 FLAT strips: 7x7 planes 8 to a strip and a short last strip;
+     * pads only below, and a 1x3 kernel (the dW kernel's last block reads
+     * zero rows under dY);
+     * asymmetric and tall pads; a 5x5 (gap 2) and a 7x7 kernel (dW taps in
+     * chunks of 9) */
+    { "s1 7x7 N70", 70, 8, 16, 1, 2, { 7, 7 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 1, 1, 1, 1 }, NULL, 1 },
+    { "s1 pads below N19", 19, 3, 5, 1, 2, { 9, 8 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 0, 1, 2, 1 }, NULL, 1 },
+    { "s1 1x3 N10", 10, 3, 4, 1, 2, { 5, 7 }, { 1, 3 }, { 1, 1 }, { 1, 1 }, { 0, 1, 0, 1 }, NULL, 1 },
+    { "s1 asym tall pads N13", 13, 4, 3, 1, 2, { 8, 11 }, { 3, 3 }, { 1, 1 }, { 1, 1 }, { 2, 2, 2, 0 }, NULL, 1 },
+    { "s1 5x5 N11", 11, 5, 7, 1, 2, { 10, 9 }, { 5, 5 }, { 1, 1 }, { 1, 1 }, { 2, 2, 2, 2 }, NULL, 0 },
+    { "s1 7x7 kernel N9", 9, 3, 4, 1, 2, { 12, 12 }, { 7, 7 }, { 1, 1 }, { 1, 1 }, { 3, 3, 3, 3 }, NULL, 1 },
     /* 1x1 stride 2 (FLAT, phase (0, 0) only): the resnet8 shortcuts, and an odd plane with pads */
     { "shortcut 1x1 s2 N19", 19, 16, 32, 1, 2, { 28, 28 }, { 1, 1 }, { 2, 2 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 0 },
     { "shortcut 1x1 s2 7x7 N21", 21, 8, 16, 1, 2, { 14, 14 }, { 1, 1 }, { 2, 2 }, { 1, 1 }, { 0, 0, 0, 0 }, NULL, 1 },

@@ -13,13 +13,15 @@
  *   FLAT    2-D, group 1, no dilation, CPU with AVX-512, and either stride
  *           1 with OW == W >= FLAT_MIN_W and pads <= k-1, or stride 2
  *           with OW >= FLAT_MIN_OW2: direct convolution on zero-padded copies
- *           of the planes (conv_flat.h; stride 2 splits each plane into its
- *           four row/column parity phases, so every tap is again a shifted
- *           contiguous run; a 1x1 keeps phase (0, 0) only), no im2col. Backward: dW by the conv_flat dW
- *           kernel over batches of padded planes; dX, for stride 1, as the
- *           forward kernel over padded dY with the flipped, transposed
- *           weights, for stride 2 as W^T dY plus col2im. Small planes go
- *           through the kernels several samples at a time (side by side);
+ *           of the planes (conv_flat.h), no im2col. Stride 1 puts several
+ *           samples side by side in one strip per channel, sharing their
+ *           pad columns; stride 2 splits each plane into its four
+ *           row/column parity phases, so every tap is again a shifted
+ *           contiguous run (a 1x1 keeps phase (0, 0) only), and stacks
+ *           small planes. Backward: dW by the conv_flat dW kernel (a 1x1:
+ *           one GEMM) over batches of padded planes; dX, for stride 1, as
+ *           the forward kernel over padded dY with the flipped, transposed
+ *           weights, for stride 2 as W^T dY plus col2im;
  *   IM2COL  other 1-D/2-D: per sample and group, im2col into the worker's
  *           scratch then Y_n,g = W_g[Mg, K] * col[K, OHW] via qk_sgemm.
  * Forward tasks are samples x groups (DW: blocks of DW_NB samples x channels).
@@ -42,7 +44,7 @@
 #include <string.h>
 
 enum { CONV_REF = 0, CONV_DW = 1, CONV_1X1 = 2, CONV_IM2COL = 3, CONV_FLAT = 4 };
-#define FLAT_MIN_W 12   /* stride 1: narrower maps waste too much on pad columns: IM2COL */
+#define FLAT_MIN_W 7    /* stride 1: narrower maps waste too much on pad columns: IM2COL */
 #define FLAT_MIN_OW2 7   /* stride 2: the phases have one pad column, not kw - 1 */
 #define FLAT_DW_K 8192  /* backward: samples per dW GEMM batch ~ this many positions */
 #define CONV_PARTS 16  /* batch parts for dW/dB partial sums */
@@ -56,13 +58,13 @@ typedef struct conv_state {
     qk_window w;
     int64_t N, C, M, cg, mg, ksz, K; /* K = cg * ksz, the GEMM depth */
     int path;
-    /* FLAT geometry: stride fs (1, 2) and nph phases per channel (stride
-     * 2: 4, or 1 for a 1x1, which reads phase (0, 0) only);
-     * a (phase) plane has rows of Wq floats and pq floats in all (rows of
-     * the forward padding and, stride 1, of the flipped one fit); outputs
-     * computed per plane (F: forward, G: the stride-1 dX pass); zeroed
-     * slack after a buffer */
-    int64_t fs, nph, Wq, Hq, pq, F, G, slack;
+    /* FLAT geometry (flat_geom): stride fs (1, 2); Hq rows per plane or
+     * strip. Stride 1: gap zero columns around each sample in a strip, Wq
+     * = W + gap columns and pq = Hq * Wq floats per sample. Stride 2: nph
+     * phases per channel (4, or 1 for a 1x1, which reads phase (0, 0)
+     * only), a phase plane of rows of Wq floats and pq floats in all, F
+     * forward positions per plane. Zeroed slack after a buffer. */
+    int64_t fs, nph, gap, Wq, Hq, pq, F, slack;
     float *wpk, *wfpk; /* packed forward / flipped weights (conv_flat.h) */
     double *rmom;      /* fuse.h: [N][M][3] output row moments for the BatchNormalization, or NULL */
     /* fuse.h, inference: the BatchNormalization applied here (node index or
@@ -178,18 +180,29 @@ static qk_status conv_infer(qk_graph *g, qk_node *n)
         s->fs = wn->s[1];
         s->nph = s->fs == 1 ? 1 : kh * kw == 1 ? 1 : 4; /* a 1x1 reads phase (0, 0) only */
         if (s->fs == 1) {
-            int64_t rows = H + wn->pb[1] + wn->pe[1]; /* forward padding; the flipped one has H + kh - 1 */
+            /* the gap fits the forward pads and the flipped ones (kw-1-pad) */
+            const int64_t pl = wn->pb[2], pr = wn->pe[2];
+            int64_t gap = pl > pr ? pl : pr;
+            gap = kw - 1 - pl > gap ? kw - 1 - pl : gap;
+            gap = kw - 1 - pr > gap ? kw - 1 - pr : gap;
+            /* rows: the forward padding and the flipped one (H + kh - 1).
+             * The dW kernel's last 16-position block reads dY up to
+             * round16(F) - F positions past the output grid: zeros, the
+             * rest of the channel's round16 and then the next channel's
+             * flipped top pad rows and left gap (pl <= gap). */
+            int64_t rows = H + wn->pb[1] + wn->pe[1];
             s->Hq = H + kh - 1 > rows ? H + kh - 1 : rows;
-            s->Wq = W + kw - 1;
+            s->gap = gap;
+            s->Wq = W + gap;
+            s->pq = s->Hq * s->Wq;
+            s->slack = (64 + kw + 15) / 16 * 16; /* kernel reads past a buffer's last channel: < 48 + kw */
         } else {
             s->Hq = (H + wn->pb[1] + wn->pe[1] + 1) / 2;
             s->Wq = (W + wn->pb[2] + wn->pe[2] + 1) / 2;
+            s->pq = (s->Hq * s->Wq + 15) / 16 * 16; /* qk_cflat_dw runs over multiples of 16 */
+            s->F = OH * s->Wq;
+            s->slack = (qk_cflat_fup(s->F) + 2 * (kh * s->Wq + kw) + 15) / 16 * 16;
         }
-        s->pq = (s->Hq * s->Wq + 15) / 16 * 16; /* qk_cflat_dw runs over multiples of 16 */
-        s->F = OH * s->Wq;
-        s->G = s->fs == 1 ? H * s->Wq : 0;
-        int64_t fup = qk_cflat_fup(s->F > s->G ? s->F : s->G);
-        s->slack = (fup + 2 * (kh * s->Wq + kw) + 15) / 16 * 16;
     }
     int64_t dims[5];
     dims[0] = s->N;
@@ -249,6 +262,52 @@ static int64_t flat_batch(const conv_state *s)
     return nb < np ? nb : np;
 }
 
+/* Where a batch of nb samples sits in the FLAT buffers. Stride 1: per
+ * channel one strip (qk_cflat_strip__avx512), the samples side by side
+ * along its rows with gap zero columns before, between and after them, so
+ * a tap is again a shifted run and narrow maps waste little on pads.
+ * Stride 2: per channel nph phases of nb planes of pq floats
+ * (qk_cflat_phases__avx512), dY as nb planes. Positions count from a
+ * buffer's channel start; sample k's value (row r, column c) at
+ * base + k*step + r*Wq + c. */
+typedef struct flat_geo {
+    int64_t Wq;     /* floats per row */
+    int64_t xld;    /* input buffer: floats per channel */
+    int64_t dld;    /* dY buffer: floats per channel */
+    int64_t step;   /* from one sample to the next */
+    int64_t F;      /* forward positions the kernel computes */
+    int64_t y0;     /* base of the forward output */
+    int64_t dv;     /* in the dY buffer, where dY on the forward output grid starts (the dW operand) */
+    int64_t K;      /* dW positions (a multiple of 16) */
+    int64_t GX, x0; /* stride 1, the dX pass: positions, and the base of dX */
+} flat_geo;
+
+static flat_geo flat_geom(const conv_state *s, int64_t nb)
+{
+    const qk_window *w = &s->w;
+    flat_geo g = { 0 };
+    if (s->fs == 1) {
+        const int64_t pt2 = w->k[1] - 1 - w->pb[1], pl2 = w->k[2] - 1 - w->pb[2];
+        g.step = s->Wq;
+        g.Wq = s->gap + nb * g.step;
+        g.xld = g.dld = (s->Hq * g.Wq + 15) / 16 * 16;
+        g.F = w->out[1] * g.Wq;
+        g.y0 = s->gap - w->pb[2];
+        g.dv = pt2 * g.Wq + w->pb[2];
+        g.K = (g.F + 15) / 16 * 16;
+        g.GX = w->in[1] * g.Wq;
+        g.x0 = s->gap - pl2;
+    } else {
+        g.step = s->pq;
+        g.Wq = s->Wq;
+        g.xld = s->nph * nb * s->pq;
+        g.dld = nb * s->pq;
+        g.F = (nb - 1) * s->pq + s->F;
+        g.K = nb * s->pq;
+    }
+    return g;
+}
+
 static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_bytes)
 {
     conv_state *s = n->state;
@@ -261,12 +320,12 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
         ws = (size_t)f * sizeof(float);
     }
     else if (s->path == CONV_FLAT) {
-        const int64_t fb = flat_fwd_batch(s);
-        int64_t f = s->C * s->nph * fb * s->pq + s->slack + s->M * qk_cflat_fup((fb - 1) * s->pq + s->F);
+        const flat_geo gf = flat_geom(s, flat_fwd_batch(s));
+        int64_t f = s->C * gf.xld + s->slack + s->M * qk_cflat_fup(gf.F);
         if (training) {
-            int64_t nb = flat_batch(s);
-            int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup((fb - 1) * s->pq + s->G) : s->K * osz;
-            int64_t b = (s->C * s->nph + s->M) * nb * s->pq + 2 * s->slack + dxs;
+            const flat_geo gb = flat_geom(s, flat_batch(s));
+            int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup(gb.GX) : s->K * osz;
+            int64_t b = s->C * gb.xld + s->M * gb.dld + 2 * s->slack + dxs;
             f = b > f ? b : f;
         }
         ws = (size_t)f * sizeof(float);
@@ -586,7 +645,7 @@ const double *qk_conv_row_moments(const qk_node *conv)
 
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
  * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] (qk_cflat_pad), then
- * the zero slack after the last plane. */
+ * the zero slack after the last plane (stride 2's dY). */
 static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t sc, int64_t nch, int64_t nb, int64_t h,
                      int64_t w, int64_t pt, int64_t pl, float *dst)
 {
@@ -609,24 +668,29 @@ static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t
     memset(dst + s->C * s->nph * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
-/* The padded input planes of samples [n0, n0 + nb) (layout [C][nph][nb][pq]). */
-static void flat_input(const conv_state *s, const float *X, int64_t n0, int64_t nb, float *xb)
+/* The padded input of samples [n0, n0 + nb) (flat_geom's layout), then the slack. */
+static void flat_input(const conv_state *s, const flat_geo *g, const float *X, int64_t n0, int64_t nb, float *xb)
 {
     const qk_window *w = &s->w;
     const int64_t isz = qk_win_in_size(w);
-    if (s->fs == 1)
-        flat_pad(s, X + n0 * s->C * isz, s->C * isz, isz, s->C, nb, w->in[1], w->in[2], w->pb[1], w->pb[2], xb);
-    else
+    if (s->fs != 1) {
         phase_pad(s, X + n0 * s->C * isz, s->C * isz, nb, xb);
+        return;
+    }
+    for (int64_t c = 0; c < s->C; c++)
+        qk_cflat_strip__avx512(xb + c * g->xld, X + (n0 * s->C + c) * isz, s->C * isz, nb, w->in[1], w->in[2], s->gap,
+                               w->pb[1], g->xld);
+    memset(xb + s->C * g->xld, 0, (size_t)s->slack * sizeof(float));
 }
 
-/* Tap offsets into that layout for batches of nb samples. */
-static void flat_offsets(const conv_state *s, int64_t nb, int64_t *off)
+/* Tap offsets into that layout for batches of nb samples (stride 1: the
+ * flipped dX pass reads its dY buffer with the same offsets). */
+static void flat_offsets(const conv_state *s, const flat_geo *g, int64_t nb, int64_t *off)
 {
     const int64_t kh = s->w.k[1], kw = s->w.k[2];
     for (int64_t i = 0; i < kh; i++)
         for (int64_t j = 0; j < kw; j++)
-            off[i * kw + j] = s->fs == 1 ? i * s->Wq + j
+            off[i * kw + j] = s->fs == 1 ? i * g->Wq + j
                                          : ((i & 1) * 2 + (j & 1)) * nb * s->pq + (i >> 1) * s->Wq + (j >> 1);
 }
 
@@ -637,51 +701,63 @@ static void conv_fwd_flat(const conv_ctx *c, int64_t t, int worker)
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
     const int64_t osz = qk_win_out_size(w), OH = w->out[1], OW = w->out[2], fb = flat_fwd_batch(s);
-    const int64_t n0 = t * fb, nb = s->N - n0 < fb ? s->N - n0 : fb, F = (nb - 1) * s->pq + s->F;
-    const int64_t fup = qk_cflat_fup(F);
+    const int64_t n0 = t * fb, nb = s->N - n0 < fb ? s->N - n0 : fb;
+    const flat_geo g = flat_geom(s, nb);
+    const int64_t fup = qk_cflat_fup(g.F);
     int64_t off[QK_CFLAT_MAXK];
-    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * s->nph * nb * s->pq + s->slack;
-    flat_input(s, c->X, n0, nb, xb);
-    flat_offsets(s, nb, off);
-    qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, s->nph * nb * s->pq, F, c->B, ys, fup);
+    float *xb = qk_exec_ws(c->x, worker), *ys = xb + s->C * g.xld + s->slack;
+    flat_input(s, &g, c->X, n0, nb, xb);
+    flat_offsets(s, &g, nb, off);
+    qk_cflat_fwd(s->wpk, s->M, s->C, (int)s->ksz, off, xb, g.xld, g.F, c->B, ys, fup);
     for (int64_t k = 0; k < nb; k++) {
         float *y = c->Y + (n0 + k) * s->M * osz;
         for (int64_t m = 0; m < s->M; m++) {
             const qk_cflat_epi e = conv_epi(s, m);
-            qk_cflat_unpad__avx512(y + m * osz, ys + m * fup + k * s->pq, OH, OW, s->Wq, &e);
+            qk_cflat_unpad__avx512(y + m * osz, ys + m * fup + g.y0 + k * g.step, OH, OW, g.Wq, &e);
             conv_moments(s, c->Y, n0 + k, m, m + 1, 1);
         }
     }
 }
 
 /* Backward of samples [n0, n1): dW partials into pw (set), dB into pb
- * (set), dX written or added. Per batch of nb samples: dY padded into
- * [M][nb][pq] so that, from its first value on, it is dY on the forward
- * output grid (zeros in the pad columns and after) -- the dW kernel's
- * operand. For stride 1 that buffer carries the flipped pads, so the same
- * buffer feeds the dX kernel. */
+ * (set), dX written or added. Per batch of nb samples: dY padded so that,
+ * from g.dv on, it is dY on the forward output grid (zeros in the pad
+ * columns and after) -- the dW kernel's operand. For stride 1 that buffer
+ * is a strip with the flipped pads, so the same buffer feeds the dX
+ * kernel (the flipped, transposed weights; all nb samples in one call). */
 static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, float *pb, int worker)
 {
     const conv_state *s = c->s;
     const qk_window *w = &s->w;
-    const int64_t C = s->C, M = s->M, kh = w->k[1], kw = w->k[2], kk = s->ksz, K = s->K;
+    const int64_t C = s->C, M = s->M, kh = w->k[1], kk = s->ksz, K = s->K;
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], isz = H * W, osz = OH * OW;
-    const int64_t Wq = s->Wq, pq = s->pq, nbmax = flat_batch(s), fbx = flat_fwd_batch(s);
-    const int64_t pt2 = s->fs == 1 ? kh - 1 - w->pb[1] : 0, pl2 = s->fs == 1 ? kw - 1 - w->pb[2] : 0;
-    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * s->nph * nbmax * pq + s->slack;
-    float *ys = dyb + M * nbmax * pq + s->slack; /* stride 1: dX planes; stride 2: W^T dY columns */
-    int64_t off[QK_CFLAT_MAXK], foff[QK_CFLAT_MAXK];
-    flat_offsets(s, 1, foff);
+    const int64_t nbmax = flat_batch(s), pt2 = s->fs == 1 ? kh - 1 - w->pb[1] : 0;
+    const flat_geo gm = flat_geom(s, nbmax);
+    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * gm.xld + s->slack;
+    float *ys = dyb + M * gm.dld + s->slack; /* stride 1: dX strips; stride 2: W^T dY columns */
+    int64_t off[QK_CFLAT_MAXK];
     for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
-        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax, ld = nb * pq;
-        flat_pad(s, c->dY + b0 * M * osz, M * osz, osz, M, nb, OH, OW, pt2, pl2, dyb);
+        const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax;
+        const flat_geo g = flat_geom(s, nb);
+        const float *dy = c->dY + b0 * M * osz;
+        if (s->fs == 1) {
+            for (int64_t m = 0; m < M; m++)
+                qk_cflat_strip__avx512(dyb + m * g.dld, dy + m * osz, M * osz, nb, OH, OW, s->gap, pt2, g.dld);
+            memset(dyb + M * g.dld, 0, (size_t)s->slack * sizeof(float));
+        } else {
+            flat_pad(s, dy, M * osz, osz, M, nb, OH, OW, 0, 0, dyb);
+        }
+        flat_offsets(s, &g, nb, off);
         if (pw) {
-            flat_input(s, c->X, b0, nb, xb);
-            flat_offsets(s, nb, off);
-            const float *dv = dyb + pt2 * Wq + pl2;
-            for (int64_t t0 = 0; t0 < kk; t0 += QK_CFLAT_MAXTAP) {
-                int nt = kk - t0 < QK_CFLAT_MAXTAP ? (int)(kk - t0) : QK_CFLAT_MAXTAP;
-                qk_cflat_dw(dv, ld, M, xb, s->nph * ld, C, ld, nt, off + t0, pw + t0, kk, b0 != n0);
+            flat_input(s, &g, c->X, b0, nb, xb);
+            if (kk == 1) { /* a 1x1: one tap, a plain GEMM dW = dY X^T over the positions */
+                qk_sgemm(c->x->g->opts.sgemm, 0, 1, M, C, g.K, 1.0f, dyb + g.dv, g.dld, xb, g.xld,
+                         b0 != n0 ? 1.0f : 0.0f, pw, C);
+            } else {
+                for (int64_t t0 = 0; t0 < kk; t0 += QK_CFLAT_MAXTAP) {
+                    int nt = kk - t0 < QK_CFLAT_MAXTAP ? (int)(kk - t0) : QK_CFLAT_MAXTAP;
+                    qk_cflat_dw(dyb + g.dv, g.dld, M, xb, g.xld, C, g.K, nt, off + t0, pw + t0, kk, b0 != n0);
+                }
             }
         }
         if (!c->dX)
@@ -697,16 +773,13 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
             }
             continue;
         }
-        /* stride 1: the flipped kernel over up to fbx samples' planes at once */
-        for (int64_t k0 = 0; k0 < nb; k0 += fbx) {
-            const int64_t kn = nb - k0 < fbx ? nb - k0 : fbx, gx = qk_cflat_fup((kn - 1) * pq + s->G);
-            qk_cflat_fwd(s->wfpk, C, M, (int)kk, foff, dyb + k0 * pq, ld, (kn - 1) * pq + s->G, NULL, ys, gx);
-            const qk_cflat_epi e = { .op = c->write_dx ? QK_CFLAT_COPY : QK_CFLAT_ADD };
-            for (int64_t k = 0; k < kn; k++) {
-                float *dx = c->dX + (b0 + k0 + k) * C * isz;
-                for (int64_t ci = 0; ci < C; ci++)
-                    qk_cflat_unpad__avx512(dx + ci * isz, ys + ci * gx + k * pq, H, W, Wq, &e);
-            }
+        const int64_t gx = qk_cflat_fup(g.GX);
+        qk_cflat_fwd(s->wfpk, C, M, (int)kk, off, dyb, g.dld, g.GX, NULL, ys, gx);
+        const qk_cflat_epi e = { .op = c->write_dx ? QK_CFLAT_COPY : QK_CFLAT_ADD };
+        for (int64_t k = 0; k < nb; k++) {
+            float *dx = c->dX + (b0 + k) * C * isz;
+            for (int64_t ci = 0; ci < C; ci++)
+                qk_cflat_unpad__avx512(dx + ci * isz, ys + ci * gx + g.x0 + k * g.step, H, W, g.Wq, &e);
         }
     }
     if (pb)

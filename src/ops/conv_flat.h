@@ -72,6 +72,13 @@ void qk_cflat_fwd__avx512(const float *wpk, int64_t M, int64_t C, int kk, const 
 void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, int64_t Wq, int64_t pt, int64_t pl,
                           int64_t pq);
 
+/* nb planes side by side in one strip (stride 1): plane k (h rows of w
+ * floats at src + k*sn) at columns gap + k*(w + gap) of rows pt.. of dst,
+ * rows of Wq = gap + nb*(w + gap) floats; zeros everywhere else up to
+ * dst + ld (pt rows above, the gap columns, the rows below). */
+void qk_cflat_strip__avx512(float *dst, const float *src, int64_t sn, int64_t nb, int64_t h, int64_t w, int64_t gap,
+                            int64_t pt, int64_t ld);
+
 /* The stride-2 phases of one plane (H x W, padded by pt rows and pl
  * columns), all four or (nph 1) phase 0 only: phase ph = 2p + q at dst +
  * ph * ps, Hq rows of Wq floats, element (u, v) = padded plane at row

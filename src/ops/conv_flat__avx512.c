@@ -196,6 +196,26 @@ void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, in
     zero_run(dst + (pt + h) * Wq, pq - (pt + h) * Wq);
 }
 
+void qk_cflat_strip__avx512(float *dst, const float *src, int64_t sn, int64_t nb, int64_t h, int64_t w, int64_t gap,
+                            int64_t pt, int64_t ld)
+{
+    const int64_t step = w + gap, Wq = gap + nb * step;
+    zero_run(dst, pt * Wq);
+    for (int64_t r = 0; r < h; r++) {
+        float *d = dst + (pt + r) * Wq;
+        /* per plane: gap zeros, then the row's w values */
+        for (int64_t k = 0; k < nb; k++) {
+            const float *s = src + k * sn + r * w;
+            for (int64_t j = 0; j < step; j += 16) {
+                __m512 v = _mm512_maskz_loadu_ps(lanes(gap - j, gap + w - j), s + (j - gap));
+                _mm512_mask_storeu_ps(d + k * step + j, lanes(0, step - j), v);
+            }
+        }
+        zero_run(d + nb * step, gap);
+    }
+    zero_run(dst + (pt + h) * Wq, ld - (pt + h) * Wq);
+}
+
 void qk_cflat_phases__avx512(float *dst, int64_t ps, int nph, const float *src, int64_t H, int64_t W, int64_t Hq,
                              int64_t Wq, int64_t pt, int64_t pl, int64_t pq)
 {
