@@ -245,7 +245,7 @@ static int64_t fwd_batch(const conv_state *s, int64_t osz)
  * so that small maps fill the kernel's 48-position blocks (the sums of a
  * position do not depend on the batch: only the shapes choose it). At
  * least 8 tasks remain. */
-#define FLAT_FWD_POS 1024
+#define FLAT_FWD_POS 4096
 static int64_t flat_fwd_batch(const conv_state *s)
 {
     int64_t nb = FLAT_FWD_POS / s->pq, cap = s->N / 8;
@@ -325,7 +325,7 @@ static qk_status conv_reshape(qk_graph *g, qk_node *n, int training, size_t *ws_
         if (training) {
             const flat_geo gb = flat_geom(s, flat_batch(s));
             int64_t dxs = s->fs == 1 ? s->C * qk_cflat_fup(gb.GX) : s->K * osz;
-            int64_t b = s->C * gb.xld + s->M * gb.dld + 2 * s->slack + dxs;
+            int64_t b = s->C * gb.xld + s->M * gb.dld + 2 * s->slack + 16 + dxs;
             f = b > f ? b : f;
         }
         ws = (size_t)f * sizeof(float);
@@ -733,13 +733,16 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], isz = H * W, osz = OH * OW;
     const int64_t nbmax = flat_batch(s), pt2 = s->fs == 1 ? kh - 1 - w->pb[1] : 0;
     const flat_geo gm = flat_geom(s, nbmax);
-    float *xb = qk_exec_ws(c->x, worker), *dyb = xb + C * gm.xld + s->slack;
-    float *ys = dyb + M * gm.dld + s->slack; /* stride 1: dX strips; stride 2: W^T dY columns */
+    float *xb = qk_exec_ws(c->x, worker), *dy0 = xb + C * gm.xld + s->slack;
+    float *ys = dy0 + 16 + M * gm.dld + s->slack; /* stride 1: dX strips; stride 2: W^T dY columns */
     int64_t off[QK_CFLAT_MAXK];
     for (int64_t b0 = n0; b0 < n1; b0 += nbmax) {
         const int64_t nb = n1 - b0 < nbmax ? n1 - b0 : nbmax;
         const flat_geo g = flat_geom(s, nb);
         const float *dy = c->dY + b0 * M * osz;
+        /* the dW kernel's dY rows start 64-byte aligned (its three dY
+         * loads per step then never split a cache line) */
+        float *dyb = dy0 + (16 - g.dv % 16) % 16;
         if (s->fs == 1) {
             for (int64_t m = 0; m < M; m++)
                 qk_cflat_strip__avx512(dyb + m * g.dld, dy + m * osz, M * osz, nb, OH, OW, s->gap, pt2, g.dld);
