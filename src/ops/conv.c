@@ -556,8 +556,9 @@ CONV_NO_LIBCALLS static void col2im_flat(const qk_window *w, int64_t cg, float *
 }
 
 /* Adjoint of im2col: dx[c][ih][iw] += dcol[...] (rows ldc apart; dcol is
- * scratch: the flat path clears its pad columns). */
-CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol, int64_t ldc, float *dx)
+ * scratch: the flat path clears its pad columns). avx512: the CPU has it
+ * (stride-2 rows by qk_cflat_add_s2__avx512, the same sums). */
+CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol, int64_t ldc, float *dx, int avx512)
 {
     const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2];
     const int64_t sh = w->s[1], sw = w->s[2];
@@ -578,6 +579,8 @@ CONV_NO_LIBCALLS static void col2im(const qk_window *w, int64_t cg, float *dcol,
                     float *dst = dx + (c * H + ih) * W + offw;
                     if (sw == 1)
                         row_add(dst + lo, src + lo, hi - lo);
+                    else if (sw == 2 && avx512)
+                        qk_cflat_add_s2__avx512(dst + lo * 2, src + lo, hi - lo);
                     else
                         for (int64_t o = lo; o < hi; o++)
                             dst[o * sw] += src[o];
@@ -772,7 +775,7 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
                          0.0f, ys, osz);
                 if (c->write_dx)
                     memset(dx, 0, (size_t)(C * isz) * sizeof(float));
-                col2im(w, C, ys, osz, dx);
+                col2im(w, C, ys, osz, dx, 1);
             }
             continue;
         }
@@ -949,7 +952,7 @@ static void conv_bwd_task(void *vc, int64_t t, int worker)
                 float *dxg = c->dX + ((b0 + k) * s->C + g * s->cg) * isz;
                 if (c->write_dx)
                     memset(dxg, 0, (size_t)(s->cg * isz) * sizeof(float));
-                col2im(w, s->cg, dcol + k * osz, ld, dxg);
+                col2im(w, s->cg, dcol + k * osz, ld, dxg, 0);
             }
         }
     }

@@ -99,4 +99,7 @@ typedef struct qk_cflat_epi {
  * clamped to [lo, hi] (CLIP), bit for bit the fkern row kernels. */
 void qk_cflat_unpad__avx512(float *y, const float *ys, int64_t h, int64_t w, int64_t ld, const qk_cflat_epi *e);
 
+/* dst[2*o] += src[o] for o < n (stride 2's col2im rows), odd elements untouched */
+void qk_cflat_add_s2__avx512(float *dst, const float *src, int64_t n);
+
 #endif

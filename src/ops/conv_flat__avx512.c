@@ -272,3 +272,13 @@ void qk_cflat_unpad__avx512(float *y, const float *ys, int64_t h, int64_t w, int
             _mm512_mask_storeu_ps(y + j, m, v);
         }
 }
+
+void qk_cflat_add_s2__avx512(float *dst, const float *src, int64_t n)
+{
+    for (int64_t o = 0; o < n; o += 8, dst += 16, src += 8) {
+        /* the even lanes of up to 8 elements: src expanded into them */
+        const __mmask16 m = (__mmask16)(0x5555u & lanes(0, 2 * (n - o)));
+        __m512 v = _mm512_maskz_expandloadu_ps(m, src);
+        _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v));
+    }
+}
