@@ -281,8 +281,11 @@ int main(int argc, char **argv)
         double f_ips[3], f_ms[3];
         if (qk_ops_bind(fg) != QK_OK)
             fail("bind");
+        qk_plan_options po = fg->opts; /* as qkit eval runs it: batches in slices */
         for (int t = 1; t <= 2; t++) {
             fwd_ctx c = { fg, BATCH, x };
+            po.slice = qk_slice_for_threads(t);
+            qk_graph_set_options(fg, &po);
             if (qk_graph_plan(fg, BATCH, 0, pools[t]) != QK_OK)
                 fail("plan");
             f_ips[t] = BATCH / time_calls(float_call, &c);

@@ -436,8 +436,12 @@ static int infer_model(const opts *o, const char *arch, const qk_dataset *train,
         st = qk_batcher_get(&bt, 0, x, lab, &got);
         qk_batcher_free(&bt);
     }
-    if (st == QK_OK && (st = qk_ops_bind(g)) == QK_OK)
+    if (st == QK_OK && (st = qk_ops_bind(g)) == QK_OK) {
+        qk_plan_options po = g->opts; /* as qkit eval runs it: batches in slices */
+        po.slice = qk_slice_for_threads(qk_pool_threads(pool));
+        qk_graph_set_options(g, &po);
         st = qk_graph_plan(g, IBATCH, 0, pool);
+    }
     double per[16];
     for (int r = 0; r < o->repeat && st == QK_OK; r++) {
         int64_t runs = 0;

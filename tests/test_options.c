@@ -9,6 +9,7 @@
 #include "qt.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- building blocks ---- */
@@ -499,6 +500,64 @@ static void test_bind(void)
              "qk_op_table_find by domain");
 }
 
+/* ---- slice: an inference forward in slices of the batch gives the
+ * whole batch's outputs bit for bit (a last short slice too), keeps the
+ * input and output buffers and the batch; a graph whose values are not
+ * batch-major, and a training plan, run whole ---- */
+static qk_graph *relu_flatten0(void)
+{
+    qk_graph *g;
+    if (qk_graph_create(&g) != QK_OK)
+        return NULL;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, HW, HW });
+    int r = add_node(g, "Relu", "relu", 1, &x, "r");
+    int f = add_node(g, "Flatten", "flat", 1, &r, "out");
+    int fn = qk_graph_find_node(g, "flat");
+    if (f < 0 || qk_node_set_int(g, fn, "axis", 0) != QK_OK || qk_graph_add_output(g, f) != QK_OK ||
+        qk_ops_bind(g) != QK_OK) {
+        qk_graph_destroy(g);
+        return NULL;
+    }
+    return g;
+}
+
+static void test_slice_case(const char *what, qk_graph *a, qk_graph *b, int training, int64_t batch, int64_t slice)
+{
+    QT_CHECK(a && b, "%s: build: %s", what, qk_last_error());
+    if (!a || !b)
+        goto done;
+    qk_graph_set_options(a, &(qk_plan_options){ .slice = slice });
+    QT_OK(qk_graph_plan(a, batch, training, NULL));
+    QT_OK(qk_graph_plan(b, batch, training, NULL));
+    fill_input(a);
+    fill_input(b);
+    const void *in = a->values[a->inputs[0]].t.data, *out = a->values[a->outputs[0]].t.data;
+    QT_OK(qk_graph_forward(a));
+    QT_OK(qk_graph_forward(b));
+    const qk_tensor *ya = &a->values[a->outputs[0]].t, *yb = &b->values[b->outputs[0]].t;
+    QT_CHECK(a->batch == batch && qk_shape_equal(ya, yb) && ya->data == out && a->values[a->inputs[0]].t.data == in,
+             "%s: batch, shapes and buffers restored", what);
+    QT_CHECK(qk_shape_equal(ya, yb) && memcmp(ya->data, yb->data, qk_tensor_bytes(ya)) == 0,
+             "%s: sliced and whole outputs differ", what);
+done:
+    qk_graph_destroy(a);
+    qk_graph_destroy(b);
+}
+
+static void test_slice(void)
+{
+    static const cbr_shape shapes[] = { { 3, 1, HW, 1 }, { 3, 1, HWMAX, 1 }, { 3, C, HW, 2 } };
+    for (int i = 0; i < 3; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "slice k%d g%d hw%d", shapes[i].k, shapes[i].group, shapes[i].hw);
+        test_slice_case(what, conv_bn_act(shapes[i]), conv_bn_act(shapes[i]), 0, 21, 8);
+    }
+    test_slice_case("slice training plan", conv_bn_relu(), conv_bn_relu(), 1, 21, 8);
+    test_slice_case("slice not batch-major", relu_flatten0(), relu_flatten0(), 0, 5, 2);
+    QT_CHECK(qk_slice_for_threads(1) == 32 && qk_slice_for_threads(2) == 32 && qk_slice_for_threads(4) == 64,
+             "slice sizes");
+}
+
 int main(void)
 {
     test_bind();
@@ -507,5 +566,6 @@ int main(void)
     test_reference();
     test_onnx_rounding();
     test_profiler();
+    test_slice();
     return qt_finish("test_options");
 }

@@ -121,7 +121,19 @@ typedef struct qk_plan_options {
     size_t max_bytes;       /* most bytes a plan may allocate (activations, gradients,
                                workspace); 0 = the machine's physical memory. More is
                                refused with QK_ERR_NOMEM before anything is allocated */
+    int64_t slice;          /* inference plans: qk_graph_forward runs a larger batch in
+                               slices of this many samples, so that each layer's
+                               output is still in cache when the next reads it; 0 =
+                               whole batches. Afterwards only the graph inputs and
+                               outputs hold every sample (other values: the last
+                               slice). Not applied when some value's first dimension
+                               does not follow the batch */
 } qk_plan_options;
+
+/* A qk_plan_options.slice for a pool of this many threads: 16 samples per
+ * thread, at least 32 (the size that keeps a small CNN's layer outputs in
+ * the caches while leaving every thread several tasks per layer). */
+int64_t qk_slice_for_threads(int threads);
 
 /* ---- profiler ----
  * Time per operator type (or per node name) in forward and backward,

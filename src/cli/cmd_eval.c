@@ -254,6 +254,9 @@ static int run(cli_args *a)
     {   /* one untimed forward first (zeros), as the benches warm up: images_per_s is the steady
          * state, not the first touch of the plan's buffers or the tile state */
         int64_t wb = batch < view.n ? batch : view.n;
+        qk_plan_options o = g->opts; /* only the logits are read: the batch may run in slices */
+        o.slice = qk_slice_for_threads(qk_pool_threads(pool));
+        qk_graph_set_options(g, &o);
         if (wb > 0 && ((st = qk_graph_plan(g, wb, 0, pool)) != QK_OK || (st = qk_graph_set_batch(g, wb)) != QK_OK))
             goto fail;
         qk_tensor *in = &g->values[g->inputs[0]].t;

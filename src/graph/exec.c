@@ -327,10 +327,8 @@ qk_status qk_graph_set_batch(qk_graph *g, int64_t batch)
     return QK_OK;
 }
 
-qk_status qk_graph_forward(qk_graph *g)
+static qk_status forward_nodes(qk_graph *g)
 {
-    if (!g->planned)
-        return qk_error(QK_ERR_STATE, "forward: graph is not planned");
     qk_profiler *prof = g->opts.profiler;
     for (int k = 0; k < g->n_nodes; k++) {
         qk_node *n = &g->nodes[g->order[k]];
@@ -342,6 +340,96 @@ qk_status qk_graph_forward(qk_graph *g)
             return qk_error_context(st, "node '%s' (%s)", n->name, n->op_type);
     }
     return QK_OK;
+}
+
+/* Every activation's first dimension is the batch (the graph can run a
+ * slice of it as a batch of its own). */
+static int batch_major(const qk_graph *g, int64_t batch)
+{
+    for (int i = 0; i < g->n_values; i++) {
+        const qk_value *v = &g->values[i];
+        if ((v->kind == QK_VALUE_ACT || v->kind == QK_VALUE_INPUT) && (v->t.ndim < 1 || v->t.dims[0] != batch))
+            return 0;
+    }
+    return 1;
+}
+
+/* The graph's inputs and outputs (each once) point at samples [s0, ...)
+ * of their buffers: base[i] + s0 * bytes per sample. */
+static void slice_io(qk_graph *g, const int *io, int nio, uint8_t *const *base, const size_t *per, int64_t s0)
+{
+    for (int i = 0; i < nio; i++)
+        g->values[io[i]].t.data = base[i] + (size_t)s0 * per[i];
+}
+
+/* The batch in slices of opts.slice samples (qk_plan_options): the
+ * inputs' and outputs' buffers are walked slice by slice, every other
+ * value reuses the start of its own. Returns QK_ERR_UNSUPPORTED, having
+ * changed nothing, when the graph is not batch-major at the slice size. */
+static qk_status forward_sliced(qk_graph *g)
+{
+    const int64_t B = g->batch, S = g->opts.slice;
+    int nio = 0, *io = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(int));
+    uint8_t **base = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(uint8_t *));
+    size_t *per = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(size_t));
+    qk_status st = QK_OK;
+    if (!io || !base || !per) {
+        st = qk_error(QK_ERR_NOMEM, "forward: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < g->n_inputs + g->n_outputs; i++) {
+        int v = i < g->n_inputs ? g->inputs[i] : g->outputs[i - g->n_inputs], seen = 0;
+        for (int j = 0; j < nio; j++)
+            seen |= io[j] == v;
+        if (!seen) {
+            io[nio] = v;
+            base[nio] = g->values[v].t.data;
+            per[nio] = qk_tensor_bytes(&g->values[v].t) / (size_t)B;
+            nio++;
+        }
+    }
+    if ((st = qk_graph_set_batch(g, S)) != QK_OK)
+        goto done;
+    if (!batch_major(g, S)) {
+        st = qk_graph_set_batch(g, B);
+        if (st == QK_OK)
+            st = QK_ERR_UNSUPPORTED;
+        goto done;
+    }
+    for (int64_t s0 = 0; s0 < B && st == QK_OK; s0 += S) {
+        const int64_t n = B - s0 < S ? B - s0 : S;
+        if ((st = qk_graph_set_batch(g, n)) != QK_OK)
+            break;
+        slice_io(g, io, nio, base, per, s0);
+        st = forward_nodes(g);
+    }
+    slice_io(g, io, nio, base, per, 0);
+    qk_status st2 = qk_graph_set_batch(g, B);
+    st = st != QK_OK ? st : st2;
+done:
+    qk_free(io);
+    qk_free(base);
+    qk_free(per);
+    return st;
+}
+
+int64_t qk_slice_for_threads(int threads)
+{
+    int64_t s = 16 * (int64_t)(threads > 0 ? threads : 1);
+    return s > 32 ? s : 32;
+}
+
+qk_status qk_graph_forward(qk_graph *g)
+{
+    if (!g->planned)
+        return qk_error(QK_ERR_STATE, "forward: graph is not planned");
+    const int64_t S = g->opts.slice;
+    if (!g->training && S > 0 && g->batch > S && batch_major(g, g->batch)) {
+        qk_status st = forward_sliced(g);
+        if (st != QK_ERR_UNSUPPORTED)
+            return st;
+    }
+    return forward_nodes(g);
 }
 
 /* grad_zeroed: 0 = not yet touched this backward, 1 = zeroed (or holds

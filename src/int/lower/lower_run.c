@@ -58,6 +58,9 @@ qk_status qk_qrun_create(const qk_graph *qdq, const qk_qrun_opts *o, qk_qrun **o
         goto fail;
     }
     r->max_batch = r->dims[0] > 0 ? r->dims[0] : o->max_batch;
+    qk_plan_options po = g->opts; /* the runner hands out the logits only: batches run in slices */
+    po.slice = qk_slice_for_threads(qk_pool_threads(o->pool));
+    qk_graph_set_options(g, &po);
     if ((st = qk_graph_plan(g, r->max_batch, 0, o->pool)) != QK_OK)
         goto fail;
     const qk_tensor *y = &g->values[g->outputs[0]].t;
