@@ -23,20 +23,12 @@
  * shipped models (3x3) so the accumulators stay in registers. */
 #include "conv_kern.h"
 
+#include "lanes16.h"
+
 #include <immintrin.h>
 #include <string.h>
 
 #define DWD_MAXK 5
-
-/* lanes lo <= k < hi of a 16-lane mask */
-static inline __mmask16 lanes(int64_t lo, int64_t hi)
-{
-    lo = lo < 0 ? 0 : lo;
-    hi = hi > 16 ? 16 : hi;
-    if (hi <= lo)
-        return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
 
 /* The masks of one tap column j over output lanes q0..q0+15: reading row
  * columns S*(q0 + k) + cj, k < nk, zero elsewhere. They depend on the
@@ -50,13 +42,13 @@ static inline tapmask tap_mask(int64_t W, int64_t q0, int64_t cj, int64_t nk, co
 {
     tapmask t;
     t.c0 = S * q0 + cj;
-    t.out = lanes(0, nk);
+    t.out = qk_lanes16(0, nk);
     if (S == 1) {
-        t.a = lanes(-t.c0, W - t.c0) & t.out;
+        t.a = qk_lanes16(-t.c0, W - t.c0) & t.out;
         t.b = 0;
     } else {
-        t.a = lanes(-t.c0, W - t.c0);
-        t.b = lanes(-t.c0 - 16, W - t.c0 - 16);
+        t.a = qk_lanes16(-t.c0, W - t.c0);
+        t.b = qk_lanes16(-t.c0 - 16, W - t.c0 - 16);
     }
     return t;
 }
@@ -142,9 +134,9 @@ static void stuff_row(const float *dy, int64_t OW, float *z)
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t q0 = 0; q0 < OW; q0 += 16) {
         const int64_t n = OW - q0 < 16 ? OW - q0 : 16;
-        __m512 v = _mm512_maskz_loadu_ps(lanes(0, n), dy + q0);
-        _mm512_mask_storeu_ps(z + 2 * q0, lanes(0, 2 * n), _mm512_permutex2var_ps(v, lo, zero));
-        _mm512_mask_storeu_ps(z + 2 * q0 + 16, lanes(0, 2 * n - 16), _mm512_permutex2var_ps(v, hi, zero));
+        __m512 v = _mm512_maskz_loadu_ps(qk_lanes16(0, n), dy + q0);
+        _mm512_mask_storeu_ps(z + 2 * q0, qk_lanes16(0, 2 * n), _mm512_permutex2var_ps(v, lo, zero));
+        _mm512_mask_storeu_ps(z + 2 * q0 + 16, qk_lanes16(0, 2 * n - 16), _mm512_permutex2var_ps(v, hi, zero));
     }
 }
 

@@ -4,6 +4,8 @@
  * Accumulators are named variables (an array would live in memory at -O2). */
 #include "conv_flat.h"
 
+#include "lanes16.h"
+
 #include <immintrin.h>
 
 #define ACC_ROW(r) __m512 a##r##0, a##r##1, a##r##2
@@ -160,15 +162,6 @@ void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x
 
 /* ---- copies into and out of the padded layout ---- */
 
-/* lanes lo <= k < hi of a 16-lane mask */
-static inline __mmask16 lanes(int64_t lo, int64_t hi)
-{
-    lo = lo < 0 ? 0 : lo;
-    hi = hi > 16 ? 16 : hi;
-    if (hi <= lo)
-        return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
 
 static void zero_run(float *d, int64_t n)
 {
@@ -177,7 +170,7 @@ static void zero_run(float *d, int64_t n)
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(d + i, z);
     if (i < n)
-        _mm512_mask_storeu_ps(d + i, lanes(0, n - i), z);
+        _mm512_mask_storeu_ps(d + i, qk_lanes16(0, n - i), z);
 }
 
 void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, int64_t Wq, int64_t pt, int64_t pl,
@@ -189,8 +182,8 @@ void qk_cflat_pad__avx512(float *dst, const float *src, int64_t h, int64_t w, in
         float *d = dst + (pt + r) * Wq;
         const float *s = src + r * w;
         for (int64_t j = 0; j < Wq; j += 16) {
-            __m512 v = _mm512_maskz_loadu_ps(lanes(pl - j, pl + w - j), s + (j - pl));
-            _mm512_mask_storeu_ps(d + j, lanes(0, Wq - j), v);
+            __m512 v = _mm512_maskz_loadu_ps(qk_lanes16(pl - j, pl + w - j), s + (j - pl));
+            _mm512_mask_storeu_ps(d + j, qk_lanes16(0, Wq - j), v);
         }
     }
     zero_run(dst + (pt + h) * Wq, pq - (pt + h) * Wq);
@@ -207,8 +200,8 @@ void qk_cflat_strip__avx512(float *dst, const float *src, int64_t sn, int64_t nb
         for (int64_t k = 0; k < nb; k++) {
             const float *s = src + k * sn + r * w;
             for (int64_t j = 0; j < step; j += 16) {
-                __m512 v = _mm512_maskz_loadu_ps(lanes(gap - j, gap + w - j), s + (j - gap));
-                _mm512_mask_storeu_ps(d + k * step + j, lanes(0, step - j), v);
+                __m512 v = _mm512_maskz_loadu_ps(qk_lanes16(gap - j, gap + w - j), s + (j - gap));
+                _mm512_mask_storeu_ps(d + k * step + j, qk_lanes16(0, step - j), v);
             }
         }
         zero_run(d + nb * step, gap);
@@ -237,9 +230,9 @@ void qk_cflat_phases__avx512(float *dst, int64_t ps, int nph, const float *src, 
             const float *s = src + r * W;
             for (int64_t v0 = 0; v0 < Wq; v0 += 16) {
                 const int64_t c = 2 * v0 - pl;
-                __m512 lo = _mm512_maskz_loadu_ps(lanes(-c, W - c), s + c);
-                __m512 hi = _mm512_maskz_loadu_ps(lanes(-c - 16, W - c - 16), s + c + 16);
-                const __mmask16 m = lanes(0, Wq - v0);
+                __m512 lo = _mm512_maskz_loadu_ps(qk_lanes16(-c, W - c), s + c);
+                __m512 hi = _mm512_maskz_loadu_ps(qk_lanes16(-c - 16, W - c - 16), s + c + 16);
+                const __mmask16 m = qk_lanes16(0, Wq - v0);
                 _mm512_mask_storeu_ps(d0 + v0, m, _mm512_permutex2var_ps(lo, even, hi));
                 if (both)
                     _mm512_mask_storeu_ps(d1 + v0, m, _mm512_permutex2var_ps(lo, odd, hi));
@@ -256,7 +249,7 @@ void qk_cflat_unpad__avx512(float *y, const float *ys, int64_t h, int64_t w, int
     const int op = e->op;
     for (int64_t r = 0; r < h; r++, y += w, ys += ld)
         for (int64_t j = 0; j < w; j += 16) {
-            const __mmask16 m = lanes(0, w - j);
+            const __mmask16 m = qk_lanes16(0, w - j);
             __m512 v = _mm512_maskz_loadu_ps(m, ys + j);
             if (op == QK_CFLAT_ADD)
                 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + j), v);
@@ -277,7 +270,7 @@ void qk_cflat_add_s2__avx512(float *dst, const float *src, int64_t n)
 {
     for (int64_t o = 0; o < n; o += 8, dst += 16, src += 8) {
         /* the even lanes of up to 8 elements: src expanded into them */
-        const __mmask16 m = (__mmask16)(0x5555u & lanes(0, 2 * (n - o)));
+        const __mmask16 m = (__mmask16)(0x5555u & qk_lanes16(0, 2 * (n - o)));
         __m512 v = _mm512_maskz_expandloadu_ps(m, src);
         _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v));
     }
