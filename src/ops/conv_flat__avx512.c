@@ -162,7 +162,6 @@ void qk_cflat_dw__avx512(const float *dy, int64_t ldd, int64_t M, const float *x
 
 /* ---- copies into and out of the padded layout ---- */
 
-
 static void zero_run(float *d, int64_t n)
 {
     const __m512 z = _mm512_setzero_ps();
