@@ -503,7 +503,8 @@ static void test_bind(void)
 /* ---- slice: an inference forward in slices of the batch gives the
  * whole batch's outputs bit for bit (a last short slice too), keeps the
  * input and output buffers and the batch; a graph whose values are not
- * batch-major, and a training plan, run whole ---- */
+ * batch-major, one that mixes samples (softmax over axis 0), and a
+ * training plan run whole ---- */
 static qk_graph *relu_flatten0(void)
 {
     qk_graph *g;
@@ -514,6 +515,23 @@ static qk_graph *relu_flatten0(void)
     int f = add_node(g, "Flatten", "flat", 1, &r, "out");
     int fn = qk_graph_find_node(g, "flat");
     if (f < 0 || qk_node_set_int(g, fn, "axis", 0) != QK_OK || qk_graph_add_output(g, f) != QK_OK ||
+        qk_ops_bind(g) != QK_OK) {
+        qk_graph_destroy(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* x -> Softmax over axis 0 (the batch): same shape, samples mixed */
+static qk_graph *softmax0(void)
+{
+    qk_graph *g;
+    if (qk_graph_create(&g) != QK_OK)
+        return NULL;
+    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, HW, HW });
+    int y = add_node(g, "Softmax", "sm", 1, &x, "out");
+    int sn = qk_graph_find_node(g, "sm");
+    if (y < 0 || qk_node_set_int(g, sn, "axis", 0) != QK_OK || qk_graph_add_output(g, y) != QK_OK ||
         qk_ops_bind(g) != QK_OK) {
         qk_graph_destroy(g);
         return NULL;
@@ -554,6 +572,7 @@ static void test_slice(void)
     }
     test_slice_case("slice training plan", conv_bn_relu(), conv_bn_relu(), 1, 21, 8);
     test_slice_case("slice not batch-major", relu_flatten0(), relu_flatten0(), 0, 5, 2);
+    test_slice_case("slice softmax over the batch", softmax0(), softmax0(), 0, 5, 2);
     QT_CHECK(qk_slice_for_threads(1) == 32 && qk_slice_for_threads(2) == 32 && qk_slice_for_threads(4) == 64,
              "slice sizes");
 }

@@ -126,8 +126,10 @@ typedef struct qk_plan_options {
                                output is still in cache when the next reads it; 0 =
                                whole batches. Afterwards only the graph inputs and
                                outputs hold every sample (other values: the last
-                               slice). Not applied when some value's first dimension
-                               does not follow the batch */
+                               slice). Read at plan; not applied when some value's
+                               first dimension does not follow the batch or a node
+                               mixes samples (softmax over axis 0, CumSum, a
+                               BatchNormalization on batch statistics) */
 } qk_plan_options;
 
 /* A qk_plan_options.slice for a pool of this many threads: 16 samples per
@@ -223,6 +225,14 @@ static inline int qk_value_is_initializer_with_data(const qk_value *v)
 }
 
 /* Execution context handed to forward/backward. */
+/* A graph input or output walked slice by slice (qk_plan_options.slice):
+ * its buffer and bytes per sample. */
+typedef struct qk_slice_io {
+    int v;
+    uint8_t *base;
+    size_t per;
+} qk_slice_io;
+
 typedef struct qk_exec {
     struct qk_graph *g;
     qk_pool *pool;      /* may be NULL (serial) */
@@ -230,6 +240,8 @@ typedef struct qk_exec {
     int nworkers;       /* qk_pool_threads(pool) */
     uint8_t *ws;        /* nworkers * ws_stride bytes, 64-aligned */
     size_t ws_stride;
+    qk_slice_io *slice_io; /* inference plan with opts.slice whose nodes allow it, else NULL */
+    int slice_nio;
 } qk_exec;
 
 /* Scratch of worker w (ws_stride bytes, 64-aligned). */

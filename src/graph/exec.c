@@ -33,6 +33,7 @@ void qk_graph_unplan(qk_graph *g)
     qk_aligned_free(g->arena);
     g->arena = NULL;
     qk_aligned_free(g->exec.ws);
+    qk_free(g->exec.slice_io);
     memset(&g->exec, 0, sizeof g->exec);
     g->planned = 0;
 }
@@ -50,6 +51,7 @@ static void sync_grad_shapes(qk_graph *g)
 }
 
 static uint64_t plan_limit(const qk_graph *g);
+static qk_status plan_slices(qk_graph *g);
 
 /* Value v's shape, empty dims counted as 1, within the plan limit: what
  * operators derive from a shape (window geometry, workspace) then fits in
@@ -306,6 +308,10 @@ qk_status qk_graph_plan(qk_graph *g, int64_t max_batch, int training, qk_pool *p
     g->max_batch = max_batch;
     g->batch = max_batch;
     g->planned = 1;
+    if (!training && g->opts.slice > 0 && (st = plan_slices(g)) != QK_OK) {
+        qk_graph_unplan(g);
+        return st;
+    }
     return QK_OK;
 }
 
@@ -354,12 +360,13 @@ static int batch_major(const qk_graph *g, int64_t batch)
     return 1;
 }
 
-/* The graph's inputs and outputs (each once) point at samples [s0, ...)
- * of their buffers: base[i] + s0 * bytes per sample. */
-static void slice_io(qk_graph *g, const int *io, int nio, uint8_t *const *base, const size_t *per, int64_t s0)
+/* The graph's inputs and outputs point at samples [s0, ...) of their buffers. */
+static void slice_io(qk_graph *g, int64_t s0)
 {
-    for (int i = 0; i < nio; i++)
-        g->values[io[i]].t.data = base[i] + (size_t)s0 * per[i];
+    for (int i = 0; i < g->exec.slice_nio; i++) {
+        const qk_slice_io *o = &g->exec.slice_io[i];
+        g->values[o->v].t.data = o->base + (size_t)s0 * o->per;
+    }
 }
 
 /* The batch in slices of opts.slice samples (qk_plan_options): the
@@ -369,48 +376,70 @@ static void slice_io(qk_graph *g, const int *io, int nio, uint8_t *const *base, 
 static qk_status forward_sliced(qk_graph *g)
 {
     const int64_t B = g->batch, S = g->opts.slice;
-    int nio = 0, *io = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(int));
-    uint8_t **base = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(uint8_t *));
-    size_t *per = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof(size_t));
-    qk_status st = QK_OK;
-    if (!io || !base || !per) {
-        st = qk_error(QK_ERR_NOMEM, "forward: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < g->n_inputs + g->n_outputs; i++) {
-        int v = i < g->n_inputs ? g->inputs[i] : g->outputs[i - g->n_inputs], seen = 0;
-        for (int j = 0; j < nio; j++)
-            seen |= io[j] == v;
-        if (!seen) {
-            io[nio] = v;
-            base[nio] = g->values[v].t.data;
-            per[nio] = qk_tensor_bytes(&g->values[v].t) / (size_t)B;
-            nio++;
-        }
-    }
-    if ((st = qk_graph_set_batch(g, S)) != QK_OK)
-        goto done;
+    qk_status st = qk_graph_set_batch(g, S);
+    if (st != QK_OK)
+        return st;
     if (!batch_major(g, S)) {
         st = qk_graph_set_batch(g, B);
-        if (st == QK_OK)
-            st = QK_ERR_UNSUPPORTED;
-        goto done;
+        return st == QK_OK ? QK_ERR_UNSUPPORTED : st;
     }
     for (int64_t s0 = 0; s0 < B && st == QK_OK; s0 += S) {
         const int64_t n = B - s0 < S ? B - s0 : S;
         if ((st = qk_graph_set_batch(g, n)) != QK_OK)
             break;
-        slice_io(g, io, nio, base, per, s0);
+        slice_io(g, s0);
         st = forward_nodes(g);
     }
-    slice_io(g, io, nio, base, per, 0);
+    slice_io(g, 0);
     qk_status st2 = qk_graph_set_batch(g, B);
-    st = st != QK_OK ? st : st2;
-done:
-    qk_free(io);
-    qk_free(base);
-    qk_free(per);
-    return st;
+    return st != QK_OK ? st : st2;
+}
+
+/* Nodes that mix the samples of a batch without changing its shape:
+ * a normalization over axis 0 (softmax family, Lp), a cumulative sum (its
+ * axis is an input), a BatchNormalization on batch statistics. Shape
+ * changes along axis 0 show in batch_major. */
+static int mixes_samples(const qk_graph *g, const qk_node *n)
+{
+    static const char *axis_ops[] = { "Softmax", "LogSoftmax", "Hardmax", "LpNormalization" };
+    if (!strcmp(n->op_type, "CumSum"))
+        return 1;
+    if (!strcmp(n->op_type, "BatchNormalization"))
+        return qk_node_int(n, "training_mode", 0) != 0;
+    for (size_t i = 0; i < sizeof axis_ops / sizeof axis_ops[0]; i++)
+        if (!strcmp(n->op_type, axis_ops[i]) && n->n_in > 0 && n->in[0] >= 0) {
+            int64_t nd = g->values[n->in[0]].t.ndim, ax = qk_node_int(n, "axis", 1);
+            return ax == 0 || ax == -nd;
+        }
+    return 0;
+}
+
+/* At plan (inference, opts.slice set): the inputs and outputs to walk, or
+ * none when a node mixes samples. */
+static qk_status plan_slices(qk_graph *g)
+{
+    for (int k = 0; k < g->n_nodes; k++)
+        if (mixes_samples(g, &g->nodes[k]))
+            return QK_OK;
+    qk_slice_io *io = qk_calloc((size_t)(g->n_inputs + g->n_outputs) + 1, sizeof *io);
+    if (!io)
+        return qk_error(QK_ERR_NOMEM, "plan: out of memory");
+    int nio = 0;
+    for (int i = 0; i < g->n_inputs + g->n_outputs; i++) {
+        int v = i < g->n_inputs ? g->inputs[i] : g->outputs[i - g->n_inputs], seen = 0;
+        for (int j = 0; j < nio; j++)
+            seen |= io[j].v == v;
+        const qk_tensor *t = &g->values[v].t;
+        if (seen || t->ndim < 1 || t->dims[0] < 1)
+            continue;
+        io[nio].v = v;
+        io[nio].base = t->data;
+        io[nio].per = qk_tensor_bytes(t) / (size_t)t->dims[0];
+        nio++;
+    }
+    g->exec.slice_io = io;
+    g->exec.slice_nio = nio;
+    return QK_OK;
 }
 
 int64_t qk_slice_for_threads(int threads)
@@ -424,7 +453,7 @@ qk_status qk_graph_forward(qk_graph *g)
     if (!g->planned)
         return qk_error(QK_ERR_STATE, "forward: graph is not planned");
     const int64_t S = g->opts.slice;
-    if (!g->training && S > 0 && g->batch > S && batch_major(g, g->batch)) {
+    if (g->exec.slice_io && S > 0 && g->batch > S && batch_major(g, g->batch)) {
         qk_status st = forward_sliced(g);
         if (st != QK_ERR_UNSUPPORTED)
             return st;
