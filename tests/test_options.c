@@ -505,34 +505,17 @@ static void test_bind(void)
  * input and output buffers and the batch; a graph whose values are not
  * batch-major, one that mixes samples (softmax over axis 0), and a
  * training plan run whole ---- */
-static qk_graph *relu_flatten0(void)
+/* x -> op with axis 0 -> out: Flatten (values no longer batch-major) or
+ * Softmax (same shape, the samples mixed) */
+static qk_graph *axis0_graph(const char *op)
 {
     qk_graph *g;
     if (qk_graph_create(&g) != QK_OK)
         return NULL;
     int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, HW, HW });
-    int r = add_node(g, "Relu", "relu", 1, &x, "r");
-    int f = add_node(g, "Flatten", "flat", 1, &r, "out");
-    int fn = qk_graph_find_node(g, "flat");
-    if (f < 0 || qk_node_set_int(g, fn, "axis", 0) != QK_OK || qk_graph_add_output(g, f) != QK_OK ||
-        qk_ops_bind(g) != QK_OK) {
-        qk_graph_destroy(g);
-        return NULL;
-    }
-    return g;
-}
-
-/* x -> Softmax over axis 0 (the batch): same shape, samples mixed */
-static qk_graph *softmax0(void)
-{
-    qk_graph *g;
-    if (qk_graph_create(&g) != QK_OK)
-        return NULL;
-    int x = qk_graph_add_input(g, "x", QK_F32, 4, (int64_t[]){ -1, C, HW, HW });
-    int y = add_node(g, "Softmax", "sm", 1, &x, "out");
-    int sn = qk_graph_find_node(g, "sm");
-    if (y < 0 || qk_node_set_int(g, sn, "axis", 0) != QK_OK || qk_graph_add_output(g, y) != QK_OK ||
-        qk_ops_bind(g) != QK_OK) {
+    int y = add_node(g, op, "op", 1, &x, "out");
+    if (y < 0 || qk_node_set_int(g, qk_graph_find_node(g, "op"), "axis", 0) != QK_OK ||
+        qk_graph_add_output(g, y) != QK_OK || qk_ops_bind(g) != QK_OK) {
         qk_graph_destroy(g);
         return NULL;
     }
@@ -571,8 +554,8 @@ static void test_slice(void)
         test_slice_case(what, conv_bn_act(shapes[i]), conv_bn_act(shapes[i]), 0, 21, 8);
     }
     test_slice_case("slice training plan", conv_bn_relu(), conv_bn_relu(), 1, 21, 8);
-    test_slice_case("slice not batch-major", relu_flatten0(), relu_flatten0(), 0, 5, 2);
-    test_slice_case("slice softmax over the batch", softmax0(), softmax0(), 0, 5, 2);
+    test_slice_case("slice not batch-major", axis0_graph("Flatten"), axis0_graph("Flatten"), 0, 5, 2);
+    test_slice_case("slice softmax over the batch", axis0_graph("Softmax"), axis0_graph("Softmax"), 0, 5, 2);
     QT_CHECK(qk_slice_for_threads(1) == 32 && qk_slice_for_threads(2) == 32 && qk_slice_for_threads(4) == 64,
              "slice sizes");
 }

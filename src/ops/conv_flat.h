@@ -6,7 +6,9 @@
  * index f = oh * Wp + ow, and the input it reads for kernel tap (i, j) sits
  * at f + i * Wp + j: every tap is one contiguous, shifted run of the plane,
  * so no im2col buffer is built. Positions with ow >= OW (the pad columns)
- * and f >= F are computed too and ignored by the caller.
+ * and f >= F are computed too and ignored by the caller. Conv puts several
+ * samples' planes side by side in one row (a strip, qk_cflat_strip__avx512:
+ * the pad columns between them shared), so Wp is then the strip's width.
  *
  *   y[m * ldy + f] = b[m] (0 if b is NULL)
  *                    + sum_c sum_{t<kk} w[m][c][t] * x[c * ldx + f + off[t]]
