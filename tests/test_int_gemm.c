@@ -7,6 +7,7 @@
  * skipped with a note. */
 #include "qkit/int.h"
 #include "qt.h"
+#include "../src/int/kernels/i8conv.h"
 
 #include <string.h>
 
@@ -453,11 +454,40 @@ static void test_dispatch(void)
     }
 }
 
+/* The implicit path's row sums (i8conv.h): AVX-512 against the portable
+ * loops, on random bytes (uint8 and int8), pixel widths 16 to 64, runs and
+ * kernel heights 1 to 5, rows with and without pad columns. */
+static void test_box_sums(void)
+{
+    if (!qk_cpu_isa_usable(QK_ISA_AVX512)) {
+        printf("note: no AVX-512: row-sum kernel comparison skipped\n");
+        return;
+    }
+    for (int it = 0; it < 40; it++) {
+        int64_t Cg = 16 * rnd(1, 4), run = rnd(1, 5), kh = rnd(1, 5), R = rnd(1, 6), OW = rnd(1, 40);
+        int64_t Wp = OW + rnd(0, 4), npx = (R + kh - 1) * Wp, n = npx + run - 1;
+        int sg = it & 1;
+        uint8_t *P = qk_malloc((size_t)(n * Cg));
+        uint32_t *pre = qk_malloc((size_t)n * 4);
+        int32_t *r0 = qk_malloc((size_t)(R * Wp) * 4), *r1 = qk_malloc((size_t)(R * Wp) * 4);
+        for (int64_t i = 0; i < n * Cg; i++)
+            P[i] = (uint8_t)rnd(0, 255);
+        memset(r1, 0x5a, (size_t)(R * Wp) * 4);
+        qk_i8_box_sums_ref(P, npx, Cg, sg, run, kh, Wp, R, OW, pre, r0);
+        qk_i8_box_sums__avx512(P, npx, Cg, sg, run, kh, Wp, R, OW, pre, r1);
+        QT_CHECK(memcmp(r0, r1, (size_t)(R * Wp) * 4) == 0,
+                 "row sums Cg %lld run %lld kh %lld R %lld OW %lld Wp %lld sg %d: AVX-512 differs", (long long)Cg,
+                 (long long)run, (long long)kh, (long long)R, (long long)OW, (long long)Wp, sg);
+        qk_free(P), qk_free(pre), qk_free(r0), qk_free(r1);
+    }
+}
+
 int main(void)
 {
     qk_rng_seed(&rng, 20240611);
     QT_OK(qk_pool_create(2, &pool2));
     test_dispatch();
+    test_box_sums();
     for (int k = 0; k < qk_i8_kernel_count(); k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
         if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {

@@ -137,5 +137,15 @@ void qk_i8conv_transpose4(const uint8_t *P, int64_t npx, int64_t Cg, uint8_t zx,
 /* qk_i8_pixsum__sse2.c: ps[q] = the sum of the Cg bytes of pixel q at
  * P + q*Cg (as int8 when sg), q < npx; Cg a multiple of 16. Wrapping uint32. */
 void qk_i8_pixel_sums__sse2(const uint8_t *P, int64_t npx, int64_t Cg, int sg, uint32_t *ps);
+/* The implicit path's row sums of R output rows (Wp padded pixels each,
+ * the first OW real) from the npx = (R + kh - 1)*Wp padded pixels at P
+ * (and run - 1 past them): rs[oh*Wp + ow] = the sum over a < kh, b < run
+ * of ps[(oh + a)*Wp + ow + b] for ow < OW, else 0; pre scratch of
+ * npx + run - 1 uint32; Cg a multiple of 16; wrapping uint32. Portable
+ * (i8conv_implicit.c) and AVX-512 (qk_i8_boxsum__avx512.c), equal. */
+void qk_i8_box_sums_ref(const uint8_t *P, int64_t npx, int64_t Cg, int sg, int64_t run, int64_t kh, int64_t Wp,
+                        int64_t R, int64_t OW, uint32_t *pre, int32_t *rs);
+void qk_i8_box_sums__avx512(const uint8_t *P, int64_t npx, int64_t Cg, int sg, int64_t run, int64_t kh,
+                            int64_t Wp, int64_t R, int64_t OW, uint32_t *pre, int32_t *rs);
 
 #endif

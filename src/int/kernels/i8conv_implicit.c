@@ -55,34 +55,15 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
     int32_t rsb[QK_I8_IMP_MAXROWS], *rs = NULL;
     if (c->gimp->need_rowsum && !(ldn == 1 && qk_i8_small_ok(c->gimp))) { /* (the short-K kernel sums its rows) */
         /* row f's sum: over the kh runs of KS bytes the tiles read; with
-         * KS a multiple of Cg those runs are whole pixels (SSE2 byte sums,
-         * qk_i8_pixel_sums__sse2), else prefix sums of the bytes */
+         * KS a multiple of Cg those runs are whole pixels (a box sum of
+         * per-pixel sums, qk_i8_box_sums_*), else prefix sums of the bytes */
         uint32_t *pre = (uint32_t *)(P + bb);
         const int sg = c->x_type == QK_I8;
         if (c->KS % Cg == 0 && Cg % 16 == 0) {
-            /* whole pixels: a kh x run box sum of per-pixel sums, separable:
-             * horizontal runs hs[q] = ps[q] + .. + ps[q + run - 1] (in place),
-             * then kh of them a padded row apart, over each output row's
-             * OW real pixels (the pad columns' rows are dropped) */
-            const int64_t run = c->KS / Cg, npx = (Rb + c->kh - 1) * Wp;
-            qk_i8_pixel_sums__sse2(P, npx + run - 1, Cg, sg, pre);
-            for (int64_t q = 0; q < npx; q++) {
-                uint32_t s = pre[q];
-                for (int64_t b = 1; b < run; b++)
-                    s += pre[q + b];
-                pre[q] = s;
-            }
-            for (int64_t oh = 0; oh < Rb; oh++) {
-                uint32_t *d = (uint32_t *)rsb + oh * Wp;
-                const uint32_t *h = pre + oh * Wp;
-                for (int64_t ow = 0; ow < r->OW; ow++)
-                    d[ow] = h[ow];
-                for (int64_t ow = r->OW; ow < Wp; ow++)
-                    d[ow] = 0; /* pad columns: computed, dropped */
-                for (int64_t a = 1; a < c->kh; a++)
-                    for (int64_t ow = 0; ow < r->OW; ow++)
-                        d[ow] += h[a * Wp + ow];
-            }
+            if (qk_cpu_isa() >= QK_ISA_AVX512)
+                qk_i8_box_sums__avx512(P, (Rb + c->kh - 1) * Wp, Cg, sg, c->KS / Cg, c->kh, Wp, Rb, r->OW, pre, rsb);
+            else
+                qk_i8_box_sums_ref(P, (Rb + c->kh - 1) * Wp, Cg, sg, c->KS / Cg, c->kh, Wp, Rb, r->OW, pre, rsb);
         } else {
             pre[0] = 0;
             if (sg)
@@ -118,6 +99,33 @@ void qk_i8conv_imp_task(void *vctx, int64_t t, int worker)
                 kp[nk++] = c4 * ts + (a * Wp + b) * 4;
     qk_i8_gemm_pairs__vnni(c->gimp, c->bpair, Rb * Wp, T, 8, kp, (int32_t *)gws, 16);
     qk_i8gemm_store_rows(c->gimp, Rb, Wp, r->OW, (const int32_t *)gws, 16, rs, 0, c->Co, y, ldm, ldn, gws);
+}
+
+/* i8conv.h: whole pixels' row sums as a kh x run box sum of per-pixel sums,
+ * separable: horizontal runs hs[q] = ps[q] + .. + ps[q + run - 1] (in
+ * place), then kh of them a padded row apart, over each output row's OW
+ * real pixels (the pad columns' rows are dropped). */
+void qk_i8_box_sums_ref(const uint8_t *P, int64_t npx, int64_t Cg, int sg, int64_t run, int64_t kh, int64_t Wp,
+                        int64_t R, int64_t OW, uint32_t *pre, int32_t *rs)
+{
+    qk_i8_pixel_sums__sse2(P, npx + run - 1, Cg, sg, pre);
+    for (int64_t q = 0; q < npx; q++) {
+        uint32_t s = pre[q];
+        for (int64_t b = 1; b < run; b++)
+            s += pre[q + b];
+        pre[q] = s;
+    }
+    for (int64_t oh = 0; oh < R; oh++) {
+        uint32_t *d = (uint32_t *)rs + oh * Wp;
+        const uint32_t *h = pre + oh * Wp;
+        for (int64_t ow = 0; ow < OW; ow++)
+            d[ow] = h[ow];
+        for (int64_t ow = OW; ow < Wp; ow++)
+            d[ow] = 0; /* pad columns: computed, dropped */
+        for (int64_t a = 1; a < kh; a++)
+            for (int64_t ow = 0; ow < OW; ow++)
+                d[ow] += h[a * Wp + ow];
+    }
 }
 
 /* T (i8conv.h): row c (ts bytes apart) the dword c of pixels [0, NPX) of
