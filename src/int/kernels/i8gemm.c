@@ -419,6 +419,33 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
         }
         break;
     default:
+        if (ldc_m == 1) { /* planes (NCHW): 4 x 4 dword transposes */
+            const int32_t *t = tmp;
+            int32_t *c = C;
+            int64_t m0 = 0;
+            for (; m0 + 4 <= mb; m0 += 4) {
+                int64_t j0 = 0;
+                for (; j0 + 4 <= nb; j0 += 4) {
+                    __m128i r0 = _mm_loadu_si128((const __m128i *)(t + m0 * nb + j0));
+                    __m128i r1 = _mm_loadu_si128((const __m128i *)(t + (m0 + 1) * nb + j0));
+                    __m128i r2 = _mm_loadu_si128((const __m128i *)(t + (m0 + 2) * nb + j0));
+                    __m128i r3 = _mm_loadu_si128((const __m128i *)(t + (m0 + 3) * nb + j0));
+                    __m128i u0 = _mm_unpacklo_epi32(r0, r1), u1 = _mm_unpacklo_epi32(r2, r3);
+                    __m128i u2 = _mm_unpackhi_epi32(r0, r1), u3 = _mm_unpackhi_epi32(r2, r3);
+                    _mm_storeu_si128((__m128i *)(c + j0 * ldc_n + m0), _mm_unpacklo_epi64(u0, u1));
+                    _mm_storeu_si128((__m128i *)(c + (j0 + 1) * ldc_n + m0), _mm_unpackhi_epi64(u0, u1));
+                    _mm_storeu_si128((__m128i *)(c + (j0 + 2) * ldc_n + m0), _mm_unpacklo_epi64(u2, u3));
+                    _mm_storeu_si128((__m128i *)(c + (j0 + 3) * ldc_n + m0), _mm_unpackhi_epi64(u2, u3));
+                }
+                for (int64_t j = j0; j < nb; j++)
+                    for (int64_t m = m0; m < m0 + 4; m++)
+                        c[j * ldc_n + m] = t[m * nb + j];
+            }
+            for (int64_t j = 0; j < nb; j++)
+                for (int64_t m = m0; m < mb; m++)
+                    c[j * ldc_n + m] = t[m * nb + j];
+            break;
+        }
         for (int64_t j = 0; j < nb; j++) {
             const int32_t *t = (const int32_t *)tmp + j;
             int32_t *c = (int32_t *)C + j * ldc_n;
