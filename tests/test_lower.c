@@ -6,6 +6,7 @@
  * 1 vs 2 threads, bad parameters, the runner API and examples/qkit_infer. */
 #include "qkit/qkit.h"
 #include "qt.h"
+#include "../src/int/lower/lower_ops.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -1109,11 +1110,66 @@ static void test_shipped_lenet(qk_pool *pool2)
     qk_dataset_free(&test);
 }
 
+/* QkEpilogue's AVX-512 pass against the portable loop, bit for bit: values
+ * whose exact quotient by y_scale is a half-integer (a_scale = y_scale * k /
+ * 2 with y_scale 3 or 0.1) and random scales, relu, int32 / uint8 / int8 a
+ * with a uint8 / int8 or float b, per-tensor and per-channel scales, NCHW
+ * and NHWC runs, uint8 and int8 codes out, a non-finite scale. */
+static void test_epilogue_kernel(void)
+{
+    if (!qk_cpu_isa_usable(QK_ISA_AVX512)) {
+        printf("note: no AVX-512: QkEpilogue kernel comparison skipped\n");
+        return;
+    }
+    enum { NE = 4099, C = 24 };
+    static int32_t a32[NE];
+    static uint8_t a8[NE], b8[NE], y0[NE], y1[NE];
+    static float bf[NE];
+    float sa[C], sb[C];
+    uint32_t seed = 11;
+#define ERND() (seed = seed * 1664525u + 1013904223u, seed >> 8)
+    int bad = 0, cases = 0;
+    for (int it = 0; it < 96; it++) {
+        const float yss[3] = {3.0f, 0.1f, 0.0123f};
+        float ys = yss[it % 3];
+        int tie = it % 2 == 0, at = it / 2 % 3, relu = it / 6 % 2, nhwc = it / 12 % 2, out8 = it / 24 % 2;
+        int bkind = it / 48 % 2; /* 0: integer b, 1: float b */
+        for (int k = 0; k < C; k++) {
+            sa[k] = tie ? ys * (float)(1 + k % 3) * 0.5f : (float)(ERND() % 1000 + 1) * 1e-4f;
+            sb[k] = tie ? ys * 0.5f : (float)(ERND() % 1000 + 1) * 1e-3f;
+        }
+        if (it == 95)
+            sa[3] = 1.0f / 0.0f;
+        for (int i = 0; i < NE; i++) {
+            a32[i] = (int32_t)(ERND() % 2001) - 1000;
+            a8[i] = (uint8_t)ERND();
+            b8[i] = (uint8_t)ERND();
+            bf[i] = (float)((int)(ERND() % 2001) - 1000) * 0.0137f;
+        }
+        qk_epi_run e = {.at = at == 0 ? QK_I32 : at == 1 ? QK_U8 : QK_I8, .bt = out8 ? QK_I8 : QK_U8,
+                        .out = out8 ? QK_I8 : QK_U8, .a = at == 0 ? (const void *)a32 : a8,
+                        .b = bkind ? (const void *)bf : b8, .b_int = !bkind, .relu = relu,
+                        .za = at == 0 ? 0 : 3, .zb = 5, .zy = out8 ? -3 : 7, .ys = ys, .sa = sa, .sb = sb,
+                        .nsa = it % 4 == 1 ? 1 : C, .nsb = it % 4 == 3 ? 1 : C, .C = C, .run = nhwc ? 1 : 37};
+        e.y = y0;
+        qk_epi_range_ref(&e, 0, NE);
+        e.y = y1;
+        memset(y1, 0xa5, sizeof y1);
+        qk_epi_range__avx512(&e, 0, 16 * 100);
+        qk_epi_range__avx512(&e, 16 * 100, NE); /* a ragged tail */
+        bad += memcmp(y0, y1, NE) != 0;
+        cases++;
+    }
+#undef ERND
+    QT_CHECK(bad == 0, "QkEpilogue AVX-512: %d of %d cases differ from the portable loop", bad, cases);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
     qk_pool *pool2 = NULL;
     QT_OK(qk_pool_create(2, &pool2));
+    test_epilogue_kernel();
     test_worked_example();
     test_conv("fp32", QK_RQ_FP32, QK_U8, QK_U8, 0, 0, "relu", pool2);   /* SNPE-like uint8 asym, per tensor */
     test_conv("fp32", QK_RQ_FP32, QK_U8, QK_U8, 0, 0, NULL, NULL);
