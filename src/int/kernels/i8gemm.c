@@ -349,9 +349,20 @@ size_t qk_i8gemm_ws_bytes(const qk_i8gemm *g) { return g->ws_bytes; }
 
 /* ---------------- run ---------------- */
 
-/* tmp [mb][nb] (row-major) -> C[m*ldc_m + j*ldc_n]; the conv stores NCHW
- * with ldc_m = 1, where each column j becomes one contiguous run. */
-static inline const uint8_t *tmp_u8(const void *p) { return (const uint8_t *)p; }
+/* One round of interleaves of a 16 x 16 byte transpose: elements of w bytes
+ * of rows 2i and 2i + 1, the low halves into d[i], the high into d[i + 8]. */
+static inline void interleave(const __m128i *s, __m128i *d, int w)
+{
+    for (int i = 0; i < 8; i++) {
+        __m128i x = s[2 * i], y = s[2 * i + 1];
+        switch (w) {
+        case 1: d[i] = _mm_unpacklo_epi8(x, y), d[i + 8] = _mm_unpackhi_epi8(x, y); break;
+        case 2: d[i] = _mm_unpacklo_epi16(x, y), d[i + 8] = _mm_unpackhi_epi16(x, y); break;
+        case 4: d[i] = _mm_unpacklo_epi32(x, y), d[i + 8] = _mm_unpackhi_epi32(x, y); break;
+        default: d[i] = _mm_unpacklo_epi64(x, y), d[i + 8] = _mm_unpackhi_epi64(x, y); break;
+        }
+    }
+}
 
 /* d[j*ldd + m] = s[m*lds + j] for a 16 x 16 block of bytes (SSE2: four
  * rounds of interleaves, which leave column j in the vector at j's 4 bits
@@ -361,27 +372,18 @@ static void transpose16(const uint8_t *s, int64_t lds, uint8_t *d, int64_t ldd)
     __m128i a[16], b[16];
     for (int i = 0; i < 16; i++)
         a[i] = _mm_loadu_si128((const __m128i *)(s + i * lds));
-    for (int i = 0; i < 8; i++) {
-        b[i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
-        b[i + 8] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
-    }
-    for (int i = 0; i < 8; i++) {
-        a[i] = _mm_unpacklo_epi16(b[2 * i], b[2 * i + 1]);
-        a[i + 8] = _mm_unpackhi_epi16(b[2 * i], b[2 * i + 1]);
-    }
-    for (int i = 0; i < 8; i++) {
-        b[i] = _mm_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
-        b[i + 8] = _mm_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
-    }
-    for (int i = 0; i < 8; i++) {
-        a[i] = _mm_unpacklo_epi64(b[2 * i], b[2 * i + 1]);
-        a[i + 8] = _mm_unpackhi_epi64(b[2 * i], b[2 * i + 1]);
-    }
+    interleave(a, b, 1);
+    interleave(b, a, 2);
+    interleave(a, b, 4);
+    interleave(b, a, 8);
     static const int col[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15}; /* a[i]: column col[i] */
     for (int i = 0; i < 16; i++)
         _mm_storeu_si128((__m128i *)(d + col[i] * ldd), a[i]);
 }
 
+/* tmp [mb][nb] (row-major) -> C[m*ldc_m + j*ldc_n]; the conv stores NCHW
+ * with ldc_m = 1, where each column j becomes one contiguous run (block
+ * transposes, then the ragged edges one element at a time). */
 static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp, void *C, int64_t ldc_m,
                     int64_t ldc_n)
 {
@@ -389,18 +391,20 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
     case QK_U8:
     case QK_I8:
         if (ldc_m == 1) { /* planes (NCHW): a byte transpose, 16 x 16 at a time */
+            const uint8_t *t = tmp;
+            uint8_t *c = C;
             int64_t m0 = 0;
             for (; m0 + 16 <= mb; m0 += 16) {
                 int64_t j0 = 0;
                 for (; j0 + 16 <= nb; j0 += 16)
-                    transpose16(tmp_u8(tmp) + m0 * nb + j0, nb, (uint8_t *)C + j0 * ldc_n + m0, ldc_n);
+                    transpose16(t + m0 * nb + j0, nb, c + j0 * ldc_n + m0, ldc_n);
                 for (int64_t j = j0; j < nb; j++)
                     for (int64_t m = m0; m < m0 + 16; m++)
-                        ((uint8_t *)C)[j * ldc_n + m] = tmp_u8(tmp)[m * nb + j];
+                        c[j * ldc_n + m] = t[m * nb + j];
             }
             for (int64_t j = 0; j < nb; j++)
                 for (int64_t m = m0; m < mb; m++)
-                    ((uint8_t *)C)[j * ldc_n + m] = tmp_u8(tmp)[m * nb + j];
+                    c[j * ldc_n + m] = t[m * nb + j];
             break;
         }
         for (int64_t j = 0; j < nb; j++) {
