@@ -381,6 +381,44 @@ static void transpose16(const uint8_t *s, int64_t lds, uint8_t *d, int64_t ldd)
         _mm_storeu_si128((__m128i *)(d + col[i] * ldd), a[i]);
 }
 
+/* The same for a 4 x 4 block of dwords (strides in bytes). */
+static void transpose4(const uint8_t *s, int64_t lds, uint8_t *d, int64_t ldd)
+{
+    __m128i r0 = _mm_loadu_si128((const __m128i *)s), r1 = _mm_loadu_si128((const __m128i *)(s + lds));
+    __m128i r2 = _mm_loadu_si128((const __m128i *)(s + 2 * lds)), r3 = _mm_loadu_si128((const __m128i *)(s + 3 * lds));
+    __m128i u0 = _mm_unpacklo_epi32(r0, r1), u1 = _mm_unpacklo_epi32(r2, r3);
+    __m128i u2 = _mm_unpackhi_epi32(r0, r1), u3 = _mm_unpackhi_epi32(r2, r3);
+    _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi64(u0, u1));
+    _mm_storeu_si128((__m128i *)(d + ldd), _mm_unpackhi_epi64(u0, u1));
+    _mm_storeu_si128((__m128i *)(d + 2 * ldd), _mm_unpacklo_epi64(u2, u3));
+    _mm_storeu_si128((__m128i *)(d + 3 * ldd), _mm_unpackhi_epi64(u2, u3));
+}
+
+/* c[(j*ldc_n + m)*es ..] = t[(m*nb + j)*es ..] for rows [m0, m1), columns [j0, nb) */
+static void to_planes_edge(const uint8_t *t, int64_t nb, uint8_t *c, int64_t ldc_n, size_t es, int64_t m0,
+                           int64_t m1, int64_t j0)
+{
+    for (int64_t j = j0; j < nb; j++)
+        for (int64_t m = m0; m < m1; m++)
+            memcpy(c + (size_t)(j * ldc_n + m) * es, t + (size_t)(m * nb + j) * es, es);
+}
+
+/* tmp [mb][nb] of es-byte elements into planes (ldc_m = 1): B x B block
+ * transposes by tr, the ragged edges one element at a time */
+static void to_planes(const uint8_t *t, int64_t mb, int64_t nb, uint8_t *c, int64_t ldc_n, size_t es, int64_t B,
+                      void (*tr)(const uint8_t *, int64_t, uint8_t *, int64_t))
+{
+    int64_t m0 = 0;
+    for (; m0 + B <= mb; m0 += B) {
+        int64_t j0 = 0;
+        for (; j0 + B <= nb; j0 += B)
+            tr(t + (size_t)(m0 * nb + j0) * es, nb * (int64_t)es, c + (size_t)(j0 * ldc_n + m0) * es,
+               ldc_n * (int64_t)es);
+        to_planes_edge(t, nb, c, ldc_n, es, m0, m0 + B, j0);
+    }
+    to_planes_edge(t, nb, c, ldc_n, es, m0, mb, 0);
+}
+
 /* tmp [mb][nb] (row-major) -> C[m*ldc_m + j*ldc_n]; the conv stores NCHW
  * with ldc_m = 1, where each column j becomes one contiguous run (block
  * transposes, then the ragged edges one element at a time). */
@@ -390,21 +428,8 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
     switch (g->out_type) {
     case QK_U8:
     case QK_I8:
-        if (ldc_m == 1) { /* planes (NCHW): a byte transpose, 16 x 16 at a time */
-            const uint8_t *t = tmp;
-            uint8_t *c = C;
-            int64_t m0 = 0;
-            for (; m0 + 16 <= mb; m0 += 16) {
-                int64_t j0 = 0;
-                for (; j0 + 16 <= nb; j0 += 16)
-                    transpose16(t + m0 * nb + j0, nb, c + j0 * ldc_n + m0, ldc_n);
-                for (int64_t j = j0; j < nb; j++)
-                    for (int64_t m = m0; m < m0 + 16; m++)
-                        c[j * ldc_n + m] = t[m * nb + j];
-            }
-            for (int64_t j = 0; j < nb; j++)
-                for (int64_t m = m0; m < mb; m++)
-                    c[j * ldc_n + m] = t[m * nb + j];
+        if (ldc_m == 1) { /* planes (NCHW) */
+            to_planes(tmp, mb, nb, C, ldc_n, 1, 16, transpose16);
             break;
         }
         for (int64_t j = 0; j < nb; j++) {
@@ -423,31 +448,8 @@ static void scatter(const qk_i8gemm *g, int64_t mb, int64_t nb, const void *tmp,
         }
         break;
     default:
-        if (ldc_m == 1) { /* planes (NCHW): 4 x 4 dword transposes */
-            const int32_t *t = tmp;
-            int32_t *c = C;
-            int64_t m0 = 0;
-            for (; m0 + 4 <= mb; m0 += 4) {
-                int64_t j0 = 0;
-                for (; j0 + 4 <= nb; j0 += 4) {
-                    __m128i r0 = _mm_loadu_si128((const __m128i *)(t + m0 * nb + j0));
-                    __m128i r1 = _mm_loadu_si128((const __m128i *)(t + (m0 + 1) * nb + j0));
-                    __m128i r2 = _mm_loadu_si128((const __m128i *)(t + (m0 + 2) * nb + j0));
-                    __m128i r3 = _mm_loadu_si128((const __m128i *)(t + (m0 + 3) * nb + j0));
-                    __m128i u0 = _mm_unpacklo_epi32(r0, r1), u1 = _mm_unpacklo_epi32(r2, r3);
-                    __m128i u2 = _mm_unpackhi_epi32(r0, r1), u3 = _mm_unpackhi_epi32(r2, r3);
-                    _mm_storeu_si128((__m128i *)(c + j0 * ldc_n + m0), _mm_unpacklo_epi64(u0, u1));
-                    _mm_storeu_si128((__m128i *)(c + (j0 + 1) * ldc_n + m0), _mm_unpackhi_epi64(u0, u1));
-                    _mm_storeu_si128((__m128i *)(c + (j0 + 2) * ldc_n + m0), _mm_unpacklo_epi64(u2, u3));
-                    _mm_storeu_si128((__m128i *)(c + (j0 + 3) * ldc_n + m0), _mm_unpackhi_epi64(u2, u3));
-                }
-                for (int64_t j = j0; j < nb; j++)
-                    for (int64_t m = m0; m < m0 + 4; m++)
-                        c[j * ldc_n + m] = t[m * nb + j];
-            }
-            for (int64_t j = 0; j < nb; j++)
-                for (int64_t m = m0; m < mb; m++)
-                    c[j * ldc_n + m] = t[m * nb + j];
+        if (ldc_m == 1) { /* planes (NCHW) */
+            to_planes(tmp, mb, nb, C, ldc_n, 4, 4, transpose4);
             break;
         }
         for (int64_t j = 0; j < nb; j++) {
