@@ -3,7 +3,7 @@
 # every public header; `make SAN=1 test` does the
 # same under AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/).
 # Kernels for an instruction set live in files named *__sse2.c, *__avx2.c,
-# *__avx512.c, *__vnni.c, *__amx.c and get only that file's ISA flags (SSE2
+# *__avxvnni.c, *__avx512.c, *__vnni.c, *__amx.c and get only that file's ISA flags (SSE2
 # is the x86-64 baseline: none); dispatch picks them at run time from CPU
 # features, so the binary runs on any x86-64.
 
@@ -38,6 +38,7 @@ LDFLAGS += $(LDSAN) -pthread
 ISA_sse2   :=
 ISA_avx2   := -mavx2 -mfma -mf16c
 ISA_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
+ISA_avxvnni := $(ISA_avx2) -mavxvnni
 ISA_vnni   := $(ISA_avx512) -mavx512vnni
 ISA_amx    := $(ISA_vnni) -mamx-tile -mamx-int8
 
@@ -87,7 +88,7 @@ $(B)/obj/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
 
-isa_flags = $(if $(findstring __amx,$1),$(ISA_amx),$(if $(findstring __vnni,$1),$(ISA_vnni),$(if $(findstring __avx512,$1),$(ISA_avx512),$(if $(findstring __avx2,$1),$(ISA_avx2),$(if $(findstring __sse2,$1),$(ISA_sse2),)))))
+isa_flags = $(if $(findstring __avxvnni,$1),$(ISA_avxvnni),$(if $(findstring __amx,$1),$(ISA_amx),$(if $(findstring __vnni,$1),$(ISA_vnni),$(if $(findstring __avx512,$1),$(ISA_avx512),$(if $(findstring __avx2,$1),$(ISA_avx2),$(if $(findstring __sse2,$1),$(ISA_sse2),))))))
 
 $(B)/obj/%.o: %.c $(HDRS) $(B)/gen/onnx.pb-c.h
 	@mkdir -p $(dir $@)

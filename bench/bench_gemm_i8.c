@@ -167,7 +167,7 @@ int main(int argc, char **argv)
     int nk = qk_i8_kernel_count(), kern[8], nkern = 0;
     for (int k = 0; k < nk; k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-        if (!ki->test_only && qk_cpu_isa_usable(ki->isa))
+        if (!ki->test_only && qk_i8_kernel_usable(k))
             kern[nkern++] = k;
     }
     int64_t maxa = 0, maxb = 0, maxc = 0;

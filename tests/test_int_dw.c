@@ -186,7 +186,7 @@ int main(void)
     test_refused();
     for (int k = 0; k < qk_i8_kernel_count(); k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {
+        if (!qk_i8_kernel_usable(k)) {
             printf("note: kernel %s skipped: this CPU lacks %s\n", ki->name, qk_isa_name(ki->isa));
             continue;
         }

@@ -424,7 +424,7 @@ static void test_dispatch(void)
     char buf[256];
     printf("info: %s\n", qk_cpu_describe(buf, sizeof buf));
     int best = qk_i8_kernel_for_isa(qk_cpu_isa());
-    QT_CHECK(best >= 0 && qk_cpu_isa_usable(qk_i8_kernel_get(best)->isa) && !qk_i8_kernel_get(best)->test_only,
+    QT_CHECK(best >= 0 && qk_i8_kernel_usable(best) && !qk_i8_kernel_get(best)->test_only,
              "dispatch picked an unusable kernel");
     QT_CHECK(qk_i8_kernel_get(qk_i8_kernel_for_isa(QK_ISA_REF))->isa == QK_ISA_REF, "ref level picks the ref kernel");
     qk_isa isa;
@@ -446,7 +446,7 @@ static void test_dispatch(void)
     QT_CHECK(qk_i8gemm_create(&d, &g) == QK_ERR_ARG, "uint8 output without requantization rejected");
     for (int k = 0; k < qk_i8_kernel_count(); k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {
+        if (!qk_i8_kernel_usable(k)) {
             d.out_type = QK_I32;
             d.kernel = k;
             QT_CHECK(qk_i8gemm_create(&d, &g) == QK_ERR_UNSUPPORTED, "kernel %s must be refused here", ki->name);
@@ -490,7 +490,7 @@ int main(void)
     test_box_sums();
     for (int k = 0; k < qk_i8_kernel_count(); k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {
+        if (!qk_i8_kernel_usable(k)) {
             printf("note: kernel %s skipped: this CPU lacks %s (or the OS did not grant it)\n", ki->name,
                    qk_isa_name(ki->isa));
             continue;

@@ -226,7 +226,7 @@ static void test_worked_example(void)
     QT_OK(qk_act_bounds(QK_I8, 0.005f, -20, QK_ACT_RELU6, 0, 0, &lo, &hi));
     for (int k = 0; k < qk_i8_kernel_count(); k++) {
         const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa))
+        if (!qk_i8_kernel_usable(k))
             continue;
         qk_i8gemm_desc d = {.a_type = QK_I8, .b_type = QK_I8, .K = 4, .N = 1, .B = B, .ldb = 1, .a_zero = -10,
                             .nb_zero = 1, .b_zero = &zw, .bias = &bias, .out_type = QK_I32, .kernel = k};
@@ -285,7 +285,7 @@ static void test_kernel_ties(void)
                 want[m][n] = qk_requant_value(modes[mi], A[m], mult[n], sh[n], scale[n], 5, -20, 20);
         for (int k = 0; k < qk_i8_kernel_count(); k++) {
             const qk_i8_kernel_info *ki = qk_i8_kernel_get(k);
-            if (!ki->test_only && !qk_cpu_isa_usable(ki->isa))
+            if (!qk_i8_kernel_usable(k))
                 continue;
             qk_i8gemm_desc d = {.a_type = QK_I8, .b_type = QK_I8, .K = 1, .N = N, .B = B, .ldb = N,
                                 .out_type = QK_I16, .kernel = k,

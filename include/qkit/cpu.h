@@ -71,7 +71,7 @@ int qk_cpu_isa_usable(qk_isa isa);
 const char *qk_isa_name(qk_isa isa);   /* "ref", "avx2", ...; "?" if invalid */
 /* Parses "ref|avx2|avx512|vnni|amx" (case-insensitive). QK_ERR_ARG if unknown. */
 qk_status qk_isa_parse(const char *s, qk_isa *out);
-/* One line "vendor brand: avx2 avx512 vnni amx(granted) -> level" for logs. */
+/* One line "vendor brand: avx2 avx-vnni avx512 vnni amx(granted) -> level" for logs. */
 char *qk_cpu_describe(char *buf, size_t n);
 
 #ifdef __cplusplus

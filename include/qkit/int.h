@@ -1,7 +1,8 @@
 /* qkit integer engine: requantization (gemmlowp/TFLite, ONNX Runtime, power
  * of two), int8 GEMM and convolution kernels (plain C reference + AVX2,
- * AVX-512, AVX-512 VNNI, AMX), quantized Add / Concat / pooling, and the ONNX
- * operators QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger.
+ * AVX2 with AVX-VNNI, AVX-512, AVX-512 VNNI, AMX), quantized Add / Concat /
+ * pooling, and the ONNX operators QLinearConv, QLinearMatMul, ConvInteger,
+ * MatMulInteger.
  *
  * Example (docs/ALGORITHMS.md §7, the worked example: one output channel,
  * K = 4; `make test` runs it):
@@ -146,6 +147,10 @@ typedef struct qk_i8_kernel_info {
 } qk_i8_kernel_info;
 int qk_i8_kernel_count(void);
 const qk_i8_kernel_info *qk_i8_kernel_get(int i);
+/* 1 if this CPU runs kernel i: its level (qk_cpu_isa_usable) and any
+ * further feature it needs ("avx2-vnni": AVX-VNNI); test-only kernels
+ * always. */
+int qk_i8_kernel_usable(int i);
 /* Kernel index dispatch picks for isa (the best one at or below it). */
 int qk_i8_kernel_for_isa(qk_isa isa);
 

@@ -175,8 +175,8 @@ int qk_cpu_isa_usable(qk_isa isa)
 char *qk_cpu_describe(char *buf, size_t n)
 {
     const qk_cpu_features *f = qk_cpu_features_get();
-    snprintf(buf, n, "%s %s:%s%s%s%s%s -> %s", f->vendor, f->brand[0] ? f->brand : "(no brand)",
-             f->avx2 ? " avx2" : "", f->avx512f && f->os_avx512 ? " avx512" : "",
+    snprintf(buf, n, "%s %s:%s%s%s%s%s%s -> %s", f->vendor, f->brand[0] ? f->brand : "(no brand)",
+             f->avx2 ? " avx2" : "", f->avx_vnni ? " avx-vnni" : "", f->avx512f && f->os_avx512 ? " avx512" : "",
              f->avx512vnni ? " vnni" : "",
              f->amx_int8 ? (f->amx_granted ? " amx(granted)" : " amx(not granted)") : "",
              f->os_avx ? "" : " (no OS AVX state)", qk_isa_name(f->level));

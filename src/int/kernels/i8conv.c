@@ -234,8 +234,9 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
             qk_i8conv_destroy(c);
             return qk_error(QK_ERR_ARG, "int8 conv: kernel index %d", d->kernel);
         }
-        const qk_i8_kernel_info *ki = qk_i8_kernel_get(d->kernel >= 0 ? d->kernel : qk_i8_kernel_for_isa(qk_cpu_isa()));
-        if (!ki->test_only && !qk_cpu_isa_usable(ki->isa)) {
+        int kidx = d->kernel >= 0 ? d->kernel : qk_i8_kernel_for_isa(qk_cpu_isa());
+        const qk_i8_kernel_info *ki = qk_i8_kernel_get(kidx);
+        if (!qk_i8_kernel_usable(kidx)) {
             qk_i8conv_destroy(c);
             return qk_error(QK_ERR_UNSUPPORTED, "int8 conv: kernel '%s' needs %s, which this CPU lacks", ki->name,
                             qk_isa_name(ki->isa));

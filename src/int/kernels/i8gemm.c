@@ -120,6 +120,9 @@ static const qk_i8_kernel kernels[] = {
     {{"ref", QK_ISA_REF, 0, 1, 1}, QK_PACK_NK, 1, 0, 32, ws_none, qk_i8_rowsum_ref, prepare_none, compute_ref,
      qk_i8_epilogue_ref, NULL, NULL},
     ISA_KERNEL("avx2", QK_ISA_AVX2, 0, 6, 16, QK_PACK_I16, 2, 0, 60, qk_i8_rowsum__avx2, qk_i8_epilogue__avx2, avx2),
+    /* AVX2 level as well, and AVX-VNNI (kernel_usable); after "avx2" so that dispatch prefers it */
+    ISA_KERNEL("avx2-vnni", QK_ISA_AVX2, 0, 6, 16, QK_PACK_K4, 4, 1, 60, qk_i8_rowsum__avx2, qk_i8_epilogue__avx2,
+               avxvnni),
     ISA_KERNEL("avx512", QK_ISA_AVX512, 0, 12, 32, QK_PACK_I16, 2, 0, 96, qk_i8_rowsum__avx512,
                qk_i8_epilogue__avx512, avx512),
     ISA_KERNEL_KOFF_SMALL("vnni", QK_ISA_VNNI, 0, 12, 32, QK_PACK_K4, 4, 1, 96, qk_i8_rowsum__avx512,
@@ -140,11 +143,23 @@ const qk_i8_kernel_info *qk_i8_kernel_get(int i)
     return (i >= 0 && i < NKERNELS) ? &kernels[i].info : NULL;
 }
 
+/* The CPU runs kernel k: its level, and AVX-VNNI for the kernel that needs it. */
+static int kernel_usable(const qk_i8_kernel *k)
+{
+    if (k->info.test_only)
+        return 1;
+    if (!qk_cpu_isa_usable(k->info.isa))
+        return 0;
+    return k->compute != qk_i8_gemm__avxvnni || qk_cpu_features_get()->avx_vnni;
+}
+
+int qk_i8_kernel_usable(int i) { return i >= 0 && i < NKERNELS && kernel_usable(&kernels[i]); }
+
 int qk_i8_kernel_for_isa(qk_isa isa)
 {
     int best = 0;
     for (int i = 0; i < NKERNELS; i++)
-        if (!kernels[i].info.test_only && kernels[i].info.isa <= isa && qk_cpu_isa_usable(kernels[i].info.isa) &&
+        if (!kernels[i].info.test_only && kernels[i].info.isa <= isa && kernel_usable(&kernels[i]) &&
             kernels[i].info.isa >= kernels[best].info.isa)
             best = i;
     return best;
@@ -283,7 +298,7 @@ qk_status qk_i8gemm_create(const qk_i8gemm_desc *d, qk_i8gemm **out)
     if (d->kernel < 0 && kernels[ki].info.isa == QK_ISA_AMX && d->K < kernels[ki].kalign)
         ki = qk_i8_kernel_for_isa(QK_ISA_VNNI);
     const qk_i8_kernel *k = &kernels[ki];
-    if (!k->info.test_only && !qk_cpu_isa_usable(k->info.isa))
+    if (!kernel_usable(k))
         return qk_error(QK_ERR_UNSUPPORTED, "int8 GEMM: kernel '%s' needs %s, which this CPU lacks", k->info.name,
                         qk_isa_name(k->info.isa));
     qk_i8gemm *g = qk_calloc(1, sizeof *g);

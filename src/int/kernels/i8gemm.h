@@ -222,6 +222,7 @@ void qk_i8gemm_block(const qk_i8gemm *g, int64_t mb, const void *A, int64_t lda,
     void qk_i8_gemm__##isa(const qk_i8gemm *g, int64_t mb, const void *Ap, int64_t ldap, int64_t n0,     \
                            int64_t nbp, int32_t *acc, int64_t ldacc, void *kws);
 QK_I8_DECL(avx2)
+QK_I8_DECL(avxvnni)
 QK_I8_DECL(avx512)
 QK_I8_DECL(vnni)
 QK_I8_DECL(amx)
