@@ -242,6 +242,7 @@ qk_status qk_i8conv_create(const qk_i8conv_desc *d, qk_i8conv **out)
                             qk_isa_name(ki->isa));
         }
         c->dw_vec = !ki->test_only && ki->isa >= QK_ISA_AVX512;
+        c->dw_avx2 = !ki->test_only && ki->isa >= QK_ISA_AVX2;
         c->dw_vnni = !ki->test_only && ki->isa >= QK_ISA_VNNI;
         size_t co = (size_t)c->Co;
         c->dw_w = qk_calloc(co * (size_t)(c->kh * c->kw), sizeof(int32_t));

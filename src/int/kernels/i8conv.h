@@ -57,6 +57,7 @@ struct qk_i8conv {
     int32_t *dw_wt;            /* depthwise, multiplier 1: dw_w as [kh*kw][Co] (NHWC kernel) */
     int32_t *dw_wp;            /* the same as int16 pairs of taps: [(kh*kw+1)/2][Co] */
     int dw_vec;                /* AVX-512 output stage for the depthwise planes */
+    int dw_avx2;               /* the AVX2 NHWC depthwise row */
     int dw_vnni;               /* the VNNI NHWC kernel may run (dq4 when the weights fit) */
     qk_i8_dwq4 dq4;
     float *dw_scale;

@@ -74,6 +74,8 @@ static void dw_nhwc_task(void *vctx, int64_t t, int worker)
             qk_i8_dw_nhwc_row__vnni(&p);
         else if (c->dw_vec)
             qk_i8_dw_nhwc_row__avx512(&p);
+        else if (c->dw_avx2)
+            qk_i8_dw_nhwc_row__avx2(&p);
         else
             qk_i8_dw_nhwc_row_ref(&p);
     }

@@ -28,35 +28,38 @@ void qk_i8_dw_plane_ref(const qk_i8_dwplane *p)
     }
 }
 
-void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
+void qk_i8_dw_nhwc_one(const qk_i8_dwrow *p, int64_t ow, int64_t c)
 {
     const int64_t C = p->C;
-    for (int64_t ow = 0; ow < p->OW; ow++)
-        for (int64_t c = 0; c < C; c++) {
-            uint32_t s = (uint32_t)p->bias[c];
-            for (int64_t a = 0; a < p->kh; a++) {
-                int64_t ih = p->ih0 + a * p->dh;
-                if (ih < 0 || ih >= p->H)
-                    continue;
-                for (int64_t b = 0; b < p->kw; b++) {
-                    int64_t iw = ow * p->sw - p->pl + b * p->dw;
-                    if (iw < 0 || iw >= p->W)
-                        continue;
-                    const uint8_t *xp = p->x + (ih * p->W + iw) * C + c;
-                    int32_t xv = p->sgn ? (int32_t)(int8_t)*xp : (int32_t)*xp;
-                    s += (uint32_t)p->wt[(a * p->kw + b) * C + c] * (uint32_t)(xv - p->zx);
-                }
-            }
-            int32_t v = qk_requant_value(p->mode, (int32_t)s, p->mult[c], p->shift[c], p->scale[c], p->zo, p->qmin,
-                                         p->qmax);
-            int64_t o = ow * C + c;
-            switch (p->out_type) {
-            case QK_U8: ((uint8_t *)p->y)[o] = (uint8_t)v; break;
-            case QK_I8: ((int8_t *)p->y)[o] = (int8_t)v; break;
-            case QK_I16: ((int16_t *)p->y)[o] = (int16_t)v; break;
-            default: ((int32_t *)p->y)[o] = v; break;
-            }
+    uint32_t s = (uint32_t)p->bias[c];
+    for (int64_t a = 0; a < p->kh; a++) {
+        int64_t ih = p->ih0 + a * p->dh;
+        if (ih < 0 || ih >= p->H)
+            continue;
+        for (int64_t b = 0; b < p->kw; b++) {
+            int64_t iw = ow * p->sw - p->pl + b * p->dw;
+            if (iw < 0 || iw >= p->W)
+                continue;
+            const uint8_t *xp = p->x + (ih * p->W + iw) * C + c;
+            int32_t xv = p->sgn ? (int32_t)(int8_t)*xp : (int32_t)*xp;
+            s += (uint32_t)p->wt[(a * p->kw + b) * C + c] * (uint32_t)(xv - p->zx);
         }
+    }
+    int32_t v = qk_requant_value(p->mode, (int32_t)s, p->mult[c], p->shift[c], p->scale[c], p->zo, p->qmin, p->qmax);
+    int64_t o = ow * C + c;
+    switch (p->out_type) {
+    case QK_U8: ((uint8_t *)p->y)[o] = (uint8_t)v; break;
+    case QK_I8: ((int8_t *)p->y)[o] = (int8_t)v; break;
+    case QK_I16: ((int16_t *)p->y)[o] = (int16_t)v; break;
+    default: ((int32_t *)p->y)[o] = v; break;
+    }
+}
+
+void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
+{
+    for (int64_t ow = 0; ow < p->OW; ow++)
+        for (int64_t c = 0; c < p->C; c++)
+            qk_i8_dw_nhwc_one(p, ow, c);
 }
 
 void qk_i8_dwq4_free(qk_i8_dwq4 *q4)

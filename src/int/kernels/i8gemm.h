@@ -192,6 +192,11 @@ typedef struct qk_i8_dwrow {
 /* The AVX-512 row handles up to this many taps (kh*kw); more go to the reference. */
 #define QK_I8_DW_MAXTAPS 64
 void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p);
+/* The reference's step for output column ow, channel c (the AVX2 row's
+ * channels past the last multiple of 8). */
+void qk_i8_dw_nhwc_one(const qk_i8_dwrow *p, int64_t ow, int64_t c);
+/* 8 channels per step with vpmaddwd (AVX2); the same codes. */
+void qk_i8_dw_nhwc_row__avx2(const qk_i8_dwrow *p);
 void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p);
 /* The same with q4 (output types uint8/int8, GEMMLOWP or FP32 stage;
  * anything else goes to the AVX-512 row). */

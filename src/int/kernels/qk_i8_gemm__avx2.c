@@ -97,9 +97,9 @@ static inline __m256i rdbpot8(__m256i x, __m256i n)
     return _mm256_sub_epi32(_mm256_srav_epi32(x, n), _mm256_cmpgt_epi32(rem, thr));
 }
 
-static inline void store8(const qk_i8gemm *g, void *out, int64_t i, __m256i y)
+static inline void store8(qk_dtype t, void *out, int64_t i, __m256i y)
 {
-    switch (g->out_type) {
+    switch (t) {
     case QK_U8:
     case QK_I8: {
         __m256i s = _mm256_shuffle_epi8(y, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -152,9 +152,74 @@ void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb
                 x = _mm256_min_epi32(_mm256_max_epi32(x, lo), hi);
                 y = _mm256_add_epi32(x, zo);
             }
-            store8(g, (uint8_t *)out + (size_t)(m * ldo) * es, j, y);
+            store8(g->out_type, (uint8_t *)out + (size_t)(m * ldo) * es, j, y);
         }
     }
     if (nv < nb)
         qk_i8_epilogue_ref(g, mb, n0 + nv, nb - nv, acc + nv, ldacc, rs, (uint8_t *)out + (size_t)nv * es, ldo);
+}
+
+/* One output row of an NHWC depthwise convolution (i8gemm.h), 8 channels
+ * per step: taps in pairs as int16 (x - zx, w - w_zero in [-255, 255]) into
+ * vpmaddwd, exact; the output stage of the epilogue above. Channels past
+ * the last multiple of 8 go through the reference's per-channel step. */
+void qk_i8_dw_nhwc_row__avx2(const qk_i8_dwrow *p)
+{
+    if ((p->mode != QK_RQ_NONE && p->mode != QK_RQ_GEMMLOWP && p->mode != QK_RQ_FP32) ||
+        p->kh * p->kw > QK_I8_DW_MAXTAPS) {
+        qk_i8_dw_nhwc_row_ref(p);
+        return;
+    }
+    const int64_t C = p->C, C8 = C & ~(int64_t)7;
+    const __m256i z = _mm256_set1_epi32(p->zx), zo = _mm256_set1_epi32(p->zo), zero = _mm256_setzero_si256();
+    const __m256i lo = _mm256_set1_epi32(p->qmin - p->zo), hi = _mm256_set1_epi32(p->qmax - p->zo);
+    const __m256 flo = _mm256_set1_ps((float)(p->qmin - p->zo)), fhi = _mm256_set1_ps((float)(p->qmax - p->zo));
+    size_t es = qk_dtype_size(p->out_type);
+    const int64_t kk = p->kh * p->kw, np = (kk + 1) / 2;
+    int64_t off[QK_I8_DW_MAXTAPS + 1];
+    for (int64_t ow = 0; ow < p->OW; ow++) {
+        int64_t iw0 = ow * p->sw - p->pl;
+        uint8_t *yo = (uint8_t *)p->y + (size_t)(ow * C) * es;
+        for (int64_t a = 0; a < p->kh; a++) /* byte offset of each tap's pixel, -1 outside the image */
+            for (int64_t b = 0; b < p->kw; b++) {
+                int64_t ih = p->ih0 + a * p->dh, iw = iw0 + b * p->dw;
+                off[a * p->kw + b] = ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? (ih * p->W + iw) * C : -1;
+            }
+        off[kk] = -1; /* the odd tap's partner (weight 0) */
+        for (int64_t c0 = 0; c0 < C8; c0 += 8) {
+            __m256i t = _mm256_loadu_si256((const __m256i *)(p->bias + c0));
+            const uint8_t *xc = p->x + c0;
+            for (int64_t i = 0; i < np; i++) {
+                int64_t o0 = off[2 * i], o1 = off[2 * i + 1];
+                __m256i d0 = zero, d1 = zero;
+                if (o0 >= 0) {
+                    __m128i xb = _mm_loadl_epi64((const __m128i *)(xc + o0));
+                    d0 = _mm256_sub_epi32(p->sgn ? _mm256_cvtepi8_epi32(xb) : _mm256_cvtepu8_epi32(xb), z);
+                }
+                if (o1 >= 0) {
+                    __m128i xb = _mm_loadl_epi64((const __m128i *)(xc + o1));
+                    d1 = _mm256_sub_epi32(p->sgn ? _mm256_cvtepi8_epi32(xb) : _mm256_cvtepu8_epi32(xb), z);
+                }
+                __m256i pr = _mm256_blend_epi16(d0, _mm256_slli_epi32(d1, 16), 0xAA);
+                t = _mm256_add_epi32(t, _mm256_madd_epi16(pr, _mm256_loadu_si256((const __m256i *)(p->wp + i * C + c0))));
+            }
+            __m256i y;
+            if (p->mode == QK_RQ_NONE) {
+                y = t;
+            } else if (p->mode == QK_RQ_FP32) {
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(p->scale + c0));
+                f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
+                y = _mm256_add_epi32(_mm256_cvtps_epi32(f), zo);
+            } else {
+                __m256i sh = _mm256_loadu_si256((const __m256i *)(p->shift + c0));
+                __m256i x = _mm256_sllv_epi32(t, _mm256_max_epi32(sh, zero));
+                x = srdhm8(x, _mm256_loadu_si256((const __m256i *)(p->mult + c0)));
+                x = rdbpot8(x, _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero));
+                y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(x, lo), hi), zo);
+            }
+            store8(p->out_type, yo, c0, y);
+        }
+        for (int64_t c = C8; c < C; c++)
+            qk_i8_dw_nhwc_one(p, ow, c);
+    }
 }
