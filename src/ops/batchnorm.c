@@ -36,6 +36,15 @@
 
 #define BN_CBLOCK 4 /* channels per task */
 
+/* A channel's rows are S floats, C*S apart: too short and too far apart for
+ * the hardware prefetchers to follow, so each row's pass asks for the row
+ * two samples ahead (a hint; no effect on results). */
+static inline void prefetch_row(const float *p, int64_t S)
+{
+    for (int64_t i = 0; i < S; i += 16)
+        __builtin_prefetch(p + i);
+}
+
 typedef struct bn_state {
     float eps, momentum;
     int training_mode;
@@ -208,6 +217,8 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
         for (int64_t n = 0; n < N; n++) {
             float *y = c->Y + (n * C + ch) * S;
             const float *x = c->X + (n * C + ch) * S;
+            if (n + 2 < N)
+                prefetch_row(x + 2 * C * S, S);
             if (c->clip)
                 fk->affine_clip(y, x, ab, S);
             else
@@ -280,6 +291,10 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
         double s1 = 0, s2 = 0;
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = (n * C + ch) * S;
+            if (n + 2 < N) {
+                prefetch_row(c->dY + o + 2 * C * S, S);
+                prefetch_row(c->X + o + 2 * C * S, S);
+            }
             if (c->clip)
                 fk->dsums_clip(c->dY + o, c->X + o, ab, S, mean, &s1, &s2);
             else if (c->Z)
@@ -302,6 +317,10 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             float k1 = -gs * inv * sdyxh / Mf, k0 = -gs * sdy / Mf - k1 * mean;
             for (int64_t n = 0; n < N; n++) {
                 const int64_t o = (n * C + ch) * S;
+                if (n + 2 < N) {
+                    prefetch_row(c->dY + o + 2 * C * S, S);
+                    prefetch_row(c->X + o + 2 * C * S, S);
+                }
                 if (c->clip)
                     fk->bn_dx_clip(c->dX + o, c->dY + o, c->X + o, ab, gs, k1, k0, S, c->write_dx);
                 else if (c->Z)
