@@ -646,6 +646,16 @@ const double *qk_conv_row_moments(const qk_node *conv)
 
 /* ---- FLAT path ---- */
 
+/* A hint: the n floats at p into the cache. The copies below read planes
+ * of a few KiB, a sample's channel or a channel's samples apart, too short
+ * and far apart for the hardware prefetchers; each asks for the plane it
+ * reads two calls later. */
+static inline void prefetch_floats(const float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16)
+        __builtin_prefetch(p + i);
+}
+
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
  * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] (qk_cflat_pad), then
  * the zero slack after the last plane (stride 2's dY). */
@@ -653,8 +663,11 @@ static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t 
                      int64_t w, int64_t pt, int64_t pl, float *dst)
 {
     for (int64_t ch = 0; ch < nch; ch++)
-        for (int64_t k = 0; k < nb; k++)
+        for (int64_t k = 0; k < nb; k++) {
+            if (k + 2 < nb)
+                prefetch_floats(src + (k + 2) * sn + ch * sc, h * w);
             qk_cflat_pad__avx512(dst + (ch * nb + k) * s->pq, src + k * sn + ch * sc, h, w, s->Wq, pt, pl, s->pq);
+        }
     memset(dst + nch * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
@@ -665,9 +678,12 @@ static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t
     const qk_window *w = &s->w;
     const int64_t H = w->in[1], W = w->in[2];
     for (int64_t c = 0; c < s->C; c++)
-        for (int64_t k = 0; k < nb; k++)
+        for (int64_t k = 0; k < nb; k++) {
+            if (k + 2 < nb)
+                prefetch_floats(src + (k + 2) * sn + c * H * W, H * W);
             qk_cflat_phases__avx512(dst + (c * s->nph * nb + k) * s->pq, nb * s->pq, (int)s->nph, src + k * sn + c * H * W,
                                     H, W, s->Hq, s->Wq, w->pb[1], w->pb[2], s->pq);
+        }
     memset(dst + s->C * s->nph * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
