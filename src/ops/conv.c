@@ -649,7 +649,7 @@ const double *qk_conv_row_moments(const qk_node *conv)
 /* A hint: the n floats at p into the cache. The copies below read planes
  * of a few KiB, a sample's channel or a channel's samples apart, too short
  * and far apart for the hardware prefetchers; each asks for the plane it
- * reads two calls later. */
+ * reads two calls later (the strips: the next channel's planes). */
 static inline void prefetch_floats(const float *p, int64_t n)
 {
     for (int64_t i = 0; i < n; i += 16)
@@ -687,6 +687,21 @@ static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t
     memset(dst + s->C * s->nph * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
 }
 
+/* Stride-1 strips of nch channels of nb samples (sample k, channel ch at
+ * src + k*sn + ch*cs, h x w) into dst + ch*ld (qk_cflat_strip), then the
+ * slack; the next channel's planes are asked for while one is copied. */
+static void flat_strips(const conv_state *s, const float *src, int64_t sn, int64_t cs, int64_t nch, int64_t nb,
+                        int64_t h, int64_t w, int64_t pt, float *dst, int64_t ld)
+{
+    for (int64_t ch = 0; ch < nch; ch++) {
+        if (ch + 1 < nch)
+            for (int64_t k = 0; k < nb; k++)
+                prefetch_floats(src + k * sn + (ch + 1) * cs, h * w);
+        qk_cflat_strip__avx512(dst + ch * ld, src + ch * cs, sn, nb, h, w, s->gap, pt, ld);
+    }
+    memset(dst + nch * ld, 0, (size_t)s->slack * sizeof(float));
+}
+
 /* The padded input of samples [n0, n0 + nb) (flat_geom's layout), then the slack. */
 static void flat_input(const conv_state *s, const flat_geo *g, const float *X, int64_t n0, int64_t nb, float *xb)
 {
@@ -696,10 +711,7 @@ static void flat_input(const conv_state *s, const flat_geo *g, const float *X, i
         phase_pad(s, X + n0 * s->C * isz, s->C * isz, nb, xb);
         return;
     }
-    for (int64_t c = 0; c < s->C; c++)
-        qk_cflat_strip__avx512(xb + c * g->xld, X + (n0 * s->C + c) * isz, s->C * isz, nb, w->in[1], w->in[2], s->gap,
-                               w->pb[1], g->xld);
-    memset(xb + s->C * g->xld, 0, (size_t)s->slack * sizeof(float));
+    flat_strips(s, X + n0 * s->C * isz, s->C * isz, isz, s->C, nb, w->in[1], w->in[2], w->pb[1], xb, g->xld);
 }
 
 /* Tap offsets into that layout for batches of nb samples (stride 1: the
@@ -763,9 +775,7 @@ static void conv_bwd_flat(const conv_ctx *c, int64_t n0, int64_t n1, float *pw, 
          * loads per step then never split a cache line) */
         float *dyb = dy0 + (16 - g.dv % 16) % 16;
         if (s->fs == 1) {
-            for (int64_t m = 0; m < M; m++)
-                qk_cflat_strip__avx512(dyb + m * g.dld, dy + m * osz, M * osz, nb, OH, OW, s->gap, pt2, g.dld);
-            memset(dyb + M * g.dld, 0, (size_t)s->slack * sizeof(float));
+            flat_strips(s, dy, M * osz, osz, M, nb, OH, OW, pt2, dyb, g.dld);
         } else {
             flat_pad(s, dy, M * osz, osz, M, nb, OH, OW, 0, 0, dyb);
         }
