@@ -126,6 +126,47 @@ static inline __attribute__((always_inline)) void dw_plane(const qk_window *w, c
     }
 }
 
+/* The same for a 3x3 kernel with the nine tap sums and the bias sum in
+ * named registers for the whole plane (an array of vectors, as acc is,
+ * stays in memory: every FMA would load and store its sum), added into acc
+ * and bacc once per plane: per-plane partial sums, in an order fixed by
+ * the shapes (the same for any thread count). */
+#define DW3_TAPS(i, A0, A1, A2)                                                                      \
+    do {                                                                                             \
+        const int64_t ih = oh * S + (i) - pt;                                                        \
+        if (ih >= 0 && ih < H) {                                                                     \
+            const float *row = x + ih * W;                                                           \
+            A0 = _mm512_fmadd_ps(g, ld_tap(row, &tm[0], S), A0);                                      \
+            A1 = _mm512_fmadd_ps(g, ld_tap(row, &tm[1], S), A1);                                      \
+            A2 = _mm512_fmadd_ps(g, ld_tap(row, &tm[2], S), A2);                                      \
+        }                                                                                            \
+    } while (0)
+
+static inline __attribute__((always_inline)) void dw_plane33(const qk_window *w, const float *x, const float *dy,
+                                                             __m512 *acc, __m512 *bacc, const int S)
+{
+    const int64_t H = w->in[1], W = w->in[2], OH = w->out[1], OW = w->out[2], pt = w->pb[1], pl = w->pb[2];
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;
+    __m512 bs = a0;
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+        const int64_t nk = OW - ow0 < 16 ? OW - ow0 : 16;
+        tapmask tm[DWD_MAXK] = { { 0 } };
+        block_masks(W, ow0, nk, -pl, 1, tm, 3, S);
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const __m512 g = _mm512_maskz_loadu_ps(tm[0].out, dy + oh * OW + ow0);
+            bs = _mm512_add_ps(bs, g);
+            DW3_TAPS(0, a0, a1, a2);
+            DW3_TAPS(1, a3, a4, a5);
+            DW3_TAPS(2, a6, a7, a8);
+        }
+    }
+    acc[0] = _mm512_add_ps(acc[0], a0), acc[1] = _mm512_add_ps(acc[1], a1), acc[2] = _mm512_add_ps(acc[2], a2);
+    acc[3] = _mm512_add_ps(acc[3], a3), acc[4] = _mm512_add_ps(acc[4], a4), acc[5] = _mm512_add_ps(acc[5], a5);
+    acc[6] = _mm512_add_ps(acc[6], a6), acc[7] = _mm512_add_ps(acc[7], a7), acc[8] = _mm512_add_ps(acc[8], a8);
+    *bacc = _mm512_add_ps(*bacc, bs);
+}
+#undef DW3_TAPS
+
 /* dy row of OW floats spread to 2*OW: z[2q] = dy[q], z[2q + 1] = 0 */
 static void stuff_row(const float *dy, int64_t OW, float *z)
 {
@@ -204,8 +245,12 @@ static inline __attribute__((always_inline)) void bwd_planes(const qk_window *w,
 #pragma GCC unroll 25
         for (int t = 0; t < KH * KW; t++)
             acc[t] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < np; k++)
-            dw_plane(w, x + k * xs, dy + k * ys, acc, &bacc, KH, KW, S);
+        for (int64_t k = 0; k < np; k++) {
+            if (KH == 3 && KW == 3)
+                dw_plane33(w, x + k * xs, dy + k * ys, acc, &bacc, S);
+            else
+                dw_plane(w, x + k * xs, dy + k * ys, acc, &bacc, KH, KW, S);
+        }
         if (dwk)
             for (int t = 0; t < KH * KW; t++) {
                 float v = _mm512_reduce_add_ps(acc[t]);
