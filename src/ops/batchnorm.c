@@ -36,14 +36,8 @@
 
 #define BN_CBLOCK 4 /* channels per task */
 
-/* A channel's rows are S floats, C*S apart: too short and too far apart for
- * the hardware prefetchers to follow, so each row's pass asks for the row
- * two samples ahead (a hint; no effect on results). */
-static inline void prefetch_row(const float *p, int64_t S)
-{
-    for (int64_t i = 0; i < S; i += 16)
-        __builtin_prefetch(p + i);
-}
+/* A channel's rows are S floats, C*S apart: each row's pass asks for the
+ * row two samples ahead (qk_prefetch_floats). */
 
 typedef struct bn_state {
     float eps, momentum;
@@ -218,7 +212,7 @@ static void bn_fwd_task(void *vc, int64_t t, int worker)
             float *y = c->Y + (n * C + ch) * S;
             const float *x = c->X + (n * C + ch) * S;
             if (n + 2 < N)
-                prefetch_row(x + 2 * C * S, S);
+                qk_prefetch_floats(x + 2 * C * S, S);
             if (c->clip)
                 fk->affine_clip(y, x, ab, S);
             else
@@ -292,8 +286,8 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = (n * C + ch) * S;
             if (n + 2 < N) {
-                prefetch_row(c->dY + o + 2 * C * S, S);
-                prefetch_row(c->X + o + 2 * C * S, S);
+                qk_prefetch_floats(c->dY + o + 2 * C * S, S);
+                qk_prefetch_floats(c->X + o + 2 * C * S, S);
             }
             if (c->clip)
                 fk->dsums_clip(c->dY + o, c->X + o, ab, S, mean, &s1, &s2);
@@ -318,8 +312,8 @@ static void bn_bwd_task(void *vc, int64_t t, int worker)
             for (int64_t n = 0; n < N; n++) {
                 const int64_t o = (n * C + ch) * S;
                 if (n + 2 < N) {
-                    prefetch_row(c->dY + o + 2 * C * S, S);
-                    prefetch_row(c->X + o + 2 * C * S, S);
+                    qk_prefetch_floats(c->dY + o + 2 * C * S, S);
+                    qk_prefetch_floats(c->X + o + 2 * C * S, S);
                 }
                 if (c->clip)
                     fk->bn_dx_clip(c->dX + o, c->dY + o, c->X + o, ab, gs, k1, k0, S, c->write_dx);

@@ -646,15 +646,9 @@ const double *qk_conv_row_moments(const qk_node *conv)
 
 /* ---- FLAT path ---- */
 
-/* A hint: the n floats at p into the cache. The copies below read planes
- * of a few KiB, a sample's channel or a channel's samples apart, too short
- * and far apart for the hardware prefetchers; each asks for the plane it
- * reads two calls later (the strips: the next channel's planes). */
-static inline void prefetch_floats(const float *p, int64_t n)
-{
-    for (int64_t i = 0; i < n; i += 16)
-        __builtin_prefetch(p + i);
-}
+/* The copies below read planes of a few KiB, a sample's channel or a
+ * channel's samples apart; each asks for the plane it reads two calls later
+ * (the strips: the next channel's planes) with qk_prefetch_floats. */
 
 /* Zero-padded planes: nch channels of nb samples (sample k, channel ch at
  * src + k*sn + ch*sc, h x w) into dst[(ch*nb + k)*pq] (qk_cflat_pad), then
@@ -665,7 +659,7 @@ static void flat_pad(const conv_state *s, const float *src, int64_t sn, int64_t 
     for (int64_t ch = 0; ch < nch; ch++)
         for (int64_t k = 0; k < nb; k++) {
             if (k + 2 < nb)
-                prefetch_floats(src + (k + 2) * sn + ch * sc, h * w);
+                qk_prefetch_floats(src + (k + 2) * sn + ch * sc, h * w);
             qk_cflat_pad__avx512(dst + (ch * nb + k) * s->pq, src + k * sn + ch * sc, h, w, s->Wq, pt, pl, s->pq);
         }
     memset(dst + nch * nb * s->pq, 0, (size_t)s->slack * sizeof(float));
@@ -680,7 +674,7 @@ static void phase_pad(const conv_state *s, const float *src, int64_t sn, int64_t
     for (int64_t c = 0; c < s->C; c++)
         for (int64_t k = 0; k < nb; k++) {
             if (k + 2 < nb)
-                prefetch_floats(src + (k + 2) * sn + c * H * W, H * W);
+                qk_prefetch_floats(src + (k + 2) * sn + c * H * W, H * W);
             qk_cflat_phases__avx512(dst + (c * s->nph * nb + k) * s->pq, nb * s->pq, (int)s->nph, src + k * sn + c * H * W,
                                     H, W, s->Hq, s->Wq, w->pb[1], w->pb[2], s->pq);
         }
@@ -696,7 +690,7 @@ static void flat_strips(const conv_state *s, const float *src, int64_t sn, int64
     for (int64_t ch = 0; ch < nch; ch++) {
         if (ch + 1 < nch)
             for (int64_t k = 0; k < nb; k++)
-                prefetch_floats(src + k * sn + (ch + 1) * cs, h * w);
+                qk_prefetch_floats(src + k * sn + (ch + 1) * cs, h * w);
         qk_cflat_strip__avx512(dst + ch * ld, src + ch * cs, sn, nb, h, w, s->gap, pt, ld);
     }
     memset(dst + nch * ld, 0, (size_t)s->slack * sizeof(float));
