@@ -55,6 +55,17 @@ void qk_i8_dw_nhwc_one(const qk_i8_dwrow *p, int64_t ow, int64_t c)
     }
 }
 
+void qk_i8_dw_tap_offsets(const qk_i8_dwrow *p, int64_t ow, int64_t *off)
+{
+    const int64_t iw0 = ow * p->sw - p->pl, kk = p->kh * p->kw;
+    for (int64_t a = 0; a < p->kh; a++)
+        for (int64_t b = 0; b < p->kw; b++) {
+            int64_t ih = p->ih0 + a * p->dh, iw = iw0 + b * p->dw;
+            off[a * p->kw + b] = ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? (ih * p->W + iw) * p->C : -1;
+        }
+    off[kk] = -1;
+}
+
 void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p)
 {
     for (int64_t ow = 0; ow < p->OW; ow++)

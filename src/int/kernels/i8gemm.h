@@ -195,6 +195,10 @@ void qk_i8_dw_nhwc_row_ref(const qk_i8_dwrow *p);
 /* The reference's step for output column ow, channel c (the AVX2 row's
  * channels past the last multiple of 8). */
 void qk_i8_dw_nhwc_one(const qk_i8_dwrow *p, int64_t ow, int64_t c);
+/* The rows' tap offsets for output column ow: off[a*kw + b] = the byte
+ * offset of tap (a, b)'s pixel, -1 outside the image; off[kh*kw] = -1 (the
+ * partner of an odd last tap, weight 0). */
+void qk_i8_dw_tap_offsets(const qk_i8_dwrow *p, int64_t ow, int64_t *off);
 /* 8 channels per step with vpmaddwd (AVX2); the same codes. */
 void qk_i8_dw_nhwc_row__avx2(const qk_i8_dwrow *p);
 void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p);

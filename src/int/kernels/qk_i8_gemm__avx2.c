@@ -97,6 +97,36 @@ static inline __m256i rdbpot8(__m256i x, __m256i n)
     return _mm256_sub_epi32(_mm256_srav_epi32(x, n), _mm256_cmpgt_epi32(rem, thr));
 }
 
+/* The output stage's constants and its three modes on 8 lanes (t: the
+ * int32 sums; per-lane scale, or multiplier and left / right shifts). */
+typedef struct rq8k {
+    __m256i zo, lo, hi;
+    __m256 flo, fhi;
+} rq8k;
+
+static inline rq8k rq8_consts(int32_t zo, int32_t qmin, int32_t qmax)
+{
+    rq8k k = {_mm256_set1_epi32(zo), _mm256_set1_epi32(qmin - zo), _mm256_set1_epi32(qmax - zo),
+              _mm256_set1_ps((float)(qmin - zo)), _mm256_set1_ps((float)(qmax - zo))};
+    return k;
+}
+
+static inline __m256i rq8(qk_rq_mode mode, __m256i t, const float *scale, const int32_t *mult, __m256i lsh,
+                          __m256i rsh, const rq8k *k)
+{
+    if (mode == QK_RQ_NONE)
+        return t;
+    if (mode == QK_RQ_FP32) {
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(scale));
+        f = _mm256_min_ps(_mm256_max_ps(f, k->flo), k->fhi);
+        return _mm256_add_epi32(_mm256_cvtps_epi32(f), k->zo);
+    }
+    __m256i x = _mm256_sllv_epi32(t, lsh);
+    x = srdhm8(x, _mm256_loadu_si256((const __m256i *)mult));
+    x = rdbpot8(x, rsh);
+    return _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(x, k->lo), k->hi), k->zo);
+}
+
 static inline void store8(qk_dtype t, void *out, int64_t i, __m256i y)
 {
     switch (t) {
@@ -127,9 +157,7 @@ void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb
         return;
     }
     int64_t nv = nb & ~(int64_t)7;
-    const __m256i zo = _mm256_set1_epi32(g->zo);
-    const __m256i lo = _mm256_set1_epi32(g->qmin - g->zo), hi = _mm256_set1_epi32(g->qmax - g->zo);
-    const __m256 flo = _mm256_set1_ps((float)(g->qmin - g->zo)), fhi = _mm256_set1_ps((float)(g->qmax - g->zo));
+    const rq8k k = rq8_consts(g->zo, g->qmin, g->qmax);
     size_t es = qk_dtype_size(g->out_type);
     for (int64_t m = 0; m < mb; m++) {
         __m256i r = _mm256_set1_epi32(rs ? rs[m] : 0);
@@ -138,20 +166,10 @@ void qk_i8_epilogue__avx2(const qk_i8gemm *g, int64_t mb, int64_t n0, int64_t nb
             __m256i t = _mm256_loadu_si256((const __m256i *)(acc + m * ldacc + j));
             t = _mm256_sub_epi32(t, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(g->rowcoef + n)), r));
             t = _mm256_add_epi32(t, _mm256_loadu_si256((const __m256i *)(g->colconst + n)));
-            __m256i y;
-            if (g->mode == QK_RQ_NONE) {
-                y = t;
-            } else if (g->mode == QK_RQ_FP32) {
-                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(g->scale + n));
-                f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
-                y = _mm256_add_epi32(_mm256_cvtps_epi32(f), zo);
-            } else {
-                __m256i x = _mm256_sllv_epi32(t, _mm256_loadu_si256((const __m256i *)(g->lsh + n)));
-                x = srdhm8(x, _mm256_loadu_si256((const __m256i *)(g->mult + n)));
-                x = rdbpot8(x, _mm256_loadu_si256((const __m256i *)(g->rsh + n)));
-                x = _mm256_min_epi32(_mm256_max_epi32(x, lo), hi);
-                y = _mm256_add_epi32(x, zo);
-            }
+            __m256i y = g->mode == QK_RQ_GEMMLOWP
+                            ? rq8(g->mode, t, NULL, g->mult + n, _mm256_loadu_si256((const __m256i *)(g->lsh + n)),
+                                  _mm256_loadu_si256((const __m256i *)(g->rsh + n)), &k)
+                            : rq8(g->mode, t, g->scale + n, NULL, t, t, &k);
             store8(g->out_type, (uint8_t *)out + (size_t)(m * ldo) * es, j, y);
         }
     }
@@ -171,21 +189,14 @@ void qk_i8_dw_nhwc_row__avx2(const qk_i8_dwrow *p)
         return;
     }
     const int64_t C = p->C, C8 = C & ~(int64_t)7;
-    const __m256i z = _mm256_set1_epi32(p->zx), zo = _mm256_set1_epi32(p->zo), zero = _mm256_setzero_si256();
-    const __m256i lo = _mm256_set1_epi32(p->qmin - p->zo), hi = _mm256_set1_epi32(p->qmax - p->zo);
-    const __m256 flo = _mm256_set1_ps((float)(p->qmin - p->zo)), fhi = _mm256_set1_ps((float)(p->qmax - p->zo));
+    const __m256i z = _mm256_set1_epi32(p->zx), zero = _mm256_setzero_si256();
+    const rq8k k = rq8_consts(p->zo, p->qmin, p->qmax);
     size_t es = qk_dtype_size(p->out_type);
-    const int64_t kk = p->kh * p->kw, np = (kk + 1) / 2;
+    const int64_t np = (p->kh * p->kw + 1) / 2;
     int64_t off[QK_I8_DW_MAXTAPS + 1];
     for (int64_t ow = 0; ow < p->OW; ow++) {
-        int64_t iw0 = ow * p->sw - p->pl;
         uint8_t *yo = (uint8_t *)p->y + (size_t)(ow * C) * es;
-        for (int64_t a = 0; a < p->kh; a++) /* byte offset of each tap's pixel, -1 outside the image */
-            for (int64_t b = 0; b < p->kw; b++) {
-                int64_t ih = p->ih0 + a * p->dh, iw = iw0 + b * p->dw;
-                off[a * p->kw + b] = ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? (ih * p->W + iw) * C : -1;
-            }
-        off[kk] = -1; /* the odd tap's partner (weight 0) */
+        qk_i8_dw_tap_offsets(p, ow, off);
         for (int64_t c0 = 0; c0 < C8; c0 += 8) {
             __m256i t = _mm256_loadu_si256((const __m256i *)(p->bias + c0));
             const uint8_t *xc = p->x + c0;
@@ -203,20 +214,9 @@ void qk_i8_dw_nhwc_row__avx2(const qk_i8_dwrow *p)
                 __m256i pr = _mm256_blend_epi16(d0, _mm256_slli_epi32(d1, 16), 0xAA);
                 t = _mm256_add_epi32(t, _mm256_madd_epi16(pr, _mm256_loadu_si256((const __m256i *)(p->wp + i * C + c0))));
             }
-            __m256i y;
-            if (p->mode == QK_RQ_NONE) {
-                y = t;
-            } else if (p->mode == QK_RQ_FP32) {
-                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(t), _mm256_loadu_ps(p->scale + c0));
-                f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
-                y = _mm256_add_epi32(_mm256_cvtps_epi32(f), zo);
-            } else {
-                __m256i sh = _mm256_loadu_si256((const __m256i *)(p->shift + c0));
-                __m256i x = _mm256_sllv_epi32(t, _mm256_max_epi32(sh, zero));
-                x = srdhm8(x, _mm256_loadu_si256((const __m256i *)(p->mult + c0)));
-                x = rdbpot8(x, _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero));
-                y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(x, lo), hi), zo);
-            }
+            __m256i sh = _mm256_loadu_si256((const __m256i *)(p->shift + c0));
+            __m256i y = rq8(p->mode, t, p->scale + c0, p->mult + c0, _mm256_max_epi32(sh, zero),
+                            _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero), &k);
             store8(p->out_type, yo, c0, y);
         }
         for (int64_t c = C8; c < C; c++)

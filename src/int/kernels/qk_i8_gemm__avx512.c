@@ -288,17 +288,11 @@ void qk_i8_dw_nhwc_row__avx512(const qk_i8_dwrow *p)
     const __m512i lo = _mm512_set1_epi32(p->qmin - p->zo), hi = _mm512_set1_epi32(p->qmax - p->zo);
     const __m512 flo = _mm512_set1_ps((float)(p->qmin - p->zo)), fhi = _mm512_set1_ps((float)(p->qmax - p->zo));
     size_t es = qk_dtype_size(p->out_type);
-    const int64_t kk = p->kh * p->kw, np = (kk + 1) / 2;
+    const int64_t np = (p->kh * p->kw + 1) / 2;
     int64_t off[QK_I8_DW_MAXTAPS + 1];
     for (int64_t ow = 0; ow < p->OW; ow++) {
-        int64_t iw0 = ow * p->sw - p->pl;
         uint8_t *yo = (uint8_t *)p->y + (size_t)(ow * C) * es;
-        for (int64_t a = 0; a < p->kh; a++) /* byte offset of each tap's pixel, -1 outside the image */
-            for (int64_t b = 0; b < p->kw; b++) {
-                int64_t ih = p->ih0 + a * p->dh, iw = iw0 + b * p->dw;
-                off[a * p->kw + b] = ih >= 0 && ih < p->H && iw >= 0 && iw < p->W ? (ih * p->W + iw) * C : -1;
-            }
-        off[kk] = -1; /* the odd tap's partner (weight 0) */
+        qk_i8_dw_tap_offsets(p, ow, off);
         for (int64_t c0 = 0; c0 < C; c0 += 16) {
             __mmask16 mk = C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1);
             __m512i t = _mm512_maskz_loadu_epi32(mk, p->bias + c0);
