@@ -42,7 +42,7 @@ void qk_obs_absbins(const float *x, int64_t n, double k, int nb, uint32_t *cnt)
     }
 }
 
-static int use_avx512(const qk_observer *o) { return !o->reference && qk_cpu_isa_usable(QK_ISA_AVX512); }
+static int use_avx512(const qk_observer *o) { return !o->reference && qk_cpu_isa() >= QK_ISA_AVX512; }
 
 typedef struct scan_job {
     const float *x;

@@ -19,7 +19,7 @@ int qk_lq_vec_ok(const qk_qat_attr *a)
 
 int qk_lq_use_vec(const qk_qat_attr *a, int reference)
 {
-    return !reference && qk_lq_vec_ok(a) && qk_cpu_isa_usable(QK_ISA_AVX512);
+    return !reference && qk_lq_vec_ok(a) && qk_cpu_isa() >= QK_ISA_AVX512;
 }
 
 void qk_lq_fwd_run(const qk_qat_attr *a, const qk_qat_chan *c, const float *x, float *y, int64_t n)

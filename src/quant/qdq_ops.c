@@ -450,7 +450,7 @@ static qk_status qdq_forward(qk_exec *ex, qk_node *n)
         return s;
     }
     qdq_job j = { xv->t.data, yv->t.data, xv->t.dtype, yv->t.dtype, qk_f32(&sv->t), zp, ch, inner,
-                  qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512),
+                  qk_tensor_numel(&xv->t), !ex->g->opts.reference && qk_cpu_isa() >= QK_ISA_AVX512,
                   st->quantize ? qdq_rounding(g) : QK_ROUND_HALF_EVEN, NULL, 0 };
     if (st->quantize && st->gl_on && (j.gl_inner = qk_glsim_inner(&st->gl, &xv->t)) > 0)
         j.gl = &st->gl;

@@ -470,7 +470,7 @@ static qk_status qadd_forward(qk_exec *x, qk_node *n)
     const qk_tensor *a = &qk_in(x->g, n, 0)->t, *b = &qk_in(x->g, n, 1)->t;
     qk_tensor *y = &qk_out(x->g, n, 0)->t;
     qadd_job j = { s, a->data, b->data, y->data, a->dtype, b->dtype, qk_tensor_numel(a),
-                   !x->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512) };
+                   !x->g->opts.reference && qk_cpu_isa() >= QK_ISA_AVX512 };
     qk_pool_run(x->pool, (j.n + EW_GRAIN - 1) / EW_GRAIN, qadd_task, &j);
     return QK_OK;
 }

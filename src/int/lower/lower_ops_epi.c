@@ -168,7 +168,7 @@ static qk_status epi_forward(qk_exec *x, qk_node *n)
     epi_job j = {{a->dtype, bv ? bv->t.dtype : QK_F32, s->out, a->data, bv ? bv->t.data : NULL, s->b_int, s->relu,
                   s->za, s->zb, s->zy, s->ys, qk_f32(&qk_in(g, n, 1)->t), NULL, qk_tensor_numel(&qk_in(g, n, 1)->t), 1,
                   s->C, s->nhwc ? 1 : s->inner, qk_out(g, n, 0)->t.data},
-                 s->numel, !x->g->opts.reference && qk_cpu_isa_usable(QK_ISA_AVX512)};
+                 s->numel, !x->g->opts.reference && qk_cpu_isa() >= QK_ISA_AVX512};
     if (s->has_b && s->b_int) {
         j.e.sb = qk_f32(&qk_in(g, n, 3)->t);
         j.e.nsb = qk_tensor_numel(&qk_in(g, n, 3)->t);
