@@ -1110,7 +1110,7 @@ static void test_shipped_lenet(qk_pool *pool2)
     qk_dataset_free(&test);
 }
 
-/* QkEpilogue's AVX-512 pass against the portable loop, bit for bit: values
+/* QkEpilogue's AVX-512 and AVX2 passes against the portable loop, bit for bit: values
  * whose exact quotient by y_scale is a half-integer (a_scale = y_scale * k /
  * 2 with y_scale 3 or 0.1) and random scales, relu, int32 / uint8 / int8 a
  * with a uint8 / int8 or float b, per-tensor and per-channel scales, NCHW
@@ -1128,7 +1128,7 @@ static void test_epilogue_kernel(void)
     float sa[C], sb[C];
     uint32_t seed = 11;
 #define ERND() (seed = seed * 1664525u + 1013904223u, seed >> 8)
-    int bad = 0, cases = 0;
+    int bad = 0, bad2 = 0, cases = 0;
     for (int it = 0; it < 96; it++) {
         const float yss[3] = {3.0f, 0.1f, 0.0123f};
         float ys = yss[it % 3];
@@ -1139,13 +1139,15 @@ static void test_epilogue_kernel(void)
             sb[k] = tie ? ys * 0.5f : (float)(ERND() % 1000 + 1) * 1e-3f;
         }
         if (it == 95)
-            sa[3] = 1.0f / 0.0f;
+            sa[3] = 1.0f / 0.0f; /* int8 a, zero point 3, NHWC, per-channel scales */
         for (int i = 0; i < NE; i++) {
             a32[i] = (int32_t)(ERND() % 2001) - 1000;
             a8[i] = (uint8_t)ERND();
             b8[i] = (uint8_t)ERND();
             bf[i] = (float)((int)(ERND() % 2001) - 1000) * 0.0137f;
         }
+        if (it == 95) /* a - a_zero = 0 against the infinite scale of channel 3: NaN, the zero point's code */
+            a8[3] = a8[3 + 5 * C] = 3;
         qk_epi_run e = {.at = at == 0 ? QK_I32 : at == 1 ? QK_U8 : QK_I8, .bt = out8 ? QK_I8 : QK_U8,
                         .out = out8 ? QK_I8 : QK_U8, .a = at == 0 ? (const void *)a32 : a8,
                         .b = bkind ? (const void *)bf : b8, .b_int = !bkind, .relu = relu,
@@ -1158,10 +1160,15 @@ static void test_epilogue_kernel(void)
         qk_epi_range__avx512(&e, 0, 16 * 100);
         qk_epi_range__avx512(&e, 16 * 100, NE); /* a ragged tail */
         bad += memcmp(y0, y1, NE) != 0;
+        memset(y1, 0xa5, sizeof y1); /* AVX2 to a multiple of 8, the reference after it */
+        qk_epi_range_ref(&e, qk_epi_range__avx2(&e, 0, 1001), 1001);
+        qk_epi_range_ref(&e, qk_epi_range__avx2(&e, 1001, NE), NE);
+        bad2 += memcmp(y0, y1, NE) != 0;
         cases++;
     }
 #undef ERND
     QT_CHECK(bad == 0, "QkEpilogue AVX-512: %d of %d cases differ from the portable loop", bad, cases);
+    QT_CHECK(bad2 == 0, "QkEpilogue AVX2: %d of %d cases differ from the portable loop", bad2, cases);
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 /* Internal to src/int: element-wise AVX-512 kernels on 8-bit codes that
  * the lowered ai.qkit operators call (src/int/lower). Each matches a
- * portable loop of its operator bit for bit; callers check
- * qk_cpu_isa_usable(QK_ISA_AVX512) first. */
+ * portable loop of its operator bit for bit; callers check the dispatch
+ * level (qk_cpu_isa) first. */
 #ifndef QK_INT_ELTWISE8_H
 #define QK_INT_ELTWISE8_H
 
@@ -21,6 +21,10 @@ typedef struct qk_epi_run {
     void *y;
 } qk_epi_run;
 void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
+/* The same with AVX2 over [lo, lo + 8k), the largest such range in
+ * [lo, hi) (qk_f32_epilogue__avx2.c); returns its end, where the caller
+ * goes on with the reference. */
+int64_t qk_epi_range__avx2(const qk_epi_run *e, int64_t lo, int64_t hi);
 
 /* QkAdd FP32 arithmetic on 8-bit codes, elements [i0, i1) (u*: 1 uint8, 0
  * int8); the same codes as the portable loop in src/int/lower/lower_ops.c */

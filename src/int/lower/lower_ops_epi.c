@@ -145,7 +145,7 @@ void qk_epi_range_ref(const qk_epi_run *e, int64_t lo, int64_t hi)
 typedef struct epi_job {
     qk_epi_run e;
     int64_t numel;
-    int vec;
+    int vec; /* 2: AVX-512, 1: AVX2 (then the reference for the last < 8), 0: the reference */
 } epi_job;
 
 static void epi_task(void *ctx, int64_t t, int w)
@@ -153,10 +153,10 @@ static void epi_task(void *ctx, int64_t t, int w)
     (void)w;
     const epi_job *j = ctx;
     int64_t lo = t * EPI_GRAIN, hi = lo + EPI_GRAIN < j->numel ? lo + EPI_GRAIN : j->numel;
-    if (j->vec)
+    if (j->vec == 2)
         qk_epi_range__avx512(&j->e, lo, hi);
     else
-        qk_epi_range_ref(&j->e, lo, hi);
+        qk_epi_range_ref(&j->e, j->vec == 1 ? qk_epi_range__avx2(&j->e, lo, hi) : lo, hi);
 }
 
 static qk_status epi_forward(qk_exec *x, qk_node *n)
@@ -168,7 +168,8 @@ static qk_status epi_forward(qk_exec *x, qk_node *n)
     epi_job j = {{a->dtype, bv ? bv->t.dtype : QK_F32, s->out, a->data, bv ? bv->t.data : NULL, s->b_int, s->relu,
                   s->za, s->zb, s->zy, s->ys, qk_f32(&qk_in(g, n, 1)->t), NULL, qk_tensor_numel(&qk_in(g, n, 1)->t), 1,
                   s->C, s->nhwc ? 1 : s->inner, qk_out(g, n, 0)->t.data},
-                 s->numel, !x->g->opts.reference && qk_cpu_isa() >= QK_ISA_AVX512};
+                 s->numel,
+                 x->g->opts.reference ? 0 : qk_cpu_isa() >= QK_ISA_AVX512 ? 2 : qk_cpu_isa() >= QK_ISA_AVX2};
     if (s->has_b && s->b_int) {
         j.e.sb = qk_f32(&qk_in(g, n, 3)->t);
         j.e.nsb = qk_tensor_numel(&qk_in(g, n, 3)->t);
