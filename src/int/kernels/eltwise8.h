@@ -30,6 +30,10 @@ int64_t qk_epi_range__avx2(const qk_epi_run *e, int64_t lo, int64_t hi);
  * int8); the same codes as the portable loop in src/int/lower/lower_ops.c */
 void qk_qadd8__avx512(const void *a, int ua, const void *b, int ub, void *y, int uy, int64_t i0, int64_t i1, float ra,
                       int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp);
+/* The same with AVX2 over [i0, i0 + 8k), the largest such range in [i0, i1);
+ * returns its end (qk_f32_epilogue__avx2.c). */
+int64_t qk_qadd8__avx2(const void *a, int ua, const void *b, int ub, void *y, int64_t i0, int64_t i1, float ra,
+                       int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp);
 /* The same in gemmlowp arithmetic: qk_qadd_value's codes (multipliers >= 0) */
 void qk_qadd8_gemmlowp__avx512(const qk_qadd *p, const void *a, int ua, const void *b, int ub, void *y, int64_t i0,
                                int64_t i1);

@@ -79,3 +79,26 @@ int64_t qk_epi_range__avx2(const qk_epi_run *e, int64_t lo, int64_t hi)
     }
     return end;
 }
+
+/* QkAdd's FP32 arithmetic on 8-bit codes (eltwise8.h), 8 lanes: the AVX-512
+ * loop's operations (products, sum, clamp, round half to even by the
+ * 1.5 * 2^23 trick, zero point) over [i0, i0 + 8k); returns its end. */
+int64_t qk_qadd8__avx2(const void *a, int ua, const void *b, int ub, void *y, int64_t i0, int64_t i1, float ra,
+                       int32_t za, float rb, int32_t zb, float lo, float hi, int32_t zp)
+{
+    const __m256 vra = _mm256_set1_ps(ra), vrb = _mm256_set1_ps(rb), vlo = _mm256_set1_ps(lo),
+                 vhi = _mm256_set1_ps(hi), magic = _mm256_set1_ps(12582912.0f);
+    const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb), vzp = _mm256_set1_epi32(zp);
+    const int64_t end = i0 + (i1 - i0) / 8 * 8;
+    for (int64_t i = i0; i < end; i += 8) {
+        __m128i xa = _mm_loadl_epi64((const __m128i *)((const uint8_t *)a + i));
+        __m128i xb = _mm_loadl_epi64((const __m128i *)((const uint8_t *)b + i));
+        __m256 fa = _mm256_cvtepi32_ps(_mm256_sub_epi32(ua ? _mm256_cvtepu8_epi32(xa) : _mm256_cvtepi8_epi32(xa), vza));
+        __m256 fb = _mm256_cvtepi32_ps(_mm256_sub_epi32(ub ? _mm256_cvtepu8_epi32(xb) : _mm256_cvtepi8_epi32(xb), vzb));
+        __m256 t = _mm256_add_ps(_mm256_mul_ps(vra, fa), _mm256_mul_ps(vrb, fb));
+        t = _mm256_min_ps(_mm256_max_ps(t, vlo), vhi);
+        t = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
+        st8((uint8_t *)y + i, _mm256_add_epi32(_mm256_cvttps_epi32(t), vzp));
+    }
+    return end;
+}

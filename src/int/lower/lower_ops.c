@@ -416,7 +416,7 @@ typedef struct qadd_job {
     void *y;
     qk_dtype ta, tb;
     int64_t n;
-    int vec; /* AVX-512 body (qk_qadd__avx512.c) */
+    int vec; /* 2: the AVX-512 bodies (qk_qadd__avx512.c), 1: the AVX2 FP32 body, then the loops */
 } qadd_job;
 
 /* Elements per task: a fixed split, so any thread count gives the same codes
@@ -438,8 +438,11 @@ static void qadd_task(void *ctx, int64_t t, int w)
         int ua = j->ta == QK_U8, ub = j->tb == QK_U8, uy = s->o.out == QK_U8;
         if (j->vec && (j->ta == QK_U8 || j->ta == QK_I8) && (j->tb == QK_U8 || j->tb == QK_I8) &&
             (s->o.out == QK_U8 || s->o.out == QK_I8)) {
-            qk_qadd8__avx512(a, ua, b, ub, y, uy, i0, i1, ra, za, rb, zb, lo, hi, zp);
-            return;
+            if (j->vec == 2) {
+                qk_qadd8__avx512(a, ua, b, ub, y, uy, i0, i1, ra, za, rb, zb, lo, hi, zp);
+                return;
+            }
+            i0 = qk_qadd8__avx2(a, ua, b, ub, y, i0, i1, ra, za, rb, zb, lo, hi, zp); /* then the loops below */
         }
         if (ua && ub && uy)
             QADD_F32_LOOP(uint8_t, uint8_t, uint8_t);
@@ -454,7 +457,7 @@ static void qadd_task(void *ctx, int64_t t, int w)
                 st8(s->o.out, y, i, qadd_one(s, ld(j->ta, a, i), ld(j->tb, b, i)));
         return;
     }
-    if (s->arith == QK_ARITH_GEMMLOWP && j->vec && (j->ta == QK_U8 || j->ta == QK_I8) &&
+    if (s->arith == QK_ARITH_GEMMLOWP && j->vec == 2 && (j->ta == QK_U8 || j->ta == QK_I8) &&
         (j->tb == QK_U8 || j->tb == QK_I8) && (s->o.out == QK_U8 || s->o.out == QK_I8) && s->p.m1 >= 0 &&
         s->p.m2 >= 0 && s->p.mo >= 0) {
         qk_qadd8_gemmlowp__avx512(&s->p, a, j->ta == QK_U8, b, j->tb == QK_U8, y, i0, i1);
@@ -470,7 +473,7 @@ static qk_status qadd_forward(qk_exec *x, qk_node *n)
     const qk_tensor *a = &qk_in(x->g, n, 0)->t, *b = &qk_in(x->g, n, 1)->t;
     qk_tensor *y = &qk_out(x->g, n, 0)->t;
     qadd_job j = { s, a->data, b->data, y->data, a->dtype, b->dtype, qk_tensor_numel(a),
-                   !x->g->opts.reference && qk_cpu_isa() >= QK_ISA_AVX512 };
+                   x->g->opts.reference ? 0 : qk_cpu_isa() >= QK_ISA_AVX512 ? 2 : qk_cpu_isa() >= QK_ISA_AVX2 };
     qk_pool_run(x->pool, (j.n + EW_GRAIN - 1) / EW_GRAIN, qadd_task, &j);
     return QK_OK;
 }
