@@ -20,6 +20,33 @@ typedef struct qk_epi_run {
     int64_t nsa, nsb, C, run;   /* run: consecutive elements of one channel (1 for NHWC) */
     void *y;
 } qk_epi_run;
+/* The scales of the vector passes, V lanes: for NHWC (run 1) tables ta, tb
+ * of C + V entries (entry k: channel k % C), so V consecutive elements read
+ * V consecutive entries from the first one's channel; returns 1 when built
+ * (C <= QK_EPI_TAB), else 0 and the pass gathers per element (qk_epi_gather:
+ * n elements from channel *c, position *r of its run, both advanced). */
+#define QK_EPI_TAB 1024
+static inline int qk_epi_tables(const qk_epi_run *e, int V, float *ta, float *tb)
+{
+    if (e->run != 1 || e->C > QK_EPI_TAB)
+        return 0;
+    for (int64_t k = 0; k < e->C + V; k++) {
+        ta[k] = e->sa[e->nsa == 1 ? 0 : k % e->C];
+        tb[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : k % e->C] : 0.0f;
+    }
+    return 1;
+}
+
+static inline void qk_epi_gather(const qk_epi_run *e, int n, int64_t *c, int64_t *r, float *sa, float *sb)
+{
+    for (int k = 0; k < n; k++) {
+        sa[k] = e->sa[e->nsa == 1 ? 0 : *c];
+        sb[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : *c] : 0.0f;
+        if (++*r == e->run)
+            *r = 0, *c = *c + 1 < e->C ? *c + 1 : 0;
+    }
+}
+
 void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi);
 /* The same with AVX2 over [lo, lo + 8k), the largest such range in
  * [lo, hi) (qk_f32_epilogue__avx2.c); returns its end, where the caller

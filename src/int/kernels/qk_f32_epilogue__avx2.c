@@ -39,16 +39,8 @@ int64_t qk_epi_range__avx2(const qk_epi_run *e, int64_t lo, int64_t hi)
     const __m256i iqn = _mm256_set1_epi32(qn), iqp = _mm256_set1_epi32(qp);
     const int64_t end = lo + (hi - lo) / 8 * 8;
     int64_t c = (lo / e->run) % e->C, r = lo % e->run;
-    /* NHWC (run 1): 8 consecutive elements' scales are 8 consecutive
-     * entries of the per-channel table repeated, from the first one's channel */
-    enum { TAB = 1024 };
-    float ta[TAB + 8], tb[TAB + 8];
-    const int tab = e->run == 1 && e->C <= TAB;
-    if (tab)
-        for (int64_t k = 0; k < e->C + 8; k++) {
-            ta[k] = e->sa[e->nsa == 1 ? 0 : k % e->C];
-            tb[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : k % e->C] : 0.0f;
-        }
+    float ta[QK_EPI_TAB + 8], tb[QK_EPI_TAB + 8];
+    const int tab = qk_epi_tables(e, 8, ta, tb);
     for (int64_t i = lo; i < end; i += 8) {
         float sbuf[8], tbuf[8];
         const float *sa = sbuf, *sb = tbuf;
@@ -57,10 +49,7 @@ int64_t qk_epi_range__avx2(const qk_epi_run *e, int64_t lo, int64_t hi)
             sb = tb + c;
             c = (c + 8) % e->C;
         } else {
-            for (int k = 0; k < 8; k++, r = r + 1 < e->run ? r + 1 : (c = c + 1 < e->C ? c + 1 : 0, 0)) {
-                sbuf[k] = e->sa[e->nsa == 1 ? 0 : c];
-                tbuf[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : c] : 0.0f;
-            }
+            qk_epi_gather(e, 8, &c, &r, sbuf, tbuf);
         }
         __m256 v = _mm256_mul_ps(ld8(e->at, e->a, i, za), _mm256_loadu_ps(sa));
         if (e->b) {

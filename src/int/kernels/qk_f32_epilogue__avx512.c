@@ -28,17 +28,8 @@ void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi)
     const __m512i za = _mm512_set1_epi32(e->za), zb = _mm512_set1_epi32(e->zb), zy = _mm512_set1_epi32(e->zy);
     const __m512i iqn = _mm512_set1_epi32(qn), iqp = _mm512_set1_epi32(qp);
     int64_t c = (lo / e->run) % e->C, r = lo % e->run;
-    /* NHWC (run 1): the scales of 16 consecutive elements are 16
-     * consecutive entries of the per-channel table repeated, from the first
-     * element's channel on */
-    enum { TAB = 1024 };
-    float ta[TAB + 16], tb[TAB + 16];
-    const int tab = e->run == 1 && e->C <= TAB;
-    if (tab)
-        for (int64_t k = 0; k < e->C + 16; k++) {
-            ta[k] = e->sa[e->nsa == 1 ? 0 : k % e->C];
-            tb[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : k % e->C] : 0.0f;
-        }
+    float ta[QK_EPI_TAB + 16], tb[QK_EPI_TAB + 16];
+    const int tab = qk_epi_tables(e, 16, ta, tb);
     for (int64_t i = lo; i < hi; i += 16) {
         int n = hi - i < 16 ? (int)(hi - i) : 16;
         __mmask16 mk = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
@@ -49,10 +40,7 @@ void qk_epi_range__avx512(const qk_epi_run *e, int64_t lo, int64_t hi)
             sb = tb + c;
             c = (c + n) % e->C;
         } else {
-            for (int k = 0; k < n; k++, r = r + 1 < e->run ? r + 1 : (c = c + 1 < e->C ? c + 1 : 0, 0)) {
-                sbuf[k] = e->sa[e->nsa == 1 ? 0 : c];
-                tbuf[k] = e->sb ? e->sb[e->nsb == 1 ? 0 : c] : 0.0f;
-            }
+            qk_epi_gather(e, n, &c, &r, sbuf, tbuf);
         }
         __m512 v = _mm512_mul_ps(ld16(e->at, e->a, i, mk, za), _mm512_maskz_loadu_ps(mk, sa));
         if (e->b) {
